@@ -1,0 +1,1 @@
+"""The labeling service: Django project and app in one package."""

@@ -1,0 +1,77 @@
+from django.contrib import admin
+
+from labeling import models as m
+
+
+@admin.register(m.Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "acquisition_strategy", "retrain_after", "holdout_fraction", "created_at")
+    list_filter = ("acquisition_strategy", "task_type")
+    search_fields = ("name", "description")
+
+
+@admin.register(m.Document)
+class DocumentAdmin(admin.ModelAdmin):
+    list_display = ("id", "project", "external_id", "split", "is_labeled", "short_text", "created_at")
+    list_filter = ("project", "split", "is_labeled")
+    search_fields = ("external_id", "text", "content_hash")
+    raw_id_fields = ("project",)
+    list_select_related = ("project",)
+
+    @admin.display(description="text")
+    def short_text(self, obj: m.Document) -> str:
+        return obj.text[:80]
+
+
+@admin.register(m.Annotation)
+class AnnotationAdmin(admin.ModelAdmin):
+    list_display = ("id", "document", "annotator", "label", "source", "duration_ms", "created_at")
+    list_filter = ("source", "label", "document__project")
+    search_fields = ("document__text", "document__external_id", "annotator__username")
+    raw_id_fields = ("document", "assignment", "model_version")
+
+
+@admin.register(m.AnnotationRevision)
+class AnnotationRevisionAdmin(admin.ModelAdmin):
+    list_display = ("id", "annotation", "previous_label", "new_label", "changed_by", "changed_at")
+    raw_id_fields = ("annotation",)
+
+
+@admin.register(m.Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ("id", "document", "annotator", "state", "leased_until", "created_at")
+    list_filter = ("state", "document__project")
+    search_fields = ("annotator__username", "document__external_id")
+    raw_id_fields = ("document",)
+
+
+@admin.register(m.ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ("id", "project", "version", "status", "train_label_count", "created_at", "promoted_at")
+    list_filter = ("status", "project")
+    search_fields = ("artifact_path", "encoder_name", "decision_reason")
+
+
+@admin.register(m.Prediction)
+class PredictionAdmin(admin.ModelAdmin):
+    list_display = ("id", "document", "model_version", "predicted_label", "confidence", "mutual_info",
+                    "acquisition_score", "scored_at")
+    list_filter = ("model_version__project", "model_version", "predicted_label")
+    search_fields = ("document__external_id", "document__text")
+    raw_id_fields = ("document", "model_version")
+
+
+@admin.register(m.TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ("id", "project", "trigger", "status", "stage", "progress", "labels_used", "promoted",
+                    "created_at", "finished_at")
+    list_filter = ("status", "trigger", "project")
+    search_fields = ("error", "decision_reason")
+    raw_id_fields = ("model_version",)
+
+
+@admin.register(m.ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = ("id", "project", "file_format", "status", "rows_imported", "rows_duplicate",
+                    "rows_rejected", "created_at")
+    list_filter = ("status", "file_format", "project")

@@ -1,0 +1,397 @@
+"""The service's data: projects, documents, annotations, leases, models, predictions, runs.
+
+Rules that must hold under concurrency live in the database as constraints; the rest of the logic
+lives in ``labeling.services`` (writes) and ``labeling.selectors`` (reads). No signals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+KEY_RE = re.compile(r"^[1-9a-z]$")
+RESERVED_KEYS = frozenset({"s", "u"})  # skip and undo on the labeling page
+
+
+def text_hash(text: str) -> str:
+    """Content hash used to detect exact duplicate texts (and to key the encoder cache)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class AcquisitionStrategy(models.TextChoices):
+    RANDOM = "random", "Random"
+    LEAST_CONFIDENCE = "least_confidence", "Least confidence"
+    MARGIN = "margin", "Smallest margin"
+    ENTROPY = "entropy", "Predictive entropy"
+    BALD = "bald", "BALD (mutual information)"
+    DIVERSE = "diverse", "BALD, diversified across the batch"
+
+
+class TaskType(models.TextChoices):
+    SINGLE_LABEL = "single_label", "Single-label classification"
+
+
+def validate_label_set(value: Any) -> None:
+    """An ordered list of {name, text, key}: 2+ labels, unique names and keys."""
+    if not isinstance(value, list) or len(value) < 2:
+        raise ValidationError("labels must be a list of at least 2 labels")
+    names: set[str] = set()
+    keys: set[str] = set()
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ValidationError(f"labels[{i}] must be an object with a string 'name'")
+        name = item["name"]
+        if not LABEL_NAME_RE.match(name):
+            raise ValidationError(f"labels[{i}].name {name!r} must be 1-64 letters, digits or _.:-")
+        if name in names:
+            raise ValidationError(f"labels[{i}].name {name!r} is repeated")
+        names.add(name)
+        key = item.get("key", "")
+        if key:
+            if not isinstance(key, str) or not KEY_RE.match(key) or key in RESERVED_KEYS:
+                raise ValidationError(f"labels[{i}].key {key!r} must be one of 1-9 or a-z, not s or u")
+            if key in keys:
+                raise ValidationError(f"labels[{i}].key {key!r} is repeated")
+            keys.add(key)
+        text = item.get("text", name)
+        if not isinstance(text, str) or not (1 <= len(text) <= 200):
+            raise ValidationError(f"labels[{i}].text must be 1-200 characters")
+
+
+def default_label_keys(names: list[str]) -> list[dict[str, str]]:
+    """Label-set entries for plain names, keyed 1..9 then free letters."""
+    free = [str(d) for d in range(1, 10)] + [c for c in "abcdefghijklmnopqrtvwxyz"]
+    return [{"name": n, "text": n, "key": free[i] if i < len(free) else ""} for i, n in enumerate(names)]
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    labels = models.JSONField(validators=[validate_label_set], help_text="ordered [{name, text, key}]")
+    task_type = models.CharField(max_length=32, choices=TaskType.choices, default=TaskType.SINGLE_LABEL)
+    # --- active-learning policy ---
+    acquisition_strategy = models.CharField(
+        max_length=32, choices=AcquisitionStrategy.choices, default=AcquisitionStrategy.DIVERSE
+    )
+    retrain_after = models.PositiveIntegerField(
+        default=50, validators=[MinValueValidator(1)], help_text="retrain after this many new labels"
+    )
+    holdout_fraction = models.FloatField(
+        default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="share of incoming documents reserved for honest evaluation",
+    )
+    holdout_interleave = models.FloatField(
+        default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="share of queue items served from the holdout (labeled blind)",
+    )
+    lease_minutes = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)])
+    auto_accept_threshold = models.FloatField(
+        default=0.95, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    review_threshold = models.FloatField(
+        default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="calibrated confidence below this is escalated",
+    )
+    promotion_tolerance = models.FloatField(
+        default=0.01, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="a challenger may be at most this much worse than the champion on the holdout",
+    )
+    seed = models.PositiveIntegerField(default=0, help_text="seeds the holdout draw and training")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        validate_label_set(self.labels)
+        if self.review_threshold > self.auto_accept_threshold:
+            raise ValidationError({"review_threshold": "must not exceed auto_accept_threshold"})
+
+    @property
+    def label_names(self) -> list[str]:
+        return [item["name"] for item in self.labels]
+
+
+class Split(models.TextChoices):
+    POOL = "pool", "Pool"
+    HOLDOUT = "holdout", "Holdout"
+
+
+class Document(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="documents")
+    external_id = models.CharField(max_length=255, null=True, blank=True)
+    text = models.TextField()
+    content_hash = models.CharField(max_length=64, db_index=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    split = models.CharField(max_length=8, choices=Split.choices, default=Split.POOL)
+    # Gold labels from an imported file: for replay and evaluation only, never shown or trained on.
+    gold_label = models.CharField(max_length=64, null=True, blank=True)
+    # Denormalised by the annotation service in the same transaction, so the queue query stays an index scan.
+    is_labeled = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="unique_external_id_per_project",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "content_hash"], name="doc_project_hash"),
+            models.Index(fields=["project", "split", "is_labeled"], name="doc_project_split_labeled"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}:{self.external_id or self.pk}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.content_hash:
+            self.content_hash = text_hash(self.text)
+        super().save(*args, **kwargs)
+
+
+class AnnotationSource(models.TextChoices):
+    UI = "ui", "Web UI"
+    API = "api", "API"
+    IMPORT = "import", "Import"
+
+
+class Annotation(models.Model):
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="annotations")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations")
+    label = models.CharField(max_length=64)
+    assignment = models.ForeignKey(
+        "Assignment", null=True, blank=True, on_delete=models.SET_NULL, related_name="annotations"
+    )
+    # What the champion said when the label was given (for export and audits).
+    model_version = models.ForeignKey(
+        "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    predicted_label = models.CharField(max_length=64, blank=True)
+    predicted_confidence = models.FloatField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    source = models.CharField(max_length=8, choices=AnnotationSource.choices, default=AnnotationSource.API)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["document", "annotator"], name="one_annotation_per_document_annotator"),
+        ]
+        indexes = [models.Index(fields=["annotator", "created_at"], name="annotation_annotator_time")]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}={self.label} by {self.annotator_id}"
+
+
+class AnnotationRevision(models.Model):
+    """Audit trail: one row each time an annotator changes a label they gave earlier."""
+
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="revisions")
+    previous_label = models.CharField(max_length=64)
+    new_label = models.CharField(max_length=64)
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class AssignmentState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    DONE = "done", "Done"
+    SKIPPED = "skipped", "Skipped"
+    RELEASED = "released", "Released"
+    EXPIRED = "expired", "Expired"
+
+
+class Assignment(models.Model):
+    """A lease of one document to one annotator."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    state = models.CharField(max_length=8, choices=AssignmentState.choices, default=AssignmentState.ACTIVE)
+    leased_until = models.DateTimeField()
+    # Why the queue chose it: {"strategy", "score", "holdout", "model_version"}.
+    reason = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["document"], condition=Q(state="active"), name="one_active_assignment_per_document"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["annotator", "state"], name="assignment_annotator_state"),
+            models.Index(fields=["state", "leased_until"], name="assignment_state_lease"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}->{self.annotator_id} ({self.state})"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.state == AssignmentState.ACTIVE and self.leased_until <= timezone.now()
+
+
+class ModelStatus(models.TextChoices):
+    TRAINING = "training", "Training"
+    CANDIDATE = "candidate", "Candidate"
+    CHAMPION = "champion", "Champion"
+    REJECTED = "rejected", "Rejected"
+    RETIRED = "retired", "Retired"
+
+
+class ModelVersion(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=ModelStatus.choices, default=ModelStatus.TRAINING)
+    artifact_path = models.CharField(max_length=500, blank=True)
+    encoder_name = models.CharField(max_length=500, blank=True)
+    label_map = models.JSONField(default=list, blank=True, help_text="label names in output order")
+    train_label_count = models.PositiveIntegerField(default=0)
+    # accuracy, macro_f1, ece, ece_uncalibrated, nll, brier, auroc_error, holdout_count, reliability ...
+    metrics = models.JSONField(default=dict, blank=True)
+    calibration = models.JSONField(default=dict, blank=True)
+    decision_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project_id", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="unique_model_version_number"),
+            models.UniqueConstraint(
+                fields=["project"], condition=Q(status="champion"), name="one_champion_per_project"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} v{self.version} ({self.status})"
+
+
+class Prediction(models.Model):
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="predictions")
+    probabilities = models.JSONField(help_text="calibrated mean probabilities, in label_map order")
+    predicted_label = models.CharField(max_length=64)
+    confidence = models.FloatField(help_text="calibrated probability of the predicted label")
+    entropy = models.FloatField(help_text="predictive entropy (total uncertainty), nats")
+    expected_entropy = models.FloatField(help_text="mean entropy of the samples (aleatoric), nats")
+    mutual_info = models.FloatField(help_text="entropy - expected_entropy: BALD (epistemic), nats")
+    margin = models.FloatField(help_text="top-1 minus top-2 probability")
+    acquisition_score = models.FloatField(help_text="the project's strategy; higher = ask sooner")
+    # 2-D projection of the encoder embedding for the dashboard map (fit per model version).
+    map_x = models.FloatField(null=True, blank=True)
+    map_y = models.FloatField(null=True, blank=True)
+    attributions = models.JSONField(null=True, blank=True, help_text="[[token, score], ...] when computed")
+    scored_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["document", "model_version"], name="one_prediction_per_document_model"),
+        ]
+        indexes = [
+            # The queue: the champion's predictions in acquisition order.
+            models.Index(F("model_version"), F("acquisition_score").desc(), name="prediction_queue_order"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}@v{self.model_version_id}: {self.predicted_label} {self.confidence:.2f}"
+
+
+class RunTrigger(models.TextChoices):
+    THRESHOLD = "threshold", "New-label threshold"
+    SCHEDULE = "schedule", "Schedule"
+    MANUAL = "manual", "Manual"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class TrainingRun(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
+    trigger = models.CharField(max_length=10, choices=RunTrigger.choices, default=RunTrigger.MANUAL)
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    # snapshot / train / calibrate / evaluate / promote / rescore / done
+    stage = models.CharField(max_length=32, blank=True)
+    progress = models.FloatField(default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    labels_used = models.PositiveIntegerField(default=0)
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
+    )
+    promoted = models.BooleanField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    # Triggers that arrived while this run was going are counted, not run twice.
+    coalesced_triggers = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_open_training_run_per_project",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.project_id}: {self.status} {self.stage} {self.progress:.0%}"
+
+
+class ImportJob(models.Model):
+    """A background bulk import of a CSV / JSONL / Parquet file."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    file_path = models.CharField(max_length=500)
+    file_format = models.CharField(max_length=10)
+    text_col = models.CharField(max_length=200, default="text")
+    external_id_col = models.CharField(max_length=200, blank=True)
+    label_col = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    progress = models.FloatField(default=0.0)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_imported = models.PositiveIntegerField(default=0)
+    rows_duplicate = models.PositiveIntegerField(default=0)
+    rows_rejected = models.PositiveIntegerField(default=0)
+    rejected = models.JSONField(default=list, blank=True, help_text="[{row, reason}], first 1,000")
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]

@@ -1,0 +1,47 @@
+"""Enqueue background work by task name, after the current transaction commits.
+
+Services never import ``workers`` (the dependency points the other way); they name the task and
+the kind of queue. Routing a kind to a concrete queue (``scoring`` / ``training`` / ``gpu``) is a
+setting, so a GPU host takes the work by configuration, not code edits.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+
+
+class TaskName(enum.StrEnum):
+    SCORE_PENDING = "alabel.scoring.score_pending"      # (project_id, model_version_id) coalesced ingest scoring
+    RESCORE_POOL = "alabel.scoring.rescore_pool"        # (run_id, model_version_id) chunked, resumable
+    RECONCILE = "alabel.scoring.reconcile"              # () beat: find unscored pool documents
+    ATTRIBUTE = "alabel.scoring.attribute"              # (prediction_id,) token highlights
+    TRAIN = "alabel.training.train"                     # (run_id,)
+    CHECK_RETRAIN = "alabel.training.check_retrain"     # (project_id,) debounced threshold check
+    SCHEDULED_RETRAIN = "alabel.training.scheduled"     # () beat, nightly
+    IMPORT_FILE = "alabel.imports.import_file"          # (import_job_id,)
+
+
+class QueueKind(enum.StrEnum):
+    SCORING = "scoring"
+    TRAINING = "training"
+
+
+def queue_for(kind: QueueKind) -> str:
+    return settings.CELERY_ROUTE_SCORING if kind is QueueKind.SCORING else settings.CELERY_ROUTE_TRAINING
+
+
+def enqueue(
+    name: TaskName, *, args: tuple[Any, ...] = (), kind: QueueKind = QueueKind.SCORING,
+    countdown: float | None = None,
+) -> None:
+    """Send ``name`` once the surrounding transaction commits (at once outside one)."""
+
+    def send() -> None:
+        current_app.send_task(str(name), args=args, queue=queue_for(kind), countdown=countdown)
+
+    transaction.on_commit(send)

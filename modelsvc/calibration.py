@@ -1,0 +1,165 @@
+"""Calibration (temperature scaling, uncertainty -> error-probability maps) and evaluation metrics.
+
+Temperature scaling divides every sample's logits by one scalar T before the softmax, then
+averages the samples: ``p̄ = mean_k softmax(z_k / T)``. T is fitted by minimizing the NLL of p̄ on
+the held-out calibration part. ECE uses 15 equal-width bins over the top-label confidence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+
+N_BINS = 15
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = logits - logits.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def tempered_samples(sample_logits: np.ndarray, temperature: float) -> np.ndarray:
+    """(N, K, C) logits -> (N, K, C) probabilities at temperature T."""
+    return softmax(np.asarray(sample_logits, dtype=np.float64) / temperature)
+
+
+def _nll(probs: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)).mean())
+
+
+def fit_temperature(sample_logits: np.ndarray, y: np.ndarray) -> float:
+    """T in [0.05, 20] minimizing the NLL of the mean tempered probabilities; 1.0 when y is empty.
+
+    sample_logits (N, K, C), y (N,) int.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    if len(y) == 0:
+        return 1.0
+
+    def objective(log_t: float) -> float:
+        return _nll(tempered_samples(sample_logits, float(np.exp(log_t))).mean(1), y)
+
+    res = minimize_scalar(objective, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    t = float(np.exp(res.x))
+    return t if objective(res.x) <= objective(0.0) else 1.0
+
+
+def fit_error_mapping(score: np.ndarray, is_error: np.ndarray, kind: str) -> dict[str, Any] | None:
+    """Map an uncertainty score (N,) to P(error) (isotonic or Platt); None if only one outcome seen."""
+    score = np.asarray(score, dtype=np.float64)
+    is_error = np.asarray(is_error, dtype=np.int64)
+    if kind == "none" or len(np.unique(is_error)) < 2:
+        return None
+    if kind == "isotonic":
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(score, is_error)
+        return {"kind": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+    if kind == "platt":
+        lr = LogisticRegression().fit(score[:, None], is_error)
+        return {"kind": "platt", "a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
+    raise ValueError(f"unknown error mapping {kind!r}")
+
+
+def apply_error_mapping(mapping: dict[str, Any], score: np.ndarray) -> np.ndarray:
+    """P(error) (N,) for uncertainty scores (N,) under a mapping from ``fit_error_mapping``."""
+    s = np.asarray(score, dtype=np.float64)
+    if mapping["kind"] == "isotonic":
+        return np.interp(s, np.asarray(mapping["x"]), np.asarray(mapping["y"]))
+    return 1.0 / (1.0 + np.exp(-(mapping["a"] * s + mapping["b"])))
+
+
+def reliability_bins(probs: np.ndarray, y: np.ndarray, n_bins: int = N_BINS) -> list[dict[str, float]]:
+    """Per equal-width confidence bin: lower, upper, count, mean confidence, accuracy."""
+    conf = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    bins = []
+    for b in range(n_bins):
+        sel = idx == b
+        count = int(sel.sum())
+        bins.append(
+            {
+                "lower": float(edges[b]),
+                "upper": float(edges[b + 1]),
+                "count": count,
+                "confidence": float(conf[sel].mean()) if count else 0.0,
+                "accuracy": float(correct[sel].mean()) if count else 0.0,
+            }
+        )
+    return bins
+
+
+def ece_mce(probs: np.ndarray, y: np.ndarray, n_bins: int = N_BINS) -> tuple[float, float]:
+    """Expected and maximum calibration error of the top label."""
+    bins = reliability_bins(probs, y, n_bins)
+    n = max(len(y), 1)
+    gaps = [(b["count"], abs(b["accuracy"] - b["confidence"])) for b in bins if b["count"]]
+    ece = sum(c * g for c, g in gaps) / n
+    mce = max((g for _, g in gaps), default=0.0)
+    return float(ece), float(mce)
+
+
+def brier(probs: np.ndarray, y: np.ndarray) -> float:
+    """Multi-class Brier score: mean over documents of sum_c (p_c - 1[y = c])^2."""
+    onehot = np.eye(probs.shape[1])[y]
+    return float(((probs - onehot) ** 2).sum(axis=1).mean())
+
+
+def auroc_error(score: np.ndarray, is_error: np.ndarray) -> float | None:
+    """AUROC of ``score`` (higher = more uncertain) for detecting errors; None if undefined."""
+    if len(np.unique(is_error)) < 2:
+        return None
+    return float(roc_auc_score(is_error, score))
+
+
+# Which uncertainty score ``auroc_error`` (the headline figure) refers to.
+PRIMARY_ERROR_SCORE = "entropy"
+
+
+def evaluate_predictions(
+    probs_uncal: np.ndarray,
+    probs_cal: np.ndarray,
+    y_true: np.ndarray,
+    uncertainty: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    """Metrics of a labeled set.
+
+    probs_uncal, probs_cal: (N, C) mean probabilities before / after calibration; y_true (N,) int;
+    uncertainty: {name: (N,)} with higher = more uncertain, except ``margin`` (negated here).
+    ``auroc_error`` is the AUROC of the calibrated predictive entropy for detecting errors.
+    """
+    y = np.asarray(y_true, dtype=np.int64)
+    if len(y) == 0:
+        raise ValueError("cannot evaluate an empty set")
+    c = probs_cal.shape[1]
+    pred = probs_cal.argmax(axis=1)
+    is_error = (pred != y).astype(np.int64)
+    ece, mce = ece_mce(probs_cal, y)
+    ece_u, mce_u = ece_mce(probs_uncal, y)
+    aurocs = {
+        name: auroc_error(-s if name == "margin" else s, is_error) for name, s in uncertainty.items()
+    }
+    clipped = np.clip(probs_cal, 1e-12, 1.0)
+    return {
+        "n": int(len(y)),
+        "accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, average="macro", labels=np.arange(c), zero_division=0)),
+        "ece": ece,
+        "ece_uncalibrated": ece_u,
+        "mce": mce,
+        "mce_uncalibrated": mce_u,
+        "nll": float(log_loss(y, clipped / clipped.sum(1, keepdims=True), labels=np.arange(c))),
+        "nll_uncalibrated": _nll(probs_uncal, y),
+        "brier": brier(probs_cal, y),
+        "auroc_error": aurocs.get(PRIMARY_ERROR_SCORE),
+        "auroc_error_score": PRIMARY_ERROR_SCORE,
+        "auroc_by_score": aurocs,
+        "reliability": reliability_bins(probs_cal, y),
+        "reliability_uncalibrated": reliability_bins(probs_uncal, y),
+    }

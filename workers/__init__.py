@@ -1,0 +1,1 @@
+"""Celery workers: the app, its queues, and thin tasks that call ``labeling.services``."""
