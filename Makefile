@@ -44,5 +44,26 @@ check: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy modelsvc
 
+# --- demo: `make demo [DATASET=rt-snippets|trec|file.csv] [TEXT_COL=.. LABEL_COL=..] [PORT=8000]` ---
+# Set up idempotently (accounts, project, documents) and run web + worker + beat on SQLite and
+# the filesystem broker (or DATABASE_URL / CELERY_BROKER_URL when set); Ctrl+C stops everything.
+DATASET ?= rt-snippets
+PORT ?= 8000
+TEXT_COL ?=
+LABEL_COL ?=
+LABELS ?=
+
+demo: venv
+	@PY=$(PY) DATASET='$(DATASET)' TEXT_COL='$(TEXT_COL)' LABEL_COL='$(LABEL_COL)' LABELS='$(LABELS)' \
+	  PORT='$(PORT)' bash scripts/demo.sh
+
+# --- bench: service benchmarks on PostgreSQL (database alabel_bench); prints figures, asserts nothing.
+# See docs/BENCHMARKS.md. BENCH_DATABASE_URL overrides the database.
+bench: venv services
+	$(PY) bench/ingest.py
+	$(PY) bench/queue.py
+	$(PY) bench/rescore.py
+	$(PY) bench/retrain.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -142,9 +142,7 @@ def evaluate_predictions(
     is_error = (pred != y).astype(np.int64)
     ece, mce = ece_mce(probs_cal, y)
     ece_u, mce_u = ece_mce(probs_uncal, y)
-    aurocs = {
-        name: auroc_error(-s if name == "margin" else s, is_error) for name, s in uncertainty.items()
-    }
+    aurocs = {name: auroc_error(-s if name == "margin" else s, is_error) for name, s in uncertainty.items()}
     clipped = np.clip(probs_cal, 1e-12, 1.0)
     return {
         "n": int(len(y)),

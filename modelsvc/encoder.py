@@ -239,7 +239,8 @@ class EmbeddingCache:
         """Store ``vectors`` (N, H) for ``texts`` (N)."""
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
         rows = [
-            (encoder_id, self.text_key(t), int(v.shape[0]), v.tobytes()) for t, v in zip(texts, vecs, strict=True)
+            (encoder_id, self.text_key(t), int(v.shape[0]), v.tobytes())
+            for t, v in zip(texts, vecs, strict=True)
         ]
         conn = self._conn()
         with conn:

@@ -26,9 +26,16 @@ class StochasticHead(nn.Module):
     Weights are stacked over members: ``w1`` (M, H, D), ``w2`` (M, D, C).
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int, n_classes: int, n_members: int = 1, dropout: float = 0.2):
+    def __init__(
+        self, in_dim: int, hidden_dim: int, n_classes: int, n_members: int = 1, dropout: float = 0.2
+    ):
         super().__init__()
-        self.in_dim, self.hidden_dim, self.n_classes, self.n_members = in_dim, hidden_dim, n_classes, n_members
+        self.in_dim, self.hidden_dim, self.n_classes, self.n_members = (
+            in_dim,
+            hidden_dim,
+            n_classes,
+            n_members,
+        )
         self.register_buffer("feature_mean", torch.zeros(in_dim))
         self.register_buffer("feature_std", torch.ones(in_dim))
         self.w1 = nn.Parameter(torch.empty(n_members, in_dim, hidden_dim))
@@ -110,7 +117,9 @@ class Classifier:
     def n_classes(self) -> int:
         return len(self.label_names)
 
-    def sample_logits(self, embeddings: np.ndarray, k: int | None = None, batch_size: int = 2048) -> np.ndarray:
+    def sample_logits(
+        self, embeddings: np.ndarray, k: int | None = None, batch_size: int = 2048
+    ) -> np.ndarray:
         """MC samples of uncalibrated logits (N, K, C) from embeddings (N, H); K = config.samples."""
         k = k or self.config.samples
         x = torch.as_tensor(np.ascontiguousarray(embeddings, dtype=np.float32))

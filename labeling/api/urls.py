@@ -1,5 +1,46 @@
-"""REST API under /api/v1/, plus /healthz and /readyz (filled in by the API work)."""
+"""REST API under /api/v1/, the schema and docs, and /healthz + /readyz (mounted at the site root)."""
 
-from django.urls import path  # noqa: F401
+from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView
+
+from labeling.api import documents, health, models, projects, queue, stats
+from labeling.api.errors import json_not_found
+
+P = "api/v1/projects/<int:project_id>"
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("api/v1/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="api-schema"),
+    path("api/docs/", health.DocsApi.as_view(), name="api-docs"),
+    path("api/docs/assets/<str:name>", health.docs_asset, name="api-docs-asset"),
+    # projects
+    path("api/v1/projects/", projects.ProjectCollectionApi.as_view(), name="api-projects"),
+    path(f"{P}/", projects.ProjectItemApi.as_view(), name="api-project"),
+    path(f"{P}/stats", stats.ProjectStatsApi.as_view(), name="api-project-stats"),
+    path(f"{P}/export", stats.ProjectExportApi.as_view(), name="api-project-export"),
+    # documents and imports
+    path(f"{P}/documents/", documents.DocumentCollectionApi.as_view(), name="api-documents"),
+    path(f"{P}/documents/<int:document_id>", documents.DocumentDetailApi.as_view(), name="api-document"),
+    path(f"{P}/imports/", documents.ImportCreateApi.as_view(), name="api-imports"),
+    path(f"{P}/imports/<int:job_id>", documents.ImportDetailApi.as_view(), name="api-import"),
+    # queue, assignments, annotations
+    path(f"{P}/queue/next", queue.QueueNextApi.as_view(), name="api-queue-next"),
+    path("api/v1/assignments/<int:assignment_id>/renew", queue.AssignmentRenewApi.as_view(), name="api-renew"),
+    path("api/v1/assignments/<int:assignment_id>/skip", queue.AssignmentSkipApi.as_view(), name="api-skip"),
+    path("api/v1/assignments/<int:assignment_id>/release", queue.AssignmentReleaseApi.as_view(), name="api-release"),
+    path("api/v1/assignments/<int:assignment_id>/annotation", queue.AnnotationCreateApi.as_view(),
+         name="api-annotate"),
+    path("api/v1/annotations/<int:annotation_id>", queue.AnnotationUpdateApi.as_view(), name="api-annotation"),
+    path(f"{P}/annotations", queue.AnnotationListApi.as_view(), name="api-annotations"),
+    # predictions, models, training
+    path(f"{P}/predict", models.PredictApi.as_view(), name="api-predict"),
+    path(f"{P}/models/", models.ModelListApi.as_view(), name="api-models"),
+    path(f"{P}/models/<int:model_id>/promote", models.ModelPromoteApi.as_view(), name="api-model-promote"),
+    path(f"{P}/models/rollback", models.ModelRollbackApi.as_view(), name="api-model-rollback"),
+    path(f"{P}/training-runs/", models.TrainingRunCollectionApi.as_view(), name="api-training-runs"),
+    # anything else under /api/ is a JSON 404, never the HTML page
+    re_path(r"^api/", json_not_found),
+]

@@ -16,7 +16,7 @@ from django.db import transaction
 
 
 class TaskName(enum.StrEnum):
-    SCORE_PENDING = "alabel.scoring.score_pending"      # (project_id, model_version_id) coalesced ingest scoring
+    SCORE_PENDING = "alabel.scoring.score_pending"      # (project_id,) coalesced scoring of new documents
     RESCORE_POOL = "alabel.scoring.rescore_pool"        # (run_id, model_version_id) chunked, resumable
     RECONCILE = "alabel.scoring.reconcile"              # () beat: find unscored pool documents
     ATTRIBUTE = "alabel.scoring.attribute"              # (prediction_id,) token highlights

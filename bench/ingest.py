@@ -1,0 +1,139 @@
+"""Ingestion throughput: documents/s through the bulk endpoint, against a naive per-row ORM save.
+
+    .venv/bin/python bench/ingest.py [--docs 50000] [--clients 1,4] [--baseline-docs 3000]
+
+Rows (all on PostgreSQL, the bench database; texts are real rt-snippets + trec texts, repeated
+with an index suffix beyond the first 18,000 so every document is new):
+- baseline: one ``Document.save()`` per row, autocommit (what a naive importer does);
+- service: ``document_bulk_create`` in chunks of 1,000, in-process (no HTTP);
+- endpoint: ``POST /api/v1/projects/{id}/documents`` with 1,000 documents per request to a real
+  gunicorn server (2 sync workers) from 1 and 4 concurrent clients, token auth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, corpus, free_port, machine, setup_django, timer  # noqa: E402
+
+setup_django()
+
+import requests  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from rest_framework.authtoken.models import Token  # noqa: E402
+
+from labeling.models import Document, Project, text_hash  # noqa: E402
+from labeling.roles import INGEST, grant_role  # noqa: E402
+from labeling.services.documents import document_bulk_create  # noqa: E402
+from labeling.services.projects import project_create  # noqa: E402
+
+CHUNK = 1_000
+
+
+def fresh_project(name: str) -> Project:
+    Project.objects.filter(name=name).delete()
+    return project_create(name=name, labels=["a", "b"])
+
+
+def bench_baseline(n: int) -> float:
+    project = fresh_project("bench ingest baseline")
+    texts = list(corpus(n, suffix=True))
+    with timer() as t:
+        for i, text in enumerate(texts):
+            Document(project=project, external_id=f"b{i}", text=text, content_hash=text_hash(text)).save()
+    return n / t["s"]
+
+
+def bench_service(n: int) -> float:
+    project = fresh_project("bench ingest service")
+    texts = list(corpus(n, suffix=True))
+    with timer() as t:
+        for start in range(0, n, CHUNK):
+            chunk = texts[start:start + CHUNK]
+            items = [{"text": x, "external_id": f"s{start + j}"} for j, x in enumerate(chunk)]
+            document_bulk_create(project=project, items=items)
+    return n / t["s"]
+
+
+def start_server(port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "bench-only", "ALLOWED_HOSTS": "127.0.0.1",
+           "THROTTLE_USER": "100000000/hour"}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "labeling.wsgi", "-b", f"127.0.0.1:{port}",
+         "-w", "2", "--timeout", "120", "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )
+    for _ in range(100):
+        try:
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError("gunicorn did not start")
+
+
+def bench_endpoint(port: int, token: str, n: int, clients: int) -> float:
+    project = fresh_project(f"bench ingest endpoint x{clients}")
+    texts = list(corpus(n, suffix=True))
+    url = f"http://127.0.0.1:{port}/api/v1/projects/{project.pk}/documents/"
+    bodies = [
+        json.dumps([{"text": x, "external_id": f"e{start + j}"}
+                    for j, x in enumerate(texts[start:start + CHUNK])])
+        for start in range(0, n, CHUNK)
+    ]
+
+    def post(body: str) -> None:
+        with requests.Session() as s:
+            r = s.post(url, data=body, headers={"Authorization": f"Token {token}",
+                                                "Content-Type": "application/json"}, timeout=300)
+            r.raise_for_status()
+
+    with timer() as t, ThreadPoolExecutor(clients) as pool:
+        list(pool.map(post, bodies))
+    stored = Document.objects.filter(project=project).count()
+    if stored != n:
+        raise RuntimeError(f"endpoint stored {stored} of {n} documents")
+    return n / t["s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=50_000)
+    parser.add_argument("--baseline-docs", type=int, default=3_000)
+    parser.add_argument("--clients", default="1,4")
+    args = parser.parse_args()
+    print(json.dumps({"machine": machine()}))
+    baseline = bench_baseline(args.baseline_docs)
+    print(json.dumps({"row": "baseline: per-row ORM save", "docs": args.baseline_docs,
+                      "docs_per_s": round(baseline)}))
+    service = bench_service(args.docs)
+    print(json.dumps({"row": "document_bulk_create, in-process", "docs": args.docs,
+                      "docs_per_s": round(service), "vs_baseline": round(service / baseline, 1)}))
+    user, _ = get_user_model().objects.get_or_create(username="bench-ingest")
+    grant_role(user, INGEST)
+    token, _ = Token.objects.get_or_create(user=user)
+    port = free_port()
+    server = start_server(port)
+    try:
+        for clients in [int(c) for c in args.clients.split(",")]:
+            rate = bench_endpoint(port, token.key, args.docs, clients)
+            print(json.dumps({"row": f"POST /documents/ x1000, {clients} client(s), gunicorn -w 2",
+                              "docs": args.docs, "docs_per_s": round(rate),
+                              "vs_baseline": round(rate / baseline, 1), "target_docs_per_s": 2000}))
+    finally:
+        server.terminate()
+        server.wait(10)
+    print(json.dumps({"load_avg_after": [round(x, 2) for x in os.getloadavg()]}))
+
+
+if __name__ == "__main__":
+    main()

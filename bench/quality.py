@@ -1,0 +1,126 @@
+"""Quality benchmark on real data (rt-snippets, trec); prints one JSON object per experiment.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/quality.py [--cache var/bench-cache.sqlite] [--pooling mean]
+
+Each dataset is encoded once through the embedding cache, so re-runs only fit heads.
+1. rt-snippets: 500 labels (seeded stratified sample), the rest as test; TF-IDF + LR on the same
+   500 labels as the baseline, measured in the same run.
+2. trec: stratified 80/20 on the full pool; TF-IDF + LR baseline on the same split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import time
+from typing import Any
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score
+from sklearn.model_selection import train_test_split
+
+from modelsvc.calibration import evaluate_predictions
+from modelsvc.config import ModelConfig, TrainConfig
+from modelsvc.datasets import load_builtin
+from modelsvc.encoder import EmbeddingCache, TextEncoder
+from modelsvc.inference import score_embeddings
+from modelsvc.training import encode_labels, train_embeddings
+
+
+def tfidf_lr(train_x: list[str], train_y: np.ndarray, test_x: list[str], test_y: np.ndarray) -> float:
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+    lr = LogisticRegression(max_iter=2000, C=10.0, class_weight="balanced")
+    lr.fit(vec.fit_transform(train_x), train_y)
+    return float(accuracy_score(test_y, lr.predict(vec.transform(test_x))))
+
+
+def experiment(
+    name: str,
+    texts: list[str],
+    labels: list[str],
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    emb: np.ndarray,
+    encoder_id: str,
+    model_config: ModelConfig,
+    seed: int,
+) -> dict[str, Any]:
+    names = sorted(set(labels))
+    y = encode_labels(labels, names)
+    t0 = time.perf_counter()
+    result = train_embeddings(
+        emb[train_idx],
+        [labels[i] for i in train_idx],
+        label_names=names,
+        encoder_id=encoder_id,
+        model_config=model_config,
+        train_config=TrainConfig(seed=seed),
+    )
+    train_s = time.perf_counter() - t0
+    res = score_embeddings(result.classifier, emb[test_idx])
+    m = evaluate_predictions(res.probs_uncalibrated, res.probs, y[test_idx], res.uncertainty())
+    baseline = tfidf_lr([texts[i] for i in train_idx], y[train_idx], [texts[i] for i in test_idx], y[test_idx])
+    return {
+        "experiment": name,
+        "n_train": int(len(train_idx)),
+        "n_test": int(len(test_idx)),
+        "accuracy": round(m["accuracy"], 4),
+        "tfidf_lr_accuracy": round(baseline, 4),
+        "macro_f1": round(m["macro_f1"], 4),
+        "ece": round(m["ece"], 4),
+        "ece_uncalibrated": round(m["ece_uncalibrated"], 4),
+        "mce": round(m["mce"], 4),
+        "nll": round(m["nll"], 4),
+        "brier": round(m["brier"], 4),
+        "auroc_error_entropy": m["auroc_error"] and round(m["auroc_error"], 4),
+        "auroc_by_score": {k: v and round(v, 4) for k, v in m["auroc_by_score"].items()},
+        "temperature": round(result.classifier.temperature, 3),
+        "epochs": len(result.history),
+        "train_seconds": round(train_s, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", default="var/bench-cache.sqlite")
+    parser.add_argument("--pooling", default="mean", choices=["mean", "cls", "mean_max"])
+    parser.add_argument("--members", type=int, default=ModelConfig.n_members)
+    parser.add_argument("--samples", type=int, default=ModelConfig.samples)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--labels", type=int, default=500, help="rt-snippets labeled pool size")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    print(json.dumps({"uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}))
+    config = ModelConfig(pooling=args.pooling, n_members=args.members, samples=args.samples)
+    encoder = TextEncoder(config)
+    cache = EmbeddingCache(args.cache)
+    for dataset in ("rt-snippets", "trec"):
+        texts, labels = load_builtin(dataset)
+        t0 = time.perf_counter()
+        emb = encoder.encode(texts, cache=cache)
+        encode_s = time.perf_counter() - t0
+        print(json.dumps({"dataset": dataset, "docs": len(texts), "encode_or_cache_seconds": round(encode_s, 1)}))
+        y = np.asarray(labels)
+        for seed in args.seeds:
+            if dataset == "rt-snippets":
+                train_idx, test_idx = train_test_split(
+                    np.arange(len(texts)), train_size=args.labels, stratify=y, random_state=seed
+                )
+                name = f"rt-snippets {args.labels} labels"
+            else:
+                train_idx, test_idx = train_test_split(
+                    np.arange(len(texts)), test_size=0.2, stratify=y, random_state=seed
+                )
+                name = "trec 80/20"
+            out = experiment(name, texts, labels, train_idx, test_idx, emb, encoder.encoder_id, config, seed)
+            out.update({"seed": seed, "pooling": args.pooling, "members": args.members, "samples": args.samples})
+            print(json.dumps(out))
+    print(json.dumps({"load_at_start": [round(x, 2) for x in load], "load_at_end": os.getloadavg()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Queue latency: ``POST /api/v1/projects/{id}/queue/next`` with 100,000 scored pool documents.
+
+    .venv/bin/python bench/queue.py [--clients 20] [--per-client 40]
+
+Uses the ``bench 100k`` project of bench/rescore.py (100,000 documents cycling through the real
+rt-snippets + trec texts, a champion trained on 1,000 labels, every document scored; built here if
+missing). A real gunicorn server (4 processes x 5 threads) serves ``--clients`` concurrent
+annotators, each looping: queue/next (timed, client side, HTTP included), then labeling the leased
+document with its gold label (not timed), as a fast annotator would. The first two calls per
+client are warm-up and not counted. Baseline (same run): one annotator alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    ROOT,
+    ensure_project,
+    free_port,
+    labeled_corpus,
+    machine,
+    percentiles,
+    setup_django,
+    warm_cache,
+)
+
+setup_django()
+
+import requests  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from rest_framework.authtoken.models import Token  # noqa: E402
+
+from labeling.models import Assignment, AssignmentState, Document, Prediction  # noqa: E402
+from labeling.roles import ANNOTATOR, grant_role  # noqa: E402
+from labeling.services.scoring import model_version_rescore  # noqa: E402
+
+WARMUP = 2
+
+
+def ensure_scored(n_docs: int):
+    from rescore import PROJECT, ensure_champion
+
+    texts, _, _ = labeled_corpus()
+    warm_cache(texts)
+    project = ensure_project(PROJECT, n_docs)
+    run_id, champion_id = ensure_champion(project)
+    total = Document.objects.filter(project=project).count()
+    while Prediction.objects.filter(model_version_id=champion_id).count() < total:
+        model_version_rescore(run_id=run_id, model_version_id=champion_id)
+    return project
+
+
+def tokens(n: int) -> list[str]:
+    out = []
+    for i in range(n):
+        user, _ = get_user_model().objects.get_or_create(username=f"bench-annotator-{i + 1}")
+        grant_role(user, ANNOTATOR)
+        out.append(Token.objects.get_or_create(user=user)[0].key)
+    return out
+
+
+def start_server(port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "bench-only", "ALLOWED_HOSTS": "127.0.0.1",
+           "THROTTLE_USER": "100000000/hour", "CONN_MAX_AGE": "60"}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "labeling.wsgi", "-b", f"127.0.0.1:{port}",
+         "-w", "4", "--threads", "5", "--worker-class", "gthread", "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )
+    for _ in range(150):
+        try:
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise RuntimeError("gunicorn did not start")
+
+
+def annotate_loop(
+    base: str, project_id: int, token: str, n: int, out: list[float], errors: list[str]
+) -> None:
+    s = requests.Session()
+    s.headers["Authorization"] = f"Token {token}"
+    for i in range(n):
+        t0 = time.perf_counter()
+        r = s.post(f"{base}/api/v1/projects/{project_id}/queue/next", timeout=60)
+        elapsed = (time.perf_counter() - t0) * 1000
+        if r.status_code != 200:
+            errors.append(f"{r.status_code} {r.text[:200]}")
+            return
+        if i >= WARMUP:
+            out.append(elapsed)
+        item = r.json()
+        gold = item["document"]["metadata"]["gold"]
+        url = f"{base}/api/v1/assignments/{item['assignment']['id']}/annotation"
+        r = s.post(url, json={"label": gold}, timeout=60)
+        if r.status_code not in (200, 201):
+            errors.append(f"label {r.status_code} {r.text[:200]}")
+            return
+
+
+def measure(base: str, project_id: int, keys: list[str], per_client: int) -> tuple[dict, list[str]]:
+    samples: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def worker(key: str) -> None:
+        mine: list[float] = []
+        annotate_loop(base, project_id, key, per_client, mine, errors)
+        with lock:
+            samples.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in keys]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {**percentiles(samples), "leases_per_s": round(len(keys) * per_client / wall, 1)}, errors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--per-client", type=int, default=40)
+    args = parser.parse_args()
+    print(json.dumps({"machine": machine()}))
+    project = ensure_scored(args.docs)
+    Assignment.objects.filter(document__project=project, state=AssignmentState.ACTIVE).update(
+        state=AssignmentState.RELEASED)
+    pool = Document.objects.filter(project=project, is_labeled=False).count()
+    keys = tokens(args.clients)
+    port = free_port()
+    server = start_server(port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        single, errors = measure(base, project.pk, keys[:1], args.per_client)
+        print(json.dumps({"row": "baseline: 1 annotator", "unlabeled_docs": pool, **single,
+                          "errors": errors[:3]}))
+        many, errors = measure(base, project.pk, keys, args.per_client)
+        print(json.dumps({"row": f"{args.clients} concurrent annotators", "unlabeled_docs": pool, **many,
+                          "p95_vs_single": round(many["p95_ms"] / single["p95_ms"], 1), "target_p95_ms": 30,
+                          "errors": errors[:3]}))
+    finally:
+        server.terminate()
+        server.wait(10)
+    print(json.dumps({"load_avg_after": [round(x, 2) for x in os.getloadavg()]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""Documents: bulk add (JSON), file import (multipart), list with filters, detail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from labeling.api.base import BaseApi, get_or_404, project_or_404
+from labeling.api.permissions import IsIngest
+from labeling.models import Document, ImportJob, Split
+from labeling.selectors.documents import DocumentFilters, document_detail, document_list
+from labeling.services.documents import MAX_ITEMS_PER_CALL, document_bulk_create, document_import_start
+
+
+_ITEM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "text": {"type": "string", "minLength": 1, "maxLength": 100_000,
+                 "description": "1 to 100,000 characters after stripping; no NUL; stored exactly as sent"},
+        "external_id": {"type": "string", "nullable": True, "maxLength": 255,
+                        "description": "your id; re-posting it returns the stored document"},
+        "metadata": {"type": "object", "additionalProperties": True},
+    },
+    "required": ["text"],
+}
+DOCUMENTS_REQUEST = {
+    "application/json": {
+        "oneOf": [_ITEM_SCHEMA, {"type": "array", "items": _ITEM_SCHEMA, "minItems": 1, "maxItems": MAX_ITEMS_PER_CALL}]
+    }
+}
+
+
+class DocumentCreatedSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    id = serializers.IntegerField()
+    external_id = serializers.CharField(allow_null=True)
+    split = serializers.CharField()
+    created = serializers.BooleanField(help_text="false: this external_id existed; the stored document is returned")
+
+    class Meta:
+        ref_name = "DocumentCreated"
+
+
+class DocumentCreateResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    existing = serializers.IntegerField()
+    results = DocumentCreatedSerializer(many=True)
+
+    class Meta:
+        ref_name = "DocumentCreateResult"
+
+
+class DocumentOutputSerializer(serializers.ModelSerializer):
+    champion_label = serializers.CharField(allow_null=True, read_only=True)
+    champion_confidence = serializers.FloatField(allow_null=True, read_only=True)
+    champion_score = serializers.FloatField(allow_null=True, read_only=True)
+
+    class Meta:
+        model = Document
+        ref_name = "Document"
+        fields = ("id", "external_id", "text", "metadata", "split", "is_labeled", "created_at",
+                  "champion_label", "champion_confidence", "champion_score")
+
+
+class DocumentCursor(CursorPagination):
+    ordering = "pk"
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class DocumentCollectionApi(BaseApi):
+    """POST adds documents (ingest role); GET lists them with filters (ingest role)."""
+
+    permission_classes = [IsIngest]
+
+    class FilterSerializer(serializers.Serializer):
+        labeled = serializers.BooleanField(required=False, allow_null=True, default=None)
+        split = serializers.ChoiceField(choices=Split.choices, required=False)
+        predicted_label = serializers.CharField(required=False, max_length=64)
+        uncertainty_min = serializers.FloatField(required=False)
+        uncertainty_max = serializers.FloatField(required=False)
+        q = serializers.CharField(required=False, max_length=500)
+
+        class Meta:
+            ref_name = "DocumentFilter"
+
+    @extend_schema(
+        operation_id="documents_create", request=DOCUMENTS_REQUEST,
+        responses={201: DocumentCreateResultSerializer, 200: DocumentCreateResultSerializer},
+        description="One document object or a list of up to 1,000. All or nothing: one bad item rejects the "
+        "request (400, fields name items[i].field). A known external_id returns the stored document.",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = project_or_404(project_id)
+        payload: Any = request.data
+        items = payload if isinstance(payload, list) else [payload]
+        results = document_bulk_create(project=project, items=items)
+        created = sum(1 for _, was_created in results if was_created)
+        body = {
+            "created": created,
+            "existing": len(results) - created,
+            "results": [
+                {"index": i, "id": doc.pk, "external_id": doc.external_id, "split": doc.split, "created": was_created}
+                for i, (doc, was_created) in enumerate(results)
+            ],
+        }
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(
+        operation_id="documents_list", parameters=[FilterSerializer],
+        responses=DocumentOutputSerializer(many=True),
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project = project_or_404(project_id)
+        params = self.FilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        p = params.validated_data
+        filters = DocumentFilters(
+            labeled=p.get("labeled"), split=p.get("split"), predicted_label=p.get("predicted_label"),
+            uncertainty_min=p.get("uncertainty_min"), uncertainty_max=p.get("uncertainty_max"), search=p.get("q"),
+        )
+        paginator = DocumentCursor()
+        page = paginator.paginate_queryset(document_list(project=project, filters=filters), request, view=self)
+        return paginator.get_paginated_response(DocumentOutputSerializer(page, many=True).data)
+
+
+class AnnotationBriefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    label = serializers.CharField()
+    annotator = serializers.CharField(source="annotator.username")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    predicted_label = serializers.CharField()
+    predicted_confidence = serializers.FloatField(allow_null=True)
+
+    class Meta:
+        ref_name = "AnnotationBrief"
+
+
+class PredictionSerializer(serializers.Serializer):
+    model_version = serializers.IntegerField(source="model_version.version")
+    model_status = serializers.CharField(source="model_version.status")
+    label = serializers.CharField(source="predicted_label")
+    confidence = serializers.FloatField()
+    probabilities = serializers.SerializerMethodField()
+    entropy = serializers.FloatField()
+    expected_entropy = serializers.FloatField()
+    mutual_info = serializers.FloatField()
+    margin = serializers.FloatField()
+    acquisition_score = serializers.FloatField()
+    scored_at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "Prediction"
+
+    def get_probabilities(self, obj: Any) -> dict[str, float]:
+        names = obj.model_version.label_map or []
+        probs = obj.probabilities if isinstance(obj.probabilities, list) else []
+        return dict(zip(names, probs, strict=False))
+
+
+class DocumentDetailApi(BaseApi):
+    permission_classes = [IsIngest]
+
+    class OutputSerializer(serializers.ModelSerializer):
+        annotations = AnnotationBriefSerializer(many=True)
+        predictions = PredictionSerializer(many=True)
+
+        class Meta:
+            model = Document
+            ref_name = "DocumentDetail"
+            fields = ("id", "external_id", "text", "metadata", "split", "is_labeled", "created_at",
+                      "annotations", "predictions")
+
+    @extend_schema(operation_id="documents_retrieve", responses=OutputSerializer)
+    def get(self, request: Request, project_id: int, document_id: int) -> Response:
+        project = project_or_404(project_id)
+        try:
+            document = document_detail(project=project, document_id=document_id)
+        except Document.DoesNotExist:
+            from rest_framework.exceptions import NotFound
+
+            raise NotFound(f"document {document_id} does not exist in project {project_id}") from None
+        return Response(self.OutputSerializer(document).data)
+
+
+class ImportJobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ImportJob
+        ref_name = "ImportJob"
+        fields = ("id", "project", "file_format", "text_col", "external_id_col", "label_col", "status", "progress",
+                  "rows_total", "rows_imported", "rows_duplicate", "rows_rejected", "rejected", "error",
+                  "created_at", "finished_at")
+
+
+class ImportCreateApi(BaseApi):
+    permission_classes = [IsIngest]
+    parser_classes = [MultiPartParser]
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField(help_text="CSV, TSV, JSON Lines or Parquet")
+        format = serializers.ChoiceField(choices=["csv", "tsv", "jsonl", "parquet"], required=False,
+                                         help_text="default: from the file name")
+        text_col = serializers.CharField(default="text", max_length=200)
+        external_id_col = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+        label_col = serializers.CharField(required=False, allow_blank=True, default="", max_length=200,
+                                          help_text="gold labels (evaluation only, never shown)")
+
+        class Meta:
+            ref_name = "ImportCreate"
+
+    @extend_schema(operation_id="imports_create", request={"multipart/form-data": InputSerializer},
+                   responses={202: ImportJobSerializer})
+    def post(self, request: Request, project_id: int) -> Response:
+        project = project_or_404(project_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        job = document_import_start(
+            project=project, filename=upload.name, chunks=upload.chunks(), file_format=data.validated_data.get("format"),
+            text_col=data.validated_data["text_col"], external_id_col=data.validated_data["external_id_col"],
+            label_col=data.validated_data["label_col"], created_by=request.user,
+        )
+        return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ImportDetailApi(BaseApi):
+    permission_classes = [IsIngest]
+
+    @extend_schema(operation_id="imports_retrieve", responses=ImportJobSerializer,
+                   parameters=[OpenApiParameter("job_id", OpenApiTypes.INT, OpenApiParameter.PATH)])
+    def get(self, request: Request, project_id: int, job_id: int) -> Response:
+        project = project_or_404(project_id)
+        job = get_or_404(ImportJob, job_id, project=project)
+        return Response(ImportJobSerializer(job).data)

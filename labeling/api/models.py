@@ -1,0 +1,159 @@
+"""Predictions for ad-hoc texts, model versions (promote, rollback) and training runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from labeling.api.base import BaseApi, get_or_404, project_or_404
+from labeling.api.errors import Conflict
+from labeling.api.permissions import HasAnyRole, IsAdmin, IsIngest
+from labeling.models import ModelVersion, RunTrigger, TrainingRun
+from labeling.services.documents import text_problem
+
+MAX_PREDICT_TEXTS = 64
+
+
+class PredictionResultSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    confidence = serializers.FloatField(help_text="calibrated probability of the label")
+    probabilities = serializers.DictField(child=serializers.FloatField())
+    entropy = serializers.FloatField()
+    expected_entropy = serializers.FloatField()
+    mutual_info = serializers.FloatField()
+    margin = serializers.FloatField()
+    recommendation = serializers.ChoiceField(choices=["auto_accept", "review", "escalate"])
+    model_version = serializers.IntegerField()
+
+    class Meta:
+        ref_name = "PredictionResult"
+
+
+class PredictApi(BaseApi):
+    permission_classes = [IsIngest]
+
+    class InputSerializer(serializers.Serializer):
+        texts = serializers.ListField(
+            child=serializers.CharField(trim_whitespace=False, max_length=None), min_length=1,
+            max_length=MAX_PREDICT_TEXTS,
+        )
+
+        class Meta:
+            ref_name = "PredictRequest"
+
+        def validate_texts(self, texts: list[str]) -> list[str]:
+            problems = {f"texts[{i}]": why for i, t in enumerate(texts) if (why := text_problem(t))}
+            if problems:
+                raise serializers.ValidationError(problems)
+            return texts
+
+    class OutputSerializer(serializers.Serializer):
+        predictions = PredictionResultSerializer(many=True)
+
+        class Meta:
+            ref_name = "PredictResponse"
+
+    @extend_schema(operation_id="predict", request=InputSerializer, responses=OutputSerializer,
+                   description="The champion's calibrated predictions; 409 no_model before the first model.")
+    def post(self, request: Request, project_id: int) -> Response:
+        project = project_or_404(project_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        from labeling.services.modeling import predict_texts  # lazy: loads torch
+
+        predictions = predict_texts(project=project, texts=data.validated_data["texts"])
+        return Response({"predictions": predictions})
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    status = serializers.CharField(help_text="training, candidate, champion, rejected or retired")
+
+    class Meta:
+        model = ModelVersion
+        ref_name = "ModelVersion"
+        fields = ("id", "version", "status", "encoder_name", "label_map", "train_label_count", "metrics",
+                  "calibration", "decision_reason", "created_at", "promoted_at")
+
+
+class ModelListApi(BaseApi):
+    permission_classes = [HasAnyRole]
+
+    @extend_schema(operation_id="models_list", responses=ModelVersionSerializer(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        project = project_or_404(project_id)
+        versions = ModelVersion.objects.filter(project=project).order_by("-version")
+        return Response(ModelVersionSerializer(versions, many=True).data)
+
+
+def _run_training_service(name: str, **kwargs: Any) -> Any:
+    from labeling.services import training  # lazy: the training service loads the model stack
+
+    try:
+        return getattr(training, name)(**kwargs)
+    except (ValueError, LookupError) as exc:  # the service's "cannot do that now" answers
+        raise Conflict(str(exc)) from exc
+
+
+class ModelPromoteApi(BaseApi):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(operation_id="models_promote", request=None, responses=ModelVersionSerializer)
+    def post(self, request: Request, project_id: int, model_id: int) -> Response:
+        project = project_or_404(project_id)
+        version = get_or_404(ModelVersion, model_id, project=project)
+        _run_training_service("model_version_promote", model_version=version)
+        version.refresh_from_db()
+        return Response(ModelVersionSerializer(version).data)
+
+
+class ModelRollbackApi(BaseApi):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(operation_id="models_rollback", request=None, responses=ModelVersionSerializer)
+    def post(self, request: Request, project_id: int) -> Response:
+        project = project_or_404(project_id)
+        result = _run_training_service("model_version_rollback", project=project)
+        champion = result if isinstance(result, ModelVersion) else ModelVersion.objects.filter(
+            project=project, status="champion").first()
+        if champion is None:
+            raise Conflict("no earlier model version to roll back to")
+        return Response(ModelVersionSerializer(champion).data)
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    model_version = serializers.IntegerField(source="model_version.version", allow_null=True, default=None)
+
+    class Meta:
+        model = TrainingRun
+        ref_name = "TrainingRun"
+        fields = ("id", "trigger", "status", "stage", "progress", "labels_used", "model_version", "promoted",
+                  "decision_reason", "coalesced_triggers", "error", "created_at", "started_at", "finished_at")
+
+
+class TrainingRunCollectionApi(BaseApi):
+    """GET lists runs (any role); POST asks for a retrain now (admin)."""
+
+    def get_permissions(self) -> list[Any]:
+        return [IsAdmin()] if self.request.method == "POST" else [HasAnyRole()]
+
+    @extend_schema(operation_id="training_runs_list", responses=TrainingRunSerializer(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        project = project_or_404(project_id)
+        runs = TrainingRun.objects.filter(project=project).select_related("model_version").order_by("-pk")[:100]
+        return Response(TrainingRunSerializer(runs, many=True).data)
+
+    @extend_schema(operation_id="training_runs_create", request=None, responses={202: TrainingRunSerializer},
+                   description="Retrain now. While a run is open the request is coalesced into it.")
+    def post(self, request: Request, project_id: int) -> Response:
+        project = project_or_404(project_id)
+        result = _run_training_service(
+            "training_run_request", project=project, trigger=RunTrigger.MANUAL, requested_by=request.user
+        )
+        run = result[0] if isinstance(result, tuple) else result
+        if not isinstance(run, TrainingRun):
+            run = TrainingRun.objects.filter(project=project).order_by("-pk").first()
+        return Response(TrainingRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

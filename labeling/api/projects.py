@@ -1,0 +1,120 @@
+"""Projects: list, create, detail, policy update."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from labeling.api.base import BaseApi, project_or_404
+from labeling.api.permissions import HasAnyRole, IsAdmin
+from labeling.models import AcquisitionStrategy, Project
+from labeling.services.projects import project_create, project_update_policy
+
+
+class LabelSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    text = serializers.CharField()
+    key = serializers.CharField(allow_blank=True)
+
+    class Meta:
+        ref_name = "Label"
+
+
+class ProjectOutputSerializer(serializers.ModelSerializer):
+    labels = LabelSerializer(many=True)
+
+    class Meta:
+        model = Project
+        ref_name = "Project"
+        fields = (
+            "id", "name", "description", "labels", "task_type", "acquisition_strategy", "retrain_after",
+            "holdout_fraction", "holdout_interleave", "lease_minutes", "auto_accept_threshold",
+            "review_threshold", "promotion_tolerance", "seed", "created_at",
+        )
+
+
+class PolicyFieldsSerializer(serializers.Serializer):
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+    acquisition_strategy = serializers.ChoiceField(choices=AcquisitionStrategy.choices, required=False)
+    retrain_after = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
+    holdout_fraction = serializers.FloatField(min_value=0.0, max_value=0.5, required=False)
+    holdout_interleave = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    lease_minutes = serializers.IntegerField(min_value=1, max_value=24 * 60, required=False)
+    auto_accept_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    review_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    promotion_tolerance = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(self.initial_data) - set(self.fields)
+        if unknown:
+            raise serializers.ValidationError({field: "unknown field" for field in sorted(unknown)})
+        return attrs
+
+
+class ProjectListApi(BaseApi):
+    permission_classes = [HasAnyRole]
+
+    @extend_schema(operation_id="projects_list", responses=ProjectOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(ProjectOutputSerializer(Project.objects.order_by("pk"), many=True).data)
+
+
+class ProjectCreateApi(BaseApi):
+    permission_classes = [IsAdmin]
+
+    class InputSerializer(PolicyFieldsSerializer):
+        name = serializers.CharField(max_length=200)
+        labels = serializers.JSONField(
+            help_text='["a", "b"] or [{"name": "a", "text": "Label A", "key": "1"}, ...]'
+        )
+
+        class Meta:
+            ref_name = "ProjectCreate"
+
+    @extend_schema(operation_id="projects_create", request=InputSerializer, responses={201: ProjectOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = project_create(**data.validated_data)
+        return Response(ProjectOutputSerializer(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectCollectionApi(ProjectListApi, ProjectCreateApi):
+    """GET lists (any role), POST creates (admin): one URL, the permission follows the method."""
+
+    def get_permissions(self) -> list[Any]:
+        return [IsAdmin()] if self.request.method == "POST" else [HasAnyRole()]
+
+
+class ProjectDetailApi(BaseApi):
+    permission_classes = [HasAnyRole]
+
+    @extend_schema(operation_id="projects_retrieve", responses=ProjectOutputSerializer)
+    def get(self, request: Request, project_id: int) -> Response:
+        return Response(ProjectOutputSerializer(project_or_404(project_id)).data)
+
+
+class ProjectPolicyUpdateApi(BaseApi):
+    permission_classes = [IsAdmin]
+
+    class InputSerializer(PolicyFieldsSerializer):
+        class Meta:
+            ref_name = "ProjectPolicyUpdate"
+
+    @extend_schema(operation_id="projects_policy_update", request=InputSerializer, responses=ProjectOutputSerializer)
+    def patch(self, request: Request, project_id: int) -> Response:
+        project = project_or_404(project_id)
+        data = self.InputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        project = project_update_policy(project=project, **data.validated_data)
+        return Response(ProjectOutputSerializer(project).data)
+
+
+class ProjectItemApi(ProjectDetailApi, ProjectPolicyUpdateApi):
+    def get_permissions(self) -> list[Any]:
+        return [IsAdmin()] if self.request.method == "PATCH" else [HasAnyRole()]

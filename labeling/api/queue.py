@@ -1,0 +1,239 @@
+"""The annotation queue: lease the next document, renew / skip / release it, label it, edit a label."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from labeling import roles
+from labeling.api.base import BaseApi, get_or_404, project_or_404
+from labeling.api.permissions import IsAnnotator
+from labeling.models import Annotation, AnnotationSource, Assignment, Prediction
+from labeling.selectors.queue import champion_for
+from labeling.services.annotations import MAX_DURATION_MS, annotation_submit, annotation_update
+from labeling.services.assignments import (
+    assignment_next, assignment_release, assignment_renew, assignment_skip,
+)
+
+
+class ReasonSerializer(serializers.Serializer):
+    strategy = serializers.CharField(help_text="acquisition strategy, holdout_random or cold_start_random")
+    score = serializers.FloatField(allow_null=True, help_text="acquisition score (higher = asked sooner)")
+    holdout = serializers.BooleanField(help_text="true: an evaluation item, labeled blind (no prediction shown)")
+    model_version = serializers.IntegerField(allow_null=True)
+    rank = serializers.IntegerField(required=False)
+
+    class Meta:
+        ref_name = "QueueReason"
+
+
+class AssignmentSerializer(serializers.ModelSerializer):
+    state = serializers.CharField(help_text="active, done, skipped, released or expired")
+
+    class Meta:
+        model = Assignment
+        ref_name = "Assignment"
+        fields = ("id", "document", "state", "leased_until", "created_at", "finished_at")
+
+
+class QueueDocumentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField(allow_null=True)
+    text = serializers.CharField()
+    metadata = serializers.JSONField()
+
+    class Meta:
+        ref_name = "QueueDocument"
+
+
+class QueuePredictionSerializer(serializers.Serializer):
+    model_version = serializers.IntegerField()
+    label = serializers.CharField()
+    confidence = serializers.FloatField(help_text="calibrated probability of the predicted label")
+    probabilities = serializers.DictField(child=serializers.FloatField())
+    entropy = serializers.FloatField(help_text="total uncertainty, nats")
+    expected_entropy = serializers.FloatField(help_text="aleatoric part, nats")
+    mutual_info = serializers.FloatField(help_text="epistemic part (BALD), nats")
+    margin = serializers.FloatField()
+    acquisition_score = serializers.FloatField()
+
+    class Meta:
+        ref_name = "QueuePrediction"
+
+
+class QueueItemSerializer(serializers.Serializer):
+    assignment = AssignmentSerializer()
+    document = QueueDocumentSerializer()
+    reason = ReasonSerializer()
+    prediction = QueuePredictionSerializer(allow_null=True, help_text="null for holdout items and before a model")
+    labels = serializers.ListField(child=serializers.DictField())
+
+    class Meta:
+        ref_name = "QueueItem"
+
+
+def _prediction(assignment: Assignment) -> dict[str, Any] | None:
+    if assignment.reason.get("holdout"):
+        return None  # labeled blind: showing the model's guess would bias the evaluation labels
+    champion = champion_for(assignment.document.project)
+    if champion is None:
+        return None
+    p = Prediction.objects.filter(document_id=assignment.document_id, model_version=champion).first()
+    if p is None:
+        return None
+    names = champion.label_map or []
+    return {
+        "model_version": champion.version, "label": p.predicted_label, "confidence": p.confidence,
+        "probabilities": dict(zip(names, p.probabilities, strict=False)), "entropy": p.entropy,
+        "expected_entropy": p.expected_entropy, "mutual_info": p.mutual_info, "margin": p.margin,
+        "acquisition_score": p.acquisition_score,
+    }
+
+
+def queue_item(assignment: Assignment) -> dict[str, Any]:
+    doc = assignment.document
+    reason = {"strategy": "", "score": None, "holdout": False, "model_version": None, **(assignment.reason or {})}
+    return {
+        "assignment": AssignmentSerializer(assignment).data,
+        "document": {"id": doc.pk, "external_id": doc.external_id, "text": doc.text, "metadata": doc.metadata},
+        "reason": reason,
+        "prediction": _prediction(assignment),
+        "labels": doc.project.labels,
+    }
+
+
+class QueueNextApi(BaseApi):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(
+        operation_id="queue_next", request=None,
+        responses={200: QueueItemSerializer, 204: OpenApiResponse(description="nothing left to label")},
+        description="Lease the most useful free document to the caller (or return the caller's active lease).",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = project_or_404(project_id)
+        assignment = assignment_next(project=project, annotator=request.user)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        assignment = Assignment.objects.select_related("document__project").get(pk=assignment.pk)
+        return Response(queue_item(assignment))
+
+
+class _AssignmentActionApi(BaseApi):
+    permission_classes = [IsAnnotator]
+
+    def act(self, request: Request, assignment_id: int, perform: Any) -> Response:
+        assignment = get_or_404(Assignment, assignment_id)
+        return Response(AssignmentSerializer(perform(assignment=assignment, user=request.user)).data)
+
+
+class AssignmentRenewApi(_AssignmentActionApi):
+    @extend_schema(operation_id="assignments_renew", request=None, responses=AssignmentSerializer,
+                   description="Extend the caller's live lease; 409 lease_expired once it ran out.")
+    def post(self, request: Request, assignment_id: int) -> Response:
+        return self.act(request, assignment_id, assignment_renew)
+
+
+class AssignmentSkipApi(_AssignmentActionApi):
+    @extend_schema(operation_id="assignments_skip", request=None, responses=AssignmentSerializer,
+                   description="Give the document back; the caller is not offered it again.")
+    def post(self, request: Request, assignment_id: int) -> Response:
+        return self.act(request, assignment_id, assignment_skip)
+
+
+class AssignmentReleaseApi(_AssignmentActionApi):
+    @extend_schema(operation_id="assignments_release", request=None, responses=AssignmentSerializer,
+                   description="Give the document back to the pool (an admin may release anyone's lease).")
+    def post(self, request: Request, assignment_id: int) -> Response:
+        return self.act(request, assignment_id, assignment_release)
+
+
+class AnnotationOutputSerializer(serializers.ModelSerializer):
+    annotator = serializers.CharField(source="annotator.username")
+    model_version = serializers.IntegerField(source="model_version.version", allow_null=True, default=None)
+    revisions = serializers.IntegerField(source="revisions.count", read_only=True)
+
+    class Meta:
+        model = Annotation
+        ref_name = "Annotation"
+        fields = ("id", "document", "assignment", "annotator", "label", "duration_ms", "source", "model_version",
+                  "predicted_label", "predicted_confidence", "created_at", "updated_at", "revisions")
+
+
+class AnnotationCreateApi(BaseApi):
+    permission_classes = [IsAnnotator]
+
+    class InputSerializer(serializers.Serializer):
+        label = serializers.CharField(max_length=64)
+        duration_ms = serializers.IntegerField(min_value=0, max_value=MAX_DURATION_MS, required=False, allow_null=True)
+        source = serializers.ChoiceField(choices=[AnnotationSource.API, AnnotationSource.UI], default="api")
+
+        class Meta:
+            ref_name = "AnnotationCreate"
+
+    @extend_schema(
+        operation_id="annotations_create", request=InputSerializer,
+        responses={201: AnnotationOutputSerializer, 200: AnnotationOutputSerializer},
+        description="Label the leased document. Idempotent: a retry returns the stored annotation with 200.",
+    )
+    def post(self, request: Request, assignment_id: int) -> Response:
+        assignment = get_or_404(Assignment, assignment_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        annotation, created = annotation_submit(
+            assignment=assignment, user=request.user, label=data.validated_data["label"],
+            duration_ms=data.validated_data.get("duration_ms"), source=data.validated_data["source"],
+        )
+        return Response(AnnotationOutputSerializer(annotation).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class AnnotationUpdateApi(BaseApi):
+    permission_classes = [IsAnnotator]
+
+    class InputSerializer(serializers.Serializer):
+        label = serializers.CharField(max_length=64)
+
+        class Meta:
+            ref_name = "AnnotationUpdate"
+
+    @extend_schema(operation_id="annotations_update", request=InputSerializer, responses=AnnotationOutputSerializer,
+                   description="Change a label given earlier (its annotator or an admin); audited as a revision.")
+    def patch(self, request: Request, annotation_id: int) -> Response:
+        annotation = get_or_404(Annotation, annotation_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        updated = annotation_update(annotation=annotation, user=request.user, label=data.validated_data["label"])
+        return Response(AnnotationOutputSerializer(updated).data)
+
+
+class AnnotationListApi(BaseApi):
+    permission_classes = [IsAnnotator]
+    LIMIT = 200
+
+    class FilterSerializer(serializers.Serializer):
+        mine = serializers.BooleanField(required=False, default=False,
+                                        help_text="only the caller's labels (always on for non-admins)")
+        limit = serializers.IntegerField(required=False, min_value=1, max_value=200, default=50)
+
+        class Meta:
+            ref_name = "AnnotationFilter"
+
+    @extend_schema(operation_id="annotations_list", parameters=[FilterSerializer],
+                   responses=AnnotationOutputSerializer(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        project = project_or_404(project_id)
+        params = self.FilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        qs: QuerySet[Annotation] = Annotation.objects.filter(document__project=project)
+        if params.validated_data["mine"] or not roles.is_admin(request.user):
+            qs = qs.filter(annotator=request.user)
+        qs = qs.select_related("annotator", "model_version").order_by("-updated_at", "-pk")
+        return Response(AnnotationOutputSerializer(qs[: params.validated_data["limit"]], many=True).data)
+
+

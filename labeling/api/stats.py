@@ -1,0 +1,81 @@
+"""Project statistics and exports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import StreamingHttpResponse
+from django.utils.text import slugify
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from labeling.api.base import BaseApi, project_or_404
+from labeling.api.permissions import IsAdmin
+from labeling.selectors import exports
+from labeling.selectors.stats import project_stats
+
+
+class ProjectStatsApi(BaseApi):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(operation_id="projects_stats", responses=OpenApiTypes.OBJECT,
+                   description="Counts per label and split, queue size, champion coverage, annotator throughput, "
+                   "learning curve (labels -> holdout accuracy / macro-F1 per model version).")
+    def get(self, request: Request, project_id: int) -> Response:
+        return Response(project_stats(project_or_404(project_id)))
+
+
+class _NoFormatOverride(DefaultContentNegotiation):
+    """``?format=`` picks the export format here, not a DRF renderer."""
+
+    def select_renderer(self, request: Any, renderers: Any, format_suffix: Any = None) -> Any:
+        return renderers[0], renderers[0].media_type
+
+
+_CONTENT = {
+    "jsonl": ("application/x-ndjson", "jsonl"),
+    "csv": ("text/csv; charset=utf-8", "csv"),
+    "parquet": ("application/vnd.apache.parquet", "parquet"),
+    "hf": ("application/zip", "zip"),
+}
+
+
+class ProjectExportApi(BaseApi):
+    permission_classes = [IsAdmin]
+    content_negotiation_class = _NoFormatOverride
+
+    class FilterSerializer(serializers.Serializer):
+        format = serializers.ChoiceField(choices=list(exports.FORMATS), default="jsonl")
+
+        class Meta:
+            ref_name = "ExportFilter"
+
+    @extend_schema(
+        operation_id="projects_export",
+        parameters=[OpenApiParameter("format", str, enum=list(exports.FORMATS), default="jsonl")],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        description="One row per annotation: document id / external_id / text, annotator, label, time, and the "
+        "model's prediction at labeling time. format=hf: a zip loadable with datasets.load_dataset('json').",
+    )
+    def get(self, request: Request, project_id: int) -> StreamingHttpResponse:
+        project = project_or_404(project_id)
+        params = self.FilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        fmt = params.validated_data["format"]
+        if fmt == "jsonl":
+            chunks = exports.jsonl_chunks(project)
+        elif fmt == "csv":
+            chunks = exports.csv_chunks(project)
+        elif fmt == "parquet":
+            chunks = exports.file_chunks(exports.write_parquet, project)
+        else:
+            chunks = exports.file_chunks(exports.write_hf_zip, project)
+        content_type, suffix = _CONTENT[fmt]
+        response = StreamingHttpResponse(chunks, content_type=content_type)
+        name = slugify(project.name) or f"project-{project.pk}"
+        response["Content-Disposition"] = f'attachment; filename="{name}-labels.{suffix}"'
+        return response

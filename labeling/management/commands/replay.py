@@ -1,0 +1,147 @@
+"""``manage.py replay``: label-efficiency curves of each acquisition strategy on a labeled dataset.
+
+    manage.py replay --data rt-snippets --strategy random,margin,entropy,bald,diverse \\
+        --budget 1000 --batch 25 --seeds 3 --out var/replay/rt-snippets
+
+Runs the service's own loop (queue, annotation, training, calibration, promotion, re-scoring; the
+Celery tasks run in this process) in throwaway projects of the configured database, with
+simulated annotators answering from the gold labels. Writes ``curves.json``, ``records.jsonl``
+and ``curves.png`` to ``--out``. See docs/REPLAY.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from labeling.models import AcquisitionStrategy
+from labeling.replay import curves
+from labeling.replay.eager import EagerTasks
+from labeling.replay.loop import ReplayData, dedupe, replay_run, split_for_seed
+from labeling.services import modeling
+
+
+def load_data(source: str, text_col: str, label_col: str) -> ReplayData:
+    if source in ("rt-snippets", "trec"):
+        from modelsvc.datasets import load_builtin
+
+        texts, labels = load_builtin(source)
+        name = source
+    else:
+        from modelsvc.io import DataError, read_labeled
+
+        try:
+            texts, labels = read_labeled(source, text_col, label_col)
+        except DataError as exc:
+            raise CommandError(str(exc)) from exc
+        name = Path(source).stem
+    texts, labels = dedupe(texts, labels)
+    return ReplayData(name=name, texts=texts, labels=labels, label_names=sorted(set(labels)))
+
+
+class Command(BaseCommand):
+    help = "Replay a labeled dataset through the service's active-learning loop and write learning curves."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--data", help="rt-snippets, trec, or a CSV/JSONL/Parquet file")
+        parser.add_argument("--text-col", default="text")
+        parser.add_argument("--label-col", default="label")
+        parser.add_argument("--strategy", default="random,margin,entropy,bald,diverse")
+        parser.add_argument("--budget", type=int, default=1000)
+        parser.add_argument("--batch", type=int, default=25)
+        parser.add_argument("--seeds", type=int, default=3)
+        parser.add_argument("--first-seed", type=int, default=0)
+        parser.add_argument("--test-size", type=int, default=2000, help="fixed test documents per seed")
+        parser.add_argument("--pool-size", type=int, default=None, help="sample the pool (default: all)")
+        parser.add_argument("--out", required=True)
+        parser.add_argument("--keep", action="store_true", help="keep the replay projects in the database")
+        parser.add_argument(
+            "--combine", nargs="+", metavar="DIR",
+            help="only merge the records.jsonl of earlier runs (e.g. one process per seed) into --out",
+        )
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        if opts["combine"]:
+            return self._combine(opts)
+        if not opts["data"]:
+            raise CommandError("--data is required")
+        strategies = [s.strip() for s in opts["strategy"].split(",") if s.strip()]
+        unknown = sorted(set(strategies) - set(AcquisitionStrategy.values))
+        if unknown:
+            raise CommandError(f"unknown strategies {unknown}; choose from {AcquisitionStrategy.values}")
+        if opts["batch"] < 1 or opts["budget"] < opts["batch"]:
+            raise CommandError("--batch must be >= 1 and --budget >= --batch")
+        for name in ("labeling", "celery"):  # one line per task and round is noise here
+            logging.getLogger(name).setLevel(logging.WARNING)
+        data = load_data(opts["data"], opts["text_col"], opts["label_col"])
+        if opts["test_size"] >= len(data.texts):
+            raise CommandError(f"--test-size {opts['test_size']} leaves no pool ({len(data.texts)} docs)")
+        out = Path(opts["out"])
+        self._warm_cache(data)
+
+        from workers.app import app  # the tasks the workers run, executed here in-process
+
+        eager = EagerTasks(app).install()
+        records: list[dict[str, Any]] = []
+        keys = ("data", "budget", "batch", "seeds", "first_seed", "test_size", "pool_size")
+        config = {k: opts[k] for k in keys}
+        config |= {"strategies": strategies, "documents": len(data.texts), "labels": data.label_names,
+                   "database": "configured DATABASE_URL, one throwaway project per run"}
+        started = time.perf_counter()
+        try:
+            for seed in range(opts["first_seed"], opts["first_seed"] + opts["seeds"]):
+                split = split_for_seed(
+                    data, seed=seed, test_size=opts["test_size"], pool_size=opts["pool_size"]
+                )
+                config.setdefault("pool_documents", len(split.pool))
+                config.setdefault("test_documents", len(split.test))
+                for strategy in strategies:
+                    t0 = time.perf_counter()
+                    run = replay_run(
+                        data=data, split=split, strategy=strategy, seed=seed, budget=opts["budget"],
+                        batch=opts["batch"], eager=eager, keep=opts["keep"], progress=self._progress,
+                    )
+                    records.extend(run)
+                    took = time.perf_counter() - t0
+                    self.stdout.write(f"{strategy} seed {seed}: {len(run)} rounds in {took:.0f} s")
+                    # Partial results survive an interrupted run.
+                    curves.write_outputs(records, out, config=config, title=self._title(data, opts))
+        finally:
+            eager.uninstall()
+        config["wall_s"] = round(time.perf_counter() - started, 1)
+        summary = curves.write_outputs(records, out, config=config, title=self._title(data, opts))
+        self.stdout.write(json.dumps(summary["headline"], indent=2))
+        self.stdout.write(f"wrote {out / 'curves.json'} and {out / 'curves.png'}")
+
+    def _combine(self, opts: dict[str, Any]) -> None:
+        records: list[dict[str, Any]] = []
+        config: dict[str, Any] = {"combined_from": []}
+        for folder in map(Path, opts["combine"]):
+            part = json.loads((folder / "curves.json").read_text())["config"]
+            config["combined_from"].append({"dir": str(folder), **part})
+            records += [json.loads(x) for x in (folder / "records.jsonl").read_text().splitlines() if x]
+        summary = curves.write_outputs(records, Path(opts["out"]), config=config, title=opts["data"] or "")
+        self.stdout.write(json.dumps(summary["headline"], indent=2))
+
+    def _title(self, data: ReplayData, opts: dict[str, Any]) -> str:
+        return f"{data.name}: batch {opts['batch']}, {opts['seeds']} seed(s), test {opts['test_size']}"
+
+    def _warm_cache(self, data: ReplayData) -> None:
+        """Encode every text once; every retrain and re-score after this reads the cache."""
+        encoder = modeling.encoder_for()
+        cache = modeling.embedding_cache_for(encoder.encoder_id)
+        t0 = time.perf_counter()
+        encoder.encode(data.texts, cache=cache)
+        self.stdout.write(f"encoded {len(data.texts):,} texts (cache) in {time.perf_counter() - t0:.0f} s")
+
+    def _progress(self, record: dict[str, Any]) -> None:
+        self.stdout.write(
+            f"  {record['strategy']:<8} seed {record['seed']} labels {record['labels']:>5} "
+            f"acc {record['accuracy']:.3f} f1 {record['macro_f1']:.3f} ece {record['ece']:.3f} "
+            f"v{record['model_version']} {record['round_s']:.1f}s"
+        )

@@ -1,0 +1,115 @@
+"""Learning curves from replay records: mean and std over seeds, the plot, the headline figures.
+
+Pure functions over plain dicts (no ORM), so they are cheap to test and reuse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METRICS = ("accuracy", "macro_f1", "ece")
+
+
+def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{strategy: {"labels": [n...], metric: {"mean": [...], "std": [...], "runs": k}}}.
+
+    A label count is kept only where every seed of the strategy has a record, so a mean is never
+    taken over a different set of runs at different points of the curve.
+    """
+    by: dict[str, dict[int, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        by[r["strategy"]][int(r["labels"])][int(r["seed"])] = r
+    out: dict[str, dict[str, Any]] = {}
+    for strategy, points in by.items():
+        seeds = {s for per_seed in points.values() for s in per_seed}
+        counts = sorted(n for n, per_seed in points.items() if set(per_seed) == seeds)
+        curve: dict[str, Any] = {"labels": counts, "seeds": sorted(seeds)}
+        for metric in METRICS:
+            values = [[points[n][s][metric] for s in sorted(seeds)] for n in counts]
+            curve[metric] = {
+                "mean": [float(np.mean(v)) for v in values],
+                "std": [float(np.std(v)) for v in values],
+            }
+        out[strategy] = curve
+    return out
+
+
+def labels_to_reach(curve: dict[str, Any], target: float, metric: str = "accuracy") -> int | None:
+    """The first label count where the mean ``metric`` is at least ``target`` (None if never)."""
+    for n, value in zip(curve["labels"], curve[metric]["mean"], strict=True):
+        if value >= target - 1e-12:
+            return int(n)
+    return None
+
+
+def headline(
+    curves: dict[str, dict[str, Any]], *, baseline: str = "random", ece_from: int = 500
+) -> dict[str, Any]:
+    """Labels each strategy needs to match the baseline's accuracy at its full budget, and late ECE."""
+    result: dict[str, Any] = {"baseline": baseline}
+    if baseline in curves and curves[baseline]["labels"]:
+        base = curves[baseline]
+        target = base["accuracy"]["mean"][-1]
+        result["baseline_budget"] = base["labels"][-1]
+        result["baseline_final_accuracy"] = target
+        result["labels_to_match_baseline"] = {s: labels_to_reach(c, target) for s, c in curves.items()}
+    result["max_ece_from"] = ece_from
+    result["max_mean_ece_from"] = {
+        s: max((e for n, e in zip(c["labels"], c["ece"]["mean"], strict=True) if n >= ece_from), default=None)
+        for s, c in curves.items()
+    }
+    result["final"] = {
+        s: {m: c[m]["mean"][-1] for m in METRICS} | {"labels": c["labels"][-1]}
+        for s, c in curves.items() if c["labels"]
+    }
+    return result
+
+
+def plot(curves: dict[str, dict[str, Any]], path: Path, *, title: str = "") -> Path:
+    """Accuracy, macro-F1 and ECE against labels, mean with a +-1 std band per strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 4), constrained_layout=True)
+    for ax, metric in zip(axes, METRICS, strict=True):
+        for strategy, c in sorted(curves.items()):
+            x = np.asarray(c["labels"])
+            mean = np.asarray(c[metric]["mean"])
+            std = np.asarray(c[metric]["std"])
+            style = "--" if strategy == "random" else "-"
+            ax.plot(x, mean, style, label=strategy, linewidth=1.6)
+            ax.fill_between(x, mean - std, mean + std, alpha=0.15)
+        ax.set_xlabel("labels")
+        ax.set_title({"accuracy": "test accuracy", "macro_f1": "test macro-F1",
+                      "ece": "test ECE (calibrated champion)"}[metric])
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right")
+    if title:
+        fig.suptitle(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(
+    records: Sequence[dict[str, Any]], out_dir: Path, *, config: dict[str, Any], title: str = ""
+) -> dict[str, Any]:
+    """curves.json, records.jsonl and curves.png under ``out_dir``; returns the curves.json content."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    curves = aggregate(records)
+    summary = {"config": config, "strategies": curves, "headline": headline(curves)}
+    (out_dir / "curves.json").write_text(json.dumps(summary, indent=2))
+    with (out_dir / "records.jsonl").open("w") as fh:
+        for r in records:
+            fh.write(json.dumps(r) + "\n")
+    plot(curves, out_dir / "curves.png", title=title)
+    return summary

@@ -1,0 +1,169 @@
+"""The replay loop: a simulated annotator team answers the service's own queue from gold labels.
+
+Per (strategy, seed) the replay creates a throwaway project in the configured database (deleted
+at the end unless ``keep``), imports the pool through the import service (the holdout is drawn by
+``document_bulk_create`` as for any project), and then repeats:
+
+1. ``batch`` simulated annotators each take a lease with ``assignments.assignment_next`` (so the
+   holdout interleave, the cold-start order and the queue's batch diversity all apply);
+2. each answers with the document's gold label through ``annotations.annotation_submit``;
+3. the tasks those labels sent run in-process (``EagerTasks``): the retrain check, the training
+   run (train, calibrate, evaluate on the labeled holdout, promote or not), the pool re-score;
+4. the champion is evaluated on the seed's fixed test split, which never enters the project.
+
+Label counts include the holdout items the queue interleaves (the service spends them too).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+
+from labeling.models import Annotation, AnnotationSource, Document, Project, RunTrigger, TrainingRun
+from labeling.replay.eager import EagerTasks
+from labeling.roles import ANNOTATOR, grant_role
+from labeling.selectors.models import champion_get
+from labeling.services import annotations, assignments, imports, modeling, projects, training
+from modelsvc.calibration import evaluate_predictions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReplayData:
+    name: str
+    texts: list[str]
+    labels: list[str]
+    label_names: list[str]
+
+
+@dataclass(frozen=True)
+class Split:
+    pool: np.ndarray  # indices into ReplayData
+    test: np.ndarray
+
+
+def dedupe(texts: Sequence[str], labels: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Keep the first of exact repeats, so no test text can also sit in the pool."""
+    seen: set[str] = set()
+    out_t: list[str] = []
+    out_l: list[str] = []
+    for t, lab in zip(texts, labels, strict=True):
+        if t not in seen:
+            seen.add(t)
+            out_t.append(t)
+            out_l.append(lab)
+    return out_t, out_l
+
+
+def split_for_seed(data: ReplayData, *, seed: int, test_size: int, pool_size: int | None) -> Split:
+    """A stratified test split fixed by ``seed``; the pool is the rest (optionally a seeded sample)."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(data.labels)
+    n = len(y)
+    test: list[int] = []
+    for name in data.label_names:
+        idx = rng.permutation(np.flatnonzero(y == name))
+        test.extend(idx[: int(round(test_size * len(idx) / n))].tolist())
+    test_arr = np.sort(np.asarray(test, dtype=np.int64))
+    rest = np.setdiff1d(np.arange(n), test_arr)
+    if pool_size is not None and pool_size < len(rest):
+        rest = np.sort(rng.choice(rest, size=pool_size, replace=False))
+    return Split(pool=rest, test=test_arr)
+
+
+def _annotators(n: int) -> list[AbstractBaseUser]:
+    User = get_user_model()
+    users = []
+    for i in range(n):
+        user, _ = User.objects.get_or_create(username=f"replay-annotator-{i + 1}")
+        grant_role(user, ANNOTATOR)
+        users.append(user)
+    return users
+
+
+def champion_metrics(project: Project, texts: list[str], y: np.ndarray) -> dict[str, Any] | None:
+    """The champion's test metrics, scored through the service's model bridge (embedding cache)."""
+    champion = champion_get(project_id=project.pk)
+    if champion is None:
+        return None
+    classifier = modeling.classifier_for(champion)
+    result = modeling.classifier_score(classifier, texts)
+    metrics = evaluate_predictions(result.probs_uncalibrated, result.probs, y, result.uncertainty())
+    return {
+        "model_version": champion.version,
+        "model_train_labels": champion.train_label_count,
+        **{k: metrics[k] for k in ("accuracy", "macro_f1", "ece", "ece_uncalibrated", "nll", "brier")},
+    }
+
+
+def _label_round(project: Project, team: list[AbstractBaseUser], n: int) -> int:
+    leases = []
+    for user in team[:n]:
+        lease = assignments.assignment_next(project=project, annotator=user)
+        if lease is not None:
+            leases.append((user, lease))
+    for user, lease in leases:
+        gold = Document.objects.values_list("gold_label", flat=True).get(pk=lease.document_id)
+        annotations.annotation_submit(assignment=lease, user=user, label=gold, source=AnnotationSource.API)
+    return len(leases)
+
+
+def _retrain(project: Project, eager: EagerTasks, runs_before: int) -> None:
+    """Run the tasks the labels sent; if the policy's threshold did not start a run, ask for one."""
+    eager.drain()
+    if TrainingRun.objects.filter(project=project).count() == runs_before:
+        training.training_run_request(project=project, trigger=RunTrigger.MANUAL)
+        eager.drain()
+
+
+def replay_run(
+    *, data: ReplayData, split: Split, strategy: str, seed: int, budget: int, batch: int, eager: EagerTasks,
+    keep: bool = False, progress: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """One learning curve: a record per round once a champion exists."""
+    name = f"replay {data.name} {strategy} seed {seed} {time.strftime('%Y%m%d-%H%M%S')}"
+    project = projects.project_create(
+        name=name, labels=data.label_names, acquisition_strategy=strategy, retrain_after=batch, seed=seed,
+    )
+    records: list[dict[str, Any]] = []
+    try:
+        rows = ({"id": f"{data.name}-{i}", "text": data.texts[i], "label": data.labels[i]}
+                for i in split.pool)
+        imports.import_records(project=project, records=rows, label_col="label", external_id_col="id")
+        eager.drain()
+        team = _annotators(batch)
+        test_texts = [data.texts[i] for i in split.test]
+        y_test = np.asarray([data.label_names.index(data.labels[i]) for i in split.test])
+        labeled = 0
+        while labeled < budget:
+            t0 = time.perf_counter()
+            runs_before = TrainingRun.objects.filter(project=project).count()
+            got = _label_round(project, team, min(batch, budget - labeled))
+            if got == 0:
+                break  # the pool is exhausted
+            labeled = Annotation.objects.filter(document__project=project).count()
+            _retrain(project, eager, runs_before)
+            metrics = champion_metrics(project, test_texts, y_test)
+            if metrics is None:
+                continue
+            last = TrainingRun.objects.filter(project=project).first()
+            record = {
+                "strategy": strategy, "seed": seed, "labels": labeled,
+                "promoted": bool(last and last.promoted), "round_s": round(time.perf_counter() - t0, 2),
+                **metrics,
+            }
+            records.append(record)
+            if progress:
+                progress(record)
+    finally:
+        if not keep:
+            Project.objects.filter(pk=project.pk).delete()
+    return records

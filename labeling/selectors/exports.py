@@ -1,0 +1,147 @@
+"""Exports: one row per annotation, streamed as JSONL / CSV, built as Parquet, or packed for HF datasets."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from typing import IO, Any
+
+from labeling.models import Annotation, Project
+
+FORMATS = ("jsonl", "csv", "parquet", "hf")
+COLUMNS = (
+    "annotation_id", "document_id", "external_id", "text", "split", "annotator", "label", "labeled_at",
+    "duration_ms", "source", "model_version", "predicted_label", "predicted_confidence",
+)
+_CHUNK = 2000
+
+
+def export_rows(project: Project) -> Iterator[dict[str, Any]]:
+    """Every annotation of ``project`` in id order, read in chunks (constant memory)."""
+    qs = (
+        Annotation.objects.filter(document__project=project)
+        .order_by("pk")
+        .values_list(
+            "pk", "document_id", "document__external_id", "document__text", "document__split",
+            "annotator__username", "label", "created_at", "duration_ms", "source",
+            "model_version__version", "predicted_label", "predicted_confidence",
+        )
+    )
+    for values in qs.iterator(chunk_size=_CHUNK):
+        row = dict(zip(COLUMNS, values, strict=True))
+        row["labeled_at"] = row["labeled_at"].isoformat()
+        row["predicted_label"] = row["predicted_label"] or None
+        yield row
+
+
+def jsonl_chunks(project: Project) -> Iterator[bytes]:
+    buffer: list[str] = []
+    for row in export_rows(project):
+        buffer.append(json.dumps(row, ensure_ascii=False))
+        if len(buffer) >= 500:
+            yield ("\n".join(buffer) + "\n").encode()
+            buffer = []
+    if buffer:
+        yield ("\n".join(buffer) + "\n").encode()
+
+
+def csv_chunks(project: Project) -> Iterator[bytes]:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS)
+    writer.writeheader()
+    for i, row in enumerate(export_rows(project), start=1):
+        writer.writerow(row)
+        if i % 500 == 0:
+            yield out.getvalue().encode()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue().encode()
+
+
+def write_parquet(project: Project, target: IO[bytes]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([
+        ("annotation_id", pa.int64()), ("document_id", pa.int64()), ("external_id", pa.string()),
+        ("text", pa.string()), ("split", pa.string()), ("annotator", pa.string()), ("label", pa.string()),
+        ("labeled_at", pa.string()), ("duration_ms", pa.int64()), ("source", pa.string()),
+        ("model_version", pa.int64()), ("predicted_label", pa.string()), ("predicted_confidence", pa.float64()),
+    ])
+    with pq.ParquetWriter(target, schema) as writer:
+        batch: list[dict[str, Any]] = []
+        for row in export_rows(project):
+            batch.append(row)
+            if len(batch) >= _CHUNK:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
+        if batch:  # an empty export is still a valid file: the writer stores the schema on close
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+
+
+def _dataset_card(project: Project, rows: int) -> str:
+    names = project.label_names
+    label_lines = "\n".join(f"- `{i}`: `{name}`" for i, name in enumerate(names))
+    return f"""---
+pretty_name: {json.dumps(project.name)}
+task_categories:
+- text-classification
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: data/train.jsonl
+---
+
+# {project.name}
+
+Human labels exported from alabel ({rows} rows, one per annotation).
+
+Load it with:
+
+```python
+import datasets
+ds = datasets.load_dataset("json", data_files={{"train": "data/train.jsonl"}})
+```
+
+## Labels
+
+`label` is the label name; `label_id` is its position in this list:
+
+{label_lines}
+
+## Columns
+
+`text`, `label`, `label_id`, `document_id`, `external_id`, `split` (pool or holdout), `annotator`,
+`labeled_at`, and the model's prediction when the label was given: `model_version`, `predicted_label`,
+`predicted_confidence`.
+"""
+
+
+def write_hf_zip(project: Project, target: IO[bytes]) -> None:
+    """A zip with data/train.jsonl, label_names.json and a dataset card (README.md)."""
+    index = {name: i for i, name in enumerate(project.label_names)}
+    rows = 0
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("data/train.jsonl", "w", force_zip64=True) as data:
+            for row in export_rows(project):
+                record = {"text": row["text"], "label": row["label"], "label_id": index.get(row["label"], -1)}
+                record.update({k: v for k, v in row.items() if k not in record})
+                data.write((json.dumps(record, ensure_ascii=False) + "\n").encode())
+                rows += 1
+        archive.writestr("label_names.json", json.dumps(project.label_names))
+        archive.writestr("README.md", _dataset_card(project, rows))
+
+
+def file_chunks(build: Any, project: Project, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+    """Build a binary export in a temporary file, then stream it and delete the file."""
+    with tempfile.TemporaryFile() as tmp:
+        build(project, tmp)
+        tmp.seek(0)
+        while chunk := tmp.read(chunk_size):
+            yield chunk
+

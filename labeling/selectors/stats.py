@@ -1,0 +1,111 @@
+"""Project statistics for the API and the dashboard: labels, queue, coverage, throughput, learning curve."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from django.db.models import Count, F
+from django.db.models.functions import TruncHour
+
+from labeling.models import Annotation, Document, ModelStatus, ModelVersion, Prediction, Project
+from labeling.selectors.queue import champion_for, queue_size
+
+
+def label_counts(project: Project) -> dict[str, dict[str, int]]:
+    """{split: {label: count}} over all annotations, every label of the set present (0 when unused)."""
+    counts: dict[str, dict[str, int]] = {
+        split: {name: 0 for name in project.label_names} for split in ("pool", "holdout")
+    }
+    rows = (
+        Annotation.objects.filter(document__project=project)
+        .values("document__split", "label").annotate(n=Count("id"))
+    )
+    for row in rows:
+        counts.setdefault(row["document__split"], {})[row["label"]] = row["n"]
+    return counts
+
+
+def document_counts(project: Project) -> dict[str, dict[str, int]]:
+    out = {split: {"total": 0, "labeled": 0} for split in ("pool", "holdout")}
+    for row in Document.objects.filter(project=project).values("split", "is_labeled").annotate(n=Count("id")):
+        bucket = out.setdefault(row["split"], {"total": 0, "labeled": 0})
+        bucket["total"] += row["n"]
+        if row["is_labeled"]:
+            bucket["labeled"] += row["n"]
+    return out
+
+
+def champion_coverage(project: Project, champion: ModelVersion | None) -> dict[str, Any]:
+    pool = Document.objects.filter(project=project, split="pool").count()
+    scored = Prediction.objects.filter(model_version=champion, document__split="pool").count() if champion else 0
+    return {"pool_documents": pool, "scored_by_champion": scored, "share": (scored / pool) if pool else 0.0}
+
+
+def annotator_throughput(project: Project) -> list[dict[str, Any]]:
+    """Per annotator: labels, labels per active hour, median seconds per label."""
+    rows = (
+        Annotation.objects.filter(document__project=project)
+        .values("annotator_id", "annotator__username", "duration_ms", hour=TruncHour("created_at"))
+    )
+    by_user: dict[int, dict[str, Any]] = defaultdict(lambda: {"labels": 0, "hours": set(), "durations": []})
+    for row in rows:
+        entry = by_user[row["annotator_id"]]
+        entry["username"] = row["annotator__username"]
+        entry["labels"] += 1
+        entry["hours"].add(row["hour"])
+        if row["duration_ms"] is not None:
+            entry["durations"].append(row["duration_ms"])
+    out = []
+    for user_id, entry in sorted(by_user.items()):
+        hours = max(len(entry["hours"]), 1)
+        out.append({
+            "annotator_id": user_id,
+            "username": entry["username"],
+            "labels": entry["labels"],
+            "labels_per_hour": entry["labels"] / hours,
+            "median_duration_ms": statistics.median(entry["durations"]) if entry["durations"] else None,
+        })
+    return out
+
+
+def learning_curve(project: Project) -> list[dict[str, Any]]:
+    """One point per evaluated model version: labels it was trained on -> holdout accuracy and macro-F1."""
+    points = []
+    for version in ModelVersion.objects.filter(project=project).exclude(status=ModelStatus.TRAINING).order_by("version"):
+        metrics = version.metrics if isinstance(version.metrics, dict) else {}
+        nested = metrics.get("holdout") if isinstance(metrics.get("holdout"), dict) else {}
+        points.append({
+            "model_version": version.version,
+            "status": version.status,
+            "labels": version.train_label_count,
+            "accuracy": metrics.get("accuracy", nested.get("accuracy")),
+            "macro_f1": metrics.get("macro_f1", nested.get("macro_f1")),
+            "holdout_count": metrics.get("holdout_count", nested.get("holdout_count")),
+        })
+    return points
+
+
+def project_stats(project: Project) -> dict[str, Any]:
+    champion = champion_for(project)
+    return {
+        "project": project.pk,
+        "documents": document_counts(project),
+        "labels": label_counts(project),
+        "queue_size": queue_size(project),
+        "champion": champion.version if champion else None,
+        "coverage": champion_coverage(project, champion),
+        "annotators": annotator_throughput(project),
+        "learning_curve": learning_curve(project),
+        "agreement_with_model": _agreement(project),
+    }
+
+
+def _agreement(project: Project) -> float | None:
+    """Share of labels that matched the champion's prediction at labeling time (None before any model)."""
+    rows = Annotation.objects.filter(document__project=project).exclude(predicted_label="")
+    total = rows.count()
+    if not total:
+        return None
+    return rows.filter(label=F("predicted_label")).count() / total

@@ -1,0 +1,98 @@
+"""Labels: submit one for a lease (idempotent), edit it later (audited)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from labeling import roles
+from labeling.models import (
+    Annotation, AnnotationRevision, AnnotationSource, Assignment, AssignmentState, Document, ModelStatus,
+    Prediction, Project,
+)
+from labeling.services.assignments import assignment_locked_for, assignment_require_live
+from labeling.services.dispatch import QueueKind, TaskName, enqueue
+
+MAX_DURATION_MS = 24 * 60 * 60 * 1000
+
+
+class AnnotationConflictError(Exception):
+    """A retry that disagrees with the label already stored for this assignment."""
+
+
+def label_validate(project: Project, label: object) -> str:
+    if not isinstance(label, str) or label not in project.label_names:
+        raise ValidationError({"label": f"must be one of {project.label_names}"})
+    return label
+
+
+def _champion_prediction(document: Document) -> Prediction | None:
+    return (
+        Prediction.objects.filter(
+            document=document, model_version__project_id=document.project_id,
+            model_version__status=ModelStatus.CHAMPION,
+        ).select_related("model_version").first()
+    )
+
+
+def annotation_submit(
+    *, assignment: Assignment, user: AbstractBaseUser, label: object, duration_ms: int | None = None,
+    source: str = AnnotationSource.API,
+) -> tuple[Annotation, bool]:
+    """Label the leased document; returns (annotation, created). A retry returns the stored one."""
+    if duration_ms is not None and not (0 <= duration_ms <= MAX_DURATION_MS):
+        raise ValidationError({"duration_ms": f"must be between 0 and {MAX_DURATION_MS}"})
+    with transaction.atomic():
+        locked = assignment_locked_for(assignment, user, admin_may=False)
+        project = locked.document.project
+        label = label_validate(project, label)
+        if locked.state == AssignmentState.DONE:
+            existing = Annotation.objects.filter(assignment=locked).first()
+            if existing is not None:
+                if existing.label != label:
+                    raise AnnotationConflictError(
+                        f"this assignment was already labeled {existing.label!r}; "
+                        f"edit it with PATCH /api/v1/annotations/{existing.pk}"
+                    )
+                return existing, False
+        assignment_require_live(locked)
+        document = Document.objects.select_for_update().get(pk=locked.document_id)
+        prediction = _champion_prediction(document)
+        now = timezone.now()
+        annotation, created = Annotation.objects.get_or_create(
+            document=document, annotator=user,
+            defaults={
+                "label": label, "assignment": locked, "duration_ms": duration_ms, "source": source,
+                "model_version": prediction.model_version if prediction else None,
+                "predicted_label": prediction.predicted_label if prediction else "",
+                "predicted_confidence": prediction.confidence if prediction else None,
+                "created_at": now, "updated_at": now,
+            },
+        )
+        locked.state = AssignmentState.DONE
+        locked.finished_at = now
+        locked.save(update_fields=["state", "finished_at"])
+        if not document.is_labeled:
+            Document.objects.filter(pk=document.pk).update(is_labeled=True)
+        enqueue(TaskName.CHECK_RETRAIN, args=(project.id,), kind=QueueKind.TRAINING, countdown=5)
+    return annotation, created
+
+
+def annotation_update(*, annotation: Annotation, user: AbstractBaseUser, label: object) -> Annotation:
+    """Change a label given earlier (its annotator or an admin); every change leaves a revision."""
+    with transaction.atomic():
+        locked = Annotation.objects.select_for_update().select_related("document__project").get(pk=annotation.pk)
+        if locked.annotator_id != user.pk and not roles.is_admin(user):
+            raise PermissionDenied("only the annotator who gave this label, or an admin, may change it")
+        label = label_validate(locked.document.project, label)
+        if label != locked.label:
+            AnnotationRevision.objects.create(
+                annotation=locked, previous_label=locked.label, new_label=label, changed_by=user
+            )
+            locked.label = label
+            locked.updated_at = timezone.now()
+            locked.save(update_fields=["label", "updated_at"])
+            enqueue(TaskName.CHECK_RETRAIN, args=(locked.document.project_id,), kind=QueueKind.TRAINING, countdown=5)
+    return locked

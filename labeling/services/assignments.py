@@ -1,0 +1,184 @@
+"""Leases: hand the next document to an annotator, renew, skip, release, expire.
+
+Two annotators never hold the same document: the candidate row is locked with
+``FOR UPDATE SKIP LOCKED``, re-checked in a fresh statement after the lock, and the
+``one_active_assignment_per_document`` constraint is the last line (a lost race retries).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from labeling import roles
+from labeling.models import Assignment, AssignmentState, Document, ModelVersion, Project, Split
+from labeling.selectors import queue as q
+
+_RACE_RETRIES = 5
+
+
+class LeaseExpiredError(Exception):
+    """The lease ran out (or was given up); the document may already be someone else's."""
+
+
+class AssignmentClosedError(Exception):
+    """The assignment is done, skipped or released: nothing more can happen to it."""
+
+
+def assignments_expire(*, project: Project) -> int:
+    """Return lapsed leases of ``project`` to the pool; runs inside every lease transaction."""
+    now = timezone.now()
+    return Assignment.objects.filter(
+        document__project=project, state=AssignmentState.ACTIVE, leased_until__lte=now
+    ).update(state=AssignmentState.EXPIRED, finished_at=now)
+
+
+def _lease_count(project: Project, annotator: AbstractBaseUser) -> int:
+    return Assignment.objects.filter(annotator=annotator, document__project=project).count()
+
+
+def _serve_holdout(project: Project, annotator: AbstractBaseUser, lease_count: int) -> tuple[bool, random.Random]:
+    """Seeded per (project, annotator, lease number): deterministic, and blind to the model."""
+    rng = random.Random(f"{project.seed}:{annotator.pk}:{lease_count}")
+    return rng.random() < project.holdout_interleave, rng
+
+
+def _try_lease(
+    project: Project, annotator: AbstractBaseUser, document_ids: list[int], reason: dict[str, Any]
+) -> Assignment | None:
+    for doc_id in document_ids:
+        locked = Document.objects.select_for_update(skip_locked=True).filter(pk=doc_id, is_labeled=False).first()
+        if locked is None:
+            continue  # another annotator is leasing it right now, or it was just labeled
+        # Fresh statement after the lock: sees a lease committed after our candidate query ran.
+        if Assignment.objects.filter(document_id=doc_id, state=AssignmentState.ACTIVE).exists():
+            continue
+        try:
+            with transaction.atomic():  # savepoint: a lost race must not poison the outer transaction
+                return Assignment.objects.create(
+                    document=locked, annotator=annotator, reason=reason,
+                    leased_until=timezone.now() + timedelta(minutes=project.lease_minutes),
+                )
+        except IntegrityError:
+            continue  # one_active_assignment_per_document: someone else won this one
+    return None
+
+
+def _lease_pool(project: Project, annotator: AbstractBaseUser, champion: ModelVersion | None,
+                rng: random.Random) -> Assignment | None:
+    if champion is not None:
+        candidates = q.pool_candidates(champion, annotator_id=annotator.pk)
+        if candidates:
+            hashes, points = q.leased_points(project, champion)
+            ordered = q.diversify(candidates, hashes, points)
+            for c in ordered:
+                reason = {
+                    "strategy": project.acquisition_strategy, "score": c.score, "holdout": False,
+                    "model_version": champion.version, "rank": candidates.index(c) + 1,
+                }
+                lease = _try_lease(project, annotator, [c.document_id], reason)
+                if lease is not None:
+                    return lease
+    # Cold start (no champion yet, or documents it has not scored): a seeded random order.
+    ids = q.random_unleased(project, split=Split.POOL, annotator_id=annotator.pk, rng=rng)
+    reason = {"strategy": "cold_start_random", "score": None, "holdout": False,
+              "model_version": champion.version if champion else None}
+    return _try_lease(project, annotator, ids, reason)
+
+
+def _lease_holdout(project: Project, annotator: AbstractBaseUser, rng: random.Random) -> Assignment | None:
+    ids = q.random_unleased(project, split=Split.HOLDOUT, annotator_id=annotator.pk, rng=rng)
+    reason = {"strategy": "holdout_random", "score": None, "holdout": True, "model_version": None}
+    return _try_lease(project, annotator, ids, reason)
+
+
+def assignment_next(*, project: Project, annotator: AbstractBaseUser) -> Assignment | None:
+    """The caller's active lease, or a new one on the best free document; None when nothing is left."""
+    for _ in range(_RACE_RETRIES):
+        try:
+            with transaction.atomic():
+                assignments_expire(project=project)
+                current = Assignment.objects.filter(
+                    annotator=annotator, document__project=project, state=AssignmentState.ACTIVE
+                ).select_related("document").first()
+                if current is not None:
+                    return current
+                holdout, rng = _serve_holdout(project, annotator, _lease_count(project, annotator))
+                champion = q.champion_for(project)
+                if holdout:
+                    lease = _lease_holdout(project, annotator, rng) or _lease_pool(project, annotator, champion, rng)
+                else:
+                    lease = _lease_pool(project, annotator, champion, rng) or _lease_holdout(project, annotator, rng)
+                return lease
+        except IntegrityError:
+            continue  # another annotator won the same document between our check and insert
+    return None
+
+
+def assignment_locked_for(assignment: Assignment, user: AbstractBaseUser, *, admin_may: bool) -> Assignment:
+    locked = Assignment.objects.select_for_update().select_related("document__project").get(pk=assignment.pk)
+    if locked.annotator_id != user.pk and not (admin_may and roles.is_admin(user)):
+        raise PermissionDenied("this assignment belongs to another annotator")
+    return locked
+
+
+def assignment_require_live(assignment: Assignment) -> None:
+    """Raise unless ``assignment`` (locked by the caller) is an unexpired active lease."""
+    if assignment.state == AssignmentState.ACTIVE and assignment.leased_until <= timezone.now():
+        assignment.state = AssignmentState.EXPIRED
+        assignment.finished_at = timezone.now()
+        assignment.save(update_fields=["state", "finished_at"])
+    if assignment.state == AssignmentState.EXPIRED:
+        raise LeaseExpiredError("the lease has expired; ask the queue for the next document")
+    if assignment.state != AssignmentState.ACTIVE:
+        raise AssignmentClosedError(f"the assignment is already {assignment.state}")
+
+
+def assignment_renew(*, assignment: Assignment, user: AbstractBaseUser) -> Assignment:
+    """Extend a live lease by the project's lease time."""
+    with transaction.atomic():
+        locked = assignment_locked_for(assignment, user, admin_may=False)
+        try:
+            assignment_require_live(locked)
+        except LeaseExpiredError:
+            expired = True  # the EXPIRED state commits with this block; the document is free again
+        else:
+            expired = False
+            locked.leased_until = timezone.now() + timedelta(minutes=locked.document.project.lease_minutes)
+            locked.save(update_fields=["leased_until"])
+    if expired:
+        raise LeaseExpiredError("the lease has expired; ask the queue for the next document")
+    return locked
+
+
+def _finish(assignment: Assignment, user: AbstractBaseUser, state: AssignmentState) -> Assignment:
+    with transaction.atomic():
+        locked = assignment_locked_for(assignment, user, admin_may=state == AssignmentState.RELEASED)
+        try:
+            assignment_require_live(locked)
+        except LeaseExpiredError:
+            expired = True
+        else:
+            expired = False
+            locked.state = state
+            locked.finished_at = timezone.now()
+            locked.save(update_fields=["state", "finished_at"])
+    if expired:
+        raise LeaseExpiredError("the lease has expired; ask the queue for the next document")
+    return locked
+
+
+def assignment_skip(*, assignment: Assignment, user: AbstractBaseUser) -> Assignment:
+    """Give the document back; this annotator is not offered it again."""
+    return _finish(assignment, user, AssignmentState.SKIPPED)
+
+
+def assignment_release(*, assignment: Assignment, user: AbstractBaseUser) -> Assignment:
+    """Give the document back to the pool for anyone (an admin may release any lease)."""
+    return _finish(assignment, user, AssignmentState.RELEASED)

@@ -1,0 +1,208 @@
+"""Document ingestion: validated, deduplicated by external_id, bulk-inserted, holdout drawn by hash.
+
+``document_bulk_create`` is the one write path for documents: the REST endpoint and the file
+importer (chunks of 1,000 rows) both call it, so it must stay a handful of queries per call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from labeling.models import Document, ImportJob, Project, Split, text_hash
+from labeling.services.dispatch import QueueKind, TaskName, enqueue
+
+MAX_TEXT_CHARS = 100_000
+MAX_EXTERNAL_ID_CHARS = 255
+MAX_ITEMS_PER_CALL = 1_000
+_CONFLICT_RETRIES = 3
+
+
+def text_problem(value: Any, *, max_chars: int = MAX_TEXT_CHARS, allow_blank: bool = False) -> str | None:
+    """Why ``value`` cannot be stored as text, or None. PostgreSQL rejects NUL and lone surrogates."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must not contain unpaired surrogate characters"
+    stripped = len(value.strip())
+    if not allow_blank and stripped == 0:
+        return "must not be empty or whitespace only"
+    if stripped > max_chars:
+        return f"must be at most {max_chars:,} characters (got {stripped:,})"
+    return None
+
+
+def _json_problem(value: Any, path: str = "metadata", depth: int = 0) -> str | None:
+    """First string inside a JSON value that PostgreSQL's jsonb would refuse (NUL, lone surrogate)."""
+    if depth > 32:
+        return f"{path} is nested too deeply"
+    if isinstance(value, str):
+        problem = text_problem(value, max_chars=10**9, allow_blank=True)
+        return f"{path} {problem}" if problem else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _json_problem(str(key), f"{path} key", depth + 1) or _json_problem(item, f"{path}.{key}", depth + 1)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _json_problem(item, f"{path}[{i}]", depth + 1)
+            if found:
+                return found
+    elif value is not None and not isinstance(value, (bool, int, float)):
+        return f"{path} must be JSON"
+    return None
+
+
+def item_problems(item: Any) -> dict[str, str]:
+    """Per-field reasons one incoming item is invalid (empty when it is fine)."""
+    if not isinstance(item, Mapping):
+        return {"item": "must be an object with a 'text' field"}
+    problems: dict[str, str] = {}
+    unknown = set(item) - {"text", "external_id", "metadata"}
+    if unknown:
+        problems["item"] = f"unknown fields {sorted(unknown)}"
+    if "text" not in item:
+        problems["text"] = "is required"
+    elif (why := text_problem(item["text"])) is not None:
+        problems["text"] = why
+    external_id = item.get("external_id")
+    if external_id is not None:
+        why = text_problem(external_id, max_chars=MAX_EXTERNAL_ID_CHARS)
+        if why is None and len(external_id) > MAX_EXTERNAL_ID_CHARS:
+            why = f"must be at most {MAX_EXTERNAL_ID_CHARS} characters"
+        if why:
+            problems["external_id"] = why
+    metadata = item.get("metadata", {})
+    if metadata is not None and not isinstance(metadata, Mapping):
+        problems["metadata"] = "must be an object"
+    elif metadata and (why := _json_problem(metadata)):
+        problems["metadata"] = why
+    return problems
+
+
+def holdout_draw(*, seed: int, content_hash: str, fraction: float) -> bool:
+    """Seeded, deterministic: the same text in the same project always lands on the same side."""
+    if fraction <= 0:
+        return False
+    digest = hashlib.sha256(f"{seed}:{content_hash}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def _validated(items: Iterable[Any]) -> list[Mapping[str, Any]]:
+    items = list(items)
+    if not items:
+        raise ValidationError({"items": "send at least one document"})
+    if len(items) > MAX_ITEMS_PER_CALL:
+        raise ValidationError({"items": f"at most {MAX_ITEMS_PER_CALL:,} documents per request (got {len(items):,})"})
+    for index, item in enumerate(items):
+        problems = item_problems(item)
+        if problems:
+            # The first bad item rejects the whole call: nothing is stored.
+            raise ValidationError({f"items[{index}].{field}": reason for field, reason in problems.items()})
+    return items
+
+
+def _insert(project: Project, items: list[Mapping[str, Any]]) -> list[tuple[Document, bool]]:
+    wanted = {item["external_id"] for item in items if item.get("external_id") is not None}
+    existing: dict[str, Document] = {}
+    if wanted:
+        existing = {d.external_id: d for d in Document.objects.filter(project=project, external_id__in=wanted)}
+    results: list[tuple[Document, bool] | None] = []
+    new_docs: list[Document] = []
+    first_index: dict[str, int] = {}  # a repeated external_id inside one call points at the first one
+    for item in items:
+        external_id = item.get("external_id")
+        if external_id is not None and external_id in existing:
+            results.append((existing[external_id], False))
+            continue
+        if external_id is not None and external_id in first_index:
+            results.append(None)
+            continue
+        content_hash = text_hash(item["text"])
+        holdout = holdout_draw(seed=project.seed, content_hash=content_hash, fraction=project.holdout_fraction)
+        doc = Document(
+            project=project, external_id=external_id, text=item["text"], content_hash=content_hash,
+            metadata=dict(item.get("metadata") or {}), split=Split.HOLDOUT if holdout else Split.POOL,
+        )
+        if external_id is not None:
+            first_index[external_id] = len(results)
+        new_docs.append(doc)
+        results.append((doc, True))
+    if new_docs:
+        Document.objects.bulk_create(new_docs, batch_size=MAX_ITEMS_PER_CALL)
+    filled: list[tuple[Document, bool]] = []
+    for item, result in zip(items, results, strict=True):
+        if result is None:
+            result = (results[first_index[item["external_id"]]][0], False)  # type: ignore[index]
+        filled.append(result)
+    return filled
+
+
+def document_bulk_create(*, project: Project, items: Iterable[Any]) -> list[tuple[Document, bool]]:
+    """Store new documents; an external_id seen before returns the stored document, never a copy.
+
+    All or nothing: one invalid item raises ``ValidationError`` naming ``items[i].field``. Scoring of
+    the new documents is enqueued once per call, after commit.
+    """
+    validated = _validated(items)
+    for attempt in range(_CONFLICT_RETRIES):
+        try:
+            with transaction.atomic():
+                results = _insert(project, validated)
+                if any(created for _, created in results):
+                    enqueue(TaskName.SCORE_PENDING, args=(project.id,), kind=QueueKind.SCORING, countdown=2)
+                return results
+        except IntegrityError:
+            # A concurrent request stored one of these external_ids between our read and insert:
+            # read again, the stored copy now wins.
+            if attempt == _CONFLICT_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+UPLOAD_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+                  ".pq": "parquet"}
+
+
+def document_import_start(
+    *, project: Project, filename: str, chunks: Iterable[bytes], file_format: str | None, text_col: str,
+    external_id_col: str = "", label_col: str = "", created_by: Any = None,
+) -> ImportJob:
+    """Stream an uploaded file into UPLOAD_DIR, record an ImportJob and queue the import worker."""
+    fmt = file_format or UPLOAD_FORMATS.get(Path(filename).suffix.lower())
+    if fmt not in set(UPLOAD_FORMATS.values()):
+        raise ValidationError({"format": f"give format= one of csv, tsv, jsonl, parquet (file {filename!r})"})
+    folder = Path(settings.UPLOAD_DIR) / str(project.pk)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{uuid.uuid4().hex}.{fmt}"
+    size = 0
+    with open(target, "wb") as out:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > settings.MAX_UPLOAD_BYTES:
+                out.close()
+                target.unlink(missing_ok=True)
+                raise ValidationError({"file": f"larger than the {settings.MAX_UPLOAD_BYTES:,}-byte limit"})
+            out.write(chunk)
+    if size == 0:
+        target.unlink(missing_ok=True)
+        raise ValidationError({"file": "the file is empty"})
+    with transaction.atomic():
+        job = ImportJob.objects.create(
+            project=project, file_path=str(target), file_format=fmt, text_col=text_col,
+            external_id_col=external_id_col, label_col=label_col, created_by=created_by,
+        )
+        enqueue(TaskName.IMPORT_FILE, args=(job.id,), kind=QueueKind.SCORING)
+    return job

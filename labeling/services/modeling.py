@@ -1,0 +1,193 @@
+"""The bridge to ``modelsvc``: encoder and classifier caches, /predict, attributions, locks.
+
+Only ``labeling.services`` turn ORM rows into plain lists and arrays for ``modelsvc``. Loaded
+encoders and classifiers are kept per process (a worker or web process scores many requests with
+the same champion; reloading costs 1-2 s).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+from labeling.models import ModelVersion, Prediction, Project
+from labeling.selectors.models import champion_get
+from labeling.services import storage
+from modelsvc.artifacts import load_classifier
+from modelsvc.attribution import attribute
+from modelsvc.config import PACKAGED_ENCODER, ModelConfig
+from modelsvc.encoder import EmbeddingCache, TextEncoder
+from modelsvc.inference import ScoreResult, score_texts
+from modelsvc.model import Classifier
+
+_CLASSIFIERS_KEPT = 8
+_lock = threading.Lock()
+_classifiers: OrderedDict[tuple[int, str], Classifier] = OrderedDict()
+_encoders: dict[ModelConfig, TextEncoder] = {}
+_caches: dict[Path, EmbeddingCache] = {}
+
+
+class NoChampionError(Exception):
+    """The project has no champion model yet (label more documents first); the API answers 409."""
+
+
+def model_config() -> ModelConfig:
+    """The encoder settings of this host: MODEL_ENCODER (empty = packaged), MODEL_DEVICE, MODEL_MC_SAMPLES."""
+    return ModelConfig(
+        encoder=settings.MODEL_ENCODER or PACKAGED_ENCODER,
+        device=settings.MODEL_DEVICE,
+        samples=settings.MODEL_MC_SAMPLES,
+    )
+
+
+def encoder_for(config: ModelConfig | None = None) -> TextEncoder:
+    """One TextEncoder per config per process (weights are loaded lazily, once)."""
+    config = config or model_config()
+    with _lock:
+        encoder = _encoders.get(config)
+        if encoder is None:
+            encoder = _encoders[config] = TextEncoder(config)
+        return encoder
+
+
+def embedding_cache_for(encoder_id: str) -> EmbeddingCache:
+    path = storage.embedding_cache_path(encoder_id)
+    with _lock:
+        cache = _caches.get(path)
+        if cache is None:
+            cache = _caches[path] = EmbeddingCache(path)
+        return cache
+
+
+def classifier_for(model_version: ModelVersion) -> Classifier:
+    """The model version's classifier, loaded once per process; runs on this host's MODEL_DEVICE."""
+    key = (model_version.pk, model_version.artifact_path)
+    with _lock:
+        if key in _classifiers:
+            _classifiers.move_to_end(key)
+            return _classifiers[key]
+    folder = storage.artifact_local(model_version.artifact_path)
+    classifier = load_classifier(folder, expected_labels=model_version.label_map or None)
+    # The artifact records where it was trained; scoring follows this host's device and sample count.
+    classifier.config = dataclasses.replace(
+        classifier.config, device=settings.MODEL_DEVICE, samples=settings.MODEL_MC_SAMPLES
+    )
+    with _lock:
+        _classifiers[key] = classifier
+        while len(_classifiers) > _CLASSIFIERS_KEPT:
+            _classifiers.popitem(last=False)
+    return classifier
+
+
+def classifier_score(classifier: Classifier, texts: Sequence[str], *, return_samples: bool = False) -> ScoreResult:
+    """Score texts with the embedding cache of the classifier's encoder."""
+    encoder = encoder_for(classifier.config)
+    if encoder.encoder_id != classifier.encoder_id:
+        raise ValueError(
+            f"encoder mismatch: the model was trained on {classifier.encoder_id}, "
+            f"this host's encoder is {encoder.encoder_id}"
+        )
+    cache = embedding_cache_for(encoder.encoder_id)
+    return score_texts(classifier, list(texts), cache=cache, encoder=encoder, return_samples=return_samples)
+
+
+def recommendation(project: Project, confidence: float) -> str:
+    if confidence >= project.auto_accept_threshold:
+        return "auto_accept"
+    if confidence >= project.review_threshold:
+        return "review"
+    return "escalate"
+
+
+def predict_texts(*, project: Project, texts: list[str]) -> list[dict[str, Any]]:
+    """The champion's calibrated predictions for ad-hoc texts (the API's /predict)."""
+    champion = champion_get(project_id=project.pk)
+    if champion is None:
+        raise NoChampionError(f"project {project.name!r} has no trained model yet; label more documents first")
+    classifier = classifier_for(champion)
+    result = classifier_score(classifier, texts)
+    names = classifier.label_names
+    out = []
+    for i in range(len(texts)):
+        confidence = float(result.confidence[i])
+        out.append({
+            "label": names[int(result.predicted[i])],
+            "confidence": confidence,
+            "probabilities": {name: float(p) for name, p in zip(names, result.probs[i], strict=True)},
+            "entropy": float(result.entropy[i]),
+            "expected_entropy": float(result.expected_entropy[i]),
+            "mutual_info": float(result.mutual_info[i]),
+            "margin": float(result.margin[i]),
+            "recommendation": recommendation(project, confidence),
+            "model_version": champion.version,
+        })
+    return out
+
+
+def prediction_attributions(*, prediction: Prediction) -> list[list[Any]]:
+    """Token attributions [[token, score], ...] for the predicted label, computed once and stored."""
+    if prediction.attributions is not None:
+        return prediction.attributions
+    classifier = classifier_for(prediction.model_version)
+    pairs = attribute(classifier, prediction.document.text, encoder=encoder_for(classifier.config))
+    tokens = [[str(word), float(score)] for word, score in pairs]
+    Prediction.objects.filter(pk=prediction.pk).update(attributions=tokens)
+    prediction.attributions = tokens
+    return tokens
+
+
+# --- locks ------------------------------------------------------------------------------------
+# PostgreSQL session advisory locks: held by a live connection, released by the server when the
+# process holding them dies. That is what tells a crashed run from a running one, with no broker
+# inspection. On SQLite (the single-worker demo) they are no-ops.
+
+LOCK_SCORING = 7301  # (LOCK_SCORING, project id): one scorer per project
+LOCK_TRAINING = 7302  # (LOCK_TRAINING, run id): held while a run executes
+
+
+def _postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def lock_try(namespace: int, key: int) -> bool:
+    if not _postgres():
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [namespace, key])
+        return bool(cursor.fetchone()[0])
+
+
+def lock_release(namespace: int, key: int) -> None:
+    if not _postgres():
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
+
+
+def lock_is_free(namespace: int, key: int) -> bool:
+    """True when no live session holds the lock (probe: take it and let go at once)."""
+    if not _postgres():
+        return True
+    if lock_try(namespace, key):
+        lock_release(namespace, key)
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def lock_held(namespace: int, key: int) -> Iterator[bool]:
+    """Yield whether the lock was taken; release it on the way out."""
+    got = lock_try(namespace, key)
+    try:
+        yield got
+    finally:
+        if got:
+            lock_release(namespace, key)

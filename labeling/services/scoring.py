@@ -1,0 +1,230 @@
+"""Scoring: the champion's calibrated predictions for every document, batched, idempotent, resumable.
+
+One loop serves three callers: new documents after ingestion (``SCORE_PENDING``, coalesced), the
+whole pool after a promotion (``RESCORE_POOL``, progress shown on the TrainingRun) and the beat
+reconciliation. "Pending" always means *documents without a prediction from the current champion*,
+so a crash, a lost message or a broker restart only delays scoring: the next pass resumes where the
+last one stopped. Predictions are upserted on (document, model_version), so a repeated batch
+rewrites the same rows instead of adding new ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from labeling.models import ModelVersion, Prediction, Project, TrainingRun
+from labeling.selectors.models import champion_get, documents_unscored
+from labeling.services import modeling
+from labeling.services.assignments import assignments_expire
+from labeling.services.dispatch import QueueKind, TaskName, enqueue
+from modelsvc.inference import ScoreResult
+
+log = logging.getLogger(__name__)
+
+#: A scoring task stops after this long and enqueues its continuation, so no task nears its time limit.
+SCORING_TIME_BUDGET_S = 120.0
+#: The acquisition score stored for the batch-diversified strategy: diversity is applied by the queue.
+_STORED_STRATEGY = {"diverse": "bald"}
+_UPDATE_FIELDS = [
+    "probabilities", "predicted_label", "confidence", "entropy", "expected_entropy", "mutual_info",
+    "margin", "acquisition_score", "map_x", "map_y", "attributions", "scored_at",
+]
+
+
+class ScoringBusyError(Exception):
+    """Another process is scoring this project right now (transient: retry shortly)."""
+
+
+@dataclass
+class ScoreReport:
+    project_id: int
+    model_version_id: int | None = None
+    scored: int = 0
+    batches: int = 0
+    remaining: bool = False  # stopped on the time budget; a continuation was enqueued
+    busy: bool = False  # another scorer holds the project
+    stale: bool = False  # the message named a model that is no longer the champion
+
+
+# --- the 2-D map -------------------------------------------------------------------------------
+
+
+def map_fit(embeddings: np.ndarray) -> dict[str, Any]:
+    """PCA to 2-D of embeddings (N, H): {"mean": (H,), "components": (2, H)} as lists."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    mean = x.mean(0)
+    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+    components = np.zeros((2, x.shape[1]))
+    components[: min(2, len(vt))] = vt[:2]
+    # Fix the sign so refits on similar data do not mirror the map.
+    signs = np.sign(components[np.arange(2), np.abs(components).argmax(1)])
+    components *= np.where(signs == 0, 1.0, signs)[:, None]
+    return {"mean": mean.tolist(), "components": components.tolist()}
+
+
+def map_project(projection: dict[str, Any], embeddings: np.ndarray) -> np.ndarray:
+    """(N, H) -> (N, 2) with a projection from ``map_fit``."""
+    mean = np.asarray(projection["mean"], dtype=np.float64)
+    components = np.asarray(projection["components"], dtype=np.float64)
+    return (np.asarray(embeddings, dtype=np.float64) - mean) @ components.T
+
+
+def map_projection_for(model_version: ModelVersion, embeddings: np.ndarray) -> dict[str, Any]:
+    """The model version's map projection; fitted on ``embeddings`` (and stored) if it has none.
+
+    Normally fitted at training time; the row lock makes a concurrent first batch use the same one.
+    """
+    if "map" in model_version.calibration:
+        return model_version.calibration["map"]
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
+        if "map" not in locked.calibration:
+            locked.calibration["map"] = map_fit(embeddings)
+            locked.save(update_fields=["calibration"])
+    model_version.calibration = locked.calibration
+    return locked.calibration["map"]
+
+
+# --- predictions ---------------------------------------------------------------------------------
+
+
+def acquisition_for(strategy: str, result: ScoreResult) -> np.ndarray:
+    """The project's acquisition score per document (N,); higher = ask sooner."""
+    from modelsvc.acquisition import acquisition_scores  # TEMP: module-level once modelsvc ships it
+
+    assert result.samples is not None
+    return np.asarray(acquisition_scores(_STORED_STRATEGY.get(strategy, strategy), result.samples), dtype=float)
+
+
+def prediction_bulk_upsert(
+    *, model_version: ModelVersion, project: Project, document_ids: list[int], result: ScoreResult
+) -> int:
+    """Write one prediction per document for ``model_version``; an existing row is overwritten."""
+    names = model_version.label_map
+    points = map_project(map_projection_for(model_version, result.embeddings), result.embeddings)
+    acquisition = acquisition_for(project.acquisition_strategy, result)
+    now = timezone.now()
+    rows = [
+        Prediction(
+            document_id=doc_id, model_version=model_version,
+            probabilities=[float(p) for p in result.probs[i]],
+            predicted_label=names[int(result.predicted[i])],
+            confidence=float(result.confidence[i]),
+            entropy=float(result.entropy[i]),
+            expected_entropy=float(result.expected_entropy[i]),
+            mutual_info=float(result.mutual_info[i]),
+            margin=float(result.margin[i]),
+            acquisition_score=float(acquisition[i]),
+            map_x=float(points[i, 0]), map_y=float(points[i, 1]),
+            attributions=None, scored_at=now,
+        )
+        for i, doc_id in enumerate(document_ids)
+    ]
+    Prediction.objects.bulk_create(
+        rows, update_conflicts=True, unique_fields=["document", "model_version"], update_fields=_UPDATE_FIELDS
+    )
+    return len(rows)
+
+
+def _rescore_progress(model_version: ModelVersion, *, done: bool = False) -> None:
+    """Show re-scoring progress on the run that promoted this model, whichever scorer does the work."""
+    runs = TrainingRun.objects.filter(model_version=model_version, stage="rescore")
+    if done:
+        runs.update(stage="done", progress=1.0)
+        return
+    if not runs.exists():
+        return
+    total = model_version.project.documents.count()
+    scored = Prediction.objects.filter(model_version=model_version).count()
+    runs.update(progress=min(1.0, scored / max(total, 1)))
+
+
+def project_score_pending(
+    *, project_id: int, model_version_id: int | None = None, run_id: int | None = None,
+    time_budget_s: float | None = None,
+) -> ScoreReport:
+    """Score every document of the project that lacks a prediction from the current champion.
+
+    Newest documents first, ``SCORING_BATCH_SIZE`` at a time. ``model_version_id`` is a version
+    token: when given and no longer the champion, nothing is done. The run that promoted the
+    champion shows the progress (stage "rescore", then "done"), whichever message did the work, so
+    a re-scoring resumed by the reconciliation still finishes its run. Stops after
+    ``time_budget_s`` and enqueues its continuation (``RESCORE_POOL`` when ``run_id`` is given).
+    """
+    report = ScoreReport(project_id=project_id, model_version_id=model_version_id)
+    budget = SCORING_TIME_BUDGET_S if time_budget_s is None else time_budget_s
+    started = time.monotonic()
+    with modeling.lock_held(modeling.LOCK_SCORING, project_id) as got:
+        if not got:
+            report.busy = True
+            return report
+        while True:
+            champion = champion_get(project_id=project_id)
+            if champion is None or (model_version_id is not None and champion.pk != model_version_id):
+                report.stale = model_version_id is not None
+                return report
+            report.model_version_id = champion.pk
+            batch = list(documents_unscored(model_version=champion).values_list("id", "text")[
+                : settings.SCORING_BATCH_SIZE
+            ])
+            if not batch:
+                _rescore_progress(champion, done=True)
+                return report
+            classifier = modeling.classifier_for(champion)
+            result = modeling.classifier_score(classifier, [text for _, text in batch], return_samples=True)
+            report.scored += prediction_bulk_upsert(
+                model_version=champion, project=champion.project, document_ids=[i for i, _ in batch],
+                result=result,
+            )
+            report.batches += 1
+            _rescore_progress(champion)
+            if time.monotonic() - started > budget:
+                report.remaining = True
+                break
+    name = TaskName.RESCORE_POOL if run_id is not None else TaskName.SCORE_PENDING
+    args: tuple[Any, ...] = (run_id, model_version_id) if run_id is not None else (project_id,)
+    enqueue(name, args=args, kind=QueueKind.SCORING)
+    return report
+
+
+def model_version_rescore(*, run_id: int, model_version_id: int) -> ScoreReport:
+    """Re-score the pool for a newly promoted champion (``RESCORE_POOL``); raises ScoringBusyError."""
+    model_version = ModelVersion.objects.filter(pk=model_version_id).first()
+    if model_version is None:
+        return ScoreReport(project_id=0, model_version_id=model_version_id, stale=True)
+    report = project_score_pending(
+        project_id=model_version.project_id, model_version_id=model_version_id, run_id=run_id
+    )
+    if report.busy:
+        raise ScoringBusyError(f"project {model_version.project_id} is being scored; retry")
+    return report
+
+
+# --- reconciliation ----------------------------------------------------------------------------
+
+
+def scoring_reconcile() -> dict[str, Any]:
+    """Beat: enqueue scoring for every project with documents its champion has not scored.
+
+    Also returns lapsed leases to the pool. A lost message therefore delays scoring by one beat
+    interval at most; it never loses it.
+    """
+    enqueued: list[int] = []
+    expired = 0
+    for project in Project.objects.all():
+        expired += assignments_expire(project=project)
+        champion = champion_get(project_id=project.pk)
+        if champion is not None and documents_unscored(model_version=champion).exists():
+            enqueue(TaskName.SCORE_PENDING, args=(project.pk,), kind=QueueKind.SCORING)
+            enqueued.append(project.pk)
+    if enqueued:
+        log.info("reconcile: scoring enqueued for projects %s", enqueued)
+    return {"scoring_enqueued": enqueued, "assignments_expired": expired}

@@ -1,0 +1,468 @@
+"""Retrain and recalibrate: triggers, the single-flight run, the promotion gate, promote / rollback.
+
+A run goes through stages, each written to the TrainingRun in its own short transaction so the
+admin, the API and ``manage.py retrain --sync`` can watch it:
+
+    snapshot -> train -> calibrate -> evaluate -> promote | reject -> rescore -> done
+
+Single flight: at most one queued/running run per project (a database constraint); a trigger that
+arrives while one is open is counted on it (``coalesced_triggers``). The executing task holds a
+PostgreSQL advisory lock keyed by the run for its whole life; the server drops it when the
+worker dies, which is how ``training_reconcile`` tells a crashed run from a slow one.
+
+Promotion rule (see docs/WORKERS.md): the first model is promoted. Later, with a labeled holdout of
+at least ``MIN_HOLDOUT_LABELS`` documents covering 2+ classes, the challenger is promoted unless its
+accuracy is lower than the champion's, re-measured on the same holdout documents now, by more than
+``project.promotion_tolerance``. With a smaller holdout, the two models' accuracies on their own
+calibration splits are compared with the same tolerance (and with no such figure, the newer model,
+trained on more labels, is promoted). The reason is written to ``decision_reason``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from labeling.models import (
+    Annotation, Document, ModelStatus, ModelVersion, Project, RunStatus, RunTrigger, Split, TrainingRun,
+)
+from labeling.selectors.models import (
+    OPEN_RUN_STATES, champion_get, labeled_count, latest_trained_version, majority_labels,
+)
+from labeling.services import modeling, storage
+from labeling.services.dispatch import QueueKind, TaskName, enqueue
+from labeling.services.scoring import map_fit
+from modelsvc.artifacts import save_classifier
+from modelsvc.calibration import evaluate_predictions
+from modelsvc.config import TrainConfig
+from modelsvc.model import Classifier
+from modelsvc.training import TrainResult, encode_labels, train
+
+log = logging.getLogger(__name__)
+
+#: Fewer labeled holdout documents than this (or one class only) cannot judge a challenger.
+MIN_HOLDOUT_LABELS = 10
+#: The TRAIN task's hard time limit; on SQLite (no advisory locks) a run older than this is dead.
+TRAIN_TIME_LIMIT_S = 3600
+#: A queued run whose message has not started it after this long is sent again (lost message).
+REQUEUE_AFTER_S = 600
+#: After a failed run, automatic triggers wait this long before trying again.
+FAILED_RUN_BACKOFF_S = 600
+#: Embeddings (from the cache) of up to this many documents fit the 2-D map.
+MAP_SAMPLE = 2000
+_PROGRESS_EVERY_S = 0.5
+
+
+class TrainingDataError(ValueError):
+    """The labels cannot train a model yet (e.g. a single class)."""
+
+
+class PromotionError(ValueError):
+    """This model version cannot be promoted."""
+
+
+class RollbackError(ValueError):
+    """There is no earlier champion to roll back to."""
+
+
+# --- triggers ------------------------------------------------------------------------------------
+
+
+def training_run_request(
+    *, project: Project, trigger: str, requested_by: Any = None
+) -> TrainingRun:
+    """Queue a run, or count the trigger on the project's open run (never two at once)."""
+    with transaction.atomic():
+        open_run = TrainingRun.objects.select_for_update().filter(
+            project=project, status__in=OPEN_RUN_STATES
+        ).first()
+        if open_run is None:
+            try:
+                with transaction.atomic():
+                    run = TrainingRun.objects.create(project=project, trigger=trigger, requested_by=requested_by)
+            except IntegrityError:  # one_open_training_run_per_project: a concurrent request won
+                open_run = TrainingRun.objects.select_for_update().get(
+                    project=project, status__in=OPEN_RUN_STATES
+                )
+            else:
+                enqueue(TaskName.TRAIN, args=(run.pk,), kind=QueueKind.TRAINING)
+                return run
+        TrainingRun.objects.filter(pk=open_run.pk).update(coalesced_triggers=F("coalesced_triggers") + 1)
+        open_run.refresh_from_db()
+        return open_run
+
+
+def _label_classes(project: Project) -> int:
+    return (
+        Annotation.objects.filter(document__project=project, document__split=Split.POOL,
+                                  label__in=project.label_names)
+        .values("label").distinct().count()
+    )
+
+
+def retrain_due(project: Project, *, any_new: bool = False) -> tuple[bool, str]:
+    """Whether enough new pool labels exist for a retrain, and why (``any_new``: the nightly rule)."""
+    labeled = labeled_count(project_id=project.pk, split=Split.POOL)
+    baseline = latest_trained_version(project_id=project.pk)
+    if baseline is None:
+        needed = max(project.retrain_after, 2 * len(project.label_names))
+        if labeled < needed:
+            return False, f"{labeled} of the {needed} labels a first model needs"
+        if _label_classes(project) < 2:
+            return False, "the labels cover a single class; a model needs at least 2"
+        return True, f"{labeled} labels: enough for a first model"
+    new = labeled - baseline.train_label_count
+    threshold = 1 if any_new else project.retrain_after
+    due = new >= threshold
+    return due, f"{new} new labels since v{baseline.version} (retrain after {threshold})"
+
+
+def _recently_failed(project: Project) -> bool:
+    last = TrainingRun.objects.filter(project=project).order_by("-id").first()
+    return (
+        last is not None and last.status == RunStatus.FAILED and last.finished_at is not None
+        and last.finished_at > timezone.now() - timedelta(seconds=FAILED_RUN_BACKOFF_S)
+    )
+
+
+def project_check_retrain(
+    *, project_id: int, trigger: str = RunTrigger.THRESHOLD, count_if_open: bool = True
+) -> TrainingRun | None:
+    """Request a run when the project is due (after label submissions and on the beat).
+
+    ``count_if_open=False`` (the beat's periodic check) leaves an open run alone instead of
+    counting one more coalesced trigger on it every minute.
+    """
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None or _recently_failed(project):
+        return None
+    if not count_if_open and TrainingRun.objects.filter(project=project, status__in=OPEN_RUN_STATES).exists():
+        return None
+    due, reason = retrain_due(project, any_new=trigger == RunTrigger.SCHEDULE)
+    if not due:
+        return None
+    log.info("project %s: retrain (%s): %s", project_id, trigger, reason)
+    return training_run_request(project=project, trigger=trigger)
+
+
+def training_scheduled() -> list[int]:
+    """Nightly: a run for every project with any label its latest model has not seen."""
+    runs = [project_check_retrain(project_id=pk, trigger=RunTrigger.SCHEDULE, count_if_open=False)
+            for pk in Project.objects.values_list("pk", flat=True)]
+    return [run.pk for run in runs if run is not None]
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def _stage(run_id: int, stage: str, progress: float = 0.0, **fields: Any) -> None:
+    TrainingRun.objects.filter(pk=run_id).update(stage=stage, progress=progress, **fields)
+
+
+def _progress_writer(run_id: int) -> Callable[[str, float], None]:
+    """modelsvc progress (encode / fit / calibrate, fraction) -> run stage, at most twice a second."""
+    last = {"stage": "", "at": 0.0}
+
+    def write(stage: str, fraction: float) -> None:
+        ours = "calibrate" if stage == "calibrate" else "train"
+        now = time.monotonic()
+        if ours != last["stage"] or now - float(last["at"]) >= _PROGRESS_EVERY_S or fraction >= 1.0:
+            # encode is the first half of "train", fitting the head the second
+            value = fraction / 2 if stage == "encode" else 0.5 + fraction / 2 if stage == "fit" else fraction
+            _stage(run_id, ours, min(1.0, value))
+            last.update(stage=ours, at=now)
+
+    return write
+
+
+def _claim(run_id: int) -> TrainingRun | None:
+    """Move the run to running (row lock, skip a locked row); None when there is nothing to do."""
+    with transaction.atomic():
+        run = (
+            TrainingRun.objects.select_for_update(skip_locked=True)
+            .filter(pk=run_id, status__in=OPEN_RUN_STATES).select_related("project").first()
+        )
+        if run is None:
+            return None
+        if run.status == RunStatus.RUNNING and run.model_version_id is not None:
+            # Its previous executor died (it no longer holds the run lock): start over cleanly.
+            _reject_unfinished(run.model_version_id, f"run {run.pk} was restarted after its worker stopped")
+        run.status, run.stage, run.progress = RunStatus.RUNNING, "snapshot", 0.0
+        run.started_at, run.error, run.model_version = timezone.now(), "", None
+        run.save(update_fields=["status", "stage", "progress", "started_at", "error", "model_version"])
+        return run
+
+
+def training_run_execute(*, run_id: int) -> TrainingRun | None:
+    """Execute a queued run (the TRAIN task). A second message for the same run is a no-op."""
+    with modeling.lock_held(modeling.LOCK_TRAINING, run_id) as got:
+        if not got:
+            return None  # a live worker is executing this run
+        run = _claim(run_id)
+        if run is None:
+            return TrainingRun.objects.filter(pk=run_id).first()
+        try:
+            _execute(run)
+        except Exception as exc:  # noqa: BLE001 - any failure marks the run failed; the champion stays
+            log.exception("training run %s failed", run_id)
+            _fail(run_id, f"{type(exc).__name__}: {exc}")
+        return TrainingRun.objects.get(pk=run_id)
+
+
+def _execute(run: TrainingRun) -> None:
+    project = run.project
+    labeled = majority_labels(project=project, split=Split.POOL)
+    if len({label for _, _, label in labeled}) < 2:
+        raise TrainingDataError(f"{len(labeled)} labeled pool documents cover fewer than 2 classes")
+    _stage(run.pk, "train", labels_used=len(labeled))
+    texts, labels = [t for _, t, _ in labeled], [lab for _, _, lab in labeled]
+    config = modeling.model_config()
+    encoder = modeling.encoder_for(config)
+    cache = modeling.embedding_cache_for(encoder.encoder_id)
+    result = train(
+        texts, labels, label_names=project.label_names, model_config=config,
+        train_config=TrainConfig(seed=project.seed), cache=cache, encoder=encoder,
+        progress=_progress_writer(run.pk),
+    )
+    _stage(run.pk, "calibrate", 1.0)
+    challenger = _model_version_save(
+        run, result, train_label_count=len(labeled), train_embeddings=encoder.encode(texts, cache=cache)
+    )
+    _stage(run.pk, "evaluate")
+    metrics, champion_accuracy = _evaluate(project, result.classifier, challenger)
+    promote, reason = promotion_decision(
+        has_champion=champion_accuracy is not _NO_CHAMPION, holdout_count=metrics["holdout_count"],
+        holdout_classes=metrics["holdout_classes"], challenger_accuracy=metrics.get("accuracy"),
+        champion_accuracy=None if champion_accuracy is _NO_CHAMPION else champion_accuracy,
+        challenger_calibration_accuracy=metrics["calibration_split"].get("accuracy"),
+        champion_calibration_accuracy=_champion_calibration_accuracy(project),
+        tolerance=project.promotion_tolerance,
+    )
+    ModelVersion.objects.filter(pk=challenger.pk).update(metrics=metrics, decision_reason=reason)
+    _decide(run, challenger, promote, reason)
+
+
+def _model_version_save(
+    run: TrainingRun, result: TrainResult, *, train_label_count: int, train_embeddings: np.ndarray
+) -> ModelVersion:
+    """Write the artifact (atomically) and record the challenger as a candidate."""
+    project = run.project
+    version = (ModelVersion.objects.filter(project=project).aggregate(v=Max("version"))["v"] or 0) + 1
+    name = f"project{project.pk}-v{version}-run{run.pk}"
+    local = save_classifier(result.classifier, storage.artifact_workdir(name))
+    location = storage.artifact_publish(local_dir=local, name=name)
+    calibration = dict(result.calibration)
+    calibration["map"] = map_fit(_map_sample(project, result.classifier.encoder_id, train_embeddings))
+    calibration["split_sizes"] = result.split_sizes
+    calibration["timings_s"] = result.timings
+    challenger = ModelVersion.objects.create(
+        project=project, version=version, status=ModelStatus.CANDIDATE, artifact_path=location,
+        encoder_name=result.classifier.encoder_id, label_map=list(result.classifier.label_names),
+        train_label_count=train_label_count, calibration=calibration,
+        metrics={"calibration_split": _compact(result.metrics)},
+    )
+    TrainingRun.objects.filter(pk=run.pk).update(model_version=challenger)
+    return challenger
+
+
+def _map_sample(project: Project, encoder_id: str, train_embeddings: np.ndarray) -> np.ndarray:
+    """Training vectors plus cached vectors of the newest documents: what the map will show."""
+    texts = list(Document.objects.filter(project=project).order_by("-id").values_list("text", flat=True)[:MAP_SAMPLE])
+    found = modeling.embedding_cache_for(encoder_id).get_many(encoder_id, texts)
+    if not found:
+        return train_embeddings
+    return np.concatenate([train_embeddings, np.stack(list(found.values()))])
+
+
+def _compact(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if not k.startswith("reliability_uncalibrated")}
+
+
+_NO_CHAMPION: Any = object()
+
+
+def _evaluate(project: Project, classifier: Classifier, challenger: ModelVersion) -> tuple[dict[str, Any], Any]:
+    """Challenger metrics on the labeled holdout, and the champion's accuracy on the same documents."""
+    metrics: dict[str, Any] = dict(challenger.metrics)
+    holdout = majority_labels(project=project, split=Split.HOLDOUT)
+    texts, truth = [t for _, t, _ in holdout], [lab for _, _, lab in holdout]
+    metrics["holdout_count"] = len(holdout)
+    metrics["holdout_classes"] = len(set(truth))
+    champion = champion_get(project_id=project.pk)
+    if holdout:
+        res = modeling.classifier_score(classifier, texts)
+        y = encode_labels(truth, classifier.label_names)
+        measured = evaluate_predictions(res.probs_uncalibrated, res.probs, y, res.uncertainty())
+        measured.pop("n", None)
+        metrics.update(_compact(measured))
+        metrics["evaluated_on"] = "holdout"
+    else:
+        metrics["evaluated_on"] = "calibration_split"
+    if champion is None:
+        return metrics, _NO_CHAMPION
+    metrics["champion_version"] = champion.version
+    if not holdout:
+        return metrics, None
+    champion_clf = modeling.classifier_for(champion)
+    res = modeling.classifier_score(champion_clf, texts)
+    predicted = [champion_clf.label_names[int(i)] for i in res.predicted]
+    accuracy = float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)]))
+    metrics["champion_holdout_accuracy"] = accuracy
+    return metrics, accuracy
+
+
+def _champion_calibration_accuracy(project: Project) -> float | None:
+    champion = champion_get(project_id=project.pk)
+    if champion is None:
+        return None
+    value = champion.metrics.get("calibration_split", {}).get("accuracy")
+    return None if value is None else float(value)
+
+
+def promotion_decision(
+    *, has_champion: bool, holdout_count: int, holdout_classes: int, challenger_accuracy: float | None,
+    champion_accuracy: float | None, challenger_calibration_accuracy: float | None,
+    champion_calibration_accuracy: float | None, tolerance: float,
+) -> tuple[bool, str]:
+    """The promotion gate (pure): (promote?, the reason in words)."""
+    if not has_champion:
+        return True, "first model: there is no champion to compare with"
+    if holdout_count >= MIN_HOLDOUT_LABELS and holdout_classes >= 2:
+        assert challenger_accuracy is not None and champion_accuracy is not None
+        ok = challenger_accuracy >= champion_accuracy - tolerance
+        return ok, (
+            f"holdout of {holdout_count} labeled documents: challenger accuracy {challenger_accuracy:.3f}, "
+            f"champion {champion_accuracy:.3f} on the same documents, tolerance {tolerance:.3f}: "
+            + ("promoted" if ok else "rejected (worse than the champion by more than the tolerance)")
+        )
+    prefix = (
+        f"holdout too small to judge ({holdout_count} labeled, {holdout_classes} classes; "
+        f"needs {MIN_HOLDOUT_LABELS} covering 2 classes): "
+    )
+    if challenger_calibration_accuracy is None or champion_calibration_accuracy is None:
+        return True, prefix + "no calibration-split figure for both models; the newer model has more labels: promoted"
+    ok = challenger_calibration_accuracy >= champion_calibration_accuracy - tolerance
+    return ok, prefix + (
+        f"calibration-split accuracy {challenger_calibration_accuracy:.3f} vs the champion's "
+        f"{champion_calibration_accuracy:.3f}, tolerance {tolerance:.3f}: " + ("promoted" if ok else "rejected")
+    )
+
+
+def _promote(model_version: ModelVersion) -> None:
+    """Old champion -> retired, this one -> champion, in one transaction (the caller's)."""
+    Project.objects.select_for_update().get(pk=model_version.project_id)  # serialises promotions
+    now = timezone.now()
+    ModelVersion.objects.filter(project_id=model_version.project_id, status=ModelStatus.CHAMPION).exclude(
+        pk=model_version.pk
+    ).update(status=ModelStatus.RETIRED)
+    ModelVersion.objects.filter(pk=model_version.pk).update(status=ModelStatus.CHAMPION, promoted_at=now)
+    model_version.status, model_version.promoted_at = ModelStatus.CHAMPION, now
+
+
+def _decide(run: TrainingRun, challenger: ModelVersion, promote: bool, reason: str) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        if promote:
+            _stage(run.pk, "promote", 1.0)
+            _promote(challenger)
+            enqueue(TaskName.RESCORE_POOL, args=(run.pk, challenger.pk), kind=QueueKind.SCORING)
+        else:
+            ModelVersion.objects.filter(pk=challenger.pk).update(status=ModelStatus.REJECTED)
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.SUCCEEDED, promoted=promote, decision_reason=reason, finished_at=now,
+            stage="rescore" if promote else "done", progress=0.0 if promote else 1.0,
+        )
+
+
+def _reject_unfinished(model_version_id: int, reason: str) -> None:
+    ModelVersion.objects.filter(pk=model_version_id, status__in=[ModelStatus.CANDIDATE, ModelStatus.TRAINING]).update(
+        status=ModelStatus.REJECTED, decision_reason=reason
+    )
+
+
+def _fail(run_id: int, error: str) -> None:
+    run = TrainingRun.objects.get(pk=run_id)
+    if run.model_version_id is not None:
+        _reject_unfinished(run.model_version_id, f"training run {run_id} failed: {error}")
+    TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+        status=RunStatus.FAILED, error=f"stage {run.stage or 'start'}: {error}"[:10_000],
+        finished_at=timezone.now(), promoted=False,
+    )
+
+
+# --- admin: promote / rollback --------------------------------------------------------------------
+
+
+def model_version_promote(*, model_version: ModelVersion) -> ModelVersion:
+    """Make ``model_version`` the champion by hand (admin override of the gate)."""
+    if model_version.status == ModelStatus.CHAMPION:
+        return model_version
+    if model_version.status == ModelStatus.TRAINING or not model_version.artifact_path:
+        raise PromotionError(f"v{model_version.version} has no finished artifact")
+    with transaction.atomic():
+        _promote(model_version)
+        enqueue(TaskName.SCORE_PENDING, args=(model_version.project_id,), kind=QueueKind.SCORING)
+    return model_version
+
+
+def model_version_rollback(*, project: Project) -> ModelVersion:
+    """Reinstate the previous champion; the current one is marked rejected. Returns the new champion."""
+    with transaction.atomic():
+        Project.objects.select_for_update().get(pk=project.pk)
+        current = champion_get(project_id=project.pk)
+        if current is None:
+            raise RollbackError("the project has no champion to roll back")
+        previous = (
+            ModelVersion.objects.filter(project=project, status=ModelStatus.RETIRED, promoted_at__isnull=False)
+            .order_by("-promoted_at", "-version").first()
+        )
+        if previous is None:
+            raise RollbackError(f"v{current.version} is the only model that was ever champion")
+        now = timezone.now()
+        ModelVersion.objects.filter(pk=current.pk).update(
+            status=ModelStatus.REJECTED, decision_reason=f"rolled back to v{previous.version} at {now:%Y-%m-%d %H:%M} UTC"
+        )
+        ModelVersion.objects.filter(pk=previous.pk).update(status=ModelStatus.CHAMPION, promoted_at=now)
+        # Documents ingested under the rolled-back model still need this one's predictions.
+        enqueue(TaskName.SCORE_PENDING, args=(project.pk,), kind=QueueKind.SCORING)
+    previous.refresh_from_db()
+    return previous
+
+
+# --- reconciliation -------------------------------------------------------------------------------
+
+
+def _orphaned(run: TrainingRun) -> bool:
+    if connection.vendor == "postgresql":
+        return modeling.lock_is_free(modeling.LOCK_TRAINING, run.pk)
+    started = run.started_at or run.created_at
+    return started < timezone.now() - timedelta(seconds=TRAIN_TIME_LIMIT_S)
+
+
+def training_reconcile() -> dict[str, Any]:
+    """Beat: fail runs whose worker died, resend runs whose message was lost, check thresholds."""
+    failed = []
+    for run in TrainingRun.objects.filter(status=RunStatus.RUNNING):
+        if _orphaned(run):
+            _fail(run.pk, "the worker executing this run stopped (killed, crashed or out of memory)")
+            failed.append(run.pk)
+    cutoff = timezone.now() - timedelta(seconds=REQUEUE_AFTER_S)
+    resent = list(TrainingRun.objects.filter(status=RunStatus.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True))
+    for run_id in resent:
+        enqueue(TaskName.TRAIN, args=(run_id,), kind=QueueKind.TRAINING)
+    requested = []
+    for project_id in Project.objects.values_list("pk", flat=True):
+        run = project_check_retrain(project_id=project_id, count_if_open=False)
+        if run is not None:
+            requested.append(run.pk)
+    if failed or resent:
+        log.warning("training reconcile: failed orphaned runs %s, resent queued runs %s", failed, resent)
+    return {"runs_failed": failed, "runs_resent": resent, "runs_requested": requested}

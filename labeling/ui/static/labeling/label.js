@@ -1,0 +1,317 @@
+/* The labeling page: lease an item, label it by keyboard, skip, undo, keep the lease alive.
+   All document text goes through textContent (never innerHTML). */
+(function () {
+  "use strict";
+  const A = window.alabel;
+  const config = JSON.parse(document.getElementById("label-config").textContent);
+  const projectId = config.project.id;
+  const API = "/api/v1";
+  const RENEW_MS = Math.max(30, Math.min(120, config.project.lease_minutes * 20)) * 1000;
+  const POLL_MS = 15000;
+  const HIDE_KEY = "alabel.hideModelView";
+
+  const $ = function (id) { return document.getElementById(id); };
+  const labelButtons = Array.from(document.querySelectorAll(".label-btn"));
+  const keyToLabel = {};
+  labelButtons.forEach(function (b) { if (b.dataset.key) keyToLabel[b.dataset.key] = b.dataset.label; });
+  const labelText = {};
+  config.labels.forEach(function (l) { labelText[l.name] = l.text; });
+
+  const state = {
+    current: null,      // {assignment, document, prediction, reason, shownAt}
+    history: [],        // [{annotationId, item, label}] most recent last
+    undo: null,         // the history entry being re-labeled
+    busy: false,
+    expired: false,
+    empty: false,
+    championVersion: config.progress.champion ? config.progress.champion.version : null,
+  };
+
+  /* ---------- messages ---------- */
+  function announce(text) {
+    const box = $("notices");
+    box.replaceChildren(A.el("p", { class: "toast" }, text));
+  }
+
+  function alertBanner(text, action) {
+    const box = $("alerts");
+    box.replaceChildren();
+    if (!text) return;
+    const p = A.el("div", { class: "banner error" });
+    p.appendChild(A.el("span", {}, text));
+    if (action) {
+      const b = A.el("button", { type: "button", class: "primary" }, action.text);
+      b.addEventListener("click", action.run);
+      p.appendChild(b);
+    }
+    box.appendChild(p);
+  }
+
+  function modelNotice(text) {
+    let n = $("model-notice");
+    if (!n) {
+      n = A.el("div", { id: "model-notice", class: "banner success" });
+      $("notices").after(n);
+    }
+    n.textContent = text;
+  }
+
+  /* ---------- rendering ---------- */
+  function setEnabled(on) {
+    labelButtons.forEach(function (b) { b.disabled = !on; });
+    $("skip-btn").disabled = !on || !!state.undo;
+    $("undo-btn").disabled = state.history.length === 0 || !!state.undo;
+  }
+
+  function reasonText(item) {
+    const r = item.reason || {};
+    if (r.holdout) return "Holdout item, served blind to measure the model honestly.";
+    const names = { random: "random sampling", least_confidence: "least confidence", margin: "smallest margin",
+      entropy: "predictive entropy", bald: "BALD (model uncertainty)", diverse: "BALD, diversified" };
+    const strategy = names[r.strategy] || r.strategy || "the queue order";
+    let s = "Chosen by " + strategy;
+    if (r.score !== undefined && r.score !== null) s += " · score " + A.num(r.score, 3);
+    return s + ".";
+  }
+
+  function renderItem(item, previousLabel) {
+    const doc = item.document;
+    $("doc-id").textContent = "#" + doc.id;
+    $("doc-text").textContent = doc.text;
+    $("doc-text").scrollTop = 0;
+    $("reason").textContent = reasonText(item);
+    labelButtons.forEach(function (b) {
+      b.setAttribute("aria-pressed", previousLabel && b.dataset.label === previousLabel ? "true" : "false");
+    });
+    renderModel(item);
+  }
+
+  function renderModel(item) {
+    const blind = !!(item.reason && item.reason.holdout);
+    const pred = blind ? null : item.prediction;
+    $("model-blind").hidden = !blind;
+    $("model-none").hidden = blind || !!pred;
+    $("model-pred").hidden = !pred;
+    $("attr-tokens").replaceChildren();
+    if (!pred) return;
+    $("pred-label").textContent = labelText[pred.label] || pred.label;
+    $("pred-conf").textContent = A.pct(pred.confidence);
+    $("pred-meter").style.width = A.pct(pred.confidence, 1);
+    $("u-entropy").textContent = A.num(pred.entropy, 3);
+    $("u-mi").textContent = A.num(pred.mutual_info, 3);
+    $("u-margin").textContent = A.num(pred.margin, 3);
+    loadAttributions(item.document.id);
+  }
+
+  async function loadAttributions(docId) {
+    $("attr-status").textContent = "Loading highlights…";
+    const reply = await A.api("GET", "/ui/projects/" + projectId + "/documents/" + docId + "/attributions.json");
+    const shown = state.undo ? state.undo.item : state.current;
+    if (!shown || shown.document.id !== docId) return;  // the user moved on meanwhile
+    if (!reply.ok) { $("attr-status").textContent = A.detail(reply, "Highlights are not available."); return; }
+    renderTokens(reply.data.tokens || []);
+  }
+
+  function renderTokens(tokens) {
+    const n = A.renderTokens($("attr-tokens"), tokens);
+    $("attr-status").textContent = n ? "" : "No highlights for this item.";
+  }
+
+  function showEmpty() {
+    state.current = null; state.empty = true;
+    $("doc-id").textContent = "–";
+    $("reason").textContent = "";
+    $("doc-text").textContent = "Nothing left to label right now. New items appear here as documents are imported or the model rescores the pool; this page checks again every 15 seconds.";
+    $("model-blind").hidden = true; $("model-pred").hidden = true; $("model-none").hidden = true;
+    setEnabled(false);
+  }
+
+  /* ---------- actions ---------- */
+  async function loadNext() {
+    state.busy = true; state.expired = false;
+    const reply = await A.api("POST", API + "/projects/" + projectId + "/queue/next", {});
+    state.busy = false;
+    if (reply.status === 204) { showEmpty(); return; }
+    if (!reply.ok) { alertBanner(A.detail(reply, "Could not load the next item."), { text: "Try again", run: loadNext }); return; }
+    alertBanner("");
+    state.empty = false;
+    state.current = { assignment: reply.data.assignment, document: reply.data.document,
+      prediction: reply.data.prediction, reason: reply.data.reason || {}, shownAt: performance.now() };
+    renderItem(state.current);
+    setEnabled(true);
+    $("doc-text").focus({ preventScroll: true });
+  }
+
+  function leaseLost(reply) {
+    const code = A.errorCode(reply);
+    return code === "lease_expired" || code === "assignment_closed" || reply.status === 404;
+  }
+
+  function explainExpired() {
+    state.expired = true;
+    setEnabled(false);
+    alertBanner("Your hold on this item ran out (holds last " + config.project.lease_minutes +
+      " minutes without activity), so it went back to the queue and your label was not saved. Nothing is lost: load the next item to go on.",
+      { text: "Load the next item", run: loadNext });
+  }
+
+  async function submitLabel(name) {
+    if (state.busy) return;
+    if (state.undo) { return relabel(name); }
+    const item = state.current;
+    if (!item || state.expired) return;
+    state.busy = true; setEnabled(false);
+    const duration = Math.round(performance.now() - item.shownAt);
+    const reply = await A.api("POST", API + "/assignments/" + item.assignment.id + "/annotation",
+      { label: name, duration_ms: Math.min(duration, 86400000), source: "ui" });
+    state.busy = false;
+    if (!reply.ok) {
+      if (leaseLost(reply)) { explainExpired(); return; }
+      alertBanner(A.detail(reply, "The label was not saved."), { text: "Try again", run: function () { alertBanner(""); setEnabled(true); } });
+      return;
+    }
+    const ann = reply.data && (reply.data.annotation || reply.data);
+    state.history.push({ annotationId: ann.id, item: item, label: name });
+    if (state.history.length > 50) state.history.shift();
+    announce("Saved “" + (labelText[name] || name) + "” for item #" + item.document.id + ".");
+    bumpMine(1);
+    await loadNext();
+    pollProgress();  // queue and team counts move with every label
+  }
+
+  async function skip() {
+    const item = state.current;
+    if (state.busy || state.undo || !item || state.expired) return;
+    state.busy = true; setEnabled(false);
+    const reply = await A.api("POST", API + "/assignments/" + item.assignment.id + "/skip", {});
+    state.busy = false;
+    if (!reply.ok && leaseLost(reply)) { explainExpired(); return; }
+    if (!reply.ok) { alertBanner(A.detail(reply, "Could not skip this item.")); setEnabled(true); return; }
+    announce("Skipped item #" + item.document.id + ".");
+    await loadNext();
+  }
+
+  function startUndo() {
+    if (state.busy) return;
+    if (state.undo) { announce("Already re-labeling the previous item: press a label key, or Esc."); return; }
+    const entry = state.history[state.history.length - 1];
+    if (!entry) { announce("Nothing to undo yet."); return; }
+    state.undo = entry;
+    $("undo-was").textContent = labelText[entry.label] || entry.label;
+    $("undo-banner").hidden = false;
+    renderItem(entry.item, entry.label);
+    setEnabled(true);
+    announce("Re-opened item #" + entry.item.document.id + ". Choose its new label.");
+    const pressed = labelButtons.find(function (b) { return b.dataset.label === entry.label; });
+    (pressed || $("doc-text")).focus({ preventScroll: true });
+  }
+
+  function leaveUndo() {
+    state.undo = null;
+    $("undo-banner").hidden = true;
+    if (state.current) { renderItem(state.current); setEnabled(true); $("doc-text").focus({ preventScroll: true }); }
+    else if (state.empty) showEmpty();
+    else setEnabled(false);
+  }
+
+  async function relabel(name) {
+    const entry = state.undo;
+    if (name === entry.label) { announce("Kept “" + (labelText[name] || name) + "”."); state.history.pop(); leaveUndo(); return; }
+    state.busy = true;
+    const reply = await A.api("PATCH", API + "/annotations/" + entry.annotationId, { label: name });
+    state.busy = false;
+    if (!reply.ok) { alertBanner(A.detail(reply, "The change was not saved.")); return; }
+    alertBanner("");
+    state.history.pop();
+    announce("Changed item #" + entry.item.document.id + " from “" + (labelText[entry.label] || entry.label) +
+      "” to “" + (labelText[name] || name) + "”.");
+    leaveUndo();
+  }
+
+  /* ---------- lease keep-alive and release ---------- */
+  async function renew() {
+    const item = state.current;
+    if (!item || state.expired || state.busy) return;
+    const reply = await A.api("POST", API + "/assignments/" + item.assignment.id + "/renew", {});
+    if (state.current !== item) return;
+    if (reply.ok) { if (reply.data && reply.data.leased_until) item.assignment.leased_until = reply.data.leased_until; }
+    else if (leaseLost(reply)) explainExpired();
+  }
+
+  function release() {
+    const item = state.current;
+    if (!item || state.expired) return;
+    // keepalive lets the request outlive the page; unlike sendBeacon it can carry the JSON body and
+    // the CSRF header the API expects.
+    fetch(API + "/assignments/" + item.assignment.id + "/release", {
+      method: "POST", keepalive: true, credentials: "same-origin", body: "{}",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": A.csrfToken() },
+    }).catch(function () { /* the lease simply expires on its own */ });
+    state.current = null;
+  }
+
+  /* ---------- progress ---------- */
+  let mine = config.progress.labeled_today_mine;
+  function bumpMine(n) { mine += n; $("stat-mine").textContent = mine; }
+
+  function renderProgress(p) {
+    mine = p.labeled_today_mine;
+    $("stat-mine").textContent = p.labeled_today_mine;
+    $("stat-team").textContent = p.labeled_today;
+    $("stat-queue").textContent = p.queue_remaining;
+    const c = p.champion;
+    $("stat-model").textContent = c ? "v" + c.version : "none yet";
+    let when = c ? "trained " + A.ago(c.trained_at) : "no model yet: labels train the first one";
+    if (p.running_run) when += " · retraining: " + (p.running_run.stage || p.running_run.status) + " " + A.pct(p.running_run.progress);
+    $("stat-model-when").textContent = when;
+    if (c && state.championVersion !== null && c.version !== state.championVersion) {
+      modelNotice("Model v" + c.version + " finished training and is now live: predictions and the queue order use it from the next item.");
+    } else if (c && state.championVersion === null) {
+      modelNotice("The first model (v" + c.version + ") is live: predictions appear from the next item.");
+    }
+    state.championVersion = c ? c.version : state.championVersion;
+  }
+
+  async function pollProgress() {
+    const reply = await A.api("GET", "/ui/projects/" + projectId + "/progress.json");
+    if (reply.ok) renderProgress(reply.data);
+    if (state.empty && !state.busy) loadNext();
+  }
+
+  /* ---------- keyboard ---------- */
+  document.addEventListener("keydown", function (ev) {
+    const t = ev.target;
+    if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.isContentEditable)) return;
+    if ((ev.ctrlKey || ev.metaKey) && !ev.altKey && ev.key.toLowerCase() === "z") { ev.preventDefault(); startUndo(); return; }
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const key = ev.key.toLowerCase();
+    if (key === "escape" && state.undo) { ev.preventDefault(); leaveUndo(); announce("Back to the current item."); return; }
+    if (key === "u") { ev.preventDefault(); startUndo(); return; }
+    if (key === "s") { ev.preventDefault(); skip(); return; }
+    if (keyToLabel[key] && !labelButtons[0].disabled) { ev.preventDefault(); submitLabel(keyToLabel[key]); }
+  });
+
+  labelButtons.forEach(function (b) { b.addEventListener("click", function () { submitLabel(b.dataset.label); }); });
+  $("skip-btn").addEventListener("click", skip);
+  $("undo-btn").addEventListener("click", startUndo);
+
+  function applyHide(hide) {
+    document.body.classList.toggle("hide-model", hide);
+    $("toggle-model").setAttribute("aria-pressed", hide ? "false" : "true");
+    $("toggle-model").textContent = hide ? "Show the model's view" : "Hide the model's view";
+  }
+  $("toggle-model").addEventListener("click", function () {
+    const hide = !document.body.classList.contains("hide-model");
+    try { localStorage.setItem(HIDE_KEY, hide ? "1" : ""); } catch (e) { /* private mode */ }
+    applyHide(hide);
+  });
+  try { applyHide(localStorage.getItem(HIDE_KEY) === "1"); } catch (e) { applyHide(false); }
+
+  window.addEventListener("pagehide", release);
+  // Back/forward cache: a page restored after pagehide released its item, so lease a fresh one.
+  window.addEventListener("pageshow", function (ev) { if (ev.persisted) loadNext(); });
+  setInterval(renew, RENEW_MS);
+  setInterval(pollProgress, POLL_MS);
+  renderProgress(config.progress);
+  loadNext();
+})();

@@ -1,0 +1,172 @@
+"""Annotator pages and the project dashboard: thin views over selectors, plus small JSON reads.
+
+Writes (labels, skips, leases, retrains, promotions) go through the REST API from the page's
+JavaScript; the JSON endpoints here only cover reads the API does not offer in the shape a page needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from labeling.models import Document, Prediction, Project, Split
+from labeling.roles import ANNOTATOR, has_role, is_admin
+from labeling.selectors import dashboard as dash
+from labeling.selectors.queue import champion_for
+
+View = Callable[..., HttpResponse]
+logger = logging.getLogger(__name__)
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "ui/login.html"
+    redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    pass
+
+
+def annotator_required(view: View) -> View:
+    """Signed in, and an annotator or an admin; anyone else gets a plain 403 page."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not has_role(request.user, ANNOTATOR):
+            raise PermissionDenied("You need the annotator role to use this page.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _json_required(view: View) -> View:
+    """Like ``annotator_required``, answering JSON 401/403: a page's fetch gets a status, not a login form."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return JsonResponse({"detail": "Your session ended: sign in again."}, status=401)
+        if not has_role(request.user, ANNOTATOR):
+            return JsonResponse({"detail": "You need the annotator role."}, status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@annotator_required
+@require_GET
+def project_list(request: HttpRequest) -> HttpResponse:
+    projects = Project.objects.annotate(
+        n_docs=Count("documents", distinct=True),
+        n_labeled=Count("documents", filter=Q(documents__is_labeled=True), distinct=True),
+    ).order_by("name")
+    rows = [{"project": p, "champion": champion_for(p)} for p in projects]
+    return render(request, "ui/project_list.html", {"rows": rows})
+
+
+@annotator_required
+@require_GET
+def label(request: HttpRequest, pk: int) -> HttpResponse:
+    project = get_object_or_404(Project, pk=pk)
+    config = {
+        "project": {"id": project.pk, "name": project.name, "lease_minutes": project.lease_minutes},
+        "labels": [
+            {"name": item["name"], "text": item.get("text") or item["name"], "key": item.get("key", "")}
+            for item in project.labels
+        ],
+        "progress": dash.labeling_progress(project=project, user=request.user),
+    }
+    return render(request, "ui/label.html", {"project": project, "config": config})
+
+
+@annotator_required
+@require_GET
+def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
+    project = get_object_or_404(Project, pk=pk)
+    return render(
+        request, "ui/dashboard.html",
+        {"project": project, "is_admin": is_admin(request.user),
+         "config": {"project": project.pk, "is_admin": is_admin(request.user)}},
+    )
+
+
+def _blind(document: Document) -> bool:
+    """Holdout items are labeled blind: the model's view stays hidden until someone labeled them."""
+    return document.split == Split.HOLDOUT and not document.is_labeled
+
+
+@annotator_required
+@require_GET
+def document_detail(request: HttpRequest, pk: int, doc_id: int) -> HttpResponse:
+    project = get_object_or_404(Project, pk=pk)
+    document = get_object_or_404(Document, pk=doc_id, project=project)
+    champion = champion_for(project)
+    prediction = (
+        Prediction.objects.filter(document=document, model_version=champion).first() if champion else None
+    )
+    annotations = document.annotations.select_related("annotator").prefetch_related("revisions")
+    return render(
+        request, "ui/document.html",
+        {"project": project, "document": document, "blind": _blind(document),
+         "prediction": None if _blind(document) else prediction, "champion": champion,
+         "annotations": annotations},
+    )
+
+
+@_json_required
+@require_GET
+def progress_json(request: HttpRequest, pk: int) -> HttpResponse:
+    project = get_object_or_404(Project, pk=pk)
+    return JsonResponse(dash.labeling_progress(project=project, user=request.user))
+
+
+@_json_required
+@require_GET
+def dashboard_json(request: HttpRequest, pk: int) -> HttpResponse:
+    project = get_object_or_404(Project, pk=pk)
+    return JsonResponse(dash.dashboard(project=project))
+
+
+@_json_required
+@require_GET
+def attributions_json(request: HttpRequest, pk: int, doc_id: int) -> HttpResponse:
+    """Token highlights for the champion's prediction of one document (computed on request, ~0.5 s)."""
+    document = get_object_or_404(Document, pk=doc_id, project_id=pk)
+    if _blind(document):
+        return JsonResponse({"detail": "Holdout items are labeled blind."}, status=409)
+    champion = champion_for(document.project)
+    prediction = (
+        Prediction.objects.filter(document=document, model_version=champion).first() if champion else None
+    )
+    if prediction is None:
+        return JsonResponse({"detail": "The current model has not scored this document yet."}, status=404)
+    tokens = prediction.attributions
+    if not tokens:
+        try:
+            tokens = _compute_attributions(prediction)
+        except (ImportError, OSError, RuntimeError, ValueError):
+            # A missing or broken artifact must not break the labeling page: say so, log the cause.
+            logger.exception("attributions failed for prediction %s", prediction.pk)
+            return JsonResponse({"detail": "Highlights could not be computed for this model."}, status=503)
+    return JsonResponse(
+        {"document": document.pk, "version": champion.version if champion else None,
+         "label": prediction.predicted_label, "tokens": tokens or []}
+    )
+
+
+def _compute_attributions(prediction: Prediction) -> list[list[Any]]:
+    # Imported when first needed: the modeling service loads torch, which most page views never use.
+    from labeling.services.modeling import prediction_attributions
+
+    return prediction_attributions(prediction=prediction)

@@ -1,0 +1,5 @@
+import sys
+
+from modelsvc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,178 @@
+"""Classifier artifacts: ``head.safetensors`` + ``classifier.json``, written atomically. No pickle.
+
+Layout of an artifact folder::
+
+    classifier.json     format_version, model config, label names, encoder identity, temperature,
+                        calibration, metrics, versions
+    head.safetensors    the head's tensors (w1, b1, w2, b2, feature_mean, feature_std)
+
+``save_classifier`` writes into a temporary sibling folder and renames it into place, so a reader
+never sees a half-written artifact. ``load_classifier`` validates everything and raises
+``ArtifactError`` naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from modelsvc.config import ModelConfig
+from modelsvc.model import Classifier, build_head
+
+FORMAT_VERSION = 1
+META_FILE = "classifier.json"
+WEIGHTS_FILE = "head.safetensors"
+
+
+class ArtifactError(RuntimeError):
+    """An artifact folder is missing, incomplete, corrupt or incompatible."""
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+    import transformers
+
+    from modelsvc import __version__
+
+    return {
+        "modelsvc": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_classifier(classifier: Classifier, directory: str | os.PathLike[str]) -> Path:
+    """Write ``classifier`` to ``directory`` atomically (replacing an existing artifact)."""
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in classifier.head.state_dict().items()}
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format_version": str(FORMAT_VERSION)})
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "model_config": classifier.config.to_dict(),
+            "label_names": list(classifier.label_names),
+            "encoder_id": classifier.encoder_id,
+            "in_dim": classifier.head.in_dim,
+            "temperature": classifier.temperature,
+            "calibration": classifier.calibration,
+            "metrics": classifier.metrics,
+            "versions": _versions(),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        with (tmp / META_FILE).open("w", encoding="utf-8") as fh:
+            json.dump(meta, fh, indent=2, sort_keys=True, allow_nan=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}"
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def read_metadata(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The validated ``classifier.json`` of an artifact folder."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise ArtifactError(f"artifact folder {folder} does not exist")
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise ArtifactError(f"{folder}: missing file {META_FILE}")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{meta_path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{meta_path}: expected a JSON object")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ArtifactError(f"{meta_path}: format version {version!r}, this modelsvc reads {FORMAT_VERSION}")
+    for key in ("model_config", "label_names", "encoder_id", "in_dim", "temperature"):
+        if key not in meta:
+            raise ArtifactError(f"{meta_path}: missing key {key!r}")
+    return meta
+
+
+def load_classifier(
+    directory: str | os.PathLike[str], *, expected_labels: Sequence[str] | None = None
+) -> Classifier:
+    """Load and validate an artifact; ``expected_labels`` checks the label map (names and order)."""
+    folder = Path(directory)
+    meta = read_metadata(folder)
+    try:
+        config = ModelConfig.from_dict(meta["model_config"])
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"{folder / META_FILE}: invalid model_config ({exc})") from exc
+    labels = meta["label_names"]
+    if not isinstance(labels, list) or len(labels) < 2 or len(set(labels)) != len(labels):
+        raise ArtifactError(f"{folder / META_FILE}: label_names must be >= 2 distinct names")
+    if expected_labels is not None and list(expected_labels) != labels:
+        raise ArtifactError(f"label map mismatch: artifact has {labels}, expected {list(expected_labels)}")
+    weights_path = folder / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise ArtifactError(f"{folder}: missing file {WEIGHTS_FILE}")
+    try:
+        tensors = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ArtifactError(f"{weights_path}: corrupt weights ({exc})") from exc
+    head = build_head(config, int(meta["in_dim"]), len(labels))
+    expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    if set(found) != set(expected):
+        raise ArtifactError(
+            f"{weights_path}: tensors {sorted(found)} do not match the head {sorted(expected)}"
+        )
+    for name, shape in expected.items():
+        if found[name] != shape:
+            hint = " (label map mismatch)" if name in ("w2", "b2") else ""
+            raise ArtifactError(
+                f"{weights_path}: tensor {name} has shape {found[name]}, expected {shape}{hint}"
+            )
+    head.load_state_dict(tensors)
+    head.eval()
+    temperature = float(meta["temperature"])
+    if not temperature > 0:
+        raise ArtifactError(f"{folder / META_FILE}: temperature must be > 0")
+    return Classifier(
+        config=config,
+        label_names=[str(x) for x in labels],
+        encoder_id=str(meta["encoder_id"]),
+        head=head,
+        temperature=temperature,
+        calibration=dict(meta.get("calibration") or {}),
+        metrics=dict(meta.get("metrics") or {}),
+    )

@@ -1,0 +1,193 @@
+"""Command line: ``python -m modelsvc {train,score,evaluate}``.
+
+User errors (missing column, unknown label, empty file, bad artifact) print one line on stderr and
+exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelsvc.artifacts import ArtifactError, load_classifier, save_classifier
+from modelsvc.calibration import evaluate_predictions
+from modelsvc.config import ModelConfig, TrainConfig
+from modelsvc.encoder import EmbeddingCache, EncoderError
+from modelsvc.inference import encoder_for, score_texts
+from modelsvc.io import DataError, column, read_labeled, read_table
+from modelsvc.training import TrainingError, encode_labels, train
+
+USER_ERRORS = (DataError, ArtifactError, TrainingError, EncoderError, ValueError)
+
+
+def _cache(args: argparse.Namespace) -> EmbeddingCache | None:
+    return EmbeddingCache(args.cache) if args.cache else None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    texts, labels = read_labeled(args.data, args.text_col, args.label_col)
+    names = args.labels.split(",") if args.labels else sorted(set(labels))
+    if len(names) < 2:
+        raise DataError(f"{args.data}: column {args.label_col!r} has fewer than 2 distinct labels")
+    model_config = ModelConfig(
+        encoder=args.encoder or ModelConfig.encoder,
+        samples=args.samples,
+        pooling=args.pooling,
+        max_length=args.max_length,
+        n_members=args.members,
+        device=args.device,
+        precision=args.precision,
+    )
+    train_config = TrainConfig(
+        seed=args.seed,
+        max_epochs=args.epochs,
+        calibration_fraction=args.calibration_fraction,
+        error_mapping=args.error_mapping,
+    )
+
+    def progress(stage: str, fraction: float) -> None:
+        if args.verbose:
+            print(f"{stage} {fraction:.0%}", file=sys.stderr)
+
+    result = train(
+        texts,
+        labels,
+        label_names=names,
+        model_config=model_config,
+        train_config=train_config,
+        cache=_cache(args),
+        progress=progress,
+    )
+    save_classifier(result.classifier, args.out)
+    summary = {
+        "out": str(args.out),
+        "labels": names,
+        "split_sizes": result.split_sizes,
+        "temperature": result.classifier.temperature,
+        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+        "calibration_metrics": result.classifier.metrics,
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+def _atomic_write_lines(path: Path, lines: Sequence[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for line in lines:
+                fh.write(line + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    clf = load_classifier(args.model)
+    df = read_table(args.data)
+    texts = column(df, args.text_col, args.data)
+    ids = column(df, args.id_col, args.data) if args.id_col in df.columns else None
+    res = score_texts(clf, texts, cache=_cache(args), encoder=encoder_for(clf))
+    lines = []
+    for i, rec in enumerate(res.records(clf.label_names)):
+        row: dict[str, Any] = {"index": i}
+        if ids is not None:
+            row["id"] = ids[i]
+        row.update(rec)
+        lines.append(json.dumps(row))
+    _atomic_write_lines(Path(args.out), lines)
+    print(json.dumps({"out": str(args.out), "n": len(lines)}))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    clf = load_classifier(args.model)
+    texts, labels = read_labeled(args.data, args.text_col, args.label_col)
+    try:
+        y = encode_labels(labels, clf.label_names)
+    except TrainingError as exc:
+        raise DataError(f"{args.data}: {exc}") from exc
+    res = score_texts(clf, texts, cache=_cache(args))
+    metrics = evaluate_predictions(res.probs_uncalibrated, res.probs, np.asarray(y), res.uncertainty())
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for key in (
+            "n",
+            "accuracy",
+            "macro_f1",
+            "ece",
+            "ece_uncalibrated",
+            "mce",
+            "nll",
+            "brier",
+            "auroc_error",
+        ):
+            print(f"{key:18s} {metrics[key]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m modelsvc", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_args(p: argparse.ArgumentParser, labeled: bool) -> None:
+        p.add_argument("--data", required=True, help="CSV, JSONL or Parquet file")
+        p.add_argument("--text-col", default="text")
+        if labeled:
+            p.add_argument("--label-col", default="label")
+        p.add_argument(
+            "--cache", default=os.environ.get("MODELSVC_CACHE"), help="embedding cache (SQLite file)"
+        )
+
+    t = sub.add_parser("train", help="train a calibrated classifier")
+    data_args(t, labeled=True)
+    t.add_argument("--out", required=True, help="artifact folder to write")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--labels", help="comma-separated label order (default: sorted distinct labels)")
+    t.add_argument("--encoder", help="local folder or cached hub name (default: packaged all-MiniLM-L6-v2)")
+    t.add_argument("--epochs", type=int, default=TrainConfig.max_epochs, help="maximum epochs")
+    t.add_argument("--samples", type=int, default=ModelConfig.samples, help="MC samples k")
+    t.add_argument("--members", type=int, default=ModelConfig.n_members, help="ensemble heads")
+    t.add_argument("--pooling", default=ModelConfig.pooling, choices=["mean", "cls", "mean_max"])
+    t.add_argument("--max-length", type=int, default=ModelConfig.max_length)
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    t.add_argument("--calibration-fraction", type=float, default=TrainConfig.calibration_fraction)
+    t.add_argument("--error-mapping", default="none", choices=["none", "isotonic", "platt"])
+    t.add_argument("-v", "--verbose", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("score", help="score documents, one JSON line each")
+    data_args(s, labeled=False)
+    s.add_argument("--model", required=True, help="artifact folder")
+    s.add_argument("--out", required=True, help="output .jsonl")
+    s.add_argument("--id-col", default="id", help="copied to the output when present")
+    s.set_defaults(func=cmd_score)
+
+    e = sub.add_parser("evaluate", help="metrics on a labeled file")
+    data_args(e, labeled=True)
+    e.add_argument("--model", required=True, help="artifact folder")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except USER_ERRORS as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2

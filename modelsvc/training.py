@@ -1,0 +1,237 @@
+"""Training: encode (through the cache), fit the stochastic head, calibrate, measure.
+
+The labeled data is split (seeded, stratified) into a *fit* part and a *calibration* part; the fit
+part is split again into train / validation for early stopping. Classes with fewer than 3
+examples are kept entirely in the fit part, so a cold start with 2 labels per class trains (with a
+fixed epoch budget and temperature 1) instead of failing.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from modelsvc.calibration import evaluate_predictions, fit_error_mapping, fit_temperature
+from modelsvc.config import ModelConfig, TrainConfig
+from modelsvc.encoder import EmbeddingCache, TextEncoder
+from modelsvc.inference import score_embeddings
+from modelsvc.model import Classifier, build_head, eval_mode
+
+ProgressFn = Callable[[str, float], None]
+
+#: Epochs used when no validation part can be held out (tiny data).
+FIXED_EPOCHS_WITHOUT_VALIDATION = 60
+
+
+class TrainingError(ValueError):
+    """The labeled data cannot be trained on (empty, unknown label, ...)."""
+
+
+@dataclass
+class TrainResult:
+    classifier: Classifier
+    metrics: dict[str, Any]  # on the calibration part (before/after temperature), or {} if none
+    calibration: dict[str, Any]  # temperature, error mapping, sizes
+    history: list[dict[str, float]] = field(default_factory=list)  # per epoch: train_loss, val_loss
+    split_sizes: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: encode, fit, calibrate
+
+
+def stratified_split(
+    y: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out); each class with >= 3 items gives round(fraction * n) (>= 1) items."""
+    keep: list[np.ndarray] = []
+    held: list[np.ndarray] = []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_out = 0
+        if fraction > 0 and len(idx) >= 3:
+            n_out = min(max(1, int(round(fraction * len(idx)))), len(idx) - 2)
+        held.append(idx[:n_out])
+        keep.append(idx[n_out:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held)).astype(np.int64)
+
+
+def encode_labels(labels: Sequence[Any], label_names: Sequence[str]) -> np.ndarray:
+    """Map labels (names or int indices) to indices (N,); unknown labels raise TrainingError."""
+    index = {name: i for i, name in enumerate(label_names)}
+    out = np.empty(len(labels), dtype=np.int64)
+    for i, lab in enumerate(labels):
+        if isinstance(lab, int | np.integer) and not isinstance(lab, bool) and str(lab) not in index:
+            if not 0 <= int(lab) < len(label_names):
+                raise TrainingError(f"label index {lab} out of range for {len(label_names)} labels")
+            out[i] = int(lab)
+        elif str(lab) in index:
+            out[i] = index[str(lab)]
+        else:
+            raise TrainingError(f"unknown label {lab!r} (known: {', '.join(label_names)})")
+    return out
+
+
+def _class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    w = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+    return torch.as_tensor(w, dtype=torch.float32)
+
+
+def fit_head(
+    embeddings: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    progress: ProgressFn | None = None,
+) -> tuple[nn.Module, list[dict[str, float]], dict[str, int]]:
+    """Fit a StochasticHead on vectors (N, H) and labels (N,); early stopping on validation loss."""
+    rng = np.random.default_rng(train_config.seed)
+    tr, va = stratified_split(y, train_config.validation_fraction, rng)
+    x = torch.as_tensor(np.ascontiguousarray(embeddings, dtype=np.float32))
+    yt = torch.as_tensor(y, dtype=torch.long)
+    head = build_head(model_config, x.shape[1], n_classes)
+    head.set_standardization(x[tr])
+    weights = _class_weights(y[tr], n_classes) if train_config.class_weights else None
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    opt = torch.optim.AdamW(
+        head.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay
+    )
+    gen = torch.Generator().manual_seed(train_config.seed)
+    m = model_config.n_members
+    epochs = (
+        train_config.max_epochs if len(va) else min(train_config.max_epochs, FIXED_EPOCHS_WITHOUT_VALIDATION)
+    )
+    best_loss, best_state, since_best = float("inf"), copy.deepcopy(head.state_dict()), 0
+    history: list[dict[str, float]] = []
+    tr_t = torch.as_tensor(tr)
+    for epoch in range(epochs):
+        head.train()
+        perm = tr_t[torch.randperm(len(tr_t), generator=gen)]
+        total = 0.0
+        for s in range(0, len(perm), train_config.batch_size):
+            idx = perm[s : s + train_config.batch_size]
+            logits = head(x[idx], k=m)  # (B, M, C): each member once, dropout on
+            loss = loss_fn(logits.reshape(-1, n_classes), yt[idx].repeat_interleave(m))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        record = {"epoch": float(epoch), "train_loss": total / max(len(tr), 1)}
+        if len(va):
+            with torch.no_grad(), eval_mode(head):
+                probs = torch.softmax(head(x[va], k=m), -1).mean(1)  # (V, C)
+                val_loss = float(nn.functional.nll_loss(torch.log(probs.clamp_min(1e-12)), yt[va]))
+            record["val_loss"] = val_loss
+            if val_loss < best_loss - 1e-4:
+                best_loss, best_state, since_best = val_loss, copy.deepcopy(head.state_dict()), 0
+            else:
+                since_best += 1
+        history.append(record)
+        if progress is not None:
+            progress("fit", (epoch + 1) / epochs)
+        if len(va) and since_best >= train_config.patience:
+            break
+    if len(va):
+        head.load_state_dict(best_state)
+    head.eval()
+    return head, history, {"train": int(len(tr)), "validation": int(len(va))}
+
+
+def train_embeddings(
+    embeddings: np.ndarray,
+    labels: Sequence[Any],
+    *,
+    label_names: Sequence[str],
+    encoder_id: str,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """``train`` on precomputed document vectors (N, H) (e.g. from the cache)."""
+    model_config = model_config or ModelConfig()
+    train_config = train_config or TrainConfig()
+    names = [str(n) for n in label_names]
+    if len(set(names)) != len(names) or len(names) < 2:
+        raise TrainingError("label_names must hold at least 2 distinct names")
+    if len(labels) == 0:
+        raise TrainingError("no labeled documents to train on")
+    if len(labels) != len(embeddings):
+        raise TrainingError(f"{len(embeddings)} texts but {len(labels)} labels")
+    y = encode_labels(labels, names)
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_config.seed)
+        rng = np.random.default_rng(train_config.seed + 1)
+        fit_idx, cal_idx = stratified_split(y, train_config.calibration_fraction, rng)
+        head, history, sizes = fit_head(
+            embeddings[fit_idx], y[fit_idx], len(names), model_config, train_config, progress
+        )
+    t1 = time.perf_counter()
+    clf = Classifier(config=model_config, label_names=names, encoder_id=encoder_id, head=head)
+    calibration: dict[str, Any] = {"temperature": 1.0, "n": int(len(cal_idx)), "error_mapping": None}
+    metrics: dict[str, Any] = {}
+    if len(cal_idx):
+        logits = clf.sample_logits(embeddings[cal_idx])
+        calibration["temperature"] = fit_temperature(logits, y[cal_idx])
+        clf.temperature = calibration["temperature"]
+        res = score_embeddings(clf, embeddings[cal_idx])
+        calibration["error_mapping"] = fit_error_mapping(
+            res.entropy, res.predicted != y[cal_idx], train_config.error_mapping
+        )
+        metrics = evaluate_predictions(res.probs_uncalibrated, res.probs, y[cal_idx], res.uncertainty())
+        metrics["split"] = "calibration"
+    else:
+        calibration["skipped"] = "too few labels per class to hold out a calibration part"
+    clf.calibration = calibration
+    clf.metrics = {k: v for k, v in metrics.items() if not k.startswith("reliability")}
+    if progress is not None:
+        progress("calibrate", 1.0)
+    sizes["calibration"] = int(len(cal_idx))
+    timings = {"fit": t1 - t0, "calibrate": time.perf_counter() - t1}
+    return TrainResult(clf, metrics, calibration, history, sizes, timings)
+
+
+def train(
+    texts: Sequence[str],
+    labels: Sequence[Any],
+    *,
+    label_names: Sequence[str],
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    cache: EmbeddingCache | None = None,
+    encoder: TextEncoder | None = None,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Train a calibrated classifier on labeled texts.
+
+    texts (N), labels (N) given as names in ``label_names`` (or int indices). ``progress`` is called
+    with (stage, fraction) for stages ``encode``, ``fit``, ``calibrate``. Returns a TrainResult whose
+    ``classifier`` can be saved with ``artifacts.save_classifier``.
+    """
+    model_config = model_config or (encoder.config if encoder is not None else ModelConfig())
+    if len(texts) != len(labels):
+        raise TrainingError(f"{len(texts)} texts but {len(labels)} labels")
+    if len(texts) == 0:
+        raise TrainingError("no labeled documents to train on")
+    encode_labels(labels, [str(n) for n in label_names])  # fail fast, before encoding
+    encoder = encoder or TextEncoder(model_config)
+    t0 = time.perf_counter()
+    emb = encoder.encode(texts, cache=cache, progress=progress)
+    encode_s = time.perf_counter() - t0
+    result = train_embeddings(
+        emb,
+        labels,
+        label_names=label_names,
+        encoder_id=encoder.encoder_id,
+        model_config=model_config,
+        train_config=train_config,
+        progress=progress,
+    )
+    result.timings["encode"] = encode_s
+    return result

@@ -1,0 +1,152 @@
+"""Documents and projects over HTTP: ingestion, dedupe, all-or-nothing, listing, file imports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from labeling.models import Document, ImportJob, Project, RunStatus
+from tests.factories import PredictionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def post_docs(client, project, payload):
+    return client.post(f"/api/v1/projects/{project.pk}/documents/", payload, format="json")
+
+
+def test_admin_creates_a_project_from_plain_label_names(admin_client):
+    response = admin_client.post("/api/v1/projects/", {"name": "news", "labels": ["sport", "politics"],
+                                                       "retrain_after": 20}, format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["labels"] == [{"name": "sport", "text": "sport", "key": "1"},
+                              {"name": "politics", "text": "politics", "key": "2"}]
+    assert body["retrain_after"] == 20
+    assert Project.objects.get(name="news").retrain_after == 20
+
+
+def test_project_labels_as_objects_and_policy_patch(admin_client, annotator_client):
+    created = admin_client.post("/api/v1/projects/", {"name": "q", "labels": [
+        {"name": "yes", "text": "Yes!", "key": "y"}, {"name": "no", "key": "n"}]}, format="json").json()
+    assert created["labels"][1] == {"name": "no", "text": "no", "key": "n"}
+    url = f"/api/v1/projects/{created['id']}/"
+    patched = admin_client.patch(url, {"holdout_interleave": 0.25, "lease_minutes": 5}, format="json")
+    assert patched.status_code == 200
+    assert annotator_client.get(url).json()["holdout_interleave"] == 0.25
+    assert [p["name"] for p in annotator_client.get("/api/v1/projects/").json()] == ["q"]
+
+
+def test_one_document_is_stored_exactly_as_sent(ingest_client, project):
+    text = '  <script>alert("x")</script> & <b>bold</b> — ünïcödé 🙂\n'
+    response = post_docs(ingest_client, project, {"text": text, "metadata": {"source": "web", "n": [1, 2]}})
+    assert response.status_code == 201
+    body = response.json()
+    assert body["created"] == 1 and body["results"][0]["created"] is True
+    doc = Document.objects.get(pk=body["results"][0]["id"])
+    assert doc.text == text
+    assert doc.metadata == {"source": "web", "n": [1, 2]}
+    detail = ingest_client.get(f"/api/v1/projects/{project.pk}/documents/{doc.pk}").json()
+    assert detail["text"] == text
+
+
+def test_reposting_an_external_id_returns_the_existing_document(ingest_client, project):
+    first = post_docs(ingest_client, project, [{"text": "a", "external_id": "x1"}, {"text": "b", "external_id": "x2"}])
+    assert first.status_code == 201
+    again = post_docs(ingest_client, project, [{"text": "changed", "external_id": "x1"},
+                                               {"text": "c", "external_id": "x3"},
+                                               {"text": "c again", "external_id": "x3"}])
+    assert again.status_code == 201
+    results = again.json()["results"]
+    assert [r["created"] for r in results] == [False, True, False]
+    assert results[0]["id"] == first.json()["results"][0]["id"]
+    assert results[1]["id"] == results[2]["id"]
+    assert Document.objects.filter(project=project).count() == 3
+    assert Document.objects.get(external_id="x1").text == "a"
+    assert post_docs(ingest_client, project, {"text": "a", "external_id": "x1"}).status_code == 200
+
+
+def test_one_bad_item_rejects_the_whole_request(ingest_client, project):
+    items = [{"text": "fine"}] * 5 + [{"text": "   "}] + [{"text": "also fine"}]
+    response = post_docs(ingest_client, project, items)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert "items[5].text" in error["fields"]
+    assert not Document.objects.exists()
+
+
+def test_a_thousand_documents_in_one_request(ingest_client, project):
+    items = [{"text": f"doc {i}", "external_id": f"e{i}"} for i in range(1000)]
+    response = post_docs(ingest_client, project, items)
+    assert response.status_code == 201
+    assert response.json()["created"] == 1000
+    assert Document.objects.filter(project=project).count() == 1000
+
+
+def test_list_filters_and_cursor_pagination(ingest_client, project, docs, champion):
+    Document.objects.filter(pk=docs[0].pk).update(is_labeled=True)
+    docs[3].predictions.update(predicted_label="rotten")
+    base = f"/api/v1/projects/{project.pk}/documents/"
+    page = ingest_client.get(base + "?page_size=5").json()
+    assert [d["id"] for d in page["results"]] == [d.pk for d in docs[:5]]
+    rest = ingest_client.get(page["next"]).json()
+    assert rest["results"][0]["id"] == docs[5].pk
+    assert [d["id"] for d in ingest_client.get(base + "?labeled=true").json()["results"]] == [docs[0].pk]
+    assert len(ingest_client.get(base + "?labeled=false").json()["results"]) == 11
+    assert [d["id"] for d in ingest_client.get(base + "?predicted_label=rotten").json()["results"]] == [docs[3].pk]
+    ranged = ingest_client.get(base + "?uncertainty_min=0.05&uncertainty_max=0.07").json()["results"]
+    assert [d["id"] for d in ranged] == [docs[5].pk, docs[6].pk, docs[7].pk]
+    assert [d["id"] for d in ingest_client.get(base + "?q=number 11").json()["results"]] == [docs[11].pk]
+    assert ingest_client.get(base + "?split=holdout").json()["results"] == []
+
+
+def test_detail_shows_annotations_and_prediction_history(ingest_client, project, docs, champion):
+    from tests.factories import AnnotationFactory, ModelVersionFactory
+
+    older = ModelVersionFactory(project=project, version=0, status="retired")
+    PredictionFactory(document=docs[0], model_version=older, predicted_label="rotten")
+    AnnotationFactory(document=docs[0], label="fresh")
+    body = ingest_client.get(f"/api/v1/projects/{project.pk}/documents/{docs[0].pk}").json()
+    assert [p["model_version"] for p in body["predictions"]] == [1, 0]
+    assert body["predictions"][1]["label"] == "rotten"
+    assert [a["label"] for a in body["annotations"]] == ["fresh"]
+
+
+def test_file_upload_creates_an_import_job_that_the_worker_runs(ingest_client, project, settings):
+    rows = [{"id": f"f{i}", "body": f"imported text {i}"} for i in range(30)]
+    data = "\n".join(json.dumps(r) for r in rows).encode()
+    upload = SimpleUploadedFile("reviews.jsonl", data, content_type="application/x-ndjson")
+    response = ingest_client.post(f"/api/v1/projects/{project.pk}/imports/",
+                                  {"file": upload, "text_col": "body", "external_id_col": "id"}, format="multipart")
+    assert response.status_code == 202, response.content
+    job = ImportJob.objects.get(pk=response.json()["id"])
+    assert job.file_format == "jsonl" and job.status == RunStatus.QUEUED
+    assert open(job.file_path, "rb").read() == data
+    assert str(settings.UPLOAD_DIR) in job.file_path
+
+    from labeling.services.imports import import_job_run  # what the IMPORT_FILE task runs
+
+    import_job_run(job.pk)
+    report = ingest_client.get(f"/api/v1/projects/{project.pk}/imports/{job.pk}").json()
+    assert report["status"] == "succeeded"
+    assert (report["rows_imported"], report["rows_duplicate"], report["rows_rejected"]) == (30, 0, 0)
+    assert Document.objects.filter(project=project, external_id="f7").get().text == "imported text 7"
+
+
+def test_upload_of_an_unknown_format_is_refused(ingest_client, project):
+    upload = SimpleUploadedFile("notes.docx", b"hello", content_type="application/octet-stream")
+    response = ingest_client.post(f"/api/v1/projects/{project.pk}/imports/", {"file": upload}, format="multipart")
+    assert response.status_code == 400
+    assert "format" in response.json()["error"]["fields"]
+    assert not ImportJob.objects.exists()
+
+
+def test_import_of_an_unknown_job_is_a_json_404(ingest_client, project):
+    response = ingest_client.get(f"/api/v1/projects/{project.pk}/imports/999999")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+

@@ -1,0 +1,60 @@
+"""Probes, the OpenAPI schema and the locally served docs page."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.django_db
+
+
+def test_healthz_needs_no_auth(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_readyz_checks_database_and_broker(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.content
+    assert response.json()["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def test_readyz_reports_an_unreachable_broker(client, settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"] == "ok" and body["checks"]["broker"] != "ok"
+
+
+def test_schema_lists_every_operation(client):
+    response = client.get("/api/v1/schema/")
+    assert response.status_code == 200
+    schema = yaml.safe_load(response.content)
+    operations = {op["operationId"] for path in schema["paths"].values() for op in path.values()}
+    assert operations >= {
+        "projects_list", "projects_create", "projects_retrieve", "projects_policy_update", "documents_create",
+        "documents_list", "documents_retrieve", "imports_create", "imports_retrieve", "queue_next",
+        "assignments_renew", "assignments_skip", "assignments_release", "annotations_create", "annotations_update",
+        "annotations_list", "predict", "models_list", "models_promote", "models_rollback", "training_runs_list",
+        "training_runs_create", "projects_stats", "projects_export",
+    }
+    assert {"tokenAuth", "cookieAuth"} <= set(schema["components"]["securitySchemes"])
+
+
+def test_docs_page_uses_local_assets_only(client):
+    page = client.get("/api/docs/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "/api/docs/assets/swagger-ui-bundle.js" in html
+    assert "cdn" not in html.lower() and "https://" not in html
+    asset = client.get("/api/docs/assets/swagger-ui-bundle.js")
+    assert asset.status_code == 200 and asset["Content-Type"].endswith("javascript")
+    assert client.get("/api/docs/assets/..%2Fsettings.py").status_code == 404
+
+
+def test_unknown_api_paths_are_json_404(client):
+    response = client.get("/api/v2/anything")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"

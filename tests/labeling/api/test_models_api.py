@@ -1,0 +1,85 @@
+"""Predictions, model versions and training runs over HTTP (the real training service and encoder)."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from labeling.models import ModelStatus, RunStatus, TrainingRun
+from tests.factories import ModelVersionFactory
+from tests.support.fixtures import labeled_project, shared_embedding_cache, train_now  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+
+def test_predict_before_any_model_is_a_clear_409(ingest_client, project):
+    response = ingest_client.post(f"/api/v1/projects/{project.pk}/predict", {"texts": ["hello"]}, format="json")
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "no_model"
+    assert "no trained model" in error["message"]
+
+
+@pytest.mark.slow
+def test_predict_models_and_runs_with_a_trained_champion(ingest_client, admin_client, shared_embedding_cache):  # noqa: F811
+    project = labeled_project(pool=60, holdout=20, unlabeled=10)
+    run = train_now(project)
+    assert run.status == RunStatus.SUCCEEDED and run.promoted, run.decision_reason
+
+    texts = ["A moving, beautifully acted film.", "Tedious, lifeless and far too long."]
+    response = ingest_client.post(f"/api/v1/projects/{project.pk}/predict", {"texts": texts}, format="json")
+    assert response.status_code == 200, response.content
+    predictions = response.json()["predictions"]
+    assert len(predictions) == 2
+    for p in predictions:
+        assert p["label"] in ("fresh", "rotten")
+        assert 0.5 <= p["confidence"] <= 1.0
+        assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert p["recommendation"] in ("auto_accept", "review", "escalate")
+        assert p["mutual_info"] >= 0 and p["entropy"] >= p["mutual_info"] - 1e-6
+
+    models = admin_client.get(f"/api/v1/projects/{project.pk}/models/").json()
+    assert [(m["version"], m["status"]) for m in models] == [(1, "champion")]
+    assert models[0]["train_label_count"] == 60
+    assert "accuracy" in models[0]["metrics"]
+
+    runs = admin_client.get(f"/api/v1/projects/{project.pk}/training-runs/").json()
+    assert runs[0]["status"] == "succeeded" and runs[0]["model_version"] == 1 and runs[0]["stage"]
+
+
+def test_retrain_now_queues_one_run_and_coalesces_a_second_request(
+    admin_client, project, django_capture_on_commit_callbacks
+):
+    url = f"/api/v1/projects/{project.pk}/training-runs/"
+    with django_capture_on_commit_callbacks() as sent:
+        first = admin_client.post(url)
+    assert first.status_code == 202
+    assert first.json()["status"] == "queued" and first.json()["trigger"] == "manual"
+    assert len(sent) == 1  # the TRAIN task, after commit
+    second = admin_client.post(url)
+    assert second.json()["id"] == first.json()["id"]
+    assert second.json()["coalesced_triggers"] == 1
+    assert TrainingRun.objects.filter(project=project).count() == 1
+
+
+def test_promote_and_rollback_refusals_are_409(admin_client, project):
+    candidate = ModelVersionFactory(project=project, version=1, status=ModelStatus.CANDIDATE, artifact_path="")
+    promote = admin_client.post(f"/api/v1/projects/{project.pk}/models/{candidate.pk}/promote")
+    assert promote.status_code == 409
+    assert "artifact" in promote.json()["error"]["message"]
+    rollback = admin_client.post(f"/api/v1/projects/{project.pk}/models/rollback")
+    assert rollback.status_code == 409
+    assert rollback.json()["error"]["code"] == "conflict"
+
+
+def test_promote_by_hand_then_roll_back(admin_client, project):
+    old = ModelVersionFactory(project=project, version=1, status=ModelStatus.CHAMPION, artifact_path="a/1",
+                              promoted_at=timezone.now())
+    new = ModelVersionFactory(project=project, version=2, status=ModelStatus.CANDIDATE, artifact_path="a/2")
+    promoted = admin_client.post(f"/api/v1/projects/{project.pk}/models/{new.pk}/promote")
+    assert promoted.status_code == 200 and promoted.json()["status"] == "champion"
+    old.refresh_from_db()
+    assert old.status != ModelStatus.CHAMPION
+    rolled = admin_client.post(f"/api/v1/projects/{project.pk}/models/rollback")
+    assert rolled.status_code == 200, rolled.content
+    assert rolled.json()["version"] == 1 and rolled.json()["status"] == "champion"

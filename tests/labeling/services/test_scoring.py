@@ -1,0 +1,182 @@
+"""Scoring: every document gets exactly one calibrated prediction per champion, newest first, resumable.
+
+Real PostgreSQL and the real packaged encoder on rt-snippets; the tasks' service calls run here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import psycopg
+import pytest
+from django.utils import timezone
+
+from labeling.models import AssignmentState, Document, ModelStatus, Prediction, RunStatus, Split, TrainingRun
+from labeling.selectors.models import champion_get
+from labeling.services import modeling, scoring
+from tests.factories import AssignmentFactory, DocumentFactory, ModelVersionFactory, ProjectFactory, UserFactory
+from tests.support.celery_worker import database_url
+from tests.support.data import label
+from tests.support.fixtures import labeled_project, shared_embedding_cache, train_now, unlabeled  # noqa: F401
+
+pytestmark = [pytest.mark.django_db]
+
+
+def predictions_per_document(model_version_id: int, project_id: int) -> list[int]:
+    docs = Document.objects.filter(project_id=project_id).order_by("id")
+    return [Prediction.objects.filter(document=d, model_version_id=model_version_id).count() for d in docs]
+
+
+def test_without_a_champion_nothing_is_scored() -> None:
+    doc = DocumentFactory()
+    report = scoring.project_score_pending(project_id=doc.project_id)
+    assert report.scored == 0 and not Prediction.objects.exists()
+
+
+@pytest.mark.slow
+def test_every_document_gets_one_prediction_newest_first_and_resumes(
+    settings, shared_embedding_cache, django_capture_on_commit_callbacks
+) -> None:
+    settings.SCORING_BATCH_SIZE = 16
+    project = labeled_project(pool=30, holdout=10, unlabeled=30)
+    champion = train_now(project).model_version
+    total = project.documents.count()
+
+    # A budget of zero seconds: one batch, then the task hands over to its continuation.
+    with django_capture_on_commit_callbacks() as sent:
+        first = scoring.project_score_pending(project_id=project.pk, time_budget_s=0)
+    assert first.scored == 16 and first.remaining and len(sent) == 1
+    newest = list(project.documents.order_by("-id").values_list("id", flat=True)[:16])
+    assert set(Prediction.objects.filter(model_version=champion).values_list("document_id", flat=True)) == set(newest)
+
+    rest = scoring.project_score_pending(project_id=project.pk)  # the continuation picks up the rest
+    assert rest.scored == total - 16 and not rest.remaining
+    assert predictions_per_document(champion.pk, project.pk) == [1] * total  # pool and holdout
+    assert scoring.project_score_pending(project_id=project.pk).scored == 0  # nothing left: a no-op
+
+    p = Prediction.objects.filter(model_version=champion).first()
+    assert abs(sum(p.probabilities) - 1) < 1e-6 and p.predicted_label in ("fresh", "rotten")
+    assert p.confidence == pytest.approx(max(p.probabilities))
+    assert p.mutual_info == pytest.approx(p.entropy - p.expected_entropy, abs=1e-6)
+    assert p.acquisition_score == pytest.approx(p.mutual_info)  # "diverse" stores BALD
+    assert p.map_x is not None and p.map_y is not None
+
+    # Scoring the same documents again rewrites the rows, never adds a second one.
+    Prediction.objects.filter(pk=p.pk).update(confidence=0.0)
+    batch = list(project.documents.order_by("id").values_list("id", "text")[:5])
+    result = modeling.classifier_score(modeling.classifier_for(champion), [t for _, t in batch], return_samples=True)
+    scoring.prediction_bulk_upsert(model_version=champion, project=project, document_ids=[i for i, _ in batch],
+                                   result=result)
+    assert predictions_per_document(champion.pk, project.pk) == [1] * total
+
+
+@pytest.mark.slow
+def test_a_promotion_rescores_from_the_embedding_cache_with_progress_on_the_run(
+    settings, shared_embedding_cache, django_capture_on_commit_callbacks
+) -> None:
+    settings.SCORING_BATCH_SIZE = 20
+    # tolerance 1: the gate always passes, so this test is about the re-scoring, not the decision
+    project = labeled_project(pool=30, holdout=0, unlabeled=40, retrain_after=5, promotion_tolerance=1.0)
+    first = train_now(project).model_version
+    scoring.project_score_pending(project_id=project.pk)
+    label(unlabeled(project)[:10], UserFactory())
+    run = train_now(project)  # holdout empty: judged on the calibration split
+    assert run.promoted, run.decision_reason
+    assert run.stage == "rescore" and run.status == RunStatus.SUCCEEDED
+    assert "holdout too small" in run.decision_reason
+
+    encoder = modeling.encoder_for()
+    windows_before = encoder.windows_encoded
+    with django_capture_on_commit_callbacks():
+        partial = scoring.project_score_pending(
+            project_id=project.pk, model_version_id=run.model_version_id, run_id=run.pk, time_budget_s=0
+        )
+    run.refresh_from_db()
+    assert partial.scored == 20 and run.stage == "rescore" and 0 < run.progress < 1
+    report = scoring.model_version_rescore(run_id=run.pk, model_version_id=run.model_version_id)
+    run.refresh_from_db()
+    assert run.stage == "done" and run.progress == 1.0
+    assert partial.scored + report.scored == project.documents.count()
+    assert encoder.windows_encoded == windows_before  # every vector came from the cache
+
+    # The old champion's predictions stay (history); a message naming it is now a no-op.
+    assert Prediction.objects.filter(model_version=first).count() == project.documents.count()
+    stale = scoring.model_version_rescore(run_id=run.pk, model_version_id=first.pk)
+    assert stale.stale and stale.scored == 0
+
+
+def test_a_second_scorer_of_the_same_project_stands_aside() -> None:
+    champion = ModelVersionFactory(status=ModelStatus.CHAMPION)
+    DocumentFactory(project=champion.project)
+    other = psycopg.connect(database_url().replace("postgres://", "postgresql://"), autocommit=True)
+    try:
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [modeling.LOCK_SCORING, champion.project_id])
+        assert scoring.project_score_pending(project_id=champion.project_id).busy
+        with pytest.raises(scoring.ScoringBusyError):  # RESCORE_POOL retries this one later
+            scoring.model_version_rescore(run_id=0, model_version_id=champion.pk)
+    finally:
+        other.close()
+
+
+def test_reconcile_enqueues_projects_with_unscored_documents_and_expires_leases(
+    django_capture_on_commit_callbacks,
+) -> None:
+    champion = ModelVersionFactory(status=ModelStatus.CHAMPION)
+    scored_doc = DocumentFactory(project=champion.project)
+    Prediction.objects.create(
+        document=scored_doc, model_version=champion, probabilities=[0.5, 0.5], predicted_label="fresh",
+        confidence=0.5, entropy=0.69, expected_entropy=0.6, mutual_info=0.09, margin=0.0, acquisition_score=0.09,
+    )
+    done = ModelVersionFactory(status=ModelStatus.CHAMPION)  # a fully scored project
+    Prediction.objects.create(
+        document=DocumentFactory(project=done.project), model_version=done, probabilities=[0.5, 0.5],
+        predicted_label="fresh", confidence=0.5, entropy=0.69, expected_entropy=0.6, mutual_info=0.09,
+        margin=0.0, acquisition_score=0.09,
+    )
+    ProjectFactory()  # no champion: cold start, the queue serves it randomly
+    lapsed = AssignmentFactory(document=scored_doc, leased_until=timezone.now() - timedelta(minutes=1))
+    assert scoring.scoring_reconcile()["scoring_enqueued"] == []
+    DocumentFactory(project=champion.project, split=Split.HOLDOUT)  # arrived, its message lost
+    with django_capture_on_commit_callbacks() as sent:
+        report = scoring.scoring_reconcile()
+    assert report["scoring_enqueued"] == [champion.project_id] and len(sent) == 1
+    lapsed.refresh_from_db()
+    assert lapsed.state == AssignmentState.EXPIRED
+
+
+@pytest.mark.slow
+def test_predict_texts_recommends_by_the_project_thresholds(shared_embedding_cache) -> None:
+    project = labeled_project(pool=30, holdout=0, unlabeled=0)
+    with pytest.raises(modeling.NoChampionError):
+        modeling.predict_texts(project=project, texts=["great fun"])
+    train_now(project)
+    project.auto_accept_threshold, project.review_threshold = 0.99, 0.0
+    out = modeling.predict_texts(project=project, texts=["A warm, funny, moving film.", "Dull and lifeless."])
+    assert [o["recommendation"] for o in out] in (["review", "review"],)
+    assert set(out[0]["probabilities"]) == {"fresh", "rotten"}
+    assert sum(out[0]["probabilities"].values()) == pytest.approx(1.0)
+    assert out[0]["confidence"] == pytest.approx(max(out[0]["probabilities"].values()))
+    project.review_threshold = 1.0
+    assert modeling.predict_texts(project=project, texts=["ok"])[0]["recommendation"] == "escalate"
+    project.auto_accept_threshold = 0.0
+    assert modeling.predict_texts(project=project, texts=["ok"])[0]["recommendation"] == "auto_accept"
+    assert champion_get(project_id=project.pk).version == out[0]["model_version"]
+
+
+def test_map_projection_is_fitted_once_per_model_version() -> None:
+    mv = ModelVersionFactory(calibration={})
+    rng = np.random.default_rng(0)
+    first = scoring.map_projection_for(mv, rng.normal(size=(50, 8)))
+    again = scoring.map_projection_for(mv, rng.normal(size=(50, 8)) + 5)  # a later chunk: same projection
+    assert again == first
+    mv.refresh_from_db()
+    assert mv.calibration["map"] == first
+    points = scoring.map_project(first, rng.normal(size=(3, 8)))
+    assert points.shape == (3, 2)
+
+
+def test_stale_message_for_a_deleted_model_version_is_a_noop() -> None:
+    report = scoring.model_version_rescore(run_id=0, model_version_id=987654)
+    assert report.stale and report.scored == 0
+    assert not TrainingRun.objects.exists()

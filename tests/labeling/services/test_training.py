@@ -1,0 +1,199 @@
+"""Retrain and recalibrate: triggers, single flight, the promotion gate, failures, promote / rollback.
+
+Real PostgreSQL, the real packaged encoder, real rt-snippets labels; the TRAIN task's work runs in
+this process (the worker tests run it in a real Celery worker).
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from django.db import connection
+
+from labeling.models import ModelStatus, ModelVersion, RunStatus, RunTrigger, TrainingRun
+from labeling.selectors.models import champion_get
+from labeling.services import modeling, training
+from modelsvc.artifacts import load_classifier
+from tests.factories import ModelVersionFactory, ProjectFactory, TrainingRunFactory, UserFactory
+from tests.support.celery_worker import database_url
+from tests.support.data import documents_create, label, rt_snippets
+from tests.support.fixtures import labeled_project, shared_embedding_cache, train_now  # noqa: F401
+
+pytestmark = [pytest.mark.django_db]
+
+
+def test_a_second_trigger_is_counted_on_the_open_run(django_capture_on_commit_callbacks) -> None:
+    project = ProjectFactory()
+    with django_capture_on_commit_callbacks() as callbacks:
+        first = training.training_run_request(project=project, trigger=RunTrigger.THRESHOLD)
+        second = training.training_run_request(project=project, trigger=RunTrigger.MANUAL)
+    assert second.pk == first.pk
+    assert second.coalesced_triggers == 1
+    assert TrainingRun.objects.filter(project=project).count() == 1
+    assert len(callbacks) == 1  # one TRAIN message, not two
+
+
+def test_first_model_waits_for_enough_labels_of_two_classes() -> None:
+    project = ProjectFactory(retrain_after=6)
+    annotator = UserFactory()
+    rows = rt_snippets(20)
+    docs = documents_create(project, [r for r in rows if r[1] == "fresh"][:6])
+    label(docs[:5], annotator)
+    assert training.retrain_due(project) == (False, "5 of the 6 labels a first model needs")
+    label(docs[5:], annotator)
+    due, reason = training.retrain_due(project)
+    assert not due and "single class" in reason
+    label(documents_create(project, [r for r in rows if r[1] == "rotten"][:1]), annotator)
+    assert training.retrain_due(project)[0]
+    assert training.project_check_retrain(project_id=project.pk) is not None
+
+
+def test_later_retrains_count_labels_since_the_latest_model() -> None:
+    project = ProjectFactory(retrain_after=3)
+    annotator = UserFactory()
+    docs = documents_create(project, rt_snippets(12))
+    label(docs[:8], annotator)
+    ModelVersionFactory(project=project, status=ModelStatus.REJECTED, train_label_count=6)
+    assert training.retrain_due(project) == (False, "2 new labels since v1 (retrain after 3)")
+    label(docs[8:9], annotator)
+    assert training.retrain_due(project)[0]
+    # the beat's nightly rule retrains on any new label
+    ModelVersionFactory(project=project, status=ModelStatus.CHAMPION, train_label_count=8, version=2)
+    assert training.retrain_due(project, any_new=True)[0]
+    assert not training.retrain_due(project)[0]
+
+
+@pytest.mark.slow
+def test_first_model_is_promoted_and_a_worse_challenger_is_rejected(shared_embedding_cache) -> None:
+    project = labeled_project(pool=80, holdout=30, unlabeled=0, retrain_after=10)
+    run = train_now(project)
+    assert run.status == RunStatus.SUCCEEDED and run.promoted, run.error
+    assert run.decision_reason.startswith("first model")
+    champion = champion_get(project_id=project.pk)
+    assert champion is not None and champion == run.model_version
+    assert champion.train_label_count == 80 and run.labels_used == 80
+    metrics = champion.metrics
+    assert metrics["holdout_count"] == 30
+    for key in ("accuracy", "macro_f1", "ece", "ece_uncalibrated", "nll", "brier", "auroc_error", "reliability"):
+        assert key in metrics, key
+    assert metrics["accuracy"] > 0.5  # 80 labels of real reviews: better than chance (about 0.66 on 300 docs)
+    assert load_classifier(modeling.storage.artifact_local(champion.artifact_path)).label_names == ["fresh", "rotten"]
+    assert len(champion.calibration["map"]["components"]) == 2
+
+    # Deliberately bad labels: two more annotators contradict every pool label, so the majority
+    # label is flipped; the challenger learns the opposite and must lose on the holdout.
+    pool_docs = [d for d in project.documents.filter(split="pool")]
+    label(pool_docs, UserFactory(), flip=True)
+    label(pool_docs, UserFactory(), flip=True)
+    bad = train_now(project)
+    assert bad.status == RunStatus.SUCCEEDED and bad.promoted is False
+    assert "rejected" in bad.decision_reason
+    challenger = ModelVersion.objects.get(pk=bad.model_version_id)
+    assert challenger.status == ModelStatus.REJECTED
+    assert challenger.metrics["accuracy"] < challenger.metrics["champion_holdout_accuracy"]
+    assert champion_get(project_id=project.pk) == champion  # untouched
+
+
+def test_a_failing_stage_marks_the_run_failed_and_keeps_the_champion(settings) -> None:
+    project = labeled_project(pool=6, holdout=0, unlabeled=0)
+    champion = ModelVersionFactory(project=project, status=ModelStatus.CHAMPION, version=1)
+    settings.MODEL_ENCODER = "/nonexistent/encoder"  # an operator's typo in MODEL_ENCODER
+    run = train_now(project)
+    assert run.status == RunStatus.FAILED
+    assert "stage train" in run.error and "/nonexistent/encoder" in run.error
+    assert run.finished_at is not None
+    assert champion_get(project_id=project.pk) == champion
+    assert ModelVersion.objects.filter(project=project).count() == 1
+    # automatic triggers back off after a failure instead of failing on every label
+    assert training.project_check_retrain(project_id=project.pk) is None
+
+
+def test_single_class_labels_fail_with_a_clear_error() -> None:
+    project = ProjectFactory()
+    docs = documents_create(project, [r for r in rt_snippets(10) if r[1] == "fresh"])
+    label(docs, UserFactory())
+    run = train_now(project)
+    assert run.status == RunStatus.FAILED and "fewer than 2 classes" in run.error
+
+
+def test_a_message_for_a_finished_run_does_nothing() -> None:
+    run = TrainingRunFactory(status=RunStatus.SUCCEEDED, stage="done")
+    assert training.training_run_execute(run_id=run.pk) == run
+    run.refresh_from_db()
+    assert run.stage == "done"
+
+
+def _hold_run_lock(run_id: int) -> psycopg.Connection:
+    """Another session holding the run lock, as a live worker executing the run does."""
+    other = psycopg.connect(database_url().replace("postgres://", "postgresql://"), autocommit=True)
+    other.execute("SELECT pg_advisory_lock(%s, %s)", [modeling.LOCK_TRAINING, run_id])
+    return other
+
+
+def test_reconcile_fails_a_run_whose_worker_died_but_not_a_live_one() -> None:
+    assert connection.vendor == "postgresql"
+    run = TrainingRunFactory(status=RunStatus.RUNNING, stage="train")
+    holder = _hold_run_lock(run.pk)
+    try:
+        assert training.training_reconcile()["runs_failed"] == []
+        assert training.training_run_execute(run_id=run.pk) is None  # a live worker has it
+        run.refresh_from_db()
+        assert run.status == RunStatus.RUNNING
+    finally:
+        holder.close()  # the worker dies: PostgreSQL drops its lock
+    assert training.training_reconcile()["runs_failed"] == [run.pk]
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and "worker executing this run stopped" in run.error
+
+
+@pytest.mark.slow
+def test_a_redelivered_message_restarts_an_orphaned_run_cleanly(shared_embedding_cache) -> None:
+    project = labeled_project(pool=40, holdout=0, unlabeled=0)
+    stale = ModelVersionFactory(project=project, status=ModelStatus.CANDIDATE, version=1)
+    run = TrainingRunFactory(project=project, status=RunStatus.RUNNING, stage="evaluate", model_version=stale)
+    result = training.training_run_execute(run_id=run.pk)
+    assert result is not None and result.status == RunStatus.SUCCEEDED and result.promoted
+    stale.refresh_from_db()
+    assert stale.status == ModelStatus.REJECTED and "restarted" in stale.decision_reason
+    assert champion_get(project_id=project.pk).version == 2
+
+
+def test_promote_by_hand_and_roll_back(django_capture_on_commit_callbacks) -> None:
+    project = ProjectFactory()
+    v1 = ModelVersionFactory(project=project, version=1, status=ModelStatus.CANDIDATE, artifact_path="/a/1")
+    v2 = ModelVersionFactory(project=project, version=2, status=ModelStatus.REJECTED, artifact_path="/a/2")
+    with django_capture_on_commit_callbacks():
+        training.model_version_promote(model_version=v1)
+        training.model_version_promote(model_version=v2)  # admin overrides a rejection
+    v1.refresh_from_db()
+    assert v1.status == ModelStatus.RETIRED and champion_get(project_id=project.pk) == v2
+    with django_capture_on_commit_callbacks():
+        back = training.model_version_rollback(project=project)
+    assert back == v1 and back.status == ModelStatus.CHAMPION
+    v2.refresh_from_db()
+    assert v2.status == ModelStatus.REJECTED and "rolled back to v1" in v2.decision_reason
+    with pytest.raises(training.RollbackError, match="only model"):
+        training.model_version_rollback(project=project)
+    with pytest.raises(training.PromotionError):
+        training.model_version_promote(model_version=ModelVersionFactory(project=project, version=3))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "promote", "words"),
+    [
+        ({"has_champion": False}, True, "first model"),
+        ({"challenger_accuracy": 0.795, "champion_accuracy": 0.80}, True, "promoted"),
+        ({"challenger_accuracy": 0.78, "champion_accuracy": 0.80}, False, "rejected"),
+        ({"holdout_count": 9}, True, "too small"),
+        ({"holdout_classes": 1, "challenger_calibration_accuracy": 0.6}, False, "calibration-split accuracy"),
+        ({"holdout_count": 3, "champion_calibration_accuracy": None}, True, "newer model has more labels"),
+    ],
+)
+def test_promotion_rule(kwargs: dict, promote: bool, words: str) -> None:  # type: ignore[type-arg]
+    args = {
+        "has_champion": True, "holdout_count": 50, "holdout_classes": 2, "challenger_accuracy": 0.8,
+        "champion_accuracy": 0.8, "challenger_calibration_accuracy": 0.8, "champion_calibration_accuracy": 0.8,
+        "tolerance": 0.01, **kwargs,
+    }
+    ok, reason = training.promotion_decision(**args)
+    assert ok is promote and words in reason
