@@ -1,0 +1,49 @@
+"""Queue ranking: what the champion would ask next, and the near-copy rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from labeling.models import AssignmentState, Document, ModelStatus, Split
+from labeling.selectors.queue import Candidate, diversify, leased_points, pool_candidates, queue_size
+from tests.factories import AssignmentFactory, DocumentFactory, ModelVersionFactory, PredictionFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ranked():
+    champion = ModelVersionFactory(status=ModelStatus.CHAMPION)
+    docs = [DocumentFactory(project=champion.project) for _ in range(6)]
+    for i, doc in enumerate(docs):
+        PredictionFactory(document=doc, model_version=champion, acquisition_score=i, map_x=float(i), map_y=0.0)
+    return champion, docs
+
+
+def test_candidates_are_unlabeled_unleased_unskipped_pool_documents_best_first(ranked):
+    champion, docs = ranked
+    me = UserFactory()
+    Document.objects.filter(pk=docs[5].pk).update(is_labeled=True)
+    Document.objects.filter(pk=docs[4].pk).update(split=Split.HOLDOUT)
+    AssignmentFactory(document=docs[3])  # leased by someone
+    AssignmentFactory(document=docs[2], annotator=me, state=AssignmentState.SKIPPED)
+    AssignmentFactory(document=docs[1], state=AssignmentState.EXPIRED)  # an old lease does not count
+    ids = [c.document_id for c in pool_candidates(champion, annotator_id=me.pk)]
+    assert ids == [docs[1].pk, docs[0].pk]
+    other = UserFactory()
+    assert [c.document_id for c in pool_candidates(champion, annotator_id=other.pk)][:2] == [docs[2].pk, docs[1].pk]
+    assert queue_size(champion.project) == 5
+
+
+def test_leased_points_and_the_near_copy_rule(ranked):
+    champion, docs = ranked
+    AssignmentFactory(document=docs[5])
+    hashes, points = leased_points(champion.project, champion)
+    assert hashes == {docs[5].content_hash} and points == [(5.0, 0.0)]
+    candidates = [Candidate(d.pk, 1.0, d.content_hash, (float(i), 0.0)) for i, d in enumerate(docs[:5])]
+    # A copy of the leased text and the point right next to it go to the back, in their order.
+    candidates[0] = Candidate(docs[0].pk, 1.0, docs[5].content_hash, (0.0, 0.0))
+    candidates[4] = Candidate(docs[4].pk, 1.0, docs[4].content_hash, (4.99, 0.0))
+    ordered = diversify(candidates, hashes, points)
+    assert [c.document_id for c in ordered] == [docs[i].pk for i in (1, 2, 3, 0, 4)]
+    assert diversify(candidates, set(), []) == candidates
