@@ -1,6 +1,6 @@
 """Quality benchmark on real data (rt-snippets, trec); prints one JSON object per experiment.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/quality.py [--cache var/bench-cache.sqlite] [--pooling mean]
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.quality [--cache var/bench-cache.sqlite] [--pooling mean]
 
 Each dataset is encoded once through the embedding cache, so re-runs only fit heads.
 1. rt-snippets: 500 labels (seeded stratified sample), the rest as test; TF-IDF + LR on the same
@@ -63,7 +63,9 @@ def experiment(
     train_s = time.perf_counter() - t0
     res = score_embeddings(result.classifier, emb[test_idx])
     m = evaluate_predictions(res.probs_uncalibrated, res.probs, y[test_idx], res.uncertainty())
-    baseline = tfidf_lr([texts[i] for i in train_idx], y[train_idx], [texts[i] for i in test_idx], y[test_idx])
+    baseline = tfidf_lr(
+        [texts[i] for i in train_idx], y[train_idx], [texts[i] for i in test_idx], y[test_idx]
+    )
     return {
         "experiment": name,
         "n_train": int(len(train_idx)),
@@ -85,7 +87,9 @@ def experiment(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cache", default="var/bench-cache.sqlite")
     parser.add_argument("--pooling", default="mean", choices=["mean", "cls", "mean_max"])
     parser.add_argument("--members", type=int, default=ModelConfig.n_members)
@@ -103,7 +107,11 @@ def main() -> None:
         t0 = time.perf_counter()
         emb = encoder.encode(texts, cache=cache)
         encode_s = time.perf_counter() - t0
-        print(json.dumps({"dataset": dataset, "docs": len(texts), "encode_or_cache_seconds": round(encode_s, 1)}))
+        print(
+            json.dumps(
+                {"dataset": dataset, "docs": len(texts), "encode_or_cache_seconds": round(encode_s, 1)}
+            )
+        )
         y = np.asarray(labels)
         for seed in args.seeds:
             if dataset == "rt-snippets":
@@ -117,7 +125,9 @@ def main() -> None:
                 )
                 name = "trec 80/20"
             out = experiment(name, texts, labels, train_idx, test_idx, emb, encoder.encoder_id, config, seed)
-            out.update({"seed": seed, "pooling": args.pooling, "members": args.members, "samples": args.samples})
+            out.update(
+                {"seed": seed, "pooling": args.pooling, "members": args.members, "samples": args.samples}
+            )
             print(json.dumps(out))
     print(json.dumps({"load_at_start": [round(x, 2) for x in load], "load_at_end": os.getloadavg()}))
 

@@ -42,6 +42,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         samples=args.samples,
         pooling=args.pooling,
         max_length=args.max_length,
+        stride=args.stride if args.stride is not None else min(ModelConfig.stride, args.max_length // 4),
         n_members=args.members,
         device=args.device,
         precision=args.precision,
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--members", type=int, default=ModelConfig.n_members, help="ensemble heads")
     t.add_argument("--pooling", default=ModelConfig.pooling, choices=["mean", "cls", "mean_max"])
     t.add_argument("--max-length", type=int, default=ModelConfig.max_length)
+    t.add_argument("--stride", type=int, help="window overlap in tokens (default min(64, max_length/4))")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     t.add_argument("--calibration-fraction", type=float, default=TrainConfig.calibration_fraction)

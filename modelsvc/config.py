@@ -42,10 +42,12 @@ class ModelConfig:
     """Tokens of overlap between consecutive windows of one long document."""
     pooling: Pooling = "mean"
     """Window representation: attention-masked token mean, [CLS], or mean and max concatenated."""
-    hidden_dim: int = 256
+    hidden_dim: int = 128
     """Width of the head's hidden layer."""
-    dropout: float = 0.2
-    """MC-dropout rate of the head (input and hidden); also the training dropout."""
+    dropout: float = 0.3
+    """MC-dropout rate on the head's hidden layer; also the training dropout."""
+    input_dropout: float = 0.0
+    """Dropout on the head's input. 0 keeps the first layer deterministic (computed once per doc)."""
     n_members: int = 1
     """Heads in the ensemble; samples are spread round-robin over members (1 = pure MC dropout)."""
     samples: int = 16
@@ -72,6 +74,8 @@ class ModelConfig:
             raise ValueError("hidden_dim must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.input_dropout < 1.0:
+            raise ValueError(f"input_dropout must be in [0, 1), got {self.input_dropout}")
         if self.n_members < 1:
             raise ValueError("n_members must be >= 1")
         if self.samples < 1:
@@ -106,10 +110,10 @@ class TrainConfig:
     validation_fraction: float = 0.15
     """Stratified share of the fit part used for early stopping."""
     max_epochs: int = 200
-    patience: int = 15
+    patience: int = 30
     """Epochs without a better validation loss before stopping (the best weights are kept)."""
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-2
+    learning_rate: float = 1e-3
+    weight_decay: float = 5e-2
     batch_size: int = 64
     class_weights: bool = True
     """Weight the loss by inverse class frequency ("balanced")."""

@@ -309,7 +309,7 @@ class TextEncoder:
 
     @property
     def hidden_size(self) -> int:
-        h = int(self.model.config.hidden_size)  # type: ignore[union-attr]
+        h = int(getattr(self.model, "config").hidden_size)  # noqa: B009
         return 2 * h if self.config.pooling == "mean_max" else h
 
     def windows(self, texts: Sequence[str]) -> Windows:

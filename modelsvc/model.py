@@ -21,13 +21,22 @@ from modelsvc.config import ModelConfig
 
 
 class StochasticHead(nn.Module):
-    """Standardize -> dropout -> Linear(H, D) -> GELU -> dropout -> Linear(D, C), M members.
+    """Standardize -> [input dropout] -> Linear(H, D) -> GELU -> dropout -> Linear(D, C), M members.
 
     Weights are stacked over members: ``w1`` (M, H, D), ``w2`` (M, D, C).
     """
 
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
+
     def __init__(
-        self, in_dim: int, hidden_dim: int, n_classes: int, n_members: int = 1, dropout: float = 0.2
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        n_classes: int,
+        n_members: int = 1,
+        dropout: float = 0.3,
+        input_dropout: float = 0.0,
     ):
         super().__init__()
         self.in_dim, self.hidden_dim, self.n_classes, self.n_members = (
@@ -42,7 +51,7 @@ class StochasticHead(nn.Module):
         self.b1 = nn.Parameter(torch.zeros(n_members, hidden_dim))
         self.w2 = nn.Parameter(torch.empty(n_members, hidden_dim, n_classes))
         self.b2 = nn.Parameter(torch.zeros(n_members, n_classes))
-        self.drop_in = nn.Dropout(dropout)
+        self.drop_in = nn.Dropout(input_dropout)
         self.drop_hidden = nn.Dropout(dropout)
         self.forward_calls = 0
         self.reset_parameters()
@@ -60,18 +69,24 @@ class StochasticHead(nn.Module):
         self.feature_std.copy_(x.std(0, unbiased=False).clamp_min(1e-6))
 
     def forward(self, x: torch.Tensor, k: int = 1) -> torch.Tensor:
-        """x (B, H) -> logits (B, k, C). One call for all B*k rows; sample j uses member j % M."""
+        """x (B, H) -> logits (B, k, C). One call for all B*k rows; sample j uses member j % M.
+
+        Without input dropout (the default) the first layer is deterministic, so it runs once per
+        document and member, (B, M, D); only the hidden dropout and the small second layer run
+        per sample, which makes k samples nearly free.
+        """
         self.forward_calls += 1
         b = x.shape[0]
         z = (x - self.feature_mean) / self.feature_std  # (B, H)
-        z = z.unsqueeze(1).expand(b, k, self.in_dim)  # (B, k, H)
-        z = self.drop_in(z)  # independent masks per (doc, sample)
         member = torch.arange(k, device=x.device) % self.n_members  # (k,)
-        w1, b1 = self.w1[member], self.b1[member]  # (k, H, D), (k, D)
-        w2, b2 = self.w2[member], self.b2[member]  # (k, D, C), (k, C)
-        h = torch.einsum("bkh,khd->bkd", z, w1) + b1  # (B, k, D)
-        h = self.drop_hidden(nn.functional.gelu(h))
-        return torch.einsum("bkd,kdc->bkc", h, w2) + b2  # (B, k, C)
+        if self.drop_in.p > 0 and self.training:
+            zk = self.drop_in(z.unsqueeze(1).expand(b, k, self.in_dim))  # (B, k, H), masks per sample
+            h = torch.einsum("bkh,khd->bkd", zk, self.w1[member]) + self.b1[member]  # (B, k, D)
+        else:
+            h1 = torch.einsum("bh,mhd->bmd", z, self.w1) + self.b1  # (B, M, D), once per member
+            h = h1[:, member]  # (B, k, D)
+        h = self.drop_hidden(nn.functional.gelu(h))  # independent masks per (doc, sample)
+        return torch.einsum("bkd,kdc->bkc", h, self.w2[member]) + self.b2[member]  # (B, k, C)
 
     def mean_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic logits (B, C): dropout off, averaged over members (used by attribution)."""
@@ -136,4 +151,6 @@ class Classifier:
 
 
 def build_head(config: ModelConfig, in_dim: int, n_classes: int) -> StochasticHead:
-    return StochasticHead(in_dim, config.hidden_dim, n_classes, config.n_members, config.dropout)
+    return StochasticHead(
+        in_dim, config.hidden_dim, n_classes, config.n_members, config.dropout, config.input_dropout
+    )

@@ -22,12 +22,12 @@ from modelsvc.calibration import evaluate_predictions, fit_error_mapping, fit_te
 from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.encoder import EmbeddingCache, TextEncoder
 from modelsvc.inference import score_embeddings
-from modelsvc.model import Classifier, build_head, eval_mode
+from modelsvc.model import Classifier, StochasticHead, build_head, eval_mode
 
 ProgressFn = Callable[[str, float], None]
 
 #: Epochs used when no validation part can be held out (tiny data).
-FIXED_EPOCHS_WITHOUT_VALIDATION = 60
+FIXED_EPOCHS_WITHOUT_VALIDATION = 200
 
 
 class TrainingError(ValueError):
@@ -89,7 +89,7 @@ def fit_head(
     model_config: ModelConfig,
     train_config: TrainConfig,
     progress: ProgressFn | None = None,
-) -> tuple[nn.Module, list[dict[str, float]], dict[str, int]]:
+) -> tuple[StochasticHead, list[dict[str, float]], dict[str, int]]:
     """Fit a StochasticHead on vectors (N, H) and labels (N,); early stopping on validation loss."""
     rng = np.random.default_rng(train_config.seed)
     tr, va = stratified_split(y, train_config.validation_fraction, rng)
@@ -169,9 +169,14 @@ def train_embeddings(
         torch.manual_seed(train_config.seed)
         rng = np.random.default_rng(train_config.seed + 1)
         fit_idx, cal_idx = stratified_split(y, train_config.calibration_fraction, rng)
-        head, history, sizes = fit_head(
-            embeddings[fit_idx], y[fit_idx], len(names), model_config, train_config, progress
-        )
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # the head's matmuls are tiny: thread sync costs more than it gains
+        try:
+            head, history, sizes = fit_head(
+                embeddings[fit_idx], y[fit_idx], len(names), model_config, train_config, progress
+            )
+        finally:
+            torch.set_num_threads(threads)
     t1 = time.perf_counter()
     clf = Classifier(config=model_config, label_names=names, encoder_id=encoder_id, head=head)
     calibration: dict[str, Any] = {"temperature": 1.0, "n": int(len(cal_idx)), "error_mapping": None}
@@ -220,6 +225,10 @@ def train(
     if len(texts) == 0:
         raise TrainingError("no labeled documents to train on")
     encode_labels(labels, [str(n) for n in label_names])  # fail fast, before encoding
+    if encoder is not None:
+        keys = ("encoder", "max_length", "stride", "pooling")
+        if any(getattr(encoder.config, k) != getattr(model_config, k) for k in keys):
+            raise TrainingError("encoder and model_config disagree on encoder/max_length/stride/pooling")
     encoder = encoder or TextEncoder(model_config)
     t0 = time.perf_counter()
     emb = encoder.encode(texts, cache=cache, progress=progress)

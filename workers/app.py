@@ -13,6 +13,7 @@ GPU host: ``celery -A workers.app worker --queues gpu -n gpu@%h --concurrency 1`
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import environ
 from celery import Celery
@@ -28,7 +29,7 @@ app = Celery("alabel")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 
-def _setting(name: str, default: object) -> object:
+def _setting(name: str, default: Any) -> Any:
     from django.conf import settings
 
     return getattr(settings, name, default)
@@ -77,8 +78,9 @@ def _configure_reliability() -> None:
         # An unacknowledged message is handed out again after this long; it must exceed the longest
         # task (TRAIN's hard limit, 1 h) or a running task would be delivered twice.
         app.conf.broker_transport_options = {
-            "visibility_timeout": int(_setting("CELERY_VISIBILITY_TIMEOUT", _env.int("CELERY_VISIBILITY_TIMEOUT",
-                                                                                      default=7200))),
+            "visibility_timeout": int(
+                _setting("CELERY_VISIBILITY_TIMEOUT", _env.int("CELERY_VISIBILITY_TIMEOUT", default=7200))
+            ),
         }
 
 
@@ -87,7 +89,9 @@ def _configure_beat() -> None:
 
     from labeling.services.dispatch import TaskName
 
-    reconcile_s = float(_setting("CELERY_RECONCILE_SECONDS", _env.float("CELERY_RECONCILE_SECONDS", default=60.0)))
+    reconcile_s = float(
+        _setting("CELERY_RECONCILE_SECONDS", _env.float("CELERY_RECONCILE_SECONDS", default=60.0))
+    )
     nightly_hour = int(_setting("CELERY_RETRAIN_HOUR", _env.int("CELERY_RETRAIN_HOUR", default=2)))
     app.conf.beat_schedule = {
         "reconcile": {

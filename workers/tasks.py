@@ -22,7 +22,11 @@ from workers.app import app
 
 #: Errors that go away by themselves: the database or the broker restarting, a dropped connection.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OperationalError, InterfaceError, BrokerOperationalError, RedisConnectionError, RedisTimeoutError,
+    OperationalError,
+    InterfaceError,
+    BrokerOperationalError,
+    RedisConnectionError,
+    RedisTimeoutError,
 )
 _RELIABLE: dict[str, Any] = {
     "acks_late": True,
@@ -41,7 +45,9 @@ def score_pending(project_id: int) -> dict[str, Any]:
 
 
 @app.task(
-    name=str(TaskName.RESCORE_POOL), soft_time_limit=300, time_limit=360,
+    name=str(TaskName.RESCORE_POOL),
+    soft_time_limit=300,
+    time_limit=360,
     **{**_RELIABLE, "autoretry_for": (*TRANSIENT_ERRORS, scoring.ScoringBusyError)},
 )
 def rescore_pool(run_id: int, model_version_id: int) -> dict[str, Any]:
@@ -55,21 +61,30 @@ def reconcile() -> dict[str, Any]:
 
 @app.task(name=str(TaskName.ATTRIBUTE), soft_time_limit=60, time_limit=90, **_RELIABLE)
 def attribute(prediction_id: int) -> int:
-    prediction = Prediction.objects.select_related("document", "model_version").filter(pk=prediction_id).first()
+    prediction = (
+        Prediction.objects.select_related("document", "model_version").filter(pk=prediction_id).first()
+    )
     if prediction is None:
         return 0
     return len(modeling.prediction_attributions(prediction=prediction))
 
 
 @app.task(
-    name=str(TaskName.TRAIN), soft_time_limit=training.TRAIN_TIME_LIMIT_S - 120,
-    time_limit=training.TRAIN_TIME_LIMIT_S, **_RELIABLE,
+    name=str(TaskName.TRAIN),
+    soft_time_limit=training.TRAIN_TIME_LIMIT_S - 120,
+    time_limit=training.TRAIN_TIME_LIMIT_S,
+    **{**_RELIABLE, "autoretry_for": (*TRANSIENT_ERRORS, training.RunLockedError)},
 )
 def train(run_id: int) -> dict[str, Any] | None:
     run = training.training_run_execute(run_id=run_id)
     if run is None:
         return None
-    return {"run": run.pk, "status": run.status, "promoted": run.promoted, "model_version": run.model_version_id}
+    return {
+        "run": run.pk,
+        "status": run.status,
+        "promoted": run.promoted,
+        "model_version": run.model_version_id,
+    }
 
 
 @app.task(name=str(TaskName.CHECK_RETRAIN), soft_time_limit=30, time_limit=60, **_RELIABLE)

@@ -18,21 +18,31 @@ from labeling.models import Document, ImportJob, Split
 from labeling.selectors.documents import DocumentFilters, document_detail, document_list
 from labeling.services.documents import MAX_ITEMS_PER_CALL, document_bulk_create, document_import_start
 
-
 _ITEM_SCHEMA = {
     "type": "object",
     "properties": {
-        "text": {"type": "string", "minLength": 1, "maxLength": 100_000,
-                 "description": "1 to 100,000 characters after stripping; no NUL; stored exactly as sent"},
-        "external_id": {"type": "string", "nullable": True, "maxLength": 255,
-                        "description": "your id; re-posting it returns the stored document"},
+        "text": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 100_000,
+            "description": "1 to 100,000 characters after stripping; no NUL; stored exactly as sent",
+        },
+        "external_id": {
+            "type": "string",
+            "nullable": True,
+            "maxLength": 255,
+            "description": "your id; re-posting it returns the stored document",
+        },
         "metadata": {"type": "object", "additionalProperties": True},
     },
     "required": ["text"],
 }
 DOCUMENTS_REQUEST = {
     "application/json": {
-        "oneOf": [_ITEM_SCHEMA, {"type": "array", "items": _ITEM_SCHEMA, "minItems": 1, "maxItems": MAX_ITEMS_PER_CALL}]
+        "oneOf": [
+            _ITEM_SCHEMA,
+            {"type": "array", "items": _ITEM_SCHEMA, "minItems": 1, "maxItems": MAX_ITEMS_PER_CALL},
+        ]
     }
 }
 
@@ -42,7 +52,9 @@ class DocumentCreatedSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     external_id = serializers.CharField(allow_null=True)
     split = serializers.CharField()
-    created = serializers.BooleanField(help_text="false: this external_id existed; the stored document is returned")
+    created = serializers.BooleanField(
+        help_text="false: this external_id existed; the stored document is returned"
+    )
 
     class Meta:
         ref_name = "DocumentCreated"
@@ -65,8 +77,18 @@ class DocumentOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Document
         ref_name = "Document"
-        fields = ("id", "external_id", "text", "metadata", "split", "is_labeled", "created_at",
-                  "champion_label", "champion_confidence", "champion_score")
+        fields = (
+            "id",
+            "external_id",
+            "text",
+            "metadata",
+            "split",
+            "is_labeled",
+            "created_at",
+            "champion_label",
+            "champion_confidence",
+            "champion_score",
+        )
 
 
 class DocumentCursor(CursorPagination):
@@ -93,7 +115,8 @@ class DocumentCollectionApi(BaseApi):
             ref_name = "DocumentFilter"
 
     @extend_schema(
-        operation_id="documents_create", request=DOCUMENTS_REQUEST,
+        operation_id="documents_create",
+        request=DOCUMENTS_REQUEST,
         responses={201: DocumentCreateResultSerializer, 200: DocumentCreateResultSerializer},
         description="One document object or a list of up to 1,000. All or nothing: one bad item rejects the "
         "request (400, fields name items[i].field). A known external_id returns the stored document.",
@@ -108,14 +131,21 @@ class DocumentCollectionApi(BaseApi):
             "created": created,
             "existing": len(results) - created,
             "results": [
-                {"index": i, "id": doc.pk, "external_id": doc.external_id, "split": doc.split, "created": was_created}
+                {
+                    "index": i,
+                    "id": doc.pk,
+                    "external_id": doc.external_id,
+                    "split": doc.split,
+                    "created": was_created,
+                }
                 for i, (doc, was_created) in enumerate(results)
             ],
         }
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(
-        operation_id="documents_list", parameters=[FilterSerializer],
+        operation_id="documents_list",
+        parameters=[FilterSerializer],
         responses=DocumentOutputSerializer(many=True),
     )
     def get(self, request: Request, project_id: int) -> Response:
@@ -124,11 +154,17 @@ class DocumentCollectionApi(BaseApi):
         params.is_valid(raise_exception=True)
         p = params.validated_data
         filters = DocumentFilters(
-            labeled=p.get("labeled"), split=p.get("split"), predicted_label=p.get("predicted_label"),
-            uncertainty_min=p.get("uncertainty_min"), uncertainty_max=p.get("uncertainty_max"), search=p.get("q"),
+            labeled=p.get("labeled"),
+            split=p.get("split"),
+            predicted_label=p.get("predicted_label"),
+            uncertainty_min=p.get("uncertainty_min"),
+            uncertainty_max=p.get("uncertainty_max"),
+            search=p.get("q"),
         )
         paginator = DocumentCursor()
-        page = paginator.paginate_queryset(document_list(project=project, filters=filters), request, view=self)
+        page = paginator.paginate_queryset(
+            document_list(project=project, filters=filters), request, view=self
+        )
         return paginator.get_paginated_response(DocumentOutputSerializer(page, many=True).data)
 
 
@@ -177,8 +213,17 @@ class DocumentDetailApi(BaseApi):
         class Meta:
             model = Document
             ref_name = "DocumentDetail"
-            fields = ("id", "external_id", "text", "metadata", "split", "is_labeled", "created_at",
-                      "annotations", "predictions")
+            fields = (
+                "id",
+                "external_id",
+                "text",
+                "metadata",
+                "split",
+                "is_labeled",
+                "created_at",
+                "annotations",
+                "predictions",
+            )
 
     @extend_schema(operation_id="documents_retrieve", responses=OutputSerializer)
     def get(self, request: Request, project_id: int, document_id: int) -> Response:
@@ -196,9 +241,24 @@ class ImportJobSerializer(serializers.ModelSerializer):
     class Meta:
         model = ImportJob
         ref_name = "ImportJob"
-        fields = ("id", "project", "file_format", "text_col", "external_id_col", "label_col", "status", "progress",
-                  "rows_total", "rows_imported", "rows_duplicate", "rows_rejected", "rejected", "error",
-                  "created_at", "finished_at")
+        fields = (
+            "id",
+            "project",
+            "file_format",
+            "text_col",
+            "external_id_col",
+            "label_col",
+            "status",
+            "progress",
+            "rows_total",
+            "rows_imported",
+            "rows_duplicate",
+            "rows_rejected",
+            "rejected",
+            "error",
+            "created_at",
+            "finished_at",
+        )
 
 
 class ImportCreateApi(BaseApi):
@@ -207,27 +267,43 @@ class ImportCreateApi(BaseApi):
 
     class InputSerializer(serializers.Serializer):
         file = serializers.FileField(help_text="CSV, TSV, JSON Lines or Parquet")
-        format = serializers.ChoiceField(choices=["csv", "tsv", "jsonl", "parquet"], required=False,
-                                         help_text="default: from the file name")
+        format = serializers.ChoiceField(
+            choices=["csv", "tsv", "jsonl", "parquet"],
+            required=False,
+            help_text="default: from the file name",
+        )
         text_col = serializers.CharField(default="text", max_length=200)
         external_id_col = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
-        label_col = serializers.CharField(required=False, allow_blank=True, default="", max_length=200,
-                                          help_text="gold labels (evaluation only, never shown)")
+        label_col = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            default="",
+            max_length=200,
+            help_text="gold labels (evaluation only, never shown)",
+        )
 
         class Meta:
             ref_name = "ImportCreate"
 
-    @extend_schema(operation_id="imports_create", request={"multipart/form-data": InputSerializer},
-                   responses={202: ImportJobSerializer})
+    @extend_schema(
+        operation_id="imports_create",
+        request={"multipart/form-data": InputSerializer},
+        responses={202: ImportJobSerializer},
+    )
     def post(self, request: Request, project_id: int) -> Response:
         project = project_or_404(project_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
         job = document_import_start(
-            project=project, filename=upload.name, chunks=upload.chunks(), file_format=data.validated_data.get("format"),
-            text_col=data.validated_data["text_col"], external_id_col=data.validated_data["external_id_col"],
-            label_col=data.validated_data["label_col"], created_by=request.user,
+            project=project,
+            filename=upload.name,
+            chunks=upload.chunks(),
+            file_format=data.validated_data.get("format"),
+            text_col=data.validated_data["text_col"],
+            external_id_col=data.validated_data["external_id_col"],
+            label_col=data.validated_data["label_col"],
+            created_by=request.user,
         )
         return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
@@ -235,8 +311,11 @@ class ImportCreateApi(BaseApi):
 class ImportDetailApi(BaseApi):
     permission_classes = [IsIngest]
 
-    @extend_schema(operation_id="imports_retrieve", responses=ImportJobSerializer,
-                   parameters=[OpenApiParameter("job_id", OpenApiTypes.INT, OpenApiParameter.PATH)])
+    @extend_schema(
+        operation_id="imports_retrieve",
+        responses=ImportJobSerializer,
+        parameters=[OpenApiParameter("job_id", OpenApiTypes.INT, OpenApiParameter.PATH)],
+    )
     def get(self, request: Request, project_id: int, job_id: int) -> Response:
         project = project_or_404(project_id)
         job = get_or_404(ImportJob, job_id, project=project)

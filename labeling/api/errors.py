@@ -12,6 +12,7 @@ from typing import Any
 from django.core import exceptions as dj
 from django.db import IntegrityError
 from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf
 from rest_framework import status
 from rest_framework.response import Response
@@ -96,6 +97,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     set_rollback()
     if isinstance(exc, dj.RequestDataTooBig):
         exc = PayloadTooLarge()
+    if isinstance(exc, dj.SuspiciousOperation):  # too many form fields, a malformed multipart body ...
+        return Response(error_body("bad_request", str(exc) or "malformed request"), status=400)
     if isinstance(exc, drf.ValidationError):
         return _validation(exc.detail)
     if isinstance(exc, dj.ValidationError):
@@ -122,7 +125,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, IntegrityError):
         # A concurrent request changed the same rows; the client may retry.
         logger.warning("integrity error answered 409: %s", exc)
-        return Response(error_body("conflict", "a concurrent change conflicted with this request; retry"), status=409)
+        return Response(
+            error_body("conflict", "a concurrent change conflicted with this request; retry"), status=409
+        )
     logger.exception("unhandled API error", exc_info=exc)
     return Response(error_body("server_error", "internal server error"), status=500)
 
@@ -131,6 +136,7 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
+@csrf_exempt  # an unknown path answers 404 JSON for every method, not Django's HTML CSRF page
 def json_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Catch-all for unknown /api/ paths (and a handler404 for the root URLconf)."""
     return JsonResponse(error_body("not_found", f"no API endpoint at {request.path}"), status=404)

@@ -6,12 +6,12 @@ import mimetypes
 from importlib.util import find_spec
 from pathlib import Path
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection
 from django.http import FileResponse, Http404, HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 from drf_spectacular.views import SpectacularSwaggerView
-from kombu import Connection
 
 BROKER_TIMEOUT_S = 2.0
 
@@ -33,7 +33,10 @@ def _database() -> str | None:
 
 def _broker() -> str | None:
     try:
-        with Connection(settings.CELERY_BROKER_URL, connect_timeout=BROKER_TIMEOUT_S) as conn:
+        # The Celery app's transport options (e.g. the embedded filesystem broker's folders) apply.
+        with current_app.connection_for_write(
+            settings.CELERY_BROKER_URL, connect_timeout=BROKER_TIMEOUT_S
+        ) as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=BROKER_TIMEOUT_S)
         return None
     except Exception as exc:  # any transport error means "not ready"
@@ -56,11 +59,23 @@ def _sidecar_dir() -> Path:
     spec = find_spec("drf_spectacular_sidecar")
     if spec is None or not spec.submodule_search_locations:
         raise Http404("drf-spectacular-sidecar is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "static" / "drf_spectacular_sidecar" / "swagger-ui-dist"
+    return (
+        Path(next(iter(spec.submodule_search_locations)))
+        / "static"
+        / "drf_spectacular_sidecar"
+        / "swagger-ui-dist"
+    )
 
 
-_ASSETS = frozenset({"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "favicon-32x32.png",
-                     "oauth2-redirect.html"})
+_ASSETS = frozenset(
+    {
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-ui-standalone-preset.js",
+        "favicon-32x32.png",
+        "oauth2-redirect.html",
+    }
+)
 
 
 @require_GET
@@ -76,7 +91,7 @@ def docs_asset(request: HttpRequest, name: str) -> FileResponse:
 
 
 class DocsApi(SpectacularSwaggerView):
-    """Swagger UI at /api/docs/, its assets served from /api/docs/assets/ (no INSTALLED_APPS change needed)."""
+    """Swagger UI at /api/docs/; its assets come from /api/docs/assets/ (no INSTALLED_APPS change)."""
 
     url_name = "api-schema"
     permission_classes: list = []

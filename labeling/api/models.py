@@ -38,7 +38,8 @@ class PredictApi(BaseApi):
 
     class InputSerializer(serializers.Serializer):
         texts = serializers.ListField(
-            child=serializers.CharField(trim_whitespace=False, max_length=None), min_length=1,
+            child=serializers.CharField(trim_whitespace=False, max_length=None),
+            min_length=1,
             max_length=MAX_PREDICT_TEXTS,
         )
 
@@ -57,8 +58,12 @@ class PredictApi(BaseApi):
         class Meta:
             ref_name = "PredictResponse"
 
-    @extend_schema(operation_id="predict", request=InputSerializer, responses=OutputSerializer,
-                   description="The champion's calibrated predictions; 409 no_model before the first model.")
+    @extend_schema(
+        operation_id="predict",
+        request=InputSerializer,
+        responses=OutputSerializer,
+        description="The champion's calibrated predictions; 409 no_model before the first model.",
+    )
     def post(self, request: Request, project_id: int) -> Response:
         project = project_or_404(project_id)
         data = self.InputSerializer(data=request.data)
@@ -75,8 +80,19 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         ref_name = "ModelVersion"
-        fields = ("id", "version", "status", "encoder_name", "label_map", "train_label_count", "metrics",
-                  "calibration", "decision_reason", "created_at", "promoted_at")
+        fields = (
+            "id",
+            "version",
+            "status",
+            "encoder_name",
+            "label_map",
+            "train_label_count",
+            "metrics",
+            "calibration",
+            "decision_reason",
+            "created_at",
+            "promoted_at",
+        )
 
 
 class ModelListApi(BaseApi):
@@ -117,8 +133,11 @@ class ModelRollbackApi(BaseApi):
     def post(self, request: Request, project_id: int) -> Response:
         project = project_or_404(project_id)
         result = _run_training_service("model_version_rollback", project=project)
-        champion = result if isinstance(result, ModelVersion) else ModelVersion.objects.filter(
-            project=project, status="champion").first()
+        champion = (
+            result
+            if isinstance(result, ModelVersion)
+            else ModelVersion.objects.filter(project=project, status="champion").first()
+        )
         if champion is None:
             raise Conflict("no earlier model version to roll back to")
         return Response(ModelVersionSerializer(champion).data)
@@ -130,8 +149,22 @@ class TrainingRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrainingRun
         ref_name = "TrainingRun"
-        fields = ("id", "trigger", "status", "stage", "progress", "labels_used", "model_version", "promoted",
-                  "decision_reason", "coalesced_triggers", "error", "created_at", "started_at", "finished_at")
+        fields = (
+            "id",
+            "trigger",
+            "status",
+            "stage",
+            "progress",
+            "labels_used",
+            "model_version",
+            "promoted",
+            "decision_reason",
+            "coalesced_triggers",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        )
 
 
 class TrainingRunCollectionApi(BaseApi):
@@ -143,11 +176,17 @@ class TrainingRunCollectionApi(BaseApi):
     @extend_schema(operation_id="training_runs_list", responses=TrainingRunSerializer(many=True))
     def get(self, request: Request, project_id: int) -> Response:
         project = project_or_404(project_id)
-        runs = TrainingRun.objects.filter(project=project).select_related("model_version").order_by("-pk")[:100]
+        runs = (
+            TrainingRun.objects.filter(project=project).select_related("model_version").order_by("-pk")[:100]
+        )
         return Response(TrainingRunSerializer(runs, many=True).data)
 
-    @extend_schema(operation_id="training_runs_create", request=None, responses={202: TrainingRunSerializer},
-                   description="Retrain now. While a run is open the request is coalesced into it.")
+    @extend_schema(
+        operation_id="training_runs_create",
+        request=None,
+        responses={202: TrainingRunSerializer},
+        description="Retrain now. While a run is open the request is coalesced into it.",
+    )
     def post(self, request: Request, project_id: int) -> Response:
         project = project_or_404(project_id)
         result = _run_training_service(

@@ -31,9 +31,21 @@ class ProjectOutputSerializer(serializers.ModelSerializer):
         model = Project
         ref_name = "Project"
         fields = (
-            "id", "name", "description", "labels", "task_type", "acquisition_strategy", "retrain_after",
-            "holdout_fraction", "holdout_interleave", "lease_minutes", "auto_accept_threshold",
-            "review_threshold", "promotion_tolerance", "seed", "created_at",
+            "id",
+            "name",
+            "description",
+            "labels",
+            "task_type",
+            "acquisition_strategy",
+            "retrain_after",
+            "holdout_fraction",
+            "holdout_interleave",
+            "lease_minutes",
+            "auto_accept_threshold",
+            "review_threshold",
+            "promotion_tolerance",
+            "seed",
+            "created_at",
         )
 
 
@@ -76,7 +88,9 @@ class ProjectCreateApi(BaseApi):
         class Meta:
             ref_name = "ProjectCreate"
 
-    @extend_schema(operation_id="projects_create", request=InputSerializer, responses={201: ProjectOutputSerializer})
+    @extend_schema(
+        operation_id="projects_create", request=InputSerializer, responses={201: ProjectOutputSerializer}
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -106,7 +120,9 @@ class ProjectPolicyUpdateApi(BaseApi):
         class Meta:
             ref_name = "ProjectPolicyUpdate"
 
-    @extend_schema(operation_id="projects_policy_update", request=InputSerializer, responses=ProjectOutputSerializer)
+    @extend_schema(
+        operation_id="projects_policy_update", request=InputSerializer, responses=ProjectOutputSerializer
+    )
     def patch(self, request: Request, project_id: int) -> Response:
         project = project_or_404(project_id)
         data = self.InputSerializer(data=request.data, partial=True)

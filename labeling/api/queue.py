@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -17,14 +17,19 @@ from labeling.models import Annotation, AnnotationSource, Assignment, Prediction
 from labeling.selectors.queue import champion_for
 from labeling.services.annotations import MAX_DURATION_MS, annotation_submit, annotation_update
 from labeling.services.assignments import (
-    assignment_next, assignment_release, assignment_renew, assignment_skip,
+    assignment_next,
+    assignment_release,
+    assignment_renew,
+    assignment_skip,
 )
 
 
 class ReasonSerializer(serializers.Serializer):
     strategy = serializers.CharField(help_text="acquisition strategy, holdout_random or cold_start_random")
     score = serializers.FloatField(allow_null=True, help_text="acquisition score (higher = asked sooner)")
-    holdout = serializers.BooleanField(help_text="true: an evaluation item, labeled blind (no prediction shown)")
+    holdout = serializers.BooleanField(
+        help_text="true: an evaluation item, labeled blind (no prediction shown)"
+    )
     model_version = serializers.IntegerField(allow_null=True)
     rank = serializers.IntegerField(required=False)
 
@@ -70,7 +75,9 @@ class QueueItemSerializer(serializers.Serializer):
     assignment = AssignmentSerializer()
     document = QueueDocumentSerializer()
     reason = ReasonSerializer()
-    prediction = QueuePredictionSerializer(allow_null=True, help_text="null for holdout items and before a model")
+    prediction = QueuePredictionSerializer(
+        allow_null=True, help_text="null for holdout items and before a model"
+    )
     labels = serializers.ListField(child=serializers.DictField())
 
     class Meta:
@@ -88,19 +95,35 @@ def _prediction(assignment: Assignment) -> dict[str, Any] | None:
         return None
     names = champion.label_map or []
     return {
-        "model_version": champion.version, "label": p.predicted_label, "confidence": p.confidence,
-        "probabilities": dict(zip(names, p.probabilities, strict=False)), "entropy": p.entropy,
-        "expected_entropy": p.expected_entropy, "mutual_info": p.mutual_info, "margin": p.margin,
+        "model_version": champion.version,
+        "label": p.predicted_label,
+        "confidence": p.confidence,
+        "probabilities": dict(zip(names, p.probabilities, strict=False)),
+        "entropy": p.entropy,
+        "expected_entropy": p.expected_entropy,
+        "mutual_info": p.mutual_info,
+        "margin": p.margin,
         "acquisition_score": p.acquisition_score,
     }
 
 
 def queue_item(assignment: Assignment) -> dict[str, Any]:
     doc = assignment.document
-    reason = {"strategy": "", "score": None, "holdout": False, "model_version": None, **(assignment.reason or {})}
+    reason = {
+        "strategy": "",
+        "score": None,
+        "holdout": False,
+        "model_version": None,
+        **(assignment.reason or {}),
+    }
     return {
         "assignment": AssignmentSerializer(assignment).data,
-        "document": {"id": doc.pk, "external_id": doc.external_id, "text": doc.text, "metadata": doc.metadata},
+        "document": {
+            "id": doc.pk,
+            "external_id": doc.external_id,
+            "text": doc.text,
+            "metadata": doc.metadata,
+        },
         "reason": reason,
         "prediction": _prediction(assignment),
         "labels": doc.project.labels,
@@ -111,16 +134,17 @@ class QueueNextApi(BaseApi):
     permission_classes = [IsAnnotator]
 
     @extend_schema(
-        operation_id="queue_next", request=None,
+        operation_id="queue_next",
+        request=None,
         responses={200: QueueItemSerializer, 204: OpenApiResponse(description="nothing left to label")},
-        description="Lease the most useful free document to the caller (or return the caller's active lease).",
+        description="Lease the most useful free document to the caller (or return its active lease).",
     )
     def post(self, request: Request, project_id: int) -> Response:
         project = project_or_404(project_id)
         assignment = assignment_next(project=project, annotator=request.user)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        assignment = Assignment.objects.select_related("document__project").get(pk=assignment.pk)
+        assignment.document.project = project  # the lease is in this project: skip a re-read
         return Response(queue_item(assignment))
 
 
@@ -133,22 +157,34 @@ class _AssignmentActionApi(BaseApi):
 
 
 class AssignmentRenewApi(_AssignmentActionApi):
-    @extend_schema(operation_id="assignments_renew", request=None, responses=AssignmentSerializer,
-                   description="Extend the caller's live lease; 409 lease_expired once it ran out.")
+    @extend_schema(
+        operation_id="assignments_renew",
+        request=None,
+        responses=AssignmentSerializer,
+        description="Extend the caller's live lease; 409 lease_expired once it ran out.",
+    )
     def post(self, request: Request, assignment_id: int) -> Response:
         return self.act(request, assignment_id, assignment_renew)
 
 
 class AssignmentSkipApi(_AssignmentActionApi):
-    @extend_schema(operation_id="assignments_skip", request=None, responses=AssignmentSerializer,
-                   description="Give the document back; the caller is not offered it again.")
+    @extend_schema(
+        operation_id="assignments_skip",
+        request=None,
+        responses=AssignmentSerializer,
+        description="Give the document back; the caller is not offered it again.",
+    )
     def post(self, request: Request, assignment_id: int) -> Response:
         return self.act(request, assignment_id, assignment_skip)
 
 
 class AssignmentReleaseApi(_AssignmentActionApi):
-    @extend_schema(operation_id="assignments_release", request=None, responses=AssignmentSerializer,
-                   description="Give the document back to the pool (an admin may release anyone's lease).")
+    @extend_schema(
+        operation_id="assignments_release",
+        request=None,
+        responses=AssignmentSerializer,
+        description="Give the document back to the pool (an admin may release anyone's lease).",
+    )
     def post(self, request: Request, assignment_id: int) -> Response:
         return self.act(request, assignment_id, assignment_release)
 
@@ -156,13 +192,30 @@ class AssignmentReleaseApi(_AssignmentActionApi):
 class AnnotationOutputSerializer(serializers.ModelSerializer):
     annotator = serializers.CharField(source="annotator.username")
     model_version = serializers.IntegerField(source="model_version.version", allow_null=True, default=None)
-    revisions = serializers.IntegerField(source="revisions.count", read_only=True)
+    revisions = serializers.SerializerMethodField(help_text="how many times the label was changed")
 
     class Meta:
         model = Annotation
         ref_name = "Annotation"
-        fields = ("id", "document", "assignment", "annotator", "label", "duration_ms", "source", "model_version",
-                  "predicted_label", "predicted_confidence", "created_at", "updated_at", "revisions")
+        fields = (
+            "id",
+            "document",
+            "assignment",
+            "annotator",
+            "label",
+            "duration_ms",
+            "source",
+            "model_version",
+            "predicted_label",
+            "predicted_confidence",
+            "created_at",
+            "updated_at",
+            "revisions",
+        )
+
+    def get_revisions(self, obj: Annotation) -> int:
+        counted = getattr(obj, "revision_count", None)  # annotated by the list view: no query per row
+        return counted if counted is not None else obj.revisions.count()
 
 
 class AnnotationCreateApi(BaseApi):
@@ -170,14 +223,17 @@ class AnnotationCreateApi(BaseApi):
 
     class InputSerializer(serializers.Serializer):
         label = serializers.CharField(max_length=64)
-        duration_ms = serializers.IntegerField(min_value=0, max_value=MAX_DURATION_MS, required=False, allow_null=True)
+        duration_ms = serializers.IntegerField(
+            min_value=0, max_value=MAX_DURATION_MS, required=False, allow_null=True
+        )
         source = serializers.ChoiceField(choices=[AnnotationSource.API, AnnotationSource.UI], default="api")
 
         class Meta:
             ref_name = "AnnotationCreate"
 
     @extend_schema(
-        operation_id="annotations_create", request=InputSerializer,
+        operation_id="annotations_create",
+        request=InputSerializer,
         responses={201: AnnotationOutputSerializer, 200: AnnotationOutputSerializer},
         description="Label the leased document. Idempotent: a retry returns the stored annotation with 200.",
     )
@@ -186,11 +242,16 @@ class AnnotationCreateApi(BaseApi):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         annotation, created = annotation_submit(
-            assignment=assignment, user=request.user, label=data.validated_data["label"],
-            duration_ms=data.validated_data.get("duration_ms"), source=data.validated_data["source"],
+            assignment=assignment,
+            user=request.user,
+            label=data.validated_data["label"],
+            duration_ms=data.validated_data.get("duration_ms"),
+            source=data.validated_data["source"],
         )
-        return Response(AnnotationOutputSerializer(annotation).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            AnnotationOutputSerializer(annotation).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
 
 class AnnotationUpdateApi(BaseApi):
@@ -202,13 +263,19 @@ class AnnotationUpdateApi(BaseApi):
         class Meta:
             ref_name = "AnnotationUpdate"
 
-    @extend_schema(operation_id="annotations_update", request=InputSerializer, responses=AnnotationOutputSerializer,
-                   description="Change a label given earlier (its annotator or an admin); audited as a revision.")
+    @extend_schema(
+        operation_id="annotations_update",
+        request=InputSerializer,
+        responses=AnnotationOutputSerializer,
+        description="Change a label given earlier (its annotator or an admin); audited as a revision.",
+    )
     def patch(self, request: Request, annotation_id: int) -> Response:
         annotation = get_or_404(Annotation, annotation_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        updated = annotation_update(annotation=annotation, user=request.user, label=data.validated_data["label"])
+        updated = annotation_update(
+            annotation=annotation, user=request.user, label=data.validated_data["label"]
+        )
         return Response(AnnotationOutputSerializer(updated).data)
 
 
@@ -217,15 +284,19 @@ class AnnotationListApi(BaseApi):
     LIMIT = 200
 
     class FilterSerializer(serializers.Serializer):
-        mine = serializers.BooleanField(required=False, default=False,
-                                        help_text="only the caller's labels (always on for non-admins)")
+        mine = serializers.BooleanField(
+            required=False, default=False, help_text="only the caller's labels (always on for non-admins)"
+        )
         limit = serializers.IntegerField(required=False, min_value=1, max_value=200, default=50)
 
         class Meta:
             ref_name = "AnnotationFilter"
 
-    @extend_schema(operation_id="annotations_list", parameters=[FilterSerializer],
-                   responses=AnnotationOutputSerializer(many=True))
+    @extend_schema(
+        operation_id="annotations_list",
+        parameters=[FilterSerializer],
+        responses=AnnotationOutputSerializer(many=True),
+    )
     def get(self, request: Request, project_id: int) -> Response:
         project = project_or_404(project_id)
         params = self.FilterSerializer(data=request.query_params)
@@ -233,7 +304,9 @@ class AnnotationListApi(BaseApi):
         qs: QuerySet[Annotation] = Annotation.objects.filter(document__project=project)
         if params.validated_data["mine"] or not roles.is_admin(request.user):
             qs = qs.filter(annotator=request.user)
-        qs = qs.select_related("annotator", "model_version").order_by("-updated_at", "-pk")
+        qs = (
+            qs.select_related("annotator", "model_version")
+            .annotate(revision_count=Count("revisions"))
+            .order_by("-updated_at", "-pk")
+        )
         return Response(AnnotationOutputSerializer(qs[: params.validated_data["limit"]], many=True).data)
-
-

@@ -22,9 +22,12 @@ from labeling.selectors.stats import project_stats
 class ProjectStatsApi(BaseApi):
     permission_classes = [IsAdmin]
 
-    @extend_schema(operation_id="projects_stats", responses=OpenApiTypes.OBJECT,
-                   description="Counts per label and split, queue size, champion coverage, annotator throughput, "
-                   "learning curve (labels -> holdout accuracy / macro-F1 per model version).")
+    @extend_schema(
+        operation_id="projects_stats",
+        responses=OpenApiTypes.OBJECT,
+        description="Counts per label and split, queue size, champion coverage, annotator throughput, "
+        "learning curve (labels -> holdout accuracy / macro-F1 per model version).",
+    )
     def get(self, request: Request, project_id: int) -> Response:
         return Response(project_stats(project_or_404(project_id)))
 
@@ -58,7 +61,8 @@ class ProjectExportApi(BaseApi):
         operation_id="projects_export",
         parameters=[OpenApiParameter("format", str, enum=list(exports.FORMATS), default="jsonl")],
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
-        description="One row per annotation: document id / external_id / text, annotator, label, time, and the "
+        description="One row per annotation: document id / external_id / text, annotator, label, time, "
+        "and the "
         "model's prediction at labeling time. format=hf: a zip loadable with datasets.load_dataset('json').",
     )
     def get(self, request: Request, project_id: int) -> StreamingHttpResponse:

@@ -28,12 +28,23 @@ urlpatterns = [
     path(f"{P}/imports/<int:job_id>", documents.ImportDetailApi.as_view(), name="api-import"),
     # queue, assignments, annotations
     path(f"{P}/queue/next", queue.QueueNextApi.as_view(), name="api-queue-next"),
-    path("api/v1/assignments/<int:assignment_id>/renew", queue.AssignmentRenewApi.as_view(), name="api-renew"),
+    path(
+        "api/v1/assignments/<int:assignment_id>/renew", queue.AssignmentRenewApi.as_view(), name="api-renew"
+    ),
     path("api/v1/assignments/<int:assignment_id>/skip", queue.AssignmentSkipApi.as_view(), name="api-skip"),
-    path("api/v1/assignments/<int:assignment_id>/release", queue.AssignmentReleaseApi.as_view(), name="api-release"),
-    path("api/v1/assignments/<int:assignment_id>/annotation", queue.AnnotationCreateApi.as_view(),
-         name="api-annotate"),
-    path("api/v1/annotations/<int:annotation_id>", queue.AnnotationUpdateApi.as_view(), name="api-annotation"),
+    path(
+        "api/v1/assignments/<int:assignment_id>/release",
+        queue.AssignmentReleaseApi.as_view(),
+        name="api-release",
+    ),
+    path(
+        "api/v1/assignments/<int:assignment_id>/annotation",
+        queue.AnnotationCreateApi.as_view(),
+        name="api-annotate",
+    ),
+    path(
+        "api/v1/annotations/<int:annotation_id>", queue.AnnotationUpdateApi.as_view(), name="api-annotation"
+    ),
     path(f"{P}/annotations", queue.AnnotationListApi.as_view(), name="api-annotations"),
     # predictions, models, training
     path(f"{P}/predict", models.PredictApi.as_view(), name="api-predict"),

@@ -21,8 +21,9 @@ class DocumentFilters:
 
 def _champion_prediction(field: str) -> Subquery:
     return Subquery(
-        Prediction.objects.filter(document=OuterRef("pk"), model_version__status=ModelStatus.CHAMPION)
-        .values(field)[:1]
+        Prediction.objects.filter(document=OuterRef("pk"), model_version__status=ModelStatus.CHAMPION).values(
+            field
+        )[:1]
     )
 
 
@@ -56,7 +57,9 @@ def document_detail(*, project: Project, document_id: int) -> Document:
             Prefetch("annotations", queryset=Annotation.objects.select_related("annotator").order_by("pk")),
             Prefetch(
                 "predictions",
-                queryset=Prediction.objects.select_related("model_version").order_by("-model_version__version"),
+                queryset=Prediction.objects.select_related("model_version").order_by(
+                    "-model_version__version"
+                ),
             ),
         )
         .get(pk=document_id)

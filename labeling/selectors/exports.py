@@ -14,8 +14,19 @@ from labeling.models import Annotation, Project
 
 FORMATS = ("jsonl", "csv", "parquet", "hf")
 COLUMNS = (
-    "annotation_id", "document_id", "external_id", "text", "split", "annotator", "label", "labeled_at",
-    "duration_ms", "source", "model_version", "predicted_label", "predicted_confidence",
+    "annotation_id",
+    "document_id",
+    "external_id",
+    "text",
+    "split",
+    "annotator",
+    "label",
+    "labeled_at",
+    "duration_ms",
+    "source",
+    "model_version",
+    "predicted_label",
+    "predicted_confidence",
 )
 _CHUNK = 2000
 
@@ -26,9 +37,19 @@ def export_rows(project: Project) -> Iterator[dict[str, Any]]:
         Annotation.objects.filter(document__project=project)
         .order_by("pk")
         .values_list(
-            "pk", "document_id", "document__external_id", "document__text", "document__split",
-            "annotator__username", "label", "created_at", "duration_ms", "source",
-            "model_version__version", "predicted_label", "predicted_confidence",
+            "pk",
+            "document_id",
+            "document__external_id",
+            "document__text",
+            "document__split",
+            "annotator__username",
+            "label",
+            "created_at",
+            "duration_ms",
+            "source",
+            "model_version__version",
+            "predicted_label",
+            "predicted_confidence",
         )
     )
     for values in qs.iterator(chunk_size=_CHUNK):
@@ -66,12 +87,23 @@ def write_parquet(project: Project, target: IO[bytes]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([
-        ("annotation_id", pa.int64()), ("document_id", pa.int64()), ("external_id", pa.string()),
-        ("text", pa.string()), ("split", pa.string()), ("annotator", pa.string()), ("label", pa.string()),
-        ("labeled_at", pa.string()), ("duration_ms", pa.int64()), ("source", pa.string()),
-        ("model_version", pa.int64()), ("predicted_label", pa.string()), ("predicted_confidence", pa.float64()),
-    ])
+    schema = pa.schema(
+        [
+            ("annotation_id", pa.int64()),
+            ("document_id", pa.int64()),
+            ("external_id", pa.string()),
+            ("text", pa.string()),
+            ("split", pa.string()),
+            ("annotator", pa.string()),
+            ("label", pa.string()),
+            ("labeled_at", pa.string()),
+            ("duration_ms", pa.int64()),
+            ("source", pa.string()),
+            ("model_version", pa.int64()),
+            ("predicted_label", pa.string()),
+            ("predicted_confidence", pa.float64()),
+        ]
+    )
     with pq.ParquetWriter(target, schema) as writer:
         batch: list[dict[str, Any]] = []
         for row in export_rows(project):
@@ -144,4 +176,3 @@ def file_chunks(build: Any, project: Project, chunk_size: int = 1 << 16) -> Iter
         tmp.seek(0)
         while chunk := tmp.read(chunk_size):
             yield chunk
-

@@ -8,7 +8,15 @@ from collections.abc import Iterable
 from django.db.models import Exists, OuterRef, QuerySet
 
 from labeling.models import (
-    Annotation, Document, ModelStatus, ModelVersion, Prediction, Project, RunStatus, Split, TrainingRun,
+    Annotation,
+    Document,
+    ModelStatus,
+    ModelVersion,
+    Prediction,
+    Project,
+    RunStatus,
+    Split,
+    TrainingRun,
 )
 
 OPEN_RUN_STATES = (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -36,9 +44,7 @@ def documents_unscored(*, model_version: ModelVersion) -> QuerySet[Document]:
     """Documents of the model's project (pool and holdout) without a prediction from it, newest first."""
     scored = Prediction.objects.filter(document=OuterRef("pk"), model_version=model_version)
     return (
-        Document.objects.filter(project_id=model_version.project_id)
-        .exclude(Exists(scored))
-        .order_by("-id")
+        Document.objects.filter(project_id=model_version.project_id).exclude(Exists(scored)).order_by("-id")
     )
 
 

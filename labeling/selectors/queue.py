@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from django.db.models import Exists, Max, Min, OuterRef, QuerySet, Subquery
 
 from labeling.models import (
-    Assignment, AssignmentState, Document, ModelStatus, ModelVersion, Prediction, Project, Split,
+    Assignment,
+    AssignmentState,
+    Document,
+    ModelStatus,
+    ModelVersion,
+    Prediction,
+    Project,
+    Split,
 )
 
 CANDIDATES = 50
@@ -41,7 +48,9 @@ def _leased() -> Exists:
 
 def _skipped_by(annotator_id: int, ref: str) -> Exists:
     return Exists(
-        Assignment.objects.filter(document=OuterRef(ref), annotator_id=annotator_id, state=AssignmentState.SKIPPED)
+        Assignment.objects.filter(
+            document=OuterRef(ref), annotator_id=annotator_id, state=AssignmentState.SKIPPED
+        )
     )
 
 
@@ -49,7 +58,9 @@ def ranked_predictions(champion: ModelVersion, *, annotator_id: int) -> QuerySet
     """Unlabeled, unleased pool documents the champion scored, highest acquisition score first."""
     return (
         Prediction.objects.filter(
-            model_version=champion, document__is_labeled=False, document__split=Split.POOL,
+            model_version=champion,
+            document__is_labeled=False,
+            document__split=Split.POOL,
         )
         .filter(~_leased(), ~_skipped_by(annotator_id, "document_id"))
         .order_by("-acquisition_score")
@@ -83,7 +94,9 @@ def leased_points(project: Project, champion: ModelVersion) -> tuple[set[str], l
     return hashes, points
 
 
-def diversify(candidates: list[Candidate], leased_hashes: set[str], points: list[tuple[float, float]]) -> list[Candidate]:
+def diversify(
+    candidates: list[Candidate], leased_hashes: set[str], points: list[tuple[float, float]]
+) -> list[Candidate]:
     """Batch diversity, cheaply: push exact copies and map neighbours of leased items to the back.
 
     Concurrent annotators otherwise all receive the top of the same uncertain cluster. The order
@@ -99,14 +112,15 @@ def diversify(candidates: list[Candidate], leased_hashes: set[str], points: list
     near: list[Candidate] = []
     for c in candidates:
         too_close = c.content_hash in leased_hashes or (
-            radius > 0 and c.map_point is not None
-            and any(math.dist(c.map_point, p) < radius for p in points)
+            radius > 0 and c.map_point is not None and any(math.dist(c.map_point, p) < radius for p in points)
         )
         (near if too_close else kept).append(c)
     return kept + near
 
 
-def random_unleased(project: Project, *, split: str, annotator_id: int, rng: random.Random, limit: int = 5) -> list[int]:
+def random_unleased(
+    project: Project, *, split: str, annotator_id: int, rng: random.Random, limit: int = 5
+) -> list[int]:
     """Unlabeled, unleased document ids of ``split`` from a seeded random starting point (id order, wrapping).
 
     Used for holdout items (the order must not depend on the model) and for the cold start.

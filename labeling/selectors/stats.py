@@ -20,7 +20,8 @@ def label_counts(project: Project) -> dict[str, dict[str, int]]:
     }
     rows = (
         Annotation.objects.filter(document__project=project)
-        .values("document__split", "label").annotate(n=Count("id"))
+        .values("document__split", "label")
+        .annotate(n=Count("id"))
     )
     for row in rows:
         counts.setdefault(row["document__split"], {})[row["label"]] = row["n"]
@@ -39,15 +40,16 @@ def document_counts(project: Project) -> dict[str, dict[str, int]]:
 
 def champion_coverage(project: Project, champion: ModelVersion | None) -> dict[str, Any]:
     pool = Document.objects.filter(project=project, split="pool").count()
-    scored = Prediction.objects.filter(model_version=champion, document__split="pool").count() if champion else 0
+    scored = (
+        Prediction.objects.filter(model_version=champion, document__split="pool").count() if champion else 0
+    )
     return {"pool_documents": pool, "scored_by_champion": scored, "share": (scored / pool) if pool else 0.0}
 
 
 def annotator_throughput(project: Project) -> list[dict[str, Any]]:
     """Per annotator: labels, labels per active hour, median seconds per label."""
-    rows = (
-        Annotation.objects.filter(document__project=project)
-        .values("annotator_id", "annotator__username", "duration_ms", hour=TruncHour("created_at"))
+    rows = Annotation.objects.filter(document__project=project).values(
+        "annotator_id", "annotator__username", "duration_ms", hour=TruncHour("created_at")
     )
     by_user: dict[int, dict[str, Any]] = defaultdict(lambda: {"labels": 0, "hours": set(), "durations": []})
     for row in rows:
@@ -60,30 +62,37 @@ def annotator_throughput(project: Project) -> list[dict[str, Any]]:
     out = []
     for user_id, entry in sorted(by_user.items()):
         hours = max(len(entry["hours"]), 1)
-        out.append({
-            "annotator_id": user_id,
-            "username": entry["username"],
-            "labels": entry["labels"],
-            "labels_per_hour": entry["labels"] / hours,
-            "median_duration_ms": statistics.median(entry["durations"]) if entry["durations"] else None,
-        })
+        out.append(
+            {
+                "annotator_id": user_id,
+                "username": entry["username"],
+                "labels": entry["labels"],
+                "labels_per_hour": entry["labels"] / hours,
+                "median_duration_ms": statistics.median(entry["durations"]) if entry["durations"] else None,
+            }
+        )
     return out
 
 
 def learning_curve(project: Project) -> list[dict[str, Any]]:
     """One point per evaluated model version: labels it was trained on -> holdout accuracy and macro-F1."""
     points = []
-    for version in ModelVersion.objects.filter(project=project).exclude(status=ModelStatus.TRAINING).order_by("version"):
+    for version in (
+        ModelVersion.objects.filter(project=project).exclude(status=ModelStatus.TRAINING).order_by("version")
+    ):
         metrics = version.metrics if isinstance(version.metrics, dict) else {}
-        nested = metrics.get("holdout") if isinstance(metrics.get("holdout"), dict) else {}
-        points.append({
-            "model_version": version.version,
-            "status": version.status,
-            "labels": version.train_label_count,
-            "accuracy": metrics.get("accuracy", nested.get("accuracy")),
-            "macro_f1": metrics.get("macro_f1", nested.get("macro_f1")),
-            "holdout_count": metrics.get("holdout_count", nested.get("holdout_count")),
-        })
+        holdout = metrics.get("holdout")
+        nested: dict[str, Any] = holdout if isinstance(holdout, dict) else {}
+        points.append(
+            {
+                "model_version": version.version,
+                "status": version.status,
+                "labels": version.train_label_count,
+                "accuracy": metrics.get("accuracy", nested.get("accuracy")),
+                "macro_f1": metrics.get("macro_f1", nested.get("macro_f1")),
+                "holdout_count": metrics.get("holdout_count", nested.get("holdout_count")),
+            }
+        )
     return points
 
 

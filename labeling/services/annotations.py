@@ -9,8 +9,15 @@ from django.utils import timezone
 
 from labeling import roles
 from labeling.models import (
-    Annotation, AnnotationRevision, AnnotationSource, Assignment, AssignmentState, Document, ModelStatus,
-    Prediction, Project,
+    Annotation,
+    AnnotationRevision,
+    AnnotationSource,
+    Assignment,
+    AssignmentState,
+    Document,
+    ModelStatus,
+    Prediction,
+    Project,
 )
 from labeling.services.assignments import assignment_locked_for, assignment_require_live
 from labeling.services.dispatch import QueueKind, TaskName, enqueue
@@ -31,14 +38,21 @@ def label_validate(project: Project, label: object) -> str:
 def _champion_prediction(document: Document) -> Prediction | None:
     return (
         Prediction.objects.filter(
-            document=document, model_version__project_id=document.project_id,
+            document=document,
+            model_version__project_id=document.project_id,
             model_version__status=ModelStatus.CHAMPION,
-        ).select_related("model_version").first()
+        )
+        .select_related("model_version")
+        .first()
     )
 
 
 def annotation_submit(
-    *, assignment: Assignment, user: AbstractBaseUser, label: object, duration_ms: int | None = None,
+    *,
+    assignment: Assignment,
+    user: AbstractBaseUser,
+    label: object,
+    duration_ms: int | None = None,
     source: str = AnnotationSource.API,
 ) -> tuple[Annotation, bool]:
     """Label the leased document; returns (annotation, created). A retry returns the stored one."""
@@ -62,13 +76,18 @@ def annotation_submit(
         prediction = _champion_prediction(document)
         now = timezone.now()
         annotation, created = Annotation.objects.get_or_create(
-            document=document, annotator=user,
+            document=document,
+            annotator=user,
             defaults={
-                "label": label, "assignment": locked, "duration_ms": duration_ms, "source": source,
+                "label": label,
+                "assignment": locked,
+                "duration_ms": duration_ms,
+                "source": source,
                 "model_version": prediction.model_version if prediction else None,
                 "predicted_label": prediction.predicted_label if prediction else "",
                 "predicted_confidence": prediction.confidence if prediction else None,
-                "created_at": now, "updated_at": now,
+                "created_at": now,
+                "updated_at": now,
             },
         )
         locked.state = AssignmentState.DONE
@@ -83,7 +102,9 @@ def annotation_submit(
 def annotation_update(*, annotation: Annotation, user: AbstractBaseUser, label: object) -> Annotation:
     """Change a label given earlier (its annotator or an admin); every change leaves a revision."""
     with transaction.atomic():
-        locked = Annotation.objects.select_for_update().select_related("document__project").get(pk=annotation.pk)
+        locked = (
+            Annotation.objects.select_for_update().select_related("document__project").get(pk=annotation.pk)
+        )
         if locked.annotator_id != user.pk and not roles.is_admin(user):
             raise PermissionDenied("only the annotator who gave this label, or an admin, may change it")
         label = label_validate(locked.document.project, label)
@@ -94,5 +115,10 @@ def annotation_update(*, annotation: Annotation, user: AbstractBaseUser, label: 
             locked.label = label
             locked.updated_at = timezone.now()
             locked.save(update_fields=["label", "updated_at"])
-            enqueue(TaskName.CHECK_RETRAIN, args=(locked.document.project_id,), kind=QueueKind.TRAINING, countdown=5)
+            enqueue(
+                TaskName.CHECK_RETRAIN,
+                args=(locked.document.project_id,),
+                kind=QueueKind.TRAINING,
+                countdown=5,
+            )
     return locked

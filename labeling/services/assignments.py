@@ -43,7 +43,9 @@ def _lease_count(project: Project, annotator: AbstractBaseUser) -> int:
     return Assignment.objects.filter(annotator=annotator, document__project=project).count()
 
 
-def _serve_holdout(project: Project, annotator: AbstractBaseUser, lease_count: int) -> tuple[bool, random.Random]:
+def _serve_holdout(
+    project: Project, annotator: AbstractBaseUser, lease_count: int
+) -> tuple[bool, random.Random]:
     """Seeded per (project, annotator, lease number): deterministic, and blind to the model."""
     rng = random.Random(f"{project.seed}:{annotator.pk}:{lease_count}")
     return rng.random() < project.holdout_interleave, rng
@@ -53,7 +55,9 @@ def _try_lease(
     project: Project, annotator: AbstractBaseUser, document_ids: list[int], reason: dict[str, Any]
 ) -> Assignment | None:
     for doc_id in document_ids:
-        locked = Document.objects.select_for_update(skip_locked=True).filter(pk=doc_id, is_labeled=False).first()
+        locked = (
+            Document.objects.select_for_update(skip_locked=True).filter(pk=doc_id, is_labeled=False).first()
+        )
         if locked is None:
             continue  # another annotator is leasing it right now, or it was just labeled
         # Fresh statement after the lock: sees a lease committed after our candidate query ran.
@@ -62,7 +66,9 @@ def _try_lease(
         try:
             with transaction.atomic():  # savepoint: a lost race must not poison the outer transaction
                 return Assignment.objects.create(
-                    document=locked, annotator=annotator, reason=reason,
+                    document=locked,
+                    annotator=annotator,
+                    reason=reason,
                     leased_until=timezone.now() + timedelta(minutes=project.lease_minutes),
                 )
         except IntegrityError:
@@ -70,8 +76,9 @@ def _try_lease(
     return None
 
 
-def _lease_pool(project: Project, annotator: AbstractBaseUser, champion: ModelVersion | None,
-                rng: random.Random) -> Assignment | None:
+def _lease_pool(
+    project: Project, annotator: AbstractBaseUser, champion: ModelVersion | None, rng: random.Random
+) -> Assignment | None:
     if champion is not None:
         candidates = q.pool_candidates(champion, annotator_id=annotator.pk)
         if candidates:
@@ -79,16 +86,23 @@ def _lease_pool(project: Project, annotator: AbstractBaseUser, champion: ModelVe
             ordered = q.diversify(candidates, hashes, points)
             for c in ordered:
                 reason = {
-                    "strategy": project.acquisition_strategy, "score": c.score, "holdout": False,
-                    "model_version": champion.version, "rank": candidates.index(c) + 1,
+                    "strategy": project.acquisition_strategy,
+                    "score": c.score,
+                    "holdout": False,
+                    "model_version": champion.version,
+                    "rank": candidates.index(c) + 1,
                 }
                 lease = _try_lease(project, annotator, [c.document_id], reason)
                 if lease is not None:
                     return lease
     # Cold start (no champion yet, or documents it has not scored): a seeded random order.
     ids = q.random_unleased(project, split=Split.POOL, annotator_id=annotator.pk, rng=rng)
-    reason = {"strategy": "cold_start_random", "score": None, "holdout": False,
-              "model_version": champion.version if champion else None}
+    reason = {
+        "strategy": "cold_start_random",
+        "score": None,
+        "holdout": False,
+        "model_version": champion.version if champion else None,
+    }
     return _try_lease(project, annotator, ids, reason)
 
 
@@ -104,17 +118,25 @@ def assignment_next(*, project: Project, annotator: AbstractBaseUser) -> Assignm
         try:
             with transaction.atomic():
                 assignments_expire(project=project)
-                current = Assignment.objects.filter(
-                    annotator=annotator, document__project=project, state=AssignmentState.ACTIVE
-                ).select_related("document").first()
+                current = (
+                    Assignment.objects.filter(
+                        annotator=annotator, document__project=project, state=AssignmentState.ACTIVE
+                    )
+                    .select_related("document")
+                    .first()
+                )
                 if current is not None:
                     return current
                 holdout, rng = _serve_holdout(project, annotator, _lease_count(project, annotator))
                 champion = q.champion_for(project)
                 if holdout:
-                    lease = _lease_holdout(project, annotator, rng) or _lease_pool(project, annotator, champion, rng)
+                    lease = _lease_holdout(project, annotator, rng) or _lease_pool(
+                        project, annotator, champion, rng
+                    )
                 else:
-                    lease = _lease_pool(project, annotator, champion, rng) or _lease_holdout(project, annotator, rng)
+                    lease = _lease_pool(project, annotator, champion, rng) or _lease_holdout(
+                        project, annotator, rng
+                    )
                 return lease
         except IntegrityError:
             continue  # another annotator won the same document between our check and insert

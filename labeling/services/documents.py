@@ -52,7 +52,9 @@ def _json_problem(value: Any, path: str = "metadata", depth: int = 0) -> str | N
         return f"{path} {problem}" if problem else None
     if isinstance(value, Mapping):
         for key, item in value.items():
-            found = _json_problem(str(key), f"{path} key", depth + 1) or _json_problem(item, f"{path}.{key}", depth + 1)
+            found = _json_problem(str(key), f"{path} key", depth + 1) or _json_problem(
+                item, f"{path}.{key}", depth + 1
+            )
             if found:
                 return found
     elif isinstance(value, list):
@@ -105,7 +107,9 @@ def _validated(items: Iterable[Any]) -> list[Mapping[str, Any]]:
     if not items:
         raise ValidationError({"items": "send at least one document"})
     if len(items) > MAX_ITEMS_PER_CALL:
-        raise ValidationError({"items": f"at most {MAX_ITEMS_PER_CALL:,} documents per request (got {len(items):,})"})
+        raise ValidationError(
+            {"items": f"at most {MAX_ITEMS_PER_CALL:,} documents per request (got {len(items):,})"}
+        )
     for index, item in enumerate(items):
         problems = item_problems(item)
         if problems:
@@ -118,7 +122,9 @@ def _insert(project: Project, items: list[Mapping[str, Any]]) -> list[tuple[Docu
     wanted = {item["external_id"] for item in items if item.get("external_id") is not None}
     existing: dict[str, Document] = {}
     if wanted:
-        existing = {d.external_id: d for d in Document.objects.filter(project=project, external_id__in=wanted)}
+        existing = {
+            d.external_id: d for d in Document.objects.filter(project=project, external_id__in=wanted)
+        }
     results: list[tuple[Document, bool] | None] = []
     new_docs: list[Document] = []
     first_index: dict[str, int] = {}  # a repeated external_id inside one call points at the first one
@@ -131,10 +137,16 @@ def _insert(project: Project, items: list[Mapping[str, Any]]) -> list[tuple[Docu
             results.append(None)
             continue
         content_hash = text_hash(item["text"])
-        holdout = holdout_draw(seed=project.seed, content_hash=content_hash, fraction=project.holdout_fraction)
+        holdout = holdout_draw(
+            seed=project.seed, content_hash=content_hash, fraction=project.holdout_fraction
+        )
         doc = Document(
-            project=project, external_id=external_id, text=item["text"], content_hash=content_hash,
-            metadata=dict(item.get("metadata") or {}), split=Split.HOLDOUT if holdout else Split.POOL,
+            project=project,
+            external_id=external_id,
+            text=item["text"],
+            content_hash=content_hash,
+            metadata=dict(item.get("metadata") or {}),
+            split=Split.HOLDOUT if holdout else Split.POOL,
         )
         if external_id is not None:
             first_index[external_id] = len(results)
@@ -172,13 +184,26 @@ def document_bulk_create(*, project: Project, items: Iterable[Any]) -> list[tupl
     raise AssertionError("unreachable")
 
 
-UPLOAD_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
-                  ".pq": "parquet"}
+UPLOAD_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 
 
 def document_import_start(
-    *, project: Project, filename: str, chunks: Iterable[bytes], file_format: str | None, text_col: str,
-    external_id_col: str = "", label_col: str = "", created_by: Any = None,
+    *,
+    project: Project,
+    filename: str,
+    chunks: Iterable[bytes],
+    file_format: str | None,
+    text_col: str,
+    external_id_col: str = "",
+    label_col: str = "",
+    created_by: Any = None,
 ) -> ImportJob:
     """Stream an uploaded file into UPLOAD_DIR, record an ImportJob and queue the import worker."""
     fmt = file_format or UPLOAD_FORMATS.get(Path(filename).suffix.lower())
@@ -201,8 +226,13 @@ def document_import_start(
         raise ValidationError({"file": "the file is empty"})
     with transaction.atomic():
         job = ImportJob.objects.create(
-            project=project, file_path=str(target), file_format=fmt, text_col=text_col,
-            external_id_col=external_id_col, label_col=label_col, created_by=created_by,
+            project=project,
+            file_path=str(target),
+            file_format=fmt,
+            text_col=text_col,
+            external_id_col=external_id_col,
+            label_col=label_col,
+            created_by=created_by,
         )
         enqueue(TaskName.IMPORT_FILE, args=(job.id,), kind=QueueKind.SCORING)
     return job

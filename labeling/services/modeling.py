@@ -87,7 +87,9 @@ def classifier_for(model_version: ModelVersion) -> Classifier:
     return classifier
 
 
-def classifier_score(classifier: Classifier, texts: Sequence[str], *, return_samples: bool = False) -> ScoreResult:
+def classifier_score(
+    classifier: Classifier, texts: Sequence[str], *, return_samples: bool = False
+) -> ScoreResult:
     """Score texts with the embedding cache of the classifier's encoder."""
     encoder = encoder_for(classifier.config)
     if encoder.encoder_id != classifier.encoder_id:
@@ -111,24 +113,28 @@ def predict_texts(*, project: Project, texts: list[str]) -> list[dict[str, Any]]
     """The champion's calibrated predictions for ad-hoc texts (the API's /predict)."""
     champion = champion_get(project_id=project.pk)
     if champion is None:
-        raise NoChampionError(f"project {project.name!r} has no trained model yet; label more documents first")
+        raise NoChampionError(
+            f"project {project.name!r} has no trained model yet; label more documents first"
+        )
     classifier = classifier_for(champion)
     result = classifier_score(classifier, texts)
     names = classifier.label_names
     out = []
     for i in range(len(texts)):
         confidence = float(result.confidence[i])
-        out.append({
-            "label": names[int(result.predicted[i])],
-            "confidence": confidence,
-            "probabilities": {name: float(p) for name, p in zip(names, result.probs[i], strict=True)},
-            "entropy": float(result.entropy[i]),
-            "expected_entropy": float(result.expected_entropy[i]),
-            "mutual_info": float(result.mutual_info[i]),
-            "margin": float(result.margin[i]),
-            "recommendation": recommendation(project, confidence),
-            "model_version": champion.version,
-        })
+        out.append(
+            {
+                "label": names[int(result.predicted[i])],
+                "confidence": confidence,
+                "probabilities": {name: float(p) for name, p in zip(names, result.probs[i], strict=True)},
+                "entropy": float(result.entropy[i]),
+                "expected_entropy": float(result.expected_entropy[i]),
+                "mutual_info": float(result.mutual_info[i]),
+                "margin": float(result.margin[i]),
+                "recommendation": recommendation(project, confidence),
+                "model_version": champion.version,
+            }
+        )
     return out
 
 

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from labeling.models import Project, default_label_keys
+from labeling.services.documents import text_problem
 
 # The fields an admin may change after creation; the label set is fixed once labels exist.
 POLICY_FIELDS = (
@@ -38,7 +39,10 @@ def labels_normalize(labels: Any) -> list[dict[str, str]]:
         if unknown:
             raise ValidationError({"labels": f"labels[{i}] has unknown fields {sorted(unknown)}"})
         name = item.get("name")
-        normalized.append({"name": name, "text": item.get("text", name), "key": item.get("key", "")})
+        text = item.get("text", name)
+        if isinstance(text, str) and (problem := text_problem(text, max_chars=200)):
+            raise ValidationError({"labels": f"labels[{i}].text {problem}"})
+        normalized.append({"name": name, "text": text, "key": item.get("key", "")})
     return normalized
 
 

@@ -25,6 +25,7 @@ from labeling.selectors.models import champion_get, documents_unscored
 from labeling.services import modeling
 from labeling.services.assignments import assignments_expire
 from labeling.services.dispatch import QueueKind, TaskName, enqueue
+from modelsvc.acquisition import acquisition_scores
 from modelsvc.inference import ScoreResult
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,18 @@ SCORING_TIME_BUDGET_S = 120.0
 #: The acquisition score stored for the batch-diversified strategy: diversity is applied by the queue.
 _STORED_STRATEGY = {"diverse": "bald"}
 _UPDATE_FIELDS = [
-    "probabilities", "predicted_label", "confidence", "entropy", "expected_entropy", "mutual_info",
-    "margin", "acquisition_score", "map_x", "map_y", "attributions", "scored_at",
-]
+    "probabilities",
+    "predicted_label",
+    "confidence",
+    "entropy",
+    "expected_entropy",
+    "mutual_info",
+    "margin",
+    "acquisition_score",
+    "map_x",
+    "map_y",
+    "scored_at",
+]  # not attributions: they depend only on (model, text), so a re-scored row keeps them
 
 
 class ScoringBusyError(Exception):
@@ -96,12 +106,15 @@ def map_projection_for(model_version: ModelVersion, embeddings: np.ndarray) -> d
 # --- predictions ---------------------------------------------------------------------------------
 
 
-def acquisition_for(strategy: str, result: ScoreResult) -> np.ndarray:
-    """The project's acquisition score per document (N,); higher = ask sooner."""
-    from modelsvc.acquisition import acquisition_scores  # TEMP: module-level once modelsvc ships it
+def acquisition_for(strategy: str, result: ScoreResult, *, seed: int = 0) -> np.ndarray:
+    """The project's acquisition score per document (N,); higher = ask sooner.
 
+    ``seed`` only matters for "random": it differs per batch so batches do not repeat one sequence.
+    """
     assert result.samples is not None
-    return np.asarray(acquisition_scores(_STORED_STRATEGY.get(strategy, strategy), result.samples), dtype=float)
+    return np.asarray(
+        acquisition_scores(_STORED_STRATEGY.get(strategy, strategy), result.samples, seed=seed), dtype=float
+    )
 
 
 def prediction_bulk_upsert(
@@ -110,11 +123,12 @@ def prediction_bulk_upsert(
     """Write one prediction per document for ``model_version``; an existing row is overwritten."""
     names = model_version.label_map
     points = map_project(map_projection_for(model_version, result.embeddings), result.embeddings)
-    acquisition = acquisition_for(project.acquisition_strategy, result)
+    acquisition = acquisition_for(project.acquisition_strategy, result, seed=project.seed + document_ids[0])
     now = timezone.now()
     rows = [
         Prediction(
-            document_id=doc_id, model_version=model_version,
+            document_id=doc_id,
+            model_version=model_version,
             probabilities=[float(p) for p in result.probs[i]],
             predicted_label=names[int(result.predicted[i])],
             confidence=float(result.confidence[i]),
@@ -123,8 +137,10 @@ def prediction_bulk_upsert(
             mutual_info=float(result.mutual_info[i]),
             margin=float(result.margin[i]),
             acquisition_score=float(acquisition[i]),
-            map_x=float(points[i, 0]), map_y=float(points[i, 1]),
-            attributions=None, scored_at=now,
+            map_x=float(points[i, 0]),
+            map_y=float(points[i, 1]),
+            attributions=None,
+            scored_at=now,
         )
         for i, doc_id in enumerate(document_ids)
     ]
@@ -148,7 +164,10 @@ def _rescore_progress(model_version: ModelVersion, *, done: bool = False) -> Non
 
 
 def project_score_pending(
-    *, project_id: int, model_version_id: int | None = None, run_id: int | None = None,
+    *,
+    project_id: int,
+    model_version_id: int | None = None,
+    run_id: int | None = None,
     time_budget_s: float | None = None,
 ) -> ScoreReport:
     """Score every document of the project that lacks a prediction from the current champion.
@@ -172,16 +191,20 @@ def project_score_pending(
                 report.stale = model_version_id is not None
                 return report
             report.model_version_id = champion.pk
-            batch = list(documents_unscored(model_version=champion).values_list("id", "text")[
-                : settings.SCORING_BATCH_SIZE
-            ])
+            batch = list(
+                documents_unscored(model_version=champion).values_list("id", "text")[
+                    : settings.SCORING_BATCH_SIZE
+                ]
+            )
             if not batch:
                 _rescore_progress(champion, done=True)
                 return report
             classifier = modeling.classifier_for(champion)
             result = modeling.classifier_score(classifier, [text for _, text in batch], return_samples=True)
             report.scored += prediction_bulk_upsert(
-                model_version=champion, project=champion.project, document_ids=[i for i, _ in batch],
+                model_version=champion,
+                project=champion.project,
+                document_ids=[i for i, _ in batch],
                 result=result,
             )
             report.batches += 1

@@ -32,10 +32,22 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from labeling.models import (
-    Annotation, Document, ModelStatus, ModelVersion, Project, RunStatus, RunTrigger, Split, TrainingRun,
+    Annotation,
+    Document,
+    ModelStatus,
+    ModelVersion,
+    Project,
+    RunStatus,
+    RunTrigger,
+    Split,
+    TrainingRun,
 )
 from labeling.selectors.models import (
-    OPEN_RUN_STATES, champion_get, labeled_count, latest_trained_version, majority_labels,
+    OPEN_RUN_STATES,
+    champion_get,
+    labeled_count,
+    latest_trained_version,
+    majority_labels,
 )
 from labeling.services import modeling, storage
 from labeling.services.dispatch import QueueKind, TaskName, enqueue
@@ -69,6 +81,10 @@ class PromotionError(ValueError):
     """This model version cannot be promoted."""
 
 
+class RunLockedError(Exception):
+    """The run's row is locked for a moment (a trigger being counted on it): retry shortly."""
+
+
 class RollbackError(ValueError):
     """There is no earlier champion to roll back to."""
 
@@ -76,18 +92,20 @@ class RollbackError(ValueError):
 # --- triggers ------------------------------------------------------------------------------------
 
 
-def training_run_request(
-    *, project: Project, trigger: str, requested_by: Any = None
-) -> TrainingRun:
+def training_run_request(*, project: Project, trigger: str, requested_by: Any = None) -> TrainingRun:
     """Queue a run, or count the trigger on the project's open run (never two at once)."""
     with transaction.atomic():
-        open_run = TrainingRun.objects.select_for_update().filter(
-            project=project, status__in=OPEN_RUN_STATES
-        ).first()
+        open_run = (
+            TrainingRun.objects.select_for_update()
+            .filter(project=project, status__in=OPEN_RUN_STATES)
+            .first()
+        )
         if open_run is None:
             try:
                 with transaction.atomic():
-                    run = TrainingRun.objects.create(project=project, trigger=trigger, requested_by=requested_by)
+                    run = TrainingRun.objects.create(
+                        project=project, trigger=trigger, requested_by=requested_by
+                    )
             except IntegrityError:  # one_open_training_run_per_project: a concurrent request won
                 open_run = TrainingRun.objects.select_for_update().get(
                     project=project, status__in=OPEN_RUN_STATES
@@ -102,9 +120,12 @@ def training_run_request(
 
 def _label_classes(project: Project) -> int:
     return (
-        Annotation.objects.filter(document__project=project, document__split=Split.POOL,
-                                  label__in=project.label_names)
-        .values("label").distinct().count()
+        Annotation.objects.filter(
+            document__project=project, document__split=Split.POOL, label__in=project.label_names
+        )
+        .values("label")
+        .distinct()
+        .count()
     )
 
 
@@ -128,7 +149,9 @@ def retrain_due(project: Project, *, any_new: bool = False) -> tuple[bool, str]:
 def _recently_failed(project: Project) -> bool:
     last = TrainingRun.objects.filter(project=project).order_by("-id").first()
     return (
-        last is not None and last.status == RunStatus.FAILED and last.finished_at is not None
+        last is not None
+        and last.status == RunStatus.FAILED
+        and last.finished_at is not None
         and last.finished_at > timezone.now() - timedelta(seconds=FAILED_RUN_BACKOFF_S)
     )
 
@@ -155,8 +178,10 @@ def project_check_retrain(
 
 def training_scheduled() -> list[int]:
     """Nightly: a run for every project with any label its latest model has not seen."""
-    runs = [project_check_retrain(project_id=pk, trigger=RunTrigger.SCHEDULE, count_if_open=False)
-            for pk in Project.objects.values_list("pk", flat=True)]
+    runs = [
+        project_check_retrain(project_id=pk, trigger=RunTrigger.SCHEDULE, count_if_open=False)
+        for pk in Project.objects.values_list("pk", flat=True)
+    ]
     return [run.pk for run in runs if run is not None]
 
 
@@ -169,28 +194,35 @@ def _stage(run_id: int, stage: str, progress: float = 0.0, **fields: Any) -> Non
 
 def _progress_writer(run_id: int) -> Callable[[str, float], None]:
     """modelsvc progress (encode / fit / calibrate, fraction) -> run stage, at most twice a second."""
-    last = {"stage": "", "at": 0.0}
+    last_stage, last_at = [""], [0.0]
 
     def write(stage: str, fraction: float) -> None:
         ours = "calibrate" if stage == "calibrate" else "train"
         now = time.monotonic()
-        if ours != last["stage"] or now - float(last["at"]) >= _PROGRESS_EVERY_S or fraction >= 1.0:
+        if ours != last_stage[0] or now - last_at[0] >= _PROGRESS_EVERY_S or fraction >= 1.0:
             # encode is the first half of "train", fitting the head the second
             value = fraction / 2 if stage == "encode" else 0.5 + fraction / 2 if stage == "fit" else fraction
             _stage(run_id, ours, min(1.0, value))
-            last.update(stage=ours, at=now)
+            last_stage[0], last_at[0] = ours, now
 
     return write
 
 
 def _claim(run_id: int) -> TrainingRun | None:
-    """Move the run to running (row lock, skip a locked row); None when there is nothing to do."""
+    """Move the run to running (row lock, skip a locked row); None when there is nothing to do.
+
+    Raises RunLockedError when the row is locked by a short transaction (the TRAIN task retries).
+    """
     with transaction.atomic():
         run = (
             TrainingRun.objects.select_for_update(skip_locked=True)
-            .filter(pk=run_id, status__in=OPEN_RUN_STATES).select_related("project").first()
+            .filter(pk=run_id, status__in=OPEN_RUN_STATES)
+            .select_related("project")
+            .first()
         )
         if run is None:
+            if TrainingRun.objects.filter(pk=run_id, status__in=OPEN_RUN_STATES).exists():
+                raise RunLockedError(f"training run {run_id} is locked by another transaction")
             return None
         if run.status == RunStatus.RUNNING and run.model_version_id is not None:
             # Its previous executor died (it no longer holds the run lock): start over cleanly.
@@ -228,8 +260,13 @@ def _execute(run: TrainingRun) -> None:
     encoder = modeling.encoder_for(config)
     cache = modeling.embedding_cache_for(encoder.encoder_id)
     result = train(
-        texts, labels, label_names=project.label_names, model_config=config,
-        train_config=TrainConfig(seed=project.seed), cache=cache, encoder=encoder,
+        texts,
+        labels,
+        label_names=project.label_names,
+        model_config=config,
+        train_config=TrainConfig(seed=project.seed),
+        cache=cache,
+        encoder=encoder,
         progress=_progress_writer(run.pk),
     )
     _stage(run.pk, "calibrate", 1.0)
@@ -239,8 +276,10 @@ def _execute(run: TrainingRun) -> None:
     _stage(run.pk, "evaluate")
     metrics, champion_accuracy = _evaluate(project, result.classifier, challenger)
     promote, reason = promotion_decision(
-        has_champion=champion_accuracy is not _NO_CHAMPION, holdout_count=metrics["holdout_count"],
-        holdout_classes=metrics["holdout_classes"], challenger_accuracy=metrics.get("accuracy"),
+        has_champion=champion_accuracy is not _NO_CHAMPION,
+        holdout_count=metrics["holdout_count"],
+        holdout_classes=metrics["holdout_classes"],
+        challenger_accuracy=metrics.get("accuracy"),
         champion_accuracy=None if champion_accuracy is _NO_CHAMPION else champion_accuracy,
         challenger_calibration_accuracy=metrics["calibration_split"].get("accuracy"),
         champion_calibration_accuracy=_champion_calibration_accuracy(project),
@@ -264,9 +303,14 @@ def _model_version_save(
     calibration["split_sizes"] = result.split_sizes
     calibration["timings_s"] = result.timings
     challenger = ModelVersion.objects.create(
-        project=project, version=version, status=ModelStatus.CANDIDATE, artifact_path=location,
-        encoder_name=result.classifier.encoder_id, label_map=list(result.classifier.label_names),
-        train_label_count=train_label_count, calibration=calibration,
+        project=project,
+        version=version,
+        status=ModelStatus.CANDIDATE,
+        artifact_path=location,
+        encoder_name=result.classifier.encoder_id,
+        label_map=list(result.classifier.label_names),
+        train_label_count=train_label_count,
+        calibration=calibration,
         metrics={"calibration_split": _compact(result.metrics)},
     )
     TrainingRun.objects.filter(pk=run.pk).update(model_version=challenger)
@@ -275,7 +319,9 @@ def _model_version_save(
 
 def _map_sample(project: Project, encoder_id: str, train_embeddings: np.ndarray) -> np.ndarray:
     """Training vectors plus cached vectors of the newest documents: what the map will show."""
-    texts = list(Document.objects.filter(project=project).order_by("-id").values_list("text", flat=True)[:MAP_SAMPLE])
+    texts = list(
+        Document.objects.filter(project=project).order_by("-id").values_list("text", flat=True)[:MAP_SAMPLE]
+    )
     found = modeling.embedding_cache_for(encoder_id).get_many(encoder_id, texts)
     if not found:
         return train_embeddings
@@ -289,7 +335,9 @@ def _compact(metrics: dict[str, Any]) -> dict[str, Any]:
 _NO_CHAMPION: Any = object()
 
 
-def _evaluate(project: Project, classifier: Classifier, challenger: ModelVersion) -> tuple[dict[str, Any], Any]:
+def _evaluate(
+    project: Project, classifier: Classifier, challenger: ModelVersion
+) -> tuple[dict[str, Any], Any]:
     """Challenger metrics on the labeled holdout, and the champion's accuracy on the same documents."""
     metrics: dict[str, Any] = dict(challenger.metrics)
     holdout = majority_labels(project=project, split=Split.HOLDOUT)
@@ -328,9 +376,15 @@ def _champion_calibration_accuracy(project: Project) -> float | None:
 
 
 def promotion_decision(
-    *, has_champion: bool, holdout_count: int, holdout_classes: int, challenger_accuracy: float | None,
-    champion_accuracy: float | None, challenger_calibration_accuracy: float | None,
-    champion_calibration_accuracy: float | None, tolerance: float,
+    *,
+    has_champion: bool,
+    holdout_count: int,
+    holdout_classes: int,
+    challenger_accuracy: float | None,
+    champion_accuracy: float | None,
+    challenger_calibration_accuracy: float | None,
+    champion_calibration_accuracy: float | None,
+    tolerance: float,
 ) -> tuple[bool, str]:
     """The promotion gate (pure): (promote?, the reason in words)."""
     if not has_champion:
@@ -348,11 +402,15 @@ def promotion_decision(
         f"needs {MIN_HOLDOUT_LABELS} covering 2 classes): "
     )
     if challenger_calibration_accuracy is None or champion_calibration_accuracy is None:
-        return True, prefix + "no calibration-split figure for both models; the newer model has more labels: promoted"
+        return (
+            True,
+            prefix + "no calibration-split figure for both models; the newer model has more labels: promoted",
+        )
     ok = challenger_calibration_accuracy >= champion_calibration_accuracy - tolerance
     return ok, prefix + (
         f"calibration-split accuracy {challenger_calibration_accuracy:.3f} vs the champion's "
-        f"{champion_calibration_accuracy:.3f}, tolerance {tolerance:.3f}: " + ("promoted" if ok else "rejected")
+        f"{champion_calibration_accuracy:.3f}, tolerance {tolerance:.3f}: "
+        + ("promoted" if ok else "rejected")
     )
 
 
@@ -377,15 +435,19 @@ def _decide(run: TrainingRun, challenger: ModelVersion, promote: bool, reason: s
         else:
             ModelVersion.objects.filter(pk=challenger.pk).update(status=ModelStatus.REJECTED)
         TrainingRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.SUCCEEDED, promoted=promote, decision_reason=reason, finished_at=now,
-            stage="rescore" if promote else "done", progress=0.0 if promote else 1.0,
+            status=RunStatus.SUCCEEDED,
+            promoted=promote,
+            decision_reason=reason,
+            finished_at=now,
+            stage="rescore" if promote else "done",
+            progress=0.0 if promote else 1.0,
         )
 
 
 def _reject_unfinished(model_version_id: int, reason: str) -> None:
-    ModelVersion.objects.filter(pk=model_version_id, status__in=[ModelStatus.CANDIDATE, ModelStatus.TRAINING]).update(
-        status=ModelStatus.REJECTED, decision_reason=reason
-    )
+    ModelVersion.objects.filter(
+        pk=model_version_id, status__in=[ModelStatus.CANDIDATE, ModelStatus.TRAINING]
+    ).update(status=ModelStatus.REJECTED, decision_reason=reason)
 
 
 def _fail(run_id: int, error: str) -> None:
@@ -393,8 +455,10 @@ def _fail(run_id: int, error: str) -> None:
     if run.model_version_id is not None:
         _reject_unfinished(run.model_version_id, f"training run {run_id} failed: {error}")
     TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
-        status=RunStatus.FAILED, error=f"stage {run.stage or 'start'}: {error}"[:10_000],
-        finished_at=timezone.now(), promoted=False,
+        status=RunStatus.FAILED,
+        error=f"stage {run.stage or 'start'}: {error}"[:10_000],
+        finished_at=timezone.now(),
+        promoted=False,
     )
 
 
@@ -421,14 +485,18 @@ def model_version_rollback(*, project: Project) -> ModelVersion:
         if current is None:
             raise RollbackError("the project has no champion to roll back")
         previous = (
-            ModelVersion.objects.filter(project=project, status=ModelStatus.RETIRED, promoted_at__isnull=False)
-            .order_by("-promoted_at", "-version").first()
+            ModelVersion.objects.filter(
+                project=project, status=ModelStatus.RETIRED, promoted_at__isnull=False
+            )
+            .order_by("-promoted_at", "-version")
+            .first()
         )
         if previous is None:
             raise RollbackError(f"v{current.version} is the only model that was ever champion")
         now = timezone.now()
         ModelVersion.objects.filter(pk=current.pk).update(
-            status=ModelStatus.REJECTED, decision_reason=f"rolled back to v{previous.version} at {now:%Y-%m-%d %H:%M} UTC"
+            status=ModelStatus.REJECTED,
+            decision_reason=f"rolled back to v{previous.version} at {now:%Y-%m-%d %H:%M} UTC",
         )
         ModelVersion.objects.filter(pk=previous.pk).update(status=ModelStatus.CHAMPION, promoted_at=now)
         # Documents ingested under the rolled-back model still need this one's predictions.
@@ -455,7 +523,11 @@ def training_reconcile() -> dict[str, Any]:
             _fail(run.pk, "the worker executing this run stopped (killed, crashed or out of memory)")
             failed.append(run.pk)
     cutoff = timezone.now() - timedelta(seconds=REQUEUE_AFTER_S)
-    resent = list(TrainingRun.objects.filter(status=RunStatus.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True))
+    resent = list(
+        TrainingRun.objects.filter(status=RunStatus.QUEUED, created_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )
+    )
     for run_id in resent:
         enqueue(TaskName.TRAIN, args=(run_id,), kind=QueueKind.TRAINING)
     requested = []

@@ -43,12 +43,35 @@ def _database_url() -> str:
 
 @pytest.fixture
 def server(transactional_db) -> Iterator[str]:
-    env = {**os.environ, "DATABASE_URL": _database_url(), "DJANGO_SETTINGS_MODULE": "labeling.settings",
-           "DEBUG": "0", "SECRET_KEY": "e2e-only", "CONN_MAX_AGE": "60"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "DJANGO_SETTINGS_MODULE": "labeling.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": "e2e-only",
+        "CONN_MAX_AGE": "60",
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "labeling.wsgi:application", "--bind", f"127.0.0.1:{PORT}",
-         "--workers", "3", "--worker-class", "gthread", "--threads", "8", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "labeling.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{PORT}",
+            "--workers",
+            "3",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "8",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{PORT}"
     try:
@@ -70,22 +93,51 @@ def server(transactional_db) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        _purge_queues()
+
+
+def _purge_queues() -> None:
+    """No worker runs here: drop the retrain / scoring messages this test sent to its own broker DB."""
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        import redis
+
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(
+            settings.CELERY_ROUTE_SCORING, settings.CELERY_ROUTE_TRAINING
+        )
 
 
 def _scored_project(n_docs: int):
-    project = project_create(name="race", labels=["fresh", "rotten"], holdout_fraction=0.1,
-                             holdout_interleave=0.1, lease_minutes=10)
+    project = project_create(
+        name="race",
+        labels=["fresh", "rotten"],
+        holdout_fraction=0.1,
+        holdout_interleave=0.1,
+        lease_minutes=10,
+    )
     items = [{"text": f"document {i} about topic {i % 37}", "external_id": f"d{i}"} for i in range(n_docs)]
     for start in range(0, n_docs, 1000):
-        document_bulk_create(project=project, items=items[start:start + 1000])
+        document_bulk_create(project=project, items=items[start : start + 1000])
     champion = ModelVersionFactory(project=project, version=1, status=ModelStatus.CHAMPION)
     rng = random.Random(7)
-    Prediction.objects.bulk_create([
-        Prediction(document=doc, model_version=champion, probabilities=[0.5, 0.5], predicted_label="fresh",
-                   confidence=0.5, entropy=0.69, expected_entropy=0.6, mutual_info=0.09, margin=0.0,
-                   acquisition_score=rng.random(), map_x=rng.random(), map_y=rng.random())
-        for doc in Document.objects.filter(project=project)
-    ])
+    Prediction.objects.bulk_create(
+        [
+            Prediction(
+                document=doc,
+                model_version=champion,
+                probabilities=[0.5, 0.5],
+                predicted_label="fresh",
+                confidence=0.5,
+                entropy=0.69,
+                expected_entropy=0.6,
+                mutual_info=0.09,
+                margin=0.0,
+                acquisition_score=rng.random(),
+                map_x=rng.random(),
+                map_y=rng.random(),
+            )
+            for doc in Document.objects.filter(project=project)
+        ]
+    )
     return project
 
 
@@ -115,8 +167,11 @@ def test_concurrent_annotators_never_share_a_document_and_lose_no_label(server: 
                 return
             item = got.json()
             label = rng.choice(["fresh", "rotten"])
-            done = session.post(f"{server}/api/v1/assignments/{item['assignment']['id']}/annotation",
-                                json={"label": label, "duration_ms": rng.randint(500, 5000)}, timeout=60)
+            done = session.post(
+                f"{server}/api/v1/assignments/{item['assignment']['id']}/annotation",
+                json={"label": label, "duration_ms": rng.randint(500, 5000)},
+                timeout=60,
+            )
             if done.status_code != 201:
                 with lock:
                     failures.append(f"label {done.status_code} {done.text[:200]}")
@@ -131,8 +186,10 @@ def test_concurrent_annotators_never_share_a_document_and_lose_no_label(server: 
     for t in threads:
         t.join(timeout=600)
     elapsed = time.monotonic() - began
-    print(f"\n{len(labeled)} next+label cycles by {CLIENTS} clients in {elapsed:.1f}s "
-          f"({2 * len(labeled) / elapsed:.0f} requests/s)")
+    print(
+        f"\n{len(labeled)} next+label cycles by {CLIENTS} clients in {elapsed:.1f}s "
+        f"({2 * len(labeled) / elapsed:.0f} requests/s)"
+    )
 
     assert failures == []
     assert len(labeled) == CLIENTS * CYCLES
@@ -140,14 +197,18 @@ def test_concurrent_annotators_never_share_a_document_and_lose_no_label(server: 
     handed = Counter(doc for _, doc, _, _ in labeled)
     assert max(handed.values()) == 1
     # ... and the database agrees: one assignment per document, all finished as done.
-    per_doc = Counter(Assignment.objects.filter(document__project=project).values_list("document_id", flat=True))
+    per_doc = Counter(
+        Assignment.objects.filter(document__project=project).values_list("document_id", flat=True)
+    )
     assert max(per_doc.values()) == 1
     assert set(Assignment.objects.filter(document__project=project).values_list("state", flat=True)) == {
         AssignmentState.DONE
     }
     # Every label stored exactly once, as sent, by the annotator who sent it.
-    stored = {a.pk: (a.document_id, a.label, a.annotator.username) for a in
-              Annotation.objects.filter(document__project=project).select_related("annotator")}
+    stored = {
+        a.pk: (a.document_id, a.label, a.annotator.username)
+        for a in Annotation.objects.filter(document__project=project).select_related("annotator")
+    }
     assert len(stored) == CLIENTS * CYCLES
     assert stored == {aid: (doc, label, f"racer{i}") for i, doc, label, aid in labeled}
     assert Document.objects.filter(project=project, is_labeled=True).count() == CLIENTS * CYCLES

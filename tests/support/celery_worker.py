@@ -72,9 +72,16 @@ def redis_flush(url: str) -> None:
         client.close()
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float,
+    interval: float = 0.2,
+    what: str | Callable[[], str] = "condition",
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail the test with ``what`` on timeout.
 
+    ``what`` may be a function, called on timeout to describe the state (e.g. the runs' errors).
     The timeout is a safety net against a hang, not a speed assertion.
     """
     deadline = time.monotonic() + timeout
@@ -83,7 +90,7 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float 
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what() if callable(what) else what}")
         time.sleep(interval)
 
 
@@ -91,8 +98,14 @@ class WorkerProcess:
     """One ``celery -A workers.app worker`` subprocess; restartable, killable."""
 
     def __init__(
-        self, *, log_dir: Path, env: dict[str, str], queues: str = "scoring,training", pool: str = "solo",
-        concurrency: int = 1, beat: bool = False,
+        self,
+        *,
+        log_dir: Path,
+        env: dict[str, str],
+        queues: str = "scoring,training",
+        pool: str = "solo",
+        concurrency: int = 1,
+        beat: bool = False,
     ) -> None:
         self.name = f"test-{uuid.uuid4().hex[:8]}"
         self.log_dir, self.env, self.queues, self.pool = log_dir, env, queues, pool
@@ -106,9 +119,25 @@ class WorkerProcess:
 
     def command(self) -> list[str]:
         cmd = [
-            sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--loglevel", "INFO",
-            "--pool", self.pool, "--concurrency", str(self.concurrency), "--queues", self.queues,
-            "-n", f"{self.name}-{self.starts}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.app",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--pool",
+            self.pool,
+            "--concurrency",
+            str(self.concurrency),
+            "--queues",
+            self.queues,
+            "-n",
+            f"{self.name}-{self.starts}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
         ]
         if self.beat:
             cmd += ["--beat", "--schedule", str(self.log_dir / f"{self.name}-beat-schedule")]
@@ -120,7 +149,11 @@ class WorkerProcess:
         log = self.log_path.open("wb")
         # A new session: kill() can take down the whole process group (prefork children too).
         self.proc = subprocess.Popen(
-            self.command(), cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            self.command(),
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
@@ -179,9 +212,22 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
         def pong() -> bool:
@@ -211,32 +257,42 @@ def use_broker(url: str) -> Iterator[None]:
     from workers.app import app
 
     def reset() -> None:
-        app.pool.force_close_all()
-        app._pool = None  # the connection and producer pools are rebuilt from broker_url on next use
+        # Forget the cached pools; they are rebuilt from broker_url on next use. kombu keeps its
+        # pools per URL, so the other broker's pools stay usable (closing them would break them).
+        app._pool = None
         app.amqp._producer_pool = None
 
-    old = app.conf.broker_url
-    app.conf.broker_url = url
+    # Celery reads the CELERY_BROKER_URL environment variable before its own setting.
+    old, old_env = app.conf.broker_url, os.environ.get("CELERY_BROKER_URL")
+    app.conf.broker_url = os.environ["CELERY_BROKER_URL"] = url
     reset()
     try:
         yield
     finally:
         app.conf.broker_url = old
+        if old_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = old_env
         reset()
 
 
 def worker_env(*, broker_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "labeling.settings",
-        "DATABASE_URL": database_url(),
-        "CELERY_BROKER_URL": broker_url,
-        "ARTIFACT_DIR": str(settings.ARTIFACT_DIR),
-        "UPLOAD_DIR": str(settings.UPLOAD_DIR),
-        "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "labeling.settings",
+            "DATABASE_URL": database_url(),
+            "CELERY_BROKER_URL": broker_url,
+            "ARTIFACT_DIR": str(settings.ARTIFACT_DIR),
+            "UPLOAD_DIR": str(settings.UPLOAD_DIR),
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra or {})
     return env
 
@@ -251,8 +307,14 @@ def celery_worker_factory(transactional_db: None, settings: Any, tmp_path: Path)
     flushed: set[str] = set()
 
     def start(
-        *, queues: str = "scoring,training", pool: str = "solo", concurrency: int = 1, beat: bool = False,
-        env: dict[str, str] | None = None, broker_url: str | None = None, wait: bool = True,
+        *,
+        queues: str = "scoring,training",
+        pool: str = "solo",
+        concurrency: int = 1,
+        beat: bool = False,
+        env: dict[str, str] | None = None,
+        broker_url: str | None = None,
+        wait: bool = True,
     ) -> WorkerProcess:
         url = broker_url or str(settings.CELERY_BROKER_URL)
         if not url.startswith("redis://"):
@@ -261,8 +323,12 @@ def celery_worker_factory(transactional_db: None, settings: Any, tmp_path: Path)
             redis_flush(url)
             flushed.add(url)
         worker = WorkerProcess(
-            log_dir=tmp_path, env=worker_env(broker_url=url, extra=env), queues=queues, pool=pool,
-            concurrency=concurrency, beat=beat,
+            log_dir=tmp_path,
+            env=worker_env(broker_url=url, extra=env),
+            queues=queues,
+            pool=pool,
+            concurrency=concurrency,
+            beat=beat,
         )
         workers.append(worker)
         return worker.start(wait=wait)

@@ -44,9 +44,16 @@ def label(documents: list[Document], annotator: AbstractBaseUser, *, flip: bool 
     """Annotate with the gold label (or the other one, to make a deliberately bad model)."""
     now = timezone.now()
     other = {"fresh": "rotten", "rotten": "fresh"}
-    Annotation.objects.bulk_create([
-        Annotation(document=d, annotator=annotator, label=other[d.gold_label] if flip else d.gold_label,
-                   created_at=now, updated_at=now)
-        for d in documents
-    ])
+    Annotation.objects.bulk_create(
+        [
+            Annotation(
+                document=d,
+                annotator=annotator,
+                label=other[d.gold_label] if flip else d.gold_label,
+                created_at=now,
+                updated_at=now,
+            )
+            for d in documents
+        ]
+    )
     Document.objects.filter(pk__in=[d.pk for d in documents]).update(is_labeled=True)

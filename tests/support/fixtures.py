@@ -31,9 +31,10 @@ def shared_embedding_cache(settings: Any, tmp_path_factory: pytest.TempPathFacto
     yield shared
 
 
-def labeled_project(*, pool: int = 80, holdout: int = 30, unlabeled: int = 40, seed: int = 0,
-                    **project_fields: Any) -> Project:
-    """A fresh/rotten project with ``pool`` labeled, ``unlabeled`` unlabeled and ``holdout`` labeled holdout docs."""
+def labeled_project(
+    *, pool: int = 80, holdout: int = 30, unlabeled: int = 40, seed: int = 0, **project_fields: Any
+) -> Project:
+    """A fresh/rotten project: ``pool`` labeled, ``unlabeled`` unlabeled, ``holdout`` labeled holdout docs."""
     rows = rt_snippets(pool + holdout + unlabeled, seed=seed)
     project = ProjectFactory(retrain_after=project_fields.pop("retrain_after", 20), **project_fields)
     annotator = UserFactory()

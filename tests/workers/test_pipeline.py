@@ -13,7 +13,16 @@ import pytest
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from labeling import roles
-from labeling.models import Document, ModelStatus, ModelVersion, Prediction, Project, RunStatus, RunTrigger, TrainingRun
+from labeling.models import (
+    Document,
+    ModelStatus,
+    ModelVersion,
+    Prediction,
+    Project,
+    RunStatus,
+    RunTrigger,
+    TrainingRun,
+)
 from labeling.selectors.models import champion_get
 from labeling.services import training
 from labeling.services.annotations import annotation_submit
@@ -22,7 +31,7 @@ from labeling.services.documents import document_bulk_create
 from tests.factories import ProjectFactory, UserFactory
 from tests.support.celery_worker import use_broker, wait_until
 from tests.support.data import documents_create, label, rt_snippets
-from tests.support.fixtures import labeled_project, train_now, unlabeled
+from tests.support.fixtures import labeled_project, train_now
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.slow]
 
@@ -39,6 +48,17 @@ def fully_scored(project: Project) -> ModelVersion | None:
     return champion if scored == total else None
 
 
+def runs_of(project: Project) -> str:
+    """The project's runs and models, for a timeout message."""
+    runs = [
+        f"run {r.pk} {r.trigger} {r.status} {r.stage} {r.progress:.2f} {r.error!r} {r.decision_reason!r}"
+        for r in TrainingRun.objects.filter(project=project).order_by("id")
+    ]
+    models = [f"v{m.version} {m.status}" for m in ModelVersion.objects.filter(project=project)]
+    labeled = Document.objects.filter(project=project, annotations__isnull=False).values("split").distinct()
+    return f"runs {runs}; models {models}; labeled splits {list(labeled)}"
+
+
 def label_through_the_queue(project: Project, annotator: Any, n: int, truth: dict[str, str]) -> None:
     """An annotator takes ``n`` leases from the queue and labels each truthfully."""
     for _ in range(n):
@@ -47,7 +67,8 @@ def label_through_the_queue(project: Project, annotator: Any, n: int, truth: dic
         annotation_submit(assignment=lease, user=annotator, label=truth[lease.document.text])
 
 
-def test_ingest_score_label_retrain_promote_rescore_runs_by_itself(celery_worker_factory, shared_embedding_cache):
+@pytest.mark.usefixtures("shared_embedding_cache")
+def test_ingest_score_label_retrain_promote_rescore_runs_by_itself(celery_worker_factory):
     celery_worker_factory(env=BEAT_ENV, beat=True)
     project = ProjectFactory(retrain_after=30, holdout_fraction=0.2, promotion_tolerance=0.05)
     rows = rt_snippets(300)
@@ -58,18 +79,30 @@ def test_ingest_score_label_retrain_promote_rescore_runs_by_itself(celery_worker
     roles.grant_role(annotator, roles.ANNOTATOR)
 
     label_through_the_queue(project, annotator, 40, truth)  # cold start: random order, some holdout
-    v1 = wait_until(lambda: fully_scored(project), timeout=240, what="the first champion to score every document")
+    v1 = wait_until(
+        lambda: fully_scored(project),
+        timeout=240,
+        what=lambda: f"the first champion to score every document: {runs_of(project)}",
+    )
     assert v1.version == 1 and v1.train_label_count >= 30
     first_run = TrainingRun.objects.get(model_version=v1)
     assert first_run.trigger == RunTrigger.THRESHOLD and first_run.promoted
 
     label_through_the_queue(project, annotator, 40, truth)  # now served by uncertainty
     second = wait_until(
-        lambda: TrainingRun.objects.filter(project=project, status=RunStatus.SUCCEEDED, stage="done")
-        .exclude(pk=first_run.pk).first(),
-        timeout=240, what="the second run to finish",
+        lambda: (
+            TrainingRun.objects.filter(project=project, status=RunStatus.SUCCEEDED, stage="done")
+            .exclude(pk=first_run.pk)
+            .first()
+        ),
+        timeout=240,
+        what=lambda: f"the second run to finish: {runs_of(project)}",
     )
-    champion = wait_until(lambda: fully_scored(project), timeout=240, what="re-scoring by the champion")
+    champion = wait_until(
+        lambda: fully_scored(project),
+        timeout=240,
+        what=lambda: f"re-scoring by the champion: {runs_of(project)}",
+    )
     versions = list(ModelVersion.objects.filter(project=project).order_by("version"))
     assert [v.version for v in versions] == [1, 2]
     assert champion == (versions[1] if second.promoted else v1), second.decision_reason
@@ -86,13 +119,17 @@ def test_killing_the_worker_mid_scoring_leaves_every_document_with_one_predictio
     total = Document.objects.filter(project=project).count()
     some = wait_until(
         lambda: 0 < Prediction.objects.filter(model_version=run.model_version).count() < total - 40,
-        timeout=240, interval=0.05, what="the worker to be part-way through scoring",
+        timeout=240,
+        interval=0.05,
+        what="the worker to be part-way through scoring",
     )
     worker.kill()
     scored_at_kill = Prediction.objects.filter(model_version=run.model_version).count()
     assert some and scored_at_kill < total
     worker.start()  # its message is unacknowledged; the beat's reconciliation resumes the work
-    assert wait_until(lambda: fully_scored(project), timeout=240, what="scoring to resume") == run.model_version
+    assert (
+        wait_until(lambda: fully_scored(project), timeout=240, what="scoring to resume") == run.model_version
+    )
     run.refresh_from_db()
     assert run.stage == "done" and run.progress == 1.0
 
@@ -103,42 +140,56 @@ def test_killing_the_worker_mid_training_fails_the_run_and_keeps_the_champion(ce
     champion = train_now(project).model_version
     label(documents_create(project, rt_snippets(300, seed=7)[:150]), UserFactory())  # not yet encoded
     run = training.training_run_request(project=project, trigger=RunTrigger.MANUAL)
-    wait_until(lambda: TrainingRun.objects.filter(pk=run.pk, stage="train", status=RunStatus.RUNNING).exists(),
-               timeout=240, interval=0.05, what="the worker to start training")
+    wait_until(
+        lambda: TrainingRun.objects.filter(pk=run.pk, stage="train", status=RunStatus.RUNNING).exists(),
+        timeout=240,
+        interval=0.05,
+        what="the worker to start training",
+    )
     worker.kill()
     worker.start()
-    failed = wait_until(lambda: TrainingRun.objects.filter(pk=run.pk, status=RunStatus.FAILED).first(),
-                        timeout=120, what="reconciliation to mark the run failed")
+    failed = wait_until(
+        lambda: TrainingRun.objects.filter(pk=run.pk, status=RunStatus.FAILED).first(),
+        timeout=120,
+        what="reconciliation to mark the run failed",
+    )
     assert "worker executing this run stopped" in failed.error and failed.promoted is False
     assert champion_get(project_id=project.pk) == champion
-    assert not ModelVersion.objects.filter(project=project).exclude(pk=champion.pk).exclude(
-        status=ModelStatus.REJECTED).exists()  # nothing half-trained is used
+    assert (
+        not ModelVersion.objects.filter(project=project)
+        .exclude(pk=champion.pk)
+        .exclude(status=ModelStatus.REJECTED)
+        .exists()
+    )  # nothing half-trained is used
 
     retry = training.training_run_request(project=project, trigger=RunTrigger.MANUAL)  # by hand: runs cleanly
-    done = wait_until(lambda: TrainingRun.objects.filter(pk=retry.pk, status__in=["succeeded", "failed"]).first(),
-                      timeout=240, what="the retried run")
+    done = wait_until(
+        lambda: TrainingRun.objects.filter(pk=retry.pk, status__in=["succeeded", "failed"]).first(),
+        timeout=240,
+        what="the retried run",
+    )
     assert done.status == RunStatus.SUCCEEDED, done.error
     assert done.labels_used == 180
 
 
-def test_a_broker_restart_during_ingestion_is_healed_by_reconciliation(
-    celery_worker_factory, redis_server, shared_embedding_cache
-):
+@pytest.mark.usefixtures("shared_embedding_cache")
+def test_a_broker_restart_during_ingestion_is_healed_by_reconciliation(celery_worker_factory, redis_server):
     with use_broker(redis_server.url):
         celery_worker_factory(env=BEAT_ENV, beat=True, broker_url=redis_server.url)
         project = labeled_project(pool=30, holdout=0, unlabeled=0)
         train_now(project)
-        rows = rt_snippets(300)[30:150]
+        rows = rt_snippets(300)[30:110]
+        document_bulk_create(project=project, items=[{"text": t} for t, _ in rows[:20]])
+        wait_until(lambda: fully_scored(project), timeout=240, what="scoring before the outage")
+
+        redis_server.stop()  # the broker goes away: queued and unacknowledged messages are lost
         lost_sends = 0
-        for i in range(0, len(rows), 20):
-            if i == 40:
-                redis_server.stop()  # the broker goes away: queued and unacknowledged messages are lost
-            if i == 80:
-                redis_server.start()
+        for i in range(20, 80, 20):
             try:
                 document_bulk_create(project=project, items=[{"text": t} for t, _ in rows[i : i + 20]])
             except BrokerOperationalError:
                 lost_sends += 1  # the documents are committed; only their scoring message is lost
-        assert lost_sends == 2
-        assert Document.objects.filter(project=project).count() == 150
+        redis_server.start()  # empty: nothing remembers those 60 documents but the database
+        assert lost_sends == 3
+        assert Document.objects.filter(project=project).count() == 110
         wait_until(lambda: fully_scored(project), timeout=240, what="reconciliation to score every document")

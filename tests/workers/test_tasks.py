@@ -41,7 +41,8 @@ def test_a_message_for_a_project_without_champion_or_a_missing_run_is_a_noop() -
 
 
 @pytest.mark.slow
-def test_train_score_and_attribute_tasks_do_the_work(shared_embedding_cache, django_capture_on_commit_callbacks) -> None:
+@pytest.mark.usefixtures("shared_embedding_cache")
+def test_train_score_and_attribute_tasks_do_the_work(django_capture_on_commit_callbacks) -> None:
     project = labeled_project(pool=30, holdout=0, unlabeled=10, retrain_after=20)
     with django_capture_on_commit_callbacks():
         run_id = tasks.check_retrain(project.pk)  # 30 labels >= retrain_after: a run is queued

@@ -82,7 +82,13 @@ class Command(BaseCommand):
         if opts["test_size"] >= len(data.texts):
             raise CommandError(f"--test-size {opts['test_size']} leaves no pool ({len(data.texts)} docs)")
         out = Path(opts["out"])
-        self._warm_cache(data)
+        seeds = range(opts["first_seed"], opts["first_seed"] + opts["seeds"])
+        splits = {
+            seed: split_for_seed(data, seed=seed, test_size=opts["test_size"], pool_size=opts["pool_size"])
+            for seed in seeds
+        }
+        used = sorted({int(i) for sp in splits.values() for i in (*sp.pool, *sp.test)})
+        self._warm_cache([data.texts[i] for i in used])
 
         from workers.app import app  # the tasks the workers run, executed here in-process
 
@@ -94,10 +100,7 @@ class Command(BaseCommand):
                    "database": "configured DATABASE_URL, one throwaway project per run"}
         started = time.perf_counter()
         try:
-            for seed in range(opts["first_seed"], opts["first_seed"] + opts["seeds"]):
-                split = split_for_seed(
-                    data, seed=seed, test_size=opts["test_size"], pool_size=opts["pool_size"]
-                )
+            for seed, split in splits.items():
                 config.setdefault("pool_documents", len(split.pool))
                 config.setdefault("test_documents", len(split.test))
                 for strategy in strategies:
@@ -131,13 +134,13 @@ class Command(BaseCommand):
     def _title(self, data: ReplayData, opts: dict[str, Any]) -> str:
         return f"{data.name}: batch {opts['batch']}, {opts['seeds']} seed(s), test {opts['test_size']}"
 
-    def _warm_cache(self, data: ReplayData) -> None:
-        """Encode every text once; every retrain and re-score after this reads the cache."""
+    def _warm_cache(self, texts: list[str]) -> None:
+        """Encode the replay's texts once; every retrain and re-score after this reads the cache."""
         encoder = modeling.encoder_for()
         cache = modeling.embedding_cache_for(encoder.encoder_id)
         t0 = time.perf_counter()
-        encoder.encode(data.texts, cache=cache)
-        self.stdout.write(f"encoded {len(data.texts):,} texts (cache) in {time.perf_counter() - t0:.0f} s")
+        encoder.encode(texts, cache=cache)
+        self.stdout.write(f"encoded {len(texts):,} texts (cache) in {time.perf_counter() - t0:.0f} s")
 
     def _progress(self, record: dict[str, Any]) -> None:
         self.stdout.write(

@@ -19,7 +19,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("project", help="project name or id")
-        parser.add_argument("--sync", action="store_true", help="run here, print each stage, re-score the pool")
+        parser.add_argument(
+            "--sync", action="store_true", help="run here, print each stage, re-score the pool"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         project = self._project(options["project"])
@@ -28,7 +30,9 @@ class Command(BaseCommand):
         if already_open:
             self.stdout.write(f"run {run.pk} is already {run.status}; this request was counted on it")
         if not options["sync"]:
-            self.stdout.write(f"run {run.pk} queued; watch it in the admin or GET /api/v1/projects/{project.pk}/")
+            self.stdout.write(
+                f"run {run.pk} queued; watch it in the admin or GET /api/v1/projects/{project.pk}/"
+            )
             return
         self._run_inline(run)
 
@@ -59,9 +63,10 @@ class Command(BaseCommand):
         result.refresh_from_db()
         mv = result.model_version
         if mv is not None:
+            m = mv.metrics
             self.stdout.write(
                 f"v{mv.version} {mv.status}: {mv.train_label_count} labels, holdout accuracy "
-                f"{mv.metrics.get('accuracy')}, ece {mv.metrics.get('ece')} (n={mv.metrics.get('holdout_count')})"
+                f"{m.get('accuracy')}, ece {m.get('ece')} (n={m.get('holdout_count')})"
             )
         self.stdout.write(self.style.SUCCESS(f"run {run.pk} {result.status}"))
 

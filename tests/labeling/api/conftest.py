@@ -92,13 +92,17 @@ def ingest_client(ingest_user) -> APIClient:
 
 @pytest.fixture
 def project(db) -> Project:
-    return project_create(name="reviews", labels=["fresh", "rotten"], holdout_fraction=0.0, holdout_interleave=0.0)
+    return project_create(
+        name="reviews", labels=["fresh", "rotten"], holdout_fraction=0.0, holdout_interleave=0.0
+    )
 
 
 @pytest.fixture
 def docs(project):
-    items = [{"text": f"Review number {i}: it was {'great' if i % 2 else 'dull'}.", "external_id": f"r{i}"}
-             for i in range(12)]
+    items = [
+        {"text": f"Review number {i}: it was {'great' if i % 2 else 'dull'}.", "external_id": f"r{i}"}
+        for i in range(12)
+    ]
     return [doc for doc, _ in document_bulk_create(project=project, items=items)]
 
 
@@ -107,6 +111,13 @@ def champion(project, docs):
     """A champion that scored every document; document i gets acquisition score i / 100."""
     version = ModelVersionFactory(project=project, version=1, status=ModelStatus.CHAMPION)
     for i, doc in enumerate(docs):
-        PredictionFactory(document=doc, model_version=version, acquisition_score=i / 100,
-                          map_x=float(i), map_y=0.0, predicted_label="fresh", confidence=0.6)
+        PredictionFactory(
+            document=doc,
+            model_version=version,
+            acquisition_score=i / 100,
+            map_x=float(i),
+            map_y=0.0,
+            predicted_label="fresh",
+            confidence=0.6,
+        )
     return version

@@ -18,19 +18,27 @@ def post_docs(client, project, payload):
 
 
 def test_admin_creates_a_project_from_plain_label_names(admin_client):
-    response = admin_client.post("/api/v1/projects/", {"name": "news", "labels": ["sport", "politics"],
-                                                       "retrain_after": 20}, format="json")
+    response = admin_client.post(
+        "/api/v1/projects/",
+        {"name": "news", "labels": ["sport", "politics"], "retrain_after": 20},
+        format="json",
+    )
     assert response.status_code == 201, response.content
     body = response.json()
-    assert body["labels"] == [{"name": "sport", "text": "sport", "key": "1"},
-                              {"name": "politics", "text": "politics", "key": "2"}]
+    assert body["labels"] == [
+        {"name": "sport", "text": "sport", "key": "1"},
+        {"name": "politics", "text": "politics", "key": "2"},
+    ]
     assert body["retrain_after"] == 20
     assert Project.objects.get(name="news").retrain_after == 20
 
 
 def test_project_labels_as_objects_and_policy_patch(admin_client, annotator_client):
-    created = admin_client.post("/api/v1/projects/", {"name": "q", "labels": [
-        {"name": "yes", "text": "Yes!", "key": "y"}, {"name": "no", "key": "n"}]}, format="json").json()
+    created = admin_client.post(
+        "/api/v1/projects/",
+        {"name": "q", "labels": [{"name": "yes", "text": "Yes!", "key": "y"}, {"name": "no", "key": "n"}]},
+        format="json",
+    ).json()
     assert created["labels"][1] == {"name": "no", "text": "no", "key": "n"}
     url = f"/api/v1/projects/{created['id']}/"
     patched = admin_client.patch(url, {"holdout_interleave": 0.25, "lease_minutes": 5}, format="json")
@@ -53,11 +61,19 @@ def test_one_document_is_stored_exactly_as_sent(ingest_client, project):
 
 
 def test_reposting_an_external_id_returns_the_existing_document(ingest_client, project):
-    first = post_docs(ingest_client, project, [{"text": "a", "external_id": "x1"}, {"text": "b", "external_id": "x2"}])
+    first = post_docs(
+        ingest_client, project, [{"text": "a", "external_id": "x1"}, {"text": "b", "external_id": "x2"}]
+    )
     assert first.status_code == 201
-    again = post_docs(ingest_client, project, [{"text": "changed", "external_id": "x1"},
-                                               {"text": "c", "external_id": "x3"},
-                                               {"text": "c again", "external_id": "x3"}])
+    again = post_docs(
+        ingest_client,
+        project,
+        [
+            {"text": "changed", "external_id": "x1"},
+            {"text": "c", "external_id": "x3"},
+            {"text": "c again", "external_id": "x3"},
+        ],
+    )
     assert again.status_code == 201
     results = again.json()["results"]
     assert [r["created"] for r in results] == [False, True, False]
@@ -96,7 +112,9 @@ def test_list_filters_and_cursor_pagination(ingest_client, project, docs, champi
     assert rest["results"][0]["id"] == docs[5].pk
     assert [d["id"] for d in ingest_client.get(base + "?labeled=true").json()["results"]] == [docs[0].pk]
     assert len(ingest_client.get(base + "?labeled=false").json()["results"]) == 11
-    assert [d["id"] for d in ingest_client.get(base + "?predicted_label=rotten").json()["results"]] == [docs[3].pk]
+    assert [d["id"] for d in ingest_client.get(base + "?predicted_label=rotten").json()["results"]] == [
+        docs[3].pk
+    ]
     ranged = ingest_client.get(base + "?uncertainty_min=0.05&uncertainty_max=0.07").json()["results"]
     assert [d["id"] for d in ranged] == [docs[5].pk, docs[6].pk, docs[7].pk]
     assert [d["id"] for d in ingest_client.get(base + "?q=number 11").json()["results"]] == [docs[11].pk]
@@ -119,8 +137,11 @@ def test_file_upload_creates_an_import_job_that_the_worker_runs(ingest_client, p
     rows = [{"id": f"f{i}", "body": f"imported text {i}"} for i in range(30)]
     data = "\n".join(json.dumps(r) for r in rows).encode()
     upload = SimpleUploadedFile("reviews.jsonl", data, content_type="application/x-ndjson")
-    response = ingest_client.post(f"/api/v1/projects/{project.pk}/imports/",
-                                  {"file": upload, "text_col": "body", "external_id_col": "id"}, format="multipart")
+    response = ingest_client.post(
+        f"/api/v1/projects/{project.pk}/imports/",
+        {"file": upload, "text_col": "body", "external_id_col": "id"},
+        format="multipart",
+    )
     assert response.status_code == 202, response.content
     job = ImportJob.objects.get(pk=response.json()["id"])
     assert job.file_format == "jsonl" and job.status == RunStatus.QUEUED
@@ -138,7 +159,9 @@ def test_file_upload_creates_an_import_job_that_the_worker_runs(ingest_client, p
 
 def test_upload_of_an_unknown_format_is_refused(ingest_client, project):
     upload = SimpleUploadedFile("notes.docx", b"hello", content_type="application/octet-stream")
-    response = ingest_client.post(f"/api/v1/projects/{project.pk}/imports/", {"file": upload}, format="multipart")
+    response = ingest_client.post(
+        f"/api/v1/projects/{project.pk}/imports/", {"file": upload}, format="multipart"
+    )
     assert response.status_code == 400
     assert "format" in response.json()["error"]["fields"]
     assert not ImportJob.objects.exists()
@@ -148,5 +171,3 @@ def test_import_of_an_unknown_job_is_a_json_404(ingest_client, project):
     response = ingest_client.get(f"/api/v1/projects/{project.pk}/imports/999999")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
-
-

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -34,11 +36,30 @@ def test_schema_lists_every_operation(client):
     schema = yaml.safe_load(response.content)
     operations = {op["operationId"] for path in schema["paths"].values() for op in path.values()}
     assert operations >= {
-        "projects_list", "projects_create", "projects_retrieve", "projects_policy_update", "documents_create",
-        "documents_list", "documents_retrieve", "imports_create", "imports_retrieve", "queue_next",
-        "assignments_renew", "assignments_skip", "assignments_release", "annotations_create", "annotations_update",
-        "annotations_list", "predict", "models_list", "models_promote", "models_rollback", "training_runs_list",
-        "training_runs_create", "projects_stats", "projects_export",
+        "projects_list",
+        "projects_create",
+        "projects_retrieve",
+        "projects_policy_update",
+        "documents_create",
+        "documents_list",
+        "documents_retrieve",
+        "imports_create",
+        "imports_retrieve",
+        "queue_next",
+        "assignments_renew",
+        "assignments_skip",
+        "assignments_release",
+        "annotations_create",
+        "annotations_update",
+        "annotations_list",
+        "predict",
+        "models_list",
+        "models_promote",
+        "models_rollback",
+        "training_runs_list",
+        "training_runs_create",
+        "projects_stats",
+        "projects_export",
     }
     assert {"tokenAuth", "cookieAuth"} <= set(schema["components"]["securitySchemes"])
 
@@ -58,3 +79,23 @@ def test_unknown_api_paths_are_json_404(client):
     response = client.get("/api/v2/anything")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_root_error_handlers_answer_json_under_api_and_html_elsewhere(rf):
+    from labeling.api.errors import handler404, handler500
+
+    api_500 = handler500(rf.get("/api/v1/projects/"))
+    assert api_500.status_code == 500
+    assert json.loads(api_500.content)["error"]["code"] == "server_error"
+    assert json.loads(handler404(rf.get("/api/v1/x"), None).content)["error"]["code"] == "not_found"
+    page = handler404(rf.get("/projects/1/label/"), None)
+    assert page.status_code == 404 and not page["Content-Type"].startswith("application/json")
+
+
+def test_token_clients_have_a_rate_limit_too(annotator_client, settings):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"anon": "100/min", "user": "2/min"},
+    }
+    codes = [annotator_client.get("/api/v1/projects/").status_code for _ in range(3)]
+    assert codes == [200, 200, 429]

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_predict_before_any_model_is_a_clear_409(ingest_client, project):
-    response = ingest_client.post(f"/api/v1/projects/{project.pk}/predict", {"texts": ["hello"]}, format="json")
+    response = ingest_client.post(
+        f"/api/v1/projects/{project.pk}/predict", {"texts": ["hello"]}, format="json"
+    )
     assert response.status_code == 409
     error = response.json()["error"]
     assert error["code"] == "no_model"
@@ -63,7 +65,9 @@ def test_retrain_now_queues_one_run_and_coalesces_a_second_request(
 
 
 def test_promote_and_rollback_refusals_are_409(admin_client, project):
-    candidate = ModelVersionFactory(project=project, version=1, status=ModelStatus.CANDIDATE, artifact_path="")
+    candidate = ModelVersionFactory(
+        project=project, version=1, status=ModelStatus.CANDIDATE, artifact_path=""
+    )
     promote = admin_client.post(f"/api/v1/projects/{project.pk}/models/{candidate.pk}/promote")
     assert promote.status_code == 409
     assert "artifact" in promote.json()["error"]["message"]
@@ -73,8 +77,13 @@ def test_promote_and_rollback_refusals_are_409(admin_client, project):
 
 
 def test_promote_by_hand_then_roll_back(admin_client, project):
-    old = ModelVersionFactory(project=project, version=1, status=ModelStatus.CHAMPION, artifact_path="a/1",
-                              promoted_at=timezone.now())
+    old = ModelVersionFactory(
+        project=project,
+        version=1,
+        status=ModelStatus.CHAMPION,
+        artifact_path="a/1",
+        promoted_at=timezone.now(),
+    )
     new = ModelVersionFactory(project=project, version=2, status=ModelStatus.CANDIDATE, artifact_path="a/2")
     promoted = admin_client.post(f"/api/v1/projects/{project.pk}/models/{new.pk}/promote")
     assert promoted.status_code == 200 and promoted.json()["status"] == "champion"

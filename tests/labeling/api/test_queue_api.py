@@ -16,7 +16,9 @@ def next_item(client, project):
     return client.post(f"/api/v1/projects/{project.pk}/queue/next")
 
 
-def test_next_leases_the_highest_scored_document_with_its_prediction(annotator_client, project, docs, champion):
+def test_next_leases_the_highest_scored_document_with_its_prediction(
+    annotator_client, project, docs, champion
+):
     response = next_item(annotator_client, project)
     assert response.status_code == 200, response.content
     body = response.json()
@@ -43,8 +45,9 @@ def test_two_annotators_get_different_documents(annotator_client, other_client, 
     assert a["document"]["id"] != b["document"]["id"]
 
 
-def test_diversity_rule_passes_over_a_near_copy_of_a_leased_item(annotator_client, other_client, project, docs,
-                                                                   champion):
+def test_diversity_rule_passes_over_a_near_copy_of_a_leased_item(
+    annotator_client, other_client, project, docs, champion
+):
     # The second-best candidate sits on the leased item's map point: the next annotator gets the third.
     docs_by_score = sorted(docs, key=lambda d: d.predictions.get().acquisition_score, reverse=True)
     docs_by_score[1].predictions.update(map_x=11.0, map_y=0.0)
@@ -108,21 +111,29 @@ def test_a_retry_with_another_label_is_a_conflict(annotator_client, project, doc
 
 def test_editing_a_label_writes_a_revision(annotator_client, annotator, project, docs, champion):
     item = next_item(annotator_client, project).json()
-    created = annotator_client.post(f"/api/v1/assignments/{item['assignment']['id']}/annotation",
-                                    {"label": "rotten"}, format="json").json()
-    response = annotator_client.patch(f"/api/v1/annotations/{created['id']}", {"label": "fresh"}, format="json")
+    created = annotator_client.post(
+        f"/api/v1/assignments/{item['assignment']['id']}/annotation", {"label": "rotten"}, format="json"
+    ).json()
+    response = annotator_client.patch(
+        f"/api/v1/annotations/{created['id']}", {"label": "fresh"}, format="json"
+    )
     assert response.status_code == 200
     assert response.json()["label"] == "fresh"
     revision = AnnotationRevision.objects.get()
-    assert (revision.previous_label, revision.new_label, revision.changed_by) == ("rotten", "fresh", annotator)
+    assert (revision.previous_label, revision.new_label, revision.changed_by) == (
+        "rotten",
+        "fresh",
+        annotator,
+    )
 
 
 def test_admin_may_edit_anyones_label_but_another_annotator_may_not(
     annotator_client, other_client, admin_client, project, docs, champion
 ):
     item = next_item(annotator_client, project).json()
-    created = annotator_client.post(f"/api/v1/assignments/{item['assignment']['id']}/annotation",
-                                    {"label": "rotten"}, format="json").json()
+    created = annotator_client.post(
+        f"/api/v1/assignments/{item['assignment']['id']}/annotation", {"label": "rotten"}, format="json"
+    ).json()
     url = f"/api/v1/annotations/{created['id']}"
     assert other_client.patch(url, {"label": "fresh"}, format="json").status_code == 403
     assert admin_client.patch(url, {"label": "fresh"}, format="json").status_code == 200
@@ -146,9 +157,12 @@ def test_an_expired_lease_cannot_be_labeled_and_returns_to_the_pool(
     annotator_client, other_client, project, docs, champion
 ):
     item = next_item(annotator_client, project).json()
-    Assignment.objects.filter(pk=item["assignment"]["id"]).update(leased_until=timezone.now() - timedelta(seconds=1))
-    response = annotator_client.post(f"/api/v1/assignments/{item['assignment']['id']}/annotation",
-                                     {"label": "fresh"}, format="json")
+    Assignment.objects.filter(pk=item["assignment"]["id"]).update(
+        leased_until=timezone.now() - timedelta(seconds=1)
+    )
+    response = annotator_client.post(
+        f"/api/v1/assignments/{item['assignment']['id']}/annotation", {"label": "fresh"}, format="json"
+    )
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "lease_expired"
     assert not Annotation.objects.exists()
@@ -158,16 +172,23 @@ def test_an_expired_lease_cannot_be_labeled_and_returns_to_the_pool(
 
 def test_renew_extends_the_lease(annotator_client, project, docs, champion):
     item = next_item(annotator_client, project).json()
-    Assignment.objects.filter(pk=item["assignment"]["id"]).update(leased_until=timezone.now() + timedelta(seconds=5))
+    Assignment.objects.filter(pk=item["assignment"]["id"]).update(
+        leased_until=timezone.now() + timedelta(seconds=5)
+    )
     response = annotator_client.post(f"/api/v1/assignments/{item['assignment']['id']}/renew")
     assert response.status_code == 200
     leased_until = Assignment.objects.get(pk=item["assignment"]["id"]).leased_until
     assert leased_until > timezone.now() + timedelta(minutes=project.lease_minutes - 1)
 
 
-def test_skip_frees_the_document_and_does_not_offer_it_again(annotator_client, other_client, project, docs, champion):
+def test_skip_frees_the_document_and_does_not_offer_it_again(
+    annotator_client, other_client, project, docs, champion
+):
     item = next_item(annotator_client, project).json()
-    assert annotator_client.post(f"/api/v1/assignments/{item['assignment']['id']}/skip").json()["state"] == "skipped"
+    assert (
+        annotator_client.post(f"/api/v1/assignments/{item['assignment']['id']}/skip").json()["state"]
+        == "skipped"
+    )
     assert next_item(annotator_client, project).json()["document"]["id"] != item["document"]["id"]
     assert next_item(other_client, project).json()["document"]["id"] == item["document"]["id"]
 
@@ -179,9 +200,13 @@ def test_release_returns_the_document_to_everyone(annotator_client, project, doc
     assert next_item(annotator_client, project).json()["document"]["id"] == item["document"]["id"]
 
 
-def test_recent_annotations_list_shows_only_the_callers(annotator_client, other_client, project, docs, champion):
+def test_recent_annotations_list_shows_only_the_callers(
+    annotator_client, other_client, project, docs, champion
+):
     for client, label in ((annotator_client, "fresh"), (other_client, "rotten")):
         item = next_item(client, project).json()
-        client.post(f"/api/v1/assignments/{item['assignment']['id']}/annotation", {"label": label}, format="json")
+        client.post(
+            f"/api/v1/assignments/{item['assignment']['id']}/annotation", {"label": label}, format="json"
+        )
     mine = annotator_client.get(f"/api/v1/projects/{project.pk}/annotations?mine=1").json()
     assert [(a["annotator"], a["label"]) for a in mine] == [("ann", "fresh")]

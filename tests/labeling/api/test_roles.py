@@ -56,12 +56,16 @@ def test_role_matrix(method, url, allowed, role, request) -> None:
     if role == "anonymous":
         client = APIClient()
     else:
-        user = request.getfixturevalue({"nobody": "nobody", "annotator": "annotator", "ingest": "ingest_user",
-                                        "admin": "admin_user"}[role])
+        user = request.getfixturevalue(
+            {"nobody": "nobody", "annotator": "annotator", "ingest": "ingest_user", "admin": "admin_user"}[
+                role
+            ]
+        )
         client = token_client(user)
     multipart = url.endswith("/imports/")
-    response = getattr(client, method)(url, {} if not multipart else {"text_col": "t"},
-                                       format="multipart" if multipart else "json")
+    response = getattr(client, method)(
+        url, {} if not multipart else {"text_col": "t"}, format="multipart" if multipart else "json"
+    )
     if role in allowed:
         assert response.status_code not in (401, 403), response.content
         assert response.status_code in (200, 201, 204, 400, 404)
@@ -82,11 +86,17 @@ def test_session_clients_need_the_csrf_token(annotator, project, docs):
     assert accepted.status_code == 200
 
 
-def test_admin_may_release_an_annotators_lease_but_not_label_it(annotator_client, admin_client, project, docs):
+def test_admin_may_release_an_annotators_lease_but_not_label_it(
+    annotator_client, admin_client, project, docs
+):
     item = annotator_client.post(f"/api/v1/projects/{project.pk}/queue/next").json()
     aid = item["assignment"]["id"]
-    assert admin_client.post(f"/api/v1/assignments/{aid}/annotation", {"label": "fresh"},
-                             format="json").status_code == 403
+    assert (
+        admin_client.post(
+            f"/api/v1/assignments/{aid}/annotation", {"label": "fresh"}, format="json"
+        ).status_code
+        == 403
+    )
     released = admin_client.post(f"/api/v1/assignments/{aid}/release")
     assert released.status_code == 200
     assert released.json()["state"] == AssignmentState.RELEASED

@@ -16,10 +16,17 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def labeled(annotator_client, other_client, project, docs, champion):
     """Three labels through the real queue: ann gives fresh, rotten; bob gives rotten."""
-    for client, label in ((annotator_client, "fresh"), (annotator_client, "rotten"), (other_client, "rotten")):
+    for client, label in (
+        (annotator_client, "fresh"),
+        (annotator_client, "rotten"),
+        (other_client, "rotten"),
+    ):
         item = client.post(f"/api/v1/projects/{project.pk}/queue/next").json()
-        response = client.post(f"/api/v1/assignments/{item['assignment']['id']}/annotation",
-                               {"label": label, "duration_ms": 1000}, format="json")
+        response = client.post(
+            f"/api/v1/assignments/{item['assignment']['id']}/annotation",
+            {"label": label, "duration_ms": 1000},
+            format="json",
+        )
         assert response.status_code == 201
 
 
@@ -35,8 +42,16 @@ def test_stats_count_labels_queue_coverage_and_throughput(admin_client, project,
     per_user = {a["username"]: a for a in stats["annotators"]}
     assert per_user["ann"]["labels"] == 2 and per_user["bob"]["labels"] == 1
     assert per_user["ann"]["median_duration_ms"] == 1000
-    assert stats["learning_curve"] == [{"model_version": 1, "status": "champion", "labels": 3, "accuracy": 0.8,
-                                        "macro_f1": 0.75, "holdout_count": 40}]
+    assert stats["learning_curve"] == [
+        {
+            "model_version": 1,
+            "status": "champion",
+            "labels": 3,
+            "accuracy": 0.8,
+            "macro_f1": 0.75,
+            "holdout_count": 40,
+        }
+    ]
     assert stats["agreement_with_model"] == pytest.approx(1 / 3)
 
 
@@ -44,7 +59,11 @@ def test_jsonl_and_csv_exports_have_one_row_per_annotation(admin_client, project
     jsonl = admin_client.get(f"/api/v1/projects/{project.pk}/export?format=jsonl")
     assert jsonl.status_code == 200 and jsonl.streaming
     rows = [json.loads(line) for line in b"".join(jsonl.streaming_content).decode().splitlines()]
-    assert [(r["annotator"], r["label"]) for r in rows] == [("ann", "fresh"), ("ann", "rotten"), ("bob", "rotten")]
+    assert [(r["annotator"], r["label"]) for r in rows] == [
+        ("ann", "fresh"),
+        ("ann", "rotten"),
+        ("bob", "rotten"),
+    ]
     assert rows[0]["predicted_label"] == "fresh" and rows[0]["model_version"] == 1
     assert rows[0]["text"].startswith("Review number") and rows[0]["external_id"].startswith("r")
     csv_response = admin_client.get(f"/api/v1/projects/{project.pk}/export?format=csv")
@@ -68,8 +87,11 @@ def test_hf_export_loads_with_datasets(admin_client, project, labeled, tmp_path)
     archive.extractall(tmp_path)
     card = (tmp_path / "README.md").read_text()
     assert "`0`: `fresh`" in card and "`1`: `rotten`" in card
-    ds = datasets.load_dataset("json", data_files={"train": str(tmp_path / "data" / "train.jsonl")},
-                               cache_dir=str(tmp_path / "cache"))["train"]
+    ds = datasets.load_dataset(
+        "json",
+        data_files={"train": str(tmp_path / "data" / "train.jsonl")},
+        cache_dir=str(tmp_path / "cache"),
+    )["train"]
     assert ds.num_rows == 3
     assert ds["label"] == ["fresh", "rotten", "rotten"]
     assert ds["label_id"] == [0, 1, 1]

@@ -6,7 +6,13 @@ import pytest
 
 from labeling.models import AssignmentState, Document, ModelStatus, Split
 from labeling.selectors.queue import Candidate, diversify, leased_points, pool_candidates, queue_size
-from tests.factories import AssignmentFactory, DocumentFactory, ModelVersionFactory, PredictionFactory, UserFactory
+from tests.factories import (
+    AssignmentFactory,
+    DocumentFactory,
+    ModelVersionFactory,
+    PredictionFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -16,7 +22,9 @@ def ranked():
     champion = ModelVersionFactory(status=ModelStatus.CHAMPION)
     docs = [DocumentFactory(project=champion.project) for _ in range(6)]
     for i, doc in enumerate(docs):
-        PredictionFactory(document=doc, model_version=champion, acquisition_score=i, map_x=float(i), map_y=0.0)
+        PredictionFactory(
+            document=doc, model_version=champion, acquisition_score=i, map_x=float(i), map_y=0.0
+        )
     return champion, docs
 
 
@@ -31,7 +39,10 @@ def test_candidates_are_unlabeled_unleased_unskipped_pool_documents_best_first(r
     ids = [c.document_id for c in pool_candidates(champion, annotator_id=me.pk)]
     assert ids == [docs[1].pk, docs[0].pk]
     other = UserFactory()
-    assert [c.document_id for c in pool_candidates(champion, annotator_id=other.pk)][:2] == [docs[2].pk, docs[1].pk]
+    assert [c.document_id for c in pool_candidates(champion, annotator_id=other.pk)][:2] == [
+        docs[2].pk,
+        docs[1].pk,
+    ]
     assert queue_size(champion.project) == 5
 
 

@@ -7,7 +7,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 
 from labeling.models import Annotation, AnnotationRevision, ModelStatus
 from labeling.services.annotations import AnnotationConflictError, annotation_submit, annotation_update
-from tests.factories import AssignmentFactory, DocumentFactory, ModelVersionFactory, PredictionFactory, UserFactory
+from tests.factories import (
+    AssignmentFactory,
+    DocumentFactory,
+    ModelVersionFactory,
+    PredictionFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -24,15 +30,23 @@ def test_a_label_outside_the_set_is_refused(lease):
     assert not Annotation.objects.exists()
 
 
-def test_submit_snapshots_the_champion_and_enqueues_the_retrain_check(lease, django_capture_on_commit_callbacks):
+def test_submit_snapshots_the_champion_and_enqueues_the_retrain_check(
+    lease, django_capture_on_commit_callbacks
+):
     champion = ModelVersionFactory(project=lease.document.project, version=3, status=ModelStatus.CHAMPION)
-    PredictionFactory(document=lease.document, model_version=champion, predicted_label="rotten", confidence=0.8)
+    PredictionFactory(
+        document=lease.document, model_version=champion, predicted_label="rotten", confidence=0.8
+    )
     with django_capture_on_commit_callbacks() as sent:
-        annotation, created = annotation_submit(assignment=lease, user=lease.annotator, label="fresh",
-                                                duration_ms=900)
+        annotation, created = annotation_submit(
+            assignment=lease, user=lease.annotator, label="fresh", duration_ms=900
+        )
     assert created and len(sent) == 1
     assert (annotation.model_version, annotation.predicted_label, annotation.predicted_confidence) == (
-        champion, "rotten", 0.8)
+        champion,
+        "rotten",
+        0.8,
+    )
     again, created_again = annotation_submit(assignment=lease, user=lease.annotator, label="fresh")
     assert (again.pk, created_again) == (annotation.pk, False)
     with pytest.raises(AnnotationConflictError):

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.django_db
 
 def make_project(n: int = 40, **policy):
     project = project_create(name=f"p{policy}", labels=["a", "b"], holdout_fraction=0.0, **policy)
-    docs = [d for d, _ in document_bulk_create(project=project, items=[{"text": f"doc {i}"} for i in range(n)])]
+    docs = [
+        d for d, _ in document_bulk_create(project=project, items=[{"text": f"doc {i}"} for i in range(n)])
+    ]
     return project, docs
 
 

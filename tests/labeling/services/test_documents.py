@@ -26,8 +26,9 @@ def test_documents_get_hash_split_and_metadata(project):
     doc.refresh_from_db()
     assert doc.content_hash == text_hash("hello")
     assert doc.metadata == {"k": 1}
-    assert doc.split == (Split.HOLDOUT if holdout_draw(seed=11, content_hash=doc.content_hash, fraction=0.2)
-                         else Split.POOL)
+    assert doc.split == (
+        Split.HOLDOUT if holdout_draw(seed=11, content_hash=doc.content_hash, fraction=0.2) else Split.POOL
+    )
 
 
 def test_holdout_share_is_seeded_and_close_to_the_fraction(project):
@@ -36,16 +37,22 @@ def test_holdout_share_is_seeded_and_close_to_the_fraction(project):
     holdout = {doc.text for doc, _ in results if doc.split == Split.HOLDOUT}
     assert 150 <= len(holdout) <= 250
     twin = project_create(name="twin", labels=["a", "b"], holdout_fraction=0.2, seed=11)
-    again = {doc.text for doc, _ in document_bulk_create(project=twin, items=items) if doc.split == Split.HOLDOUT}
+    again = {
+        doc.text for doc, _ in document_bulk_create(project=twin, items=items) if doc.split == Split.HOLDOUT
+    }
     assert again == holdout  # same seed and texts: the same documents are held out
     other = project_create(name="other seed", labels=["a", "b"], holdout_fraction=0.2, seed=12)
-    assert {d.text for d, _ in document_bulk_create(project=other, items=items) if d.split == Split.HOLDOUT} != holdout
+    assert {
+        d.text for d, _ in document_bulk_create(project=other, items=items) if d.split == Split.HOLDOUT
+    } != holdout
 
 
 def test_known_external_ids_return_the_stored_document(project):
     first = document_bulk_create(project=project, items=[{"text": "one", "external_id": "e1"}])
-    again = document_bulk_create(project=project, items=[{"text": "one, edited", "external_id": "e1"},
-                                                         {"text": "two", "external_id": "e2"}])
+    again = document_bulk_create(
+        project=project,
+        items=[{"text": "one, edited", "external_id": "e1"}, {"text": "two", "external_id": "e2"}],
+    )
     assert again[0] == (first[0][0], False)
     assert again[1][1] is True
     assert Document.objects.filter(project=project).count() == 2

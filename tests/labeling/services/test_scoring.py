@@ -15,7 +15,13 @@ from django.utils import timezone
 from labeling.models import AssignmentState, Document, ModelStatus, Prediction, RunStatus, Split, TrainingRun
 from labeling.selectors.models import champion_get
 from labeling.services import modeling, scoring
-from tests.factories import AssignmentFactory, DocumentFactory, ModelVersionFactory, ProjectFactory, UserFactory
+from tests.factories import (
+    AssignmentFactory,
+    DocumentFactory,
+    ModelVersionFactory,
+    ProjectFactory,
+    UserFactory,
+)
 from tests.support.celery_worker import database_url
 from tests.support.data import label
 from tests.support.fixtures import labeled_project, shared_embedding_cache, train_now, unlabeled  # noqa: F401
@@ -35,8 +41,9 @@ def test_without_a_champion_nothing_is_scored() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_embedding_cache")
 def test_every_document_gets_one_prediction_newest_first_and_resumes(
-    settings, shared_embedding_cache, django_capture_on_commit_callbacks
+    settings, django_capture_on_commit_callbacks
 ) -> None:
     settings.SCORING_BATCH_SIZE = 16
     project = labeled_project(pool=30, holdout=10, unlabeled=30)
@@ -48,7 +55,9 @@ def test_every_document_gets_one_prediction_newest_first_and_resumes(
         first = scoring.project_score_pending(project_id=project.pk, time_budget_s=0)
     assert first.scored == 16 and first.remaining and len(sent) == 1
     newest = list(project.documents.order_by("-id").values_list("id", flat=True)[:16])
-    assert set(Prediction.objects.filter(model_version=champion).values_list("document_id", flat=True)) == set(newest)
+    assert set(
+        Prediction.objects.filter(model_version=champion).values_list("document_id", flat=True)
+    ) == set(newest)
 
     rest = scoring.project_score_pending(project_id=project.pk)  # the continuation picks up the rest
     assert rest.scored == total - 16 and not rest.remaining
@@ -65,15 +74,19 @@ def test_every_document_gets_one_prediction_newest_first_and_resumes(
     # Scoring the same documents again rewrites the rows, never adds a second one.
     Prediction.objects.filter(pk=p.pk).update(confidence=0.0)
     batch = list(project.documents.order_by("id").values_list("id", "text")[:5])
-    result = modeling.classifier_score(modeling.classifier_for(champion), [t for _, t in batch], return_samples=True)
-    scoring.prediction_bulk_upsert(model_version=champion, project=project, document_ids=[i for i, _ in batch],
-                                   result=result)
+    result = modeling.classifier_score(
+        modeling.classifier_for(champion), [t for _, t in batch], return_samples=True
+    )
+    scoring.prediction_bulk_upsert(
+        model_version=champion, project=project, document_ids=[i for i, _ in batch], result=result
+    )
     assert predictions_per_document(champion.pk, project.pk) == [1] * total
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_embedding_cache")
 def test_a_promotion_rescores_from_the_embedding_cache_with_progress_on_the_run(
-    settings, shared_embedding_cache, django_capture_on_commit_callbacks
+    settings, django_capture_on_commit_callbacks
 ) -> None:
     settings.SCORING_BATCH_SIZE = 20
     # tolerance 1: the gate always passes, so this test is about the re-scoring, not the decision
@@ -125,14 +138,29 @@ def test_reconcile_enqueues_projects_with_unscored_documents_and_expires_leases(
     champion = ModelVersionFactory(status=ModelStatus.CHAMPION)
     scored_doc = DocumentFactory(project=champion.project)
     Prediction.objects.create(
-        document=scored_doc, model_version=champion, probabilities=[0.5, 0.5], predicted_label="fresh",
-        confidence=0.5, entropy=0.69, expected_entropy=0.6, mutual_info=0.09, margin=0.0, acquisition_score=0.09,
+        document=scored_doc,
+        model_version=champion,
+        probabilities=[0.5, 0.5],
+        predicted_label="fresh",
+        confidence=0.5,
+        entropy=0.69,
+        expected_entropy=0.6,
+        mutual_info=0.09,
+        margin=0.0,
+        acquisition_score=0.09,
     )
     done = ModelVersionFactory(status=ModelStatus.CHAMPION)  # a fully scored project
     Prediction.objects.create(
-        document=DocumentFactory(project=done.project), model_version=done, probabilities=[0.5, 0.5],
-        predicted_label="fresh", confidence=0.5, entropy=0.69, expected_entropy=0.6, mutual_info=0.09,
-        margin=0.0, acquisition_score=0.09,
+        document=DocumentFactory(project=done.project),
+        model_version=done,
+        probabilities=[0.5, 0.5],
+        predicted_label="fresh",
+        confidence=0.5,
+        entropy=0.69,
+        expected_entropy=0.6,
+        mutual_info=0.09,
+        margin=0.0,
+        acquisition_score=0.09,
     )
     ProjectFactory()  # no champion: cold start, the queue serves it randomly
     lapsed = AssignmentFactory(document=scored_doc, leased_until=timezone.now() - timedelta(minutes=1))
@@ -146,7 +174,8 @@ def test_reconcile_enqueues_projects_with_unscored_documents_and_expires_leases(
 
 
 @pytest.mark.slow
-def test_predict_texts_recommends_by_the_project_thresholds(shared_embedding_cache) -> None:
+@pytest.mark.usefixtures("shared_embedding_cache")
+def test_predict_texts_recommends_by_the_project_thresholds() -> None:
     project = labeled_project(pool=30, holdout=0, unlabeled=0)
     with pytest.raises(modeling.NoChampionError):
         modeling.predict_texts(project=project, texts=["great fun"])

@@ -53,7 +53,7 @@ def test_later_retrains_count_labels_since_the_latest_model() -> None:
     annotator = UserFactory()
     docs = documents_create(project, rt_snippets(12))
     label(docs[:8], annotator)
-    ModelVersionFactory(project=project, status=ModelStatus.REJECTED, train_label_count=6)
+    ModelVersionFactory(project=project, status=ModelStatus.REJECTED, train_label_count=6, version=1)
     assert training.retrain_due(project) == (False, "2 new labels since v1 (retrain after 3)")
     label(docs[8:9], annotator)
     assert training.retrain_due(project)[0]
@@ -64,7 +64,8 @@ def test_later_retrains_count_labels_since_the_latest_model() -> None:
 
 
 @pytest.mark.slow
-def test_first_model_is_promoted_and_a_worse_challenger_is_rejected(shared_embedding_cache) -> None:
+@pytest.mark.usefixtures("shared_embedding_cache")
+def test_first_model_is_promoted_and_a_worse_challenger_is_rejected() -> None:
     project = labeled_project(pool=80, holdout=30, unlabeled=0, retrain_after=10)
     run = train_now(project)
     assert run.status == RunStatus.SUCCEEDED and run.promoted, run.error
@@ -74,10 +75,22 @@ def test_first_model_is_promoted_and_a_worse_challenger_is_rejected(shared_embed
     assert champion.train_label_count == 80 and run.labels_used == 80
     metrics = champion.metrics
     assert metrics["holdout_count"] == 30
-    for key in ("accuracy", "macro_f1", "ece", "ece_uncalibrated", "nll", "brier", "auroc_error", "reliability"):
+    for key in (
+        "accuracy",
+        "macro_f1",
+        "ece",
+        "ece_uncalibrated",
+        "nll",
+        "brier",
+        "auroc_error",
+        "reliability",
+    ):
         assert key in metrics, key
     assert metrics["accuracy"] > 0.5  # 80 labels of real reviews: better than chance (about 0.66 on 300 docs)
-    assert load_classifier(modeling.storage.artifact_local(champion.artifact_path)).label_names == ["fresh", "rotten"]
+    assert load_classifier(modeling.storage.artifact_local(champion.artifact_path)).label_names == [
+        "fresh",
+        "rotten",
+    ]
     assert len(champion.calibration["map"]["components"]) == 2
 
     # Deliberately bad labels: two more annotators contradict every pool label, so the majority
@@ -147,7 +160,8 @@ def test_reconcile_fails_a_run_whose_worker_died_but_not_a_live_one() -> None:
 
 
 @pytest.mark.slow
-def test_a_redelivered_message_restarts_an_orphaned_run_cleanly(shared_embedding_cache) -> None:
+@pytest.mark.usefixtures("shared_embedding_cache")
+def test_a_redelivered_message_restarts_an_orphaned_run_cleanly() -> None:
     project = labeled_project(pool=40, holdout=0, unlabeled=0)
     stale = ModelVersionFactory(project=project, status=ModelStatus.CANDIDATE, version=1)
     run = TrainingRunFactory(project=project, status=RunStatus.RUNNING, stage="evaluate", model_version=stale)
@@ -191,9 +205,15 @@ def test_promote_by_hand_and_roll_back(django_capture_on_commit_callbacks) -> No
 )
 def test_promotion_rule(kwargs: dict, promote: bool, words: str) -> None:  # type: ignore[type-arg]
     args = {
-        "has_champion": True, "holdout_count": 50, "holdout_classes": 2, "challenger_accuracy": 0.8,
-        "champion_accuracy": 0.8, "challenger_calibration_accuracy": 0.8, "champion_calibration_accuracy": 0.8,
-        "tolerance": 0.01, **kwargs,
+        "has_champion": True,
+        "holdout_count": 50,
+        "holdout_classes": 2,
+        "challenger_accuracy": 0.8,
+        "champion_accuracy": 0.8,
+        "challenger_calibration_accuracy": 0.8,
+        "champion_calibration_accuracy": 0.8,
+        "tolerance": 0.01,
+        **kwargs,
     }
     ok, reason = training.promotion_decision(**args)
     assert ok is promote and words in reason

@@ -1,0 +1,224 @@
+"""Scoring speed benchmark; every ratio is measured in the same run on the same documents.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.scoring [--docs 2000] [--quick]
+
+Prints one JSON object per measurement, then a summary. The CPU may be shared: the load average
+is printed at start and end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from modelsvc.config import ModelConfig, TrainConfig
+from modelsvc.datasets import load_builtin
+from modelsvc.encoder import EmbeddingCache, TextEncoder
+from modelsvc.inference import score_embeddings, score_texts
+from modelsvc.training import train_embeddings
+
+
+def emit(**kw: Any) -> None:
+    print(json.dumps(kw), flush=True)
+
+
+def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        return next(
+            line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")
+        )
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def matmul_gflops(dtype: torch.dtype, m: int = 4096, k: int = 384, n: int = 1536, repeat: int = 20) -> float:
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    torch.matmul(a, b)
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        torch.matmul(a, b)
+    return 2 * m * k * n * repeat / (time.perf_counter() - t0) / 1e9
+
+
+def encoder_flops(encoder: TextEncoder, texts: list[str]) -> float:
+    """FLOPs of encoding ``texts`` as batched: 2 * non-embedding params * padded tokens + attention."""
+    cfg = getattr(encoder.model, "config")  # noqa: B009
+    params = sum(p.numel() for n, p in encoder.model.named_parameters() if "embeddings" not in n)
+    win = encoder.windows(texts)
+    lengths = np.asarray([len(x) for x in win.input_ids])
+    total = 0.0
+    for idx in encoder._batches(lengths):
+        b, t = len(idx), int(lengths[idx].max())
+        total += 2 * params * b * t + 4 * cfg.num_hidden_layers * b * t * t * cfg.hidden_size
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--docs", type=int, default=2000)
+    parser.add_argument("--samples", type=int, default=ModelConfig.samples)
+    parser.add_argument("--quick", action="store_true", help="500 docs, smaller baselines")
+    args = parser.parse_args()
+    n_docs = 500 if args.quick else args.docs
+    n_pipe = 200 if args.quick else 500
+    n_naive = 100 if args.quick else 300
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    emit(
+        machine=cpu_model(),
+        cores=os.cpu_count(),
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        uptime_start=uptime,
+    )
+
+    texts_all, labels_all = load_builtin("rt-snippets")
+    order = np.random.default_rng(0).permutation(len(texts_all))
+    texts = [texts_all[i] for i in order[:n_docs]]
+    train_idx = order[n_docs : n_docs + 1000]
+
+    service = TextEncoder(ModelConfig(samples=args.samples))
+    fp32 = TextEncoder(ModelConfig(samples=args.samples, precision="fp32"))
+    dtype = str(service.dtype).replace("torch.", "")
+    service.encode(texts[:64])
+    fp32.encode(texts[:64])  # warm up (loads weights, first-call allocations)
+
+    # 1. encoder alone, service dtype and fp32, same documents
+    t_enc, emb = timed(lambda: service.encode(texts))
+    t_fp32, emb32 = timed(lambda: fp32.encode(texts))
+    cos = (emb * emb32).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(emb32, axis=1))
+    emit(
+        step="encode",
+        docs=n_docs,
+        dtype=dtype,
+        seconds=round(t_enc, 2),
+        docs_per_s=round(n_docs / t_enc, 1),
+        fp32_docs_per_s=round(n_docs / t_fp32, 1),
+        cosine_vs_fp32_mean=float(cos.mean()),
+        cosine_vs_fp32_min=float(cos.min()),
+    )
+
+    # accuracy with each dtype: head trained on 1000 other fp32 documents
+    train_texts = [texts_all[i] for i in train_idx]
+    train_emb = fp32.encode(train_texts)
+    clf = train_embeddings(
+        train_emb,
+        [labels_all[i] for i in train_idx],
+        label_names=["fresh", "rotten"],
+        encoder_id=service.encoder_id,
+        model_config=service.config,
+        train_config=TrainConfig(seed=0),
+    ).classifier
+    y = np.asarray([["fresh", "rotten"].index(labels_all[i]) for i in order[:n_docs]])
+    p_service = score_embeddings(clf, emb).predicted
+    p_fp32 = score_embeddings(clf, emb32).predicted
+    emit(
+        step="dtype_accuracy",
+        accuracy_service_dtype=float((p_service == y).mean()),
+        accuracy_fp32=float((p_fp32 == y).mean()),
+        prediction_agreement=float((p_service == p_fp32).mean()),
+    )
+
+    # 2. full service path from text (no cache) and its k-sample overhead
+    t_score, _ = timed(lambda: score_texts(clf, texts, encoder=service))
+    t_head_k, _ = timed(lambda: score_embeddings(clf, emb), repeat=3)
+    t_head_1, _ = timed(lambda: score_embeddings(clf, emb, k=1), repeat=3)
+    emit(
+        step="service_score_from_text",
+        docs_per_s=round(n_docs / t_score, 1),
+        seconds=round(t_score, 2),
+        k=args.samples,
+        head_k_seconds=round(t_head_k, 3),
+        head_1_seconds=round(t_head_1, 3),
+        k_samples_cost_over_one_pass=round((t_enc + t_head_k) / (t_enc + t_head_1), 3),
+    )
+
+    # 3. re-scoring from the cache
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = EmbeddingCache(Path(tmp) / "emb.sqlite")
+        service.encode(texts, cache=cache)
+        t_cached, _ = timed(lambda: score_texts(clf, texts, cache=cache, encoder=service), repeat=3)
+    emit(
+        step="rescore_from_cache",
+        docs_per_s=round(n_docs / t_cached, 1),
+        speedup_vs_text=round(t_score / t_cached, 1),
+    )
+
+    # 4. transformers pipeline on the same encoder (mean-pooled afterwards), subset
+    from transformers import pipeline
+
+    pipe = pipeline("feature-extraction", model=str(service.folder), framework="pt", device="cpu")
+    sub = texts[:n_pipe]
+    pipe(sub[:8])
+    t_pipe, _ = timed(lambda: [np.asarray(x[0]).mean(0) for x in pipe(sub)])
+    t_sub, _ = timed(lambda: score_texts(clf, sub, encoder=service))
+    emit(
+        step="pipeline",
+        docs=n_pipe,
+        pipeline_docs_per_s=round(n_pipe / t_pipe, 1),
+        service_docs_per_s=round(n_pipe / t_sub, 1),
+        speedup=round(t_pipe / t_sub, 2),
+    )
+
+    # 5. naive: the full encoder k times with dropout on (what MC dropout through the encoder costs)
+    naive = texts[:n_naive]
+
+    def run_naive() -> None:
+        service.model.train()
+        try:
+            for _ in range(args.samples):
+                service.encode_uncached(naive)
+        finally:
+            service.model.eval()
+
+    t_naive, _ = timed(run_naive)
+    t_naive_service, _ = timed(lambda: score_texts(clf, naive, encoder=service))
+    emit(
+        step="naive_k_encoder_passes",
+        docs=n_naive,
+        k=args.samples,
+        naive_docs_per_s=round(n_naive / t_naive, 1),
+        speedup=round(t_naive / t_naive_service, 1),
+    )
+
+    # 6. fraction of the machine's matmul rate reached by encoding
+    flops = encoder_flops(service, texts)
+    rate = matmul_gflops(service.dtype)
+    rate32 = matmul_gflops(torch.float32)
+    emit(
+        step="matmul_fraction",
+        dtype=dtype,
+        encode_gflops_per_s=round(flops / t_enc / 1e9, 1),
+        matmul_gflops_per_s=round(rate, 1),
+        fraction=round(flops / t_enc / 1e9 / rate, 3),
+        fp32_encode_gflops_per_s=round(flops / t_fp32 / 1e9, 1),
+        fp32_matmul_gflops_per_s=round(rate32, 1),
+        fp32_fraction=round(flops / t_fp32 / 1e9 / rate32, 3),
+    )
+    emit(uptime_end=subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Fixtures for modelsvc: a tiny random BERT built in-process, with the packaged WordPiece vocab."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from modelsvc.config import ModelConfig, TrainConfig  # noqa: E402
+from modelsvc.encoder import TextEncoder, packaged_encoder_path  # noqa: E402
+from modelsvc.training import TrainResult, train  # noqa: E402
+
+POSITIVE = ["great", "wonderful", "superb", "delightful", "brilliant", "moving", "charming", "fresh"]
+NEGATIVE = ["awful", "dull", "boring", "tedious", "clumsy", "stale", "lifeless", "bland"]
+
+
+def toy_corpus(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Two separable classes of short texts built from sentiment words."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for i in range(n):
+        pos = i % 2 == 0
+        words = rng.choice(POSITIVE if pos else NEGATIVE, size=4)
+        texts.append(f"the film was {' and '.join(words)} {i}")
+        labels.append("pos" if pos else "neg")
+    return texts, labels
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(packaged_encoder_path() / name, folder / name)
+    return folder
+
+
+@pytest.fixture()
+def tiny_config(tiny_encoder_dir: Path) -> ModelConfig:
+    return ModelConfig(
+        encoder=str(tiny_encoder_dir),
+        max_length=16,
+        stride=4,
+        samples=8,
+        precision="fp32",
+        batch_tokens=256,
+        hidden_dim=16,
+    )
+
+
+@pytest.fixture()
+def tiny_encoder(tiny_config: ModelConfig) -> TextEncoder:
+    return TextEncoder(tiny_config)
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tiny_encoder_dir: Path) -> TrainResult:
+    config = ModelConfig(
+        encoder=str(tiny_encoder_dir),
+        max_length=16,
+        stride=4,
+        samples=8,
+        precision="fp32",
+        batch_tokens=256,
+        hidden_dim=16,
+    )
+    texts, labels = toy_corpus(60)
+    return train(
+        texts,
+        labels,
+        label_names=["neg", "pos"],
+        model_config=config,
+        train_config=TrainConfig(seed=0, max_epochs=120),
+    )

@@ -1,0 +1,95 @@
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelsvc.config import ModelConfig
+from modelsvc.encoder import EmbeddingCache, TextEncoder, encoder_identity, pool_hidden
+
+
+def test_long_document_is_split_into_windows_not_truncated(tiny_encoder: TextEncoder) -> None:
+    cfg = tiny_encoder.config
+    long_text = " ".join(f"word{i}" for i in range(60))
+    n_tokens = len(tiny_encoder.tokenizer(long_text, add_special_tokens=False)["input_ids"])
+    content = cfg.max_length - 2
+    expected = 1 + math.ceil((n_tokens - content) / (content - cfg.stride))
+    assert n_tokens > cfg.max_length
+    before = tiny_encoder.windows_encoded
+    out = tiny_encoder.encode([long_text, "short"])
+    assert tiny_encoder.windows_encoded - before == expected + 1
+    assert out.shape == (2, 32) and out.dtype == np.float32
+    # every token of the long document is inside some window
+    win = tiny_encoder.windows([long_text])
+    seen = {t for ids in win.input_ids for t in ids}
+    assert set(tiny_encoder.tokenizer(long_text, add_special_tokens=False)["input_ids"]) <= seen
+
+
+def test_dynamic_padding_does_not_change_vectors(tiny_encoder: TextEncoder) -> None:
+    texts = ["a", "a much longer sentence with many more words in it", "mid length text"]
+    together = tiny_encoder.encode(texts)
+    alone = np.vstack([tiny_encoder.encode([t]) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_cache_hits_skip_the_encoder(tiny_encoder: TextEncoder, tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path / "emb.sqlite")
+    texts = ["one text", "another text", "one text"]
+    first = tiny_encoder.encode(texts, cache=cache)
+    calls = tiny_encoder.forward_calls
+    assert len(cache) == 2  # duplicates stored once
+    second = tiny_encoder.encode(texts, cache=cache)
+    assert tiny_encoder.forward_calls == calls
+    np.testing.assert_array_equal(first, second)
+    # a new text costs one more encoder batch, old ones still come from the cache
+    tiny_encoder.encode(texts + ["brand new"], cache=cache)
+    assert tiny_encoder.forward_calls == calls + 1
+
+
+def test_cache_is_shared_between_connections_and_threads(tiny_encoder: TextEncoder, tmp_path: Path) -> None:
+    path = tmp_path / "emb.sqlite"
+    vecs = np.arange(12, dtype=np.float32).reshape(3, 4)
+
+    def writer(i: int) -> None:
+        EmbeddingCache(path).put_many("enc", [f"t{i}"], vecs[i : i + 1])
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    other = EmbeddingCache(path)
+    found = other.get_many("enc", ["t0", "t1", "t2", "t3"])
+    assert sorted(found) == [0, 1, 2]
+    np.testing.assert_array_equal(found[2], vecs[2])
+    assert other.get_many("other-encoder", ["t0"]) == {}
+    assert (path.parent / "emb.sqlite-wal").exists() or other._conn().execute(
+        "PRAGMA journal_mode"
+    ).fetchone()[0] == "wal"
+
+
+def test_encoder_identity_tracks_weights_and_pooling(tiny_config: ModelConfig) -> None:
+    a = encoder_identity(tiny_config)
+    assert a == encoder_identity(tiny_config)
+    assert a != encoder_identity(ModelConfig(**{**tiny_config.to_dict(), "pooling": "mean_max"}))
+    assert a != encoder_identity(ModelConfig())
+
+
+def test_pooling_respects_mask() -> None:
+    import torch
+
+    hidden = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, -100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert pool_hidden(hidden, mask, "mean").tolist() == [[2.0, 2.0]]
+    assert pool_hidden(hidden, mask, "mean_max").tolist() == [[2.0, 2.0, 3.0, 3.0]]
+    assert pool_hidden(hidden, mask, "cls").tolist() == [[1.0, 1.0]]
+
+
+def test_bad_config_values_are_rejected() -> None:
+    with pytest.raises(ValueError, match="stride"):
+        ModelConfig(max_length=32, stride=20)
+    with pytest.raises(ValueError, match="samples"):
+        ModelConfig(samples=0)
+    with pytest.raises(ValueError, match="unknown ModelConfig keys"):
+        ModelConfig.from_dict({"d_model": 3})
