@@ -6,3 +6,7 @@ urlpatterns = [
     path("", include("labeling.api.urls")),
     path("", include("labeling.ui.urls")),
 ]
+
+# JSON for /api/ paths, HTML pages elsewhere (see labeling.api.errors).
+handler404 = "labeling.api.errors.handler404"
+handler500 = "labeling.api.errors.handler500"

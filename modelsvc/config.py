@@ -119,6 +119,8 @@ class TrainConfig:
     """Weight the loss by inverse class frequency ("balanced")."""
     fine_tune: FineTune = "frozen"
     """Only the frozen encoder is supported; see docs/MODELSVC.md for the measurements behind it."""
+    temperature_on_validation: bool = True
+    """Fit the temperature on the calibration part plus the early-stopping validation part."""
     error_mapping: Literal["none", "isotonic", "platt"] = "none"
     """Optional map from predictive entropy to the probability that the prediction is wrong."""
 

@@ -89,7 +89,7 @@ def fit_head(
     model_config: ModelConfig,
     train_config: TrainConfig,
     progress: ProgressFn | None = None,
-) -> tuple[StochasticHead, list[dict[str, float]], dict[str, int]]:
+) -> tuple[StochasticHead, list[dict[str, float]], dict[str, int], np.ndarray]:
     """Fit a StochasticHead on vectors (N, H) and labels (N,); early stopping on validation loss."""
     rng = np.random.default_rng(train_config.seed)
     tr, va = stratified_split(y, train_config.validation_fraction, rng)
@@ -140,7 +140,7 @@ def fit_head(
     if len(va):
         head.load_state_dict(best_state)
     head.eval()
-    return head, history, {"train": int(len(tr)), "validation": int(len(va))}
+    return head, history, {"train": int(len(tr)), "validation": int(len(va))}, va
 
 
 def train_embeddings(
@@ -172,7 +172,7 @@ def train_embeddings(
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # the head's matmuls are tiny: thread sync costs more than it gains
         try:
-            head, history, sizes = fit_head(
+            head, history, sizes, val_idx = fit_head(
                 embeddings[fit_idx], y[fit_idx], len(names), model_config, train_config, progress
             )
         finally:
@@ -182,8 +182,14 @@ def train_embeddings(
     calibration: dict[str, Any] = {"temperature": 1.0, "n": int(len(cal_idx)), "error_mapping": None}
     metrics: dict[str, Any] = {}
     if len(cal_idx):
-        logits = clf.sample_logits(embeddings[cal_idx])
-        calibration["temperature"] = fit_temperature(logits, y[cal_idx])
+        # The temperature is one scalar: fit it on the calibration part plus the validation part
+        # (which only chose the stopping epoch), so small label sets still calibrate stably.
+        t_idx = (
+            np.concatenate([cal_idx, fit_idx[val_idx]]) if train_config.temperature_on_validation else cal_idx
+        )
+        logits = clf.sample_logits(embeddings[t_idx])
+        calibration["temperature"] = fit_temperature(logits, y[t_idx])
+        calibration["n_temperature"] = int(len(t_idx))
         clf.temperature = calibration["temperature"]
         res = score_embeddings(clf, embeddings[cal_idx])
         calibration["error_mapping"] = fit_error_mapping(
