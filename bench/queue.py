@@ -12,16 +12,21 @@ client are warm-up and not counted. Baseline (same run): one annotator alone.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench/queue.py would shadow the stdlib ``queue`` (used by concurrent.futures, requests ...):
+# the bench folder goes to the end of the path, after the standard library.
+BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
 from _common import (  # noqa: E402
     ROOT,
     ensure_project,

@@ -12,13 +12,18 @@ prediction from it. Baseline (same run): scoring 2,000 documents whose vectors a
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench/queue.py would shadow the stdlib ``queue`` (used by concurrent.futures, requests ...):
+# the bench folder goes to the end of the path, after the standard library.
+BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
 from _common import ensure_project, label_documents, labeled_corpus, machine, setup_django, timer, warm_cache  # noqa: E402
 
 setup_django()

@@ -80,12 +80,13 @@ def plot(curves: dict[str, dict[str, Any]], path: Path, *, title: str = "") -> P
 
     fig, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 4), constrained_layout=True)
     for ax, metric in zip(axes, METRICS, strict=True):
-        for strategy, c in sorted(curves.items()):
+        for k, (strategy, c) in enumerate(sorted(curves.items())):
             x = np.asarray(c["labels"])
             mean = np.asarray(c[metric]["mean"])
             std = np.asarray(c[metric]["std"])
+            # Distinct markers: two strategies can coincide (margin and entropy on two classes).
             style = "--" if strategy == "random" else "-"
-            ax.plot(x, mean, style, label=strategy, linewidth=1.6)
+            ax.plot(x, mean, style, marker="os^vDx"[k % 6], markersize=3, label=strategy, linewidth=1.4)
             ax.fill_between(x, mean - std, mean + std, alpha=0.15)
         ax.set_xlabel("labels")
         ax.set_title({"accuracy": "test accuracy", "macro_f1": "test macro-F1",

@@ -127,11 +127,16 @@ def _retrain(project: Project, eager: EagerTasks, runs_before: int) -> None:
 def replay_run(
     *, data: ReplayData, split: Split, strategy: str, seed: int, budget: int, batch: int, eager: EagerTasks,
     keep: bool = False, progress: Callable[[dict[str, Any]], None] | None = None,
+    policy: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """One learning curve: a record per round once a champion exists."""
+    """One learning curve: a record per round once a champion exists.
+
+    ``policy``: project policy fields to override (e.g. ``promotion_tolerance``), else the defaults.
+    """
     name = f"replay {data.name} {strategy} seed {seed} {time.strftime('%Y%m%d-%H%M%S')}"
     project = projects.project_create(
         name=name, labels=data.label_names, acquisition_strategy=strategy, retrain_after=batch, seed=seed,
+        **(policy or {}),
     )
     records: list[dict[str, Any]] = []
     try:

@@ -39,9 +39,13 @@ def enqueue(
     name: TaskName, *, args: tuple[Any, ...] = (), kind: QueueKind = QueueKind.SCORING,
     countdown: float | None = None,
 ) -> None:
-    """Send ``name`` once the surrounding transaction commits (at once outside one)."""
+    """Send ``name`` once the surrounding transaction commits (at once outside one).
+
+    A broker outage is logged, not raised: the caller's data is already committed, and the beat
+    reconciliation task finds whatever a lost message left undone.
+    """
 
     def send() -> None:
         current_app.send_task(str(name), args=args, queue=queue_for(kind), countdown=countdown)
 
-    transaction.on_commit(send)
+    transaction.on_commit(send, robust=True)

@@ -423,6 +423,14 @@ def _promote(model_version: ModelVersion) -> None:
     ).update(status=ModelStatus.RETIRED)
     ModelVersion.objects.filter(pk=model_version.pk).update(status=ModelStatus.CHAMPION, promoted_at=now)
     model_version.status, model_version.promoted_at = ModelStatus.CHAMPION, now
+    _close_superseded_rescores(model_version)
+
+
+def _close_superseded_rescores(champion: ModelVersion) -> None:
+    """A run still re-scoring for an older champion will never finish: its model is not served."""
+    TrainingRun.objects.filter(project_id=champion.project_id, stage="rescore").exclude(
+        model_version=champion
+    ).update(stage="done")
 
 
 def _decide(run: TrainingRun, challenger: ModelVersion, promote: bool, reason: str) -> None:
@@ -499,6 +507,7 @@ def model_version_rollback(*, project: Project) -> ModelVersion:
             decision_reason=f"rolled back to v{previous.version} at {now:%Y-%m-%d %H:%M} UTC",
         )
         ModelVersion.objects.filter(pk=previous.pk).update(status=ModelStatus.CHAMPION, promoted_at=now)
+        _close_superseded_rescores(previous)
         # Documents ingested under the rolled-back model still need this one's predictions.
         enqueue(TaskName.SCORE_PENDING, args=(project.pk,), kind=QueueKind.SCORING)
     previous.refresh_from_db()

@@ -130,8 +130,12 @@ def test_killing_the_worker_mid_scoring_leaves_every_document_with_one_predictio
     assert (
         wait_until(lambda: fully_scored(project), timeout=240, what="scoring to resume") == run.model_version
     )
-    run.refresh_from_db()
-    assert run.stage == "done" and run.progress == 1.0
+    # the scorer that finds nothing left closes the promoting run's re-scoring stage
+    wait_until(
+        lambda: TrainingRun.objects.filter(pk=run.pk, stage="done", progress=1.0).exists(),
+        timeout=60,
+        what="the run's rescore stage to be marked done",
+    )
 
 
 def test_killing_the_worker_mid_training_fails_the_run_and_keeps_the_champion(celery_worker_factory):

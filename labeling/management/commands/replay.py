@@ -61,6 +61,10 @@ class Command(BaseCommand):
         parser.add_argument("--out", required=True)
         parser.add_argument("--keep", action="store_true", help="keep the replay projects in the database")
         parser.add_argument(
+            "--promotion-tolerance", type=float, default=None,
+            help="project policy override; 1.0 promotes every retrained model (default: the project default)",
+        )
+        parser.add_argument(
             "--combine", nargs="+", metavar="DIR",
             help="only merge the records.jsonl of earlier runs (e.g. one process per seed) into --out",
         )
@@ -92,11 +96,15 @@ class Command(BaseCommand):
 
         from workers.app import app  # the tasks the workers run, executed here in-process
 
+        policy: dict[str, Any] = {}
+        if opts["promotion_tolerance"] is not None:
+            policy["promotion_tolerance"] = opts["promotion_tolerance"]
         eager = EagerTasks(app).install()
         records: list[dict[str, Any]] = []
         keys = ("data", "budget", "batch", "seeds", "first_seed", "test_size", "pool_size")
         config = {k: opts[k] for k in keys}
-        config |= {"strategies": strategies, "documents": len(data.texts), "labels": data.label_names,
+        config |= {"strategies": strategies, "policy": policy, "documents": len(data.texts),
+                   "labels": data.label_names,
                    "database": "configured DATABASE_URL, one throwaway project per run"}
         started = time.perf_counter()
         try:
@@ -108,6 +116,7 @@ class Command(BaseCommand):
                     run = replay_run(
                         data=data, split=split, strategy=strategy, seed=seed, budget=opts["budget"],
                         batch=opts["batch"], eager=eager, keep=opts["keep"], progress=self._progress,
+                        policy=policy,
                     )
                     records.extend(run)
                     took = time.perf_counter() - t0

@@ -58,8 +58,12 @@ class Command(BaseCommand):
             raise CommandError(f"run {run.pk} failed: {result.error}")
         self.stdout.write(f"decision: {result.decision_reason}")
         if result.promoted and result.model_version_id is not None:
+            started = time.monotonic()
             report = scoring.model_version_rescore(run_id=run.pk, model_version_id=result.model_version_id)
-            self.stdout.write(f"rescore: {report.scored} documents in {report.batches} batches")
+            self.stdout.write(
+                f"rescore: {report.scored} documents in {report.batches} batches, "
+                f"{time.monotonic() - started:.1f} s"
+            )
         result.refresh_from_db()
         mv = result.model_version
         if mv is not None:
@@ -75,7 +79,10 @@ class Command(BaseCommand):
         last = ("", -1)
         try:
             while not stop.wait(0.5):
-                stage, progress = TrainingRun.objects.values_list("stage", "progress").get(pk=run_id)
+                row = TrainingRun.objects.filter(pk=run_id).values_list("stage", "progress").first()
+                if row is None:  # not visible to this connection (yet)
+                    continue
+                stage, progress = row
                 bucket = int(progress * 10)
                 if (stage, bucket) != last:
                     self.stdout.write(f"  {time.strftime('%H:%M:%S')} {stage:<10} {progress:4.0%}")

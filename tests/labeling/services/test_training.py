@@ -6,8 +6,11 @@ this process (the worker tests run it in a real Celery worker).
 
 from __future__ import annotations
 
+import io
+
 import psycopg
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from labeling.models import ModelStatus, ModelVersion, RunStatus, RunTrigger, TrainingRun
@@ -15,7 +18,7 @@ from labeling.selectors.models import champion_get
 from labeling.services import modeling, training
 from modelsvc.artifacts import load_classifier
 from tests.factories import ModelVersionFactory, ProjectFactory, TrainingRunFactory, UserFactory
-from tests.support.celery_worker import database_url
+from tests.support.celery_worker import database_url, wait_until
 from tests.support.data import documents_create, label, rt_snippets
 from tests.support.fixtures import labeled_project, shared_embedding_cache, train_now  # noqa: F401
 
@@ -153,7 +156,10 @@ def test_reconcile_fails_a_run_whose_worker_died_but_not_a_live_one() -> None:
         run.refresh_from_db()
         assert run.status == RunStatus.RUNNING
     finally:
-        holder.close()  # the worker dies: PostgreSQL drops its lock
+        holder.close()  # the worker dies: PostgreSQL drops its lock once it notices
+    wait_until(
+        lambda: modeling.lock_is_free(modeling.LOCK_TRAINING, run.pk), timeout=30, what="the lock release"
+    )
     assert training.training_reconcile()["runs_failed"] == [run.pk]
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED and "worker executing this run stopped" in run.error
@@ -178,7 +184,13 @@ def test_promote_by_hand_and_roll_back(django_capture_on_commit_callbacks) -> No
     v2 = ModelVersionFactory(project=project, version=2, status=ModelStatus.REJECTED, artifact_path="/a/2")
     with django_capture_on_commit_callbacks():
         training.model_version_promote(model_version=v1)
+    rescoring_v1 = TrainingRunFactory(
+        project=project, status=RunStatus.SUCCEEDED, stage="rescore", model_version=v1
+    )
+    with django_capture_on_commit_callbacks():
         training.model_version_promote(model_version=v2)  # admin overrides a rejection
+    rescoring_v1.refresh_from_db()
+    assert rescoring_v1.stage == "done"  # v1 is no longer served: its re-scoring is over
     v1.refresh_from_db()
     assert v1.status == ModelStatus.RETIRED and champion_get(project_id=project.pk) == v2
     with django_capture_on_commit_callbacks():
@@ -217,3 +229,33 @@ def test_promotion_rule(kwargs: dict, promote: bool, words: str) -> None:  # typ
     }
     ok, reason = training.promotion_decision(**args)
     assert ok is promote and words in reason
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_row_locked_for_a_moment_makes_the_train_task_retry() -> None:
+    run = TrainingRunFactory()
+    other = psycopg.connect(database_url().replace("postgres://", "postgresql://"))
+    try:
+        other.execute("SELECT id FROM labeling_trainingrun WHERE id = %s FOR UPDATE", [run.pk])
+        with pytest.raises(training.RunLockedError):  # TRAIN retries this one, instead of dropping the run
+            training.training_run_execute(run_id=run.pk)
+    finally:
+        other.close()
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_embedding_cache")
+def test_retrain_command_sync_prints_stages_decision_and_rescores() -> None:
+    project = labeled_project(pool=30, holdout=10, unlabeled=10, name="reviews")
+    out = io.StringIO()
+    call_command("retrain", "reviews", "--sync", stdout=out)
+    text = out.getvalue()
+    assert "decision: first model" in text
+    assert f"rescore: {project.documents.count()} documents" in text
+    assert "v1 champion: 30 labels" in text and "run " in text and "succeeded" in text
+    run = TrainingRun.objects.get(project=project)
+    assert run.trigger == RunTrigger.MANUAL and run.stage == "done"
+    with pytest.raises(CommandError, match="no project named"):
+        call_command("retrain", "no such project", stdout=io.StringIO())
