@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +25,8 @@ DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/alabel_bench"
 
 def setup_django() -> None:
     """Point Django at the bench database (created if missing), migrate, and keep the broker in memory."""
+    # SIGTERM (e.g. from ``timeout``) unwinds like Ctrl+C, so ``finally`` blocks stop the servers we started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for key, value in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                        "DJANGO_SETTINGS_MODULE": "labeling.settings"}.items():
         os.environ.setdefault(key, value)

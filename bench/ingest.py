@@ -74,16 +74,20 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "labeling.wsgi", "-b", f"127.0.0.1:{port}",
          "-w", "2", "--timeout", "120", "--log-level", "warning"],
+        stdout=subprocess.DEVNULL,
         cwd=ROOT, env=env,
     )
-    for _ in range(100):
-        try:
-            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return proc
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError("gunicorn did not start")
+    try:
+        for _ in range(600):  # importing Django, DRF and torch takes a while on a busy machine
+            try:
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                return proc
+            except requests.RequestException:  # refused or still importing
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not start")
+    except BaseException:
+        proc.terminate()
+        raise
 
 
 def bench_endpoint(port: int, token: str, n: int, clients: int) -> float:

@@ -79,16 +79,20 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "labeling.wsgi", "-b", f"127.0.0.1:{port}",
          "-w", "4", "--threads", "5", "--worker-class", "gthread", "--log-level", "warning"],
+        stdout=subprocess.DEVNULL,
         cwd=ROOT, env=env,
     )
-    for _ in range(150):
-        try:
-            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return proc
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError("gunicorn did not start")
+    try:
+        for _ in range(600):  # importing Django, DRF and torch takes a while on a busy machine
+            try:
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                return proc
+            except requests.RequestException:  # refused or still importing
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not start")
+    except BaseException:
+        proc.terminate()
+        raise
 
 
 def annotate_loop(

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from labeling import roles
 from labeling.models import (
@@ -187,13 +186,11 @@ def test_a_broker_restart_during_ingestion_is_healed_by_reconciliation(celery_wo
         wait_until(lambda: fully_scored(project), timeout=240, what="scoring before the outage")
 
         redis_server.stop()  # the broker goes away: queued and unacknowledged messages are lost
-        lost_sends = 0
         for i in range(20, 80, 20):
-            try:
-                document_bulk_create(project=project, items=[{"text": t} for t, _ in rows[i : i + 20]])
-            except BrokerOperationalError:
-                lost_sends += 1  # the documents are committed; only their scoring message is lost
+            # Ingestion still succeeds: the documents commit, only their scoring message is lost
+            # (enqueue logs the broker error instead of failing a request whose data is stored).
+            results = document_bulk_create(project=project, items=[{"text": t} for t, _ in rows[i : i + 20]])
+            assert len(results) == 20
         redis_server.start()  # empty: nothing remembers those 60 documents but the database
-        assert lost_sends == 3
         assert Document.objects.filter(project=project).count() == 110
         wait_until(lambda: fully_scored(project), timeout=240, what="reconciliation to score every document")
