@@ -197,3 +197,16 @@ def label_documents(project: Any, n: int, *, username: str = "bench-annotator") 
         ])
         Document.objects.filter(pk__in=[d.pk for d in docs]).update(is_labeled=True)
     return len(docs)
+
+
+def analyze() -> None:
+    """Refresh planner statistics, as autovacuum does some time after a bulk load.
+
+    Right after loading tens of thousands of rows the statistics say "empty table" and PostgreSQL
+    picks nested-loop plans for the queue and "unscored documents" queries that take seconds.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in ("labeling_document", "labeling_prediction", "labeling_assignment", "labeling_annotation"):
+            cursor.execute(f"ANALYZE {table}")

@@ -24,7 +24,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
 
-from _common import ensure_project, label_documents, labeled_corpus, machine, setup_django, timer, warm_cache  # noqa: E402
+from _common import analyze, ensure_project, label_documents, labeled_corpus, machine, setup_django, timer, warm_cache  # noqa: E402
 
 setup_django()
 
@@ -76,6 +76,7 @@ def main() -> None:
     for target in [int(x) for x in args.labels.split(",")]:
         have = Annotation.objects.filter(document__project=project).count()
         label_documents(project, target - have)
+        analyze()
         row = retrain_once(project, eager)
         warm[target] = row["wall_s"]
         name = f"retrain at {target} labels, warm cache, {row['pool_scored']} docs re-scored"
@@ -90,6 +91,7 @@ def main() -> None:
         Annotation.objects.filter(document__project=cold_project).delete()
         Document.objects.filter(project=cold_project).update(is_labeled=False)
         label_documents(cold_project, 1000)
+        analyze()
         row = retrain_once(cold_project, eager)
         ratio = round(row["wall_s"] / warm[1000], 1) if 1000 in warm else None
         print(json.dumps({"row": "baseline: retrain at 1000 labels, cold cache (encoder runs again)", **row,

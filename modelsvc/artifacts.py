@@ -127,9 +127,7 @@ def read_metadata(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
-def load_classifier(
-    directory: str | os.PathLike[str], *, expected_labels: Sequence[str] | None = None
-) -> Classifier:
+def load_classifier(directory: str | os.PathLike[str], *, expected_labels: Sequence[str] | None = None) -> Classifier:
     """Load and validate an artifact; ``expected_labels`` checks the label map (names and order)."""
     folder = Path(directory)
     meta = read_metadata(folder)
@@ -153,15 +151,11 @@ def load_classifier(
     expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     if set(found) != set(expected):
-        raise ArtifactError(
-            f"{weights_path}: tensors {sorted(found)} do not match the head {sorted(expected)}"
-        )
+        raise ArtifactError(f"{weights_path}: tensors {sorted(found)} do not match the head {sorted(expected)}")
     for name, shape in expected.items():
         if found[name] != shape:
             hint = " (label map mismatch)" if name in ("w2", "b2") else ""
-            raise ArtifactError(
-                f"{weights_path}: tensor {name} has shape {found[name]}, expected {shape}{hint}"
-            )
+            raise ArtifactError(f"{weights_path}: tensor {name} has shape {found[name]}, expected {shape}{hint}")
     head.load_state_dict(tensors)
     head.eval()
     temperature = float(meta["temperature"])

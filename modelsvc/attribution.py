@@ -79,9 +79,7 @@ def attribute(
         pad = embed(torch.full_like(ids, tok.pad_token_id or 0)).float()
         base = torch.where(special.unsqueeze(-1), inp, pad)  # (W, T, E)
         if target is None:
-            pooled = pool_hidden(
-                model(inputs_embeds=inp, attention_mask=mask).last_hidden_state, mask, cfg.pooling
-            )
+            pooled = pool_hidden(model(inputs_embeds=inp, attention_mask=mask).last_hidden_state, mask, cfg.pooling)
             target = int(head.mean_logits((weights[:, None] * pooled).sum(0, keepdim=True)).argmax())
     alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
     grads = torch.zeros_like(inp)

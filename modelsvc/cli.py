@@ -147,9 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--text-col", default="text")
         if labeled:
             p.add_argument("--label-col", default="label")
-        p.add_argument(
-            "--cache", default=os.environ.get("MODELSVC_CACHE"), help="embedding cache (SQLite file)"
-        )
+        p.add_argument("--cache", default=os.environ.get("MODELSVC_CACHE"), help="embedding cache (SQLite file)")
 
     t = sub.add_parser("train", help="train a calibrated classifier")
     data_args(t, labeled=True)

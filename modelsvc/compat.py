@@ -56,9 +56,7 @@ class BayesianExpectationTransformerLayer(nn.Module):
             raise ValueError("dropout must be in (0, 1) for MC sampling")
         if _get(config, "use_positions", None) is False:
             warnings.warn("use_positions is ignored: positions come from the encoder", stacklevel=2)
-        self.attn = nn.MultiheadAttention(
-            self.d_model, self.n_heads, dropout=self.dropout_p, batch_first=True
-        )
+        self.attn = nn.MultiheadAttention(self.d_model, self.n_heads, dropout=self.dropout_p, batch_first=True)
         self.norm1 = nn.LayerNorm(self.d_model)
         self.ff = nn.Sequential(
             nn.Linear(self.d_model, d_ff),
@@ -77,11 +75,7 @@ class BayesianExpectationTransformerLayer(nn.Module):
         """hidden_states (B, T, D), attention_mask (B, T) with 1 = token -> dict of tensors:
         hidden_states (B, T, D), epistemic_uncertainty (B,), probs (B, C), sample_probs (B, k, C)."""
         b, t, d = hidden_states.shape
-        mask = (
-            torch.ones(b, t, device=hidden_states.device)
-            if attention_mask is None
-            else attention_mask.float()
-        )
+        mask = torch.ones(b, t, device=hidden_states.device) if attention_mask is None else attention_mask.float()
         # Deterministic part, once.
         with eval_mode(self.attn):
             att, _ = self.attn(hidden_states, hidden_states, hidden_states, key_padding_mask=mask == 0)

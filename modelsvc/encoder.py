@@ -238,10 +238,7 @@ class EmbeddingCache:
     def put_many(self, encoder_id: str, texts: Sequence[str], vectors: np.ndarray) -> None:
         """Store ``vectors`` (N, H) for ``texts`` (N)."""
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
-        rows = [
-            (encoder_id, self.text_key(t), int(v.shape[0]), v.tobytes())
-            for t, v in zip(texts, vecs, strict=True)
-        ]
+        rows = [(encoder_id, self.text_key(t), int(v.shape[0]), v.tobytes()) for t, v in zip(texts, vecs, strict=True)]
         conn = self._conn()
         with conn:
             conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)

@@ -81,11 +81,28 @@ def score_embeddings(
 ) -> ScoreResult:
     """Score document vectors (N, H): k MC samples of the head in one batched call per chunk."""
     logits = classifier.sample_logits(embeddings, k=k)  # (N, K, C)
-    samples = tempered_samples(logits, classifier.temperature)  # (N, K, C)
+    return summarize_logits(
+        logits,
+        temperature=classifier.temperature,
+        error_mapping=classifier.calibration.get("error_mapping"),
+        embeddings=embeddings,
+        return_samples=return_samples,
+    )
+
+
+def summarize_logits(
+    logits: np.ndarray,
+    *,
+    temperature: float,
+    error_mapping: dict[str, Any] | None,
+    embeddings: np.ndarray,
+    return_samples: bool = False,
+) -> ScoreResult:
+    """Sample logits (N, K, C) -> calibrated ScoreResult (also used on out-of-fold logits)."""
+    samples = tempered_samples(logits, temperature)  # (N, K, C)
     probs_uncal = tempered_samples(logits, 1.0).mean(1)
     summary = U.summarize(samples)
     probs = samples.mean(1)
-    mapping = classifier.calibration.get("error_mapping")
     return ScoreResult(
         probs=probs,
         probs_uncalibrated=probs_uncal,
@@ -98,7 +115,7 @@ def score_embeddings(
         margin=summary["margin"],
         variation_ratio=summary["variation_ratio"],
         embeddings=np.asarray(embeddings, dtype=np.float32),
-        error_probability=apply_error_mapping(mapping, summary["entropy"]) if mapping else None,
+        error_probability=apply_error_mapping(error_mapping, summary["entropy"]) if error_mapping else None,
     )
 
 

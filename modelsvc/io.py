@@ -34,9 +34,7 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"data file {p} is empty") from exc
     except Exception as exc:  # noqa: BLE001 - parser errors vary by format; report them in one line
-        raise DataError(
-            f"could not read {p}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        ) from exc
+        raise DataError(f"could not read {p}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     if len(df) == 0:
         raise DataError(f"data file {p} has no rows")
     return df

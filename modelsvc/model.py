@@ -132,9 +132,7 @@ class Classifier:
     def n_classes(self) -> int:
         return len(self.label_names)
 
-    def sample_logits(
-        self, embeddings: np.ndarray, k: int | None = None, batch_size: int = 2048
-    ) -> np.ndarray:
+    def sample_logits(self, embeddings: np.ndarray, k: int | None = None, batch_size: int = 2048) -> np.ndarray:
         """MC samples of uncalibrated logits (N, K, C) from embeddings (N, H); K = config.samples."""
         k = k or self.config.samples
         x = torch.as_tensor(np.ascontiguousarray(embeddings, dtype=np.float32))
@@ -151,6 +149,4 @@ class Classifier:
 
 
 def build_head(config: ModelConfig, in_dim: int, n_classes: int) -> StochasticHead:
-    return StochasticHead(
-        in_dim, config.hidden_dim, n_classes, config.n_members, config.dropout, config.input_dropout
-    )
+    return StochasticHead(in_dim, config.hidden_dim, n_classes, config.n_members, config.dropout, config.input_dropout)

@@ -1,9 +1,14 @@
 """Training: encode (through the cache), fit the stochastic head, calibrate, measure.
 
-The labeled data is split (seeded, stratified) into a *fit* part and a *calibration* part; the fit
-part is split again into train / validation for early stopping. Classes with fewer than 3
-examples are kept entirely in the fit part, so a cold start with 2 labels per class trains (with a
-fixed epoch budget and temperature 1) instead of failing.
+Default (``TrainConfig.folds`` >= 2, see ``modelsvc.crossfit``): K stratified folds, K fold heads
+trained in one batched loop, temperature / error mapping / metrics from the out-of-fold
+predictions of every labeled item, the K heads deployed as the ensemble.
+
+With ``folds=0``, or when a class has fewer than 3 labels, the older path runs: the labeled data
+is split (seeded, stratified) into a *fit* part and a *calibration* part; the fit part is split
+again into train / validation for early stopping. Classes with fewer than 3 examples are kept
+entirely in the fit part, so a cold start with 2 labels per class trains (with a fixed epoch
+budget and temperature 1) instead of failing.
 """
 
 from __future__ import annotations
@@ -20,8 +25,16 @@ from torch import nn
 
 from modelsvc.calibration import evaluate_predictions, fit_error_mapping, fit_temperature
 from modelsvc.config import ModelConfig, TrainConfig
+from modelsvc.crossfit import (
+    deployed_config,
+    draws_per_member,
+    fit_fold_heads,
+    fold_assignment,
+    n_folds,
+    out_of_fold_logits,
+)
 from modelsvc.encoder import EmbeddingCache, TextEncoder
-from modelsvc.inference import score_embeddings
+from modelsvc.inference import score_embeddings, summarize_logits
 from modelsvc.model import Classifier, StochasticHead, build_head, eval_mode
 
 ProgressFn = Callable[[str, float], None]
@@ -37,16 +50,14 @@ class TrainingError(ValueError):
 @dataclass
 class TrainResult:
     classifier: Classifier
-    metrics: dict[str, Any]  # on the calibration part (before/after temperature), or {} if none
+    metrics: dict[str, Any]  # out-of-fold (or calibration-part) metrics, or {} if none
     calibration: dict[str, Any]  # temperature, error mapping, sizes
     history: list[dict[str, float]] = field(default_factory=list)  # per epoch: train_loss, val_loss
     split_sizes: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds: encode, fit, calibrate
 
 
-def stratified_split(
-    y: np.ndarray, fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Indices (keep, held_out); each class with >= 3 items gives round(fraction * n) (>= 1) items."""
     keep: list[np.ndarray] = []
     held: list[np.ndarray] = []
@@ -99,14 +110,10 @@ def fit_head(
     head.set_standardization(x[tr])
     weights = _class_weights(y[tr], n_classes) if train_config.class_weights else None
     loss_fn = nn.CrossEntropyLoss(weight=weights)
-    opt = torch.optim.AdamW(
-        head.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay
-    )
+    opt = torch.optim.AdamW(head.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay)
     gen = torch.Generator().manual_seed(train_config.seed)
     m = model_config.n_members
-    epochs = (
-        train_config.max_epochs if len(va) else min(train_config.max_epochs, FIXED_EPOCHS_WITHOUT_VALIDATION)
-    )
+    epochs = train_config.max_epochs if len(va) else min(train_config.max_epochs, FIXED_EPOCHS_WITHOUT_VALIDATION)
     best_loss, best_state, since_best = float("inf"), copy.deepcopy(head.state_dict()), 0
     history: list[dict[str, float]] = []
     tr_t = torch.as_tensor(tr)
@@ -164,6 +171,9 @@ def train_embeddings(
     if len(labels) != len(embeddings):
         raise TrainingError(f"{len(embeddings)} texts but {len(labels)} labels")
     y = encode_labels(labels, names)
+    k = n_folds(y, train_config.folds)
+    if k:
+        return _train_cross_fitted(embeddings, y, k, names, encoder_id, model_config, train_config, progress)
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_config.seed)
@@ -184,9 +194,7 @@ def train_embeddings(
     if len(cal_idx):
         # The temperature is one scalar: fit it on the calibration part plus the validation part
         # (which only chose the stopping epoch), so small label sets still calibrate stably.
-        t_idx = (
-            np.concatenate([cal_idx, fit_idx[val_idx]]) if train_config.temperature_on_validation else cal_idx
-        )
+        t_idx = np.concatenate([cal_idx, fit_idx[val_idx]]) if train_config.temperature_on_validation else cal_idx
         logits = clf.sample_logits(embeddings[t_idx])
         calibration["temperature"] = fit_temperature(logits, y[t_idx])
         calibration["n_temperature"] = int(len(t_idx))
@@ -204,6 +212,57 @@ def train_embeddings(
     if progress is not None:
         progress("calibrate", 1.0)
     sizes["calibration"] = int(len(cal_idx))
+    timings = {"fit": t1 - t0, "calibrate": time.perf_counter() - t1}
+    return TrainResult(clf, metrics, calibration, history, sizes, timings)
+
+
+def _train_cross_fitted(
+    embeddings: np.ndarray,
+    y: np.ndarray,
+    k: int,
+    names: list[str],
+    encoder_id: str,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    progress: ProgressFn | None,
+) -> TrainResult:
+    """K fold heads; temperature, error mapping and metrics from all N out-of-fold predictions."""
+    t0 = time.perf_counter()
+    fold = fold_assignment(y, k, np.random.default_rng(train_config.seed + 1))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_config.seed)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # the head's matmuls are tiny: thread sync costs more than it gains
+        try:
+            head, history = fit_fold_heads(embeddings, y, fold, len(names), model_config, train_config, progress)
+        finally:
+            torch.set_num_threads(threads)
+    t1 = time.perf_counter()
+    config = deployed_config(model_config, head.n_members)
+    clf = Classifier(config=config, label_names=names, encoder_id=encoder_id, head=head)
+    per_fold = model_config.n_members
+    # Each document's samples come only from its own fold's members, which never trained on it.
+    draws = draws_per_member(model_config.samples, per_fold)
+    logits = out_of_fold_logits(clf.sample_logits(embeddings, k=head.n_members * draws), fold, per_fold)
+    temperature = fit_temperature(logits, y)
+    oof = summarize_logits(logits, temperature=temperature, error_mapping=None, embeddings=embeddings)
+    calibration: dict[str, Any] = {
+        "method": "cross_fitted",
+        "folds": k,
+        "temperature": temperature,
+        "n": int(len(y)),
+        "n_temperature": int(len(y)),
+        "error_mapping": fit_error_mapping(oof.entropy, oof.predicted != y, train_config.error_mapping),
+    }
+    clf.temperature = temperature
+    metrics = evaluate_predictions(oof.probs_uncalibrated, oof.probs, y, oof.uncertainty())
+    metrics["split"] = "out_of_fold"
+    clf.calibration = calibration
+    clf.metrics = {key: v for key, v in metrics.items() if not key.startswith("reliability")}
+    if progress is not None:
+        progress("calibrate", 1.0)
+    n = int(len(y))
+    sizes = {"train": n, "validation": n, "calibration": n, "folds": k}
     timings = {"fit": t1 - t0, "calibrate": time.perf_counter() - t1}
     return TrainResult(clf, metrics, calibration, history, sizes, timings)
 

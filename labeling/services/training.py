@@ -13,9 +13,14 @@ worker dies, which is how ``training_reconcile`` tells a crashed run from a slow
 Promotion rule (see docs/WORKERS.md): the first model is promoted. Later, with a labeled holdout of
 at least ``MIN_HOLDOUT_LABELS`` documents covering 2+ classes, the challenger is promoted unless its
 accuracy is lower than the champion's, re-measured on the same holdout documents now, by more than
-``project.promotion_tolerance``. With a smaller holdout, the two models' accuracies on their own
-calibration splits are compared with the same tolerance (and with no such figure, the newer model,
-trained on more labels, is promoted). The reason is written to ``decision_reason``.
+``project.promotion_tolerance`` (a challenger worse on the holdout is never promoted). The reason
+also gives the paired evidence: how many holdout documents only one of the two models gets right,
+and a one-sided exact McNemar p-value, so a user can see when a rejection rests on too few holdout
+labels (the replay showed a 10 % holdout rejecting most better-trained challengers on noise; the
+remedy is more holdout labels: ``holdout_fraction`` / ``holdout_interleave``, or a wider tolerance).
+With a smaller holdout, the two models' accuracies on their own calibration splits are compared
+with the same tolerance (and with no such figure, the newer model, trained on more labels, is
+promoted). The reason is written to ``decision_reason``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
+from scipy.stats import binomtest
 
 from labeling.models import (
     Annotation,
@@ -60,6 +66,8 @@ from modelsvc.training import TrainResult, encode_labels, train
 
 log = logging.getLogger(__name__)
 
+#: Below this McNemar p-value a rejection is called significant in the reason; above it, a hint to label more.
+PROMOTION_ALPHA = 0.05
 #: Fewer labeled holdout documents than this (or one class only) cannot judge a challenger.
 MIN_HOLDOUT_LABELS = 10
 #: The TRAIN task's hard time limit; on SQLite (no advisory locks) a run older than this is dead.
@@ -275,8 +283,11 @@ def _execute(run: TrainingRun) -> None:
     )
     _stage(run.pk, "evaluate")
     metrics, champion_accuracy = _evaluate(project, result.classifier, challenger)
+    discordant = metrics.get("holdout_discordant", {})
     promote, reason = promotion_decision(
         has_champion=champion_accuracy is not _NO_CHAMPION,
+        champion_only_correct=discordant.get("champion_only"),
+        challenger_only_correct=discordant.get("challenger_only"),
         holdout_count=metrics["holdout_count"],
         holdout_classes=metrics["holdout_classes"],
         challenger_accuracy=metrics.get("accuracy"),
@@ -348,6 +359,7 @@ def _evaluate(
     if holdout:
         res = modeling.classifier_score(classifier, texts)
         y = encode_labels(truth, classifier.label_names)
+        challenger_predicted = res.predicted
         measured = evaluate_predictions(res.probs_uncalibrated, res.probs, y, res.uncertainty())
         measured.pop("n", None)
         metrics.update(_compact(measured))
@@ -361,9 +373,16 @@ def _evaluate(
         return metrics, None
     champion_clf = modeling.classifier_for(champion)
     res = modeling.classifier_score(champion_clf, texts)
-    predicted = [champion_clf.label_names[int(i)] for i in res.predicted]
-    accuracy = float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)]))
+    champion_right = np.array(
+        [champion_clf.label_names[int(i)] == t for i, t in zip(res.predicted, truth, strict=True)]
+    )
+    accuracy = float(champion_right.mean())
     metrics["champion_holdout_accuracy"] = accuracy
+    challenger_right = np.asarray(challenger_predicted) == np.asarray(y)
+    metrics["holdout_discordant"] = {
+        "champion_only": int((champion_right & ~challenger_right).sum()),
+        "challenger_only": int((challenger_right & ~champion_right).sum()),
+    }
     return metrics, accuracy
 
 
@@ -385,17 +404,36 @@ def promotion_decision(
     challenger_calibration_accuracy: float | None,
     champion_calibration_accuracy: float | None,
     tolerance: float,
+    champion_only_correct: int | None = None,
+    challenger_only_correct: int | None = None,
 ) -> tuple[bool, str]:
-    """The promotion gate (pure): (promote?, the reason in words)."""
+    """The promotion gate (pure): (promote?, the reason in words).
+
+    ``champion_only_correct`` / ``challenger_only_correct`` count the holdout documents that only
+    one of the two models gets right; without them a drop beyond the tolerance rejects outright.
+    """
     if not has_champion:
         return True, "first model: there is no champion to compare with"
     if holdout_count >= MIN_HOLDOUT_LABELS and holdout_classes >= 2:
         assert challenger_accuracy is not None and champion_accuracy is not None
-        ok = challenger_accuracy >= champion_accuracy - tolerance
-        return ok, (
+        head = (
             f"holdout of {holdout_count} labeled documents: challenger accuracy {challenger_accuracy:.3f}, "
             f"champion {champion_accuracy:.3f} on the same documents, tolerance {tolerance:.3f}: "
-            + ("promoted" if ok else "rejected (worse than the champion by more than the tolerance)")
+        )
+        if challenger_accuracy >= champion_accuracy - tolerance:
+            return True, head + "promoted"
+        if champion_only_correct is None or challenger_only_correct is None:
+            return False, head + "rejected (worse than the champion by more than the tolerance)"
+        p_value = _mcnemar_worse_p(champion_only_correct, challenger_only_correct)
+        evidence = (
+            f"champion alone right on {champion_only_correct}, challenger alone on {challenger_only_correct}, "
+            f"McNemar p={p_value:.3f}"
+        )
+        if p_value < PROMOTION_ALPHA:
+            return False, head + f"rejected: significantly worse ({evidence})"
+        return False, head + (
+            f"rejected: worse by more than the tolerance, though the holdout cannot tell the two apart "
+            f"({evidence}); label more holdout documents or widen the tolerance"
         )
     prefix = (
         f"holdout too small to judge ({holdout_count} labeled, {holdout_classes} classes; "
@@ -412,6 +450,14 @@ def promotion_decision(
         f"{champion_calibration_accuracy:.3f}, tolerance {tolerance:.3f}: "
         + ("promoted" if ok else "rejected")
     )
+
+
+def _mcnemar_worse_p(champion_only: int, challenger_only: int) -> float:
+    """One-sided exact McNemar: P(the champion wins this many discordant pairs | equal accuracy)."""
+    discordant = champion_only + challenger_only
+    if discordant == 0:
+        return 1.0
+    return float(binomtest(champion_only, discordant, 0.5, alternative="greater").pvalue)
 
 
 def _promote(model_version: ModelVersion) -> None:

@@ -102,7 +102,7 @@ def test_first_model_is_promoted_and_a_worse_challenger_is_rejected() -> None:
     label(pool_docs, UserFactory(), flip=True)
     label(pool_docs, UserFactory(), flip=True)
     bad = train_now(project)
-    assert bad.status == RunStatus.SUCCEEDED and bad.promoted is False
+    assert bad.status == RunStatus.SUCCEEDED and bad.promoted is False, bad.decision_reason
     assert "rejected" in bad.decision_reason
     challenger = ModelVersion.objects.get(pk=bad.model_version_id)
     assert challenger.status == ModelStatus.REJECTED
@@ -210,6 +210,12 @@ def test_promote_by_hand_and_roll_back(django_capture_on_commit_callbacks) -> No
         ({"has_champion": False}, True, "first model"),
         ({"challenger_accuracy": 0.795, "champion_accuracy": 0.80}, True, "promoted"),
         ({"challenger_accuracy": 0.78, "champion_accuracy": 0.80}, False, "rejected"),
+        # 2 points worse on 50 documents, 6 vs 5 discordant: still rejected, and the reason says why it is weak
+        ({"challenger_accuracy": 0.78, "champion_accuracy": 0.80, "champion_only_correct": 6,
+          "challenger_only_correct": 5}, False, "label more holdout documents"),
+        # 22 points worse, 12 vs 1 discordant: a real loss
+        ({"challenger_accuracy": 0.58, "champion_accuracy": 0.80, "champion_only_correct": 12,
+          "challenger_only_correct": 1}, False, "significantly worse"),
         ({"holdout_count": 9}, True, "too small"),
         ({"holdout_classes": 1, "challenger_calibration_accuracy": 0.6}, False, "calibration-split accuracy"),
         ({"holdout_count": 3, "champion_calibration_accuracy": None}, True, "newer model has more labels"),
