@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef
 
 from labeling.models import (
     Annotation,
@@ -40,12 +40,42 @@ def training_run_open(*, project_id: int) -> TrainingRun | None:
     return TrainingRun.objects.filter(project_id=project_id, status__in=OPEN_RUN_STATES).first()
 
 
-def documents_unscored(*, model_version: ModelVersion) -> QuerySet[Document]:
-    """Documents of the model's project (pool and holdout) without a prediction from it, newest first."""
-    scored = Prediction.objects.filter(document=OuterRef("pk"), model_version=model_version)
-    return (
-        Document.objects.filter(project_id=model_version.project_id).exclude(Exists(scored)).order_by("-id")
+def documents_unscored_page(
+    model_version: ModelVersion, *, below: int | None, size: int
+) -> tuple[list[tuple[int, str]], int | None]:
+    """The next ``size`` documents below id ``below`` (newest first), less those already scored.
+
+    Returns (unscored (id, text) pairs, the new cursor); the cursor is None once no document is left.
+    A keyset walk with two index lookups per page, instead of a NOT EXISTS anti-join: the planner
+    knows nothing about a brand-new model version's predictions, and the anti-join re-read every
+    prediction written so far on each batch (quadratic in the pool; the retrain bench measured the
+    re-score falling to ~80 docs/s on 18,000 documents).
+    """
+    documents = Document.objects.filter(project_id=model_version.project_id)
+    if below is not None:
+        documents = documents.filter(id__lt=below)
+    ids = list(documents.order_by("-id").values_list("id", flat=True)[:size])
+    if not ids:
+        return [], None
+    scored = set(
+        Prediction.objects.filter(model_version=model_version, document_id__in=ids).values_list(
+            "document_id", flat=True
+        )
     )
+    missing = [i for i in ids if i not in scored]
+    texts = dict(Document.objects.filter(id__in=missing).values_list("id", "text")) if missing else {}
+    return [(i, texts[i]) for i in missing if i in texts], ids[-1]
+
+
+def champion_has_gaps(model_version: ModelVersion) -> bool:
+    """Whether some document of the project lacks a prediction from ``model_version``.
+
+    Two index counts: predictions only exist for the project's documents (deletes cascade), so
+    equal counts mean every document is scored. Cheap enough for the reconciliation beat, unlike
+    an anti-join that walks every scored document.
+    """
+    documents = Document.objects.filter(project_id=model_version.project_id).count()
+    return Prediction.objects.filter(model_version=model_version).count() < documents
 
 
 def labeled_count(*, project_id: int, split: str = Split.POOL) -> int:

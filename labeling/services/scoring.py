@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from labeling.models import ModelVersion, Prediction, Project, TrainingRun
-from labeling.selectors.models import champion_get, documents_unscored
+from labeling.selectors.models import champion_get, champion_has_gaps, documents_unscored_page
 from labeling.services import modeling
 from labeling.services.assignments import assignments_expire
 from labeling.services.dispatch import QueueKind, TaskName, enqueue
@@ -181,6 +181,8 @@ def project_score_pending(
     report = ScoreReport(project_id=project_id, model_version_id=model_version_id)
     budget = SCORING_TIME_BUDGET_S if time_budget_s is None else time_budget_s
     started = time.monotonic()
+    walking: int | None = None
+    cursor: int | None = None
     with modeling.lock_held(modeling.LOCK_SCORING, project_id) as got:
         if not got:
             report.busy = True
@@ -191,14 +193,14 @@ def project_score_pending(
                 report.stale = model_version_id is not None
                 return report
             report.model_version_id = champion.pk
-            batch = list(
-                documents_unscored(model_version=champion).values_list("id", "text")[
-                    : settings.SCORING_BATCH_SIZE
-                ]
-            )
-            if not batch:
+            if champion.pk != walking:
+                walking, cursor = champion.pk, None  # a new champion: walk the whole project again
+            batch, cursor = documents_unscored_page(champion, below=cursor, size=settings.SCORING_BATCH_SIZE)
+            if cursor is None:  # walked past the oldest document
                 _rescore_progress(champion, done=True)
                 return report
+            if not batch:
+                continue
             classifier = modeling.classifier_for(champion)
             result = modeling.classifier_score(classifier, [text for _, text in batch], return_samples=True)
             report.scored += prediction_bulk_upsert(
@@ -245,7 +247,7 @@ def scoring_reconcile() -> dict[str, Any]:
     for project in Project.objects.all():
         expired += assignments_expire(project=project)
         champion = champion_get(project_id=project.pk)
-        if champion is not None and documents_unscored(model_version=champion).exists():
+        if champion is not None and champion_has_gaps(champion):
             enqueue(TaskName.SCORE_PENDING, args=(project.pk,), kind=QueueKind.SCORING)
             enqueued.append(project.pk)
     if enqueued:
