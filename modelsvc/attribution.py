@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from modelsvc.encoder import TextEncoder, pool_hidden
+from modelsvc.encoder import TextEncoder, pooled_forward
 from modelsvc.inference import encoder_for
 from modelsvc.model import Classifier, eval_mode
 
@@ -79,7 +79,7 @@ def attribute(
         pad = embed(torch.full_like(ids, tok.pad_token_id or 0)).float()
         base = torch.where(special.unsqueeze(-1), inp, pad)  # (W, T, E)
         if target is None:
-            pooled = pool_hidden(model(inputs_embeds=inp, attention_mask=mask).last_hidden_state, mask, cfg.pooling)
+            pooled = pooled_forward(model, mask, cfg.pooling, inputs_embeds=inp)
             target = int(head.mean_logits((weights[:, None] * pooled).sum(0, keepdim=True)).argmax())
     alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
     grads = torch.zeros_like(inp)
@@ -91,8 +91,8 @@ def attribute(
             x.requires_grad_(True)
             s = x.shape[0]
             m = mask.repeat(s, 1)  # (S*W, T)
-            hidden = model(inputs_embeds=x.reshape(s * n_win, width, -1), attention_mask=m).last_hidden_state
-            pooled = pool_hidden(hidden, m, cfg.pooling).view(s, n_win, -1)  # (S, W, H)
+            flat = x.reshape(s * n_win, width, -1)
+            pooled = pooled_forward(model, m, cfg.pooling, inputs_embeds=flat).view(s, n_win, -1)  # (S, W, H)
             doc = (weights.view(1, -1, 1) * pooled).sum(1)  # (S, H)
             prob = torch.softmax(head.mean_logits(doc) / classifier.temperature, -1)[:, target]  # (S,)
             (g,) = torch.autograd.grad(prob.sum(), x)

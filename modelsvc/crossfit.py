@@ -106,7 +106,7 @@ def fit_fold_heads(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total_loss += float(per_member.mean()) * len(idx)
+            total_loss += per_member.mean().item() * len(idx)
         with torch.no_grad(), eval_mode(head):
             logp = torch.log_softmax(head(x, k=total), -1)  # (N, T, C), dropout off
             nll = -logp.gather(2, yt[:, None, None].expand(-1, total, 1)).squeeze(2)  # (N, T)

@@ -265,16 +265,39 @@ class Windows:
     doc_index: np.ndarray  # (W,) document of each window
 
 
-def pool_hidden(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """Pool token states (B, T, H) with mask (B, T) into (B, H) or (B, 2H) for mean_max."""
+def pool_hidden(
+    hidden: torch.Tensor,
+    mask: torch.Tensor,
+    pooling: str,
+    hidden_states: Sequence[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Pool token states (B, T, H) with mask (B, T) into (B, H), or (B, 2H) for mean_max / mean_mid.
+
+    ``mean_mid`` concatenates the masked mean of the last layer with that of the middle layer
+    (``hidden_states[L // 2]``, layer 3 of 6 for MiniLM): lower layers keep the function words
+    (what / who / how many) that the last layer's mean dilutes, which is what question type hinges on.
+    """
     m = mask.unsqueeze(-1).to(hidden.dtype)
     if pooling == "cls":
         return hidden[:, 0]
     mean = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
     if pooling == "mean":
         return mean
+    if pooling == "mean_mid":
+        if hidden_states is None:
+            raise ValueError("mean_mid pooling needs the hidden states of every layer")
+        mid = hidden_states[(len(hidden_states) - 1) // 2].to(hidden.dtype)
+        return torch.cat([mean, (mid * m).sum(1) / m.sum(1).clamp_min(1.0)], dim=-1)
     mx = hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).amax(1)
     return torch.cat([mean, mx], dim=-1)
+
+
+def pooled_forward(model: torch.nn.Module, mask: torch.Tensor, pooling: str, **inputs: Any) -> torch.Tensor:
+    """Run the encoder on one batch (``input_ids`` or ``inputs_embeds``) and pool it: (B, H')."""
+    needs_layers = pooling == "mean_mid"
+    out = model(attention_mask=mask, output_hidden_states=needs_layers, **inputs)
+    layers = [h.float() for h in out.hidden_states] if needs_layers else None
+    return pool_hidden(out.last_hidden_state.float(), mask, pooling, layers)
 
 
 class TextEncoder:
@@ -307,7 +330,7 @@ class TextEncoder:
     @property
     def hidden_size(self) -> int:
         h = int(getattr(self.model, "config").hidden_size)  # noqa: B009
-        return 2 * h if self.config.pooling == "mean_max" else h
+        return 2 * h if self.config.pooling in ("mean_max", "mean_mid") else h
 
     def windows(self, texts: Sequence[str]) -> Windows:
         """Split each text into overlapping windows of at most ``max_length`` tokens."""
@@ -361,8 +384,8 @@ class TextEncoder:
                         ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
                         mask[row, : len(seq)] = 1
                     ids, mask = ids.to(self.device), mask.to(self.device)
-                    hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, T, H)
-                    pooled[idx] = pool_hidden(hidden.float(), mask, self.config.pooling).cpu().numpy()
+                    vecs = pooled_forward(self.model, mask, self.config.pooling, input_ids=ids)  # (B, H')
+                    pooled[idx] = vecs.cpu().numpy()
                     self.forward_calls += 1
                     self.windows_encoded += len(idx)
                     done += len(idx)

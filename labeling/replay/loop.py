@@ -30,7 +30,8 @@ from labeling.models import Annotation, AnnotationSource, Document, Project, Run
 from labeling.replay.eager import EagerTasks
 from labeling.roles import ANNOTATOR, grant_role
 from labeling.selectors.models import champion_get
-from labeling.services import annotations, assignments, imports, modeling, projects, training
+from labeling.services import assignments, imports, modeling, projects, training
+from labeling.services.annotations import annotation_submit
 from modelsvc.calibration import evaluate_predictions
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def _label_round(project: Project, team: list[AbstractBaseUser], n: int) -> int:
             leases.append((user, lease))
     for user, lease in leases:
         gold = Document.objects.values_list("gold_label", flat=True).get(pk=lease.document_id)
-        annotations.annotation_submit(assignment=lease, user=user, label=gold, source=AnnotationSource.API)
+        annotation_submit(assignment=lease, user=user, label=gold, source=AnnotationSource.API)
     return len(leases)
 
 

@@ -16,7 +16,7 @@ def test_round_trip_gives_identical_scores(tiny_trained: TrainResult, tmp_path: 
     loaded = load_classifier(out, expected_labels=["neg", "pos"])
     assert loaded.label_names == clf.label_names and loaded.encoder_id == clf.encoder_id
     assert loaded.temperature == clf.temperature and loaded.config == clf.config
-    emb = np.random.default_rng(0).normal(size=(5, 32)).astype(np.float32)
+    emb = np.random.default_rng(0).normal(size=(5, clf.head.in_dim)).astype(np.float32)
     np.testing.assert_allclose(score_embeddings(loaded, emb).probs, score_embeddings(clf, emb).probs)
     meta = json.loads((out / "classifier.json").read_text())
     assert meta["format_version"] == FORMAT_VERSION and "torch" in meta["versions"]

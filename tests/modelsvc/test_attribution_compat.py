@@ -8,9 +8,7 @@ from modelsvc.encoder import TextEncoder
 from modelsvc.training import TrainResult
 
 
-def test_attribution_returns_scored_words_in_order(
-    tiny_trained: TrainResult, tiny_encoder: TextEncoder
-) -> None:
+def test_attribution_returns_scored_words_in_order(tiny_trained: TrainResult, tiny_encoder: TextEncoder) -> None:
     text = "the film was wonderful and superb"
     out = attribute(tiny_trained.classifier, text, encoder=tiny_encoder, steps=16)
     assert [w for w, _ in out] == text.split()
@@ -46,8 +44,6 @@ def test_compat_layer_accepts_old_config_and_returns_real_uncertainty() -> None:
 
 def test_compat_layer_validates_old_keys() -> None:
     with pytest.raises(ValueError, match="multiple of n_heads"):
-        BayesianExpectationTransformerLayer(
-            {"d_model": 15, "n_heads": 2, "dropout": 0.1, "k_permutations": 4}
-        )
+        BayesianExpectationTransformerLayer({"d_model": 15, "n_heads": 2, "dropout": 0.1, "k_permutations": 4})
     with pytest.raises(ValueError, match="k_permutations"):
         BayesianExpectationTransformerLayer({**_old_config(), "k_permutations": 1})

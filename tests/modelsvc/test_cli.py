@@ -76,9 +76,7 @@ def test_train_score_evaluate_across_formats(
         assert key in rows[0]
     assert set(rows[0]["probabilities"]) == {"neg", "pos"}
     capsys.readouterr()
-    assert (
-        main(["evaluate", "--model", str(trained_dir), "--data", str(tmp_path / "eval.jsonl"), "--json"]) == 0
-    )
+    assert main(["evaluate", "--model", str(trained_dir), "--data", str(tmp_path / "eval.jsonl"), "--json"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and REQUIRED <= set(json.loads(out[0]))
 
@@ -90,13 +88,9 @@ def _error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return err
 
 
-def test_user_errors_are_one_line(
-    trained_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_user_errors_are_one_line(trained_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pd.DataFrame({"body": ["x"], "label": ["pos"]}).to_csv(tmp_path / "nocol.csv", index=False)
-    pd.DataFrame({"text": ["x", "y"], "label": ["pos", "maybe"]}).to_csv(
-        tmp_path / "unknown.csv", index=False
-    )
+    pd.DataFrame({"text": ["x", "y"], "label": ["pos", "maybe"]}).to_csv(tmp_path / "unknown.csv", index=False)
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "header.csv").write_text("text,label\n")
     err = _error(["evaluate", "--model", str(trained_dir), "--data", str(tmp_path / "nocol.csv")], capsys)
@@ -115,9 +109,7 @@ def test_user_errors_are_one_line(
         ],
         capsys,
     )
-    assert "no rows" in _error(
-        ["train", "--data", str(tmp_path / "header.csv"), "--out", str(tmp_path / "m")], capsys
-    )
+    assert "no rows" in _error(["train", "--data", str(tmp_path / "header.csv"), "--out", str(tmp_path / "m")], capsys)
     assert "does not exist" in _error(
         ["evaluate", "--model", str(tmp_path / "nope"), "--data", str(tmp_path / "unknown.csv")], capsys
     )

@@ -19,7 +19,7 @@ def test_long_document_is_split_into_windows_not_truncated(tiny_encoder: TextEnc
     before = tiny_encoder.windows_encoded
     out = tiny_encoder.encode([long_text, "short"])
     assert tiny_encoder.windows_encoded - before == expected + 1
-    assert out.shape == (2, 32) and out.dtype == np.float32
+    assert out.shape == (2, tiny_encoder.hidden_size) and out.dtype == np.float32
     # every token of the long document is inside some window
     win = tiny_encoder.windows([long_text])
     seen = {t for ids in win.input_ids for t in ids}
@@ -64,9 +64,9 @@ def test_cache_is_shared_between_connections_and_threads(tiny_encoder: TextEncod
     assert sorted(found) == [0, 1, 2]
     np.testing.assert_array_equal(found[2], vecs[2])
     assert other.get_many("other-encoder", ["t0"]) == {}
-    assert (path.parent / "emb.sqlite-wal").exists() or other._conn().execute(
-        "PRAGMA journal_mode"
-    ).fetchone()[0] == "wal"
+    assert (path.parent / "emb.sqlite-wal").exists() or other._conn().execute("PRAGMA journal_mode").fetchone()[
+        0
+    ] == "wal"
 
 
 def test_encoder_identity_tracks_weights_and_pooling(tiny_config: ModelConfig) -> None:
@@ -84,6 +84,22 @@ def test_pooling_respects_mask() -> None:
     assert pool_hidden(hidden, mask, "mean").tolist() == [[2.0, 2.0]]
     assert pool_hidden(hidden, mask, "mean_max").tolist() == [[2.0, 2.0, 3.0, 3.0]]
     assert pool_hidden(hidden, mask, "cls").tolist() == [[1.0, 1.0]]
+    # mean_mid: last layer's mean, then the middle layer's mean (layer 1 of embeddings + 2 layers)
+    layers = [hidden * 0, hidden * 10, hidden]
+    assert pool_hidden(hidden, mask, "mean_mid", layers).tolist() == [[2.0, 2.0, 20.0, 20.0]]
+    with pytest.raises(ValueError, match="hidden states"):
+        pool_hidden(hidden, mask, "mean_mid")
+
+
+def test_default_mean_mid_encoder_doubles_the_width(tiny_config: ModelConfig) -> None:
+    encoder = TextEncoder(tiny_config)
+    mean_only = TextEncoder(ModelConfig(**{**tiny_config.to_dict(), "pooling": "mean"}))
+    texts = ["what is the capital of peru", "who wrote hamlet"]
+    vecs = encoder.encode(texts)
+    assert vecs.shape == (2, 2 * mean_only.hidden_size) == (2, encoder.hidden_size)
+    # the first half is exactly the last layer's mean pooling
+    np.testing.assert_allclose(vecs[:, : mean_only.hidden_size], mean_only.encode(texts), atol=1e-5)
+    assert encoder.encoder_id.endswith("/mean_mid") and ModelConfig().pooling == "mean_mid"
 
 
 def test_bad_config_values_are_rejected() -> None:
