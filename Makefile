@@ -61,7 +61,7 @@ demo: venv
 # See docs/BENCHMARKS.md. BENCH_DATABASE_URL overrides the database.
 bench: venv services
 	$(PY) bench/ingest.py
-	$(PY) bench/queue.py
+	$(PY) bench/queue_latency.py
 	$(PY) bench/rescore.py
 	$(PY) bench/retrain.py
 

@@ -210,3 +210,27 @@ def analyze() -> None:
     with connection.cursor() as cursor:
         for table in ("labeling_document", "labeling_prediction", "labeling_assignment", "labeling_annotation"):
             cursor.execute(f"ANALYZE {table}")
+
+
+def start_gunicorn(port: int, *extra_args: str, env_extra: dict[str, str] | None = None) -> Any:
+    """A real gunicorn serving the service on ``port`` (DEBUG off, generous user throttle); waits for /healthz."""
+    import requests
+
+    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "bench-only", "ALLOWED_HOSTS": "127.0.0.1",
+           "THROTTLE_USER": "100000000/hour", **(env_extra or {})}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "labeling.wsgi", "-b", f"127.0.0.1:{port}",
+         "--log-level", "warning", *extra_args],
+        stdout=subprocess.DEVNULL, cwd=ROOT, env=env,
+    )
+    try:
+        for _ in range(600):  # importing Django, DRF and torch takes a while on a busy machine
+            try:
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                return proc
+            except requests.RequestException:  # refused or still importing
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not start")
+    except BaseException:
+        proc.terminate()
+        raise

@@ -12,33 +12,24 @@ with an index suffix beyond the first 18,000 so every document is new):
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
+import json
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
-# bench/queue.py would shadow the stdlib ``queue`` (used by concurrent.futures, requests ...):
-# the bench folder goes to the end of the path, after the standard library.
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-
-from _common import ROOT, corpus, free_port, machine, setup_django, timer  # noqa: E402
+from _common import corpus, free_port, machine, setup_django, start_gunicorn, timer
 
 setup_django()
 
-import requests  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
+import requests
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
 
-from labeling.models import Document, Project, text_hash  # noqa: E402
-from labeling.roles import INGEST, grant_role  # noqa: E402
-from labeling.services.documents import document_bulk_create  # noqa: E402
-from labeling.services.projects import project_create  # noqa: E402
+from labeling.models import Document, Project, text_hash
+from labeling.roles import INGEST, grant_role
+from labeling.services.documents import document_bulk_create
+from labeling.services.projects import project_create
 
 CHUNK = 1_000
 
@@ -69,25 +60,7 @@ def bench_service(n: int) -> float:
 
 
 def start_server(port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "bench-only", "ALLOWED_HOSTS": "127.0.0.1",
-           "THROTTLE_USER": "100000000/hour"}
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "labeling.wsgi", "-b", f"127.0.0.1:{port}",
-         "-w", "2", "--timeout", "120", "--log-level", "warning"],
-        stdout=subprocess.DEVNULL,
-        cwd=ROOT, env=env,
-    )
-    try:
-        for _ in range(600):  # importing Django, DRF and torch takes a while on a busy machine
-            try:
-                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
-                return proc
-            except requests.RequestException:  # refused or still importing
-                time.sleep(0.2)
-        raise RuntimeError("gunicorn did not start")
-    except BaseException:
-        proc.terminate()
-        raise
+    return start_gunicorn(port, "-w", "2", "--timeout", "120")
 
 
 def bench_endpoint(port: int, token: str, n: int, clients: int) -> float:

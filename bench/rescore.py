@@ -12,27 +12,19 @@ prediction from it. Baseline (same run): scoring 2,000 documents whose vectors a
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
+import json
+import time
 
-# bench/queue.py would shadow the stdlib ``queue`` (used by concurrent.futures, requests ...):
-# the bench folder goes to the end of the path, after the standard library.
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-
-from _common import ensure_project, label_documents, labeled_corpus, machine, setup_django, timer, warm_cache  # noqa: E402
+from _common import ensure_project, label_documents, labeled_corpus, machine, setup_django, timer, warm_cache
 
 setup_django()
 
-from labeling.models import Annotation, Document, Prediction, RunTrigger, TrainingRun  # noqa: E402
-from labeling.selectors.models import champion_get  # noqa: E402
-from labeling.services import modeling  # noqa: E402
-from labeling.services.scoring import model_version_rescore  # noqa: E402
-from labeling.services.training import training_run_execute, training_run_request  # noqa: E402
+from labeling.models import Annotation, Document, Prediction, RunTrigger, TrainingRun
+from labeling.selectors.models import champion_get
+from labeling.services import modeling
+from labeling.services.scoring import model_version_rescore
+from labeling.services.training import training_run_execute, training_run_request
 
 PROJECT = "bench 100k"
 

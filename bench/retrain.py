@@ -13,29 +13,21 @@ and on every re-scored document (no cache, or a fine-tuned encoder).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
+import json
+import time
 
-# bench/queue.py would shadow the stdlib ``queue`` (used by concurrent.futures, requests ...):
-# the bench folder goes to the end of the path, after the standard library.
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-
-from _common import analyze, ensure_project, label_documents, labeled_corpus, machine, setup_django, timer, warm_cache  # noqa: E402
+from _common import analyze, ensure_project, label_documents, labeled_corpus, machine, setup_django, timer, warm_cache
 
 setup_django()
 
 
-from labeling.models import Annotation, Document, Prediction, RunTrigger, TrainingRun  # noqa: E402
-from labeling.replay.eager import EagerTasks  # noqa: E402
-from labeling.selectors.models import champion_get  # noqa: E402
-from labeling.services import modeling  # noqa: E402
-from labeling.services.training import training_run_request  # noqa: E402
-from workers.app import app  # noqa: E402
+from labeling.models import Annotation, Document, Prediction, RunTrigger, TrainingRun
+from labeling.replay.eager import EagerTasks
+from labeling.selectors.models import champion_get
+from labeling.services import modeling
+from labeling.services.training import training_run_request
+from workers.app import app
 
 
 def retrain_once(project, eager: EagerTasks) -> dict:

@@ -1,6 +1,6 @@
 """Queue latency: ``POST /api/v1/projects/{id}/queue/next`` with 100,000 scored pool documents.
 
-    .venv/bin/python bench/queue.py [--clients 20] [--per-client 40]
+    .venv/bin/python bench/queue_latency.py [--clients 20] [--per-client 40]
 
 Uses the ``bench 100k`` project of bench/rescore.py (100,000 documents cycling through the real
 rt-snippets + trec texts, a champion trained on 1,000 labels, every document scored; built here if
@@ -12,23 +12,14 @@ client are warm-up and not counted. Baseline (same run): one annotator alone.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
+import json
+import os
+import subprocess
+import threading
+import time
 
-# bench/queue.py would shadow the stdlib ``queue`` (used by concurrent.futures, requests ...):
-# the bench folder goes to the end of the path, after the standard library.
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-
-from _common import (  # noqa: E402
-    ROOT,
+from _common import (
     analyze,
     ensure_project,
     free_port,
@@ -36,18 +27,19 @@ from _common import (  # noqa: E402
     machine,
     percentiles,
     setup_django,
+    start_gunicorn,
     warm_cache,
 )
 
 setup_django()
 
-import requests  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
+import requests
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
 
-from labeling.models import Assignment, AssignmentState, Document, Prediction  # noqa: E402
-from labeling.roles import ANNOTATOR, grant_role  # noqa: E402
-from labeling.services.scoring import model_version_rescore  # noqa: E402
+from labeling.models import Assignment, AssignmentState, Document, Prediction
+from labeling.roles import ANNOTATOR, grant_role
+from labeling.services.scoring import model_version_rescore
 
 WARMUP = 2
 
@@ -75,25 +67,8 @@ def tokens(n: int) -> list[str]:
 
 
 def start_server(port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "bench-only", "ALLOWED_HOSTS": "127.0.0.1",
-           "THROTTLE_USER": "100000000/hour", "CONN_MAX_AGE": "60"}
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "labeling.wsgi", "-b", f"127.0.0.1:{port}",
-         "-w", "4", "--threads", "5", "--worker-class", "gthread", "--log-level", "warning"],
-        stdout=subprocess.DEVNULL,
-        cwd=ROOT, env=env,
-    )
-    try:
-        for _ in range(600):  # importing Django, DRF and torch takes a while on a busy machine
-            try:
-                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
-                return proc
-            except requests.RequestException:  # refused or still importing
-                time.sleep(0.2)
-        raise RuntimeError("gunicorn did not start")
-    except BaseException:
-        proc.terminate()
-        raise
+    return start_gunicorn(port, "-w", "4", "--threads", "5", "--worker-class", "gthread",
+                          env_extra={"CONN_MAX_AGE": "60"})
 
 
 def annotate_loop(
