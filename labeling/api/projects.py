@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from labeling.api.base import BaseApi, project_or_404
 from labeling.api.permissions import HasAnyRole, IsAdmin
 from labeling.models import AcquisitionStrategy, Project
-from labeling.services.projects import project_create, project_update_policy
+from labeling.services.projects import POLICY_FIELDS, project_create, project_update_policy
 
 
 class LabelSerializer(serializers.Serializer):
@@ -30,23 +30,7 @@ class ProjectOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
         ref_name = "Project"
-        fields = (
-            "id",
-            "name",
-            "description",
-            "labels",
-            "task_type",
-            "acquisition_strategy",
-            "retrain_after",
-            "holdout_fraction",
-            "holdout_interleave",
-            "lease_minutes",
-            "auto_accept_threshold",
-            "review_threshold",
-            "promotion_tolerance",
-            "seed",
-            "created_at",
-        )
+        fields = ("id", "name", "labels", "task_type", *POLICY_FIELDS, "created_at")
 
 
 class PolicyFieldsSerializer(serializers.Serializer):

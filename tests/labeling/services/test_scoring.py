@@ -19,6 +19,7 @@ from tests.factories import (
     AssignmentFactory,
     DocumentFactory,
     ModelVersionFactory,
+    PredictionFactory,
     ProjectFactory,
     UserFactory,
 )
@@ -137,31 +138,9 @@ def test_reconcile_enqueues_projects_with_unscored_documents_and_expires_leases(
 ) -> None:
     champion = ModelVersionFactory(status=ModelStatus.CHAMPION)
     scored_doc = DocumentFactory(project=champion.project)
-    Prediction.objects.create(
-        document=scored_doc,
-        model_version=champion,
-        probabilities=[0.5, 0.5],
-        predicted_label="fresh",
-        confidence=0.5,
-        entropy=0.69,
-        expected_entropy=0.6,
-        mutual_info=0.09,
-        margin=0.0,
-        acquisition_score=0.09,
-    )
+    PredictionFactory(document=scored_doc, model_version=champion)
     done = ModelVersionFactory(status=ModelStatus.CHAMPION)  # a fully scored project
-    Prediction.objects.create(
-        document=DocumentFactory(project=done.project),
-        model_version=done,
-        probabilities=[0.5, 0.5],
-        predicted_label="fresh",
-        confidence=0.5,
-        entropy=0.69,
-        expected_entropy=0.6,
-        mutual_info=0.09,
-        margin=0.0,
-        acquisition_score=0.09,
-    )
+    PredictionFactory(document=DocumentFactory(project=done.project), model_version=done)
     ProjectFactory()  # no champion: cold start, the queue serves it randomly
     lapsed = AssignmentFactory(document=scored_doc, leased_until=timezone.now() - timedelta(minutes=1))
     assert scoring.scoring_reconcile()["scoring_enqueued"] == []
