@@ -57,6 +57,11 @@ from labeling.selectors.models import (
 )
 from labeling.services import modeling, storage
 from labeling.services.dispatch import QueueKind, TaskName, enqueue
+from labeling.services.holdout_calibration import (
+    holdout_crossfit_probs,
+    holdout_temperature_fit,
+    holdout_usable,
+)
 from labeling.services.scoring import map_fit
 from modelsvc.artifacts import save_classifier
 from modelsvc.calibration import evaluate_predictions
@@ -278,6 +283,14 @@ def _execute(run: TrainingRun) -> None:
         progress=_progress_writer(run.pk),
     )
     _stage(run.pk, "calibrate", 1.0)
+    holdout = majority_labels(project=project, split=Split.HOLDOUT)
+    if holdout_usable([lab for _, _, lab in holdout]):
+        refit = holdout_temperature_fit(
+            classifier=result.classifier,
+            embeddings=encoder.encode([t for _, t, _ in holdout], cache=cache),
+            truth=[lab for _, _, lab in holdout],
+        )
+        result.calibration.update(refit or {})
     challenger = _model_version_save(
         run, result, train_label_count=len(labeled), train_embeddings=encoder.encode(texts, cache=cache)
     )
@@ -360,7 +373,14 @@ def _evaluate(
         res = modeling.classifier_score(classifier, texts)
         y = encode_labels(truth, classifier.label_names)
         challenger_predicted = res.predicted
-        measured = evaluate_predictions(res.probs_uncalibrated, res.probs, y, res.uncertainty())
+        calibrated = res.probs
+        if classifier.calibration.get("temperature_source") == "holdout":
+            # The temperature was fitted on these very documents: report cross-fitted calibration.
+            calibrated = holdout_crossfit_probs(
+                classifier=classifier, embeddings=res.embeddings, truth=truth, seed=project.seed
+            )
+            metrics["calibration_reported"] = "holdout, 2-fold cross-fitted temperature"
+        measured = evaluate_predictions(res.probs_uncalibrated, calibrated, y, res.uncertainty())
         measured.pop("n", None)
         metrics.update(_compact(measured))
         metrics["evaluated_on"] = "holdout"
