@@ -2,8 +2,13 @@
 
 The head maps a document vector (H,) to class logits (C,). It is the only stochastic part: MC
 dropout on its input and hidden layer, optionally an ensemble of M members with separate weights.
-k samples are drawn by repeating each vector k times and running ONE batched call over (B*k)
-rows; sample j of a document uses member ``j % M``. The encoder is never re-run per sample.
+The encoder is never re-run per sample; sample j of a document uses member ``j % M``.
+
+Training draws independent dropout masks per (document, sample) (``StochasticHead.forward``).
+Scoring uses *consistent* MC dropout (``StochasticHead.sample``, as in BatchBALD): k masks are drawn
+once from a fixed seed and shared by every document, so sample j is the same sub-network for the
+whole pool. A document's scores then do not depend on which batch it was scored in, and the k
+samples fold into the second layer's weights: one (B, D) @ (D, k*C) matmul per member.
 """
 
 from __future__ import annotations
@@ -88,6 +93,42 @@ class StochasticHead(nn.Module):
         h = self.drop_hidden(nn.functional.gelu(h))  # independent masks per (doc, sample)
         return torch.einsum("bkd,kdc->bkc", h, self.w2[member]) + self.b2[member]  # (B, k, C)
 
+    def dropout_masks(self, k: int, seed: int = 0) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Inverted-dropout masks for k consistent samples: input (k, H) or None, hidden (k, D)."""
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+
+        def draw(p: float, width: int) -> torch.Tensor:
+            keep = 1.0 - p
+            return (torch.rand(k, width, generator=gen) < keep).float() / keep
+
+        hidden = draw(self.drop_hidden.p, self.hidden_dim)
+        inputs = draw(self.drop_in.p, self.in_dim) if self.drop_in.p > 0 else None
+        return inputs, hidden
+
+    def sample(self, x: torch.Tensor, k: int, *, seed: int = 0) -> torch.Tensor:
+        """x (B, H) -> logits (B, k, C) under k consistent MC-dropout masks (see the module docstring).
+
+        Sample j uses member ``j % M`` and mask j. Without input dropout this is two matmuls for
+        all members and samples: the standardization folds into the first layer, (B, H) @ (H, M*D);
+        mask j scales the rows of member m_j's second layer, and the k masked second layers sit in
+        one block matrix (M*D, k*C) whose other members' rows are zero. The module stays in eval mode.
+        """
+        self.forward_calls += 1
+        mask_in, mask_hidden = self.dropout_masks(k, seed)
+        m, h, d, c = self.n_members, self.in_dim, self.hidden_dim, self.n_classes
+        member = torch.arange(k) % m  # (k,)
+        scale = 1.0 / self.feature_std  # (H,) standardization folded into the first layer
+        w1 = self.w1 * scale[None, :, None]  # (M, H, D)
+        b1 = self.b1 - torch.einsum("h,mhd->md", self.feature_mean * scale, self.w1)  # (M, D)
+        if mask_in is not None:  # the first layer differs per sample: (B, k, D)
+            hk = torch.einsum("bh,khd->bkd", x, mask_in[:, :, None] * w1[member]) + b1[member]
+            hk = nn.functional.gelu(hk) * mask_hidden  # (B, k, D)
+            return torch.einsum("bkd,kdc->bkc", hk, self.w2[member]) + self.b2[member]
+        hidden = nn.functional.gelu(x @ w1.permute(1, 0, 2).reshape(h, m * d) + b1.reshape(m * d))  # (B, M*D)
+        w2 = torch.zeros(m, d, k, c, dtype=x.dtype)  # block matrix: member rows x sample columns
+        w2[member, :, torch.arange(k)] = mask_hidden[:, :, None] * self.w2[member]  # (k, D, C) blocks
+        return (hidden @ w2.view(m * d, k * c)).view(-1, k, c) + self.b2[member]  # (B, k, C)
+
     def mean_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic logits (B, C): dropout off, averaged over members (used by attribution)."""
         with eval_mode(self):
@@ -132,19 +173,17 @@ class Classifier:
     def n_classes(self) -> int:
         return len(self.label_names)
 
-    def sample_logits(self, embeddings: np.ndarray, k: int | None = None, batch_size: int = 2048) -> np.ndarray:
-        """MC samples of uncalibrated logits (N, K, C) from embeddings (N, H); K = config.samples."""
+    def sample_logits(self, embeddings: np.ndarray, k: int | None = None, batch_size: int = 4096) -> np.ndarray:
+        """MC samples of uncalibrated logits (N, K, C) from embeddings (N, H); K = config.samples.
+
+        Consistent masks (seed 0): the same document always gets the same samples, in any batch.
+        """
         k = k or self.config.samples
         x = torch.as_tensor(np.ascontiguousarray(embeddings, dtype=np.float32))
-        out = np.zeros((x.shape[0], k, self.n_classes), dtype=np.float32)
-        gen_state = torch.random.get_rng_state()
-        try:
-            torch.manual_seed(0)  # scores are reproducible: the same text gets the same samples
-            with torch.inference_mode(), mc_dropout(self.head):
-                for s in range(0, x.shape[0], batch_size):
-                    out[s : s + batch_size] = self.head(x[s : s + batch_size], k=k).numpy()
-        finally:
-            torch.random.set_rng_state(gen_state)
+        out = np.empty((x.shape[0], k, self.n_classes), dtype=np.float32)
+        with torch.inference_mode(), eval_mode(self.head):
+            for s in range(0, x.shape[0], batch_size):
+                out[s : s + batch_size] = self.head.sample(x[s : s + batch_size], k).numpy()
         return out
 
 

@@ -13,8 +13,7 @@ from rest_framework.response import Response
 from labeling import roles
 from labeling.api.base import BaseApi, get_or_404, project_or_404
 from labeling.api.permissions import IsAnnotator
-from labeling.models import Annotation, AnnotationSource, Assignment, Prediction
-from labeling.selectors.queue import champion_for
+from labeling.models import Annotation, AnnotationSource, Assignment, ModelStatus, Prediction
 from labeling.services.annotations import MAX_DURATION_MS, annotation_submit, annotation_update
 from labeling.services.assignments import (
     assignment_next,
@@ -87,12 +86,19 @@ class QueueItemSerializer(serializers.Serializer):
 def _prediction(assignment: Assignment) -> dict[str, Any] | None:
     if assignment.reason.get("holdout"):
         return None  # labeled blind: showing the model's guess would bias the evaluation labels
-    champion = champion_for(assignment.document.project)
-    if champion is None:
-        return None
-    p = Prediction.objects.filter(document_id=assignment.document_id, model_version=champion).first()
+    p = (
+        Prediction.objects.filter(
+            document_id=assignment.document_id,
+            model_version__project_id=assignment.document.project_id,
+            model_version__status=ModelStatus.CHAMPION,
+        )
+        .select_related("model_version")
+        .defer("model_version__metrics", "model_version__calibration")
+        .first()
+    )
     if p is None:
         return None
+    champion = p.model_version
     names = champion.label_map or []
     return {
         "model_version": champion.version,

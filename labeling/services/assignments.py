@@ -1,8 +1,9 @@
 """Leases: hand the next document to an annotator, renew, skip, release, expire.
 
 Two annotators never hold the same document: the candidate row is locked with
-``FOR UPDATE SKIP LOCKED``, re-checked in a fresh statement after the lock, and the
-``one_active_assignment_per_document`` constraint is the last line (a lost race retries).
+``FOR UPDATE SKIP LOCKED`` and the lease is inserted with ``ON CONFLICT DO NOTHING`` against the
+``one_active_assignment_per_document`` constraint, so a lease committed by someone else after our
+candidate query ran makes the insert a no-op and the next candidate is tried.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from labeling import roles
@@ -39,8 +41,12 @@ def assignments_expire(*, project: Project) -> int:
     ).update(state=AssignmentState.EXPIRED, finished_at=now)
 
 
-def _lease_count(project: Project, annotator: AbstractBaseUser) -> int:
-    return Assignment.objects.filter(annotator=annotator, document__project=project).count()
+def _own_leases(project: Project, annotator: AbstractBaseUser) -> tuple[int, int | None]:
+    """(leases this annotator has had in ``project``, the id of the active one or None): one query."""
+    found = Assignment.objects.filter(annotator=annotator, document__project=project).aggregate(
+        n=Count("id"), active=Max("id", filter=Q(state=AssignmentState.ACTIVE))
+    )
+    return found["n"], found["active"]
 
 
 def _serve_holdout(
@@ -49,6 +55,40 @@ def _serve_holdout(
     """Seeded per (project, annotator, lease number): deterministic, and blind to the model."""
     rng = random.Random(f"{project.seed}:{annotator.pk}:{lease_count}")
     return rng.random() < project.holdout_interleave, rng
+
+
+def _insert_lease(
+    document: Document, annotator: AbstractBaseUser, reason: dict[str, Any], minutes: int
+) -> Assignment | None:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: one statement, no savepoint.
+
+    ``one_active_assignment_per_document`` decides a race: the loser inserts nothing and gets None.
+    """
+    now = timezone.now()
+    lease = Assignment(
+        document=document,
+        annotator=annotator,
+        state=AssignmentState.ACTIVE,
+        leased_until=now + timedelta(minutes=minutes),
+        reason=reason,
+        created_at=now,
+    )
+    columns = ("document_id", "annotator_id", "state", "leased_until", "reason", "created_at")
+    values = [
+        Assignment._meta.get_field(name).get_db_prep_save(getattr(lease, name), connection) for name in columns
+    ]
+    table = connection.ops.quote_name(Assignment._meta.db_table)
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+        "ON CONFLICT DO NOTHING RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    lease.pk = row[0]
+    return lease
 
 
 def _try_lease(
@@ -60,19 +100,10 @@ def _try_lease(
         )
         if locked is None:
             continue  # another annotator is leasing it right now, or it was just labeled
-        # Fresh statement after the lock: sees a lease committed after our candidate query ran.
-        if Assignment.objects.filter(document_id=doc_id, state=AssignmentState.ACTIVE).exists():
-            continue
-        try:
-            with transaction.atomic():  # savepoint: a lost race must not poison the outer transaction
-                return Assignment.objects.create(
-                    document=locked,
-                    annotator=annotator,
-                    reason=reason,
-                    leased_until=timezone.now() + timedelta(minutes=project.lease_minutes),
-                )
-        except IntegrityError:
-            continue  # one_active_assignment_per_document: someone else won this one
+        lease = _insert_lease(locked, annotator, reason, project.lease_minutes)
+        if lease is not None:
+            return lease
+        # An active lease committed after our candidate query ran: someone else holds it.
     return None
 
 
@@ -118,17 +149,11 @@ def assignment_next(*, project: Project, annotator: AbstractBaseUser) -> Assignm
         try:
             with transaction.atomic():
                 assignments_expire(project=project)
-                current = (
-                    Assignment.objects.filter(
-                        annotator=annotator, document__project=project, state=AssignmentState.ACTIVE
-                    )
-                    .select_related("document")
-                    .first()
-                )
-                if current is not None:
-                    return current
-                holdout, rng = _serve_holdout(project, annotator, _lease_count(project, annotator))
-                champion = q.champion_for(project)
+                lease_count, current_id = _own_leases(project, annotator)
+                if current_id is not None:
+                    return Assignment.objects.select_related("document").get(pk=current_id)
+                holdout, rng = _serve_holdout(project, annotator, lease_count)
+                champion = q.champion_ref(project)
                 if holdout:
                     lease = _lease_holdout(project, annotator, rng) or _lease_pool(
                         project, annotator, champion, rng

@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from labeling.models import Document, ImportJob, Project, RunStatus, text_hash
 from labeling.services import documents
+from labeling.services.planner import planner_statistics_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -329,6 +330,7 @@ def _import(
         _write_chunk(project, chunk, seen, report)
     if progress:
         progress(report.rows_total, source.total)
+    planner_statistics_refresh(model=Document, rows_written=report.imported)
     return report
 
 

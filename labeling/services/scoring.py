@@ -25,6 +25,7 @@ from labeling.selectors.models import champion_get, champion_has_gaps, documents
 from labeling.services import modeling
 from labeling.services.assignments import assignments_expire
 from labeling.services.dispatch import QueueKind, TaskName, enqueue
+from labeling.services.planner import planner_statistics_refresh
 from modelsvc.acquisition import acquisition_scores
 from modelsvc.inference import ScoreResult
 
@@ -198,6 +199,8 @@ def project_score_pending(
             batch, cursor = documents_unscored_page(champion, below=cursor, size=settings.SCORING_BATCH_SIZE)
             if cursor is None:  # walked past the oldest document
                 _rescore_progress(champion, done=True)
+                if run_id is not None:  # a promotion's full re-score: the queue reads these rows next
+                    planner_statistics_refresh(model=Prediction, rows_written=champion.predictions.count())
                 return report
             if not batch:
                 continue
