@@ -105,6 +105,24 @@ def ece_mce(probs: np.ndarray, y: np.ndarray, n_bins: int = N_BINS) -> tuple[flo
     return float(ece), float(mce)
 
 
+def ece_noise_floor(probs: np.ndarray, *, n_bins: int = N_BINS, draws: int = 200, seed: int = 0) -> float:
+    """Expected ECE of a *perfectly calibrated* model with these probabilities (N, C) on N documents.
+
+    Labels are drawn from the model's own probabilities, y* ~ Categorical(p_i), ``draws`` times; the
+    mean ECE over the draws is what sampling noise alone gives on a test set of this size. On 1,000
+    documents of a ~0.7-accurate binary model it is about 0.03: an ECE below that cannot be told
+    apart from perfect calibration.
+    """
+    rng = np.random.default_rng(seed)
+    cum = np.cumsum(np.asarray(probs, dtype=np.float64), axis=1)  # (N, C)
+    values = []
+    for _ in range(draws):
+        u = rng.random((cum.shape[0], 1)) * cum[:, -1:]
+        y_star = (u > cum).sum(axis=1)  # (N,) inverse-CDF draw per document
+        values.append(ece_mce(probs, y_star, n_bins)[0])
+    return float(np.mean(values))
+
+
 def brier(probs: np.ndarray, y: np.ndarray) -> float:
     """Multi-class Brier score: mean over documents of sum_c (p_c - 1[y = c])^2."""
     onehot = np.eye(probs.shape[1])[y]

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 METRICS = ("accuracy", "macro_f1", "ece")
+# Recorded by newer replays only: the ECE a perfectly calibrated champion would show on the test split.
+OPTIONAL = ("ece_floor",)
 
 
 def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -30,7 +32,8 @@ def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         seeds = {s for per_seed in points.values() for s in per_seed}
         counts = sorted(n for n, per_seed in points.items() if set(per_seed) == seeds)
         curve: dict[str, Any] = {"labels": counts, "seeds": sorted(seeds)}
-        for metric in METRICS:
+        present = [m for m in OPTIONAL if all(m in points[n][s] for n in counts for s in seeds)]
+        for metric in (*METRICS, *present):
             values = [[points[n][s][metric] for s in sorted(seeds)] for n in counts]
             curve[metric] = {
                 "mean": [float(np.mean(v)) for v in values],
@@ -64,6 +67,12 @@ def headline(
         s: max((e for n, e in zip(c["labels"], c["ece"]["mean"], strict=True) if n >= ece_from), default=None)
         for s, c in curves.items()
     }
+    floors = {
+        s: max((e for n, e in zip(c["labels"], c["ece_floor"]["mean"], strict=True) if n >= ece_from), default=None)
+        for s, c in curves.items() if "ece_floor" in c
+    }
+    if floors:
+        result["max_mean_ece_floor_from"] = floors
     result["final"] = {
         s: {m: c[m]["mean"][-1] for m in METRICS} | {"labels": c["labels"][-1]}
         for s, c in curves.items() if c["labels"]
@@ -88,11 +97,16 @@ def plot(curves: dict[str, dict[str, Any]], path: Path, *, title: str = "") -> P
             style = "--" if strategy == "random" else "-"
             ax.plot(x, mean, style, marker="os^vDx"[k % 6], markersize=3, label=strategy, linewidth=1.4)
             ax.fill_between(x, mean - std, mean + std, alpha=0.15)
+            if metric == "ece" and "ece_floor" in c and strategy == "random":
+                ax.plot(x, c["ece_floor"]["mean"], ":", color="gray", linewidth=1.2,
+                        label="noise floor (perfect calibration)")
         ax.set_xlabel("labels")
         ax.set_title({"accuracy": "test accuracy", "macro_f1": "test macro-F1",
                       "ece": "test ECE (calibrated champion)"}[metric])
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right")
+    if any("ece_floor" in c for c in curves.values()):
+        axes[METRICS.index("ece")].legend(loc="upper right", fontsize=7)
     if title:
         fig.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ from labeling.roles import ANNOTATOR, grant_role
 from labeling.selectors.models import champion_get
 from labeling.services import assignments, imports, modeling, projects, training
 from labeling.services.annotations import annotation_submit
-from modelsvc.calibration import evaluate_predictions
+from modelsvc.calibration import ece_noise_floor, evaluate_predictions
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,8 @@ def champion_metrics(project: Project, texts: list[str], y: np.ndarray) -> dict[
         "model_version": champion.version,
         "model_train_labels": champion.train_label_count,
         **{k: metrics[k] for k in ("accuracy", "macro_f1", "ece", "ece_uncalibrated", "nll", "brier")},
+        # What a perfectly calibrated model would score on this test set: the ECE's noise floor.
+        "ece_floor": ece_noise_floor(result.probs),
     }
 
 

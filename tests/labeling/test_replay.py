@@ -28,12 +28,13 @@ def test_fast_replay_writes_curves_and_plot_from_the_real_loop(tmp_path: Path) -
     for strategy in ("random", "bald"):
         curve = summary["strategies"][strategy]
         assert curve["labels"] == [25, 50]  # one record per batch of 25 labels
-        for metric in ("accuracy", "macro_f1", "ece"):
+        for metric in ("accuracy", "macro_f1", "ece", "ece_floor"):
             assert len(curve[metric]["mean"]) == 2
             assert all(0.0 <= v <= 1.0 for v in curve[metric]["mean"])
     headline = summary["headline"]
     assert headline["baseline_budget"] == 50
     assert headline["labels_to_match_baseline"]["random"] in (25, 50)
+    assert set(headline["max_mean_ece_floor_from"]) == {"random", "bald"}
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert [r["labels"] for r in records] == [25, 50, 25, 50]
     assert all(r["model_version"] >= 1 and r["model_train_labels"] > 0 for r in records)
