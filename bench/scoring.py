@@ -192,12 +192,13 @@ def main() -> None:
     naive = texts[:n_naive]
 
     def run_naive() -> None:
-        service.model.train()
+        model = service.inference_model  # the weights encode runs (bf16 where the service uses bf16)
+        model.train()
         try:
             for _ in range(args.samples):
                 service.encode_uncached(naive)
         finally:
-            service.model.eval()
+            model.eval()
 
     t_naive, _ = timed(run_naive)
     t_naive_service, _ = timed(lambda: score_texts(clf, naive, encoder=service))
