@@ -305,6 +305,13 @@ class Prediction(models.Model):
     map_y = models.FloatField(null=True, blank=True)
     attributions = models.JSONField(null=True, blank=True, help_text="[[token, score], ...] when computed")
     scored_at = models.DateTimeField(default=timezone.now)
+    # Denormalized from the document so the queue index skips labeled and holdout documents: without
+    # it the ranking walks past every labeled document the champion ranks high (18 ms for 2,700 rows
+    # at 100,000 documents, growing with the labels). The queue still filters on the document itself,
+    # so a flag that is briefly stale costs a skipped row, never a wrong lease.
+    in_queue = models.BooleanField(
+        default=True, help_text="the document is an unlabeled pool document (the queue's partial index)"
+    )
 
     class Meta:
         ordering = ["id"]
@@ -312,8 +319,13 @@ class Prediction(models.Model):
             models.UniqueConstraint(fields=["document", "model_version"], name="one_prediction_per_document_model"),
         ]
         indexes = [
-            # The queue: the champion's predictions in acquisition order.
-            models.Index(F("model_version"), F("acquisition_score").desc(), name="prediction_queue_order"),
+            # The queue: the champion's predictions of unlabeled pool documents in acquisition order.
+            models.Index(
+                F("model_version"),
+                F("acquisition_score").desc(),
+                name="prediction_queue_open",
+                condition=Q(in_queue=True),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,7 +1,8 @@
 """Queue reads: which unlabeled, unleased documents to offer next, best first.
 
-The champion's ranking is one index scan: ``prediction_queue_order`` (model_version,
-acquisition_score DESC) joined to documents by primary key, filtered on ``is_labeled`` and split,
+The champion's ranking is one index scan: ``prediction_queue_open`` (model_version,
+acquisition_score DESC, partial on ``in_queue``: labeled and holdout documents are not in it) joined
+to documents by primary key, filtered again on ``is_labeled`` and split,
 with an anti-join on the partial unique index of active assignments. The lease itself (row lock,
 insert) is the service's job (``labeling.services.assignments``).
 """
@@ -68,6 +69,7 @@ def ranked_predictions(champion: ModelVersion, *, annotator_id: int) -> QuerySet
     return (
         Prediction.objects.filter(
             model_version=champion,
+            in_queue=True,  # the partial index; the document filters below are the truth
             document__is_labeled=False,
             document__split=Split.POOL,
         )

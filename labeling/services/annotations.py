@@ -95,6 +95,7 @@ def annotation_submit(
         locked.save(update_fields=["state", "finished_at"])
         if not document.is_labeled:
             Document.objects.filter(pk=document.pk).update(is_labeled=True)
+            Prediction.objects.filter(document=document, in_queue=True).update(in_queue=False)
         enqueue(TaskName.CHECK_RETRAIN, args=(project.id,), kind=QueueKind.TRAINING, countdown=5)
     return annotation, created
 

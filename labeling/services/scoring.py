@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from labeling.models import ModelVersion, Prediction, Project, TrainingRun
+from labeling.models import Document, ModelVersion, Prediction, Project, Split, TrainingRun
 from labeling.selectors.models import champion_get, champion_has_gaps, documents_unscored_page
 from labeling.services import modeling
 from labeling.services.assignments import assignments_expire
@@ -36,6 +36,7 @@ SCORING_TIME_BUDGET_S = 120.0
 #: The acquisition score stored for the batch-diversified strategy: diversity is applied by the queue.
 _STORED_STRATEGY = {"diverse": "bald"}
 _UPDATE_FIELDS = [
+    "in_queue",
     "probabilities",
     "predicted_label",
     "confidence",
@@ -126,6 +127,9 @@ def prediction_bulk_upsert(
     points = map_project(map_projection_for(model_version, result.embeddings), result.embeddings)
     acquisition = acquisition_for(project.acquisition_strategy, result, seed=project.seed + document_ids[0])
     now = timezone.now()
+    open_docs = set(
+        Document.objects.filter(pk__in=document_ids, is_labeled=False, split=Split.POOL).values_list("pk", flat=True)
+    )
     rows = [
         Prediction(
             document_id=doc_id,
@@ -142,6 +146,7 @@ def prediction_bulk_upsert(
             map_y=float(points[i, 1]),
             attributions=None,
             scored_at=now,
+            in_queue=doc_id in open_docs,
         )
         for i, doc_id in enumerate(document_ids)
     ]

@@ -58,3 +58,12 @@ def test_leased_points_and_the_near_copy_rule(ranked):
     ordered = diversify(candidates, hashes, points)
     assert [c.document_id for c in ordered] == [docs[i].pk for i in (1, 2, 3, 0, 4)]
     assert diversify(candidates, set(), []) == candidates
+
+
+def test_the_queue_index_flag_prefilters_and_the_document_has_the_last_word(ranked):
+    champion, docs = ranked
+    me = UserFactory()
+    docs[5].predictions.update(in_queue=False)  # closed: not walked at all
+    Document.objects.filter(pk=docs[4].pk).update(is_labeled=True)  # flag still open (stale): skipped anyway
+    ids = [c.document_id for c in pool_candidates(champion, annotator_id=me.pk)]
+    assert ids == [docs[i].pk for i in (3, 2, 1, 0)]

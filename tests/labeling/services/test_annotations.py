@@ -47,6 +47,7 @@ def test_submit_snapshots_the_champion_and_enqueues_the_retrain_check(
         "rotten",
         0.8,
     )
+    assert not lease.document.predictions.filter(in_queue=True).exists()  # out of the queue index
     again, created_again = annotation_submit(assignment=lease, user=lease.annotator, label="fresh")
     assert (again.pk, created_again) == (annotation.pk, False)
     with pytest.raises(AnnotationConflictError):

@@ -71,6 +71,11 @@ def test_every_document_gets_one_prediction_newest_first_and_resumes(
     assert p.mutual_info == pytest.approx(p.entropy - p.expected_entropy, abs=1e-6)
     assert p.acquisition_score == pytest.approx(p.mutual_info)  # "diverse" stores BALD
     assert p.map_x is not None and p.map_y is not None
+    # Only unlabeled pool documents sit in the queue's partial index.
+    flags = dict(Prediction.objects.filter(model_version=champion).values_list("document_id", "in_queue"))
+    for doc in project.documents.all():
+        assert flags[doc.pk] == (doc.split == Split.POOL and not doc.is_labeled), doc
+    assert any(flags.values()) and not all(flags.values())
 
     # Scoring the same documents again rewrites the rows, never adds a second one.
     Prediction.objects.filter(pk=p.pk).update(confidence=0.0)
