@@ -6,6 +6,10 @@ candidates by predictive entropy it runs score-weighted k-means++ seeding on cos
 the embeddings (each next item drawn with probability proportional to score * distance^2 to the
 items already chosen). Without embeddings, ``diverse`` falls back to stochastic power sampling
 (Gumbel top-n over score^beta, Kirsch et al. 2023).
+
+``near_copy_order`` is the same rule for a live queue, where a batch is built one lease at a time by
+concurrent annotators: candidates that duplicate, or sit next to, an item someone else already holds
+go to the back, so simultaneous annotators do not all get the top of one uncertain cluster.
 """
 
 from __future__ import annotations
@@ -88,3 +92,26 @@ def select_batch(
     pool = np.argsort(-scores, kind="stable")[: min(total, max(n, pool_factor * n))]
     picked = _kmeanspp(emb[pool], scores[pool], n, rng)
     return pool[picked].astype(np.int64)
+
+
+def near_copy_order(
+    points: np.ndarray, held: np.ndarray, *, duplicate: np.ndarray | None = None, share: float = 0.02
+) -> np.ndarray:
+    """Candidate order (N,) with near-copies of held items last; each group keeps its given order.
+
+    points (N, 2): the candidates' positions on the embedding map (NaN where unknown); held (L, 2):
+    the positions of items already leased to others. A candidate is a near-copy when ``duplicate``
+    (N,) marks it (e.g. the same text) or when it lies closer to a held item than ``share`` of the
+    larger side of the box around all points.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    hld = np.asarray(held, dtype=np.float64).reshape(-1, 2)
+    near = np.zeros(pts.shape[0], dtype=bool) if duplicate is None else np.asarray(duplicate, dtype=bool).copy()
+    known = ~np.isnan(pts).any(axis=1)
+    every = np.concatenate([pts[known], hld])
+    if every.shape[0] and hld.shape[0]:
+        radius = share * float(np.max(every.max(axis=0) - every.min(axis=0)))
+        if radius > 0:
+            dist = np.linalg.norm(pts[:, None, :] - hld[None, :, :], axis=2).min(axis=1)  # (N,)
+            near |= known & (dist < radius)
+    return np.concatenate([np.flatnonzero(~near), np.flatnonzero(near)]).astype(np.int64)

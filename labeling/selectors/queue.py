@@ -9,10 +9,10 @@ insert) is the service's job (``labeling.services.assignments``).
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 
+import numpy as np
 from django.db.models import Exists, Max, Min, OuterRef, QuerySet, Subquery
 
 from labeling.models import (
@@ -25,6 +25,7 @@ from labeling.models import (
     Project,
     Split,
 )
+from modelsvc.acquisition import near_copy_order
 
 CANDIDATES = 50
 # A candidate closer than this share of the candidates' map extent to a leased item is a near-copy.
@@ -108,25 +109,18 @@ def leased_points(project: Project, champion: ModelVersion) -> tuple[set[str], l
 def diversify(
     candidates: list[Candidate], leased_hashes: set[str], points: list[tuple[float, float]]
 ) -> list[Candidate]:
-    """Batch diversity, cheaply: push exact copies and map neighbours of leased items to the back.
+    """Batch diversity for a live queue: modelsvc's near-copy rule over the embedding map.
 
-    Concurrent annotators otherwise all receive the top of the same uncertain cluster. The order
-    among the kept candidates stays the acquisition order.
+    Exact copies (same content hash) and map neighbours of documents leased to others go to the
+    back; the order among the kept candidates stays the acquisition order.
     """
-    with_points = [c.map_point for c in candidates if c.map_point] + points
-    radius = 0.0
-    if with_points:
-        xs = [p[0] for p in with_points]
-        ys = [p[1] for p in with_points]
-        radius = NEAR_COPY_SHARE * max(max(xs) - min(xs), max(ys) - min(ys))
-    kept: list[Candidate] = []
-    near: list[Candidate] = []
-    for c in candidates:
-        too_close = c.content_hash in leased_hashes or (
-            radius > 0 and c.map_point is not None and any(math.dist(c.map_point, p) < radius for p in points)
-        )
-        (near if too_close else kept).append(c)
-    return kept + near
+    if not candidates:
+        return []
+    xy = np.array([c.map_point if c.map_point else (np.nan, np.nan) for c in candidates], dtype=np.float64)
+    duplicate = np.array([c.content_hash in leased_hashes for c in candidates])
+    held = np.array(points, dtype=np.float64).reshape(-1, 2)
+    order = near_copy_order(xy, held, duplicate=duplicate, share=NEAR_COPY_SHARE)
+    return [candidates[i] for i in order]
 
 
 def random_unleased(

@@ -66,3 +66,14 @@ def test_diverse_without_embeddings_and_small_pools() -> None:
     assert len(set(idx.tolist())) == 3
     assert len(select_batch("bald", samples, None, 50)) == 5
     assert len(select_batch("diverse", samples, rng.normal(size=(5, 4)), 0)) == 0
+
+
+def test_near_copies_of_held_items_go_last_in_their_order() -> None:
+    from modelsvc.acquisition import near_copy_order
+
+    points = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0], [np.nan, np.nan], [9.99, 10.0], [3.0, 3.0]])
+    held = np.array([[10.0, 10.0], [5.0, 5.05]])
+    duplicate = np.array([False, True, False, False, False, False])
+    # extent 10 -> radius 0.2: candidates 2 and 4 sit on held items, 1 is the same text, 3 has no point
+    assert near_copy_order(points, held, duplicate=duplicate).tolist() == [0, 3, 5, 1, 2, 4]
+    assert near_copy_order(points, np.zeros((0, 2))).tolist() == [0, 1, 2, 3, 4, 5]  # nobody holds anything
