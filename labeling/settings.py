@@ -128,6 +128,9 @@ REST_FRAMEWORK = {
         "user": env.str("THROTTLE_USER", default="100000/hour"),
     },
 }
+# The cache holds the rate-limit counters: with several web replicas point every one at the same Redis
+# (CACHE_URL=redis://redis:6379/1), or each replica counts on its own (the in-process default).
+CACHES = {"default": env.cache_url_config(env.str("CACHE_URL", default="") or "locmemcache://")}
 SPECTACULAR_SETTINGS = {
     "TITLE": "alabel API",
     "DESCRIPTION": "Active-learning text labeling: ingestion, queue, labels, models, export.",

@@ -45,3 +45,18 @@ def test_test_run_fails_when_postgresql_is_down() -> None:
     )
     assert out.returncode != 0
     assert "connection" in (out.stdout + out.stderr).lower()
+
+
+def test_rate_limit_counters_can_be_shared_through_redis(tmp_path: Path) -> None:
+    """Several web replicas count one client's requests together when CACHE_URL names one Redis."""
+    code = ("import django, os; os.environ['DJANGO_SETTINGS_MODULE']='labeling.settings'; django.setup();"
+            "from django.core.cache import cache; from django.conf import settings as s;"
+            "cache.set('alabel-settings-test', 7, 30);"
+            "print(s.CACHES['default']['BACKEND'], cache.get('alabel-settings-test'))")
+    shared = _run_python(code, VAR_DIR=str(tmp_path), CACHE_URL="redis://127.0.0.1:6379/1")
+    assert shared.returncode == 0, shared.stderr
+    assert shared.stdout.split() == ["django.core.cache.backends.redis.RedisCache", "7"]
+    reader = code.replace("cache.set('alabel-settings-test', 7, 30);", "")  # another process, same Redis
+    assert _run_python(reader, VAR_DIR=str(tmp_path), CACHE_URL="redis://127.0.0.1:6379/1").stdout.split()[1] == "7"
+    alone = _run_python(reader, VAR_DIR=str(tmp_path), CACHE_URL="")
+    assert alone.stdout.split() == ["django.core.cache.backends.locmem.LocMemCache", "None"]
