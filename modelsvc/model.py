@@ -8,7 +8,7 @@ Training draws independent dropout masks per (document, sample) (``StochasticHea
 Scoring uses *consistent* MC dropout (``StochasticHead.sample``, as in BatchBALD): k masks are drawn
 once from a fixed seed and shared by every document, so sample j is the same sub-network for the
 whole pool. A document's scores then do not depend on which batch it was scored in, and the k
-samples fold into the second layer's weights: one (B, D) @ (D, k*C) matmul per member.
+samples of all members fold into the weights: two matmuls, (B, H) @ (H, M*D) and (B, M*D) @ (M*D, k*C).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 
 from labeling.models import (
     Annotation,
@@ -22,8 +22,17 @@ from labeling.models import (
 OPEN_RUN_STATES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
+def _champion(project_id: int) -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(project_id=project_id, status=ModelStatus.CHAMPION)
+
+
 def champion_get(*, project_id: int) -> ModelVersion | None:
-    return ModelVersion.objects.filter(project_id=project_id, status=ModelStatus.CHAMPION).first()
+    return _champion(project_id).first()
+
+
+def champion_ref(*, project_id: int) -> ModelVersion | None:
+    """``champion_get`` without the metrics and calibration JSON (tens of KB to decode): the queue's hot path."""
+    return _champion(project_id).only("id", "project_id", "version", "status", "label_map").first()
 
 
 def latest_trained_version(*, project_id: int) -> ModelVersion | None:

@@ -44,15 +44,6 @@ def champion_for(project: Project) -> ModelVersion | None:
     return ModelVersion.objects.filter(project=project, status=ModelStatus.CHAMPION).first()
 
 
-def champion_ref(project: Project) -> ModelVersion | None:
-    """The champion without its metrics and calibration JSON (tens of KB to decode): the queue's hot path."""
-    return (
-        ModelVersion.objects.filter(project=project, status=ModelStatus.CHAMPION)
-        .only("id", "project_id", "version", "status", "label_map", "created_at")
-        .first()
-    )
-
-
 def _leased() -> Exists:
     return Exists(Assignment.objects.filter(document=OuterRef("document_id"), state=AssignmentState.ACTIVE))
 

@@ -14,15 +14,14 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from labeling import roles
 from labeling.models import Assignment, AssignmentState, Document, ModelVersion, Project, Split
 from labeling.selectors import queue as q
-
-_RACE_RETRIES = 5
+from labeling.selectors.models import champion_ref
 
 
 class LeaseExpiredError(Exception):
@@ -144,28 +143,21 @@ def _lease_holdout(project: Project, annotator: AbstractBaseUser, rng: random.Ra
 
 
 def assignment_next(*, project: Project, annotator: AbstractBaseUser) -> Assignment | None:
-    """The caller's active lease, or a new one on the best free document; None when nothing is left."""
-    for _ in range(_RACE_RETRIES):
-        try:
-            with transaction.atomic():
-                assignments_expire(project=project)
-                lease_count, current_id = _own_leases(project, annotator)
-                if current_id is not None:
-                    return Assignment.objects.select_related("document").get(pk=current_id)
-                holdout, rng = _serve_holdout(project, annotator, lease_count)
-                champion = q.champion_ref(project)
-                if holdout:
-                    lease = _lease_holdout(project, annotator, rng) or _lease_pool(
-                        project, annotator, champion, rng
-                    )
-                else:
-                    lease = _lease_pool(project, annotator, champion, rng) or _lease_holdout(
-                        project, annotator, rng
-                    )
-                return lease
-        except IntegrityError:
-            continue  # another annotator won the same document between our check and insert
-    return None
+    """The caller's active lease, or a new one on the best free document; None when nothing is left.
+
+    No retry loop: a lost race is an insert that does nothing (``_insert_lease``), never an error,
+    and the next candidate is tried in the same transaction.
+    """
+    with transaction.atomic():
+        assignments_expire(project=project)
+        lease_count, current_id = _own_leases(project, annotator)
+        if current_id is not None:
+            return Assignment.objects.select_related("document").get(pk=current_id)
+        holdout, rng = _serve_holdout(project, annotator, lease_count)
+        champion = champion_ref(project_id=project.pk)
+        if holdout:
+            return _lease_holdout(project, annotator, rng) or _lease_pool(project, annotator, champion, rng)
+        return _lease_pool(project, annotator, champion, rng) or _lease_holdout(project, annotator, rng)
 
 
 def assignment_locked_for(assignment: Assignment, user: AbstractBaseUser, *, admin_may: bool) -> Assignment:
