@@ -86,23 +86,25 @@ class Project(models.Model):
         default=50, validators=[MinValueValidator(1)], help_text="retrain after this many new labels"
     )
     holdout_fraction = models.FloatField(
-        default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
         help_text="share of incoming documents reserved for honest evaluation",
     )
     holdout_interleave = models.FloatField(
-        default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="share of queue items served from the holdout (labeled blind)",
     )
     lease_minutes = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)])
-    auto_accept_threshold = models.FloatField(
-        default=0.95, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
-    )
+    auto_accept_threshold = models.FloatField(default=0.95, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
     review_threshold = models.FloatField(
-        default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        default=0.7,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="calibrated confidence below this is escalated",
     )
     promotion_tolerance = models.FloatField(
-        default=0.01, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        default=0.01,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="a challenger may be at most this much worse than the champion on the holdout",
     )
     seed = models.PositiveIntegerField(default=0, help_text="seeds the holdout draw and training")
@@ -225,6 +227,9 @@ class Assignment(models.Model):
     """A lease of one document to one annotator."""
 
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="assignments")
+    # The document's project, copied on save (a document never changes project): the queue counts and
+    # finds an annotator's leases in a project from one index, without joining documents.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", editable=False)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
     state = models.CharField(max_length=8, choices=AssignmentState.choices, default=AssignmentState.ACTIVE)
     leased_until = models.DateTimeField()
@@ -243,10 +248,16 @@ class Assignment(models.Model):
         indexes = [
             models.Index(fields=["annotator", "state"], name="assignment_annotator_state"),
             models.Index(fields=["state", "leased_until"], name="assignment_state_lease"),
+            models.Index(fields=["project", "annotator", "state"], name="assignment_project_annotator"),
         ]
 
     def __str__(self) -> str:
         return f"{self.document_id}->{self.annotator_id} ({self.state})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.project_id is None:
+            self.project_id = self.document.project_id
+        super().save(*args, **kwargs)
 
     @property
     def is_expired(self) -> bool:

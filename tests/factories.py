@@ -69,6 +69,7 @@ class AssignmentFactory(factory.django.DjangoModelFactory):
         model = m.Assignment
 
     document = factory.SubFactory(DocumentFactory)
+    project = factory.SelfAttribute("document.project")
     annotator = factory.SubFactory(UserFactory)
     leased_until = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=10))
 

@@ -16,19 +16,17 @@ from labeling.api.permissions import IsAnnotator
 from labeling.models import Annotation, AnnotationSource, Assignment, ModelStatus, Prediction
 from labeling.services.annotations import MAX_DURATION_MS, annotation_submit, annotation_update
 from labeling.services.assignments import (
-    assignment_next,
     assignment_release,
     assignment_renew,
     assignment_skip,
+    lease_next,
 )
 
 
 class ReasonSerializer(serializers.Serializer):
     strategy = serializers.CharField(help_text="acquisition strategy, holdout_random or cold_start_random")
     score = serializers.FloatField(allow_null=True, help_text="acquisition score (higher = asked sooner)")
-    holdout = serializers.BooleanField(
-        help_text="true: an evaluation item, labeled blind (no prediction shown)"
-    )
+    holdout = serializers.BooleanField(help_text="true: an evaluation item, labeled blind (no prediction shown)")
     model_version = serializers.IntegerField(allow_null=True)
     rank = serializers.IntegerField(required=False)
 
@@ -74,19 +72,18 @@ class QueueItemSerializer(serializers.Serializer):
     assignment = AssignmentSerializer()
     document = QueueDocumentSerializer()
     reason = ReasonSerializer()
-    prediction = QueuePredictionSerializer(
-        allow_null=True, help_text="null for holdout items and before a model"
-    )
+    prediction = QueuePredictionSerializer(allow_null=True, help_text="null for holdout items and before a model")
     labels = serializers.ListField(child=serializers.DictField())
 
     class Meta:
         ref_name = "QueueItem"
 
 
-def _prediction(assignment: Assignment) -> dict[str, Any] | None:
+def _prediction(assignment: Assignment, known: Prediction | None = None) -> dict[str, Any] | None:
+    """The champion's prediction for the leased document; ``known`` when the queue read it with the ranking."""
     if assignment.reason.get("holdout"):
         return None  # labeled blind: showing the model's guess would bias the evaluation labels
-    p = (
+    p = known or (
         Prediction.objects.filter(
             document_id=assignment.document_id,
             model_version__project_id=assignment.document.project_id,
@@ -113,7 +110,7 @@ def _prediction(assignment: Assignment) -> dict[str, Any] | None:
     }
 
 
-def queue_item(assignment: Assignment) -> dict[str, Any]:
+def queue_item(assignment: Assignment, prediction: Prediction | None = None) -> dict[str, Any]:
     doc = assignment.document
     reason = {
         "strategy": "",
@@ -131,7 +128,7 @@ def queue_item(assignment: Assignment) -> dict[str, Any]:
             "metadata": doc.metadata,
         },
         "reason": reason,
-        "prediction": _prediction(assignment),
+        "prediction": _prediction(assignment, prediction),
         "labels": doc.project.labels,
     }
 
@@ -147,11 +144,11 @@ class QueueNextApi(BaseApi):
     )
     def post(self, request: Request, project_id: int) -> Response:
         project = project_or_404(project_id)
-        assignment = assignment_next(project=project, annotator=request.user)
-        if assignment is None:
+        lease = lease_next(project=project, annotator=request.user)
+        if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        assignment.document.project = project  # the lease is in this project: skip a re-read
-        return Response(queue_item(assignment))
+        lease.assignment.document.project = project  # the lease is in this project: skip a re-read
+        return Response(queue_item(lease.assignment, lease.prediction))
 
 
 class _AssignmentActionApi(BaseApi):
@@ -229,9 +226,7 @@ class AnnotationCreateApi(BaseApi):
 
     class InputSerializer(serializers.Serializer):
         label = serializers.CharField(max_length=64)
-        duration_ms = serializers.IntegerField(
-            min_value=0, max_value=MAX_DURATION_MS, required=False, allow_null=True
-        )
+        duration_ms = serializers.IntegerField(min_value=0, max_value=MAX_DURATION_MS, required=False, allow_null=True)
         source = serializers.ChoiceField(choices=[AnnotationSource.API, AnnotationSource.UI], default="api")
 
         class Meta:
@@ -279,9 +274,7 @@ class AnnotationUpdateApi(BaseApi):
         annotation = get_or_404(Annotation, annotation_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        updated = annotation_update(
-            annotation=annotation, user=request.user, label=data.validated_data["label"]
-        )
+        updated = annotation_update(annotation=annotation, user=request.user, label=data.validated_data["label"])
         return Response(AnnotationOutputSerializer(updated).data)
 
 

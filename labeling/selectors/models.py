@@ -30,11 +30,6 @@ def champion_get(*, project_id: int) -> ModelVersion | None:
     return _champion(project_id).first()
 
 
-def champion_ref(*, project_id: int) -> ModelVersion | None:
-    """``champion_get`` without the metrics and calibration JSON (tens of KB to decode): the queue's hot path."""
-    return _champion(project_id).only("id", "project_id", "version", "status", "label_map").first()
-
-
 def latest_trained_version(*, project_id: int) -> ModelVersion | None:
     """The newest finished model (champion, candidate, rejected or retired): the retrain baseline."""
     return (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from labeling import models as m
 from tests import factories as f
@@ -33,6 +34,14 @@ def test_second_active_assignment_for_a_document_is_refused() -> None:
     # Finished assignments do not block a new lease.
     m.Assignment.objects.filter(document=doc).update(state=m.AssignmentState.DONE)
     f.AssignmentFactory(document=doc)
+
+
+def test_an_assignment_takes_its_documents_project() -> None:
+    doc = f.DocumentFactory()
+    user = f.UserFactory()
+    lease = m.Assignment.objects.create(document=doc, annotator=user, leased_until=timezone.now())
+    assert lease.project_id == doc.project_id
+    assert m.Assignment.objects.filter(project=doc.project).get() == lease
 
 
 def test_second_prediction_for_same_document_and_model_is_refused() -> None:

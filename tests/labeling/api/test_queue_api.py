@@ -61,7 +61,7 @@ def test_a_lease_lost_to_a_concurrent_insert_moves_on_to_the_next_candidate(
         document=best, annotator=other_annotator, leased_until=timezone.now() + timedelta(minutes=5)
     )
     second = sorted(docs, key=lambda d: d.predictions.get().acquisition_score)[-2]
-    lease = _try_lease(project, annotator, [best.pk, second.pk], {"strategy": "test"})
+    lease = _try_lease(project, annotator, [best, second], {"strategy": "test"})
     assert lease is not None and lease.document_id == second.pk
     assert Assignment.objects.get(pk=lease.pk).reason == {"strategy": "test"}
     assert Assignment.objects.filter(document=best, state=AssignmentState.ACTIVE).count() == 1
