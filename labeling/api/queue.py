@@ -249,6 +249,8 @@ class AnnotationCreateApi(BaseApi):
             duration_ms=data.validated_data.get("duration_ms"),
             source=data.validated_data["source"],
         )
+        if created:
+            annotation.revision_count = 0  # a new label has no revisions: skip the count query
         return Response(
             AnnotationOutputSerializer(annotation).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,

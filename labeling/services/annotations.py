@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -23,6 +24,9 @@ from labeling.services.assignments import assignment_locked_for, assignment_requ
 from labeling.services.dispatch import QueueKind, TaskName, enqueue
 
 MAX_DURATION_MS = 24 * 60 * 60 * 1000
+# A label asks for a retrain threshold check this long after it commits; labels that follow within
+# the window (one second shorter, so they commit before the check reads) share that check.
+RETRAIN_CHECK_DELAY_S = 5
 
 
 class AnnotationConflictError(Exception):
@@ -43,8 +47,20 @@ def _champion_prediction(document: Document) -> Prediction | None:
             model_version__status=ModelStatus.CHAMPION,
         )
         .select_related("model_version")
+        .defer("model_version__metrics", "model_version__calibration")  # tens of KB of JSON, unused here
         .first()
     )
+
+
+def _request_retrain_check(project_id: int) -> None:
+    """One threshold check per project per few seconds, however many annotators label meanwhile.
+
+    Without this, 20 annotators send 20 check tasks a second. A check the window suppressed is not
+    lost: the pending one counts every label committed before it runs, and beat checks every project
+    on its own schedule.
+    """
+    if cache.add(f"alabel:retrain-check:{project_id}", 1, timeout=RETRAIN_CHECK_DELAY_S - 1):
+        enqueue(TaskName.CHECK_RETRAIN, args=(project_id,), kind=QueueKind.TRAINING, countdown=RETRAIN_CHECK_DELAY_S)
 
 
 def annotation_submit(
@@ -59,7 +75,7 @@ def annotation_submit(
     if duration_ms is not None and not (0 <= duration_ms <= MAX_DURATION_MS):
         raise ValidationError({"duration_ms": f"must be between 0 and {MAX_DURATION_MS}"})
     with transaction.atomic():
-        locked = assignment_locked_for(assignment, user, admin_may=False)
+        locked = assignment_locked_for(assignment, user, admin_may=False, lock_document=True)
         project = locked.document.project
         label = label_validate(project, label)
         if locked.state == AssignmentState.DONE:
@@ -72,7 +88,7 @@ def annotation_submit(
                     )
                 return existing, False
         assignment_require_live(locked)
-        document = Document.objects.select_for_update().get(pk=locked.document_id)
+        document = locked.document  # locked with the assignment: the queue's SKIP LOCKED passes it by
         prediction = _champion_prediction(document)
         now = timezone.now()
         annotation, created = Annotation.objects.get_or_create(
@@ -96,16 +112,14 @@ def annotation_submit(
         if not document.is_labeled:
             Document.objects.filter(pk=document.pk).update(is_labeled=True)
             Prediction.objects.filter(document=document, in_queue=True).update(in_queue=False)
-        enqueue(TaskName.CHECK_RETRAIN, args=(project.id,), kind=QueueKind.TRAINING, countdown=5)
+        _request_retrain_check(project.id)
     return annotation, created
 
 
 def annotation_update(*, annotation: Annotation, user: AbstractBaseUser, label: object) -> Annotation:
     """Change a label given earlier (its annotator or an admin); every change leaves a revision."""
     with transaction.atomic():
-        locked = (
-            Annotation.objects.select_for_update().select_related("document__project").get(pk=annotation.pk)
-        )
+        locked = Annotation.objects.select_for_update().select_related("document__project").get(pk=annotation.pk)
         if locked.annotator_id != user.pk and not roles.is_admin(user):
             raise PermissionDenied("only the annotator who gave this label, or an admin, may change it")
         label = label_validate(locked.document.project, label)

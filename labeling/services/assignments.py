@@ -192,8 +192,12 @@ def assignment_next(*, project: Project, annotator: AbstractBaseUser) -> Assignm
     return lease.assignment if lease is not None else None
 
 
-def assignment_locked_for(assignment: Assignment, user: AbstractBaseUser, *, admin_may: bool) -> Assignment:
-    locked = Assignment.objects.select_for_update().select_related("document__project").get(pk=assignment.pk)
+def assignment_locked_for(
+    assignment: Assignment, user: AbstractBaseUser, *, admin_may: bool, lock_document: bool = False
+) -> Assignment:
+    """The assignment, row-locked, with its document and project; ``lock_document`` locks the document too."""
+    rows = Assignment.objects.select_related("document__project")
+    locked = rows.select_for_update(of=("self", "document") if lock_document else ("self",)).get(pk=assignment.pk)
     if locked.annotator_id != user.pk and not (admin_may and roles.is_admin(user)):
         raise PermissionDenied("this assignment belongs to another annotator")
     return locked
