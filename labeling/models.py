@@ -300,6 +300,21 @@ class ModelVersion(models.Model):
         return f"{self.project_id} v{self.version} ({self.status})"
 
 
+#: The columns a scoring pass writes (and the queue reads back with its ranking).
+PREDICTION_SCORE_FIELDS = (
+    "probabilities",
+    "predicted_label",
+    "confidence",
+    "entropy",
+    "expected_entropy",
+    "mutual_info",
+    "margin",
+    "acquisition_score",
+    "map_x",
+    "map_y",
+)
+
+
 class Prediction(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="predictions")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="predictions")

@@ -31,6 +31,7 @@ import numpy as np
 from django.db import connection
 
 from labeling.models import (
+    PREDICTION_SCORE_FIELDS,
     Assignment,
     AssignmentState,
     Document,
@@ -55,20 +56,7 @@ MODEL = ModelVersion._meta.db_table
 
 # Document columns a queue response shows (and that identify a copy).
 _DOC_COLUMNS = ("id", "project_id", "external_id", "text", "content_hash", "metadata", "split", "is_labeled")
-_PREDICTION_COLUMNS = (
-    "document_id",
-    "model_version_id",
-    "probabilities",
-    "predicted_label",
-    "confidence",
-    "entropy",
-    "expected_entropy",
-    "mutual_info",
-    "margin",
-    "acquisition_score",
-    "map_x",
-    "map_y",
-)
+_PREDICTION_COLUMNS = ("document_id", "model_version_id", *PREDICTION_SCORE_FIELDS)
 
 
 @dataclass(frozen=True)

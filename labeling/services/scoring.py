@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from labeling.models import Document, ModelVersion, Prediction, Project, Split, TrainingRun
+from labeling.models import PREDICTION_SCORE_FIELDS, Document, ModelVersion, Prediction, Project, Split, TrainingRun
 from labeling.selectors.models import champion_get, champion_has_gaps, documents_unscored_page
 from labeling.services import modeling
 from labeling.services.assignments import assignments_expire
@@ -35,20 +35,8 @@ log = logging.getLogger(__name__)
 SCORING_TIME_BUDGET_S = 120.0
 #: The acquisition score stored for the batch-diversified strategy: diversity is applied by the queue.
 _STORED_STRATEGY = {"diverse": "bald"}
-_UPDATE_FIELDS = [
-    "in_queue",
-    "probabilities",
-    "predicted_label",
-    "confidence",
-    "entropy",
-    "expected_entropy",
-    "mutual_info",
-    "margin",
-    "acquisition_score",
-    "map_x",
-    "map_y",
-    "scored_at",
-]  # not attributions: they depend only on (model, text), so a re-scored row keeps them
+# Not attributions: they depend only on (model, text), so a re-scored row keeps them.
+_UPDATE_FIELDS = ["in_queue", *PREDICTION_SCORE_FIELDS, "scored_at"]
 
 
 class ScoringBusyError(Exception):
