@@ -91,21 +91,24 @@ def annotation_submit(
         document = locked.document  # locked with the assignment: the queue's SKIP LOCKED passes it by
         prediction = _champion_prediction(document)
         now = timezone.now()
-        annotation, created = Annotation.objects.get_or_create(
-            document=document,
-            annotator=user,
-            defaults={
-                "label": label,
-                "assignment": locked,
-                "duration_ms": duration_ms,
-                "source": source,
-                "model_version": prediction.model_version if prediction else None,
-                "predicted_label": prediction.predicted_label if prediction else "",
-                "predicted_confidence": prediction.confidence if prediction else None,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
+        # The document row is locked and only this function creates annotations, so a plain read
+        # then insert cannot race (get_or_create would add a savepoint round trip pair per label).
+        annotation = Annotation.objects.filter(document=document, annotator=user).first()
+        created = annotation is None
+        if annotation is None:
+            annotation = Annotation.objects.create(
+                document=document,
+                annotator=user,
+                label=label,
+                assignment=locked,
+                duration_ms=duration_ms,
+                source=source,
+                model_version=prediction.model_version if prediction else None,
+                predicted_label=prediction.predicted_label if prediction else "",
+                predicted_confidence=prediction.confidence if prediction else None,
+                created_at=now,
+                updated_at=now,
+            )
         locked.state = AssignmentState.DONE
         locked.finished_at = now
         locked.save(update_fields=["state", "finished_at"])
