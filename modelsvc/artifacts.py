@@ -5,6 +5,10 @@ Layout of an artifact folder::
     classifier.json     format_version, model config, label names, encoder identity, temperature,
                         calibration, metrics, versions
     head.safetensors    the head's tensors (w1, b1, w2, b2, feature_mean, feature_std)
+    encoder_layers.safetensors
+                        only for a fine-tuned classifier: the tuned encoder layers (``layer.<i>.*``);
+                        ``classifier.json`` then has ``fine_tune`` (mode, first layer, layer count,
+                        base encoder identity, digest) and ``encoder_id`` = the tuned identity
 
 ``save_classifier`` writes into a temporary sibling folder and renames it into place, so a reader
 never sees a half-written artifact. ``load_classifier`` validates everything and raises
@@ -29,10 +33,12 @@ from safetensors.torch import load_file, save_file
 
 from modelsvc.config import ModelConfig
 from modelsvc.model import Classifier, build_head
+from modelsvc.tuning import TunedLayers
 
 FORMAT_VERSION = 1
 META_FILE = "classifier.json"
 WEIGHTS_FILE = "head.safetensors"
+TUNED_FILE = "encoder_layers.safetensors"
 
 
 class ArtifactError(RuntimeError):
@@ -85,6 +91,21 @@ def save_classifier(classifier: Classifier, directory: str | os.PathLike[str]) -
             "versions": _versions(),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        tuned = classifier.tuned
+        if tuned is not None:
+            save_file(
+                {k: v.contiguous() for k, v in tuned.tensors.items()},
+                str(tmp / TUNED_FILE),
+                metadata={"format_version": str(FORMAT_VERSION), "digest": tuned.digest},
+            )
+            meta["fine_tune"] = {
+                "mode": tuned.mode,
+                "first_layer": tuned.first,
+                "n_layers": tuned.n_layers,
+                "base_encoder_id": tuned.base_encoder_id,
+                "digest": tuned.digest,
+                "file": TUNED_FILE,
+            }
         with (tmp / META_FILE).open("w", encoding="utf-8") as fh:
             json.dump(meta, fh, indent=2, sort_keys=True, allow_nan=False)
             fh.flush()
@@ -161,6 +182,7 @@ def load_classifier(directory: str | os.PathLike[str], *, expected_labels: Seque
     temperature = float(meta["temperature"])
     if not temperature > 0:
         raise ArtifactError(f"{folder / META_FILE}: temperature must be > 0")
+    tuned = _load_tuned(folder, meta) if meta.get("fine_tune") is not None else None
     return Classifier(
         config=config,
         label_names=[str(x) for x in labels],
@@ -169,4 +191,41 @@ def load_classifier(directory: str | os.PathLike[str], *, expected_labels: Seque
         temperature=temperature,
         calibration=dict(meta.get("calibration") or {}),
         metrics=dict(meta.get("metrics") or {}),
+        tuned=tuned,
     )
+
+
+def _load_tuned(folder: Path, meta: dict[str, Any]) -> TunedLayers:
+    """The tuned encoder layers named by ``meta["fine_tune"]``; their digest and identity must match."""
+    info = meta["fine_tune"]
+    where = folder / META_FILE
+    if not isinstance(info, dict) or any(
+        k not in info for k in ("mode", "first_layer", "n_layers", "base_encoder_id", "digest")
+    ):
+        raise ArtifactError(f"{where}: fine_tune must name mode, first_layer, n_layers, base_encoder_id, digest")
+    path = folder / TUNED_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{folder}: missing file {TUNED_FILE} (the fine-tuned encoder layers)")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ArtifactError(f"{path}: corrupt weights ({exc})") from exc
+    try:
+        tuned = TunedLayers(
+            mode=str(info["mode"]),
+            first=int(info["first_layer"]),
+            n_layers=int(info["n_layers"]),
+            base_encoder_id=str(info["base_encoder_id"]),
+            tensors=tensors,
+        )
+    except ValueError as exc:
+        raise ArtifactError(f"{path}: {exc}") from exc
+    if tuned.digest != info["digest"]:
+        raise ArtifactError(
+            f"{path}: tuned layers digest {tuned.digest} does not match {info['digest']} in {META_FILE}"
+        )
+    if tuned.encoder_id != meta["encoder_id"]:
+        raise ArtifactError(
+            f"{where}: encoder_id {meta['encoder_id']!r} is not the tuned identity {tuned.encoder_id!r}"
+        )
+    return tuned

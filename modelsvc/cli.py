@@ -53,6 +53,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         calibration_fraction=args.calibration_fraction,
         folds=args.folds,
         error_mapping=args.error_mapping,
+        fine_tune=args.fine_tune,
+        encoder_learning_rate=args.encoder_lr,
+        fine_tune_epochs=args.fine_tune_epochs,
     )
 
     def progress(stage: str, fraction: float) -> None:
@@ -74,6 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "labels": names,
         "split_sizes": result.split_sizes,
         "temperature": result.classifier.temperature,
+        "encoder_id": result.classifier.encoder_id,
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
         "calibration_metrics": result.classifier.metrics,
     }
@@ -169,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     t.add_argument("--calibration-fraction", type=float, default=TrainConfig.calibration_fraction)
     t.add_argument("--error-mapping", default="none", choices=["none", "isotonic", "platt"])
+    t.add_argument(
+        "--fine-tune",
+        default=TrainConfig.fine_tune,
+        help="frozen (default), topN (e.g. top2: the top N encoder layers train with the head) or full",
+    )
+    t.add_argument("--encoder-lr", type=float, default=TrainConfig.encoder_learning_rate, help="tuned layers' lr")
+    t.add_argument("--fine-tune-epochs", type=int, default=TrainConfig.fine_tune_epochs, help="most joint epochs")
     t.add_argument("-v", "--verbose", action="store_true")
     t.set_defaults(func=cmd_train)
 

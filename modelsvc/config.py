@@ -8,6 +8,7 @@ artifacts; unknown keys are rejected by ``from_dict`` so a typo is not silently 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -17,7 +18,26 @@ PACKAGED_ENCODER = "packaged:all-MiniLM-L6-v2"
 Pooling = Literal["mean", "cls", "mean_max", "mean_mid"]
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16"]
-FineTune = Literal["frozen"]
+#: ``"frozen"``, ``"topN"`` (N >= 1: the top N transformer layers train with the head) or ``"full"``.
+FineTune = str
+
+_TOP_N = re.compile(r"top([1-9][0-9]*)")
+
+
+def fine_tune_top(value: str) -> int | None:
+    """Layers a ``fine_tune`` value trains: 0 for frozen, N for "topN", None for "full" (all of them).
+
+    Raises ValueError for anything else.
+    """
+    if value == "frozen":
+        return 0
+    if value == "full":
+        return None
+    match = _TOP_N.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"fine_tune must be 'frozen', 'full' or 'topN' with N >= 1 (e.g. 'top2'), got {value!r}")
+    return int(match.group(1))
+
 
 T = TypeVar("T")
 
@@ -124,7 +144,18 @@ class TrainConfig:
     class_weights: bool = True
     """Weight the loss by inverse class frequency ("balanced")."""
     fine_tune: FineTune = "frozen"
-    """Only the frozen encoder is supported; see docs/MODELSVC.md for the measurements behind it."""
+    """``frozen`` (default): only the head trains, on cached vectors, with cross-fitting. ``topN``: the
+    top N transformer layers train with the head (``modelsvc.finetune``; single stratified
+    fit/calibration split, ``folds`` is not used); ``full``: every transformer layer (the embedding
+    layer stays frozen). See docs/MODELSVC.md for the measurements behind the default."""
+    encoder_learning_rate: float = 5e-5
+    """AdamW learning rate of the tuned encoder layers (the head keeps ``learning_rate``)."""
+    fine_tune_epochs: int = 4
+    """Most epochs of joint (encoder layers + head) training after the head is fitted on the frozen
+    vectors; stops after 2 epochs (``finetune.FINE_TUNE_PATIENCE``) without a better validation loss, keeps the
+    best epoch."""
+    fine_tune_batch_size: int = 32
+    """Documents per step of joint training."""
     temperature_on_validation: bool = True
     """Fit the temperature on the calibration part plus the early-stopping validation part."""
     error_mapping: Literal["none", "isotonic", "platt"] = "none"
@@ -143,8 +174,13 @@ class TrainConfig:
             raise ValueError("learning_rate must be > 0 and weight_decay >= 0")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        if self.fine_tune != "frozen":
-            raise ValueError(f"fine_tune must be 'frozen', got {self.fine_tune!r}")
+        fine_tune_top(self.fine_tune)
+        if self.encoder_learning_rate <= 0:
+            raise ValueError(f"encoder_learning_rate must be > 0, got {self.encoder_learning_rate}")
+        if self.fine_tune_epochs < 1:
+            raise ValueError(f"fine_tune_epochs must be >= 1, got {self.fine_tune_epochs}")
+        if self.fine_tune_batch_size < 1:
+            raise ValueError(f"fine_tune_batch_size must be >= 1, got {self.fine_tune_batch_size}")
         if self.error_mapping not in ("none", "isotonic", "platt"):
             raise ValueError("error_mapping must be none, isotonic or platt")
 

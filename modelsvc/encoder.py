@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from modelsvc.config import PACKAGED_ENCODER, ModelConfig
+from modelsvc.tuning import TunedLayers
 
 ProgressFn = Callable[[str, float], None]
 
@@ -314,7 +315,7 @@ def pooled_forward(model: torch.nn.Module, mask: torch.Tensor, pooling: str, **i
     return pool_hidden(out.last_hidden_state.float(), mask, pooling, layers)
 
 
-def _padded_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def padded_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Token id lists -> input ids and attention mask (B, T), padded to the longest.
 
     Filled in numpy and handed to torch without a copy: one small tensor per row cost ~8 % of
@@ -330,15 +331,27 @@ def _padded_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Ten
 
 
 class TextEncoder:
-    """Frozen pretrained encoder producing one vector per document; see the module docstring."""
+    """Pretrained encoder producing one vector per document; see the module docstring.
 
-    def __init__(self, config: ModelConfig | None = None) -> None:
+    ``tuned`` (from a fine-tuned classifier, ``Classifier.tuned``) replaces the encoder's top layers
+    with trained ones; ``encoder_id`` is then the tuned identity, so the cache keeps its vectors apart.
+    """
+
+    def __init__(self, config: ModelConfig | None = None, tuned: TunedLayers | None = None) -> None:
         self.config = config or ModelConfig()
         self.folder = resolve_encoder(self.config.encoder)
         self.device = select_device(self.config.device)
         self.dtype = select_dtype(self.config.precision, self.device)
-        self.encoder_id = encoder_identity(self.config)
+        self.base_encoder_id = encoder_identity(self.config)
+        if tuned is not None and tuned.base_encoder_id != self.base_encoder_id:
+            raise EncoderError(
+                f"encoder mismatch: the tuned layers were trained on {tuned.base_encoder_id}, "
+                f"but {self.config.encoder} resolves to {self.base_encoder_id}"
+            )
+        self.tuned = tuned
+        self.encoder_id = tuned.encoder_id if tuned is not None else self.base_encoder_id
         self._loaded: LoadedEncoder | None = None
+        self._tuned_models: dict[torch.dtype, torch.nn.Module] = {}
         self.forward_calls = 0  # encoder batches run (tests and benchmarks read it)
         self.windows_encoded = 0
 
@@ -351,17 +364,34 @@ class TextEncoder:
     @property
     def inference_model(self) -> torch.nn.Module:
         """The model ``encode`` runs: bf16 weights when the dtype is bf16, else the fp32 model."""
-        if self.dtype == torch.bfloat16:
+        if self.dtype != torch.bfloat16:
+            return self.model
+        if self.tuned is None:
             return low_precision_model(str(self.folder), str(self.device))
-        return self.model
+        if torch.bfloat16 not in self._tuned_models:
+            self._tuned_models[torch.bfloat16] = copy.deepcopy(self.model).to(torch.bfloat16)
+        return self._tuned_models[torch.bfloat16]
 
     @property
     def tokenizer(self) -> Any:
         return self.loaded.tokenizer
 
     @property
-    def model(self) -> torch.nn.Module:
+    def base_model(self) -> torch.nn.Module:
+        """The shared (per-process LRU) fp32 base encoder; never modified."""
         return self.loaded.model
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The fp32 encoder: the base one, or this instance's copy with the tuned layers loaded."""
+        if self.tuned is None:
+            return self.loaded.model
+        if torch.float32 not in self._tuned_models:
+            try:
+                self._tuned_models[torch.float32] = self.tuned.apply_to(self.loaded.model).to(self.device)
+            except ValueError as exc:
+                raise EncoderError(str(exc)) from exc
+        return self._tuned_models[torch.float32]
 
     @property
     def hidden_size(self) -> int:
@@ -391,7 +421,7 @@ class TextEncoder:
             yield order[start : start + size]
             start += size
 
-    def _autocast(self) -> Any:
+    def autocast(self) -> Any:
         if self.dtype == torch.float16:  # GPUs without bf16: fp32 weights, fp16 autocast (no overflow in LayerNorm)
             return torch.autocast(device_type=self.device.type, dtype=self.dtype)
         return torch.autocast(device_type=self.device.type, enabled=False)
@@ -411,9 +441,9 @@ class TextEncoder:
         done = 0
         model = self.inference_model
         try:
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode(), self.autocast():
                 for idx in self._batches(lengths):
-                    ids, mask = _padded_batch([win.input_ids[w] for w in idx], pad_id)
+                    ids, mask = padded_batch([win.input_ids[w] for w in idx], pad_id)
                     ids, mask = ids.to(self.device), mask.to(self.device)
                     vecs = pooled_forward(model, mask, self.config.pooling, input_ids=ids)  # (B, H')
                     pooled[idx] = vecs.cpu().numpy()
@@ -462,6 +492,7 @@ class TextEncoder:
             "encoder": self.config.encoder,
             "folder": str(self.folder),
             "encoder_id": self.encoder_id,
+            "fine_tune": self.tuned.mode if self.tuned is not None else "frozen",
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
         }

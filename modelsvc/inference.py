@@ -62,8 +62,8 @@ class ScoreResult:
 
 
 def encoder_for(classifier: Classifier) -> TextEncoder:
-    """A TextEncoder matching the classifier's config; checks that the encoder weights are the same."""
-    encoder = TextEncoder(classifier.config)
+    """A TextEncoder matching the classifier's config (and tuned layers); checks the encoder identity."""
+    encoder = TextEncoder(classifier.config, tuned=classifier.tuned)
     if encoder.encoder_id != classifier.encoder_id:
         raise ValueError(
             f"encoder mismatch: classifier was trained on {classifier.encoder_id}, "
@@ -128,7 +128,15 @@ def score_texts(
     return_samples: bool = False,
     progress: ProgressFn | None = None,
 ) -> ScoreResult:
-    """Encode ``texts`` (cache first) and score them; see ``score_embeddings``."""
+    """Encode ``texts`` (cache first) and score them; see ``score_embeddings``.
+
+    A given ``encoder`` must have the classifier's encoder identity (a frozen encoder never feeds a
+    fine-tuned head, nor the reverse): ValueError("encoder mismatch ...") otherwise.
+    """
     encoder = encoder or encoder_for(classifier)
+    if encoder.encoder_id != classifier.encoder_id:
+        raise ValueError(
+            f"encoder mismatch: classifier was trained on {classifier.encoder_id}, the encoder is {encoder.encoder_id}"
+        )
     emb = encoder.encode(texts, cache=cache, progress=progress)
     return score_embeddings(classifier, emb, return_samples=return_samples)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from modelsvc.config import ModelConfig
+from modelsvc.tuning import TunedLayers
 
 
 class StochasticHead(nn.Module):
@@ -159,7 +160,11 @@ def mc_dropout(module: nn.Module) -> Iterator[nn.Module]:
 
 @dataclass
 class Classifier:
-    """A trained head plus everything needed to use it: labels, encoder identity, calibration."""
+    """A trained head plus everything needed to use it: labels, encoder identity, calibration.
+
+    ``tuned`` holds the fine-tuned encoder layers (``TrainConfig.fine_tune`` other than frozen);
+    ``encoder_id`` is then their tuned identity (``tuned.encoder_id``).
+    """
 
     config: ModelConfig
     label_names: list[str]
@@ -168,6 +173,7 @@ class Classifier:
     temperature: float = 1.0
     calibration: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    tuned: TunedLayers | None = None
 
     @property
     def n_classes(self) -> int:

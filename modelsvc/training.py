@@ -87,7 +87,8 @@ def encode_labels(labels: Sequence[Any], label_names: Sequence[str]) -> np.ndarr
     return out
 
 
-def _class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
+def class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Inverse-frequency ("balanced") class weights (C,); 0 for classes absent from y."""
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     w = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
     return torch.as_tensor(w, dtype=torch.float32)
@@ -108,7 +109,7 @@ def fit_head(
     yt = torch.as_tensor(y, dtype=torch.long)
     head = build_head(model_config, x.shape[1], n_classes)
     head.set_standardization(x[tr])
-    weights = _class_weights(y[tr], n_classes) if train_config.class_weights else None
+    weights = class_weights(y[tr], n_classes) if train_config.class_weights else None
     loss_fn = nn.CrossEntropyLoss(weight=weights)
     opt = torch.optim.AdamW(head.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay)
     gen = torch.Generator().manual_seed(train_config.seed)
@@ -170,6 +171,10 @@ def train_embeddings(
         raise TrainingError("no labeled documents to train on")
     if len(labels) != len(embeddings):
         raise TrainingError(f"{len(embeddings)} texts but {len(labels)} labels")
+    if train_config.fine_tune != "frozen":
+        raise TrainingError(
+            f"fine_tune={train_config.fine_tune!r} trains encoder layers, so it needs the texts: use train(...)"
+        )
     y = encode_labels(labels, names)
     k = n_folds(y, train_config.folds)
     if k:
@@ -189,31 +194,55 @@ def train_embeddings(
             torch.set_num_threads(threads)
     t1 = time.perf_counter()
     clf = Classifier(config=model_config, label_names=names, encoder_id=encoder_id, head=head)
-    calibration: dict[str, Any] = {"temperature": 1.0, "n": int(len(cal_idx)), "error_mapping": None}
-    metrics: dict[str, Any] = {}
-    if len(cal_idx):
-        # The temperature is one scalar: fit it on the calibration part plus the validation part
-        # (which only chose the stopping epoch), so small label sets still calibrate stably.
-        t_idx = np.concatenate([cal_idx, fit_idx[val_idx]]) if train_config.temperature_on_validation else cal_idx
-        logits = clf.sample_logits(embeddings[t_idx])
-        calibration["temperature"] = fit_temperature(logits, y[t_idx])
-        calibration["n_temperature"] = int(len(t_idx))
-        clf.temperature = calibration["temperature"]
-        res = score_embeddings(clf, embeddings[cal_idx])
-        calibration["error_mapping"] = fit_error_mapping(
-            res.entropy, res.predicted != y[cal_idx], train_config.error_mapping
-        )
-        metrics = evaluate_predictions(res.probs_uncalibrated, res.probs, y[cal_idx], res.uncertainty())
-        metrics["split"] = "calibration"
-    else:
-        calibration["skipped"] = "too few labels per class to hold out a calibration part"
-    clf.calibration = calibration
-    clf.metrics = {k: v for k, v in metrics.items() if not k.startswith("reliability")}
+    val = fit_idx[val_idx]
+    calibration, metrics = calibrate_held_out(
+        clf, embeddings[cal_idx], y[cal_idx], embeddings[val], y[val], train_config
+    )
     if progress is not None:
         progress("calibrate", 1.0)
     sizes["calibration"] = int(len(cal_idx))
     timings = {"fit": t1 - t0, "calibrate": time.perf_counter() - t1}
     return TrainResult(clf, metrics, calibration, history, sizes, timings)
+
+
+def calibrate_held_out(
+    clf: Classifier,
+    cal_embeddings: np.ndarray,
+    y_cal: np.ndarray,
+    val_embeddings: np.ndarray,
+    y_val: np.ndarray,
+    train_config: TrainConfig,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Single-split calibration: temperature, error mapping and metrics from held-out vectors.
+
+    cal_embeddings (Nc, H) with labels (Nc,): never trained on; val_embeddings (Nv, H): only chose the
+    stopping epoch, so they join the temperature fit when ``temperature_on_validation``. Sets the
+    classifier's temperature, calibration and metrics; returns (calibration, metrics).
+    """
+    calibration: dict[str, Any] = {"temperature": 1.0, "n": int(len(y_cal)), "error_mapping": None}
+    metrics: dict[str, Any] = {}
+    if len(y_cal):
+        # The temperature is one scalar: fit it on the calibration part plus the validation part
+        # (which only chose the stopping epoch), so small label sets still calibrate stably.
+        if train_config.temperature_on_validation:
+            t_emb, t_y = np.concatenate([cal_embeddings, val_embeddings]), np.concatenate([y_cal, y_val])
+        else:
+            t_emb, t_y = cal_embeddings, y_cal
+        logits = clf.sample_logits(t_emb)
+        calibration["temperature"] = fit_temperature(logits, t_y)
+        calibration["n_temperature"] = int(len(t_y))
+        clf.temperature = calibration["temperature"]
+        res = score_embeddings(clf, cal_embeddings)
+        calibration["error_mapping"] = fit_error_mapping(
+            res.entropy, res.predicted != y_cal, train_config.error_mapping
+        )
+        metrics = evaluate_predictions(res.probs_uncalibrated, res.probs, y_cal, res.uncertainty())
+        metrics["split"] = "calibration"
+    else:
+        calibration["skipped"] = "too few labels per class to hold out a calibration part"
+    clf.calibration = calibration
+    clf.metrics = {k: v for k, v in metrics.items() if not k.startswith("reliability")}
+    return calibration, metrics
 
 
 def _train_cross_fitted(
@@ -282,7 +311,9 @@ def train(
 
     texts (N), labels (N) given as names in ``label_names`` (or int indices). ``progress`` is called
     with (stage, fraction) for stages ``encode``, ``fit``, ``calibrate``. Returns a TrainResult whose
-    ``classifier`` can be saved with ``artifacts.save_classifier``.
+    ``classifier`` can be saved with ``artifacts.save_classifier``. ``train_config.fine_tune`` other
+    than ``"frozen"`` trains encoder layers too (``modelsvc.finetune.train_fine_tuned``; the cache is
+    not read then: the tuned encoder's vectors are new).
     """
     model_config = model_config or (encoder.config if encoder is not None else ModelConfig())
     if len(texts) != len(labels):
@@ -294,6 +325,18 @@ def train(
         keys = ("encoder", "max_length", "stride", "pooling")
         if any(getattr(encoder.config, k) != getattr(model_config, k) for k in keys):
             raise TrainingError("encoder and model_config disagree on encoder/max_length/stride/pooling")
+    if train_config is not None and train_config.fine_tune != "frozen":
+        from modelsvc.finetune import train_fine_tuned  # finetune builds on this module
+
+        return train_fine_tuned(
+            texts,
+            labels,
+            label_names=label_names,
+            model_config=model_config,
+            train_config=train_config,
+            encoder=encoder,
+            progress=progress,
+        )
     encoder = encoder or TextEncoder(model_config)
     t0 = time.perf_counter()
     emb = encoder.encode(texts, cache=cache, progress=progress)
