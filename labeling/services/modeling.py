@@ -27,11 +27,12 @@ from modelsvc.config import PACKAGED_ENCODER, ModelConfig
 from modelsvc.encoder import EmbeddingCache, TextEncoder
 from modelsvc.inference import ScoreResult, score_texts
 from modelsvc.model import Classifier
+from modelsvc.tuning import TunedLayers
 
 _CLASSIFIERS_KEPT = 8
 _lock = threading.Lock()
 _classifiers: OrderedDict[tuple[int, str], Classifier] = OrderedDict()
-_encoders: dict[ModelConfig, TextEncoder] = {}
+_encoders: dict[tuple[ModelConfig, str | None], TextEncoder] = {}
 _caches: dict[Path, EmbeddingCache] = {}
 
 
@@ -48,14 +49,24 @@ def model_config() -> ModelConfig:
     )
 
 
-def encoder_for(config: ModelConfig | None = None) -> TextEncoder:
-    """One TextEncoder per config per process (weights are loaded lazily, once)."""
+def encoder_for(config: ModelConfig | None = None, tuned: TunedLayers | None = None) -> TextEncoder:
+    """One TextEncoder per (config, tuned layers) per process (weights are loaded lazily, once).
+
+    ``tuned``: a fine-tuned classifier's top layers (``Classifier.tuned``); the encoder then has the
+    tuned identity, so it reads and writes its own rows of the embedding cache.
+    """
     config = config or model_config()
+    key = (config, tuned.encoder_id if tuned is not None else None)
     with _lock:
-        encoder = _encoders.get(config)
+        encoder = _encoders.get(key)
         if encoder is None:
-            encoder = _encoders[config] = TextEncoder(config)
+            encoder = _encoders[key] = TextEncoder(config, tuned=tuned)
         return encoder
+
+
+def classifier_encoder(classifier: Classifier) -> TextEncoder:
+    """The encoder a classifier scores with: this host's, with the classifier's tuned layers if any."""
+    return encoder_for(classifier.config, classifier.tuned)
 
 
 def embedding_cache_for(encoder_id: str) -> EmbeddingCache:
@@ -91,7 +102,7 @@ def classifier_score(
     classifier: Classifier, texts: Sequence[str], *, return_samples: bool = False
 ) -> ScoreResult:
     """Score texts with the embedding cache of the classifier's encoder."""
-    encoder = encoder_for(classifier.config)
+    encoder = classifier_encoder(classifier)
     if encoder.encoder_id != classifier.encoder_id:
         raise ValueError(
             f"encoder mismatch: the model was trained on {classifier.encoder_id}, "
@@ -143,7 +154,7 @@ def prediction_attributions(*, prediction: Prediction) -> list[list[Any]]:
     if prediction.attributions is not None:
         return prediction.attributions
     classifier = classifier_for(prediction.model_version)
-    pairs = attribute(classifier, prediction.document.text, encoder=encoder_for(classifier.config))
+    pairs = attribute(classifier, prediction.document.text, encoder=classifier_encoder(classifier))
     tokens = [[str(word), float(score)] for word, score in pairs]
     Prediction.objects.filter(pk=prediction.pk).update(attributions=tokens)
     prediction.attributions = tokens

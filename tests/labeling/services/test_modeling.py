@@ -1,0 +1,63 @@
+"""The service's bridge to modelsvc scores a fine-tuned classifier with its own tuned encoder."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labeling.services import modeling
+from modelsvc import finetune
+from modelsvc.config import ModelConfig, TrainConfig
+from modelsvc.training import train
+from tests.modelsvc.conftest import tiny_encoder_dir, toy_corpus  # noqa: F401 (the fixture)
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, settings) -> Path:
+    settings.EMBEDDING_CACHE_DIR = tmp_path
+    return tmp_path
+
+
+def test_a_tuned_champion_scores_through_its_tuned_layers_and_its_own_cache_rows(
+    tiny_encoder_dir,  # noqa: F811
+    cache_dir,
+    monkeypatch,
+):
+    config = ModelConfig(
+        encoder=str(tiny_encoder_dir),
+        max_length=16,
+        stride=4,
+        samples=8,
+        precision="fp32",
+        batch_tokens=256,
+        hidden_dim=16,
+    )
+    texts, labels = toy_corpus(60)
+    frozen = train(
+        texts, labels, label_names=["neg", "pos"], model_config=config, train_config=TrainConfig(seed=0, max_epochs=20)
+    ).classifier
+    # The toy classes are separable, so whether a joint epoch beats the frozen probe is a coin toss:
+    # let the stopping rule see a falling validation loss (the gradient steps are real).
+    losses = itertools.count()
+    monkeypatch.setattr(finetune, "_val_loss", lambda *args: 1.0 - 0.1 * next(losses))
+    tuned = train(
+        texts,
+        labels,
+        label_names=["neg", "pos"],
+        model_config=config,
+        train_config=TrainConfig(seed=0, max_epochs=20, fine_tune="top1", fine_tune_epochs=1),
+    ).classifier
+    assert tuned.tuned is not None
+    encoder = modeling.classifier_encoder(tuned)
+    assert encoder.encoder_id == tuned.encoder_id != frozen.encoder_id
+    assert modeling.classifier_encoder(frozen).encoder_id == frozen.encoder_id
+    sample = texts[:6]
+    first = modeling.classifier_score(tuned, sample)
+    calls = encoder.forward_calls
+    again = modeling.classifier_score(tuned, sample)  # re-scoring reads the tuned identity's cache rows
+    assert encoder.forward_calls == calls
+    np.testing.assert_array_equal(again.probs, first.probs)
+    assert modeling.classifier_score(frozen, sample).probs.shape == first.probs.shape
