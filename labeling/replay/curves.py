@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 METRICS = ("accuracy", "macro_f1", "ece")
-# Recorded by newer replays only: the ECE a perfectly calibrated champion would show on the test split.
-OPTIONAL = ("ece_floor",)
+# Recorded by newer replays only: the ECE a perfectly calibrated champion would show on the test split,
+# and the ECE at the temperature fitted on the test split itself (diagnosis: what a temperature can fix).
+OPTIONAL = ("ece_floor", "ece_test_optimal_temperature")
 
 
 def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -32,7 +32,8 @@ from labeling.roles import ANNOTATOR, grant_role
 from labeling.selectors.models import champion_get
 from labeling.services import assignments, imports, modeling, projects, training
 from labeling.services.annotations import annotation_submit
-from modelsvc.calibration import ece_noise_floor, evaluate_predictions
+from modelsvc.calibration import ece_mce, ece_noise_floor, evaluate_predictions, fit_temperature, tempered_samples
+from modelsvc.model import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,27 @@ def champion_metrics(project: Project, texts: list[str], y: np.ndarray) -> dict[
         **{k: metrics[k] for k in ("accuracy", "macro_f1", "ece", "ece_uncalibrated", "nll", "brier")},
         # What a perfectly calibrated model would score on this test set: the ECE's noise floor.
         "ece_floor": ece_noise_floor(result.probs),
+        **temperature_diagnosis(classifier, result.embeddings, y),
+    }
+
+
+def temperature_diagnosis(classifier: Classifier, embeddings: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """The deployed temperature beside the one the test split itself would choose (diagnosis only).
+
+    ``temperature_test_optimal`` and ``ece_test_optimal_temperature`` are fitted on the test labels, so
+    they are never used by the model: they show how much of the test ECE a better temperature could
+    remove (the rest is not a temperature's to fix) and how far the deployed one is from it.
+    """
+    calibration = classifier.calibration
+    logits = classifier.sample_logits(embeddings)  # (N, K, C), uncalibrated
+    optimal = fit_temperature(logits, y)
+    return {
+        "temperature": classifier.temperature,
+        "temperature_source": calibration.get("temperature_source", "pool_out_of_fold"),
+        "temperature_pool_out_of_fold": calibration.get("temperature_pool_out_of_fold", classifier.temperature),
+        "n_temperature_holdout": calibration.get("n_temperature_holdout", 0),
+        "temperature_test_optimal": optimal,
+        "ece_test_optimal_temperature": ece_mce(tempered_samples(logits, optimal).mean(1), y)[0],
     }
 
 

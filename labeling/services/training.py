@@ -20,11 +20,13 @@ labels (the replay showed a 10 % holdout rejecting most better-trained challenge
 remedy is more holdout labels: ``holdout_fraction`` / ``holdout_interleave``, or a wider tolerance).
 With a smaller holdout, the two models' accuracies on their own calibration splits are compared
 with the same tolerance (and with no such figure, the newer model, trained on more labels, is
-promoted). The reason is written to ``decision_reason``.
+promoted). The reason is written to ``decision_reason``. After a rejection the kept champion's temperature
+is refit on the grown holdout (``champion_recalibrate``, see labeling/services/holdout_calibration.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -32,6 +34,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
@@ -42,6 +45,7 @@ from labeling.models import (
     Document,
     ModelStatus,
     ModelVersion,
+    Prediction,
     Project,
     RunStatus,
     RunTrigger,
@@ -61,8 +65,9 @@ from labeling.services.holdout_calibration import (
     holdout_crossfit_probs,
     holdout_temperature_fit,
     holdout_usable,
+    pool_prior_sd,
 )
-from labeling.services.scoring import map_fit
+from labeling.services.scoring import map_fit, prediction_bulk_upsert
 from modelsvc.artifacts import save_classifier
 from modelsvc.calibration import evaluate_predictions
 from modelsvc.config import TrainConfig
@@ -81,6 +86,8 @@ TRAIN_TIME_LIMIT_S = 3600
 REQUEUE_AFTER_S = 600
 #: After a failed run, automatic triggers wait this long before trying again.
 FAILED_RUN_BACKOFF_S = 600
+#: A rejected challenger's run refits the champion's temperature only if it moves by more than this.
+RECALIBRATE_MIN_CHANGE = 0.03
 #: Embeddings (from the cache) of up to this many documents fit the 2-D map.
 MAP_SAMPLE = 2000
 _PROGRESS_EVERY_S = 0.5
@@ -289,6 +296,7 @@ def _execute(run: TrainingRun) -> None:
             classifier=result.classifier,
             embeddings=encoder.encode([t for _, t, _ in holdout], cache=cache),
             truth=[lab for _, _, lab in holdout],
+            prior_sd=pool_prior_sd(project.acquisition_strategy),
         )
         result.calibration.update(refit or {})
     challenger = _model_version_save(
@@ -311,6 +319,96 @@ def _execute(run: TrainingRun) -> None:
     )
     ModelVersion.objects.filter(pk=challenger.pk).update(metrics=metrics, decision_reason=reason)
     _decide(run, challenger, promote, reason)
+    if not promote:
+        _champion_recalibrate_after_rejection(run.pk, project, holdout)
+
+
+def _champion_recalibrate_after_rejection(run_id: int, project: Project, holdout: list[tuple[int, str, str]]) -> None:
+    """The champion stays, but the holdout grew since its temperature was fitted: refit it."""
+    try:
+        note = champion_recalibrate(project=project, holdout=holdout)
+    except Exception:  # noqa: BLE001 - the decision is recorded; a failed refit keeps the old temperature
+        log.exception("project %s: refitting the champion's temperature after run %s failed", project.pk, run_id)
+        return
+    if note:
+        run = TrainingRun.objects.get(pk=run_id)
+        TrainingRun.objects.filter(pk=run_id).update(decision_reason=f"{run.decision_reason}; {note}")
+
+
+def champion_recalibrate(*, project: Project, holdout: list[tuple[int, str, str]] | None = None) -> str | None:
+    """Refit the champion's temperature on the current labeled holdout; a note of what changed, or None.
+
+    A champion keeps the temperature fitted when it was trained (on the holdout of that time) for as
+    long as the gate rejects its challengers; on rt-snippets with random sampling that was a fit on
+    30-40 holdout labels kept from 450 to 1,000 labels. After a rejection the holdout has grown, so
+    the same ``holdout_temperature_fit`` runs again on all of it. Nothing changes unless the holdout
+    has new labels and the temperature moves by more than ``RECALIBRATE_MIN_CHANGE`` (relative):
+    then the champion gets a new artifact (same head, new temperature; the old artifact stays for
+    what still references it) and its stored predictions are re-scored with it.
+    """
+    champion = champion_get(project_id=project.pk)
+    if champion is None:
+        return None
+    if holdout is None:
+        holdout = majority_labels(project=project, split=Split.HOLDOUT)
+    truth = [lab for _, _, lab in holdout]
+    if not holdout_usable(truth) or len(truth) <= champion.calibration.get("n_temperature_holdout", 0):
+        return None
+    current = modeling.classifier_for(champion)
+    refit = dataclasses.replace(current, calibration=dict(current.calibration))  # the head is shared, unchanged
+    encoder = modeling.classifier_encoder(current)
+    embeddings = encoder.encode([t for _, t, _ in holdout], cache=modeling.embedding_cache_for(encoder.encoder_id))
+    changed = holdout_temperature_fit(
+        classifier=refit, embeddings=embeddings, truth=truth, prior_sd=pool_prior_sd(project.acquisition_strategy)
+    )
+    if changed is None or abs(np.log(refit.temperature / current.temperature)) < np.log1p(RECALIBRATE_MIN_CHANGE):
+        return None
+    name = f"project{project.pk}-v{champion.version}-holdout{len(truth)}"
+    local = save_classifier(refit, storage.artifact_workdir(name))
+    location = storage.artifact_publish(local_dir=local, name=name)
+    calibration = {**champion.calibration, **changed, "recalibrated_at": timezone.now().isoformat()}
+    updated = ModelVersion.objects.filter(
+        pk=champion.pk, status=ModelStatus.CHAMPION, artifact_path=champion.artifact_path
+    ).update(artifact_path=location, calibration=calibration)
+    if not updated:
+        return None  # promoted away or refit by another run meanwhile
+    champion.refresh_from_db()
+    rescored = _champion_predictions_refresh(champion)
+    return (
+        f"the champion v{champion.version}'s temperature was refit on {len(truth)} holdout labels: "
+        f"{current.temperature:.3f} -> {refit.temperature:.3f}"
+        + (f", {rescored} stored predictions re-scored" if rescored is not None else "")
+    )
+
+
+def _champion_predictions_refresh(champion: ModelVersion) -> int | None:
+    """Re-score the champion's stored predictions with its refit temperature (None: a scorer is busy).
+
+    A scorer already running keeps writing with the classifier it loaded for its current batch and
+    loads the new artifact for the next one; the rows it wrote meanwhile keep the old temperature
+    until the next re-score, which is why this step yields to it instead of waiting.
+    """
+    with modeling.lock_held(modeling.LOCK_SCORING, champion.project_id) as got:
+        if not got:
+            return None
+        classifier = modeling.classifier_for(champion)
+        ids = list(
+            Prediction.objects.filter(model_version=champion)
+            .order_by("-document_id")
+            .values_list("document_id", flat=True)
+        )
+        done = 0
+        for start in range(0, len(ids), settings.SCORING_BATCH_SIZE):
+            chunk = ids[start : start + settings.SCORING_BATCH_SIZE]
+            texts = dict(Document.objects.filter(pk__in=chunk).values_list("id", "text"))
+            chunk = [i for i in chunk if i in texts]
+            if not chunk:
+                continue
+            result = modeling.classifier_score(classifier, [texts[i] for i in chunk], return_samples=True)
+            done += prediction_bulk_upsert(
+                model_version=champion, project=champion.project, document_ids=chunk, result=result
+            )
+        return done
 
 
 def _model_version_save(
@@ -377,7 +475,11 @@ def _evaluate(
         if classifier.calibration.get("temperature_source") == "holdout":
             # The temperature was fitted on these very documents: report cross-fitted calibration.
             calibrated = holdout_crossfit_probs(
-                classifier=classifier, embeddings=res.embeddings, truth=truth, seed=project.seed
+                classifier=classifier,
+                embeddings=res.embeddings,
+                truth=truth,
+                seed=project.seed,
+                prior_sd=pool_prior_sd(project.acquisition_strategy),
             )
             metrics["calibration_reported"] = "holdout, 2-fold cross-fitted temperature"
         measured = evaluate_predictions(res.probs_uncalibrated, calibrated, y, res.uncertainty())

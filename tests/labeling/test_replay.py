@@ -28,7 +28,7 @@ def test_fast_replay_writes_curves_and_plot_from_the_real_loop(tmp_path: Path) -
     for strategy in ("random", "bald"):
         curve = summary["strategies"][strategy]
         assert curve["labels"] == [25, 50]  # one record per batch of 25 labels
-        for metric in ("accuracy", "macro_f1", "ece", "ece_floor"):
+        for metric in ("accuracy", "macro_f1", "ece", "ece_floor", "ece_test_optimal_temperature"):
             assert len(curve[metric]["mean"]) == 2
             assert all(0.0 <= v <= 1.0 for v in curve[metric]["mean"])
     headline = summary["headline"]
@@ -38,6 +38,10 @@ def test_fast_replay_writes_curves_and_plot_from_the_real_loop(tmp_path: Path) -
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert [r["labels"] for r in records] == [25, 50, 25, 50]
     assert all(r["model_version"] >= 1 and r["model_train_labels"] > 0 for r in records)
+    # Diagnosis beside the deployed temperature: the one the test split itself would choose.
+    assert all(r["temperature"] > 0 and r["temperature_test_optimal"] > 0 for r in records)
+    assert all(0.0 <= r["ece_test_optimal_temperature"] <= 1.0 for r in records)
+    assert {r["temperature_source"] for r in records} <= {"holdout", "pool_out_of_fold"}
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Throwaway projects are removed: the replay leaves nothing in the database.
     assert not Project.objects.filter(name__startswith="replay ").exists()

@@ -5,15 +5,30 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from labeling.models import Prediction, Project, Split
 from labeling.selectors.models import champion_get
-from labeling.services import modeling
-from labeling.services.holdout_calibration import MIN_HOLDOUT_FOR_CALIBRATION, holdout_crossfit_probs
+from labeling.services import modeling, training
+from labeling.services.holdout_calibration import (
+    MIN_HOLDOUT_FOR_CALIBRATION,
+    OOF_PRIOR_SD_RANDOM,
+    holdout_crossfit_probs,
+    pool_prior_sd,
+    temperature_combine,
+)
+from labeling.services.scoring import project_score_pending
 from modelsvc.artifacts import load_classifier
+from modelsvc.calibration import tempered_samples
+from tests.factories import UserFactory
+from tests.support.data import documents_create, label, rt_snippets
 from tests.support.fixtures import labeled_project, shared_embedding_cache, train_now  # noqa: F401
 
-pytestmark = [pytest.mark.django_db, pytest.mark.slow, pytest.mark.usefixtures("shared_embedding_cache")]
+# The tests that train a model on the packaged encoder; the combination tests below are pure numpy.
+uses_encoder = pytest.mark.usefixtures("shared_embedding_cache")
 
 
+@pytest.mark.django_db
+@pytest.mark.slow
+@uses_encoder
 def test_temperature_is_refit_on_a_large_enough_holdout_and_reported_cross_fitted() -> None:
     project = labeled_project(pool=80, holdout=MIN_HOLDOUT_FOR_CALIBRATION + 10, unlabeled=0)
     run = train_now(project)
@@ -30,6 +45,9 @@ def test_temperature_is_refit_on_a_large_enough_holdout_and_reported_cross_fitte
     assert 0.0 <= champion.metrics["ece"] <= 1.0
 
 
+@pytest.mark.django_db
+@pytest.mark.slow
+@uses_encoder
 def test_a_small_holdout_keeps_the_pool_temperature() -> None:
     project = labeled_project(pool=80, holdout=MIN_HOLDOUT_FOR_CALIBRATION - 10, unlabeled=0)
     train_now(project)
@@ -39,6 +57,9 @@ def test_a_small_holdout_keeps_the_pool_temperature() -> None:
     assert "calibration_reported" not in champion.metrics
 
 
+@pytest.mark.django_db
+@pytest.mark.slow
+@uses_encoder
 def test_cross_fitted_probabilities_never_use_a_temperature_fitted_on_the_same_items() -> None:
     project = labeled_project(pool=80, holdout=MIN_HOLDOUT_FOR_CALIBRATION + 10, unlabeled=0)
     train_now(project)
@@ -53,3 +74,97 @@ def test_cross_fitted_probabilities_never_use_a_temperature_fitted_on_the_same_i
     assert np.allclose(probs.sum(1), 1.0)
     # A temperature only flips near-ties of the sample average: predictions agree almost everywhere.
     assert (probs.argmax(1) == result.probs.argmax(1)).mean() >= 0.9
+
+
+# --- the precision-weighted combination (pure) ---------------------------------------------------
+
+
+def _tempered_data(n: int, true_temperature: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (n, 1, 2) and labels drawn from softmax(logits / true_temperature)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 3.0, size=(n, 1, 2))
+    p = tempered_samples(logits, true_temperature).mean(1)
+    y = (rng.random(n) < p[:, 1]).astype(np.int64)
+    return logits, y
+
+
+def test_with_random_sampling_a_small_holdout_is_shrunk_toward_the_pool_temperature() -> None:
+    prior_sd = pool_prior_sd("random")
+    assert prior_sd == OOF_PRIOR_SD_RANDOM
+    small = temperature_combine(*_tempered_data(40, 1.0, seed=1), prior=1.0, prior_sd=prior_sd)
+    assert small.holdout_se > 0.2  # 40 labels cannot pin log T down
+    assert 0.0 < small.holdout_weight < 0.6
+    assert abs(np.log(small.temperature)) < abs(np.log(small.holdout))  # between the two, nearer the truth
+    large = temperature_combine(*_tempered_data(4000, 0.5, seed=2), prior=1.0, prior_sd=prior_sd)
+    assert large.holdout_weight > 0.9
+    assert large.temperature == pytest.approx(0.5, rel=0.1)  # enough holdout labels overrule the prior
+
+
+def test_with_an_uncertainty_strategy_the_holdout_stands_alone() -> None:
+    # margin sampling: the out-of-fold temperature fitted on boundary cases is ~3x the right one
+    assert pool_prior_sd("margin") is None
+    data = _tempered_data(60, 0.5, seed=3)
+    alone = temperature_combine(*data, prior=1.5, prior_sd=pool_prior_sd("margin"))
+    assert alone.temperature == alone.holdout
+    assert alone.holdout_weight == 1.0
+    assert alone.as_calibration()["temperature_prior_sd"] is None
+    shrunk = temperature_combine(*data, prior=1.5, prior_sd=pool_prior_sd("random"))
+    assert alone.temperature < shrunk.temperature < 1.5
+
+
+def test_a_holdout_without_information_keeps_the_prior() -> None:
+    logits = np.zeros((40, 1, 2))  # every prediction 50/50: the likelihood is flat in T
+    y = np.arange(40) % 2
+    estimate = temperature_combine(logits, y, prior=1.3, prior_sd=OOF_PRIOR_SD_RANDOM)
+    assert estimate.holdout_weight == 0.0
+    assert estimate.temperature == pytest.approx(1.3, rel=1e-3)
+    assert estimate.as_calibration()["temperature_holdout_se"] is None  # JSON-safe, no inf
+
+
+# --- refitting the champion after a rejection ------------------------------------------------------
+
+
+def _add_holdout_labels(project: Project, n: int, seed: int) -> None:
+    known = set(project.documents.values_list("text", flat=True))
+    rows = [r for r in rt_snippets(n + 400, seed=seed) if r[0] not in known][:n]
+    label(documents_create(project, rows, split=Split.HOLDOUT), UserFactory())
+
+
+@pytest.mark.django_db
+@pytest.mark.slow
+@uses_encoder
+def test_a_rejected_challenger_refits_the_champions_temperature_on_the_larger_holdout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(training, "RECALIBRATE_MIN_CHANGE", 0.0)
+    project = labeled_project(pool=80, holdout=MIN_HOLDOUT_FOR_CALIBRATION - 10, unlabeled=20)
+    train_now(project)
+    champion = champion_get(project_id=project.pk)
+    assert champion is not None and "temperature_source" not in champion.calibration  # pool OOF temperature
+    project_score_pending(project_id=project.pk)
+    old_path, old_temperature = champion.artifact_path, modeling.classifier_for(champion).temperature
+
+    # The holdout grows; the next challenger cannot win (no tolerance can make up a full point).
+    _add_holdout_labels(project, 30, seed=5)
+    Project.objects.filter(pk=project.pk).update(promotion_tolerance=-1.0)
+    project.refresh_from_db()
+    run = train_now(project)
+
+    assert not run.promoted
+    champion.refresh_from_db()
+    assert champion.status == "champion" and champion.artifact_path != old_path
+    calibration = champion.calibration
+    assert calibration["temperature_source"] == "holdout"
+    assert calibration["n_temperature_holdout"] == MIN_HOLDOUT_FOR_CALIBRATION + 20
+    assert calibration["temperature_pool_out_of_fold"] == pytest.approx(old_temperature)
+    assert "temperature was refit on 50 holdout labels" in run.decision_reason
+    # The served classifier and every stored prediction use the new temperature.
+    classifier = modeling.classifier_for(champion)
+    assert classifier.temperature == pytest.approx(calibration["temperature"])
+    assert classifier.temperature != pytest.approx(old_temperature)
+    predictions = list(Prediction.objects.filter(model_version=champion).select_related("document"))
+    assert predictions
+    fresh = modeling.classifier_score(classifier, [p.document.text for p in predictions])
+    assert np.allclose([p.confidence for p in predictions], fresh.confidence, atol=1e-5)
+    # Without new holdout labels there is nothing to refit.
+    assert training.champion_recalibrate(project=project) is None
