@@ -148,6 +148,17 @@ def read_metadata(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
+def _load_tensors(folder: Path, name: str, *, what: str = "") -> dict[str, torch.Tensor]:
+    """A safetensors file of the artifact, or an ``ArtifactError`` naming what is missing or corrupt."""
+    path = folder / name
+    if not path.is_file():
+        raise ArtifactError(f"{folder}: missing file {name}{what}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ArtifactError(f"{path}: corrupt weights ({exc})") from exc
+
+
 def load_classifier(directory: str | os.PathLike[str], *, expected_labels: Sequence[str] | None = None) -> Classifier:
     """Load and validate an artifact; ``expected_labels`` checks the label map (names and order)."""
     folder = Path(directory)
@@ -162,12 +173,7 @@ def load_classifier(directory: str | os.PathLike[str], *, expected_labels: Seque
     if expected_labels is not None and list(expected_labels) != labels:
         raise ArtifactError(f"label map mismatch: artifact has {labels}, expected {list(expected_labels)}")
     weights_path = folder / WEIGHTS_FILE
-    if not weights_path.is_file():
-        raise ArtifactError(f"{folder}: missing file {WEIGHTS_FILE}")
-    try:
-        tensors = load_file(str(weights_path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ArtifactError(f"{weights_path}: corrupt weights ({exc})") from exc
+    tensors = _load_tensors(folder, WEIGHTS_FILE)
     head = build_head(config, int(meta["in_dim"]), len(labels))
     expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}
@@ -204,12 +210,7 @@ def _load_tuned(folder: Path, meta: dict[str, Any]) -> TunedLayers:
     ):
         raise ArtifactError(f"{where}: fine_tune must name mode, first_layer, n_layers, base_encoder_id, digest")
     path = folder / TUNED_FILE
-    if not path.is_file():
-        raise ArtifactError(f"{folder}: missing file {TUNED_FILE} (the fine-tuned encoder layers)")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ArtifactError(f"{path}: corrupt weights ({exc})") from exc
+    tensors = _load_tensors(folder, TUNED_FILE, what=" (the fine-tuned encoder layers)")
     try:
         tuned = TunedLayers(
             mode=str(info["mode"]),

@@ -54,17 +54,16 @@ def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def tiny_model_config(folder: Path) -> ModelConfig:
+    """Model settings sized for the tiny encoder: short windows, 8 samples, fp32, a 16-wide head."""
+    return ModelConfig(
+        encoder=str(folder), max_length=16, stride=4, samples=8, precision="fp32", batch_tokens=256, hidden_dim=16
+    )
+
+
 @pytest.fixture()
 def tiny_config(tiny_encoder_dir: Path) -> ModelConfig:
-    return ModelConfig(
-        encoder=str(tiny_encoder_dir),
-        max_length=16,
-        stride=4,
-        samples=8,
-        precision="fp32",
-        batch_tokens=256,
-        hidden_dim=16,
-    )
+    return tiny_model_config(tiny_encoder_dir)
 
 
 @pytest.fixture()
@@ -74,15 +73,7 @@ def tiny_encoder(tiny_config: ModelConfig) -> TextEncoder:
 
 @pytest.fixture(scope="session")
 def tiny_trained(tiny_encoder_dir: Path) -> TrainResult:
-    config = ModelConfig(
-        encoder=str(tiny_encoder_dir),
-        max_length=16,
-        stride=4,
-        samples=8,
-        precision="fp32",
-        batch_tokens=256,
-        hidden_dim=16,
-    )
+    config = tiny_model_config(tiny_encoder_dir)
     texts, labels = toy_corpus(60)
     return train(
         texts,

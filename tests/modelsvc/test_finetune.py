@@ -19,15 +19,13 @@ from modelsvc.finetune import TopLayers, embed_prefix, encode_prefix
 from modelsvc.inference import encoder_for, score_texts
 from modelsvc.training import TrainingError, TrainResult, train, train_embeddings
 from modelsvc.tuning import transformer_layers
-from tests.modelsvc.conftest import toy_corpus
+from tests.modelsvc.conftest import tiny_model_config, toy_corpus
 
 LABELS = ["neg", "pos"]
 
 
 def _config(folder: Path) -> ModelConfig:
-    return ModelConfig(
-        encoder=str(folder), max_length=16, stride=4, samples=8, precision="fp32", batch_tokens=256, hidden_dim=16
-    )
+    return tiny_model_config(folder)
 
 
 @contextlib.contextmanager

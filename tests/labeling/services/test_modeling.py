@@ -10,9 +10,9 @@ import pytest
 
 from labeling.services import modeling
 from modelsvc import finetune
-from modelsvc.config import ModelConfig, TrainConfig
+from modelsvc.config import TrainConfig
 from modelsvc.training import train
-from tests.modelsvc.conftest import tiny_encoder_dir, toy_corpus  # noqa: F401 (the fixture)
+from tests.modelsvc.conftest import tiny_encoder_dir, tiny_model_config, toy_corpus  # noqa: F401 (the fixture)
 
 
 @pytest.fixture
@@ -26,15 +26,7 @@ def test_a_tuned_champion_scores_through_its_tuned_layers_and_its_own_cache_rows
     cache_dir,
     monkeypatch,
 ):
-    config = ModelConfig(
-        encoder=str(tiny_encoder_dir),
-        max_length=16,
-        stride=4,
-        samples=8,
-        precision="fp32",
-        batch_tokens=256,
-        hidden_dim=16,
-    )
+    config = tiny_model_config(tiny_encoder_dir)
     texts, labels = toy_corpus(60)
     frozen = train(
         texts, labels, label_names=["neg", "pos"], model_config=config, train_config=TrainConfig(seed=0, max_epochs=20)
