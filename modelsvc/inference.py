@@ -133,8 +133,9 @@ def score_texts(
     A given ``encoder`` must have the classifier's encoder identity (a frozen encoder never feeds a
     fine-tuned head, nor the reverse): ValueError("encoder mismatch ...") otherwise.
     """
-    encoder = encoder or encoder_for(classifier)
-    if encoder.encoder_id != classifier.encoder_id:
+    if encoder is None:
+        encoder = encoder_for(classifier)  # checks the identity itself
+    elif encoder.encoder_id != classifier.encoder_id:
         raise ValueError(
             f"encoder mismatch: classifier was trained on {classifier.encoder_id}, the encoder is {encoder.encoder_id}"
         )

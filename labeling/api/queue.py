@@ -13,7 +13,8 @@ from rest_framework.response import Response
 from labeling import roles
 from labeling.api.base import BaseApi, get_or_404, project_or_404
 from labeling.api.permissions import IsAnnotator
-from labeling.models import Annotation, AnnotationSource, Assignment, ModelStatus, Prediction
+from labeling.models import Annotation, AnnotationSource, Assignment, Prediction
+from labeling.selectors.models import champion_prediction
 from labeling.services.annotations import MAX_DURATION_MS, annotation_submit, annotation_update
 from labeling.services.assignments import (
     assignment_release,
@@ -83,16 +84,7 @@ def _prediction(assignment: Assignment, known: Prediction | None = None) -> dict
     """The champion's prediction for the leased document; ``known`` when the queue read it with the ranking."""
     if assignment.reason.get("holdout"):
         return None  # labeled blind: showing the model's guess would bias the evaluation labels
-    p = known or (
-        Prediction.objects.filter(
-            document_id=assignment.document_id,
-            model_version__project_id=assignment.document.project_id,
-            model_version__status=ModelStatus.CHAMPION,
-        )
-        .select_related("model_version")
-        .defer("model_version__metrics", "model_version__calibration")
-        .first()
-    )
+    p = known or champion_prediction(document_id=assignment.document_id, project_id=assignment.document.project_id)
     if p is None:
         return None
     champion = p.model_version

@@ -28,7 +28,8 @@ from labeling.models import (
     TrainingRun,
 )
 from labeling.selectors import stats
-from labeling.selectors.queue import champion_for, queue_size
+from labeling.selectors.models import champion_get
+from labeling.selectors.queue import queue_size
 
 MAP_MAX_POINTS = 3000
 HISTOGRAM_BINS = 20
@@ -96,7 +97,7 @@ def labeling_progress(*, project: Project, user: Any) -> dict[str, Any]:
         "labeled_today": today.count(),
         "queue_remaining": queue_size(project),
         "labeled_total": docs.filter(is_labeled=True).count(),
-        "champion": model_summary(champion_for(project)),
+        "champion": model_summary(champion_get(project_id=project.pk)),
         "running_run": running_run(project),
     }
 
@@ -250,7 +251,7 @@ def active_leases(*, project: Project) -> int:
 
 def dashboard(*, project: Project) -> dict[str, Any]:
     """Everything the dashboard draws, in one JSON document."""
-    champion = champion_for(project)
+    champion = champion_get(project_id=project.pk)
     docs = Document.objects.filter(project=project)
     return {
         "project": {"id": project.pk, "name": project.name, "labels": project.label_names},

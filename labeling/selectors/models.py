@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef
 
 from labeling.models import (
     Annotation,
@@ -22,12 +22,21 @@ from labeling.models import (
 OPEN_RUN_STATES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
-def _champion(project_id: int) -> QuerySet[ModelVersion]:
-    return ModelVersion.objects.filter(project_id=project_id, status=ModelStatus.CHAMPION)
-
-
 def champion_get(*, project_id: int) -> ModelVersion | None:
-    return _champion(project_id).first()
+    return ModelVersion.objects.filter(project_id=project_id, status=ModelStatus.CHAMPION).first()
+
+
+def champion_prediction(*, document_id: int, project_id: int) -> Prediction | None:
+    """The current champion's prediction of one document; its model version comes without the metrics
+    and calibration JSON (tens of KB, not needed to show or record a prediction)."""
+    return (
+        Prediction.objects.filter(
+            document_id=document_id, model_version__project_id=project_id, model_version__status=ModelStatus.CHAMPION
+        )
+        .select_related("model_version")
+        .defer("model_version__metrics", "model_version__calibration")
+        .first()
+    )
 
 
 def latest_trained_version(*, project_id: int) -> ModelVersion | None:

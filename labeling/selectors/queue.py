@@ -103,12 +103,8 @@ def _prediction(values: Sequence[Any], champion: ModelVersion) -> Prediction:
     return prediction
 
 
-def champion_for(project: Project) -> ModelVersion | None:
-    return ModelVersion.objects.filter(project=project, status=ModelStatus.CHAMPION).first()
-
-
 def lease_context(*, project_id: int, annotator_id: int) -> LeaseContext:
-    """Everything ``assignment_next`` decides on, in one statement (run after expiring lapsed leases)."""
+    """Everything ``lease_next`` decides on, in one statement (run after expiring lapsed leases)."""
     active = AssignmentState.ACTIVE.value
     sql = (
         f"SELECT (SELECT COUNT(*) FROM {ASSIGNMENT} WHERE project_id = %s AND annotator_id = %s),"

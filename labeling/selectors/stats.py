@@ -10,7 +10,8 @@ from django.db.models import Count, F
 from django.db.models.functions import TruncHour
 
 from labeling.models import Annotation, Document, ModelStatus, ModelVersion, Prediction, Project
-from labeling.selectors.queue import champion_for, queue_size
+from labeling.selectors.models import champion_get
+from labeling.selectors.queue import queue_size
 
 
 def label_counts(project: Project) -> dict[str, dict[str, int]]:
@@ -97,7 +98,7 @@ def learning_curve(project: Project) -> list[dict[str, Any]]:
 
 
 def project_stats(project: Project) -> dict[str, Any]:
-    champion = champion_for(project)
+    champion = champion_get(project_id=project.pk)
     return {
         "project": project.pk,
         "documents": document_counts(project),

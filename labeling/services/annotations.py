@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -16,16 +15,17 @@ from labeling.models import (
     Assignment,
     AssignmentState,
     Document,
-    ModelStatus,
     Prediction,
     Project,
 )
+from labeling.selectors.models import champion_prediction
 from labeling.services.assignments import assignment_locked_for, assignment_require_live
 from labeling.services.dispatch import QueueKind, TaskName, enqueue
 
 MAX_DURATION_MS = 24 * 60 * 60 * 1000
 # A label asks for a retrain threshold check this long after it commits; labels that follow within
-# the window (one second shorter, so they commit before the check reads) share that check.
+# the window (one second shorter, so they commit before the check reads) share that check: without
+# it, 20 annotators sent 20 check tasks a second. Beat checks every project on its own as well.
 RETRAIN_CHECK_DELAY_S = 5
 
 
@@ -39,28 +39,14 @@ def label_validate(project: Project, label: object) -> str:
     return label
 
 
-def _champion_prediction(document: Document) -> Prediction | None:
-    return (
-        Prediction.objects.filter(
-            document=document,
-            model_version__project_id=document.project_id,
-            model_version__status=ModelStatus.CHAMPION,
-        )
-        .select_related("model_version")
-        .defer("model_version__metrics", "model_version__calibration")  # tens of KB of JSON, unused here
-        .first()
-    )
-
-
 def _request_retrain_check(project_id: int) -> None:
-    """One threshold check per project per few seconds, however many annotators label meanwhile.
-
-    Without this, 20 annotators send 20 check tasks a second. A check the window suppressed is not
-    lost: the pending one counts every label committed before it runs, and beat checks every project
-    on its own schedule.
-    """
-    if cache.add(f"alabel:retrain-check:{project_id}", 1, timeout=RETRAIN_CHECK_DELAY_S - 1):
-        enqueue(TaskName.CHECK_RETRAIN, args=(project_id,), kind=QueueKind.TRAINING, countdown=RETRAIN_CHECK_DELAY_S)
+    enqueue(
+        TaskName.CHECK_RETRAIN,
+        args=(project_id,),
+        kind=QueueKind.TRAINING,
+        countdown=RETRAIN_CHECK_DELAY_S,
+        coalesce_s=RETRAIN_CHECK_DELAY_S - 1,
+    )
 
 
 def annotation_submit(
@@ -89,7 +75,7 @@ def annotation_submit(
                 return existing, False
         assignment_require_live(locked)
         document = locked.document  # locked with the assignment: the queue's SKIP LOCKED passes it by
-        prediction = _champion_prediction(document)
+        prediction = champion_prediction(document_id=document.pk, project_id=document.project_id)
         now = timezone.now()
         # The document row is locked and only this function creates annotations, so a plain read
         # then insert cannot race (get_or_create would add a savepoint round trip pair per label).
@@ -133,10 +119,5 @@ def annotation_update(*, annotation: Annotation, user: AbstractBaseUser, label: 
             locked.label = label
             locked.updated_at = timezone.now()
             locked.save(update_fields=["label", "updated_at"])
-            enqueue(
-                TaskName.CHECK_RETRAIN,
-                args=(locked.document.project_id,),
-                kind=QueueKind.TRAINING,
-                countdown=5,
-            )
+            _request_retrain_check(locked.document.project_id)
     return locked

@@ -145,7 +145,7 @@ def _lease_pool(
                     "model_version": champion.version,
                     "rank": candidates.index(c) + 1,
                 }
-                lease = _try_lease(project, annotator, [document], reason)
+                lease = _insert_lease(document, annotator, reason, project.lease_minutes)
                 if lease is not None:
                     return Lease(lease, prediction)
     # Cold start (no champion yet, or documents it has not scored): a seeded random order.

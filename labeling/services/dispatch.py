@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 
 
@@ -37,15 +38,21 @@ def queue_for(kind: QueueKind) -> str:
 
 def enqueue(
     name: TaskName, *, args: tuple[Any, ...] = (), kind: QueueKind = QueueKind.SCORING,
-    countdown: float | None = None,
+    countdown: float | None = None, coalesce_s: float | None = None,
 ) -> None:
     """Send ``name`` once the surrounding transaction commits (at once outside one).
+
+    ``coalesce_s``: send at most one message per (name, args) in that many seconds (a key in the
+    cache: per process, or across replicas with CACHE_URL). Use it with a ``countdown`` longer than
+    the window, so the message that was sent runs after every commit it stands in for.
 
     A broker outage is logged, not raised: the caller's data is already committed, and the beat
     reconciliation task finds whatever a lost message left undone.
     """
 
     def send() -> None:
+        if coalesce_s is not None and not cache.add(f"alabel:enqueue:{name}:{args}", 1, timeout=coalesce_s):
+            return  # a message sent moments ago has not run yet and will see this commit
         current_app.send_task(str(name), args=args, queue=queue_for(kind), countdown=countdown)
 
     transaction.on_commit(send, robust=True)

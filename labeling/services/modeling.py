@@ -101,13 +101,9 @@ def classifier_for(model_version: ModelVersion) -> Classifier:
 def classifier_score(
     classifier: Classifier, texts: Sequence[str], *, return_samples: bool = False
 ) -> ScoreResult:
-    """Score texts with the embedding cache of the classifier's encoder."""
+    """Score texts with the embedding cache of the classifier's encoder (``score_texts`` refuses an encoder
+    whose identity is not the model's: "encoder mismatch")."""
     encoder = classifier_encoder(classifier)
-    if encoder.encoder_id != classifier.encoder_id:
-        raise ValueError(
-            f"encoder mismatch: the model was trained on {classifier.encoder_id}, "
-            f"this host's encoder is {encoder.encoder_id}"
-        )
     cache = embedding_cache_for(encoder.encoder_id)
     return score_texts(classifier, list(texts), cache=cache, encoder=encoder, return_samples=return_samples)
 

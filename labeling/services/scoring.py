@@ -197,14 +197,7 @@ def project_score_pending(
                 return report
             if not batch:
                 continue
-            classifier = modeling.classifier_for(champion)
-            result = modeling.classifier_score(classifier, [text for _, text in batch], return_samples=True)
-            report.scored += prediction_bulk_upsert(
-                model_version=champion,
-                project=champion.project,
-                document_ids=[i for i, _ in batch],
-                result=result,
-            )
+            report.scored += documents_score(champion, batch)
             report.batches += 1
             _rescore_progress(champion)
             if time.monotonic() - started > budget:
@@ -214,6 +207,41 @@ def project_score_pending(
     args: tuple[Any, ...] = (run_id, model_version_id) if run_id is not None else (project_id,)
     enqueue(name, args=args, kind=QueueKind.SCORING)
     return report
+
+
+def documents_score(model_version: ModelVersion, batch: list[tuple[int, str]]) -> int:
+    """Score (document id, text) pairs with ``model_version`` and upsert its predictions; rows written."""
+    result = modeling.classifier_score(
+        modeling.classifier_for(model_version), [text for _, text in batch], return_samples=True
+    )
+    return prediction_bulk_upsert(
+        model_version=model_version, project=model_version.project, document_ids=[i for i, _ in batch], result=result
+    )
+
+
+def model_version_predictions_refresh(model_version: ModelVersion) -> int | None:
+    """Re-score every stored prediction of ``model_version`` (after its calibration changed).
+
+    Returns the rows written, or None when a scorer holds the project's lock: a scorer already running
+    loads the new artifact for its next batch, and the rows it wrote meanwhile keep the old
+    temperature until the next re-score, which is why this yields instead of waiting.
+    """
+    with modeling.lock_held(modeling.LOCK_SCORING, model_version.project_id) as got:
+        if not got:
+            return None
+        ids = list(
+            Prediction.objects.filter(model_version=model_version)
+            .order_by("-document_id")
+            .values_list("document_id", flat=True)
+        )
+        done = 0
+        for start in range(0, len(ids), settings.SCORING_BATCH_SIZE):
+            chunk = ids[start : start + settings.SCORING_BATCH_SIZE]
+            texts = dict(Document.objects.filter(pk__in=chunk).values_list("id", "text"))
+            batch = [(i, texts[i]) for i in chunk if i in texts]
+            if batch:
+                done += documents_score(model_version, batch)
+        return done
 
 
 def model_version_rescore(*, run_id: int, model_version_id: int) -> ScoreReport:

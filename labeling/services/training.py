@@ -34,7 +34,6 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
@@ -45,7 +44,6 @@ from labeling.models import (
     Document,
     ModelStatus,
     ModelVersion,
-    Prediction,
     Project,
     RunStatus,
     RunTrigger,
@@ -67,7 +65,7 @@ from labeling.services.holdout_calibration import (
     holdout_usable,
     pool_prior_sd,
 )
-from labeling.services.scoring import map_fit, prediction_bulk_upsert
+from labeling.services.scoring import map_fit, model_version_predictions_refresh
 from modelsvc.artifacts import save_classifier
 from modelsvc.calibration import evaluate_predictions
 from modelsvc.config import TrainConfig
@@ -373,42 +371,12 @@ def champion_recalibrate(*, project: Project, holdout: list[tuple[int, str, str]
     if not updated:
         return None  # promoted away or refit by another run meanwhile
     champion.refresh_from_db()
-    rescored = _champion_predictions_refresh(champion)
+    rescored = model_version_predictions_refresh(champion)
     return (
         f"the champion v{champion.version}'s temperature was refit on {len(truth)} holdout labels: "
         f"{current.temperature:.3f} -> {refit.temperature:.3f}"
         + (f", {rescored} stored predictions re-scored" if rescored is not None else "")
     )
-
-
-def _champion_predictions_refresh(champion: ModelVersion) -> int | None:
-    """Re-score the champion's stored predictions with its refit temperature (None: a scorer is busy).
-
-    A scorer already running keeps writing with the classifier it loaded for its current batch and
-    loads the new artifact for the next one; the rows it wrote meanwhile keep the old temperature
-    until the next re-score, which is why this step yields to it instead of waiting.
-    """
-    with modeling.lock_held(modeling.LOCK_SCORING, champion.project_id) as got:
-        if not got:
-            return None
-        classifier = modeling.classifier_for(champion)
-        ids = list(
-            Prediction.objects.filter(model_version=champion)
-            .order_by("-document_id")
-            .values_list("document_id", flat=True)
-        )
-        done = 0
-        for start in range(0, len(ids), settings.SCORING_BATCH_SIZE):
-            chunk = ids[start : start + settings.SCORING_BATCH_SIZE]
-            texts = dict(Document.objects.filter(pk__in=chunk).values_list("id", "text"))
-            chunk = [i for i in chunk if i in texts]
-            if not chunk:
-                continue
-            result = modeling.classifier_score(classifier, [texts[i] for i in chunk], return_samples=True)
-            done += prediction_bulk_upsert(
-                model_version=champion, project=champion.project, document_ids=chunk, result=result
-            )
-        return done
 
 
 def _model_version_save(

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET
 from labeling.models import Document, Prediction, Project, Split
 from labeling.roles import ANNOTATOR, has_role, is_admin
 from labeling.selectors import dashboard as dash
-from labeling.selectors.queue import champion_for
+from labeling.selectors.models import champion_get
 
 View = Callable[..., HttpResponse]
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
         n_docs=Count("documents", distinct=True),
         n_labeled=Count("documents", filter=Q(documents__is_labeled=True), distinct=True),
     ).order_by("name")
-    rows = [{"project": p, "champion": champion_for(p)} for p in projects]
+    rows = [{"project": p, "champion": champion_get(project_id=p.pk)} for p in projects]
     return render(request, "ui/project_list.html", {"rows": rows})
 
 
@@ -111,7 +111,7 @@ def _blind(document: Document) -> bool:
 def document_detail(request: HttpRequest, pk: int, doc_id: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk)
     document = get_object_or_404(Document, pk=doc_id, project=project)
-    champion = champion_for(project)
+    champion = champion_get(project_id=project.pk)
     prediction = (
         Prediction.objects.filter(document=document, model_version=champion).first() if champion else None
     )
@@ -145,7 +145,7 @@ def attributions_json(request: HttpRequest, pk: int, doc_id: int) -> HttpRespons
     document = get_object_or_404(Document, pk=doc_id, project_id=pk)
     if _blind(document):
         return JsonResponse({"detail": "Holdout items are labeled blind."}, status=409)
-    champion = champion_for(document.project)
+    champion = champion_get(project_id=document.project_id)
     prediction = (
         Prediction.objects.filter(document=document, model_version=champion).first() if champion else None
     )
