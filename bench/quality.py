@@ -102,6 +102,8 @@ def experiment_fine_tuned(
     out["probe_seconds"] = round(result.timings["probe"], 2)
     out["val_loss_by_epoch"] = [round(h["val_loss"], 4) for h in result.history if "fine_tune_epoch" in h]
     out["encoder_id"] = result.classifier.encoder_id
+    out["refit"] = result.calibration["fine_tune"].get("refit")
+    out["refit_seconds"] = round(result.timings.get("refit", 0.0), 1)
     return out
 
 
@@ -157,6 +159,7 @@ def main() -> None:
     parser.add_argument("--fine-tune", default=TrainConfig.fine_tune, help="frozen (default), topN (e.g. top2), full")
     parser.add_argument("--fine-tune-epochs", type=int, default=TrainConfig.fine_tune_epochs)
     parser.add_argument("--encoder-lr", type=float, default=TrainConfig.encoder_learning_rate)
+    parser.add_argument("--fine-tune-refit", action=argparse.BooleanOptionalAction, default=TrainConfig.fine_tune_refit)
     parser.add_argument("--datasets", nargs="+", default=["rt-snippets", "trec"], choices=["rt-snippets", "trec"])
     args = parser.parse_args()
     load = os.getloadavg()
@@ -166,7 +169,9 @@ def main() -> None:
     cache = EmbeddingCache(args.cache)
     tuned = args.fine_tune != "frozen"
     train_config = TrainConfig(
-        fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs, encoder_learning_rate=args.encoder_lr
+        fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs,
+        encoder_learning_rate=args.encoder_lr,
+        fine_tune_refit=args.fine_tune_refit,
     )
     for dataset in args.datasets:
         texts, labels = load_builtin(dataset)

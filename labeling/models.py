@@ -17,6 +17,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from modelsvc.config import fine_tune_top
+
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 KEY_RE = re.compile(r"^[1-9a-z]$")
 RESERVED_KEYS = frozenset({"s", "u"})  # skip and undo on the labeling page
@@ -38,6 +40,14 @@ class AcquisitionStrategy(models.TextChoices):
 
 class TaskType(models.TextChoices):
     SINGLE_LABEL = "single_label", "Single-label classification"
+
+
+def validate_fine_tune(value: str) -> None:
+    """``frozen``, ``full`` or ``topN`` (N >= 1): ``modelsvc.config.fine_tune_top``'s rule."""
+    try:
+        fine_tune_top(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from exc
 
 
 def validate_label_set(value: Any) -> None:
@@ -106,6 +116,13 @@ class Project(models.Model):
         default=0.01,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="a challenger may be at most this much worse than the champion on the holdout",
+    )
+    fine_tune = models.CharField(
+        max_length=16,
+        default="frozen",
+        validators=[validate_fine_tune],
+        help_text="frozen (only the head trains, from cached vectors), topN (the top N encoder layers "
+        "train with it, e.g. top2) or full; see docs/MODELSVC.md",
     )
     seed = models.PositiveIntegerField(default=0, help_text="seeds the holdout draw and training")
     created_at = models.DateTimeField(default=timezone.now)

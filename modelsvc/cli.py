@@ -56,6 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         fine_tune=args.fine_tune,
         encoder_learning_rate=args.encoder_lr,
         fine_tune_epochs=args.fine_tune_epochs,
+        fine_tune_refit=args.fine_tune_refit,
     )
 
     def progress(stage: str, fraction: float) -> None:
@@ -180,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--encoder-lr", type=float, default=TrainConfig.encoder_learning_rate, help="tuned layers' lr")
     t.add_argument("--fine-tune-epochs", type=int, default=TrainConfig.fine_tune_epochs, help="most joint epochs")
+    t.add_argument(
+        "--fine-tune-refit",
+        action=argparse.BooleanOptionalAction,
+        default=TrainConfig.fine_tune_refit,
+        help="retrain the tuned layers on all labels for the chosen epochs (default on)",
+    )
     t.add_argument("-v", "--verbose", action="store_true")
     t.set_defaults(func=cmd_train)
 

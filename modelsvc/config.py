@@ -150,12 +150,17 @@ class TrainConfig:
     layer stays frozen). See docs/MODELSVC.md for the measurements behind the default."""
     encoder_learning_rate: float = 5e-5
     """AdamW learning rate of the tuned encoder layers (the head keeps ``learning_rate``)."""
-    fine_tune_epochs: int = 4
+    fine_tune_epochs: int = 6
     """Most epochs of joint (encoder layers + head) training after the head is fitted on the frozen
     vectors; stops after 2 epochs (``finetune.FINE_TUNE_PATIENCE``) without a better validation loss, keeps the
     best epoch."""
     fine_tune_batch_size: int = 32
     """Documents per step of joint training."""
+    fine_tune_refit: bool = True
+    """After the joint epochs are chosen on the validation part and the temperature is fitted on the
+    held-out parts, train the layers and the head again from the base encoder on ALL labels for that
+    many epochs and deploy that model with the held-out temperature (``modelsvc.finetune``, step 5).
+    Off: deploy the model of the split (trained on the fit part only)."""
     temperature_on_validation: bool = True
     """Fit the temperature on the calibration part plus the early-stopping validation part."""
     error_mapping: Literal["none", "isotonic", "platt"] = "none"

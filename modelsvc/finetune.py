@@ -25,7 +25,14 @@ K tuned encoders: K times the training, and K encoder passes per scored document
    the validation NLL at its best temperature (dropout off); stop after ``FINE_TUNE_PATIENCE`` epochs
    without a better one, keep the best (epoch 0 = the probe alone);
 4. temperature on the calibration + validation predictions of the final model; error mapping and
-   metrics on the calibration part (``training.calibrate_held_out``).
+   metrics on the calibration part (``training.calibrate_held_out``);
+5. refit (``fine_tune_refit``, on by default): fresh copies of the layers, the probe and then exactly
+   the chosen number of joint epochs on ALL labels (same seed and settings), deployed with the
+   temperature and error mapping of step 4. The split's model learned from the fit part alone (about
+   two thirds of the labels: with 20 % calibration and 15 % validation, 68 %); the refit uses every
+   label, the split only chose the epoch count and the calibration (the "refit on all data after
+   model selection" of AutoGluon's ``refit_full`` and of cross-validated model selection). The metrics
+   stay those of the split's model on its calibration part: the refit model has no held-out labels.
 
 When no joint epoch beats the probe (or there is no validation part), the layers stay as they were and
 the result is what ``fine_tune="frozen"`` trains on the same labels (cross-fitted, frozen identity).
@@ -40,7 +47,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -239,6 +246,41 @@ def _val_loss(top: TopLayers, head: StochasticHead, prefix: PrefixStates, y: np.
     return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)).mean())
 
 
+def _joint_stepper(
+    top: TopLayers, head: StochasticHead, prefix: PrefixStates, y: np.ndarray, tr: np.ndarray, train_config: TrainConfig
+) -> Callable[[], float]:
+    """One joint epoch over the documents ``tr`` per call (seeded order); returns its mean training loss."""
+    n_classes, m = head.n_classes, head.n_members
+    weights = class_weights(y[tr], n_classes) if train_config.class_weights else None
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    opt = torch.optim.AdamW(
+        [
+            {"params": top.parameters(), "lr": train_config.encoder_learning_rate},
+            {"params": head.parameters(), "lr": train_config.learning_rate},
+        ],
+        weight_decay=train_config.weight_decay,
+    )
+    gen = torch.Generator().manual_seed(train_config.seed)
+    yt = torch.as_tensor(y, dtype=torch.long)
+
+    def epoch() -> float:
+        top.train()
+        head.train()
+        perm = tr[torch.randperm(len(tr), generator=gen).numpy()]
+        total = 0.0
+        for s in range(0, len(perm), train_config.fine_tune_batch_size):
+            docs = perm[s : s + train_config.fine_tune_batch_size]
+            logits = head(doc_vectors(top, prefix, docs), k=m)  # (B, M, C), dropout on
+            loss = loss_fn(logits.reshape(-1, n_classes), yt[docs].repeat_interleave(m))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(docs)
+        return total / len(tr)
+
+    return epoch
+
+
 def _joint_training(
     top: TopLayers,
     head: StochasticHead,
@@ -254,38 +296,16 @@ def _joint_training(
 
     Returns the per-epoch history and the best epoch (0: no joint epoch beat the probe alone).
     """
-    n_classes, m = head.n_classes, head.n_members
-    weights = class_weights(y[tr], n_classes) if train_config.class_weights else None
-    loss_fn = nn.CrossEntropyLoss(weight=weights)
-    opt = torch.optim.AdamW(
-        [
-            {"params": top.parameters(), "lr": train_config.encoder_learning_rate},
-            {"params": head.parameters(), "lr": train_config.learning_rate},
-        ],
-        weight_decay=train_config.weight_decay,
-    )
-    gen = torch.Generator().manual_seed(train_config.seed)
-    yt = torch.as_tensor(y, dtype=torch.long)
+    step_epoch = _joint_stepper(top, head, prefix, y, tr, train_config)
     val_prefix = prefix.subset(va)
     best_loss = _val_loss(top, head, val_prefix, y[va], model_config.batch_tokens)
     best = (copy.deepcopy(top.state_dict()), copy.deepcopy(head.state_dict()))
     history = [{"fine_tune_epoch": 0.0, "val_loss": best_loss}]
     since = best_epoch = 0
     for epoch in range(1, train_config.fine_tune_epochs + 1):
-        top.train()
-        head.train()
-        perm = tr[torch.randperm(len(tr), generator=gen).numpy()]
-        total = 0.0
-        for s in range(0, len(perm), train_config.fine_tune_batch_size):
-            docs = perm[s : s + train_config.fine_tune_batch_size]
-            logits = head(doc_vectors(top, prefix, docs), k=m)  # (B, M, C), dropout on
-            loss = loss_fn(logits.reshape(-1, n_classes), yt[docs].repeat_interleave(m))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(docs)
+        train_loss = step_epoch()
         val_loss = _val_loss(top, head, val_prefix, y[va], model_config.batch_tokens)
-        history.append({"fine_tune_epoch": float(epoch), "train_loss": total / len(tr), "val_loss": val_loss})
+        history.append({"fine_tune_epoch": float(epoch), "train_loss": train_loss, "val_loss": val_loss})
         if progress is not None:
             progress("fit", 0.5 + 0.5 * epoch / train_config.fine_tune_epochs)
         if val_loss < best_loss - 1e-4:
@@ -302,16 +322,57 @@ def _joint_training(
     return history, best_epoch
 
 
-def _halved(progress: ProgressFn | None) -> ProgressFn | None:
-    """The probe reports ``fit`` 0-50 %, the joint epochs 50-100 % (one stage for the service)."""
+def _scaled(progress: ProgressFn | None, low: float, high: float) -> ProgressFn | None:
+    """Report a sub-step's ``fit`` fraction as ``low``..``high`` of the whole fit (one stage for the service)."""
     if progress is None:
         return None
     report = progress
 
-    def halved(stage: str, fraction: float) -> None:
-        report(stage, fraction / 2)
+    def scaled(stage: str, fraction: float) -> None:
+        report(stage, low + (high - low) * fraction)
 
-    return halved
+    return scaled
+
+
+def _probe(
+    frozen: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    progress: ProgressFn | None,
+) -> tuple[StochasticHead, list[dict[str, float]], dict[str, int], np.ndarray]:
+    """Step 2: ``training.fit_head`` on the untuned vectors, on one thread (the head's matmuls are tiny)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fit_head(frozen, y, n_classes, model_config, train_config, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _refit_all(
+    encoder: TextEncoder,
+    prefix: PrefixStates,
+    y: np.ndarray,
+    n_classes: int,
+    epochs: int,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    progress: ProgressFn | None,
+) -> tuple[TopLayers, StochasticHead]:
+    """Step 5: fresh layers, the probe, then exactly ``epochs`` joint epochs on every labeled document."""
+    top = TopLayers(encoder, prefix.first)
+    frozen = embed_prefix(top, prefix, model_config.batch_tokens)
+    head = _probe(frozen, y, n_classes, model_config, train_config, _scaled(progress, 0.0, 0.2))[0]
+    step_epoch = _joint_stepper(top, head, prefix, y, np.arange(prefix.n_docs), train_config)
+    for epoch in range(1, epochs + 1):
+        step_epoch()
+        if progress is not None:
+            progress("fit", 0.2 + 0.8 * epoch / epochs)
+    top.eval()
+    head.eval()
+    return top, head
 
 
 def train_prefix(
@@ -350,21 +411,20 @@ def train_prefix(
             y, train_config.calibration_fraction, np.random.default_rng(train_config.seed + 1)
         )
         frozen = embed_prefix(top, prefix.subset(fit_idx), model_config.batch_tokens)  # (F, H') untuned vectors
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # the head's matmuls are tiny (as in training.train_embeddings)
-        try:
-            head, history, sizes, val_rel = fit_head(
-                frozen, y[fit_idx], len(names), model_config, train_config, _halved(progress)
-            )
-        finally:
-            torch.set_num_threads(threads)
+        refit = train_config.fine_tune_refit
+        split_progress = _scaled(progress, 0.0, 0.6 if refit else 1.0)
+        head, history, sizes, val_rel = _probe(
+            frozen, y[fit_idx], len(names), model_config, train_config, _scaled(split_progress, 0.0, 0.5)
+        )
         va = fit_idx[val_rel]
         tr = np.setdiff1d(fit_idx, va)
         t1 = time.perf_counter()
         tuned: TunedLayers | None = None
         best_epoch = 0
         if len(va):
-            joint, best_epoch = _joint_training(top, head, prefix, y, tr, va, model_config, train_config, progress)
+            joint, best_epoch = _joint_training(
+                top, head, prefix, y, tr, va, model_config, train_config, _scaled(split_progress, 0.0, 1.0)
+            )
             history += joint
         if best_epoch > 0:
             tuned = TunedLayers.from_layers(
@@ -409,10 +469,35 @@ def train_prefix(
     )
     calibration["method"] = "held_out"
     calibration["fine_tune"] = info
+    sizes["calibration"] = int(len(cal_idx))
+    t3 = time.perf_counter()
+    timings = {"probe": t1 - t0, "fit": t2 - t0, "calibrate": t3 - t2}
+    if refit:
+        # Step 5: the split chose the epochs and the calibration; the deployed model learns from all labels.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(train_config.seed)
+            top, head = _refit_all(
+                encoder, prefix, y, len(names), best_epoch, model_config, train_config, _scaled(progress, 0.6, 1.0)
+            )
+        tuned = TunedLayers.from_layers(
+            top.layers, first=top.first, n_layers=n_layers, mode=train_config.fine_tune, base_id=encoder.encoder_id
+        )
+        info["refit"] = {"epochs": best_epoch, "n": int(prefix.n_docs)}
+        calibration["metrics_of"] = "the split's model (fit part only), on its calibration part"
+        clf = Classifier(
+            config=model_config,
+            label_names=names,
+            encoder_id=tuned.encoder_id,
+            head=head,
+            temperature=clf.temperature,
+            calibration=calibration,
+            metrics=clf.metrics,
+            tuned=tuned,
+        )
+        sizes["refit"] = int(prefix.n_docs)
+        timings["refit"] = time.perf_counter() - t3
     if progress is not None:
         progress("calibrate", 1.0)
-    sizes["calibration"] = int(len(cal_idx))
-    timings = {"probe": t1 - t0, "fit": t2 - t0, "calibrate": time.perf_counter() - t2}
     return TrainResult(clf, metrics, calibration, history, sizes, timings), top
 
 

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from labeling.api.base import BaseApi, project_or_404
 from labeling.api.permissions import HasAnyRole, IsAdmin
-from labeling.models import AcquisitionStrategy, Project
+from labeling.models import AcquisitionStrategy, Project, validate_fine_tune
 from labeling.services.projects import POLICY_FIELDS, project_create, project_update_policy
 
 
@@ -43,6 +43,12 @@ class PolicyFieldsSerializer(serializers.Serializer):
     auto_accept_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
     review_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
     promotion_tolerance = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    fine_tune = serializers.CharField(
+        max_length=16,
+        required=False,
+        validators=[validate_fine_tune],
+        help_text="frozen (default), topN (e.g. top2: the top N encoder layers train with the head) or full",
+    )
     seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ POLICY_FIELDS = (
     "auto_accept_threshold",
     "review_threshold",
     "promotion_tolerance",
+    "fine_tune",
     "seed",
 )
 

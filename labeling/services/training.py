@@ -282,12 +282,15 @@ def _execute(run: TrainingRun) -> None:
         labels,
         label_names=project.label_names,
         model_config=config,
-        train_config=TrainConfig(seed=project.seed),
+        train_config=TrainConfig(seed=project.seed, fine_tune=project.fine_tune),
         cache=cache,
         encoder=encoder,
         progress=_progress_writer(run.pk),
     )
     _stage(run.pk, "calibrate", 1.0)
+    # the classifier's own encoder: the base one, or a tuned copy (fine_tune) with its own cache rows
+    encoder = modeling.classifier_encoder(result.classifier)
+    cache = modeling.embedding_cache_for(encoder.encoder_id)
     holdout = majority_labels(project=project, split=Split.HOLDOUT)
     if holdout_usable([lab for _, _, lab in holdout]):
         refit = holdout_temperature_fit(

@@ -41,16 +41,13 @@ def _validation_losses(step: float) -> Iterator[None]:
         yield
 
 
-def _train(folder: Path, fine_tune: str = "top1", seed: int = 0, n: int = 60, step: float = -0.1) -> TrainResult:
+def _train(
+    folder: Path, fine_tune: str = "top1", seed: int = 0, n: int = 60, step: float = -0.1, refit: bool = True
+) -> TrainResult:
     texts, labels = toy_corpus(n)
+    config = TrainConfig(seed=seed, max_epochs=40, fine_tune=fine_tune, fine_tune_epochs=2, fine_tune_refit=refit)
     with _validation_losses(step):
-        return train(
-            texts,
-            labels,
-            label_names=LABELS,
-            model_config=_config(folder),
-            train_config=TrainConfig(seed=seed, max_epochs=40, fine_tune=fine_tune, fine_tune_epochs=2),
-        )
+        return train(texts, labels, label_names=LABELS, model_config=_config(folder), train_config=config)
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +185,35 @@ def test_identity_differs_from_frozen_and_the_cache_is_not_shared(
     np.testing.assert_array_equal(frozen.encode(texts, cache=cache), frozen_vecs)  # frozen rows intact
     with pytest.raises(ValueError, match="encoder mismatch"):
         score_texts(clf, texts, encoder=frozen)
+
+
+def test_the_refit_trains_on_every_label_for_the_chosen_epochs(
+    tuned: TrainResult, tiny_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = tuned.calibration["fine_tune"]
+    assert info["refit"] == {"epochs": info["best_epoch"], "n": 60} and tuned.split_sizes["refit"] == 60
+    epochs: list[int] = []
+    real = finetune._joint_stepper
+
+    def counting(top, head, prefix, y, tr, train_config):  # type: ignore[no-untyped-def]
+        step = real(top, head, prefix, y, tr, train_config)
+
+        def epoch() -> float:
+            epochs.append(len(tr))
+            return step()
+
+        return epoch
+
+    monkeypatch.setattr(finetune, "_joint_stepper", counting)
+    result = _train(tiny_encoder_dir)
+    # the split's joint epochs on the fit part without its validation part, then the refit on all 60
+    best = result.calibration["fine_tune"]["best_epoch"]
+    assert best >= 1 and epochs[-best:] == [60] * best and all(n < 60 for n in epochs[:-best])
+    # the deployed model is the refit one with the split's temperature
+    split = _train(tiny_encoder_dir, refit=False)
+    assert result.classifier.temperature == split.classifier.temperature
+    assert result.classifier.encoder_id != split.classifier.encoder_id
+    assert "refit" not in split.calibration["fine_tune"] and "refit" not in split.split_sizes
 
 
 def test_fine_tuning_is_seeded(tuned: TrainResult, tiny_encoder_dir: Path) -> None:

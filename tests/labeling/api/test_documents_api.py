@@ -45,6 +45,12 @@ def test_project_labels_as_objects_and_policy_patch(admin_client, annotator_clie
     assert patched.status_code == 200
     assert annotator_client.get(url).json()["holdout_interleave"] == 0.25
     assert [p["name"] for p in annotator_client.get("/api/v1/projects/").json()] == ["q"]
+    assert annotator_client.get(url).json()["fine_tune"] == "frozen"
+    assert admin_client.patch(url, {"fine_tune": "top2"}, format="json").json()["fine_tune"] == "top2"
+    bad = admin_client.patch(url, {"fine_tune": "top0", "lease_minutes": 7}, format="json")
+    assert bad.status_code == 400 and "fine_tune" in bad.json()["error"]["fields"]
+    stored = Project.objects.get(pk=created["id"])
+    assert (stored.fine_tune, stored.lease_minutes) == ("top2", 5)  # nothing of the bad request stored
 
 
 def test_one_document_is_stored_exactly_as_sent(ingest_client, project):

@@ -7,6 +7,7 @@ this process (the worker tests run it in a real Celery worker).
 from __future__ import annotations
 
 import io
+import itertools
 
 import psycopg
 import pytest
@@ -16,6 +17,7 @@ from django.db import connection
 from labeling.models import ModelStatus, ModelVersion, RunStatus, RunTrigger, TrainingRun
 from labeling.selectors.models import champion_get
 from labeling.services import modeling, training
+from modelsvc import finetune
 from modelsvc.artifacts import load_classifier
 from tests.factories import ModelVersionFactory, ProjectFactory, TrainingRunFactory, UserFactory
 from tests.support.celery_worker import database_url, wait_until
@@ -108,6 +110,27 @@ def test_first_model_is_promoted_and_a_worse_challenger_is_rejected() -> None:
     assert challenger.status == ModelStatus.REJECTED
     assert challenger.metrics["accuracy"] < challenger.metrics["champion_holdout_accuracy"]
     assert champion_get(project_id=project.pk) == champion  # untouched
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_embedding_cache")
+def test_a_project_that_fine_tunes_deploys_its_tuned_layers(monkeypatch) -> None:
+    # Whether a joint epoch beats the frozen probe on 60 labels is a coin toss: let the stopping rule
+    # see a falling validation loss (the gradient steps, the refit and everything after are real).
+    losses = itertools.count()
+    monkeypatch.setattr(finetune, "_val_loss", lambda *args: 1.0 - 0.01 * next(losses))
+    project = labeled_project(pool=60, holdout=30, unlabeled=10, retrain_after=10, fine_tune="top1")
+    run = train_now(project)
+    assert run.status == RunStatus.SUCCEEDED and run.promoted, run.error
+    champion = champion_get(project_id=project.pk)
+    assert champion is not None
+    classifier = modeling.classifier_for(champion)
+    assert classifier.tuned is not None and "+top1@" in classifier.encoder_id
+    assert classifier.calibration["fine_tune"]["refit"]["n"] == 60
+    # the holdout temperature was fitted on vectors of the tuned encoder, not the frozen one
+    assert classifier.calibration["temperature_source"] == "holdout"
+    assert classifier.calibration["n_temperature_holdout"] == 30
+    assert champion.metrics["holdout_count"] == 30
 
 
 def test_a_failing_stage_marks_the_run_failed_and_keeps_the_champion(settings) -> None:
