@@ -169,7 +169,8 @@ def main() -> None:
     cache = EmbeddingCache(args.cache)
     tuned = args.fine_tune != "frozen"
     train_config = TrainConfig(
-        fine_tune=args.fine_tune, fine_tune_epochs=args.fine_tune_epochs,
+        fine_tune=args.fine_tune,
+        fine_tune_epochs=args.fine_tune_epochs,
         encoder_learning_rate=args.encoder_lr,
         fine_tune_refit=args.fine_tune_refit,
     )

@@ -67,6 +67,7 @@ from modelsvc.training import (
     class_weights,
     encode_labels,
     fit_head,
+    single_thread,
     stratified_split,
     train_embeddings,
 )
@@ -334,23 +335,6 @@ def _scaled(progress: ProgressFn | None, low: float, high: float) -> ProgressFn 
     return scaled
 
 
-def _probe(
-    frozen: np.ndarray,
-    y: np.ndarray,
-    n_classes: int,
-    model_config: ModelConfig,
-    train_config: TrainConfig,
-    progress: ProgressFn | None,
-) -> tuple[StochasticHead, list[dict[str, float]], dict[str, int], np.ndarray]:
-    """Step 2: ``training.fit_head`` on the untuned vectors, on one thread (the head's matmuls are tiny)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return fit_head(frozen, y, n_classes, model_config, train_config, progress)
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _refit_all(
     encoder: TextEncoder,
     prefix: PrefixStates,
@@ -364,7 +348,8 @@ def _refit_all(
     """Step 5: fresh layers, the probe, then exactly ``epochs`` joint epochs on every labeled document."""
     top = TopLayers(encoder, prefix.first)
     frozen = embed_prefix(top, prefix, model_config.batch_tokens)
-    head = _probe(frozen, y, n_classes, model_config, train_config, _scaled(progress, 0.0, 0.2))[0]
+    with single_thread():
+        head = fit_head(frozen, y, n_classes, model_config, train_config, _scaled(progress, 0.0, 0.2))[0]
     step_epoch = _joint_stepper(top, head, prefix, y, np.arange(prefix.n_docs), train_config)
     for epoch in range(1, epochs + 1):
         step_epoch()
@@ -413,31 +398,27 @@ def train_prefix(
         frozen = embed_prefix(top, prefix.subset(fit_idx), model_config.batch_tokens)  # (F, H') untuned vectors
         refit = train_config.fine_tune_refit
         split_progress = _scaled(progress, 0.0, 0.6 if refit else 1.0)
-        head, history, sizes, val_rel = _probe(
-            frozen, y[fit_idx], len(names), model_config, train_config, _scaled(split_progress, 0.0, 0.5)
-        )
+        with single_thread():
+            head, history, sizes, val_rel = fit_head(
+                frozen, y[fit_idx], len(names), model_config, train_config, _scaled(split_progress, 0.0, 0.5)
+            )
         va = fit_idx[val_rel]
         tr = np.setdiff1d(fit_idx, va)
         t1 = time.perf_counter()
-        tuned: TunedLayers | None = None
         best_epoch = 0
         if len(va):
             joint, best_epoch = _joint_training(
-                top, head, prefix, y, tr, va, model_config, train_config, _scaled(split_progress, 0.0, 1.0)
+                top, head, prefix, y, tr, va, model_config, train_config, split_progress
             )
             history += joint
-        if best_epoch > 0:
-            tuned = TunedLayers.from_layers(
-                top.layers, first=top.first, n_layers=n_layers, mode=train_config.fine_tune, base_id=encoder.encoder_id
-            )
     t2 = time.perf_counter()
     info: dict[str, Any] = {
-        "mode": train_config.fine_tune if tuned is not None else "frozen",
+        "mode": train_config.fine_tune if best_epoch > 0 else "frozen",
         "first_layer": prefix.first,
         "epochs": sum(1 for h in history if h.get("fine_tune_epoch", 0) > 0),
         "best_epoch": best_epoch,
     }
-    if tuned is None:
+    if best_epoch == 0:
         # No validation part (a class with < 3 labels), or no joint epoch beat the probe: the layers
         # are unchanged, so train exactly what fine_tune="frozen" trains (cross-fitted on ALL labels,
         # frozen identity, the cache serves it) instead of deploying the single-split probe.
@@ -461,11 +442,13 @@ def train_prefix(
         if progress is not None:
             progress("calibrate", 1.0)
         return result, top
-    clf = Classifier(config=model_config, label_names=names, encoder_id=tuned.encoder_id, head=head, tuned=tuned)
+    # The split's model: its held-out parts fit the temperature and give the metrics (``encoder_id`` is
+    # not read by the calibration; the deployed classifier below carries the tuned identity).
+    split = Classifier(config=model_config, label_names=names, encoder_id=encoder.encoder_id, head=head)
     held = np.concatenate([cal_idx, va])
     emb = embed_prefix(top, prefix.subset(held), model_config.batch_tokens)
     calibration, metrics = calibrate_held_out(
-        clf, emb[: len(cal_idx)], y[cal_idx], emb[len(cal_idx) :], y[va], train_config
+        split, emb[: len(cal_idx)], y[cal_idx], emb[len(cal_idx) :], y[va], train_config
     )
     calibration["method"] = "held_out"
     calibration["fine_tune"] = info
@@ -479,23 +462,23 @@ def train_prefix(
             top, head = _refit_all(
                 encoder, prefix, y, len(names), best_epoch, model_config, train_config, _scaled(progress, 0.6, 1.0)
             )
-        tuned = TunedLayers.from_layers(
-            top.layers, first=top.first, n_layers=n_layers, mode=train_config.fine_tune, base_id=encoder.encoder_id
-        )
         info["refit"] = {"epochs": best_epoch, "n": int(prefix.n_docs)}
         calibration["metrics_of"] = "the split's model (fit part only), on its calibration part"
-        clf = Classifier(
-            config=model_config,
-            label_names=names,
-            encoder_id=tuned.encoder_id,
-            head=head,
-            temperature=clf.temperature,
-            calibration=calibration,
-            metrics=clf.metrics,
-            tuned=tuned,
-        )
         sizes["refit"] = int(prefix.n_docs)
         timings["refit"] = time.perf_counter() - t3
+    tuned = TunedLayers.from_layers(
+        top.layers, first=top.first, n_layers=n_layers, mode=train_config.fine_tune, base_id=encoder.encoder_id
+    )
+    clf = Classifier(
+        config=model_config,
+        label_names=names,
+        encoder_id=tuned.encoder_id,
+        head=head,
+        temperature=split.temperature,
+        calibration=calibration,
+        metrics=split.metrics,
+        tuned=tuned,
+    )
     if progress is not None:
         progress("calibrate", 1.0)
     return TrainResult(clf, metrics, calibration, history, sizes, timings), top

@@ -13,9 +13,10 @@ budget and temperature 1) instead of failing.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +93,17 @@ def class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     w = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
     return torch.as_tensor(w, dtype=torch.float32)
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the block on one torch thread: the head's matmuls are tiny, so thread sync costs more than it gains."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def fit_head(
@@ -184,14 +196,10 @@ def train_embeddings(
         torch.manual_seed(train_config.seed)
         rng = np.random.default_rng(train_config.seed + 1)
         fit_idx, cal_idx = stratified_split(y, train_config.calibration_fraction, rng)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # the head's matmuls are tiny: thread sync costs more than it gains
-        try:
+        with single_thread():
             head, history, sizes, val_idx = fit_head(
                 embeddings[fit_idx], y[fit_idx], len(names), model_config, train_config, progress
             )
-        finally:
-            torch.set_num_threads(threads)
     t1 = time.perf_counter()
     clf = Classifier(config=model_config, label_names=names, encoder_id=encoder_id, head=head)
     val = fit_idx[val_idx]
@@ -260,12 +268,8 @@ def _train_cross_fitted(
     fold = fold_assignment(y, k, np.random.default_rng(train_config.seed + 1))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_config.seed)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # the head's matmuls are tiny: thread sync costs more than it gains
-        try:
+        with single_thread():
             head, history = fit_fold_heads(embeddings, y, fold, len(names), model_config, train_config, progress)
-        finally:
-            torch.set_num_threads(threads)
     t1 = time.perf_counter()
     config = deployed_config(model_config, head.n_members)
     clf = Classifier(config=config, label_names=names, encoder_id=encoder_id, head=head)

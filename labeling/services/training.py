@@ -289,19 +289,19 @@ def _execute(run: TrainingRun) -> None:
     )
     _stage(run.pk, "calibrate", 1.0)
     # the classifier's own encoder: the base one, or a tuned copy (fine_tune) with its own cache rows
-    encoder = modeling.classifier_encoder(result.classifier)
-    cache = modeling.embedding_cache_for(encoder.encoder_id)
+    scorer = modeling.classifier_encoder(result.classifier)
+    scorer_cache = modeling.embedding_cache_for(scorer.encoder_id)
     holdout = majority_labels(project=project, split=Split.HOLDOUT)
     if holdout_usable([lab for _, _, lab in holdout]):
         refit = holdout_temperature_fit(
             classifier=result.classifier,
-            embeddings=encoder.encode([t for _, t, _ in holdout], cache=cache),
+            embeddings=scorer.encode([t for _, t, _ in holdout], cache=scorer_cache),
             truth=[lab for _, _, lab in holdout],
             prior_sd=pool_prior_sd(project.acquisition_strategy),
         )
         result.calibration.update(refit or {})
     challenger = _model_version_save(
-        run, result, train_label_count=len(labeled), train_embeddings=encoder.encode(texts, cache=cache)
+        run, result, train_label_count=len(labeled), train_embeddings=scorer.encode(texts, cache=scorer_cache)
     )
     _stage(run.pk, "evaluate")
     metrics, champion_accuracy = _evaluate(project, result.classifier, challenger)
