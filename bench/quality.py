@@ -54,8 +54,7 @@ def experiment(
     emb: np.ndarray,
     encoder_id: str,
     model_config: ModelConfig,
-    seed: int,
-    folds: int,
+    train_config: TrainConfig,
 ) -> dict[str, Any]:
     names = sorted(set(labels))
     t0 = time.perf_counter()
@@ -65,7 +64,7 @@ def experiment(
         label_names=names,
         encoder_id=encoder_id,
         model_config=model_config,
-        train_config=TrainConfig(seed=seed, folds=folds),
+        train_config=train_config,
     )
     train_s = time.perf_counter() - t0
     return report(name, texts, labels, train_idx, test_idx, result, emb[test_idx], train_s)
@@ -160,6 +159,7 @@ def main() -> None:
     parser.add_argument("--fine-tune-epochs", type=int, default=TrainConfig.fine_tune_epochs)
     parser.add_argument("--encoder-lr", type=float, default=TrainConfig.encoder_learning_rate)
     parser.add_argument("--fine-tune-refit", action=argparse.BooleanOptionalAction, default=TrainConfig.fine_tune_refit)
+    parser.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=TrainConfig.class_weights)
     parser.add_argument("--datasets", nargs="+", default=["rt-snippets", "trec"], choices=["rt-snippets", "trec"])
     args = parser.parse_args()
     load = os.getloadavg()
@@ -173,6 +173,7 @@ def main() -> None:
         fine_tune_epochs=args.fine_tune_epochs,
         encoder_learning_rate=args.encoder_lr,
         fine_tune_refit=args.fine_tune_refit,
+        class_weights=args.class_weights,
     )
     for dataset in args.datasets:
         texts, labels = load_builtin(dataset)
@@ -211,10 +212,18 @@ def main() -> None:
                 )
             else:
                 out = experiment(
-                    name, texts, labels, train_idx, test_idx, emb, encoder.encoder_id, config, seed, args.folds
+                    name,
+                    texts,
+                    labels,
+                    train_idx,
+                    test_idx,
+                    emb,
+                    encoder.encoder_id,
+                    config,
+                    dataclasses.replace(train_config, seed=seed, folds=args.folds),
                 )
             out.update({"seed": seed, "pooling": args.pooling, "members": args.members, "samples": args.samples})
-            out.update({"fine_tune": args.fine_tune, "load": os.getloadavg()})
+            out.update({"fine_tune": args.fine_tune, "class_weights": args.class_weights, "load": os.getloadavg()})
             print(json.dumps(out))
     print(json.dumps({"load_at_start": [round(x, 2) for x in load], "load_at_end": os.getloadavg()}))
 

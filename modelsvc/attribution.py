@@ -1,8 +1,10 @@
 """Word highlights by integrated gradients (IG) w.r.t. the input word embeddings.
 
 The path runs through the encoder (fp32, eval mode), the same window pooling as ``encode`` and the
-head's deterministic mean logits (dropout off, members averaged), to the calibrated probability of
-the target class. Baseline: [PAD] embeddings for content tokens, special tokens kept. Midpoint
+head's deterministic mean logits (dropout off, members averaged), to the calibrated log-odds of the
+target class, log p_t - log(1 - p_t): the probability itself saturates at 1.0 for a confident
+prediction (its gradient is then exactly 0 in fp32 and every word would score 0), the log-odds do
+not. Baseline: [PAD] embeddings for content tokens, special tokens kept. Midpoint
 Riemann sum with ``steps`` points, batched; token scores are summed into whitespace-separated
 words, averaged where overlapping windows see the same token.
 """
@@ -33,6 +35,12 @@ def _word_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def target_log_odds(logits: torch.Tensor, target: int) -> torch.Tensor:
+    """log p_t - log(1 - p_t) of softmax(logits) (B, C) -> (B,), computed without forming p (it saturates)."""
+    others = torch.cat([logits[:, :target], logits[:, target + 1 :]], dim=1)
+    return logits[:, target] - torch.logsumexp(others, dim=1)
+
+
 def _chunks(n: int, size: int) -> Iterator[slice]:
     for s in range(0, n, size):
         yield slice(s, min(n, s + size))
@@ -48,7 +56,8 @@ def attribute(
 ) -> list[tuple[str, float]]:
     """[(word, score)] in text order; positive scores push towards ``target`` (default: predicted).
 
-    Scores sum (approximately, IG completeness) to p(target | text) - p(target | baseline).
+    Scores sum (approximately, IG completeness) to the target's calibrated log-odds on the text minus
+    those on the baseline.
     """
     if steps < 1:
         raise ValueError("steps must be >= 1")
@@ -94,8 +103,8 @@ def attribute(
             flat = x.reshape(s * n_win, width, -1)
             pooled = pooled_forward(model, m, cfg.pooling, inputs_embeds=flat).view(s, n_win, -1)  # (S, W, H)
             doc = (weights.view(1, -1, 1) * pooled).sum(1)  # (S, H)
-            prob = torch.softmax(head.mean_logits(doc) / classifier.temperature, -1)[:, target]  # (S,)
-            (g,) = torch.autograd.grad(prob.sum(), x)
+            log_odds = target_log_odds(head.mean_logits(doc) / classifier.temperature, target)  # (S,)
+            (g,) = torch.autograd.grad(log_odds.sum(), x)
             grads += g.sum(0)
     scores = ((inp - base) * grads / steps).sum(-1)  # (W, T)
     by_token: dict[tuple[int, int], list[float]] = {}

@@ -57,6 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         encoder_learning_rate=args.encoder_lr,
         fine_tune_epochs=args.fine_tune_epochs,
         fine_tune_refit=args.fine_tune_refit,
+        class_weights=args.class_weights,
     )
 
     def progress(stage: str, fraction: float) -> None:
@@ -186,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=TrainConfig.fine_tune_refit,
         help="retrain the tuned layers on all labels for the chosen epochs (default on)",
+    )
+    t.add_argument(
+        "--class-weights",
+        action=argparse.BooleanOptionalAction,
+        default=TrainConfig.class_weights,
+        help="weight the loss by inverse class frequency (default off: see docs/MODELSVC.md)",
     )
     t.add_argument("-v", "--verbose", action="store_true")
     t.set_defaults(func=cmd_train)

@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from modelsvc.cli import main
+from modelsvc.cli import build_parser, main
+from modelsvc.config import ModelConfig, TrainConfig
 from tests.modelsvc.conftest import toy_corpus
 
 REQUIRED = {"accuracy", "macro_f1", "ece", "ece_uncalibrated", "nll", "brier", "auroc_error"}
@@ -137,3 +138,10 @@ def test_module_entry_point_exits_nonzero_without_traceback(tmp_path: Path) -> N
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: " + proc.stderr.strip()[len("error: ") :]]
     assert "missing column 'text'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_train_flags_default_to_the_configs() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["train", "--data", "x.csv", "--out", "m"])
+    assert args.class_weights is TrainConfig.class_weights and args.members == ModelConfig.n_members
+    assert parser.parse_args(["train", "--data", "x.csv", "--out", "m", "--class-weights"]).class_weights is True

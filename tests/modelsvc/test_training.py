@@ -42,7 +42,9 @@ def test_cold_start_with_two_labels_per_class() -> None:
 
 def test_imbalanced_data_with_class_weights_finds_the_minority() -> None:
     emb, labels = _emb([300, 12])
-    result = train_embeddings(emb, labels, label_names=["c0", "c1"], encoder_id="x", train_config=TrainConfig(seed=3))
+    result = train_embeddings(
+        emb, labels, label_names=["c0", "c1"], encoder_id="x", train_config=TrainConfig(seed=3, class_weights=True)
+    )
     test_emb, test_labels = _emb([50, 50], seed=9)
     res = score_embeddings(result.classifier, test_emb)
     minority_recall = np.mean(res.predicted[50:] == 1)
@@ -104,7 +106,8 @@ def test_cross_fitted_calibration_uses_every_labeled_item() -> None:
 def test_fold_count_shrinks_to_the_smallest_class() -> None:
     emb, labels = _emb([30, 3])
     result = train_embeddings(emb, labels, label_names=["c0", "c1"], encoder_id="x")
-    assert result.calibration["folds"] == 3 and result.classifier.head.n_members == 3
+    assert result.calibration["folds"] == 3
+    assert result.classifier.head.n_members == 3 * ModelConfig().n_members  # 3 folds x heads per fold
 
 
 def test_fold_heads_are_the_deployed_ensemble_members() -> None:
@@ -165,5 +168,6 @@ def test_out_of_fold_logits_keep_only_the_own_folds_members() -> None:
 def test_single_split_path_is_still_available() -> None:
     emb, labels = _emb([20, 20])
     result = train_embeddings(emb, labels, label_names=["c0", "c1"], encoder_id="x", train_config=TrainConfig(folds=0))
-    assert result.split_sizes["calibration"] == 8 and result.classifier.head.n_members == 1
+    assert result.split_sizes["calibration"] == 8
+    assert result.classifier.head.n_members == ModelConfig().n_members  # no fold ensemble
     assert result.metrics["split"] == "calibration"
