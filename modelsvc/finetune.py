@@ -16,11 +16,11 @@ K tuned encoders: K times the training, and K encoder passes per scored document
 
 1. calibration part (``calibration_fraction``); within the fit part a validation part
    (``validation_fraction``) for early stopping;
-2. the head is fitted on the frozen vectors exactly as ``training.fit_head`` does (class weights,
-   early stopping, standardization): a linear-probe warm start, so a random head does not push the
+2. the head is fitted on the frozen vectors exactly as ``training.fit_head`` does (class weights if
+   ``class_weights``, early stopping, standardization): a linear-probe warm start, so a random head does not push the
    encoder layers around (LP-FT, Kumar et al. 2022);
 3. joint training of the top layers (AdamW, ``encoder_learning_rate``) and the head
-   (``learning_rate``): class-weighted cross-entropy, the layers' own dropout on,
+   (``learning_rate``): cross-entropy (class-weighted if ``class_weights``), the layers' own dropout on,
    ``fine_tune_batch_size`` documents per step, at most ``fine_tune_epochs`` epochs; after each epoch
    the validation NLL at its best temperature (dropout off); stop after ``FINE_TUNE_PATIENCE`` epochs
    without a better one, keep the best (epoch 0 = the probe alone);
