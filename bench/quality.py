@@ -174,6 +174,7 @@ def main() -> None:
         encoder_learning_rate=args.encoder_lr,
         fine_tune_refit=args.fine_tune_refit,
         class_weights=args.class_weights,
+        folds=args.folds,
     )
     for dataset in args.datasets:
         texts, labels = load_builtin(dataset)
@@ -198,30 +199,12 @@ def main() -> None:
                     np.arange(len(texts)), test_size=0.2, stratify=y, random_state=seed
                 )
                 name = "trec 80/20"
+            seeded = dataclasses.replace(train_config, seed=seed)
+            split = (name, texts, labels, train_idx, test_idx)
             if tuned:
-                out = experiment_fine_tuned(
-                    name,
-                    texts,
-                    labels,
-                    train_idx,
-                    test_idx,
-                    prefix,
-                    encoder,
-                    config,
-                    dataclasses.replace(train_config, seed=seed),
-                )
+                out = experiment_fine_tuned(*split, prefix, encoder, config, seeded)
             else:
-                out = experiment(
-                    name,
-                    texts,
-                    labels,
-                    train_idx,
-                    test_idx,
-                    emb,
-                    encoder.encoder_id,
-                    config,
-                    dataclasses.replace(train_config, seed=seed, folds=args.folds),
-                )
+                out = experiment(*split, emb, encoder.encoder_id, config, seeded)
             out.update({"seed": seed, "pooling": args.pooling, "members": args.members, "samples": args.samples})
             out.update({"fine_tune": args.fine_tune, "class_weights": args.class_weights, "load": os.getloadavg()})
             print(json.dumps(out))

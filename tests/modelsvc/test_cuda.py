@@ -5,8 +5,6 @@ suite: the encoder on the GPU under autocast must give the CPU's vectors, and tr
 fine-tuning must work end to end on the device.
 """
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -51,7 +49,7 @@ def test_cuda_train_score_and_fine_tune() -> None:
         labels[:400],
         label_names=names,
         model_config=config,
-        train_config=dataclasses.replace(TrainConfig(), fine_tune="top2", fine_tune_epochs=1),
+        train_config=TrainConfig(fine_tune="top2", fine_tune_epochs=1),
     )
     encoder = encoder_for(tuned.classifier)
     assert encoder.device.type == "cuda" and encoder.encoder_id == tuned.classifier.encoder_id
