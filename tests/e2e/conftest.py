@@ -7,8 +7,10 @@ guard on ORM calls in the test body; pytest-django's docs recommend DJANGO_ALLOW
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,10 +56,41 @@ def browser_page(chromium_browser) -> Iterator[object]:
 
     page.on("dialog", on_dialog)
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))  # type: ignore[attr-defined]
+    pending: set[object] = set()
+    context.on("request", lambda request: pending.add(request))
+    context.on("requestfinished", lambda request: pending.discard(request))
+    context.on("requestfailed", lambda request: pending.discard(request))
     try:
         yield page
     finally:
+        # Leave the page before the test database is flushed: its pagehide handler releases the lease
+        # with a keepalive request (which Playwright does not report) and polls may be in flight; a
+        # flush (TRUNCATE) racing such a request's row locks in the live server deadlocked once. Wait
+        # (at most 5 s each) for the page's requests, then for the live server's database sessions.
+        page.goto("about:blank")
+        _wait_until(lambda: not pending, page)
+        _wait_until(_other_sessions_idle, page)
         context.close()
+
+
+def _wait_until(done: Callable[[], bool], page: Any, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+
+
+def _other_sessions_idle() -> bool:
+    """No other PostgreSQL session on the test database is running a statement or holds a transaction."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND state IS NOT NULL AND state <> 'idle'"
+        )
+        return cursor.fetchone()[0] == 0
 
 
 @pytest.fixture
