@@ -46,6 +46,8 @@ def setup_django() -> None:
 
 
 def _create_database(url: str) -> None:
+    if not url.startswith(("postgres://", "postgresql://")):
+        return  # SQLite (e.g. a GPU host without PostgreSQL): Django creates the file
     import psycopg
 
     base, _, name = url.rpartition("/")
@@ -74,6 +76,8 @@ def machine() -> dict[str, Any]:
 
         info["torch_dtype"] = str(select_dtype("auto", select_device("auto"))).replace("torch.", "")
         info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
     except Exception:  # noqa: BLE001 - machine facts are best effort
         pass
     return info

