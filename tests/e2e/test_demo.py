@@ -92,12 +92,20 @@ def session_processes(sid: int) -> list[int]:
     return found
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_demo_serves_the_login_page_runs_beat_tasks_and_stops_every_process_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     log = (tmp_path / "demo.log").open("w")
     proc = subprocess.Popen(
         ["bash", "scripts/demo.sh"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         env=demo_env(tmp_path, PORT=str(port), CELERY_RECONCILE_SECONDS="2"),
+        # A terminal's Ctrl+C: where the suite itself runs as a background job (SIGINT ignored, e.g.
+        # `make test &`), the script would inherit the ignore, and bash cannot trap a signal ignored at
+        # its start, so it would never stop.
+        preexec_fn=_default_sigint,
     )
     try:
         status = None
