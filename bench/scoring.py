@@ -76,10 +76,6 @@ def matmul_gflops(
     return 2 * m * k * n * repeat / (time.perf_counter() - t0) / 1e9
 
 
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
-
-
 def encoder_flops(encoder: TextEncoder, texts: list[str]) -> float:
     """FLOPs of encoding ``texts`` as batched: 2 * non-embedding params * padded tokens + attention."""
     cfg = getattr(encoder.model, "config")  # noqa: B009
@@ -126,7 +122,7 @@ def main() -> None:
     fp32 = TextEncoder(dataclasses.replace(base, precision="fp32"))
     device = service.device
     dtype = str(service.dtype).replace("torch.", "")
-    emit(device=str(device), device_name=device_name(device), batch_tokens=args.batch_tokens)
+    emit(device=service.device_name, batch_tokens=args.batch_tokens)
     warm = texts if device.type == "cuda" else texts[:64]  # a GPU picks kernels per new batch shape
     service.encode(warm)
     fp32.encode(warm)  # warm up (loads weights, first-call allocations)

@@ -40,7 +40,8 @@ from labeling.services.documents import document_bulk_create  # noqa: E402
 from labeling.services.projects import project_create  # noqa: E402
 from labeling.services.training import training_run_request  # noqa: E402
 
-QUEUES = {"cuda": "gpu", "cpu": "training,scoring"}
+# device -> (queues the worker consumes, CELERY_ROUTE_TRAINING, CELERY_ROUTE_SCORING)
+ROUTES = {"cuda": ("gpu", "gpu", "gpu"), "cpu": ("training,scoring", "training", "scoring")}
 READY_S = 300.0
 RUN_S = 900.0
 
@@ -63,13 +64,13 @@ def start_worker(device: str, log: Path, cache_dir: str) -> subprocess.Popen[byt
         **os.environ,
         "MODEL_DEVICE": device,
         "EMBEDDING_CACHE_DIR": cache_dir,
-        "CELERY_ROUTE_TRAINING": QUEUES[device].split(",")[0],
-        "CELERY_ROUTE_SCORING": QUEUES[device].split(",")[-1],
+        "CELERY_ROUTE_TRAINING": ROUTES[device][1],  # the worker sends work too (a run's re-scores)
+        "CELERY_ROUTE_SCORING": ROUTES[device][2],
         "LOG_LEVEL": "INFO",
     }
     # as docker-compose's worker-gpu runs it (prefork, one process); the CPU worker alike, so the two
     # differ only in device and queues
-    args = f"-A workers.app worker --queues {QUEUES[device]} -n bench-{device}@%h --concurrency 1 --loglevel INFO"
+    args = f"-A workers.app worker --queues {ROUTES[device][0]} -n bench-{device}@%h --concurrency 1 --loglevel INFO"
     cmd = [sys.executable, "-m", "celery", *args.split()]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + READY_S
@@ -97,9 +98,7 @@ def wait_done(project: Project, run_id: int) -> TrainingRun:
 
 
 def one_device(device: str, docs: int, labels: int, workdir: Path) -> dict[str, Any]:
-    queue = QUEUES[device]
-    settings.CELERY_ROUTE_TRAINING = queue.split(",")[0]  # where this process sends the work
-    settings.CELERY_ROUTE_SCORING = queue.split(",")[-1]
+    queues, settings.CELERY_ROUTE_TRAINING, settings.CELERY_ROUTE_SCORING = ROUTES[device]  # where we send
     project = make_project(f"bench worker {device}", docs, labels)
     log = workdir / f"worker-{device}.log"
     worker = start_worker(device, log, tempfile.mkdtemp(dir=workdir, prefix=f"emb-{device}-"))
@@ -114,7 +113,7 @@ def one_device(device: str, docs: int, labels: int, workdir: Path) -> dict[str, 
     text = log.read_text(errors="replace")
     return {
         "device": device,
-        "queues": queue,
+        "queues": queues,
         "wall_s": round(t["s"], 2),
         "docs": Document.objects.filter(project=project).count(),
         "labels_used": run.labels_used,

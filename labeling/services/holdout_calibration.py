@@ -63,7 +63,7 @@ class TemperatureEstimate:
     holdout: float  # maximum-likelihood fit on the holdout alone
     holdout_se: float  # standard error of log(holdout), from the NLL's curvature (inf: no information)
     prior: float  # the pool's out-of-fold temperature
-    prior_sd: float | None  # spread granted to log(prior); None: the prior is not used
+    prior_sd: float  # spread granted to log(prior)
     holdout_weight: float  # approximate weight of log(holdout) in log(temperature), 0..1
 
     def as_calibration(self) -> dict[str, Any]:
@@ -95,18 +95,16 @@ def log_temperature_se(sample_logits: np.ndarray, y: np.ndarray, temperature: fl
 
 
 def temperature_combine(
-    sample_logits: np.ndarray, y: np.ndarray, *, prior: float, prior_sd: float | None
+    sample_logits: np.ndarray, y: np.ndarray, *, prior: float, prior_sd: float
 ) -> TemperatureEstimate:
-    """The holdout's temperature, shrunk toward ``prior`` when ``prior_sd`` is given.
+    """The holdout's temperature, shrunk toward ``prior`` (sd ``prior_sd`` in log T).
 
-    sample_logits (N, K, C) uncalibrated holdout logits, y (N,) int. With a prior, T maximizes the
+    sample_logits (N, K, C) uncalibrated holdout logits, y (N,) int. T maximizes the
     holdout likelihood times a normal prior on log T (mean log ``prior``, sd ``prior_sd``): a precision
     weighting of the two, so the prior dominates a small holdout and a large holdout dominates the prior.
     """
     holdout = fit_temperature(sample_logits, y)
     se = log_temperature_se(sample_logits, y, holdout)
-    if prior_sd is None:
-        return TemperatureEstimate(holdout, holdout, se, prior, None, 1.0)
     log_prior = math.log(prior)
 
     def objective(log_t: float) -> float:
@@ -138,11 +136,11 @@ def pool_temperature(classifier: Classifier) -> float:
 
 
 def holdout_temperature_fit(
-    *, classifier: Classifier, embeddings: np.ndarray, truth: list[str], prior_sd: float | None = None
+    *, classifier: Classifier, embeddings: np.ndarray, truth: list[str], prior_sd: float
 ) -> dict[str, Any] | None:
     """Refit ``classifier.temperature`` on the holdout (N, H) embeddings; returns what changed, or None.
 
-    ``prior_sd``: see ``temperature_combine`` and ``pool_prior_sd`` (None: the holdout alone).
+    ``prior_sd``: see ``temperature_combine`` and ``pool_prior_sd``.
     """
     if not holdout_usable(truth):
         return None
@@ -163,7 +161,7 @@ def holdout_temperature_fit(
 
 
 def holdout_crossfit_probs(
-    *, classifier: Classifier, embeddings: np.ndarray, truth: list[str], seed: int, prior_sd: float | None = None
+    *, classifier: Classifier, embeddings: np.ndarray, truth: list[str], seed: int, prior_sd: float
 ) -> np.ndarray:
     """Calibrated mean probabilities (N, C), each half tempered by a fit on the other half."""
     logits = classifier.sample_logits(embeddings)  # (N, K, C)

@@ -18,7 +18,7 @@ from labeling.services.holdout_calibration import (
 )
 from labeling.services.scoring import project_score_pending
 from modelsvc.artifacts import load_classifier
-from modelsvc.calibration import tempered_samples
+from modelsvc.calibration import fit_temperature, tempered_samples
 from tests.factories import UserFactory
 from tests.support.data import documents_create, label, rt_snippets
 from tests.support.fixtures import labeled_project, shared_embedding_cache, train_now  # noqa: F401
@@ -70,7 +70,13 @@ def test_cross_fitted_probabilities_never_use_a_temperature_fitted_on_the_same_i
     texts = [d.text for d in holdout]
     truth = [d.annotations.first().label for d in holdout]
     result = modeling.classifier_score(classifier, texts)
-    probs = holdout_crossfit_probs(classifier=classifier, embeddings=result.embeddings, truth=truth, seed=0)
+    probs = holdout_crossfit_probs(
+        classifier=classifier,
+        embeddings=result.embeddings,
+        truth=truth,
+        seed=0,
+        prior_sd=pool_prior_sd(project.acquisition_strategy),
+    )
     assert probs.shape == (len(texts), 2)
     assert np.allclose(probs.sum(1), 1.0)
     # A temperature only flips near-ties of the sample average: predictions agree almost everywhere.
@@ -119,8 +125,8 @@ def test_a_small_holdout_that_prefers_one_hot_votes_is_kept_at_a_smooth_temperat
     votes = np.where(np.arange(20) < 15, 1.0, -1.0)  # (K,)
     logits = np.stack([np.zeros((40, 20)), np.tile(votes, (40, 1))], axis=2)  # (N, K, 2): class 1 true
     y = np.ones(40, dtype=np.int64)
-    alone = temperature_combine(logits, y, prior=1.0, prior_sd=None)
-    assert alone.temperature == pytest.approx(0.05, rel=0.05)
+    alone = fit_temperature(logits, y)  # the holdout by itself
+    assert alone == pytest.approx(0.05, rel=0.05)
     kept = temperature_combine(logits, y, prior=1.0, prior_sd=pool_prior_sd("entropy"))
     assert kept.temperature > 0.2
 
