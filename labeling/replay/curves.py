@@ -6,6 +6,7 @@ Pure functions over plain dicts (no ORM), so they are cheap to test and reuse.
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,7 +17,21 @@ import numpy as np
 METRICS = ("accuracy", "macro_f1", "ece")
 # Recorded by newer replays only: the ECE a perfectly calibrated champion would show on the test split,
 # and the ECE at the temperature fitted on the test split itself (diagnosis: what a temperature can fix).
-OPTIONAL = ("ece_floor", "ece_test_optimal_temperature")
+# ``newest_accuracy``: the newest trained model's test accuracy, promoted or not (the gate's cost or gain).
+OPTIONAL = ("ece_floor", "ece_test_optimal_temperature", "newest_accuracy")
+
+#: The temperatures of the records' per-round curves (log-spaced over ``fit_temperature``'s range, step
+#: 1/16 in log T): test ECE and summed holdout NLL at each, so another temperature rule can be replayed.
+DIAGNOSIS_TEMPERATURES: list[float] = np.exp(np.linspace(np.log(0.05), np.log(20.0), 97)).tolist()
+#: The rules ``temperature_rules`` replays: the sd of a normal prior on log T around the pool's
+#: out-of-fold temperature (``labeling.services.holdout_calibration``); None: the holdout alone.
+TEMPERATURE_RULES: dict[str, float | None] = {
+    "holdout alone": None,
+    "sd 1.0": 1.0,
+    "sd 0.5": 0.5,
+    "sd 0.3": 0.3,
+    "sd 0.1": 0.1,
+}
 
 
 def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -81,6 +96,52 @@ def headline(
     return result
 
 
+def rule_temperature_index(record: dict[str, Any], prior_sd: float | None) -> int:
+    """Index into ``DIAGNOSIS_TEMPERATURES`` of the temperature a rule would have deployed at this round.
+
+    Where the service used the holdout (``temperature_source`` "holdout"), the grid point maximizing the
+    holdout likelihood times the rule's prior; elsewhere the pool's out-of-fold temperature, as the service.
+    """
+    log_t = np.log(DIAGNOSIS_TEMPERATURES)
+    log_prior = math.log(record["temperature_pool_out_of_fold"])
+    if record.get("temperature_source") != "holdout":
+        return int(np.argmin(np.abs(log_t - log_prior)))
+    objective = np.asarray(record["holdout_nll_by_log_temperature"])
+    if prior_sd is not None:
+        objective = objective + (log_t - log_prior) ** 2 / (2 * prior_sd**2)
+    return int(np.argmin(objective))
+
+
+def temperature_rules(records: Iterable[dict[str, Any]], *, ece_from: int = 500) -> dict[str, Any]:
+    """Each rule's test ECE replayed from the records: {strategy: {rule: [mean ECE from ``ece_from`` on, per seed]}}.
+
+    Beside the rules, "deployed" is the ECE the run measured. Strategies whose records lack the grids
+    (older replays) are left out. The replay ignores the temperature's effect on the queue and the gate.
+    """
+    by: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if int(r["labels"]) >= ece_from:
+            by[r["strategy"]][int(r["seed"])].append(r)
+    out: dict[str, Any] = {}
+    for strategy, seeds in sorted(by.items()):
+        if not all("ece_by_log_temperature" in r for per_seed in seeds.values() for r in per_seed):
+            continue
+        order = sorted(seeds)
+        table: dict[str, list[Any]] = {"seeds": order, "deployed": [_mean(r["ece"] for r in seeds[s]) for s in order]}
+        for name, sd in TEMPERATURE_RULES.items():
+            table[name] = [_mean(_rule_ece(r, sd) for r in seeds[s]) for s in order]
+        out[strategy] = table
+    return out
+
+
+def _rule_ece(record: dict[str, Any], prior_sd: float | None) -> float:
+    return float(record["ece_by_log_temperature"][rule_temperature_index(record, prior_sd)])
+
+
+def _mean(values: Iterable[float]) -> float:
+    return float(np.mean(list(values)))
+
+
 def plot(curves: dict[str, dict[str, Any]], path: Path, *, title: str = "") -> Path:
     """Accuracy, macro-F1 and ECE against labels, mean with a +-1 std band per strategy."""
     import matplotlib
@@ -123,6 +184,9 @@ def write_outputs(
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = aggregate(records)
     summary = {"config": config, "strategies": curves, "headline": headline(curves)}
+    rules = temperature_rules(records)
+    if rules:
+        summary["temperature_rules"] = rules
     (out_dir / "curves.json").write_text(json.dumps(summary, indent=2))
     with (out_dir / "records.jsonl").open("w") as fh:
         for r in records:

@@ -26,14 +26,17 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 
-from labeling.models import Annotation, AnnotationSource, Document, Project, RunTrigger, TrainingRun
+from labeling.models import Annotation, AnnotationSource, Document, ModelVersion, Project, RunTrigger, TrainingRun
+from labeling.models import Split as DocumentSplit
+from labeling.replay.curves import DIAGNOSIS_TEMPERATURES
 from labeling.replay.eager import EagerTasks
 from labeling.roles import ANNOTATOR, grant_role
-from labeling.selectors.models import champion_get
+from labeling.selectors.models import champion_get, majority_labels
 from labeling.services import assignments, imports, modeling, projects, training
 from labeling.services.annotations import annotation_submit
 from modelsvc.calibration import ece_mce, ece_noise_floor, evaluate_predictions, fit_temperature, tempered_samples
 from modelsvc.model import Classifier
+from modelsvc.training import encode_labels
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +109,26 @@ def champion_metrics(project: Project, texts: list[str], y: np.ndarray) -> dict[
         # What a perfectly calibrated model would score on this test set: the ECE's noise floor.
         "ece_floor": ece_noise_floor(result.probs),
         **temperature_diagnosis(classifier, result.embeddings, y),
+        **holdout_diagnosis(project, classifier),
+        **newest_model_metrics(project, champion.version, texts, y, metrics),
     }
+
+
+def newest_model_metrics(
+    project: Project, champion_version: int, texts: list[str], y: np.ndarray, champion: dict[str, Any]
+) -> dict[str, Any]:
+    """The newest trained model on the test split, promoted or not (diagnosis only).
+
+    Beside the champion's curve it is the gate's cost or gain at each round: the model trained on the
+    same labels that the gate kept out (had it been promoted, later queues would differ as well).
+    """
+    newest = ModelVersion.objects.filter(project=project).exclude(artifact_path="").order_by("-version").first()
+    metrics = champion
+    if newest is not None and newest.version != champion_version:
+        result = modeling.classifier_score(modeling.classifier_for(newest), texts)
+        metrics = evaluate_predictions(result.probs_uncalibrated, result.probs, y, result.uncertainty())
+    version = champion_version if newest is None else newest.version
+    return {"newest_model_version": version, "newest_accuracy": metrics["accuracy"], "newest_ece": metrics["ece"]}
 
 
 def temperature_diagnosis(classifier: Classifier, embeddings: np.ndarray, y: np.ndarray) -> dict[str, Any]:
@@ -126,6 +148,30 @@ def temperature_diagnosis(classifier: Classifier, embeddings: np.ndarray, y: np.
         "n_temperature_holdout": calibration.get("n_temperature_holdout", 0),
         "temperature_test_optimal": optimal,
         "ece_test_optimal_temperature": ece_mce(tempered_samples(logits, optimal).mean(1), y)[0],
+        "ece_by_log_temperature": [ece_mce(tempered_samples(logits, t).mean(1), y)[0] for t in DIAGNOSIS_TEMPERATURES],
+    }
+
+
+def holdout_diagnosis(project: Project, classifier: Classifier) -> dict[str, Any]:
+    """The champion on the project's labeled holdout now: its size, accuracy and summed NLL per temperature.
+
+    The holdout is the service's own data (the gate and the temperature fit read it); set beside the
+    test accuracy it shows whether the gate's choice of champion flatters it on these documents.
+    """
+    holdout = majority_labels(project=project, split=DocumentSplit.HOLDOUT)
+    if not holdout:
+        return {"n_holdout": 0}
+    result = modeling.classifier_score(classifier, [t for _, t, _ in holdout])
+    y = encode_labels([lab for _, _, lab in holdout], classifier.label_names)
+    logits = classifier.sample_logits(result.embeddings)  # (N, K, C)
+    nll = [
+        float(-np.log(np.clip(tempered_samples(logits, t).mean(1)[np.arange(len(y)), y], 1e-12, 1.0)).sum())
+        for t in DIAGNOSIS_TEMPERATURES
+    ]
+    return {
+        "n_holdout": len(y),
+        "holdout_accuracy": float(np.mean(result.probs.argmax(1) == y)),
+        "holdout_nll_by_log_temperature": nll,
     }
 
 
@@ -150,8 +196,16 @@ def _retrain(project: Project, eager: EagerTasks, runs_before: int) -> None:
 
 
 def replay_run(
-    *, data: ReplayData, split: Split, strategy: str, seed: int, budget: int, batch: int, eager: EagerTasks,
-    keep: bool = False, progress: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    data: ReplayData,
+    split: Split,
+    strategy: str,
+    seed: int,
+    budget: int,
+    batch: int,
+    eager: EagerTasks,
+    keep: bool = False,
+    progress: Callable[[dict[str, Any]], None] | None = None,
     policy: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One learning curve: a record per round once a champion exists.
@@ -160,13 +214,16 @@ def replay_run(
     """
     name = f"replay {data.name} {strategy} seed {seed} {time.strftime('%Y%m%d-%H%M%S')}"
     project = projects.project_create(
-        name=name, labels=data.label_names, acquisition_strategy=strategy, retrain_after=batch, seed=seed,
+        name=name,
+        labels=data.label_names,
+        acquisition_strategy=strategy,
+        retrain_after=batch,
+        seed=seed,
         **(policy or {}),
     )
     records: list[dict[str, Any]] = []
     try:
-        rows = ({"id": f"{data.name}-{i}", "text": data.texts[i], "label": data.labels[i]}
-                for i in split.pool)
+        rows = ({"id": f"{data.name}-{i}", "text": data.texts[i], "label": data.labels[i]} for i in split.pool)
         imports.import_records(project=project, records=rows, label_col="label", external_id_col="id")
         eager.drain()
         team = _annotators(batch)
@@ -186,8 +243,11 @@ def replay_run(
                 continue
             last = TrainingRun.objects.filter(project=project).first()
             record = {
-                "strategy": strategy, "seed": seed, "labels": labeled,
-                "promoted": bool(last and last.promoted), "round_s": round(time.perf_counter() - t0, 2),
+                "strategy": strategy,
+                "seed": seed,
+                "labels": labeled,
+                "promoted": bool(last and last.promoted),
+                "round_s": round(time.perf_counter() - t0, 2),
                 **metrics,
             }
             records.append(record)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
 from labeling.models import Annotation, Project
 from labeling.replay import curves
+from labeling.replay.curves import DIAGNOSIS_TEMPERATURES
 
 pytestmark = [pytest.mark.slow]
 
@@ -42,6 +44,17 @@ def test_fast_replay_writes_curves_and_plot_from_the_real_loop(tmp_path: Path) -
     assert all(r["temperature"] > 0 and r["temperature_test_optimal"] > 0 for r in records)
     assert all(0.0 <= r["ece_test_optimal_temperature"] <= 1.0 for r in records)
     assert {r["temperature_source"] for r in records} <= {"holdout", "pool_out_of_fold"}
+    # Curves over a fixed temperature grid, so another temperature rule can be replayed from the records:
+    # test ECE at each grid point, and the champion on the labeled holdout (accuracy, summed NLL per point).
+    for r in records:
+        assert r["newest_model_version"] >= r["model_version"] and 0.0 <= r["newest_accuracy"] <= 1.0
+        assert len(r["ece_by_log_temperature"]) == len(DIAGNOSIS_TEMPERATURES)
+        assert all(0.0 <= v <= 1.0 for v in r["ece_by_log_temperature"])
+        assert r["n_holdout"] >= 0
+        if r["n_holdout"]:
+            assert 0.0 <= r["holdout_accuracy"] <= 1.0
+            assert len(r["holdout_nll_by_log_temperature"]) == len(DIAGNOSIS_TEMPERATURES)
+            assert all(v >= 0 for v in r["holdout_nll_by_log_temperature"])
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Throwaway projects are removed: the replay leaves nothing in the database.
     assert not Project.objects.filter(name__startswith="replay ").exists()
@@ -72,3 +85,33 @@ def test_curves_average_over_seeds_and_find_where_random_is_matched(tmp_path: Pa
     assert summary["headline"]["labels_to_match_baseline"] == {"random": 200, "bald": 100}
     assert summary["headline"]["max_mean_ece_from"]["bald"] is None  # no point at 500+ labels
     assert (tmp_path / "curves.png").exists()
+
+
+def test_temperature_rules_replay_a_prior_from_the_recorded_grids() -> None:
+    grid = np.log(DIAGNOSIS_TEMPERATURES)
+    ece = [abs(g - np.log(2.0)) / 10 for g in grid]  # the test split wants T = 2
+
+    def record(seed: int, labels: int, source: str) -> dict[str, object]:
+        return {
+            "strategy": "margin", "seed": seed, "labels": labels, "ece": 0.05, "temperature_source": source,
+            "temperature_pool_out_of_fold": 4.0,  # the prior's centre
+            "holdout_nll_by_log_temperature": [100 * (g - np.log(1.0)) ** 2 for g in grid],  # holdout: T = 1
+            "ece_by_log_temperature": ece,
+        }
+
+    records = [record(0, 500, "holdout"), record(0, 525, "pool_out_of_fold"), record(1, 500, "holdout"),
+               record(1, 475, "holdout")]  # below 500 labels: not counted
+    # The holdout alone picks T = 1; a tight prior pulls to the out-of-fold 4; without the holdout, 4.
+    assert DIAGNOSIS_TEMPERATURES[curves.rule_temperature_index(records[0], None)] == pytest.approx(1.0, rel=0.04)
+    assert DIAGNOSIS_TEMPERATURES[curves.rule_temperature_index(records[0], 0.01)] == pytest.approx(4.0, rel=0.04)
+    assert DIAGNOSIS_TEMPERATURES[curves.rule_temperature_index(records[1], None)] == pytest.approx(4.0, rel=0.04)
+    weak = DIAGNOSIS_TEMPERATURES[curves.rule_temperature_index(records[0], 0.3)]
+    assert 1.0 < weak < 4.0
+
+    table = curves.temperature_rules(records)["margin"]
+    assert table["seeds"] == [0, 1] and table["deployed"] == [0.05, 0.05]
+    alone = np.log(2.0) / 10  # |log 1 - log 2| / 10, the same at T = 4
+    assert table["holdout alone"] == pytest.approx([alone, alone], abs=0.01)
+    assert set(table) == {"seeds", "deployed", *curves.TEMPERATURE_RULES}
+    older = {k: v for k, v in records[0].items() if k != "ece_by_log_temperature"}
+    assert curves.temperature_rules([older]) == {}  # a replay without the grids: nothing to replay
