@@ -21,12 +21,13 @@ def test_fast_replay_writes_curves_and_plot_from_the_real_loop(tmp_path: Path) -
     out = tmp_path / "replay"
     call_command(
         "replay", "--data", "rt-snippets", "--strategy", "random,bald", "--budget", "50", "--batch", "25",
-        "--seeds", "1", "--test-size", "100", "--pool-size", "200", "--out", str(out),
+        "--seeds", "1", "--test-size", "100", "--pool-size", "200", "--holdout-interleave", "0.3", "--out", str(out),
     )
 
     summary = json.loads((out / "curves.json").read_text())
     assert summary["config"]["pool_documents"] == 200
     assert summary["config"]["test_documents"] == 100
+    assert summary["config"]["policy"] == {"holdout_interleave": 0.3}  # a project policy override
     for strategy in ("random", "bald"):
         curve = summary["strategies"][strategy]
         assert curve["labels"] == [25, 50]  # one record per batch of 25 labels

@@ -65,6 +65,10 @@ class Command(BaseCommand):
             help="project policy override; 1.0 promotes every retrained model (default: the project default)",
         )
         parser.add_argument(
+            "--holdout-interleave", type=float, default=None,
+            help="project policy override: the share of leases served from the blind holdout (default 0.1)",
+        )
+        parser.add_argument(
             "--combine", nargs="+", metavar="DIR",
             help="only merge the records.jsonl of earlier runs (e.g. one process per seed) into --out",
         )
@@ -97,8 +101,9 @@ class Command(BaseCommand):
         from workers.app import app  # the tasks the workers run, executed here in-process
 
         policy: dict[str, Any] = {}
-        if opts["promotion_tolerance"] is not None:
-            policy["promotion_tolerance"] = opts["promotion_tolerance"]
+        for field in ("promotion_tolerance", "holdout_interleave"):
+            if opts[field] is not None:
+                policy[field] = opts[field]
         eager = EagerTasks(app).install()
         records: list[dict[str, Any]] = []
         keys = ("data", "budget", "batch", "seeds", "first_seed", "test_size", "pool_size")
