@@ -17,6 +17,7 @@ Label counts include the holdout items the queue interleaves (the service spends
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from labeling.roles import ANNOTATOR, grant_role
 from labeling.selectors.models import champion_get, majority_labels
 from labeling.services import assignments, imports, modeling, projects, training
 from labeling.services.annotations import annotation_submit
+from labeling.services.holdout_calibration import summed_nll
 from modelsvc.calibration import ece_mce, ece_noise_floor, evaluate_predictions, fit_temperature, tempered_samples
 from modelsvc.model import Classifier
 from modelsvc.training import encode_labels
@@ -164,14 +166,10 @@ def holdout_diagnosis(project: Project, classifier: Classifier) -> dict[str, Any
     result = modeling.classifier_score(classifier, [t for _, t, _ in holdout])
     y = encode_labels([lab for _, _, lab in holdout], classifier.label_names)
     logits = classifier.sample_logits(result.embeddings)  # (N, K, C)
-    nll = [
-        float(-np.log(np.clip(tempered_samples(logits, t).mean(1)[np.arange(len(y)), y], 1e-12, 1.0)).sum())
-        for t in DIAGNOSIS_TEMPERATURES
-    ]
     return {
         "n_holdout": len(y),
         "holdout_accuracy": float(np.mean(result.probs.argmax(1) == y)),
-        "holdout_nll_by_log_temperature": nll,
+        "holdout_nll_by_log_temperature": [summed_nll(logits, y, math.log(t)) for t in DIAGNOSIS_TEMPERATURES],
     }
 
 

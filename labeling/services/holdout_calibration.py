@@ -75,7 +75,8 @@ class TemperatureEstimate:
         }
 
 
-def _summed_nll(sample_logits: np.ndarray, y: np.ndarray, log_t: float) -> float:
+def summed_nll(sample_logits: np.ndarray, y: np.ndarray, log_t: float) -> float:
+    """Summed NLL of the mean tempered probabilities at T = exp(log_t); sample_logits (N, K, C), y (N,) int."""
     probs = tempered_samples(sample_logits, math.exp(log_t)).mean(1)  # (N, C)
     return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)).sum())
 
@@ -87,9 +88,9 @@ def log_temperature_se(sample_logits: np.ndarray, y: np.ndarray, temperature: fl
     """
     h, log_t = _CURVATURE_STEP, math.log(temperature)
     curvature = (
-        _summed_nll(sample_logits, y, log_t + h)
-        - 2 * _summed_nll(sample_logits, y, log_t)
-        + _summed_nll(sample_logits, y, log_t - h)
+        summed_nll(sample_logits, y, log_t + h)
+        - 2 * summed_nll(sample_logits, y, log_t)
+        + summed_nll(sample_logits, y, log_t - h)
     ) / h**2
     return 1.0 / math.sqrt(curvature) if curvature > 0 else math.inf
 
@@ -108,7 +109,7 @@ def temperature_combine(
     log_prior = math.log(prior)
 
     def objective(log_t: float) -> float:
-        return _summed_nll(sample_logits, y, log_t) + (log_t - log_prior) ** 2 / (2 * prior_sd**2)
+        return summed_nll(sample_logits, y, log_t) + (log_t - log_prior) ** 2 / (2 * prior_sd**2)
 
     log_t = float(minimize_scalar(objective, bounds=_LOG_T_BOUNDS, method="bounded").x)
     weight = 0.0 if math.isinf(se) else prior_sd**2 / (prior_sd**2 + se**2)
