@@ -38,16 +38,6 @@ class AcquisitionStrategy(models.TextChoices):
     DIVERSE = "diverse", "BALD, diversified across the batch"
 
 
-#: Share of leases served from the blind holdout when a project sets none. Under an uncertainty strategy
-#: the holdout is the only representative sample, so it fits the temperature and judges the gate: the
-#: replay (docs/REPLAY.md, seeds 6-8, a rule fixed before the runs) measured 0.2 against 0.1 at mean ECE
-#: from 500 labels on 0.021 vs 0.029 (rt margin) and 0.026 vs 0.029 (trec entropy), and the labels to
-#: match random's accuracy at 1,000 at 525 vs 650 and 650 vs 725. Under random sampling the pool's own
-#: labels are representative (their out-of-fold temperature is the holdout fit's prior), so 0.1 stays.
-HOLDOUT_INTERLEAVE_RANDOM = 0.1
-HOLDOUT_INTERLEAVE_SELECTED = 0.2
-
-
 class TaskType(models.TextChoices):
     SINGLE_LABEL = "single_label", "Single-label classification"
 
@@ -111,12 +101,9 @@ class Project(models.Model):
         help_text="share of incoming documents reserved for honest evaluation",
     )
     holdout_interleave = models.FloatField(
-        null=True,
-        blank=True,
-        default=None,
+        default=0.1,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="share of queue items served from the holdout (labeled blind); empty: "
-        f"{HOLDOUT_INTERLEAVE_SELECTED} under an uncertainty strategy, {HOLDOUT_INTERLEAVE_RANDOM} under random",
+        help_text="share of queue items served from the holdout (labeled blind)",
     )
     lease_minutes = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)])
     auto_accept_threshold = models.FloatField(default=0.95, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
@@ -154,15 +141,6 @@ class Project(models.Model):
     @property
     def label_names(self) -> list[str]:
         return [item["name"] for item in self.labels]
-
-    @property
-    def holdout_interleave_share(self) -> float:
-        """The share of leases served from the holdout: ``holdout_interleave``, or the strategy's default."""
-        if self.holdout_interleave is not None:
-            return self.holdout_interleave
-        if self.acquisition_strategy == AcquisitionStrategy.RANDOM:
-            return HOLDOUT_INTERLEAVE_RANDOM
-        return HOLDOUT_INTERLEAVE_SELECTED
 
 
 class Split(models.TextChoices):

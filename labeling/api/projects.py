@@ -38,14 +38,7 @@ class PolicyFieldsSerializer(serializers.Serializer):
     acquisition_strategy = serializers.ChoiceField(choices=AcquisitionStrategy.choices, required=False)
     retrain_after = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
     holdout_fraction = serializers.FloatField(min_value=0.0, max_value=0.5, required=False)
-    holdout_interleave = serializers.FloatField(
-        min_value=0.0,
-        max_value=1.0,
-        required=False,
-        allow_null=True,
-        help_text="share of leases served from the blind holdout; null: 0.2 under an uncertainty strategy, "
-        "0.1 under random",
-    )
+    holdout_interleave = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
     lease_minutes = serializers.IntegerField(min_value=1, max_value=24 * 60, required=False)
     auto_accept_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
     review_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)

@@ -74,7 +74,7 @@ def _db_now() -> Any:
 def _serve_holdout(project: Project, annotator: AbstractBaseUser, lease_count: int) -> tuple[bool, random.Random]:
     """Seeded per (project, annotator, lease number): deterministic, and blind to the model."""
     rng = random.Random(f"{project.seed}:{annotator.pk}:{lease_count}")
-    return rng.random() < project.holdout_interleave_share, rng
+    return rng.random() < project.holdout_interleave, rng
 
 
 def _insert_lease(

@@ -10,11 +10,11 @@ from django.db import connection
 from django.utils import timezone
 
 from labeling import roles
-from labeling.models import AcquisitionStrategy, Assignment, AssignmentState, Document, ModelStatus, Split
+from labeling.models import Assignment, AssignmentState, Document, ModelStatus, Split
 from labeling.services.annotations import annotation_submit
 from labeling.services.assignments import assignment_next
 from labeling.services.documents import document_bulk_create
-from labeling.services.projects import project_create, project_update_policy
+from labeling.services.projects import project_create
 from tests.factories import ModelVersionFactory, PredictionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -110,20 +110,3 @@ def test_parallel_callers_never_share_a_document():
     for t in threads:
         t.join()
     assert len(got) == 24 and len(set(got)) == 24
-
-
-def test_holdout_share_defaults_by_strategy_and_an_explicit_share_wins():
-    # An uncertainty strategy fills the pool with boundary cases, so the holdout is the only
-    # representative sample: twice the share by default (docs/REPLAY.md, the interleave A/B).
-    for strategy, share in [(AcquisitionStrategy.MARGIN, 0.2), (AcquisitionStrategy.DIVERSE, 0.2),
-                            (AcquisitionStrategy.RANDOM, 0.1)]:
-        project = project_create(name=f"p {strategy}", labels=["a", "b"], acquisition_strategy=strategy)
-        assert project.holdout_interleave is None and project.holdout_interleave_share == share
-    explicit = project_create(name="explicit", labels=["a", "b"], holdout_interleave=0.05)
-    assert explicit.holdout_interleave_share == 0.05
-    # Switching the strategy moves an unset share with it; an explicit one stays.
-    moved = project_update_policy(project=project, acquisition_strategy=AcquisitionStrategy.BALD)
-    assert moved.holdout_interleave_share == 0.2
-    assert project_update_policy(
-        project=explicit, acquisition_strategy=AcquisitionStrategy.RANDOM
-    ).holdout_interleave_share == 0.05
