@@ -108,6 +108,8 @@ def test_temperature_rules_replay_a_prior_from_the_recorded_grids() -> None:
     assert DIAGNOSIS_TEMPERATURES[curves.rule_temperature_index(records[1], None)] == pytest.approx(4.0, rel=0.04)
     weak = DIAGNOSIS_TEMPERATURES[curves.rule_temperature_index(records[0], 0.3)]
     assert 1.0 < weak < 4.0
+    # Precision weighting in log T: 100 g^2 + (g - log 4)^2 / (2 * 0.3^2) is least at g = log 4 / (1 + 18).
+    assert weak == pytest.approx(np.exp(np.log(4.0) / 19), rel=0.04)
 
     table = curves.temperature_rules(records)["margin"]
     assert table["seeds"] == [0, 1] and table["deployed"] == [0.05, 0.05]
