@@ -29,6 +29,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,6 +195,29 @@ def load_encoder(folder: str, device: str) -> LoadedEncoder:
 # Embedding cache
 
 
+_BUSY_TIMEOUT_S = 30.0
+
+
+def _enable_wal(conn: sqlite3.Connection, timeout_s: float = _BUSY_TIMEOUT_S) -> None:
+    """Switch ``conn``'s database to WAL, retrying while another connection holds the lock.
+
+    The journal-mode change skips SQLite's busy handler: while a second connection is converting
+    a fresh file it fails at once with "database is locked" instead of waiting, so several
+    workers opening a new cache together need this retry (WAL is persistent, later opens are no-ops).
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
 class EmbeddingCache:
     """Cross-process cache of document vectors: SQLite (WAL), key -> float32 bytes.
 
@@ -218,8 +242,8 @@ class EmbeddingCache:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S)
+            _enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn

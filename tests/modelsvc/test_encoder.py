@@ -47,21 +47,38 @@ def test_cache_hits_skip_the_encoder(tiny_encoder: TextEncoder, tmp_path: Path) 
     assert tiny_encoder.forward_calls == calls + 1
 
 
-def test_cache_is_shared_between_connections_and_threads(tiny_encoder: TextEncoder, tmp_path: Path) -> None:
-    path = tmp_path / "emb.sqlite"
-    vecs = np.arange(12, dtype=np.float32).reshape(3, 4)
+def _race_writers_on_fresh_file(path: Path, vecs: np.ndarray) -> list[BaseException]:
+    """One writer thread per row of ``vecs``, all opening the new cache file at the same instant."""
+    start = threading.Barrier(len(vecs))
+    errors: list[BaseException] = []
 
     def writer(i: int) -> None:
-        EmbeddingCache(path).put_many("enc", [f"t{i}"], vecs[i : i + 1])
+        start.wait()
+        try:
+            EmbeddingCache(path).put_many("enc", [f"t{i}"], vecs[i : i + 1])
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller's assertion
+            errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(3)]
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(len(vecs))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return errors
+
+
+def test_cache_is_shared_between_connections_and_threads(tiny_encoder: TextEncoder, tmp_path: Path) -> None:
+    # Workers opening a fresh cache together: the WAL switch of one must not fail another with
+    # "database is locked" (SQLite skips its busy handler for that pragma). The race is rare per
+    # file, so it is run on many fresh files.
+    n = 8
+    vecs = np.arange(4 * n, dtype=np.float32).reshape(n, 4)
+    for attempt in range(40):
+        path = tmp_path / f"emb{attempt}" / "emb.sqlite"
+        assert _race_writers_on_fresh_file(path, vecs) == []
     other = EmbeddingCache(path)
-    found = other.get_many("enc", ["t0", "t1", "t2", "t3"])
-    assert sorted(found) == [0, 1, 2]
+    found = other.get_many("enc", [f"t{i}" for i in range(n + 1)])
+    assert sorted(found) == list(range(n))
     np.testing.assert_array_equal(found[2], vecs[2])
     assert other.get_many("other-encoder", ["t0"]) == {}
     assert (path.parent / "emb.sqlite-wal").exists() or other._conn().execute("PRAGMA journal_mode").fetchone()[
