@@ -71,6 +71,8 @@ def _configure_reliability() -> None:
         # The broker may restart: an acked-late task whose connection dropped cannot be acked, so
         # it is cancelled and its message delivered again (idempotent) instead of running twice.
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        # ... and a lost connection with such a task running must not end the worker (workers/consumer.py).
+        worker_consumer="workers.consumer:Consumer",
         worker_hijack_root_logger=False,
         timezone="UTC",
     )
