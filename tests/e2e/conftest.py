@@ -41,9 +41,37 @@ def chromium_browser() -> Iterator[object]:
             browser.close()
 
 
+FAILED_CALL = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Mark a test whose body failed, so ``browser_page`` keeps what the page showed."""
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[FAILED_CALL] = True
+    return report
+
+
+def _keep_failure_evidence(page: Any, name: str) -> None:
+    """Screenshot, HTML, JavaScript errors and dialogs of a failed test's page, in test-artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    stem = ARTIFACTS / f"failed-{name}"
+    try:
+        page.screenshot(path=f"{stem}.png", full_page=True)
+        stem.with_suffix(".html").write_text(page.content())
+    except Exception as exc:  # noqa: BLE001 - evidence is best effort; the test already failed
+        page.errors.append(f"(could not capture the page: {exc!r})")
+    notes = [f"url: {page.url}", *(f"error: {e}" for e in page.errors), *(f"dialog: {d}" for d in page.dialogs)]
+    stem.with_suffix(".txt").write_text("\n".join(notes) + "\n")
+
+
 @pytest.fixture
-def browser_page(chromium_browser) -> Iterator[object]:
-    """A fresh browser context (no cookies) and page; collects console errors and JavaScript dialogs."""
+def browser_page(chromium_browser, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A fresh browser context (no cookies) and page; collects console errors and JavaScript dialogs.
+
+    When the test fails, the page's screenshot, HTML and errors are kept in test-artifacts/failed-*.
+    """
     context = chromium_browser.new_context(viewport={"width": 1360, "height": 1000}, device_scale_factor=1)
     context.set_default_timeout(15_000)
     page = context.new_page()
@@ -62,6 +90,8 @@ def browser_page(chromium_browser) -> Iterator[object]:
     context.on("requestfailed", lambda request: pending.discard(request))
     try:
         yield page
+        if request.node.stash.get(FAILED_CALL, False):
+            _keep_failure_evidence(page, request.node.name)
     finally:
         # Leave the page before the test database is flushed: its pagehide handler releases the lease
         # with a keepalive request (which Playwright does not report) and polls may be in flight; a
