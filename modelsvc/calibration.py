@@ -16,6 +16,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
 N_BINS = 15
+#: The range every temperature fit searches (and the replay's diagnosis grid spans).
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+LOG_TEMPERATURE_BOUNDS = (float(np.log(TEMPERATURE_BOUNDS[0])), float(np.log(TEMPERATURE_BOUNDS[1])))
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -45,9 +48,18 @@ def fit_temperature(sample_logits: np.ndarray, y: np.ndarray) -> float:
     def objective(log_t: float) -> float:
         return _nll(tempered_samples(sample_logits, float(np.exp(log_t))).mean(1), y)
 
-    res = minimize_scalar(objective, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    res = minimize_scalar(objective, bounds=LOG_TEMPERATURE_BOUNDS, method="bounded")
     t = float(np.exp(res.x))
     return t if objective(res.x) <= objective(0.0) else 1.0
+
+
+def log_temperature_prior_penalty(log_t: Any, log_prior: float, prior_sd: float) -> Any:
+    """Negative log of a normal prior on log T (mean ``log_prior``, sd ``prior_sd``), up to a constant.
+
+    Added to a summed NLL it gives the posterior objective of a temperature shrunk toward a prior;
+    ``log_t`` may be a float or an array of grid points.
+    """
+    return (log_t - log_prior) ** 2 / (2 * prior_sd**2)
 
 
 def fit_error_mapping(score: np.ndarray, is_error: np.ndarray, kind: str) -> dict[str, Any] | None:

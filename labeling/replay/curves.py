@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from modelsvc.calibration import LOG_TEMPERATURE_BOUNDS, log_temperature_prior_penalty
+
 METRICS = ("accuracy", "macro_f1", "ece")
 # Recorded by newer replays only: the ECE a perfectly calibrated champion would show on the test split,
 # and the ECE at the temperature fitted on the test split itself (diagnosis: what a temperature can fix).
@@ -22,7 +24,7 @@ OPTIONAL = ("ece_floor", "ece_test_optimal_temperature", "newest_accuracy")
 
 #: The temperatures of the records' per-round curves (log-spaced over ``fit_temperature``'s range, step
 #: 1/16 in log T): test ECE and summed holdout NLL at each, so another temperature rule can be replayed.
-DIAGNOSIS_TEMPERATURES: list[float] = np.exp(np.linspace(np.log(0.05), np.log(20.0), 97)).tolist()
+DIAGNOSIS_TEMPERATURES: list[float] = np.exp(np.linspace(*LOG_TEMPERATURE_BOUNDS, 97)).tolist()
 #: The rules ``temperature_rules`` replays: the sd of a normal prior on log T around the pool's
 #: out-of-fold temperature (``labeling.services.holdout_calibration``); None: the holdout alone.
 TEMPERATURE_RULES: dict[str, float | None] = {
@@ -30,6 +32,7 @@ TEMPERATURE_RULES: dict[str, float | None] = {
     "sd 1.0": 1.0,
     "sd 0.5": 0.5,
     "sd 0.3": 0.3,
+    "sd 0.2": 0.2,
     "sd 0.1": 0.1,
 }
 
@@ -108,7 +111,7 @@ def rule_temperature_index(record: dict[str, Any], prior_sd: float | None) -> in
         return int(np.argmin(np.abs(log_t - log_prior)))
     objective = np.asarray(record["holdout_nll_by_log_temperature"])
     if prior_sd is not None:
-        objective = objective + (log_t - log_prior) ** 2 / (2 * prior_sd**2)
+        objective = objective + log_temperature_prior_penalty(log_t, log_prior, prior_sd)
     return int(np.argmin(objective))
 
 

@@ -29,7 +29,12 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from labeling.models import AcquisitionStrategy
-from modelsvc.calibration import fit_temperature, tempered_samples
+from modelsvc.calibration import (
+    LOG_TEMPERATURE_BOUNDS,
+    fit_temperature,
+    log_temperature_prior_penalty,
+    tempered_samples,
+)
 from modelsvc.model import Classifier
 from modelsvc.training import encode_labels
 
@@ -51,7 +56,6 @@ OOF_PRIOR_SD_RANDOM = 0.1
 #: fixed before the runs (mean ECE from 500 labels on: rt margin 0.062 -> 0.044, trec entropy 0.035 ->
 #: 0.032; docs/REPLAY.md).
 OOF_PRIOR_SD_SELECTED = 1.0
-_LOG_T_BOUNDS = (math.log(0.05), math.log(20.0))  # as modelsvc.calibration.fit_temperature
 _CURVATURE_STEP = 0.02  # in log T
 
 
@@ -109,9 +113,9 @@ def temperature_combine(
     log_prior = math.log(prior)
 
     def objective(log_t: float) -> float:
-        return summed_nll(sample_logits, y, log_t) + (log_t - log_prior) ** 2 / (2 * prior_sd**2)
+        return summed_nll(sample_logits, y, log_t) + log_temperature_prior_penalty(log_t, log_prior, prior_sd)
 
-    log_t = float(minimize_scalar(objective, bounds=_LOG_T_BOUNDS, method="bounded").x)
+    log_t = float(minimize_scalar(objective, bounds=LOG_TEMPERATURE_BOUNDS, method="bounded").x)
     weight = 0.0 if math.isinf(se) else prior_sd**2 / (prior_sd**2 + se**2)
     return TemperatureEstimate(math.exp(log_t), holdout, se, prior, prior_sd, weight)
 
