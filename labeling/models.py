@@ -17,6 +17,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from labeling.labelspace import TASK_TYPE_LABELS, LabelSpace, label_space_for_project
 from modelsvc.config import fine_tune_top
 
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -38,8 +39,10 @@ class AcquisitionStrategy(models.TextChoices):
     DIVERSE = "diverse", "BALD, diversified across the batch"
 
 
-class TaskType(models.TextChoices):
-    SINGLE_LABEL = "single_label", "Single-label classification"
+# Declared once, in the label-space registry: a task type and its label handling come together.
+TaskType = models.TextChoices(  # type: ignore[misc]
+    "TaskType", [(value.upper(), (value, text)) for value, text in TASK_TYPE_LABELS.items()]
+)
 
 
 def validate_fine_tune(value: str) -> None:
@@ -139,8 +142,13 @@ class Project(models.Model):
             raise ValidationError({"review_threshold": "must not exceed auto_accept_threshold"})
 
     @property
+    def label_space(self) -> LabelSpace:
+        """How this project's labels map to indices, model outputs and exports (``labeling.labelspace``)."""
+        return label_space_for_project(self)
+
+    @property
     def label_names(self) -> list[str]:
-        return [item["name"] for item in self.labels]
+        return list(self.label_space.names)
 
 
 class Split(models.TextChoices):

@@ -21,6 +21,7 @@ from labeling.models import (
 from labeling.selectors.models import champion_prediction
 from labeling.services.assignments import assignment_locked_for, assignment_require_live
 from labeling.services.dispatch import QueueKind, TaskName, enqueue
+from labeling.services.events import Event, publish
 
 MAX_DURATION_MS = 24 * 60 * 60 * 1000
 # A label asks for a retrain threshold check this long after it commits; labels that follow within
@@ -34,9 +35,21 @@ class AnnotationConflictError(Exception):
 
 
 def label_validate(project: Project, label: object) -> str:
-    if not isinstance(label, str) or label not in project.label_names:
-        raise ValidationError({"label": f"must be one of {project.label_names}"})
+    problem = project.label_space.validate_answer(label)
+    if problem is not None:
+        raise ValidationError({"label": problem})
+    assert isinstance(label, str)
     return label
+
+
+def _event_payload(annotation: Annotation, *, project_id: int) -> dict[str, object]:
+    return {
+        "annotation_id": annotation.pk,
+        "document_id": annotation.document_id,
+        "project_id": project_id,
+        "label": annotation.label,
+        "annotator_id": annotation.annotator_id,
+    }
 
 
 def _request_retrain_check(project_id: int) -> None:
@@ -102,6 +115,8 @@ def annotation_submit(
             Document.objects.filter(pk=document.pk).update(is_labeled=True)
             Prediction.objects.filter(document=document, in_queue=True).update(in_queue=False)
         _request_retrain_check(project.id)
+        if created:
+            publish(Event.ANNOTATION_CREATED, _event_payload(annotation, project_id=project.id))
     return annotation, created
 
 
@@ -113,11 +128,16 @@ def annotation_update(*, annotation: Annotation, user: AbstractBaseUser, label: 
             raise PermissionDenied("only the annotator who gave this label, or an admin, may change it")
         label = label_validate(locked.document.project, label)
         if label != locked.label:
+            previous = locked.label
             AnnotationRevision.objects.create(
-                annotation=locked, previous_label=locked.label, new_label=label, changed_by=user
+                annotation=locked, previous_label=previous, new_label=label, changed_by=user
             )
             locked.label = label
             locked.updated_at = timezone.now()
             locked.save(update_fields=["label", "updated_at"])
             _request_retrain_check(locked.document.project_id)
+            publish(
+                Event.ANNOTATION_CHANGED,
+                {**_event_payload(locked, project_id=locked.document.project_id), "previous_label": previous},
+            )
     return locked
