@@ -2,9 +2,9 @@
 
 Everything that depends on the task type (one label per item today; a set of labels per item with
 sigmoid outputs next) is decided here: which answers are valid, how answers become training targets,
-how a row of model probabilities becomes the stored prediction columns, how several annotators'
-answers make one, and how an export declares the label feature. Services, selectors, views and the
-replay take a ``LabelSpace`` from ``label_space_for_project`` / ``label_space_for_model`` instead of
+how a row of model probabilities becomes the stored prediction columns, and how several
+annotators' answers make one. Services, selectors, views and the replay take a ``LabelSpace`` from
+``label_space_for_project`` / ``label_space_for_model`` (or ``Project.label_space``) instead of
 reading ``project.labels`` or ``ModelVersion.label_map`` themselves, so a new task type is a new
 subclass here (and an output head in modelsvc), not an edit in every file that touches a label.
 
@@ -92,10 +92,6 @@ class LabelSpace(ABC):
     def consensus(self, answers: Sequence[str]) -> str | None:
         """One answer from several annotators' answers (in the order given); None when none is valid."""
 
-    @abstractmethod
-    def export_feature(self) -> dict[str, Any]:
-        """The HF ``datasets`` feature of the label column, as the JSON ``Features.to_dict`` writes."""
-
 
 class SingleLabel(LabelSpace):
     """Exactly one label per item; the model outputs a softmax over the C labels."""
@@ -138,9 +134,6 @@ class SingleLabel(LabelSpace):
         for i, answer in enumerate(answers):
             first.setdefault(answer, i)
         return min(votes, key=lambda a: (-votes[a], first[a]))
-
-    def export_feature(self) -> dict[str, Any]:
-        return {"_type": "ClassLabel", "names": list(self.names)}
 
 
 # The task types a project can have; ``labeling.models.TaskType`` takes its choices from here.

@@ -29,6 +29,12 @@ def test_django_checks_and_migrations_are_clean() -> None:
     assert drift.returncode == 0, drift.stdout + drift.stderr
 
 
+def test_label_space_imports_without_django() -> None:
+    code = "import sys, labeling.labelspace; assert 'django' not in sys.modules, 'labelspace pulled in django'"
+    out = _run(sys.executable, "-c", code)
+    assert out.returncode == 0, out.stderr
+
+
 def test_modelsvc_imports_without_django() -> None:
     code = ("import sys, modelsvc.training, modelsvc.inference, modelsvc.acquisition, modelsvc.artifacts;"
             "assert 'django' not in sys.modules, 'modelsvc pulled in django'")

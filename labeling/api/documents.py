@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from labeling.api.base import BaseApi, get_or_404, project_or_404
 from labeling.api.permissions import IsIngest
+from labeling.labelspace import label_space_for_model
 from labeling.models import Document, ImportJob, Split
 from labeling.selectors.documents import DocumentFilters, document_detail, document_list
 from labeling.services.documents import MAX_ITEMS_PER_CALL, document_bulk_create, document_import_start
@@ -198,9 +199,7 @@ class PredictionSerializer(serializers.Serializer):
         ref_name = "Prediction"
 
     def get_probabilities(self, obj: Any) -> dict[str, float]:
-        names = obj.model_version.label_map or []
-        probs = obj.probabilities if isinstance(obj.probabilities, list) else []
-        return dict(zip(names, probs, strict=False))
+        return label_space_for_model(obj.model_version).probabilities(obj.probabilities)
 
 
 class DocumentDetailApi(BaseApi):

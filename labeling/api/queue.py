@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from labeling import roles
 from labeling.api.base import BaseApi, get_or_404, project_or_404
 from labeling.api.permissions import IsAnnotator
+from labeling.labelspace import label_space_for_model
 from labeling.models import Annotation, AnnotationSource, Assignment, Prediction
 from labeling.selectors.models import champion_prediction
 from labeling.services.annotations import MAX_DURATION_MS, annotation_submit, annotation_update
@@ -88,12 +89,11 @@ def _prediction(assignment: Assignment, known: Prediction | None = None) -> dict
     if p is None:
         return None
     champion = p.model_version
-    names = champion.label_map or []
     return {
         "model_version": champion.version,
         "label": p.predicted_label,
         "confidence": p.confidence,
-        "probabilities": dict(zip(names, p.probabilities, strict=False)),
+        "probabilities": label_space_for_model(champion).probabilities(p.probabilities),
         "entropy": p.entropy,
         "expected_entropy": p.expected_entropy,
         "mutual_info": p.mutual_info,

@@ -27,6 +27,7 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 
+from labeling.labelspace import label_space
 from labeling.models import Annotation, AnnotationSource, Document, ModelVersion, Project, RunTrigger, TrainingRun
 from labeling.models import Split as DocumentSplit
 from labeling.replay.curves import DIAGNOSIS_TEMPERATURES
@@ -38,7 +39,6 @@ from labeling.services.annotations import annotation_submit
 from labeling.services.holdout_calibration import summed_nll
 from modelsvc.calibration import ece_mce, ece_noise_floor, evaluate_predictions, fit_temperature, tempered_samples
 from modelsvc.model import Classifier
-from modelsvc.training import encode_labels
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def holdout_diagnosis(project: Project, classifier: Classifier) -> dict[str, Any
     if not holdout:
         return {"n_holdout": 0}
     result = modeling.classifier_score(classifier, [t for _, t, _ in holdout])
-    y = encode_labels([lab for _, _, lab in holdout], classifier.label_names)
+    y = label_space(project.task_type, classifier.label_names).encode([lab for _, _, lab in holdout])
     logits = classifier.sample_logits(result.embeddings)  # (N, K, C)
     return {
         "n_holdout": len(y),
@@ -226,7 +226,7 @@ def replay_run(
         eager.drain()
         team = _annotators(batch)
         test_texts = [data.texts[i] for i in split.test]
-        y_test = np.asarray([data.label_names.index(data.labels[i]) for i in split.test])
+        y_test = project.label_space.encode([data.labels[i] for i in split.test])
         labeled = 0
         while labeled < budget:
             t0 = time.perf_counter()

@@ -254,7 +254,7 @@ def dashboard(*, project: Project) -> dict[str, Any]:
     champion = champion_get(project_id=project.pk)
     docs = Document.objects.filter(project=project)
     return {
-        "project": {"id": project.pk, "name": project.name, "labels": project.label_names},
+        "project": {"id": project.pk, "name": project.name, "labels": list(project.label_space.names)},
         "counts": {
             "documents": docs.count(),
             "labeled": docs.filter(is_labeled=True).count(),

@@ -116,8 +116,7 @@ def write_parquet(project: Project, target: IO[bytes]) -> None:
 
 
 def _dataset_card(project: Project, rows: int) -> str:
-    names = project.label_names
-    label_lines = "\n".join(f"- `{i}`: `{name}`" for i, name in enumerate(names))
+    label_lines = "\n".join(f"- `{i}`: `{name}`" for i, name in enumerate(project.label_space.names))
     return f"""---
 pretty_name: {json.dumps(project.name)}
 task_categories:
@@ -156,16 +155,16 @@ ds = datasets.load_dataset("json", data_files={{"train": "data/train.jsonl"}})
 
 def write_hf_zip(project: Project, target: IO[bytes]) -> None:
     """A zip with data/train.jsonl, label_names.json and a dataset card (README.md)."""
-    index = {name: i for i, name in enumerate(project.label_names)}
+    space = project.label_space
     rows = 0
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         with archive.open("data/train.jsonl", "w", force_zip64=True) as data:
             for row in export_rows(project):
-                record = {"text": row["text"], "label": row["label"], "label_id": index.get(row["label"], -1)}
+                record = {"text": row["text"], "label": row["label"], "label_id": space.index(row["label"])}
                 record.update({k: v for k, v in row.items() if k not in record})
                 data.write((json.dumps(record, ensure_ascii=False) + "\n").encode())
                 rows += 1
-        archive.writestr("label_names.json", json.dumps(project.label_names))
+        archive.writestr("label_names.json", json.dumps(list(space.names)))
         archive.writestr("README.md", _dataset_card(project, rows))
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import defaultdict
 
 from django.db.models import Exists, OuterRef
 
@@ -100,30 +99,18 @@ def labeled_count(*, project_id: int, split: str = Split.POOL) -> int:
 def majority_labels(*, project: Project, split: str) -> list[tuple[int, str, str]]:
     """(document id, text, label) per labeled document of ``split``, newest first.
 
-    Several annotators: the most frequent label wins; a tie goes to the label given first. Labels
-    no longer in the project's label set are ignored.
+    Several annotators: the label space's consensus (for one label per item, the most frequent label
+    wins and a tie goes to the label given first). Labels no longer in the project's set are ignored.
     """
-    valid = set(project.label_names)
-    votes: dict[int, Counter[str]] = defaultdict(Counter)
-    first_seen: dict[int, dict[str, int]] = defaultdict(dict)
+    space = project.label_space
+    answers: dict[int, list[str]] = defaultdict(list)
     rows = (
         Annotation.objects.filter(document__project=project, document__split=split)
         .order_by("id")
-        .values_list("id", "document_id", "label")
+        .values_list("document_id", "label")
     )
-    for ann_id, doc_id, label in rows:
-        if label in valid:
-            votes[doc_id][label] += 1
-            first_seen[doc_id].setdefault(label, ann_id)
-    texts = dict(Document.objects.filter(pk__in=list(votes)).values_list("id", "text"))
-    out = []
-    for doc_id in sorted(votes, reverse=True):
-        counter = votes[doc_id]
-        label = min(counter, key=lambda lab: (-counter[lab], first_seen[doc_id][lab]))
-        out.append((doc_id, texts[doc_id], label))
-    return out
-
-
-def model_versions_for(*, project_id: int) -> Iterable[ModelVersion]:
-    """Every model of a project, oldest first: the learning curve (train_label_count vs metrics)."""
-    return ModelVersion.objects.filter(project_id=project_id).order_by("version")
+    for doc_id, label in rows:
+        answers[doc_id].append(label)
+    agreed = {doc_id: label for doc_id, given in answers.items() if (label := space.consensus(given)) is not None}
+    texts = dict(Document.objects.filter(pk__in=list(agreed)).values_list("id", "text"))
+    return [(doc_id, texts[doc_id], agreed[doc_id]) for doc_id in sorted(agreed, reverse=True)]

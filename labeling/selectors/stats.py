@@ -17,7 +17,7 @@ from labeling.selectors.queue import queue_size
 def label_counts(project: Project) -> dict[str, dict[str, int]]:
     """{split: {label: count}} over all annotations, every label of the set present (0 when unused)."""
     counts: dict[str, dict[str, int]] = {
-        split: {name: 0 for name in project.label_names} for split in ("pool", "holdout")
+        split: dict.fromkeys(project.label_space.names, 0) for split in ("pool", "holdout")
     }
     rows = (
         Annotation.objects.filter(document__project=project)

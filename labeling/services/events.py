@@ -1,8 +1,9 @@
 """Domain events: the one place a service announces that something happened to a label.
 
-A service calls ``publish(Event.X, payload)`` inside its transaction; delivery waits for the commit,
-so a listener never sees a label that was rolled back. Listeners (a webhook sender, an audit feed)
-subscribe in ``_LISTENERS`` below; today the only one writes a log line.
+A service calls ``publish(Event.X, payload)`` inside its transaction; listeners run after the commit,
+so none ever sees a label that was rolled back. A listener (a webhook sender, an audit feed) is a
+function added to ``LISTENERS`` below; there is none yet, so publishing only writes a debug line and
+schedules nothing.
 """
 
 from __future__ import annotations
@@ -25,11 +26,7 @@ class Event(enum.StrEnum):
 Listener = Callable[[Event, dict[str, Any]], None]
 
 
-def _log(event: Event, payload: dict[str, Any]) -> None:
-    logger.info("event %s %s", event, payload)
-
-
-_LISTENERS: list[Listener] = [_log]
+LISTENERS: list[Listener] = []
 
 
 def publish(event: Event, payload: dict[str, Any]) -> None:
@@ -37,5 +34,6 @@ def publish(event: Event, payload: dict[str, Any]) -> None:
 
     ``robust``: a failing listener is logged and does not undo the committed label or stop the others.
     """
-    for listener in _LISTENERS:
+    logger.debug("event %s %s", event, payload)
+    for listener in LISTENERS:
         transaction.on_commit(lambda listener=listener: listener(event, dict(payload)), robust=True)

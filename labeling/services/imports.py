@@ -34,6 +34,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from labeling.labelspace import LabelSpace
 from labeling.models import Document, ImportJob, Project, RunStatus, text_hash
 from labeling.services import documents
 from labeling.services.planner import planner_statistics_refresh
@@ -205,7 +206,7 @@ def _check_columns(source: _Source, path: str | Path, wanted: dict[str, str | No
 
 def _clean_row(
     raw: dict[str, Any], *, row: int, text_col: str, label_col: str | None, external_id_col: str | None,
-    label_names: set[str], report: ImportReport,
+    space: LabelSpace, report: ImportReport,
 ) -> dict[str, Any] | None:
     """The document fields for one row, or None (and a recorded reason) when it is rejected."""
     if "__error__" in raw:
@@ -237,7 +238,7 @@ def _clean_row(
         gold = raw.get(label_col)
         gold = None if gold is None else str(gold).strip()
         if gold:
-            if gold not in label_names:
+            if gold not in space:
                 report.reject(row, f"label {gold!r} is not in the project's label set")
                 return None
             item["gold_label"] = gold
@@ -311,14 +312,14 @@ def _import(
     *, project: Project, source: _Source, text_col: str, label_col: str | None,
     external_id_col: str | None, progress: ProgressFn | None,
 ) -> ImportReport:
-    label_names = set(project.label_names)
+    space = project.label_space
     report = ImportReport()
     seen: set[str] = set()
     chunk: list[dict[str, Any]] = []
     for row, raw in enumerate(source.rows, start=1):
         report.rows_total += 1
         item = _clean_row(raw, row=row, text_col=text_col, label_col=label_col,
-                          external_id_col=external_id_col, label_names=label_names, report=report)
+                          external_id_col=external_id_col, space=space, report=report)
         if item is not None:
             chunk.append(item)
         if len(chunk) >= CHUNK_SIZE:

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from labeling.labelspace import label_space_for_model
 from labeling.models import PREDICTION_SCORE_FIELDS, Document, ModelVersion, Prediction, Project, Split, TrainingRun
 from labeling.selectors.models import champion_get, champion_has_gaps, documents_unscored_page
 from labeling.services import modeling
@@ -111,7 +112,8 @@ def prediction_bulk_upsert(
     *, model_version: ModelVersion, project: Project, document_ids: list[int], result: ScoreResult
 ) -> int:
     """Write one prediction per document for ``model_version``; an existing row is overwritten."""
-    names = model_version.label_map
+    space = label_space_for_model(model_version, task_type=project.task_type)
+    fields = space.prediction_fields(result.probs)
     points = map_project(map_projection_for(model_version, result.embeddings), result.embeddings)
     acquisition = acquisition_for(project.acquisition_strategy, result, seed=project.seed + document_ids[0])
     now = timezone.now()
@@ -122,9 +124,7 @@ def prediction_bulk_upsert(
         Prediction(
             document_id=doc_id,
             model_version=model_version,
-            probabilities=[float(p) for p in result.probs[i]],
-            predicted_label=names[int(result.predicted[i])],
-            confidence=float(result.confidence[i]),
+            **fields[i].as_dict(),
             entropy=float(result.entropy[i]),
             expected_entropy=float(result.expected_entropy[i]),
             mutual_info=float(result.mutual_info[i]),

@@ -1,0 +1,62 @@
+"""The label space: names <-> indices <-> model outputs, in one place for every task type."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labeling.labelspace import (
+    TASK_TYPES,
+    SingleLabel,
+    label_space,
+    label_space_for_model,
+    label_space_for_project,
+)
+from labeling.models import ModelVersion, Project, TaskType, default_label_keys
+
+
+def _project(names: list[str]) -> Project:
+    return Project(name="p", labels=default_label_keys(names), task_type=TaskType.SINGLE_LABEL)
+
+
+def test_the_task_type_choices_are_the_registry() -> None:
+    assert [value for value, _ in TaskType.choices] == list(TASK_TYPES)
+    assert Project._meta.get_field("task_type").default == "single_label"
+
+
+def test_a_project_maps_names_to_indices_in_label_set_order() -> None:
+    space = label_space_for_project(_project(["fresh", "rotten", "meh"]))
+    assert isinstance(space, SingleLabel) and space.names == ("fresh", "rotten", "meh")
+    assert [space.index(n) for n in ("meh", "fresh", "gone")] == [2, 0, -1]
+    assert "rotten" in space and "gone" not in space
+    np.testing.assert_array_equal(space.encode(["rotten", "meh", "fresh"]), [1, 2, 0])
+    with pytest.raises(ValueError, match="unknown label 'gone'"):
+        space.encode(["gone"])
+
+
+def test_answers_are_validated_with_a_message_naming_the_set() -> None:
+    space = label_space("single_label", ["fresh", "rotten"])
+    assert space.validate_answer("fresh") is None
+    for bad in ("maybe", 1, None, ["fresh"]):
+        assert space.validate_answer(bad) == "must be one of ['fresh', 'rotten']"
+    with pytest.raises(ValueError, match="unknown task type"):
+        label_space("multi_label_someday", ["a", "b"])
+
+
+def test_model_outputs_become_the_stored_prediction_columns() -> None:
+    space = label_space_for_model(ModelVersion(label_map=["neg", "pos"]))
+    probs = np.array([[0.2, 0.8], [0.9, 0.1]], dtype=np.float32)
+    first, second = space.prediction_fields(probs)
+    assert (first.predicted_label, second.predicted_label) == ("pos", "neg")
+    assert first.confidence == pytest.approx(0.8) and second.confidence == pytest.approx(0.9)
+    assert first.as_dict()["probabilities"] == [pytest.approx(0.2), pytest.approx(0.8)]
+    assert space.probabilities([0.25, 0.75]) == {"neg": 0.25, "pos": 0.75}
+    assert space.probabilities(None) == {}
+
+
+def test_consensus_is_the_majority_and_a_tie_goes_to_the_first_given() -> None:
+    space = label_space("single_label", ["a", "b", "c"])
+    assert space.consensus(["b", "a", "a"]) == "a"
+    assert space.consensus(["b", "a"]) == "b"
+    assert space.consensus(["gone", "gone", "c"]) == "c"  # labels no longer in the set do not vote
+    assert space.consensus(["gone"]) is None
