@@ -25,7 +25,6 @@ import copy
 import functools
 import hashlib
 import importlib.util
-import json
 import os
 import sqlite3
 import threading
@@ -527,7 +526,3 @@ class TextEncoder:
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
         }
-
-
-def describe_json(encoder: TextEncoder) -> str:
-    return json.dumps(encoder.describe(), sort_keys=True)

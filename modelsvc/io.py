@@ -40,12 +40,6 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     return df
 
 
-def read_texts(path: str | os.PathLike[str], text_col: str = "text") -> list[str]:
-    """The text column as a list of strings."""
-    df = read_table(path)
-    return column(df, text_col, path)
-
-
 def column(df: pd.DataFrame, name: str, path: str | os.PathLike[str]) -> list[str]:
     if name not in df.columns:
         raise DataError(f"{path}: missing column {name!r} (columns: {', '.join(map(str, df.columns))})")
