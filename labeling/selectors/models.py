@@ -59,9 +59,8 @@ def documents_unscored_page(
 
     Returns (unscored (id, text) pairs, the new cursor); the cursor is None once no document is left.
     A keyset walk with two index lookups per page, instead of a NOT EXISTS anti-join: the planner
-    knows nothing about a brand-new model version's predictions, and the anti-join re-read every
-    prediction written so far on each batch (quadratic in the pool; the retrain bench measured the
-    re-score falling to ~80 docs/s on 18,000 documents).
+    knows nothing about a brand-new model version's predictions, and the anti-join re-reads every
+    prediction written so far on each batch: a re-score quadratic in the pool (docs/BENCHMARKS.md).
     """
     documents = Document.objects.filter(project_id=model_version.project_id)
     if below is not None:
