@@ -125,12 +125,12 @@ class SingleLabel(LabelSpace):
         ]
 
     def consensus(self, answers: Sequence[str]) -> str | None:
-        # Majority vote; a tie goes to the label given first, so the result never depends on order
-        # of arrival beyond who answered first. Labels no longer in the set do not vote.
+        # Majority vote; a tie goes to the label given first, so the same answers always agree on
+        # the same label. Labels no longer in the set do not vote.
         votes = Counter(a for a in answers if a in self._index)
         if not votes:
             return None
-        first = {}
+        first: dict[str, int] = {}
         for i, answer in enumerate(answers):
             first.setdefault(answer, i)
         return min(votes, key=lambda a: (-votes[a], first[a]))
