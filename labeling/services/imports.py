@@ -15,7 +15,7 @@ What counts as what:
   rows): the bulk endpoint's own checks (empty text, a NUL character, text longer than 100,000
   characters, a bad external id) and a gold label that is not in the project's label set.
 
-A missing text / label / id column is an error before anything is written (``ImportError_``).
+A missing text / label / id column is an error before anything is written (``ImportFileError``).
 Gold labels go to ``Document.gold_label`` only (for replay and evaluation); they are never
 annotations and never shown to annotators.
 """
