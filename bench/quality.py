@@ -33,8 +33,8 @@ from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.datasets import load_builtin
 from modelsvc.encoder import EmbeddingCache, TextEncoder
 from modelsvc.finetune import PrefixStates, embed_prefix, encode_prefix, train_prefix
+from modelsvc.fitting import TrainResult, encode_labels, train_embeddings
 from modelsvc.inference import score_embeddings
-from modelsvc.training import TrainResult, encode_labels, train_embeddings
 from modelsvc.tuning import first_tuned_layer, transformer_layers
 
 

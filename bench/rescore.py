@@ -24,7 +24,8 @@ from labeling.models import Annotation, Document, Prediction, RunTrigger, Traini
 from labeling.selectors.models import champion_get
 from labeling.services import modeling
 from labeling.services.scoring import model_version_rescore
-from labeling.services.training import training_run_execute, training_run_request
+from labeling.services.training.runs import training_run_execute
+from labeling.services.training.triggers import training_run_request
 
 PROJECT = "bench 100k"
 

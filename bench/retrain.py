@@ -26,7 +26,7 @@ from labeling.models import Annotation, Document, Prediction, RunTrigger, Traini
 from labeling.replay.eager import EagerTasks
 from labeling.selectors.models import champion_get
 from labeling.services import modeling
-from labeling.services.training import training_run_request
+from labeling.services.training.triggers import training_run_request
 from workers.app import app
 
 

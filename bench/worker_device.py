@@ -38,7 +38,7 @@ from labeling.models import Document, Prediction, Project, RunStatus, RunTrigger
 from labeling.selectors.models import champion_get  # noqa: E402
 from labeling.services.documents import document_bulk_create  # noqa: E402
 from labeling.services.projects import project_create  # noqa: E402
-from labeling.services.training import training_run_request  # noqa: E402
+from labeling.services.training.triggers import training_run_request  # noqa: E402
 
 # device -> (queues the worker consumes, CELERY_ROUTE_TRAINING, CELERY_ROUTE_SCORING)
 ROUTES = {"cuda": ("gpu", "gpu", "gpu"), "cpu": ("training,scoring", "training", "scoring")}

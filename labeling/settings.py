@@ -153,7 +153,8 @@ CELERY_ROUTE_TRAINING: str = env.str("CELERY_ROUTE_TRAINING", default="training"
 # Empty = the packaged all-MiniLM-L6-v2 folder; any local folder (or hub name where a network exists).
 MODEL_ENCODER: str = env.str("MODEL_ENCODER", default="")
 MODEL_DEVICE: str = env.str("MODEL_DEVICE", default="auto")
-# A multiple of the ensemble size (5 fold heads) so every member gets the same number of dropout draws.
+# A multiple of the deployed ensemble size (10 heads: 5 folds x 2 members, modelsvc.crossfit) so every
+# member gets the same number of dropout draws.
 MODEL_MC_SAMPLES: int = env.int("MODEL_MC_SAMPLES", default=20)
 SCORING_BATCH_SIZE: int = env.int("SCORING_BATCH_SIZE", default=256)
 

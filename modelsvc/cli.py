@@ -21,9 +21,10 @@ from modelsvc.artifacts import ArtifactError, load_classifier, save_classifier
 from modelsvc.calibration import evaluate_predictions
 from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.encoder import EmbeddingCache, EncoderError
+from modelsvc.fitting import TrainingError, encode_labels
 from modelsvc.inference import encoder_for, score_texts
 from modelsvc.io import DataError, column, read_labeled, read_table
-from modelsvc.training import TrainingError, encode_labels, train
+from modelsvc.training import train
 
 USER_ERRORS = (DataError, ArtifactError, TrainingError, EncoderError, ValueError)
 

@@ -16,7 +16,7 @@ K tuned encoders: K times the training, and K encoder passes per scored document
 
 1. calibration part (``calibration_fraction``); within the fit part a validation part
    (``validation_fraction``) for early stopping;
-2. the head is fitted on the frozen vectors exactly as ``training.fit_head`` does (class weights if
+2. the head is fitted on the frozen vectors exactly as ``fitting.fit_head`` does (class weights if
    ``class_weights``, early stopping, standardization): a linear-probe warm start, so a random head does not push the
    encoder layers around (LP-FT, Kumar et al. 2022);
 3. joint training of the top layers (AdamW, ``encoder_learning_rate``) and the head
@@ -25,7 +25,7 @@ K tuned encoders: K times the training, and K encoder passes per scored document
    the validation NLL at its best temperature (dropout off); stop after ``FINE_TUNE_PATIENCE`` epochs
    without a better one, keep the best (epoch 0 = the probe alone);
 4. temperature on the calibration + validation predictions of the final model; error mapping and
-   metrics on the calibration part (``training.calibrate_held_out``);
+   metrics on the calibration part (``fitting.calibrate_held_out``);
 5. refit (``fine_tune_refit``, on by default): fresh copies of the layers, the probe and then exactly
    the chosen number of joint epochs on ALL labels (same seed and settings), deployed with the
    temperature and error mapping of step 4. The split's model learned from the fit part alone (about
@@ -59,8 +59,7 @@ from transformers.masking_utils import create_bidirectional_mask
 from modelsvc.calibration import fit_temperature, tempered_samples
 from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.encoder import ProgressFn, TextEncoder, padded_batch, pool_hidden
-from modelsvc.model import Classifier, StochasticHead, eval_mode
-from modelsvc.training import (
+from modelsvc.fitting import (
     TrainingError,
     TrainResult,
     calibrate_held_out,
@@ -71,6 +70,7 @@ from modelsvc.training import (
     stratified_split,
     train_embeddings,
 )
+from modelsvc.model import Classifier, StochasticHead, eval_mode
 from modelsvc.tuning import TunedLayers, first_tuned_layer, transformer_layers
 
 #: Joint epochs without a better validation loss before stopping. The first joint epoch often scores

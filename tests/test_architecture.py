@@ -40,3 +40,17 @@ def test_modelsvc_imports_without_django() -> None:
             "assert 'django' not in sys.modules, 'modelsvc pulled in django'")
     out = _run(sys.executable, "-c", code)
     assert out.returncode == 0, out.stderr
+
+
+def test_modelsvc_has_no_import_cycle() -> None:
+    """Inside modelsvc imports run one way (e.g. training -> finetune -> fitting), so each module reads on its own."""
+    import grimp
+
+    graph = grimp.build_graph("modelsvc")
+    cycles = []
+    for importer in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+            back = graph.find_shortest_chain(importer=imported, imported=importer)
+            if back is not None:
+                cycles.append(" -> ".join((importer, *back)))
+    assert not cycles, "import cycles in modelsvc:\n" + "\n".join(cycles)

@@ -77,8 +77,8 @@ def _configure_reliability() -> None:
         timezone="UTC",
     )
     if str(settings.CELERY_BROKER_URL).startswith(("redis://", "rediss://")):
-        # An unacknowledged message is handed out again after this long; it must exceed the longest
-        # task (TRAIN's hard limit, 1 h) or a running task would be delivered twice.
+        # An unacknowledged message is handed out again after this long; it must exceed the hard time
+        # limit of every task on this broker or a running task would be delivered twice.
         app.conf.broker_transport_options = {
             "visibility_timeout": int(
                 _setting("CELERY_VISIBILITY_TIMEOUT", _env.int("CELERY_VISIBILITY_TIMEOUT", default=7200))

@@ -16,8 +16,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from labeling.models import Prediction
-from labeling.services import modeling, scoring, training
+from labeling.services import modeling, scoring
 from labeling.services.dispatch import TaskName
+from labeling.services.errors import RunLockedError, ScoringBusyError
+from labeling.services.training import reconciliation, runs, triggers
 from workers.app import app
 
 #: Errors that go away by themselves: the database or the broker restarting, a dropped connection.
@@ -48,7 +50,7 @@ def score_pending(project_id: int) -> dict[str, Any]:
     name=str(TaskName.RESCORE_POOL),
     soft_time_limit=300,
     time_limit=360,
-    **{**_RELIABLE, "autoretry_for": (*TRANSIENT_ERRORS, scoring.ScoringBusyError)},
+    **{**_RELIABLE, "autoretry_for": (*TRANSIENT_ERRORS, ScoringBusyError)},
 )
 def rescore_pool(run_id: int, model_version_id: int) -> dict[str, Any]:
     return dataclasses.asdict(scoring.model_version_rescore(run_id=run_id, model_version_id=model_version_id))
@@ -56,7 +58,7 @@ def rescore_pool(run_id: int, model_version_id: int) -> dict[str, Any]:
 
 @app.task(name=str(TaskName.RECONCILE), soft_time_limit=60, time_limit=90, **_RELIABLE)
 def reconcile() -> dict[str, Any]:
-    return {**scoring.scoring_reconcile(), **training.training_reconcile()}
+    return {**scoring.scoring_reconcile(), **reconciliation.training_reconcile()}
 
 
 @app.task(name=str(TaskName.ATTRIBUTE), soft_time_limit=60, time_limit=90, **_RELIABLE)
@@ -71,12 +73,12 @@ def attribute(prediction_id: int) -> int:
 
 @app.task(
     name=str(TaskName.TRAIN),
-    soft_time_limit=training.TRAIN_TIME_LIMIT_S - 120,
-    time_limit=training.TRAIN_TIME_LIMIT_S,
-    **{**_RELIABLE, "autoretry_for": (*TRANSIENT_ERRORS, training.RunLockedError)},
+    soft_time_limit=reconciliation.TRAIN_TIME_LIMIT_S - 120,
+    time_limit=reconciliation.TRAIN_TIME_LIMIT_S,
+    **{**_RELIABLE, "autoretry_for": (*TRANSIENT_ERRORS, RunLockedError)},
 )
 def train(run_id: int) -> dict[str, Any] | None:
-    run = training.training_run_execute(run_id=run_id)
+    run = runs.training_run_execute(run_id=run_id)
     if run is None:
         return None
     return {
@@ -89,10 +91,10 @@ def train(run_id: int) -> dict[str, Any] | None:
 
 @app.task(name=str(TaskName.CHECK_RETRAIN), soft_time_limit=30, time_limit=60, **_RELIABLE)
 def check_retrain(project_id: int) -> int | None:
-    run = training.project_check_retrain(project_id=project_id)
+    run = triggers.project_check_retrain(project_id=project_id)
     return None if run is None else run.pk
 
 
 @app.task(name=str(TaskName.SCHEDULED_RETRAIN), soft_time_limit=60, time_limit=90, **_RELIABLE)
 def scheduled_retrain() -> list[int]:
-    return training.training_scheduled()
+    return triggers.training_scheduled()

@@ -20,6 +20,7 @@ from rest_framework.views import set_rollback
 
 from labeling.services.annotations import AnnotationConflictError
 from labeling.services.assignments import AssignmentClosedError, LeaseExpiredError
+from labeling.services.errors import ServiceConflict
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +87,8 @@ def _named_service_error(exc: Exception) -> tuple[str, int] | None:
     for klass, answer in _CONFLICTS.items():
         if isinstance(exc, klass):
             return answer
-    # Imported lazily: the modeling service belongs to the workers' area and loads torch.
-    if type(exc).__name__ == "NoChampionError":
-        return "no_model", status.HTTP_409_CONFLICT
+    if isinstance(exc, ServiceConflict):
+        return exc.code, status.HTTP_409_CONFLICT
     return None
 
 

@@ -10,10 +10,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from labeling.api.base import BaseApi, get_or_404, project_or_404
-from labeling.api.errors import Conflict
 from labeling.api.permissions import HasAnyRole, IsAdmin, IsIngest
 from labeling.models import ModelVersion, RunTrigger, TrainingRun
 from labeling.services.documents import text_problem
+from labeling.services.modeling import predict_texts
+from labeling.services.training.promotion import model_version_promote, model_version_rollback
+from labeling.services.training.triggers import training_run_request
 
 MAX_PREDICT_TEXTS = 64
 
@@ -68,8 +70,6 @@ class PredictApi(BaseApi):
         project = project_or_404(project_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        from labeling.services.modeling import predict_texts  # lazy: loads torch
-
         predictions = predict_texts(project=project, texts=data.validated_data["texts"])
         return Response({"predictions": predictions})
 
@@ -105,15 +105,6 @@ class ModelListApi(BaseApi):
         return Response(ModelVersionSerializer(versions, many=True).data)
 
 
-def _run_training_service(name: str, **kwargs: Any) -> Any:
-    from labeling.services import training  # lazy: the training service loads the model stack
-
-    try:
-        return getattr(training, name)(**kwargs)
-    except (ValueError, LookupError) as exc:  # the service's "cannot do that now" answers
-        raise Conflict(str(exc)) from exc
-
-
 class ModelPromoteApi(BaseApi):
     permission_classes = [IsAdmin]
 
@@ -121,7 +112,7 @@ class ModelPromoteApi(BaseApi):
     def post(self, request: Request, project_id: int, model_id: int) -> Response:
         project = project_or_404(project_id)
         version = get_or_404(ModelVersion, model_id, project=project)
-        _run_training_service("model_version_promote", model_version=version)
+        model_version_promote(model_version=version)
         version.refresh_from_db()
         return Response(ModelVersionSerializer(version).data)
 
@@ -132,14 +123,7 @@ class ModelRollbackApi(BaseApi):
     @extend_schema(operation_id="models_rollback", request=None, responses=ModelVersionSerializer)
     def post(self, request: Request, project_id: int) -> Response:
         project = project_or_404(project_id)
-        result = _run_training_service("model_version_rollback", project=project)
-        champion = (
-            result
-            if isinstance(result, ModelVersion)
-            else ModelVersion.objects.filter(project=project, status="champion").first()
-        )
-        if champion is None:
-            raise Conflict("no earlier model version to roll back to")
+        champion = model_version_rollback(project=project)
         return Response(ModelVersionSerializer(champion).data)
 
 
@@ -189,10 +173,5 @@ class TrainingRunCollectionApi(BaseApi):
     )
     def post(self, request: Request, project_id: int) -> Response:
         project = project_or_404(project_id)
-        result = _run_training_service(
-            "training_run_request", project=project, trigger=RunTrigger.MANUAL, requested_by=request.user
-        )
-        run = result[0] if isinstance(result, tuple) else result
-        if not isinstance(run, TrainingRun):
-            run = TrainingRun.objects.filter(project=project).order_by("-pk").first()
+        run = training_run_request(project=project, trigger=RunTrigger.MANUAL, requested_by=request.user)
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)

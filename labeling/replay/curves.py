@@ -26,7 +26,7 @@ OPTIONAL = ("ece_floor", "ece_test_optimal_temperature", "newest_accuracy")
 #: 1/16 in log T): test ECE and summed holdout NLL at each, so another temperature rule can be replayed.
 DIAGNOSIS_TEMPERATURES: list[float] = np.exp(np.linspace(*LOG_TEMPERATURE_BOUNDS, 97)).tolist()
 #: The rules ``temperature_rules`` replays: the sd of a normal prior on log T around the pool's
-#: out-of-fold temperature (``labeling.services.holdout_calibration``); None: the holdout alone.
+#: out-of-fold temperature (``modelsvc.holdout``); None: the holdout alone.
 TEMPERATURE_RULES: dict[str, float | None] = {
     "holdout alone": None,
     "sd 1.0": 1.0,

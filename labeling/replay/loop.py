@@ -34,10 +34,12 @@ from labeling.replay.curves import DIAGNOSIS_TEMPERATURES
 from labeling.replay.eager import EagerTasks
 from labeling.roles import ANNOTATOR, grant_role
 from labeling.selectors.models import champion_get, majority_labels
-from labeling.services import assignments, imports, modeling, projects, training
+from labeling.services import assignments, imports, modeling, projects
 from labeling.services.annotations import annotation_submit
-from labeling.services.holdout_calibration import summed_nll
+from labeling.services.training.triggers import training_run_request
 from modelsvc.calibration import ece_mce, ece_noise_floor, evaluate_predictions, fit_temperature, tempered_samples
+from modelsvc.fitting import encode_labels
+from modelsvc.holdout import summed_nll
 from modelsvc.model import Classifier
 
 log = logging.getLogger(__name__)
@@ -189,7 +191,7 @@ def _retrain(project: Project, eager: EagerTasks, runs_before: int) -> None:
     """Run the tasks the labels sent; if the policy's threshold did not start a run, ask for one."""
     eager.drain()
     if TrainingRun.objects.filter(project=project).count() == runs_before:
-        training.training_run_request(project=project, trigger=RunTrigger.MANUAL)
+        training_run_request(project=project, trigger=RunTrigger.MANUAL)
         eager.drain()
 
 

@@ -37,13 +37,8 @@ RECENT_RUNS = 20
 
 
 def metric(metrics: Any, key: str) -> Any:
-    """A figure from ModelVersion.metrics, top level or under ``holdout``; None when absent."""
-    if not isinstance(metrics, dict):
-        return None
-    if key in metrics:
-        return metrics[key]
-    nested = metrics.get("holdout")
-    return nested.get(key) if isinstance(nested, dict) else None
+    """A figure from ModelVersion.metrics; None when absent."""
+    return metrics.get(key) if isinstance(metrics, dict) else None
 
 
 def _number(value: Any) -> float | None:

@@ -82,16 +82,14 @@ def learning_curve(project: Project) -> list[dict[str, Any]]:
         ModelVersion.objects.filter(project=project).exclude(status=ModelStatus.TRAINING).order_by("version")
     ):
         metrics = version.metrics if isinstance(version.metrics, dict) else {}
-        holdout = metrics.get("holdout")
-        nested: dict[str, Any] = holdout if isinstance(holdout, dict) else {}
         points.append(
             {
                 "model_version": version.version,
                 "status": version.status,
                 "labels": version.train_label_count,
-                "accuracy": metrics.get("accuracy", nested.get("accuracy")),
-                "macro_f1": metrics.get("macro_f1", nested.get("macro_f1")),
-                "holdout_count": metrics.get("holdout_count", nested.get("holdout_count")),
+                "accuracy": metrics.get("accuracy"),
+                "macro_f1": metrics.get("macro_f1"),
+                "holdout_count": metrics.get("holdout_count"),
             }
         )
     return points

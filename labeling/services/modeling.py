@@ -21,6 +21,7 @@ from django.db import connection
 from labeling.models import ModelVersion, Prediction, Project
 from labeling.selectors.models import champion_get
 from labeling.services import storage
+from labeling.services.errors import NoChampionError
 from modelsvc.artifacts import load_classifier
 from modelsvc.attribution import attribute
 from modelsvc.config import PACKAGED_ENCODER, ModelConfig
@@ -34,10 +35,6 @@ _lock = threading.Lock()
 _classifiers: OrderedDict[tuple[int, str], Classifier] = OrderedDict()
 _encoders: dict[tuple[ModelConfig, str | None], TextEncoder] = {}
 _caches: dict[Path, EmbeddingCache] = {}
-
-
-class NoChampionError(Exception):
-    """The project has no champion model yet (label more documents first); the API answers 409."""
 
 
 def model_config() -> ModelConfig:

@@ -26,9 +26,11 @@ from labeling.selectors.models import champion_get, champion_has_gaps, documents
 from labeling.services import modeling
 from labeling.services.assignments import assignments_expire
 from labeling.services.dispatch import QueueKind, TaskName, enqueue
+from labeling.services.errors import ScoringBusyError
 from labeling.services.planner import planner_statistics_refresh
 from modelsvc.acquisition import acquisition_scores
 from modelsvc.inference import ScoreResult
+from modelsvc.projection import map_fit, map_project
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +40,6 @@ SCORING_TIME_BUDGET_S = 120.0
 _STORED_STRATEGY = {"diverse": "bald"}
 # Not attributions: they depend only on (model, text), so a re-scored row keeps them.
 _UPDATE_FIELDS = ["in_queue", *PREDICTION_SCORE_FIELDS, "scored_at"]
-
-
-class ScoringBusyError(Exception):
-    """Another process is scoring this project right now (transient: retry shortly)."""
 
 
 @dataclass
@@ -58,28 +56,8 @@ class ScoreReport:
 # --- the 2-D map -------------------------------------------------------------------------------
 
 
-def map_fit(embeddings: np.ndarray) -> dict[str, Any]:
-    """PCA to 2-D of embeddings (N, H): {"mean": (H,), "components": (2, H)} as lists."""
-    x = np.asarray(embeddings, dtype=np.float64)
-    mean = x.mean(0)
-    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-    components = np.zeros((2, x.shape[1]))
-    components[: min(2, len(vt))] = vt[:2]
-    # Fix the sign so refits on similar data do not mirror the map.
-    signs = np.sign(components[np.arange(2), np.abs(components).argmax(1)])
-    components *= np.where(signs == 0, 1.0, signs)[:, None]
-    return {"mean": mean.tolist(), "components": components.tolist()}
-
-
-def map_project(projection: dict[str, Any], embeddings: np.ndarray) -> np.ndarray:
-    """(N, H) -> (N, 2) with a projection from ``map_fit``."""
-    mean = np.asarray(projection["mean"], dtype=np.float64)
-    components = np.asarray(projection["components"], dtype=np.float64)
-    return (np.asarray(embeddings, dtype=np.float64) - mean) @ components.T
-
-
 def map_projection_for(model_version: ModelVersion, embeddings: np.ndarray) -> dict[str, Any]:
-    """The model version's map projection; fitted on ``embeddings`` (and stored) if it has none.
+    """The model version's map projection; fitted on ``embeddings`` (N, H) (and stored) if it has none.
 
     Normally fitted at training time; the row lock makes a concurrent first batch use the same one.
     """

@@ -23,6 +23,7 @@ from labeling.models import Document, Prediction, Project, Split
 from labeling.roles import ANNOTATOR, has_role, is_admin
 from labeling.selectors import dashboard as dash
 from labeling.selectors.models import champion_get
+from labeling.services.modeling import prediction_attributions
 
 View = Callable[..., HttpResponse]
 logger = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def attributions_json(request: HttpRequest, pk: int, doc_id: int) -> HttpRespons
     tokens = prediction.attributions
     if not tokens:
         try:
-            tokens = _compute_attributions(prediction)
+            tokens = prediction_attributions(prediction=prediction)
         except (ImportError, OSError, RuntimeError, ValueError):
             # A missing or broken artifact must not break the labeling page: say so, log the cause.
             logger.exception("attributions failed for prediction %s", prediction.pk)
@@ -165,8 +166,3 @@ def attributions_json(request: HttpRequest, pk: int, doc_id: int) -> HttpRespons
     )
 
 
-def _compute_attributions(prediction: Prediction) -> list[list[Any]]:
-    # Imported when first needed: the modeling service loads torch, which most page views never use.
-    from labeling.services.modeling import prediction_attributions
-
-    return prediction_attributions(prediction=prediction)

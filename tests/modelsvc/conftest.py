@@ -15,7 +15,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from modelsvc.config import ModelConfig, TrainConfig  # noqa: E402
 from modelsvc.encoder import TextEncoder, packaged_encoder_path  # noqa: E402
-from modelsvc.training import TrainResult, train  # noqa: E402
+from modelsvc.fitting import TrainResult  # noqa: E402
+from modelsvc.training import train  # noqa: E402
 
 POSITIVE = ["great", "wonderful", "superb", "delightful", "brilliant", "moving", "charming", "fresh"]
 NEGATIVE = ["awful", "dull", "boring", "tedious", "clumsy", "stale", "lifeless", "bland"]

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from modelsvc.artifacts import FORMAT_VERSION, ArtifactError, load_classifier, save_classifier
+from modelsvc.fitting import TrainResult
 from modelsvc.inference import score_embeddings
-from modelsvc.training import TrainResult
 
 
 def test_round_trip_gives_identical_scores(tiny_trained: TrainResult, tmp_path: Path) -> None:

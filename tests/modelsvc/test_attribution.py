@@ -3,7 +3,7 @@ import torch
 
 from modelsvc.attribution import attribute, target_log_odds
 from modelsvc.encoder import TextEncoder
-from modelsvc.training import TrainResult
+from modelsvc.fitting import TrainResult
 
 
 def test_attribution_returns_scored_words_in_order(tiny_trained: TrainResult, tiny_encoder: TextEncoder) -> None:

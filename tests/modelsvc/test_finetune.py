@@ -16,8 +16,9 @@ from modelsvc.cli import main
 from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.encoder import EmbeddingCache, TextEncoder
 from modelsvc.finetune import TopLayers, embed_prefix, encode_prefix
+from modelsvc.fitting import TrainingError, TrainResult, train_embeddings
 from modelsvc.inference import encoder_for, score_texts
-from modelsvc.training import TrainingError, TrainResult, train, train_embeddings
+from modelsvc.training import train
 from modelsvc.tuning import transformer_layers
 from tests.modelsvc.conftest import tiny_model_config, toy_corpus
 

@@ -11,8 +11,9 @@ from modelsvc.calibration import evaluate_predictions
 from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.datasets import load_builtin
 from modelsvc.encoder import EmbeddingCache, TextEncoder
+from modelsvc.fitting import encode_labels
 from modelsvc.inference import score_texts
-from modelsvc.training import encode_labels, train
+from modelsvc.training import train
 
 
 @pytest.mark.slow

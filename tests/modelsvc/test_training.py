@@ -5,8 +5,9 @@ import torch
 from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.crossfit import fold_assignment, n_folds, out_of_fold_logits
 from modelsvc.encoder import TextEncoder
+from modelsvc.fitting import TrainingError, TrainResult, stratified_split, train_embeddings
 from modelsvc.inference import score_embeddings, score_texts
-from modelsvc.training import TrainingError, TrainResult, stratified_split, train, train_embeddings
+from modelsvc.training import train
 from tests.modelsvc.conftest import toy_corpus
 
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from labeling.models import Document, Project, RunTrigger, Split, TrainingRun
-from labeling.services import training
+from labeling.services.training.runs import training_run_execute
+from labeling.services.training.triggers import training_run_request
 from tests.factories import ProjectFactory, UserFactory
 from tests.support.data import documents_create, label, rt_snippets
 
@@ -47,8 +48,8 @@ def labeled_project(
 
 def train_now(project: Project) -> TrainingRun:
     """Request and execute a run in this process (what the TRAIN task does)."""
-    run = training.training_run_request(project=project, trigger=RunTrigger.MANUAL)
-    result = training.training_run_execute(run_id=run.pk)
+    run = training_run_request(project=project, trigger=RunTrigger.MANUAL)
+    result = training_run_execute(run_id=run.pk)
     assert result is not None
     return result
 

@@ -23,10 +23,10 @@ from labeling.models import (
     TrainingRun,
 )
 from labeling.selectors.models import champion_get
-from labeling.services import training
 from labeling.services.annotations import annotation_submit
 from labeling.services.assignments import assignment_next
 from labeling.services.documents import document_bulk_create
+from labeling.services.training.triggers import training_run_request
 from tests.factories import ProjectFactory, UserFactory
 from tests.support.celery_worker import use_broker, wait_until
 from tests.support.data import documents_create, label, rt_snippets
@@ -142,7 +142,7 @@ def test_killing_the_worker_mid_training_fails_the_run_and_keeps_the_champion(ce
     project = labeled_project(pool=30, holdout=0, unlabeled=0)
     champion = train_now(project).model_version
     label(documents_create(project, rt_snippets(300, seed=7)[:150]), UserFactory())  # not yet encoded
-    run = training.training_run_request(project=project, trigger=RunTrigger.MANUAL)
+    run = training_run_request(project=project, trigger=RunTrigger.MANUAL)
     wait_until(
         lambda: TrainingRun.objects.filter(pk=run.pk, stage="train", status=RunStatus.RUNNING).exists(),
         timeout=240,
@@ -165,7 +165,7 @@ def test_killing_the_worker_mid_training_fails_the_run_and_keeps_the_champion(ce
         .exists()
     )  # nothing half-trained is used
 
-    retry = training.training_run_request(project=project, trigger=RunTrigger.MANUAL)  # by hand: runs cleanly
+    retry = training_run_request(project=project, trigger=RunTrigger.MANUAL)  # by hand: runs cleanly
     done = wait_until(
         lambda: TrainingRun.objects.filter(pk=retry.pk, status__in=["succeeded", "failed"]).first(),
         timeout=240,

@@ -11,7 +11,9 @@ from django.db import connections
 
 from labeling.models import Project, RunStatus, RunTrigger, TrainingRun
 from labeling.selectors.models import training_run_open
-from labeling.services import scoring, training
+from labeling.services import scoring
+from labeling.services.training.runs import training_run_execute
+from labeling.services.training.triggers import training_run_request
 
 
 class Command(BaseCommand):
@@ -26,7 +28,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         project = self._project(options["project"])
         already_open = training_run_open(project_id=project.pk) is not None
-        run = training.training_run_request(project=project, trigger=RunTrigger.MANUAL)
+        run = training_run_request(project=project, trigger=RunTrigger.MANUAL)
         if already_open:
             self.stdout.write(f"run {run.pk} is already {run.status}; this request was counted on it")
         if not options["sync"]:
@@ -48,7 +50,7 @@ class Command(BaseCommand):
         watcher = threading.Thread(target=self._watch, args=(run.pk, stop), daemon=True)
         watcher.start()
         try:
-            result = training.training_run_execute(run_id=run.pk)
+            result = training_run_execute(run_id=run.pk)
         finally:
             stop.set()
             watcher.join()

@@ -17,7 +17,7 @@ from tests.factories import (
 pytestmark = pytest.mark.django_db
 
 
-def test_learning_curve_reads_flat_and_nested_metrics_and_skips_unfinished_models():
+def test_learning_curve_reads_each_model_versions_metrics_and_skips_unfinished_models():
     project = ProjectFactory()
     ModelVersionFactory(
         project=project,
@@ -31,7 +31,7 @@ def test_learning_curve_reads_flat_and_nested_metrics_and_skips_unfinished_model
         version=2,
         status=ModelStatus.CHAMPION,
         train_label_count=100,
-        metrics={"holdout": {"accuracy": 0.8, "macro_f1": 0.78, "holdout_count": 30}},
+        metrics={"accuracy": 0.8, "macro_f1": 0.78, "holdout_count": 30},
     )
     ModelVersionFactory(project=project, version=3, status=ModelStatus.TRAINING)
     assert [(p["labels"], p["accuracy"], p["macro_f1"]) for p in learning_curve(project)] == [

@@ -7,8 +7,13 @@ import pytest
 
 from labeling.models import Prediction, Project, Split
 from labeling.selectors.models import champion_get
-from labeling.services import modeling, training
-from labeling.services.holdout_calibration import (
+from labeling.services import modeling
+from labeling.services.scoring import project_score_pending
+from labeling.services.training import recalibration
+from modelsvc.artifacts import load_classifier
+from modelsvc.calibration import fit_temperature, tempered_samples
+from modelsvc.fitting import encode_labels
+from modelsvc.holdout import (
     MIN_HOLDOUT_FOR_CALIBRATION,
     OOF_PRIOR_SD_RANDOM,
     OOF_PRIOR_SD_SELECTED,
@@ -16,9 +21,6 @@ from labeling.services.holdout_calibration import (
     pool_prior_sd,
     temperature_combine,
 )
-from labeling.services.scoring import project_score_pending
-from modelsvc.artifacts import load_classifier
-from modelsvc.calibration import fit_temperature, tempered_samples
 from tests.factories import UserFactory
 from tests.support.data import documents_create, label, rt_snippets
 from tests.support.fixtures import labeled_project, shared_embedding_cache, train_now  # noqa: F401
@@ -73,9 +75,9 @@ def test_cross_fitted_probabilities_never_use_a_temperature_fitted_on_the_same_i
     probs = holdout_crossfit_probs(
         classifier=classifier,
         embeddings=result.embeddings,
-        truth=truth,
+        y=encode_labels(truth, classifier.label_names),
         seed=0,
-        prior_sd=pool_prior_sd(project.acquisition_strategy),
+        prior_sd=recalibration.holdout_prior_sd(project),
     )
     assert probs.shape == (len(texts), 2)
     assert np.allclose(probs.sum(1), 1.0)
@@ -96,7 +98,7 @@ def _tempered_data(n: int, true_temperature: float, seed: int) -> tuple[np.ndarr
 
 
 def test_with_random_sampling_a_small_holdout_is_shrunk_toward_the_pool_temperature() -> None:
-    prior_sd = pool_prior_sd("random")
+    prior_sd = pool_prior_sd(random_pool=True)
     assert prior_sd == OOF_PRIOR_SD_RANDOM
     small = temperature_combine(*_tempered_data(40, 1.0, seed=1), prior=1.0, prior_sd=prior_sd)
     assert small.holdout_se > 0.2  # 40 labels cannot pin log T down
@@ -109,10 +111,10 @@ def test_with_random_sampling_a_small_holdout_is_shrunk_toward_the_pool_temperat
 
 def test_with_an_uncertainty_strategy_a_weak_prior_leaves_the_holdout_nearly_free() -> None:
     # margin sampling: the out-of-fold temperature fitted on boundary cases is ~3x the right one
-    assert pool_prior_sd("margin") == OOF_PRIOR_SD_SELECTED > OOF_PRIOR_SD_RANDOM
+    assert pool_prior_sd(random_pool=False) == OOF_PRIOR_SD_SELECTED > OOF_PRIOR_SD_RANDOM
     data = _tempered_data(60, 0.5, seed=3)
-    selected = temperature_combine(*data, prior=1.5, prior_sd=pool_prior_sd("margin"))
-    shrunk = temperature_combine(*data, prior=1.5, prior_sd=pool_prior_sd("random"))
+    selected = temperature_combine(*data, prior=1.5, prior_sd=pool_prior_sd(random_pool=False))
+    shrunk = temperature_combine(*data, prior=1.5, prior_sd=pool_prior_sd(random_pool=True))
     assert selected.holdout <= selected.temperature < shrunk.temperature < 1.5
     assert selected.holdout_weight > shrunk.holdout_weight
     assert selected.as_calibration()["temperature_prior_sd"] == OOF_PRIOR_SD_SELECTED
@@ -127,7 +129,7 @@ def test_a_small_holdout_that_prefers_one_hot_votes_is_kept_at_a_smooth_temperat
     y = np.ones(40, dtype=np.int64)
     alone = fit_temperature(logits, y)  # the holdout by itself
     assert alone == pytest.approx(0.05, rel=0.05)
-    kept = temperature_combine(logits, y, prior=1.0, prior_sd=pool_prior_sd("entropy"))
+    kept = temperature_combine(logits, y, prior=1.0, prior_sd=pool_prior_sd(random_pool=False))
     assert kept.temperature > 0.2
 
 
@@ -155,7 +157,7 @@ def _add_holdout_labels(project: Project, n: int, seed: int) -> None:
 def test_a_rejected_challenger_refits_the_champions_temperature_on_the_larger_holdout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(training, "RECALIBRATE_MIN_CHANGE", 0.0)
+    monkeypatch.setattr(recalibration, "RECALIBRATE_MIN_CHANGE", 0.0)
     project = labeled_project(pool=80, holdout=MIN_HOLDOUT_FOR_CALIBRATION - 10, unlabeled=20)
     train_now(project)
     champion = champion_get(project_id=project.pk)
@@ -186,4 +188,4 @@ def test_a_rejected_challenger_refits_the_champions_temperature_on_the_larger_ho
     fresh = modeling.classifier_score(classifier, [p.document.text for p in predictions])
     assert np.allclose([p.confidence for p in predictions], fresh.confidence, atol=1e-5)
     # Without new holdout labels there is nothing to refit.
-    assert training.champion_recalibrate(project=project) is None
+    assert recalibration.champion_recalibrate(project=project) is None

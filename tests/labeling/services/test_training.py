@@ -17,9 +17,15 @@ from django.db import connection
 
 from labeling.models import ModelStatus, ModelVersion, RunStatus, RunTrigger, TrainingRun
 from labeling.selectors.models import champion_get
-from labeling.services import modeling, training
+from labeling.services import modeling
+from labeling.services.errors import PromotionError, RollbackError, RunLockedError
+from labeling.services.training.promotion import model_version_promote, model_version_rollback
+from labeling.services.training.reconciliation import training_reconcile
+from labeling.services.training.runs import training_run_execute
+from labeling.services.training.triggers import project_check_retrain, retrain_due, training_run_request
 from modelsvc import finetune
 from modelsvc.artifacts import load_classifier
+from modelsvc.promotion import promotion_decision
 from tests.factories import ModelVersionFactory, ProjectFactory, TrainingRunFactory, UserFactory
 from tests.support.celery_worker import database_url, wait_until
 from tests.support.data import documents_create, label, rt_snippets
@@ -31,8 +37,8 @@ pytestmark = [pytest.mark.django_db]
 def test_a_second_trigger_is_counted_on_the_open_run(django_capture_on_commit_callbacks) -> None:
     project = ProjectFactory()
     with django_capture_on_commit_callbacks() as callbacks:
-        first = training.training_run_request(project=project, trigger=RunTrigger.THRESHOLD)
-        second = training.training_run_request(project=project, trigger=RunTrigger.MANUAL)
+        first = training_run_request(project=project, trigger=RunTrigger.THRESHOLD)
+        second = training_run_request(project=project, trigger=RunTrigger.MANUAL)
     assert second.pk == first.pk
     assert second.coalesced_triggers == 1
     assert TrainingRun.objects.filter(project=project).count() == 1
@@ -45,13 +51,13 @@ def test_first_model_waits_for_enough_labels_of_two_classes() -> None:
     rows = rt_snippets(20)
     docs = documents_create(project, [r for r in rows if r[1] == "fresh"][:6])
     label(docs[:5], annotator)
-    assert training.retrain_due(project) == (False, "5 of the 6 labels a first model needs")
+    assert retrain_due(project) == (False, "5 of the 6 labels a first model needs")
     label(docs[5:], annotator)
-    due, reason = training.retrain_due(project)
+    due, reason = retrain_due(project)
     assert not due and "single class" in reason
     label(documents_create(project, [r for r in rows if r[1] == "rotten"][:1]), annotator)
-    assert training.retrain_due(project)[0]
-    assert training.project_check_retrain(project_id=project.pk) is not None
+    assert retrain_due(project)[0]
+    assert project_check_retrain(project_id=project.pk) is not None
 
 
 def test_later_retrains_count_labels_since_the_latest_model() -> None:
@@ -60,13 +66,13 @@ def test_later_retrains_count_labels_since_the_latest_model() -> None:
     docs = documents_create(project, rt_snippets(12))
     label(docs[:8], annotator)
     ModelVersionFactory(project=project, status=ModelStatus.REJECTED, train_label_count=6, version=1)
-    assert training.retrain_due(project) == (False, "2 new labels since v1 (retrain after 3)")
+    assert retrain_due(project) == (False, "2 new labels since v1 (retrain after 3)")
     label(docs[8:9], annotator)
-    assert training.retrain_due(project)[0]
+    assert retrain_due(project)[0]
     # the beat's nightly rule retrains on any new label
     ModelVersionFactory(project=project, status=ModelStatus.CHAMPION, train_label_count=8, version=2)
-    assert training.retrain_due(project, any_new=True)[0]
-    assert not training.retrain_due(project)[0]
+    assert retrain_due(project, any_new=True)[0]
+    assert not retrain_due(project)[0]
 
 
 @pytest.mark.slow
@@ -148,7 +154,7 @@ def test_a_failing_stage_marks_the_run_failed_and_keeps_the_champion(settings) -
     assert champion_get(project_id=project.pk) == champion
     assert ModelVersion.objects.filter(project=project).count() == 1
     # automatic triggers back off after a failure instead of failing on every label
-    assert training.project_check_retrain(project_id=project.pk) is None
+    assert project_check_retrain(project_id=project.pk) is None
 
 
 def test_single_class_labels_fail_with_a_clear_error() -> None:
@@ -161,7 +167,7 @@ def test_single_class_labels_fail_with_a_clear_error() -> None:
 
 def test_a_message_for_a_finished_run_does_nothing() -> None:
     run = TrainingRunFactory(status=RunStatus.SUCCEEDED, stage="done")
-    assert training.training_run_execute(run_id=run.pk) == run
+    assert training_run_execute(run_id=run.pk) == run
     run.refresh_from_db()
     assert run.stage == "done"
 
@@ -178,8 +184,8 @@ def test_reconcile_fails_a_run_whose_worker_died_but_not_a_live_one() -> None:
     run = TrainingRunFactory(status=RunStatus.RUNNING, stage="train")
     holder = _hold_run_lock(run.pk)
     try:
-        assert training.training_reconcile()["runs_failed"] == []
-        assert training.training_run_execute(run_id=run.pk) is None  # a live worker has it
+        assert training_reconcile()["runs_failed"] == []
+        assert training_run_execute(run_id=run.pk) is None  # a live worker has it
         run.refresh_from_db()
         assert run.status == RunStatus.RUNNING
     finally:
@@ -187,7 +193,7 @@ def test_reconcile_fails_a_run_whose_worker_died_but_not_a_live_one() -> None:
     wait_until(
         lambda: modeling.lock_is_free(modeling.LOCK_TRAINING, run.pk), timeout=30, what="the lock release"
     )
-    assert training.training_reconcile()["runs_failed"] == [run.pk]
+    assert training_reconcile()["runs_failed"] == [run.pk]
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED and "worker executing this run stopped" in run.error
 
@@ -198,7 +204,7 @@ def test_a_redelivered_message_restarts_an_orphaned_run_cleanly() -> None:
     project = labeled_project(pool=40, holdout=0, unlabeled=0)
     stale = ModelVersionFactory(project=project, status=ModelStatus.CANDIDATE, version=1)
     run = TrainingRunFactory(project=project, status=RunStatus.RUNNING, stage="evaluate", model_version=stale)
-    result = training.training_run_execute(run_id=run.pk)
+    result = training_run_execute(run_id=run.pk)
     assert result is not None and result.status == RunStatus.SUCCEEDED and result.promoted
     stale.refresh_from_db()
     assert stale.status == ModelStatus.REJECTED and "restarted" in stale.decision_reason
@@ -210,25 +216,25 @@ def test_promote_by_hand_and_roll_back(django_capture_on_commit_callbacks) -> No
     v1 = ModelVersionFactory(project=project, version=1, status=ModelStatus.CANDIDATE, artifact_path="/a/1")
     v2 = ModelVersionFactory(project=project, version=2, status=ModelStatus.REJECTED, artifact_path="/a/2")
     with django_capture_on_commit_callbacks():
-        training.model_version_promote(model_version=v1)
+        model_version_promote(model_version=v1)
     rescoring_v1 = TrainingRunFactory(
         project=project, status=RunStatus.SUCCEEDED, stage="rescore", model_version=v1
     )
     with django_capture_on_commit_callbacks():
-        training.model_version_promote(model_version=v2)  # admin overrides a rejection
+        model_version_promote(model_version=v2)  # admin overrides a rejection
     rescoring_v1.refresh_from_db()
     assert rescoring_v1.stage == "done"  # v1 is no longer served: its re-scoring is over
     v1.refresh_from_db()
     assert v1.status == ModelStatus.RETIRED and champion_get(project_id=project.pk) == v2
     with django_capture_on_commit_callbacks():
-        back = training.model_version_rollback(project=project)
+        back = model_version_rollback(project=project)
     assert back == v1 and back.status == ModelStatus.CHAMPION
     v2.refresh_from_db()
     assert v2.status == ModelStatus.REJECTED and "rolled back to v1" in v2.decision_reason
-    with pytest.raises(training.RollbackError, match="only model"):
-        training.model_version_rollback(project=project)
-    with pytest.raises(training.PromotionError):
-        training.model_version_promote(model_version=ModelVersionFactory(project=project, version=3))
+    with pytest.raises(RollbackError, match="only model"):
+        model_version_rollback(project=project)
+    with pytest.raises(PromotionError):
+        model_version_promote(model_version=ModelVersionFactory(project=project, version=3))
 
 
 @pytest.mark.parametrize(
@@ -260,7 +266,7 @@ def test_promotion_rule(kwargs: dict, promote: bool, words: str) -> None:  # typ
         "tolerance": 0.01,
         **kwargs,
     }
-    ok, reason = training.promotion_decision(**args)
+    ok, reason = promotion_decision(**args)
     assert ok is promote and words in reason
 
 
@@ -270,8 +276,8 @@ def test_a_run_row_locked_for_a_moment_makes_the_train_task_retry() -> None:
     other = psycopg.connect(database_url().replace("postgres://", "postgresql://"))
     try:
         other.execute("SELECT id FROM labeling_trainingrun WHERE id = %s FOR UPDATE", [run.pk])
-        with pytest.raises(training.RunLockedError):  # TRAIN retries this one, instead of dropping the run
-            training.training_run_execute(run_id=run.pk)
+        with pytest.raises(RunLockedError):  # TRAIN retries this one, instead of dropping the run
+            training_run_execute(run_id=run.pk)
     finally:
         other.close()
     run.refresh_from_db()

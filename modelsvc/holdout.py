@@ -1,17 +1,17 @@
-"""Fit the deployed temperature on the blind holdout, not on the actively chosen pool labels.
+"""The blind holdout: the deployed temperature fitted on it, and the challenger measured on it.
 
 An uncertainty strategy fills the labeled pool with boundary cases, so a temperature fitted on their
-out-of-fold predictions is wrong for the documents the model will actually score: the replay measured
-test ECE 0.11-0.13 with margin sampling against 0.03-0.04 with random sampling. The holdout is drawn
-at random and labeled blind, so it is representative by construction, but small: from 30 to 100
-labels while a project has 300-1,000, and the standard error of log T fitted on 40 of them is about
-0.45 (a factor 1.6 on T). Two things reduce that noise. With random sampling the pool's labels are
-representative too, so the pool's out-of-fold temperature is a prior the holdout fit is shrunk toward
-(precision weighting in log T, ``temperature_combine``; ``pool_prior_sd``); with an uncertainty
-strategy that temperature is biased by the selection (2-3x the test-optimal one with margin sampling)
-and the holdout stands alone. And the champion's temperature is refit on the grown holdout whenever
-the gate rejects a challenger (``labeling.services.training.champion_recalibrate``), so a champion that
-stays for many rounds does not keep a temperature fitted on its first 30 holdout labels.
+out-of-fold predictions is wrong for the documents the model will actually score (test ECE 0.11-0.13
+with margin sampling against 0.03-0.04 with random sampling in the replay, docs/REPLAY.md). The
+holdout is drawn at random and labeled blind, so it is representative by construction, but small: from
+30 to 100 labels while a project has 300-1,000, and the standard error of log T fitted on 40 of them
+is about 0.45 (a factor 1.6 on T). Two things reduce that noise. With random sampling the pool's
+labels are representative too, so the pool's out-of-fold temperature is a prior the holdout fit is
+shrunk toward (precision weighting in log T, ``temperature_combine``; ``pool_prior_sd``); with an
+uncertainty strategy that temperature is biased by the selection (2-3x the test-optimal one with
+margin sampling) and the prior is weak. And the service refits the champion's temperature on the
+grown holdout whenever the gate rejects a challenger, so a champion that stays for many rounds does
+not keep a temperature fitted on its first 30 holdout labels.
 
 The temperature changes a prediction only where the average over MC samples is nearly tied, so the
 promotion gate (accuracy) is essentially unaffected; calibration metrics reported on the holdout are
@@ -28,33 +28,28 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from labeling.models import AcquisitionStrategy
 from modelsvc.calibration import (
     LOG_TEMPERATURE_BOUNDS,
+    evaluate_predictions,
     fit_temperature,
     log_temperature_prior_penalty,
     tempered_samples,
 )
+from modelsvc.inference import score_embeddings
 from modelsvc.model import Classifier
-from modelsvc.training import encode_labels
 
 #: Below this many labeled holdout documents (or one class) the pool's out-of-fold temperature stays.
 MIN_HOLDOUT_FOR_CALIBRATION = 30
-#: Spread (sd of log T) of the pool's out-of-fold temperature as a prior, when the pool labels were drawn
-#: at random (the ``random`` strategy): then it is biased only because the deployed ensemble of K fold
-#: heads is not the single fold head whose out-of-fold predictions fitted it. With the 10-head ensemble
-#: (docs/MODELSVC.md, "Head settings") the replay's records, seeds 0-2, measured log(T_test-optimal /
-#: T_oof) of -0.10 +- 0.08 (rt-snippets) and -0.09 +- 0.03 (trec) from 500 labels on, while the holdout
-#: fit shrunk with sd 0.3 spread 0.13-0.22: sd 0.1. On fresh seeds 3-5 the deployed temperature then
-#: stayed within -0.14..+0.05 of the test-optimal one (docs/REPLAY.md).
+#: Spread (sd of log T) of the pool's out-of-fold temperature as a prior when the pool labels were drawn
+#: at random: then it is biased only because the deployed ensemble of fold heads is not the single fold
+#: head whose out-of-fold predictions fitted it, and the replays measured that bias at about -0.1 in log T
+#: with a spread well under 0.1 (docs/REPLAY.md, "fresh seeds 3-5").
 OOF_PRIOR_SD_RANDOM = 0.1
-#: The same prior, weak, with an uncertainty strategy: its out-of-fold temperature is biased by the
-#: selection (log(T_test-optimal / T_oof) -1.86..-0.08 in the replays), but 30-100 holdout labels alone
-#: often prefer a tiny T (down to the bound 0.05: the K samples' one-hot votes fit a small holdout better
-#: than any smooth temperature, and the test split pays, ECE 0.07-0.13). sd 1.0 (a factor e) leaves the
-#: holdout free within the plausible range and rules that regime out; adopted on seeds 3-5 by a rule
-#: fixed before the runs (mean ECE from 500 labels on: rt margin 0.062 -> 0.044, trec entropy 0.035 ->
-#: 0.032; docs/REPLAY.md).
+#: The same prior, weak, when an uncertainty strategy chose the pool labels: its out-of-fold temperature
+#: is biased by the selection, but 30-100 holdout labels alone often prefer a tiny T (down to the bound:
+#: the K samples' one-hot votes fit a small holdout better than any smooth temperature, and the scored
+#: documents pay). sd 1.0 (a factor e) leaves the holdout free within the plausible range and rules that
+#: regime out; a stronger prior spoiled good holdout fits (docs/REPLAY.md, "Replaying a temperature rule").
 OOF_PRIOR_SD_SELECTED = 1.0
 _CURVATURE_STEP = 0.02  # in log T
 
@@ -77,6 +72,15 @@ class TemperatureEstimate:
             for k, v in asdict(self).items()
             if k != "temperature"
         }
+
+
+@dataclass(frozen=True)
+class HoldoutAssessment:
+    """What ``holdout_assess`` measured on the holdout for a freshly trained classifier."""
+
+    calibration: dict[str, Any] | None  # the refit temperature's calibration entries; None: not refit
+    metrics: dict[str, Any]  # evaluate_predictions on the holdout (cross-fitted if the temperature came from it)
+    predicted: np.ndarray  # (N,) int, the classifier's predicted class per holdout document
 
 
 def summed_nll(sample_logits: np.ndarray, y: np.ndarray, log_t: float) -> float:
@@ -120,19 +124,18 @@ def temperature_combine(
     return TemperatureEstimate(math.exp(log_t), holdout, se, prior, prior_sd, weight)
 
 
-def pool_prior_sd(acquisition_strategy: str) -> float:
+def pool_prior_sd(*, random_pool: bool) -> float:
     """How far the pool's out-of-fold temperature is trusted as a prior (sd of log T).
 
-    Tight with random sampling (the pool labels are representative), weak with an uncertainty
-    strategy (biased by the selection, but it keeps a small holdout out of the one-hot-vote regime).
-    An earlier, stronger prior for the uncertainty strategies (sd 0.5, previous head) spoiled good
-    holdout fits (rt seed 0 0.018 -> 0.039); see docs/REPLAY.md.
+    ``random_pool``: the pool labels were drawn at random (representative), so the prior is tight;
+    otherwise an uncertainty strategy chose them and the prior is weak.
     """
-    return OOF_PRIOR_SD_RANDOM if acquisition_strategy == AcquisitionStrategy.RANDOM else OOF_PRIOR_SD_SELECTED
+    return OOF_PRIOR_SD_RANDOM if random_pool else OOF_PRIOR_SD_SELECTED
 
 
-def holdout_usable(truth: list[str]) -> bool:
-    return len(truth) >= MIN_HOLDOUT_FOR_CALIBRATION and len(set(truth)) >= 2
+def holdout_usable(y: np.ndarray) -> bool:
+    """Whether holdout labels y (N,) (indices or names) can fit a temperature: enough of them, 2+ classes."""
+    return len(y) >= MIN_HOLDOUT_FOR_CALIBRATION and len(np.unique(y)) >= 2
 
 
 def pool_temperature(classifier: Classifier) -> float:
@@ -141,16 +144,16 @@ def pool_temperature(classifier: Classifier) -> float:
 
 
 def holdout_temperature_fit(
-    *, classifier: Classifier, embeddings: np.ndarray, truth: list[str], prior_sd: float
+    *, classifier: Classifier, embeddings: np.ndarray, y: np.ndarray, prior_sd: float
 ) -> dict[str, Any] | None:
-    """Refit ``classifier.temperature`` on the holdout (N, H) embeddings; returns what changed, or None.
+    """Refit ``classifier.temperature`` on holdout vectors (N, H) with labels y (N,) int.
 
+    Returns the classifier's new calibration, or None (holdout not usable: nothing changed).
     ``prior_sd``: see ``temperature_combine`` and ``pool_prior_sd``.
     """
-    if not holdout_usable(truth):
+    if not holdout_usable(y):
         return None
     logits = classifier.sample_logits(embeddings)  # (N, K, C), uncalibrated
-    y = encode_labels(truth, classifier.label_names)
     prior = pool_temperature(classifier)
     estimate = temperature_combine(logits, y, prior=prior, prior_sd=prior_sd)
     classifier.temperature = estimate.temperature
@@ -166,11 +169,13 @@ def holdout_temperature_fit(
 
 
 def holdout_crossfit_probs(
-    *, classifier: Classifier, embeddings: np.ndarray, truth: list[str], seed: int, prior_sd: float
+    *, classifier: Classifier, embeddings: np.ndarray, y: np.ndarray, seed: int, prior_sd: float
 ) -> np.ndarray:
-    """Calibrated mean probabilities (N, C), each half tempered by a fit on the other half."""
+    """Calibrated mean probabilities (N, C) for holdout vectors (N, H), labels y (N,) int.
+
+    Each half is tempered by a fit on the other half.
+    """
     logits = classifier.sample_logits(embeddings)  # (N, K, C)
-    y = encode_labels(truth, classifier.label_names)
     prior = pool_temperature(classifier)
     half = np.random.default_rng(seed).permutation(len(y)) % 2  # (N,) 0/1
     probs = np.zeros((len(y), logits.shape[2]))
@@ -179,3 +184,26 @@ def holdout_crossfit_probs(
         temperature = temperature_combine(logits[fit_on], y[fit_on], prior=prior, prior_sd=prior_sd).temperature
         probs[score] = tempered_samples(logits[score], temperature).mean(1)
     return probs
+
+
+def holdout_assess(
+    classifier: Classifier, embeddings: np.ndarray, y: np.ndarray, *, seed: int, prior_sd: float
+) -> HoldoutAssessment:
+    """Refit the temperature on the holdout when it is usable, then measure the classifier on it.
+
+    embeddings (N, H) of the labeled holdout documents, y (N,) int, N >= 1. ``classifier`` gets the
+    refit temperature in place. A temperature fitted on these very documents would flatter its own
+    calibration, so then the reported calibration is 2-fold cross-fitted (``holdout_crossfit_probs``).
+    """
+    refit = holdout_temperature_fit(classifier=classifier, embeddings=embeddings, y=y, prior_sd=prior_sd)
+    res = score_embeddings(classifier, embeddings)
+    calibrated = res.probs
+    if refit is not None:
+        calibrated = holdout_crossfit_probs(
+            classifier=classifier, embeddings=embeddings, y=y, seed=seed, prior_sd=prior_sd
+        )
+    metrics = evaluate_predictions(res.probs_uncalibrated, calibrated, y, res.uncertainty())
+    metrics.pop("n", None)
+    if refit is not None:
+        metrics["calibration_reported"] = "holdout, 2-fold cross-fitted temperature"
+    return HoldoutAssessment(calibration=refit, metrics=metrics, predicted=np.asarray(res.predicted))

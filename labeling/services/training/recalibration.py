@@ -1,0 +1,84 @@
+"""Holdout rows to arrays for the temperature fit, and the kept champion's refit after a rejection.
+
+The math (the holdout fit shrunk toward the pool's temperature) is ``modelsvc.holdout``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from django.utils import timezone
+
+from labeling.models import AcquisitionStrategy, ModelStatus, ModelVersion, Project, Split
+from labeling.selectors.models import champion_get, majority_labels
+from labeling.services import modeling, storage
+from labeling.services.scoring import model_version_predictions_refresh
+from modelsvc.artifacts import save_classifier
+from modelsvc.fitting import encode_labels
+from modelsvc.holdout import holdout_temperature_fit, holdout_usable, pool_prior_sd
+from modelsvc.model import Classifier
+
+#: A rejected challenger's run refits the champion's temperature only if it moves by more than this.
+RECALIBRATE_MIN_CHANGE = 0.03
+
+#: (document id, text, majority label) of the labeled holdout, as ``majority_labels`` returns them.
+HoldoutRows = list[tuple[int, str, str]]
+
+
+def holdout_prior_sd(project: Project) -> float:
+    """The project's prior spread for the holdout temperature fit (tight when the pool was drawn at random)."""
+    return pool_prior_sd(random_pool=project.acquisition_strategy == AcquisitionStrategy.RANDOM)
+
+
+def holdout_arrays(classifier: Classifier, holdout: HoldoutRows) -> tuple[np.ndarray, np.ndarray]:
+    """The holdout as the classifier sees it: vectors (N, H) from its encoder's cache, labels (N,) int."""
+    encoder = modeling.classifier_encoder(classifier)
+    cache = modeling.embedding_cache_for(encoder.encoder_id)
+    embeddings = encoder.encode([text for _, text, _ in holdout], cache=cache)
+    return embeddings, encode_labels([label for _, _, label in holdout], classifier.label_names)
+
+
+def champion_recalibrate(*, project: Project, holdout: HoldoutRows | None = None) -> str | None:
+    """Refit the champion's temperature on the current labeled holdout; a note of what changed, or None.
+
+    A champion keeps the temperature fitted when it was trained (on the holdout of that time) for as
+    long as the gate rejects its challengers, which can be many rounds. After a rejection the holdout
+    has grown, so the same ``holdout_temperature_fit`` runs again on all of it. Nothing changes unless
+    the holdout has new labels and the temperature moves by more than ``RECALIBRATE_MIN_CHANGE``
+    (relative): then the champion gets a new artifact (same head, new temperature; the old artifact
+    stays for what still references it) and its stored predictions are re-scored with it.
+    """
+    champion = champion_get(project_id=project.pk)
+    if champion is None:
+        return None
+    if holdout is None:
+        holdout = majority_labels(project=project, split=Split.HOLDOUT)
+    count = len(holdout)
+    truth = np.asarray([label for _, _, label in holdout])
+    if not holdout_usable(truth) or count <= champion.calibration.get("n_temperature_holdout", 0):
+        return None
+    current = modeling.classifier_for(champion)
+    embeddings, y = holdout_arrays(current, holdout)
+    refit = dataclasses.replace(current, calibration=dict(current.calibration))  # the head is shared, unchanged
+    changed = holdout_temperature_fit(
+        classifier=refit, embeddings=embeddings, y=y, prior_sd=holdout_prior_sd(project)
+    )
+    if changed is None or abs(np.log(refit.temperature / current.temperature)) < np.log1p(RECALIBRATE_MIN_CHANGE):
+        return None
+    name = f"project{project.pk}-v{champion.version}-holdout{count}"
+    local = save_classifier(refit, storage.artifact_workdir(name))
+    location = storage.artifact_publish(local_dir=local, name=name)
+    calibration = {**champion.calibration, **changed, "recalibrated_at": timezone.now().isoformat()}
+    updated = ModelVersion.objects.filter(
+        pk=champion.pk, status=ModelStatus.CHAMPION, artifact_path=champion.artifact_path
+    ).update(artifact_path=location, calibration=calibration)
+    if not updated:
+        return None  # promoted away or refit by another run meanwhile
+    champion.refresh_from_db()
+    rescored = model_version_predictions_refresh(champion)
+    return (
+        f"the champion v{champion.version}'s temperature was refit on {count} holdout labels: "
+        f"{current.temperature:.3f} -> {refit.temperature:.3f}"
+        + (f", {rescored} stored predictions re-scored" if rescored is not None else "")
+    )
