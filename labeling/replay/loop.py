@@ -38,7 +38,6 @@ from labeling.services import assignments, imports, modeling, projects
 from labeling.services.annotations import annotation_submit
 from labeling.services.training.triggers import training_run_request
 from modelsvc.calibration import ece_mce, ece_noise_floor, evaluate_predictions, fit_temperature, tempered_samples
-from modelsvc.fitting import encode_labels
 from modelsvc.holdout import summed_nll
 from modelsvc.model import Classifier
 

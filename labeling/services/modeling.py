@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
+from labeling.labelspace import label_space_for_model
 from labeling.models import ModelVersion, Prediction, Project
 from labeling.selectors.models import champion_get
 from labeling.services import storage
@@ -122,15 +123,15 @@ def predict_texts(*, project: Project, texts: list[str]) -> list[dict[str, Any]]
         )
     classifier = classifier_for(champion)
     result = classifier_score(classifier, texts)
-    names = classifier.label_names
+    space = label_space_for_model(champion, task_type=project.task_type)
     out = []
-    for i in range(len(texts)):
-        confidence = float(result.confidence[i])
+    for i, fields in enumerate(space.prediction_fields(result.probs)):
+        confidence = fields.confidence
         out.append(
             {
-                "label": names[int(result.predicted[i])],
+                "label": fields.predicted_label,
                 "confidence": confidence,
-                "probabilities": {name: float(p) for name, p in zip(names, result.probs[i], strict=True)},
+                "probabilities": space.probabilities(fields.probabilities),
                 "entropy": float(result.entropy[i]),
                 "expected_entropy": float(result.expected_entropy[i]),
                 "mutual_info": float(result.mutual_info[i]),

@@ -10,12 +10,12 @@ import dataclasses
 import numpy as np
 from django.utils import timezone
 
+from labeling.labelspace import label_space
 from labeling.models import AcquisitionStrategy, ModelStatus, ModelVersion, Project, Split
 from labeling.selectors.models import champion_get, majority_labels
 from labeling.services import modeling, storage
 from labeling.services.scoring import model_version_predictions_refresh
 from modelsvc.artifacts import save_classifier
-from modelsvc.fitting import encode_labels
 from modelsvc.holdout import holdout_temperature_fit, holdout_usable, pool_prior_sd
 from modelsvc.model import Classifier
 
@@ -31,12 +31,13 @@ def holdout_prior_sd(project: Project) -> float:
     return pool_prior_sd(random_pool=project.acquisition_strategy == AcquisitionStrategy.RANDOM)
 
 
-def holdout_arrays(classifier: Classifier, holdout: HoldoutRows) -> tuple[np.ndarray, np.ndarray]:
+def holdout_arrays(project: Project, classifier: Classifier, holdout: HoldoutRows) -> tuple[np.ndarray, np.ndarray]:
     """The holdout as the classifier sees it: vectors (N, H) from its encoder's cache, labels (N,) int."""
     encoder = modeling.classifier_encoder(classifier)
     cache = modeling.embedding_cache_for(encoder.encoder_id)
     embeddings = encoder.encode([text for _, text, _ in holdout], cache=cache)
-    return embeddings, encode_labels([label for _, _, label in holdout], classifier.label_names)
+    space = label_space(project.task_type, classifier.label_names)
+    return embeddings, space.encode([label for _, _, label in holdout])
 
 
 def champion_recalibrate(*, project: Project, holdout: HoldoutRows | None = None) -> str | None:
@@ -59,7 +60,7 @@ def champion_recalibrate(*, project: Project, holdout: HoldoutRows | None = None
     if not holdout_usable(truth) or count <= champion.calibration.get("n_temperature_holdout", 0):
         return None
     current = modeling.classifier_for(champion)
-    embeddings, y = holdout_arrays(current, holdout)
+    embeddings, y = holdout_arrays(project, current, holdout)
     refit = dataclasses.replace(current, calibration=dict(current.calibration))  # the head is shared, unchanged
     changed = holdout_temperature_fit(
         classifier=refit, embeddings=embeddings, y=y, prior_sd=holdout_prior_sd(project)

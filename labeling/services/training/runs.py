@@ -125,7 +125,7 @@ def _execute(run: TrainingRun) -> None:
     holdout = majority_labels(project=project, split=Split.HOLDOUT)
     assessment = None
     if holdout:
-        embeddings, y = holdout_arrays(result.classifier, holdout)
+        embeddings, y = holdout_arrays(project, result.classifier, holdout)
         assessment = holdout_assess(
             result.classifier, embeddings, y, seed=project.seed, prior_sd=holdout_prior_sd(project)
         )
