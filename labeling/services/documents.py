@@ -234,5 +234,5 @@ def document_import_start(
             label_col=label_col,
             created_by=created_by,
         )
-        enqueue(TaskName.IMPORT_FILE, args=(job.id,), kind=QueueKind.SCORING)
+        enqueue(TaskName.IMPORT_FILE, args=(job.id,))
     return job
