@@ -64,9 +64,9 @@ setup_args=(--dataset "$DATASET")
 "$PY" manage.py collectstatic --noinput -v 0 >/dev/null 2>&1 || true
 "$PY" manage.py runserver --noreload "$HOST:$PORT" &
 pids+=($!)
-# One process for both queues: SQLite takes one writer at a time, and on a laptop the encoder
-# already uses every core.
-"$PY" -m celery -A workers.app worker --queues scoring,training --pool solo --loglevel INFO \
+# One process for every queue: SQLite takes one writer at a time, and on a laptop the encoder
+# already uses every core (an upload through the UI then waits for the scoring in hand, and back).
+"$PY" -m celery -A workers.app worker --queues scoring,training,imports --pool solo --loglevel INFO \
     --hostname "demo@%h" &
 pids+=($!)
 "$PY" -m celery -A workers.app beat --loglevel INFO --schedule "$VAR_DIR/celerybeat-schedule" &

@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 
 #: A scoring task stops after this long and enqueues its continuation, so no task nears its time limit.
 SCORING_TIME_BUDGET_S = 120.0
-#: The acquisition score stored for the batch-diversified strategy: diversity is applied by the queue.
-_STORED_STRATEGY = {"diverse": "bald"}
 # Not attributions: they depend only on (model, text), so a re-scored row keeps them.
 _UPDATE_FIELDS = ["in_queue", *PREDICTION_SCORE_FIELDS, "scored_at"]
 
@@ -99,12 +97,11 @@ def map_projection_for(model_version: ModelVersion, embeddings: np.ndarray) -> d
 def acquisition_for(strategy: str, result: ScoreResult, *, seed: int = 0) -> np.ndarray:
     """The project's acquisition score per document (N,); higher = ask sooner.
 
+    A batch-aware strategy stores its plain score too: the queue applies the batch rule at lease time.
     ``seed`` only matters for "random": it differs per batch so batches do not repeat one sequence.
     """
     assert result.samples is not None
-    return np.asarray(
-        acquisition_scores(_STORED_STRATEGY.get(strategy, strategy), result.samples, seed=seed), dtype=float
-    )
+    return np.asarray(acquisition_scores(strategy, result.samples, seed=seed), dtype=float)
 
 
 def prediction_bulk_upsert(
