@@ -80,8 +80,7 @@ cat <<MSG
 MSG
 # Stop everything as soon as any one of them exits (a crashed worker must not leave a silent demo).
 # A one-second poll rather than `wait -n`: bash runs the Ctrl+C trap at the latest when the current
-# sleep ends, while a SIGINT that lands as `wait -n` starts can leave it waiting (seen once in CI:
-# the trap had not run 90 s after Ctrl+C).
+# sleep ends, while a SIGINT that lands as `wait -n` starts can leave it waiting indefinitely.
 all_alive() {
     local pid
     for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || return 1; done
