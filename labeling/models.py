@@ -18,6 +18,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from labeling.labelspace import TASK_TYPE_LABELS, LabelSpace, label_space_for_project
+from modelsvc import acquisition
 from modelsvc.config import fine_tune_top
 
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -30,13 +31,11 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class AcquisitionStrategy(models.TextChoices):
-    RANDOM = "random", "Random"
-    LEAST_CONFIDENCE = "least_confidence", "Least confidence"
-    MARGIN = "margin", "Smallest margin"
-    ENTROPY = "entropy", "Predictive entropy"
-    BALD = "bald", "BALD (mutual information)"
-    DIVERSE = "diverse", "BALD, diversified across the batch"
+#: The acquisition strategies a project may use, derived from modelsvc's registry (declared there once):
+#: ``AcquisitionStrategy.DIVERSE == "diverse"``, labels as registered.
+AcquisitionStrategy = models.TextChoices(
+    "AcquisitionStrategy", [(s.name.upper(), (s.name, s.label)) for s in acquisition.REGISTRY.values()]
+)
 
 
 # Declared once, in the label-space registry: a task type and its label handling come together.

@@ -145,9 +145,11 @@ CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default="filesystem://")
 CELERY_FILESYSTEM_BROKER_DIR = Path(env.str("CELERY_FILESYSTEM_BROKER_DIR", default=str(VAR_DIR / "broker")))
 CELERY_RESULT_BACKEND: str | None = env.str("CELERY_RESULT_BACKEND", default="") or None
 CELERY_TASK_ALWAYS_EAGER: bool = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
-# Where each queue's work goes; a GPU host sets e.g. CELERY_ROUTE_SCORING=gpu CELERY_ROUTE_TRAINING=gpu.
+# Where each kind of work goes (labeling.services.dispatch.QueueKind); a GPU host sets e.g.
+# CELERY_ROUTE_SCORING=gpu CELERY_ROUTE_TRAINING=gpu. Imports need no model: they stay on CPU workers.
 CELERY_ROUTE_SCORING: str = env.str("CELERY_ROUTE_SCORING", default="scoring")
 CELERY_ROUTE_TRAINING: str = env.str("CELERY_ROUTE_TRAINING", default="training")
+CELERY_ROUTE_IMPORTS: str = env.str("CELERY_ROUTE_IMPORTS", default="imports")
 
 # --- Model ---------------------------------------------------------------------------------
 # Empty = the packaged all-MiniLM-L6-v2 folder; any local folder (or hub name where a network exists).

@@ -1,97 +1,76 @@
-"""Acquisition strategies: pure functions over sample probabilities (N, K, C) and embeddings (N, H).
+"""Acquisition strategies: one registry of pure scorers over sample probabilities (N, K, C).
 
-``acquisition_scores`` ranks single documents (higher = more informative). ``select_batch`` picks
-a batch of n indices; for ``diverse`` it avoids near-copies: among the top ``pool_factor * n``
-candidates by predictive entropy it runs score-weighted k-means++ seeding on cosine distances of
-the embeddings (each next item drawn with probability proportional to score * distance^2 to the
-items already chosen). Without embeddings, ``diverse`` falls back to stochastic power sampling
-(Gumbel top-n over score^beta, Kirsch et al. 2023).
+A strategy is declared once in ``REGISTRY``: its name (the value stored on a project), a human
+label, a scorer (N, K, C) -> (N,) (higher = more informative) and whether it is batch-aware. The
+service's choices (``labeling.models.AcquisitionStrategy``) are derived from it.
 
-``near_copy_order`` is the same rule for a live queue, where a batch is built one lease at a time by
-concurrent annotators: candidates that duplicate, or sit next to, an item someone else already holds
-go to the back, so simultaneous annotators do not all get the top of one uncertain cluster.
+Batch-aware means: concurrent annotators build a batch one lease at a time, and the queue passes
+over candidates that duplicate, or sit next to, an item someone else already holds
+(``near_copy_order``), so simultaneous annotators do not all get the top of one uncertain cluster.
+``diverse`` is BALD with that rule; every other strategy serves its scores in order.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
 from modelsvc import uncertainty as U
 
-STRATEGIES: tuple[str, ...] = ("random", "least_confidence", "margin", "entropy", "bald", "diverse")
+#: (samples (N, K, C), seed) -> scores (N,), higher = ask first.
+Scorer = Callable[[np.ndarray, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One acquisition strategy.
+
+    name: the stored value (a project's ``acquisition_strategy``); never rename one.
+    label: what a person reads in forms and the admin.
+    score: (samples (N, K, C), seed) -> (N,) informativeness; only ``random`` uses the seed.
+    batch_aware: the live queue pushes near-copies of documents leased to others to the back.
+    """
+
+    name: str
+    label: str
+    score: Scorer
+    batch_aware: bool = False
+
+
+def _random(s: np.ndarray, seed: int) -> np.ndarray:
+    return np.asarray(np.random.default_rng(seed).random(s.shape[0]))
+
+
+REGISTRY: Mapping[str, Strategy] = MappingProxyType({s.name: s for s in (
+    Strategy("random", "Random", _random),
+    Strategy("least_confidence", "Least confidence", lambda s, seed: U.least_confidence(s)),
+    Strategy("margin", "Smallest margin", lambda s, seed: 1.0 - U.margin(s)),
+    Strategy("entropy", "Predictive entropy", lambda s, seed: U.predictive_entropy(s)),
+    Strategy("bald", "BALD (mutual information)", lambda s, seed: U.mutual_information(s)),
+    Strategy("diverse", "BALD, diversified across the batch", lambda s, seed: U.mutual_information(s),
+             batch_aware=True),
+)})
+STRATEGIES: tuple[str, ...] = tuple(REGISTRY)
+
+
+def strategy_get(name: str) -> Strategy:
+    """The registered strategy called ``name``; ValueError for an unknown one."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}") from None
 
 
 def acquisition_scores(strategy: str, samples: np.ndarray, *, seed: int = 0) -> np.ndarray:
-    """(N, K, C) -> (N,) informativeness, higher = ask first."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    """(N, K, C) -> (N,) informativeness under ``strategy``, higher = ask first."""
+    scorer = strategy_get(strategy).score
     s = np.asarray(samples, dtype=np.float64)
     if s.ndim != 3:
         raise ValueError(f"samples must have shape (N, K, C), got {s.shape}")
-    if strategy == "random":
-        return np.asarray(np.random.default_rng(seed).random(s.shape[0]))
-    if strategy == "least_confidence":
-        return U.least_confidence(s)
-    if strategy == "margin":
-        return 1.0 - U.margin(s)
-    if strategy == "bald":
-        return U.mutual_information(s)
-    return U.predictive_entropy(s)  # entropy, and the base score of diverse
-
-
-def _power_sample(scores: np.ndarray, n: int, rng: np.random.Generator, beta: float = 1.0) -> np.ndarray:
-    gumbel = rng.gumbel(size=scores.shape[0])
-    keys = beta * np.log(np.maximum(scores, 1e-12)) + gumbel
-    return np.argsort(-keys, kind="stable")[:n]
-
-
-def _kmeanspp(emb: np.ndarray, scores: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    x = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    w = np.maximum(scores, 1e-12)
-    chosen = [int(np.argmax(w))]
-    dist = np.maximum(1.0 - x @ x[chosen[0]], 0.0)  # cosine distance to nearest chosen, (M,)
-    while len(chosen) < n:
-        p = w * dist**2
-        p[chosen] = 0.0
-        if p.sum() <= 0:  # everything left is a duplicate of a chosen item: fall back to score order
-            rest = [i for i in np.argsort(-w, kind="stable") if i not in set(chosen)]
-            chosen.extend(int(i) for i in rest[: n - len(chosen)])
-            break
-        nxt = int(rng.choice(len(p), p=p / p.sum()))
-        chosen.append(nxt)
-        dist = np.minimum(dist, np.maximum(1.0 - x @ x[nxt], 0.0))
-    return np.asarray(chosen, dtype=np.int64)
-
-
-def select_batch(
-    strategy: str,
-    samples: np.ndarray,
-    embeddings: np.ndarray | None,
-    n: int,
-    *,
-    seed: int = 0,
-    pool_factor: int = 5,
-) -> np.ndarray:
-    """Indices (min(n, N),) of the documents to label next, most informative first.
-
-    samples (N, K, C); embeddings (N, H), used by ``diverse`` only.
-    """
-    scores = acquisition_scores(strategy, samples, seed=seed)
-    total = scores.shape[0]
-    n = min(max(n, 0), total)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    if strategy != "diverse":
-        return np.argsort(-scores, kind="stable")[:n].astype(np.int64)
-    if embeddings is None:
-        return _power_sample(scores, n, rng).astype(np.int64)
-    emb = np.asarray(embeddings, dtype=np.float64)
-    if emb.shape[0] != total:
-        raise ValueError(f"embeddings have {emb.shape[0]} rows, samples {total}")
-    pool = np.argsort(-scores, kind="stable")[: min(total, max(n, pool_factor * n))]
-    picked = _kmeanspp(emb[pool], scores[pool], n, rng)
-    return pool[picked].astype(np.int64)
+    return scorer(s, seed)
 
 
 def near_copy_order(

@@ -64,9 +64,9 @@ setup_args=(--dataset "$DATASET")
 "$PY" manage.py collectstatic --noinput -v 0 >/dev/null 2>&1 || true
 "$PY" manage.py runserver --noreload "$HOST:$PORT" &
 pids+=($!)
-# One process for both queues: SQLite takes one writer at a time, and on a laptop the encoder
-# already uses every core.
-"$PY" -m celery -A workers.app worker --queues scoring,training --pool solo --loglevel INFO \
+# One process for every queue: SQLite takes one writer at a time, and on a laptop the encoder
+# already uses every core (an upload through the UI then waits for the scoring in hand, and back).
+"$PY" -m celery -A workers.app worker --queues scoring,training,imports --pool solo --loglevel INFO \
     --hostname "demo@%h" &
 pids+=($!)
 "$PY" -m celery -A workers.app beat --loglevel INFO --schedule "$VAR_DIR/celerybeat-schedule" &
@@ -80,8 +80,7 @@ cat <<MSG
 MSG
 # Stop everything as soon as any one of them exits (a crashed worker must not leave a silent demo).
 # A one-second poll rather than `wait -n`: bash runs the Ctrl+C trap at the latest when the current
-# sleep ends, while a SIGINT that lands as `wait -n` starts can leave it waiting (seen once in CI:
-# the trap had not run 90 s after Ctrl+C).
+# sleep ends, while a SIGINT that lands as `wait -n` starts can leave it waiting indefinitely.
 all_alive() {
     local pid
     for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || return 1; done

@@ -234,7 +234,7 @@ def test_every_service_command_names_a_real_module_and_queue(services: dict[str,
     from celery import Celery
 
     apps = app_services(services)
-    assert {"migrate", "web", "worker-cpu", "worker-gpu", "beat"} <= apps.keys()
+    assert {"migrate", "web", "worker-cpu", "worker-imports", "worker-gpu", "beat"} <= apps.keys()
     for name, svc in apps.items():
         command = svc["command"]
         assert command[0] in APP_IMAGE_COMMANDS, name
@@ -265,9 +265,14 @@ def test_every_routed_queue_has_a_consumer(services: dict[str, dict[str, Any]],
                 queues |= set(option(svc["command"], "--queues", "-Q").split(","))
         return queues
 
-    routed = {env_example["CELERY_ROUTE_SCORING"], env_example["CELERY_ROUTE_TRAINING"]}
+    from labeling.services.dispatch import QueueKind
+
+    routed = {env_example[f"CELERY_ROUTE_{kind.name}"] for kind in QueueKind}
+    assert routed >= {env_example["CELERY_ROUTE_SCORING"], env_example["CELERY_ROUTE_TRAINING"], "imports"}
     assert routed <= consumed(set())
     assert "gpu" not in consumed(set()) and "gpu" in consumed({"gpu"})
+    # A GPU host routes scoring and training to the gpu worker; imports stay with a CPU worker.
+    assert "imports" in consumed({"gpu"})
 
 
 def test_databases_and_web_have_healthchecks_and_dependents_wait_for_migrate(
@@ -277,7 +282,7 @@ def test_databases_and_web_have_healthchecks_and_dependents_wait_for_migrate(
         assert services[name]["healthcheck"]["test"], name
     assert services["web"]["healthcheck"]["test"][-1] == "docker/healthcheck.py"
     assert services["migrate"].get("restart") == "no"
-    for name in ("web", "worker-cpu", "worker-gpu", "beat"):
+    for name in ("web", "worker-cpu", "worker-imports", "worker-gpu", "beat"):
         deps = services[name]["depends_on"]
         assert deps["migrate"]["condition"] == "service_completed_successfully", name
         assert deps["postgres"]["condition"] == deps["redis"]["condition"] == "service_healthy", name

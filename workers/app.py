@@ -1,9 +1,14 @@
-"""The Celery app, configured from Django settings.
+"""The Celery app, configured from Django settings and the task registry.
 
-CPU host (one worker per queue kind keeps a long training from delaying scoring)::
+Every task is declared once in ``labeling.services.dispatch.TASKS`` (name, queue kind, arguments,
+limits); a worker module registers its function with ``@task(TaskName.X)``, which reads the rest
+from the spec. Routing, beat and the include list below come from the same registry.
+
+CPU host (one worker per queue kind keeps a long training or import from delaying scoring)::
 
     celery -A workers.app worker --queues scoring -n scoring@%h --concurrency 2
     celery -A workers.app worker --queues training -n training@%h --concurrency 1
+    celery -A workers.app worker --queues imports -n imports@%h --concurrency 1
 
 GPU host: ``celery -A workers.app worker --queues gpu -n gpu@%h --concurrency 1`` with
 ``CELERY_ROUTE_SCORING=gpu CELERY_ROUTE_TRAINING=gpu`` set for every process that *sends* work
@@ -12,18 +17,37 @@ GPU host: ``celery -A workers.app worker --queues gpu -n gpu@%h --concurrency 1`
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import environ
 from celery import Celery
 from celery.schedules import crontab
+from django.db import InterfaceError, OperationalError
 from kombu import Queue
+from kombu.exceptions import OperationalError as BrokerOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labeling.settings")
 
 # Worker-only knobs; Django settings of the same name (if the project adds them) win.
 _env = environ.Env()
+log = logging.getLogger(__name__)
+
+#: The modules that register tasks (with ``@task``); a test checks they register every spec.
+TASK_MODULES = ("workers.tasks", "workers.import_tasks")
+
+#: Errors that go away by themselves: the database or the broker restarting, a dropped connection.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    BrokerOperationalError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
 
 app = Celery("alabel")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -57,6 +81,9 @@ def _configure_reliability() -> None:
     """Every task is idempotent, so a message is acknowledged only after its task finished."""
     from django.conf import settings
 
+    from labeling.services.dispatch import QueueKind, longest_time_limit, queue_for
+
+    queues = {*(kind.value for kind in QueueKind), "gpu", *(queue_for(kind) for kind in QueueKind)}
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -65,7 +92,7 @@ def _configure_reliability() -> None:
         worker_prefetch_multiplier=1,
         task_ignore_result=settings.CELERY_RESULT_BACKEND is None,
         task_default_queue="scoring",
-        task_queues=[Queue("scoring"), Queue("training"), Queue("gpu")],
+        task_queues=[Queue(name) for name in sorted(queues)],
         task_create_missing_queues=True,
         broker_connection_retry_on_startup=True,
         # The broker may restart: an acked-late task whose connection dropped cannot be acked, so
@@ -77,40 +104,65 @@ def _configure_reliability() -> None:
         timezone="UTC",
     )
     if str(settings.CELERY_BROKER_URL).startswith(("redis://", "rediss://")):
-        # An unacknowledged message is handed out again after this long; it must exceed the hard time
-        # limit of every task on this broker or a running task would be delivered twice.
-        app.conf.broker_transport_options = {
-            "visibility_timeout": int(
-                _setting("CELERY_VISIBILITY_TIMEOUT", _env.int("CELERY_VISIBILITY_TIMEOUT", default=7200))
-            ),
-        }
+        # An unacknowledged message is handed out again after this long; it must exceed the longest
+        # task's hard limit (an import's) or a running task would be delivered twice.
+        longest = longest_time_limit()
+        configured = str(_setting("CELERY_VISIBILITY_TIMEOUT", _env.str("CELERY_VISIBILITY_TIMEOUT", default="")))
+        visibility = int(configured) if configured.strip() else longest + 600
+        if visibility <= longest:
+            log.warning("CELERY_VISIBILITY_TIMEOUT=%s is below the longest task's limit (%s s): a task "
+                        "running that long is delivered twice", visibility, longest)
+        app.conf.broker_transport_options = {"visibility_timeout": visibility}
 
 
 def _configure_beat() -> None:
-    from django.conf import settings
-
-    from labeling.services.dispatch import TaskName
+    from labeling.services.dispatch import TASKS, TaskName, queue_for
 
     reconcile_s = float(
         _setting("CELERY_RECONCILE_SECONDS", _env.float("CELERY_RECONCILE_SECONDS", default=60.0))
     )
     nightly_hour = int(_setting("CELERY_RETRAIN_HOUR", _env.int("CELERY_RETRAIN_HOUR", default=2)))
+    reconcile, nightly = TASKS[TaskName.RECONCILE], TASKS[TaskName.SCHEDULED_RETRAIN]
     app.conf.beat_schedule = {
         "reconcile": {
-            "task": str(TaskName.RECONCILE),
+            "task": str(reconcile.name),
             "schedule": reconcile_s,
-            "options": {"queue": settings.CELERY_ROUTE_SCORING, "expires": reconcile_s},
+            "options": {"queue": queue_for(reconcile.kind), "expires": reconcile_s},
         },
         "nightly-retrain": {
-            "task": str(TaskName.SCHEDULED_RETRAIN),
+            "task": str(nightly.name),
             "schedule": crontab(hour=nightly_hour, minute=0),
-            "options": {"queue": settings.CELERY_ROUTE_TRAINING},
+            "options": {"queue": queue_for(nightly.kind)},
         },
     }
+
+
+def task(name: str, *, retry_also: tuple[type[BaseException], ...] = ()) -> Callable[[Callable[..., Any]], Any]:
+    """Register a task function under its spec in ``dispatch.TASKS``: name, limits, delivery, retries.
+
+    ``retry_also``: service errors that mean "try again shortly" (a lock held elsewhere); they are
+    named here because the services that define them import the registry.
+    """
+    from labeling.services.dispatch import TASKS, TaskName
+
+    spec = TASKS[TaskName(name)]
+    retry = (*TRANSIENT_ERRORS, *retry_also) if spec.retry_transient else retry_also
+    options: dict[str, Any] = {}
+    if retry:
+        options = {"autoretry_for": retry, "retry_backoff": 2, "retry_backoff_max": 60, "retry_jitter": True,
+                   "max_retries": 8}
+    return app.task(
+        name=str(spec.name),
+        soft_time_limit=spec.soft_time_limit,
+        time_limit=spec.time_limit,
+        # Every task is idempotent, so a message lost with its worker is delivered again.
+        acks_late=True,
+        reject_on_worker_lost=True,
+        **options,
+    )
 
 
 _configure_embedded_broker()
 _configure_reliability()
 _configure_beat()
-# One module per area; each is a thin layer over labeling.services.
-app.conf.include = ["workers.tasks", "workers.import_tasks"]
+app.conf.include = list(TASK_MODULES)

@@ -6,7 +6,7 @@ collect is cut short by the dead socket (a BRPOP in flight), the default channel
 delivered, unacknowledged messages (an acked-late task running); the second close tries to restore
 them through a client built from the detached transport and raises ``AttributeError`` (``conninfo``
 is None). That is not a connection error, so it escapes celery's ``ignore_errors`` and the worker's
-main process exits: a broker restart takes the worker down with it.
+main process exits: a broker restart would take the worker down with it (docs/WORKERS.md).
 
 Nothing is lost by ignoring it: the unacknowledged messages stay in the broker's unacked index and are
 delivered again after the visibility timeout (or, if the broker came back empty, the reconciliation

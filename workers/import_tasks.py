@@ -1,18 +1,15 @@
-"""Background bulk imports: a thin task over ``labeling.services.imports``."""
+"""Background bulk imports: a thin task over ``labeling.services.imports``, on the imports queue."""
 
 from __future__ import annotations
 
 from labeling.services import imports
 from labeling.services.dispatch import TaskName
-from workers.app import app
+from workers.app import task
 
 
 # Idempotent: the job row is taken with a row lock and only while "queued", and rows already
 # imported count as duplicates on a re-run, so a redelivered message does no harm.
-@app.task(
-    name=str(TaskName.IMPORT_FILE), acks_late=True, reject_on_worker_lost=True,
-    soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60,
-)
+@task(TaskName.IMPORT_FILE)
 def import_file(import_job_id: int) -> dict[str, object] | None:
     job = imports.import_job_run(import_job_id)
     if job is None:

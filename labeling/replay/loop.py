@@ -5,7 +5,8 @@ at the end unless ``keep``), imports the pool through the import service (the ho
 ``document_bulk_create`` as for any project), and then repeats:
 
 1. ``batch`` simulated annotators each take a lease with ``assignments.assignment_next`` (so the
-   holdout interleave, the cold-start order and the queue's batch diversity all apply);
+   holdout interleave, the cold-start order and, for a batch-aware strategy, the near-copy rule all
+   apply: the same definition the live queue uses);
 2. each answers with the document's gold label through ``annotations.annotation_submit``;
 3. the tasks those labels sent run in-process (``EagerTasks``): the retrain check, the training
    run (train, calibrate, evaluate on the labeled holdout, promote or not), the pool re-score;

@@ -202,7 +202,7 @@ def leased_points(project: Project, champion: ModelVersion) -> tuple[set[str], l
 def diversify(
     candidates: list[Candidate], leased_hashes: set[str], points: list[tuple[float, float]]
 ) -> list[Candidate]:
-    """Batch diversity for a live queue: modelsvc's near-copy rule over the embedding map.
+    """The batch rule of a batch-aware strategy (``diverse``): modelsvc's near-copy rule on the map.
 
     Exact copies (same content hash) and map neighbours of documents leased to others go to the
     back; the order among the kept candidates stays the acquisition order.

@@ -20,7 +20,7 @@ from labeling.models import (
 )
 from labeling.selectors.models import champion_prediction
 from labeling.services.assignments import assignment_locked_for, assignment_require_live
-from labeling.services.dispatch import QueueKind, TaskName, enqueue
+from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.events import Event, publish
 
 MAX_DURATION_MS = 24 * 60 * 60 * 1000
@@ -56,7 +56,6 @@ def _request_retrain_check(project_id: int) -> None:
     enqueue(
         TaskName.CHECK_RETRAIN,
         args=(project_id,),
-        kind=QueueKind.TRAINING,
         countdown=RETRAIN_CHECK_DELAY_S,
         coalesce_s=RETRAIN_CHECK_DELAY_S - 1,
     )

@@ -21,6 +21,7 @@ from django.utils import timezone
 from labeling import roles
 from labeling.models import Assignment, AssignmentState, Document, Prediction, Project, Split
 from labeling.selectors import queue as q
+from modelsvc.acquisition import strategy_get
 
 
 class LeaseExpiredError(Exception):
@@ -135,8 +136,11 @@ def _lease_pool(
     if champion is not None:
         candidates = q.pool_candidates(champion, annotator_id=annotator.pk)
         if candidates:
-            hashes, points = q.leased_points(project, champion) if context.live_leases else (set(), [])
-            for c in q.diversify(candidates, hashes, points):
+            ordered = candidates
+            # Only a batch-aware strategy passes over near-copies of what others hold (modelsvc.acquisition).
+            if context.live_leases and strategy_get(project.acquisition_strategy).batch_aware:
+                ordered = q.diversify(candidates, *q.leased_points(project, champion))
+            for c in ordered:
                 document, prediction = q.offer(c, champion)
                 reason = {
                     "strategy": project.acquisition_strategy,
@@ -171,8 +175,9 @@ def lease_next(*, project: Project, annotator: AbstractBaseUser) -> Lease | None
     """The caller's active lease, or a new one on the best free document; None when nothing is left.
 
     Four statements on the usual path: expire lapsed leases, read the lease context, read the
-    ranking, lock-and-insert (plus one for the near-copy rule when others hold leases). No retry
-    loop: a lost race is an insert that does nothing, and the next candidate is tried.
+    ranking, lock-and-insert (plus one for the near-copy rule when others hold leases under a
+    batch-aware strategy). No retry loop: a lost race is an insert that does nothing, and the next
+    candidate is tried.
     """
     with transaction.atomic():
         _commit_without_flush()

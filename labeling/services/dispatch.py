@@ -1,14 +1,21 @@
-"""Enqueue background work by task name, after the current transaction commits.
+"""The task registry, and enqueueing background work after the current transaction commits.
 
-Services never import ``workers`` (the dependency points the other way); they name the task and
-the kind of queue. Routing a kind to a concrete queue (``scoring`` / ``training`` / ``gpu``) is a
+Services never import ``workers`` (the dependency points the other way), so every Celery task is
+declared here once: its name, the kind of queue it rides, its typed arguments and its time limits
+(``TASKS``). The workers register their functions from these specs (``workers.app.task``), beat
+and ``enqueue`` route by them, and a test fails when a spec and a registered task disagree.
+
+Routing a kind to a concrete queue (``scoring`` / ``training`` / ``imports`` / ``gpu``) is a
 setting, so a GPU host takes the work by configuration, not code edits.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, NamedTuple, get_type_hints
 
 from celery import current_app
 from django.conf import settings
@@ -17,30 +24,129 @@ from django.db import transaction
 
 
 class TaskName(enum.StrEnum):
-    SCORE_PENDING = "alabel.scoring.score_pending"      # (project_id,) coalesced scoring of new documents
-    RESCORE_POOL = "alabel.scoring.rescore_pool"        # (run_id, model_version_id) chunked, resumable
-    RECONCILE = "alabel.scoring.reconcile"              # () beat: find unscored pool documents
-    ATTRIBUTE = "alabel.scoring.attribute"              # (prediction_id,) token highlights
-    TRAIN = "alabel.training.train"                     # (run_id,)
-    CHECK_RETRAIN = "alabel.training.check_retrain"     # (project_id,) debounced threshold check
-    SCHEDULED_RETRAIN = "alabel.training.scheduled"     # () beat, nightly
-    IMPORT_FILE = "alabel.imports.import_file"          # (import_job_id,)
+    SCORE_PENDING = "alabel.scoring.score_pending"
+    RESCORE_POOL = "alabel.scoring.rescore_pool"
+    RECONCILE = "alabel.scoring.reconcile"
+    ATTRIBUTE = "alabel.scoring.attribute"
+    TRAIN = "alabel.training.train"
+    CHECK_RETRAIN = "alabel.training.check_retrain"
+    SCHEDULED_RETRAIN = "alabel.training.scheduled"
+    IMPORT_FILE = "alabel.imports.import_file"
 
 
 class QueueKind(enum.StrEnum):
     SCORING = "scoring"
     TRAINING = "training"
+    # Imports run for hours: on their own queue a large file never holds a scoring process.
+    IMPORTS = "imports"
 
 
 def queue_for(kind: QueueKind) -> str:
-    return settings.CELERY_ROUTE_SCORING if kind is QueueKind.SCORING else settings.CELERY_ROUTE_TRAINING
+    """The queue this process sends ``kind`` to (``CELERY_ROUTE_<KIND>``)."""
+    match kind:
+        case QueueKind.SCORING:
+            return str(settings.CELERY_ROUTE_SCORING)
+        case QueueKind.TRAINING:
+            return str(settings.CELERY_ROUTE_TRAINING)
+        case QueueKind.IMPORTS:
+            return str(settings.CELERY_ROUTE_IMPORTS)
+
+
+# --- the arguments a task takes: the message carries them positionally, in this order -------------
+
+
+class NoArgs(NamedTuple):
+    pass
+
+
+class ProjectArgs(NamedTuple):
+    project_id: int
+
+
+class RunArgs(NamedTuple):
+    run_id: int
+
+
+class RescoreArgs(NamedTuple):
+    run_id: int
+    model_version_id: int
+
+
+class PredictionArgs(NamedTuple):
+    prediction_id: int
+
+
+class ImportJobArgs(NamedTuple):
+    import_job_id: int
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One Celery task: what senders, routing, beat and the worker's registration all read.
+
+    ``retry_transient``: retry the workers' named transient errors (database or broker restarting);
+    further retryable errors are service exceptions, named where the task is registered because
+    their modules import this one.
+    """
+
+    name: TaskName
+    kind: QueueKind
+    args: type[tuple[Any, ...]]
+    soft_time_limit: int
+    time_limit: int
+    retry_transient: bool = True
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.soft_time_limit < self.time_limit:
+            raise ValueError(f"{self.name}: need 0 < soft_time_limit < time_limit")
+
+    def check(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``args`` as the declared NamedTuple; TypeError when their number or a type is wrong."""
+        values = self.args(*args)
+        for field, hint in get_type_hints(self.args).items():
+            value = getattr(values, field)
+            if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+                raise TypeError(f"{self.name}: {field} must be {hint.__name__}, got {value!r}")
+        return values
+
+
+# Each row: name, queue kind, arguments, soft and hard time limit in seconds.
+TASKS: Mapping[TaskName, TaskSpec] = MappingProxyType({spec.name: spec for spec in (
+    TaskSpec(TaskName.SCORE_PENDING, QueueKind.SCORING, ProjectArgs, 300, 360,
+             doc="coalesced scoring of new documents"),
+    TaskSpec(TaskName.RESCORE_POOL, QueueKind.SCORING, RescoreArgs, 300, 360,
+             doc="the pool under a new champion, chunked and resumable"),
+    TaskSpec(TaskName.RECONCILE, QueueKind.SCORING, NoArgs, 60, 90,
+             doc="beat: unscored documents, lapsed leases, orphaned runs"),
+    # Nothing enqueues it yet: token highlights are computed on demand by the API.
+    TaskSpec(TaskName.ATTRIBUTE, QueueKind.SCORING, PredictionArgs, 60, 90, doc="token highlights"),
+    # On SQLite the reconciliation counts a run older than the hard limit as orphaned.
+    TaskSpec(TaskName.TRAIN, QueueKind.TRAINING, RunArgs, 3600 - 120, 3600,
+             doc="train, calibrate, gate, promote"),
+    TaskSpec(TaskName.CHECK_RETRAIN, QueueKind.TRAINING, ProjectArgs, 30, 60,
+             doc="debounced threshold check after labels"),
+    TaskSpec(TaskName.SCHEDULED_RETRAIN, QueueKind.TRAINING, NoArgs, 60, 90, doc="beat, nightly"),
+    # Not retried: once it has started, a failure marks the job failed and a retry would find it so.
+    TaskSpec(TaskName.IMPORT_FILE, QueueKind.IMPORTS, ImportJobArgs, 6 * 3600, 6 * 3600 + 60,
+             retry_transient=False, doc="a bulk file import, up to 6 h"),
+)})
+
+
+def longest_time_limit() -> int:
+    """The longest hard limit of any task: the broker's redelivery timeout must exceed it."""
+    return max(spec.time_limit for spec in TASKS.values())
 
 
 def enqueue(
-    name: TaskName, *, args: tuple[Any, ...] = (), kind: QueueKind = QueueKind.SCORING,
+    name: TaskName, *, args: tuple[Any, ...] = (), kind: QueueKind | None = None,
     countdown: float | None = None, coalesce_s: float | None = None,
 ) -> None:
     """Send ``name`` once the surrounding transaction commits (at once outside one).
+
+    ``args`` are checked against the task's declared arguments now, in the caller, so a wrong
+    message fails where it is written rather than in a worker. The queue is the task's declared
+    kind; a caller that names ``kind`` too must name the same one.
 
     ``coalesce_s``: send at most one message per (name, args) in that many seconds (a key in the
     cache: per process, or across replicas with CACHE_URL). Use it with a ``countdown`` longer than
@@ -49,10 +155,14 @@ def enqueue(
     A broker outage is logged, not raised: the caller's data is already committed, and the beat
     reconciliation task finds whatever a lost message left undone.
     """
+    spec = TASKS[name]
+    if kind is not None and kind is not spec.kind:
+        raise ValueError(f"{name} is declared on the {spec.kind} queue kind, not {kind}")
+    message = tuple(spec.check(args))
 
     def send() -> None:
-        if coalesce_s is not None and not cache.add(f"alabel:enqueue:{name}:{args}", 1, timeout=coalesce_s):
+        if coalesce_s is not None and not cache.add(f"alabel:enqueue:{name}:{message}", 1, timeout=coalesce_s):
             return  # a message sent moments ago has not run yet and will see this commit
-        current_app.send_task(str(name), args=args, queue=queue_for(kind), countdown=countdown)
+        current_app.send_task(str(name), args=message, queue=queue_for(spec.kind), countdown=countdown)
 
     transaction.on_commit(send, robust=True)

@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from labeling.models import Document, ImportJob, Project, Split, text_hash
-from labeling.services.dispatch import QueueKind, TaskName, enqueue
+from labeling.services.dispatch import TaskName, enqueue
 
 MAX_TEXT_CHARS = 100_000
 MAX_EXTERNAL_ID_CHARS = 255
@@ -174,7 +174,7 @@ def document_bulk_create(*, project: Project, items: Iterable[Any]) -> list[tupl
             with transaction.atomic():
                 results = _insert(project, validated)
                 if any(created for _, created in results):
-                    enqueue(TaskName.SCORE_PENDING, args=(project.id,), kind=QueueKind.SCORING, countdown=2)
+                    enqueue(TaskName.SCORE_PENDING, args=(project.id,), countdown=2)
                 return results
         except IntegrityError:
             # A concurrent request stored one of these external_ids between our read and insert:
@@ -234,5 +234,5 @@ def document_import_start(
             label_col=label_col,
             created_by=created_by,
         )
-        enqueue(TaskName.IMPORT_FILE, args=(job.id,), kind=QueueKind.SCORING)
+        enqueue(TaskName.IMPORT_FILE, args=(job.id,))
     return job

@@ -25,7 +25,7 @@ from labeling.models import PREDICTION_SCORE_FIELDS, Document, ModelVersion, Pre
 from labeling.selectors.models import champion_get, champion_has_gaps, documents_unscored_page
 from labeling.services import modeling
 from labeling.services.assignments import assignments_expire
-from labeling.services.dispatch import QueueKind, TaskName, enqueue
+from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import ScoringBusyError
 from labeling.services.planner import planner_statistics_refresh
 from modelsvc.acquisition import acquisition_scores
@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 
 #: A scoring task stops after this long and enqueues its continuation, so no task nears its time limit.
 SCORING_TIME_BUDGET_S = 120.0
-#: The acquisition score stored for the batch-diversified strategy: diversity is applied by the queue.
-_STORED_STRATEGY = {"diverse": "bald"}
 # Not attributions: they depend only on (model, text), so a re-scored row keeps them.
 _UPDATE_FIELDS = ["in_queue", *PREDICTION_SCORE_FIELDS, "scored_at"]
 
@@ -78,12 +76,11 @@ def map_projection_for(model_version: ModelVersion, embeddings: np.ndarray) -> d
 def acquisition_for(strategy: str, result: ScoreResult, *, seed: int = 0) -> np.ndarray:
     """The project's acquisition score per document (N,); higher = ask sooner.
 
+    A batch-aware strategy stores its plain score too: the queue applies the batch rule at lease time.
     ``seed`` only matters for "random": it differs per batch so batches do not repeat one sequence.
     """
     assert result.samples is not None
-    return np.asarray(
-        acquisition_scores(_STORED_STRATEGY.get(strategy, strategy), result.samples, seed=seed), dtype=float
-    )
+    return np.asarray(acquisition_scores(strategy, result.samples, seed=seed), dtype=float)
 
 
 def prediction_bulk_upsert(
@@ -183,7 +180,7 @@ def project_score_pending(
                 break
     name = TaskName.RESCORE_POOL if run_id is not None else TaskName.SCORE_PENDING
     args: tuple[Any, ...] = (run_id, model_version_id) if run_id is not None else (project_id,)
-    enqueue(name, args=args, kind=QueueKind.SCORING)
+    enqueue(name, args=args)
     return report
 
 
@@ -250,7 +247,7 @@ def scoring_reconcile() -> dict[str, Any]:
         expired += assignments_expire(project=project)
         champion = champion_get(project_id=project.pk)
         if champion is not None and champion_has_gaps(champion):
-            enqueue(TaskName.SCORE_PENDING, args=(project.pk,), kind=QueueKind.SCORING)
+            enqueue(TaskName.SCORE_PENDING, args=(project.pk,))
             enqueued.append(project.pk)
     if enqueued:
         log.info("reconcile: scoring enqueued for projects %s", enqueued)

@@ -5,7 +5,7 @@ Usage, from any test package's ``conftest.py``::
     from tests.support.celery_worker import celery_worker, celery_worker_factory, redis_server  # noqa: F401
 
     @pytest.mark.django_db(transaction=True)
-    def test_something(celery_worker):          # a worker on scoring,training is ready
+    def test_something(celery_worker):          # a worker on every queue kind is ready
         ...                                      # services enqueue; the worker does the work
         celery_worker.kill()                     # SIGKILL, like a crashed host
         celery_worker.start()                    # and back
@@ -47,6 +47,13 @@ from django.db import connection
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 120.0
+
+
+def all_queues() -> str:
+    """Every queue kind's default queue (scoring,training,imports): what one test worker consumes."""
+    from labeling.services.dispatch import QueueKind
+
+    return ",".join(kind.value for kind in QueueKind)
 
 
 def database_url() -> str:
@@ -102,13 +109,13 @@ class WorkerProcess:
         *,
         log_dir: Path,
         env: dict[str, str],
-        queues: str = "scoring,training",
+        queues: str | None = None,
         pool: str = "solo",
         concurrency: int = 1,
         beat: bool = False,
     ) -> None:
         self.name = f"test-{uuid.uuid4().hex[:8]}"
-        self.log_dir, self.env, self.queues, self.pool = log_dir, env, queues, pool
+        self.log_dir, self.env, self.queues, self.pool = log_dir, env, queues or all_queues(), pool
         self.concurrency, self.beat = concurrency, beat
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -308,7 +315,7 @@ def celery_worker_factory(transactional_db: None, settings: Any, tmp_path: Path)
 
     def start(
         *,
-        queues: str = "scoring,training",
+        queues: str | None = None,
         pool: str = "solo",
         concurrency: int = 1,
         beat: bool = False,
@@ -342,7 +349,7 @@ def celery_worker_factory(transactional_db: None, settings: Any, tmp_path: Path)
 
 @pytest.fixture
 def celery_worker(celery_worker_factory: WorkerFactory) -> WorkerProcess:
-    """One solo worker on ``scoring,training`` with this test's database, broker and artifact folder."""
+    """One solo worker on every queue kind with this test's database, broker and artifact folder."""
     return celery_worker_factory()
 
 

@@ -1,7 +1,7 @@
 """The worker's consumer survives closing a broker connection that kombu can no longer close.
 
-The state is the one a real worker reached in CI when its Redis broker was killed while an acked-late
-task ran (workers/consumer.py): the default channel still open with a delivered, unacknowledged
+The state is the one a real worker reaches when its Redis broker is killed while an acked-late task
+runs (workers/consumer.py): the default channel still open with a delivered, unacknowledged
 message, its client pools dropped by the failed read, and the transport detached by ``collect()``.
 """
 

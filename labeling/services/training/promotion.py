@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from labeling.models import ModelStatus, ModelVersion, Project, RunStatus, TrainingRun
 from labeling.selectors.models import champion_get
-from labeling.services.dispatch import QueueKind, TaskName, enqueue
+from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import PromotionError, RollbackError
 
 
@@ -41,7 +41,7 @@ def challenger_decide(*, run: TrainingRun, challenger: ModelVersion, promote: bo
         if promote:
             TrainingRun.objects.filter(pk=run.pk).update(stage="promote", progress=1.0)
             _promote(challenger)
-            enqueue(TaskName.RESCORE_POOL, args=(run.pk, challenger.pk), kind=QueueKind.SCORING)
+            enqueue(TaskName.RESCORE_POOL, args=(run.pk, challenger.pk))
         else:
             ModelVersion.objects.filter(pk=challenger.pk).update(status=ModelStatus.REJECTED)
         TrainingRun.objects.filter(pk=run.pk).update(
@@ -62,7 +62,7 @@ def model_version_promote(*, model_version: ModelVersion) -> ModelVersion:
         raise PromotionError(f"v{model_version.version} has no finished artifact")
     with transaction.atomic():
         _promote(model_version)
-        enqueue(TaskName.SCORE_PENDING, args=(model_version.project_id,), kind=QueueKind.SCORING)
+        enqueue(TaskName.SCORE_PENDING, args=(model_version.project_id,))
     return model_version
 
 
@@ -90,6 +90,6 @@ def model_version_rollback(*, project: Project) -> ModelVersion:
         ModelVersion.objects.filter(pk=previous.pk).update(status=ModelStatus.CHAMPION, promoted_at=now)
         _close_superseded_rescores(previous)
         # Documents ingested under the rolled-back model still need this one's predictions.
-        enqueue(TaskName.SCORE_PENDING, args=(project.pk,), kind=QueueKind.SCORING)
+        enqueue(TaskName.SCORE_PENDING, args=(project.pk,))
     previous.refresh_from_db()
     return previous

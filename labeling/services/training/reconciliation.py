@@ -11,14 +11,14 @@ from django.utils import timezone
 
 from labeling.models import Project, RunStatus, TrainingRun
 from labeling.services import modeling
-from labeling.services.dispatch import QueueKind, TaskName, enqueue
+from labeling.services.dispatch import TASKS, TaskName, enqueue
 from labeling.services.training.runs import training_run_fail
 from labeling.services.training.triggers import project_check_retrain
 
 log = logging.getLogger(__name__)
 
 #: The TRAIN task's hard time limit; on SQLite (no advisory locks) a run older than this is dead.
-TRAIN_TIME_LIMIT_S = 3600
+TRAIN_TIME_LIMIT_S = TASKS[TaskName.TRAIN].time_limit
 #: A queued run whose message has not started it after this long is sent again (lost message).
 REQUEUE_AFTER_S = 600
 
@@ -44,7 +44,7 @@ def training_reconcile() -> dict[str, Any]:
         )
     )
     for run_id in resent:
-        enqueue(TaskName.TRAIN, args=(run_id,), kind=QueueKind.TRAINING)
+        enqueue(TaskName.TRAIN, args=(run_id,))
     requested = []
     for project_id in Project.objects.values_list("pk", flat=True):
         run = project_check_retrain(project_id=project_id, count_if_open=False)

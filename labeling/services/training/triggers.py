@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from labeling.models import Annotation, Project, RunStatus, RunTrigger, Split, TrainingRun
 from labeling.selectors.models import OPEN_RUN_STATES, labeled_count, latest_trained_version
-from labeling.services.dispatch import QueueKind, TaskName, enqueue
+from labeling.services.dispatch import TaskName, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def training_run_request(*, project: Project, trigger: str, requested_by: Any = 
                     project=project, status__in=OPEN_RUN_STATES
                 )
             else:
-                enqueue(TaskName.TRAIN, args=(run.pk,), kind=QueueKind.TRAINING)
+                enqueue(TaskName.TRAIN, args=(run.pk,))
                 return run
         TrainingRun.objects.filter(pk=open_run.pk).update(coalesced_triggers=F("coalesced_triggers") + 1)
         open_run.refresh_from_db()

@@ -51,3 +51,18 @@ def test_without_coalescing_every_call_sends(sent, django_capture_on_commit_call
         enqueue(TaskName.SCORE_PENDING, args=(1,))
         enqueue(TaskName.SCORE_PENDING, args=(1,))
     assert len(sent) == 2
+
+
+@pytest.mark.django_db
+def test_arguments_and_kind_are_checked_against_the_registry_when_sent(sent, django_capture_on_commit_callbacks):
+    from labeling.services.dispatch import RescoreArgs
+
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(TypeError):
+            enqueue(TaskName.RESCORE_POOL, args=(1,))  # one id short
+        with pytest.raises(TypeError, match="run_id must be int"):
+            enqueue(TaskName.TRAIN, args=("1",))
+        with pytest.raises(ValueError, match="training"):
+            enqueue(TaskName.TRAIN, args=(1,), kind=QueueKind.SCORING)
+        enqueue(TaskName.RESCORE_POOL, args=RescoreArgs(run_id=3, model_version_id=4))
+    assert sent == [(str(TaskName.RESCORE_POOL), (3, 4))]
