@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from labeling.models import Document, Prediction, Project, Split
+from labeling.models import AcquisitionStrategy, Document, Prediction, Project, Split
 from labeling.roles import ANNOTATOR, has_role, is_admin
 from labeling.selectors import dashboard as dash
 from labeling.selectors.models import champion_get
@@ -87,6 +87,7 @@ def label(request: HttpRequest, pk: int) -> HttpResponse:
             for item in project.labels
         ],
         "progress": dash.labeling_progress(project=project, user=request.user),
+        "strategies": dict(AcquisitionStrategy.choices),  # the "chosen by" line names them as declared
     }
     return render(request, "ui/label.html", {"project": project, "config": config})
 

@@ -66,9 +66,7 @@
   function reasonText(item) {
     const r = item.reason || {};
     if (r.holdout) return "Holdout item, served blind to measure the model honestly.";
-    const names = { random: "random sampling", least_confidence: "least confidence", margin: "smallest margin",
-      entropy: "predictive entropy", bald: "BALD (model uncertainty)", diverse: "BALD, diversified" };
-    const strategy = names[r.strategy] || r.strategy || "the queue order";
+    const strategy = config.strategies[r.strategy] || r.strategy || "the queue order";
     let s = "Chosen by " + strategy;
     if (r.score !== undefined && r.score !== null) s += " · score " + A.num(r.score, 3);
     return s + ".";
