@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from labeling.api.base import BaseApi, get_or_404, project_or_404
 from labeling.api.errors import Conflict
-from labeling.api.permissions import HasAnyRole, IsAdmin, IsIngest
+from labeling.api.permissions import IsProjectIngest, IsProjectManager, IsProjectMember
 from labeling.models import ModelVersion, RunTrigger, TrainingRun
 from labeling.services.documents import text_problem
 
@@ -34,7 +34,7 @@ class PredictionResultSerializer(serializers.Serializer):
 
 
 class PredictApi(BaseApi):
-    permission_classes = [IsIngest]
+    permission_classes = [IsProjectIngest]
 
     class InputSerializer(serializers.Serializer):
         texts = serializers.ListField(
@@ -96,7 +96,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
 
 class ModelListApi(BaseApi):
-    permission_classes = [HasAnyRole]
+    permission_classes = [IsProjectMember]
 
     @extend_schema(operation_id="models_list", responses=ModelVersionSerializer(many=True))
     def get(self, request: Request, project_id: int) -> Response:
@@ -115,7 +115,7 @@ def _run_training_service(name: str, **kwargs: Any) -> Any:
 
 
 class ModelPromoteApi(BaseApi):
-    permission_classes = [IsAdmin]
+    permission_classes = [IsProjectManager]
 
     @extend_schema(operation_id="models_promote", request=None, responses=ModelVersionSerializer)
     def post(self, request: Request, project_id: int, model_id: int) -> Response:
@@ -127,7 +127,7 @@ class ModelPromoteApi(BaseApi):
 
 
 class ModelRollbackApi(BaseApi):
-    permission_classes = [IsAdmin]
+    permission_classes = [IsProjectManager]
 
     @extend_schema(operation_id="models_rollback", request=None, responses=ModelVersionSerializer)
     def post(self, request: Request, project_id: int) -> Response:
@@ -171,7 +171,7 @@ class TrainingRunCollectionApi(BaseApi):
     """GET lists runs (any role); POST asks for a retrain now (admin)."""
 
     def get_permissions(self) -> list[Any]:
-        return [IsAdmin()] if self.request.method == "POST" else [HasAnyRole()]
+        return [IsProjectManager()] if self.request.method == "POST" else [IsProjectMember()]
 
     @extend_schema(operation_id="training_runs_list", responses=TrainingRunSerializer(many=True))
     def get(self, request: Request, project_id: int) -> Response:
