@@ -14,9 +14,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from labeling import roles
-from labeling.services.memberships import membership_ensure
 from labeling.models import ModelStatus, Project
 from labeling.services.documents import document_bulk_create
+from labeling.services.memberships import membership_ensure
 from labeling.services.projects import project_create
 from tests.factories import ModelVersionFactory, PredictionFactory, UserFactory
 
