@@ -1,9 +1,7 @@
 """What every API view shares: a size-limited JSON parser, the project-membership gate, JSON 404s.
 
-The gate: every view whose URL names a project (``project_id``) or an object that belongs to one
-(``assignment_id``, ``annotation_id``) answers 404 to an authenticated caller who is not a member
-of that project, before any role check, so a non-member cannot even learn that the project exists.
-Members whose role lacks the operation then get 403 from the view's permission classes
+The gate (labeling/api/scope.py) answers 404 to a non-member of the project the URL is about;
+members whose role lacks the operation then get 403 from the view's permission classes
 (labeling/api/permissions.py).
 """
 
@@ -12,14 +10,14 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db.models import Model, OuterRef, Subquery
+from django.db.models import Model
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import JSONParser
 from rest_framework.views import APIView
 
-from labeling import roles
 from labeling.api.errors import PayloadTooLarge
-from labeling.models import Annotation, Assignment, Project, ProjectMembership
+from labeling.api.scope import scope_project_id
+from labeling.models import Project
 
 M = TypeVar("M", bound=Model)
 
@@ -40,43 +38,6 @@ class LimitedJSONParser(JSONParser):
         return super().parse(stream, media_type, parser_context)
 
 
-# URL kwargs naming an object that belongs to a project: the model, and the path to its project id.
-OBJECT_SCOPES: dict[str, tuple[type[Model], str]] = {
-    "assignment_id": (Assignment, "project_id"),
-    "annotation_id": (Annotation, "document__project_id"),
-}
-
-
-def _scope_project_id(kwargs: dict[str, Any], user: Any) -> int | None:
-    """The project the URL is about, its membership remembered; NotFound for a non-member.
-
-    One query: the membership (``project_id`` in the URL) or the object with its caller's role
-    (object URLs). Staff skip the membership; an unknown object still answers 404.
-    """
-    if "project_id" in kwargs:
-        project_id = int(kwargs["project_id"])
-        if not roles.is_member(user, project_id):
-            raise NotFound(f"project {project_id} does not exist")
-        return project_id
-    for kwarg, (model, project_path) in OBJECT_SCOPES.items():
-        if kwarg not in kwargs:
-            continue
-        role = ProjectMembership.objects.filter(project_id=OuterRef(project_path), user_id=user.pk).values("role")
-        row = (
-            model._default_manager.filter(pk=kwargs[kwarg])
-            .annotate(caller_role=Subquery(role[:1]))
-            .values_list(project_path, "caller_role")
-            .first()
-        )
-        if row is not None:
-            project_id, role_held = row
-            roles.remember_role(user, project_id, role_held)
-            if roles.is_member(user, project_id):
-                return int(project_id)
-        raise NotFound(f"{model._meta.verbose_name} {kwargs[kwarg]} does not exist")
-    return None
-
-
 class BaseApi(APIView):
     parser_classes = [LimitedJSONParser]
     # Set by the membership gate: the project this request is about (None: the URL names none).
@@ -89,7 +50,7 @@ class BaseApi(APIView):
         self._throttles_checked = True
         super().check_throttles(request)
         if request.user.is_authenticated:
-            self.scope_project_id = _scope_project_id(self.kwargs, request.user)
+            self.scope_project_id = scope_project_id(self.kwargs, request.user)
         super().check_permissions(request)
 
     def check_throttles(self, request: Any) -> None:
