@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Expression, IntegerField, Model, OuterRef, Subquery, Value
+from django.db.models import BigIntegerField, Expression, Model, OuterRef, Subquery, Value
 from rest_framework.exceptions import NotFound
 
 from labeling import roles
@@ -25,6 +25,7 @@ OBJECT_SCOPES: dict[str, tuple[type[Model], str]] = {
 }
 # Where ``remember`` keeps what the token query read, on the request's user object.
 _RESOLVED = "_alabel_scope"
+_MAX_ID = 2**63 - 1
 
 
 def _scope_kwarg(kwargs: dict[str, Any]) -> str | None:
@@ -40,7 +41,9 @@ def scope_columns(kwargs: dict[str, Any], user_ref: str) -> dict[str, Expression
         return {}
     project: Expression
     if kwarg == "project_id":
-        project = Value(int(kwargs[kwarg]), output_field=IntegerField())
+        value = int(kwargs[kwarg])
+        # An id past bigint matches nothing; as a bound parameter it would fail the whole statement.
+        project = Value(value if value <= _MAX_ID else None, output_field=BigIntegerField())
     else:
         model, path = OBJECT_SCOPES[kwarg]
         project = Subquery(model._default_manager.filter(pk=kwargs[kwarg]).values(path)[:1])
@@ -74,7 +77,7 @@ def scope_project_id(kwargs: dict[str, Any], user: Any) -> int | None:
     if resolved is not None and resolved[:2] == (kwarg, str(kwargs[kwarg])):
         project_id = resolved[2]
     elif kwarg == "project_id":
-        project_id = int(kwargs[kwarg])
+        project_id = int(kwargs[kwarg]) if int(kwargs[kwarg]) <= _MAX_ID else None
     else:  # a session client: the object and the caller's role in its project, one query
         model, path = OBJECT_SCOPES[kwarg]
         member_role = ProjectMembership.objects.filter(project_id=OuterRef(path), user_id=user.pk).values("role")

@@ -24,6 +24,7 @@ from labeling.models import AssignmentState, ModelStatus
 from labeling.services.memberships import membership_ensure
 from labeling.services.projects import project_create
 from tests import factories as f
+from tests.labeling.api.conftest import token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -221,6 +222,16 @@ def test_non_members_get_404_for_objects_of_a_project(world: dict[str, Any]) -> 
     assert hidden.status_code == unknown.status_code == 404
     assert hidden.json()["error"]["message"] == f"assignment {assignment_id} does not exist"
     assert client.patch(f"/api/v1/annotations/{annotation_id}", {"label": "a"}, format="json").status_code == 404
+
+
+@pytest.mark.parametrize("caller", [STAFF, ANNOTATOR])
+def test_ids_past_bigint_are_404_not_500(world: dict[str, Any], caller: str) -> None:
+    huge = 10**20
+    session = APIClient()
+    session.force_login(world["users"][caller])
+    for client in (session, token_client(world["users"][caller])):
+        assert client.get(f"/api/v1/projects/{huge}/").status_code == 404
+        assert client.post(f"/api/v1/assignments/{huge}/renew").status_code == 404
 
 
 def test_the_project_list_shows_only_the_callers_projects(world: dict[str, Any]) -> None:
