@@ -455,10 +455,10 @@ class ImportJob(models.Model):
 class ProjectRole(models.TextChoices):
     """What a member may do in one project (see labeling/roles.py for the capability sets)."""
 
-    MANAGER = "manager", "manager"  # settings, members, models, export; labels too
-    REVIEWER = "reviewer", "reviewer"  # labels, and reads everyone's labels
-    ANNOTATOR = "annotator", "annotator"  # leases and labels
-    INGEST = "ingest", "ingest"  # a client that feeds documents and asks for predictions
+    MANAGER = "manager"  # settings, members, models, export; labels too
+    REVIEWER = "reviewer"  # labels, and reads everyone's labels
+    ANNOTATOR = "annotator"  # leases and labels
+    INGEST = "ingest"  # a client that feeds documents and asks for predictions
 
 
 class ProjectMembership(models.Model):
@@ -486,9 +486,9 @@ class ProjectMembership(models.Model):
 
 
 class MembershipAction(models.TextChoices):
-    ADDED = "added", "added"
-    ROLE_CHANGED = "role_changed", "role changed"
-    REMOVED = "removed", "removed"
+    ADDED = "added"
+    ROLE_CHANGED = "role_changed"
+    REMOVED = "removed"
 
 
 class MembershipChange(models.Model):

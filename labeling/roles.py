@@ -13,10 +13,10 @@ from django.db.models import QuerySet
 
 from labeling.models import Project, ProjectMembership, ProjectRole
 
-MANAGER = ProjectRole.MANAGER.value
-REVIEWER = ProjectRole.REVIEWER.value
-ANNOTATOR = ProjectRole.ANNOTATOR.value
-INGEST = ProjectRole.INGEST.value
+MANAGER = str(ProjectRole.MANAGER)
+REVIEWER = str(ProjectRole.REVIEWER)
+ANNOTATOR = str(ProjectRole.ANNOTATOR)
+INGEST = str(ProjectRole.INGEST)
 
 # Capabilities, each the set of project roles that holds it (staff hold them all).
 MANAGE = frozenset({MANAGER})  # settings, members, models (promote / rollback / retrain), stats, export
