@@ -27,8 +27,9 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
 from labeling.models import Document, Project, text_hash
-from labeling.roles import INGEST, grant_role
+from labeling.roles import INGEST
 from labeling.services.documents import document_bulk_create
+from labeling.services.memberships import membership_ensure
 from labeling.services.projects import project_create
 
 CHUNK = 1_000
@@ -65,6 +66,7 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
 
 def bench_endpoint(port: int, token: str, n: int, clients: int) -> float:
     project = fresh_project(f"bench ingest endpoint x{clients}")
+    membership_ensure(project=project, user=Token.objects.get(key=token).user, role=INGEST)
     texts = list(corpus(n, suffix=True))
     url = f"http://127.0.0.1:{port}/api/v1/projects/{project.pk}/documents/"
     bodies = [
@@ -101,7 +103,6 @@ def main() -> None:
     print(json.dumps({"row": "document_bulk_create, in-process", "docs": args.docs,
                       "docs_per_s": round(service), "vs_baseline": round(service / baseline, 1)}))
     user, _ = get_user_model().objects.get_or_create(username="bench-ingest")
-    grant_role(user, INGEST)
     token, _ = Token.objects.get_or_create(user=user)
     port = free_port()
     server = start_server(port)

@@ -41,8 +41,9 @@ import requests
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
-from labeling.models import Assignment, AssignmentState, Document, Prediction
-from labeling.roles import ANNOTATOR, grant_role
+from labeling.models import Assignment, AssignmentState, Document, Prediction, Project
+from labeling.roles import ANNOTATOR
+from labeling.services.memberships import membership_ensure
 from labeling.services.scoring import model_version_rescore
 
 WARMUP = 2
@@ -61,11 +62,11 @@ def ensure_scored(n_docs: int):
     return project
 
 
-def tokens(n: int) -> list[str]:
+def tokens(n: int, project: Project) -> list[str]:
     out = []
     for i in range(n):
         user, _ = get_user_model().objects.get_or_create(username=f"bench-annotator-{i + 1}")
-        grant_role(user, ANNOTATOR)
+        membership_ensure(project=project, user=user, role=ANNOTATOR)
         out.append(Token.objects.get_or_create(user=user)[0].key)
     return out
 
@@ -139,7 +140,7 @@ def main() -> None:
     Assignment.objects.filter(document__project=project, state=AssignmentState.ACTIVE).update(
         state=AssignmentState.RELEASED)
     pool = Document.objects.filter(project=project, is_labeled=False).count()
-    keys = tokens(args.clients)
+    keys = tokens(args.clients, project)
     port = free_port()
     server = start_server(port)
     base = f"http://127.0.0.1:{port}"

@@ -457,3 +457,65 @@ class ImportJob(models.Model):
 
     class Meta:
         ordering = ["-id"]
+
+
+class ProjectRole(models.TextChoices):
+    """What a member may do in one project (see labeling/roles.py for the capability sets)."""
+
+    MANAGER = "manager"  # settings, members, models, export; labels too
+    REVIEWER = "reviewer"  # labels, and reads everyone's labels
+    ANNOTATOR = "annotator"  # leases and labels
+    INGEST = "ingest"  # a client that feeds documents and asks for predictions
+
+
+class ProjectMembership(models.Model):
+    """One user's role in one project; staff need none (they are site admins)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=ProjectRole.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["project_id", "user_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user_and_project"),
+            models.CheckConstraint(
+                condition=Q(role__in=ProjectRole.values), name="membership_role_is_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} is {self.role} of {self.project_id}"
+
+
+class MembershipAction(models.TextChoices):
+    ADDED = "added"
+    ROLE_CHANGED = "role_changed"
+    REMOVED = "removed"
+
+
+class MembershipChange(models.Model):
+    """Append-only record of who changed whose membership, and when (written by services only)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="membership_changes")
+    # PROTECT: the audit trail outlives neither its subject nor its author silently.
+    member = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="null: written by a migration or a management command",
+    )
+    action = models.CharField(max_length=12, choices=MembershipAction.choices)
+    old_role = models.CharField(max_length=10, choices=ProjectRole.choices, blank=True)
+    new_role = models.CharField(max_length=10, choices=ProjectRole.choices, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "-created_at"], name="membership_change_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.member_id} {self.action} in {self.project_id}: {self.old_role} -> {self.new_role}"

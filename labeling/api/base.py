@@ -1,4 +1,9 @@
-"""What every API view shares: a size-limited JSON parser and project / object lookups with JSON 404s."""
+"""What every API view shares: a size-limited JSON parser, the project-membership gate, JSON 404s.
+
+The gate (labeling/api/scope.py) answers 404 to a non-member of the project the URL is about;
+members whose role lacks the operation then get 403 from the view's permission classes
+(labeling/api/permissions.py).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.views import APIView
 
 from labeling.api.errors import PayloadTooLarge
+from labeling.api.scope import scope_project_id
 from labeling.models import Project
 
 M = TypeVar("M", bound=Model)
@@ -34,12 +40,17 @@ class LimitedJSONParser(JSONParser):
 
 class BaseApi(APIView):
     parser_classes = [LimitedJSONParser]
+    # Set by the membership gate: the project this request is about (None: the URL names none).
+    scope_project_id: int | None = None
 
     # Rate limits count before the permission check, so anonymous probing and token guessing are
-    # throttled too (DRF's default order answers 401 forever without counting).
+    # throttled too (DRF's default order answers 401 forever without counting). The membership gate
+    # sits between them: 401 for anonymous callers, then 404 for non-members, then 403 for roles.
     def check_permissions(self, request: Any) -> None:
         self._throttles_checked = True
         super().check_throttles(request)
+        if request.user.is_authenticated:
+            self.scope_project_id = scope_project_id(self.kwargs, request.user)
         super().check_permissions(request)
 
     def check_throttles(self, request: Any) -> None:

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from labeling.api.base import BaseApi, get_or_404, project_or_404
-from labeling.api.permissions import IsIngest
+from labeling.api.permissions import IsProjectIngest
 from labeling.labelspace import label_space_for_model
 from labeling.models import Document, ImportJob, Split
 from labeling.selectors.documents import DocumentFilters, document_detail, document_list
@@ -102,7 +102,7 @@ class DocumentCursor(CursorPagination):
 class DocumentCollectionApi(BaseApi):
     """POST adds documents (ingest role); GET lists them with filters (ingest role)."""
 
-    permission_classes = [IsIngest]
+    permission_classes = [IsProjectIngest]
 
     class FilterSerializer(serializers.Serializer):
         labeled = serializers.BooleanField(required=False, allow_null=True, default=None)
@@ -203,7 +203,7 @@ class PredictionSerializer(serializers.Serializer):
 
 
 class DocumentDetailApi(BaseApi):
-    permission_classes = [IsIngest]
+    permission_classes = [IsProjectIngest]
 
     class OutputSerializer(serializers.ModelSerializer):
         annotations = AnnotationBriefSerializer(many=True)
@@ -261,7 +261,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
 
 
 class ImportCreateApi(BaseApi):
-    permission_classes = [IsIngest]
+    permission_classes = [IsProjectIngest]
     parser_classes = [MultiPartParser]
 
     class InputSerializer(serializers.Serializer):
@@ -308,7 +308,7 @@ class ImportCreateApi(BaseApi):
 
 
 class ImportDetailApi(BaseApi):
-    permission_classes = [IsIngest]
+    permission_classes = [IsProjectIngest]
 
     @extend_schema(
         operation_id="imports_retrieve",

@@ -21,6 +21,7 @@ from rest_framework.views import set_rollback
 from labeling.services.annotations import AnnotationConflictError
 from labeling.services.assignments import AssignmentClosedError, LeaseExpiredError
 from labeling.services.errors import ServiceConflict
+from labeling.services.memberships import MembershipNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ _CONFLICTS: dict[type[Exception], tuple[str, int]] = {
     LeaseExpiredError: ("lease_expired", status.HTTP_409_CONFLICT),
     AssignmentClosedError: ("assignment_closed", status.HTTP_409_CONFLICT),
     AnnotationConflictError: ("already_labeled", status.HTTP_409_CONFLICT),
+    MembershipNotFoundError: ("not_found", status.HTTP_404_NOT_FOUND),
 }
 
 

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from labeling.api.base import BaseApi, get_or_404, project_or_404
-from labeling.api.permissions import HasAnyRole, IsAdmin, IsIngest
+from labeling.api.permissions import IsProjectIngest, IsProjectManager, IsProjectMember
 from labeling.models import ModelVersion, RunTrigger, TrainingRun
 from labeling.services.documents import text_problem
 from labeling.services.modeling import predict_texts
@@ -36,7 +36,7 @@ class PredictionResultSerializer(serializers.Serializer):
 
 
 class PredictApi(BaseApi):
-    permission_classes = [IsIngest]
+    permission_classes = [IsProjectIngest]
 
     class InputSerializer(serializers.Serializer):
         texts = serializers.ListField(
@@ -96,7 +96,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
 
 class ModelListApi(BaseApi):
-    permission_classes = [HasAnyRole]
+    permission_classes = [IsProjectMember]
 
     @extend_schema(operation_id="models_list", responses=ModelVersionSerializer(many=True))
     def get(self, request: Request, project_id: int) -> Response:
@@ -106,7 +106,7 @@ class ModelListApi(BaseApi):
 
 
 class ModelPromoteApi(BaseApi):
-    permission_classes = [IsAdmin]
+    permission_classes = [IsProjectManager]
 
     @extend_schema(operation_id="models_promote", request=None, responses=ModelVersionSerializer)
     def post(self, request: Request, project_id: int, model_id: int) -> Response:
@@ -118,7 +118,7 @@ class ModelPromoteApi(BaseApi):
 
 
 class ModelRollbackApi(BaseApi):
-    permission_classes = [IsAdmin]
+    permission_classes = [IsProjectManager]
 
     @extend_schema(operation_id="models_rollback", request=None, responses=ModelVersionSerializer)
     def post(self, request: Request, project_id: int) -> Response:
@@ -155,7 +155,7 @@ class TrainingRunCollectionApi(BaseApi):
     """GET lists runs (any role); POST asks for a retrain now (admin)."""
 
     def get_permissions(self) -> list[Any]:
-        return [IsAdmin()] if self.request.method == "POST" else [HasAnyRole()]
+        return [IsProjectManager()] if self.request.method == "POST" else [IsProjectMember()]
 
     @extend_schema(operation_id="training_runs_list", responses=TrainingRunSerializer(many=True))
     def get(self, request: Request, project_id: int) -> Response:

@@ -1,4 +1,9 @@
-"""Role checks for the API: admin (staff), annotator, ingest client (see labeling/roles.py)."""
+"""Role checks for the API, per project (see labeling/roles.py for the capability sets).
+
+``BaseApi`` has already answered 404 to non-members by the time these run, and remembered the
+caller's role in the project the URL names (``view.scope_project_id``), so each check is free.
+A view whose URL names no project only passes staff through the project-scoped checks.
+"""
 
 from __future__ import annotations
 
@@ -17,22 +22,31 @@ class IsAdmin(BasePermission):
         return roles.is_admin(request.user)
 
 
-class IsAnnotator(BasePermission):
-    message = "this operation needs the annotator role"
+class _ProjectCapability(BasePermission):
+    capability: frozenset[str] = frozenset()
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return roles.has_role(request.user, roles.ANNOTATOR)
+        if roles.is_admin(request.user):
+            return True
+        project_id = getattr(view, "scope_project_id", None)
+        return project_id is not None and roles.can(request.user, self.capability, project_id)
 
 
-class IsIngest(BasePermission):
-    message = "this operation needs the ingest role"
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return roles.has_role(request.user, roles.INGEST)
+class IsProjectMember(_ProjectCapability):
+    message = "this operation needs a membership of the project"
+    capability = roles.READ
 
 
-class HasAnyRole(BasePermission):
-    message = "this account has no role in alabel (annotator, ingest or admin)"
+class IsProjectManager(_ProjectCapability):
+    message = "this operation needs the project's manager role"
+    capability = roles.MANAGE
 
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return any(roles.has_role(request.user, role) for role in roles.ROLE_GROUPS)
+
+class IsProjectAnnotator(_ProjectCapability):
+    message = "this operation needs the annotator, reviewer or manager role in the project"
+    capability = roles.ANNOTATE
+
+
+class IsProjectIngest(_ProjectCapability):
+    message = "this operation needs the ingest or manager role in the project"
+    capability = roles.FEED

@@ -6,11 +6,13 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from labeling import roles
 from labeling.api.base import BaseApi, project_or_404
-from labeling.api.permissions import HasAnyRole, IsAdmin
+from labeling.api.permissions import IsAdmin, IsProjectManager, IsProjectMember
 from labeling.models import AcquisitionStrategy, Project, validate_fine_tune
 from labeling.services.projects import POLICY_FIELDS, project_create, project_update_policy
 
@@ -59,11 +61,11 @@ class PolicyFieldsSerializer(serializers.Serializer):
 
 
 class ProjectListApi(BaseApi):
-    permission_classes = [HasAnyRole]
+    permission_classes = [IsAuthenticated]
 
     @extend_schema(operation_id="projects_list", responses=ProjectOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response(ProjectOutputSerializer(Project.objects.order_by("pk"), many=True).data)
+        return Response(ProjectOutputSerializer(roles.visible_projects(request.user).order_by("pk"), many=True).data)
 
 
 class ProjectCreateApi(BaseApi):
@@ -89,14 +91,14 @@ class ProjectCreateApi(BaseApi):
 
 
 class ProjectCollectionApi(ProjectListApi, ProjectCreateApi):
-    """GET lists (any role), POST creates (admin): one URL, the permission follows the method."""
+    """GET lists the caller's projects (staff: all), POST creates (staff); the permission follows the method."""
 
     def get_permissions(self) -> list[Any]:
-        return [IsAdmin()] if self.request.method == "POST" else [HasAnyRole()]
+        return [IsAdmin()] if self.request.method == "POST" else [IsAuthenticated()]
 
 
 class ProjectDetailApi(BaseApi):
-    permission_classes = [HasAnyRole]
+    permission_classes = [IsProjectMember]
 
     @extend_schema(operation_id="projects_retrieve", responses=ProjectOutputSerializer)
     def get(self, request: Request, project_id: int) -> Response:
@@ -104,7 +106,7 @@ class ProjectDetailApi(BaseApi):
 
 
 class ProjectPolicyUpdateApi(BaseApi):
-    permission_classes = [IsAdmin]
+    permission_classes = [IsProjectManager]
 
     class InputSerializer(PolicyFieldsSerializer):
         class Meta:
@@ -123,4 +125,4 @@ class ProjectPolicyUpdateApi(BaseApi):
 
 class ProjectItemApi(ProjectDetailApi, ProjectPolicyUpdateApi):
     def get_permissions(self) -> list[Any]:
-        return [IsAdmin()] if self.request.method == "PATCH" else [HasAnyRole()]
+        return [IsProjectManager()] if self.request.method == "PATCH" else [IsProjectMember()]

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from labeling import roles
 from labeling.api.base import BaseApi, get_or_404, project_or_404
-from labeling.api.permissions import IsAnnotator
+from labeling.api.permissions import IsProjectAnnotator
 from labeling.labelspace import label_space_for_model
 from labeling.models import Annotation, AnnotationSource, Assignment, Prediction
 from labeling.selectors.models import champion_prediction
@@ -126,7 +126,7 @@ def queue_item(assignment: Assignment, prediction: Prediction | None = None) -> 
 
 
 class QueueNextApi(BaseApi):
-    permission_classes = [IsAnnotator]
+    permission_classes = [IsProjectAnnotator]
 
     @extend_schema(
         operation_id="queue_next",
@@ -144,7 +144,7 @@ class QueueNextApi(BaseApi):
 
 
 class _AssignmentActionApi(BaseApi):
-    permission_classes = [IsAnnotator]
+    permission_classes = [IsProjectAnnotator]
 
     def act(self, request: Request, assignment_id: int, perform: Any) -> Response:
         assignment = get_or_404(Assignment, assignment_id)
@@ -214,7 +214,7 @@ class AnnotationOutputSerializer(serializers.ModelSerializer):
 
 
 class AnnotationCreateApi(BaseApi):
-    permission_classes = [IsAnnotator]
+    permission_classes = [IsProjectAnnotator]
 
     class InputSerializer(serializers.Serializer):
         label = serializers.CharField(max_length=64)
@@ -250,7 +250,7 @@ class AnnotationCreateApi(BaseApi):
 
 
 class AnnotationUpdateApi(BaseApi):
-    permission_classes = [IsAnnotator]
+    permission_classes = [IsProjectAnnotator]
 
     class InputSerializer(serializers.Serializer):
         label = serializers.CharField(max_length=64)
@@ -273,7 +273,7 @@ class AnnotationUpdateApi(BaseApi):
 
 
 class AnnotationListApi(BaseApi):
-    permission_classes = [IsAnnotator]
+    permission_classes = [IsProjectAnnotator]
     LIMIT = 200
 
     class FilterSerializer(serializers.Serializer):
@@ -295,7 +295,7 @@ class AnnotationListApi(BaseApi):
         params = self.FilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         qs: QuerySet[Annotation] = Annotation.objects.filter(document__project=project)
-        if params.validated_data["mine"] or not roles.is_admin(request.user):
+        if params.validated_data["mine"] or not roles.can(request.user, roles.READ_ALL_LABELS, project.pk):
             qs = qs.filter(annotator=request.user)
         qs = (
             qs.select_related("annotator", "model_version")

@@ -14,13 +14,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from labeling.api.base import BaseApi, project_or_404
-from labeling.api.permissions import IsAdmin
+from labeling.api.permissions import IsProjectManager
 from labeling.selectors import exports
 from labeling.selectors.stats import project_stats
 
 
 class ProjectStatsApi(BaseApi):
-    permission_classes = [IsAdmin]
+    permission_classes = [IsProjectManager]
 
     @extend_schema(
         operation_id="projects_stats",
@@ -48,7 +48,7 @@ _CONTENT = {
 
 
 class ProjectExportApi(BaseApi):
-    permission_classes = [IsAdmin]
+    permission_classes = [IsProjectManager]
     content_negotiation_class = _NoFormatOverride
 
     class FilterSerializer(serializers.Serializer):

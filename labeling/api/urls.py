@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
-from labeling.api import documents, health, models, projects, queue, stats
+from labeling.api import documents, health, members, models, projects, queue, stats
 from labeling.api.errors import json_not_found
 
 P = "api/v1/projects/<int:project_id>"
@@ -21,6 +21,10 @@ urlpatterns = [
     path(f"{P}/", projects.ProjectItemApi.as_view(), name="api-project"),
     path(f"{P}/stats", stats.ProjectStatsApi.as_view(), name="api-project-stats"),
     path(f"{P}/export", stats.ProjectExportApi.as_view(), name="api-project-export"),
+    # members
+    path(f"{P}/members/", members.MemberCollectionApi.as_view(), name="api-members"),
+    path(f"{P}/members/changes", members.MemberChangeListApi.as_view(), name="api-member-changes"),
+    path(f"{P}/members/<int:user_id>", members.MemberItemApi.as_view(), name="api-member"),
     # documents and imports
     path(f"{P}/documents/", documents.DocumentCollectionApi.as_view(), name="api-documents"),
     path(f"{P}/documents/<int:document_id>", documents.DocumentDetailApi.as_view(), name="api-document"),

@@ -33,9 +33,9 @@ from labeling.models import Annotation, AnnotationSource, Document, ModelVersion
 from labeling.models import Split as DocumentSplit
 from labeling.replay.curves import DIAGNOSIS_TEMPERATURES
 from labeling.replay.eager import EagerTasks
-from labeling.roles import ANNOTATOR, grant_role
+from labeling.roles import ANNOTATOR
 from labeling.selectors.models import champion_get, majority_labels
-from labeling.services import assignments, imports, modeling, projects
+from labeling.services import assignments, imports, memberships, modeling, projects
 from labeling.services.annotations import annotation_submit
 from labeling.services.training.triggers import training_run_request
 from modelsvc.calibration import ece_mce, ece_noise_floor, evaluate_predictions, fit_temperature, tempered_samples
@@ -88,12 +88,12 @@ def split_for_seed(data: ReplayData, *, seed: int, test_size: int, pool_size: in
     return Split(pool=rest, test=test_arr)
 
 
-def _annotators(n: int) -> list[AbstractBaseUser]:
+def _annotators(n: int, project: Project) -> list[AbstractBaseUser]:
     User = get_user_model()
     users = []
     for i in range(n):
         user, _ = User.objects.get_or_create(username=f"replay-annotator-{i + 1}")
-        grant_role(user, ANNOTATOR)
+        memberships.membership_ensure(project=project, user=user, role=ANNOTATOR)
         users.append(user)
     return users
 
@@ -226,7 +226,7 @@ def replay_run(
         rows = ({"id": f"{data.name}-{i}", "text": data.texts[i], "label": data.labels[i]} for i in split.pool)
         imports.import_records(project=project, records=rows, label_col="label", external_id_col="id")
         eager.drain()
-        team = _annotators(batch)
+        team = _annotators(batch, project)
         test_texts = [data.texts[i] for i in split.test]
         y_test = project.label_space.encode([data.labels[i] for i in split.test])
         labeled = 0

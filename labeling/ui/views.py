@@ -7,25 +7,21 @@ JavaScript; the JSON endpoints here only cover reads the API does not offer in t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
 
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
+from labeling import roles
 from labeling.models import AcquisitionStrategy, Document, Prediction, Project, Split
-from labeling.roles import ANNOTATOR, has_role, is_admin
 from labeling.selectors import dashboard as dash
 from labeling.selectors.models import champion_get
 from labeling.services.modeling import prediction_attributions
+from labeling.ui.access import project_json, project_page
 
-View = Callable[..., HttpResponse]
 logger = logging.getLogger(__name__)
 
 
@@ -38,37 +34,10 @@ class LogoutView(auth_views.LogoutView):
     pass
 
 
-def annotator_required(view: View) -> View:
-    """Signed in, and an annotator or an admin; anyone else gets a plain 403 page."""
-
-    @login_required
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not has_role(request.user, ANNOTATOR):
-            raise PermissionDenied("You need the annotator role to use this page.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
-def _json_required(view: View) -> View:
-    """Like ``annotator_required``, answering JSON 401/403: a page's fetch gets a status, not a login form."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return JsonResponse({"detail": "Your session ended: sign in again."}, status=401)
-        if not has_role(request.user, ANNOTATOR):
-            return JsonResponse({"detail": "You need the annotator role."}, status=403)
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
-@annotator_required
+@login_required
 @require_GET
 def project_list(request: HttpRequest) -> HttpResponse:
-    projects = Project.objects.annotate(
+    projects = roles.visible_projects(request.user, roles.ANNOTATE).annotate(
         n_docs=Count("documents", distinct=True),
         n_labeled=Count("documents", filter=Q(documents__is_labeled=True), distinct=True),
     ).order_by("name")
@@ -76,7 +45,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
     return render(request, "ui/project_list.html", {"rows": rows})
 
 
-@annotator_required
+@project_page(roles.ANNOTATE)
 @require_GET
 def label(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk)
@@ -92,14 +61,16 @@ def label(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "ui/label.html", {"project": project, "config": config})
 
 
-@annotator_required
+@project_page(roles.ANNOTATE)
 @require_GET
 def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk)
+    # "is_admin" in the page means "may run this project": staff or the project's manager.
+    manages = roles.can(request.user, roles.MANAGE, project.pk)
     return render(
         request, "ui/dashboard.html",
-        {"project": project, "is_admin": is_admin(request.user),
-         "config": {"project": project.pk, "is_admin": is_admin(request.user)}},
+        {"project": project, "is_admin": manages, "can_manage": manages,
+         "config": {"project": project.pk, "is_admin": manages}},
     )
 
 
@@ -108,7 +79,7 @@ def _blind(document: Document) -> bool:
     return document.split == Split.HOLDOUT and not document.is_labeled
 
 
-@annotator_required
+@project_page(roles.ANNOTATE)
 @require_GET
 def document_detail(request: HttpRequest, pk: int, doc_id: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk)
@@ -126,21 +97,21 @@ def document_detail(request: HttpRequest, pk: int, doc_id: int) -> HttpResponse:
     )
 
 
-@_json_required
+@project_json(roles.ANNOTATE)
 @require_GET
 def progress_json(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk)
     return JsonResponse(dash.labeling_progress(project=project, user=request.user))
 
 
-@_json_required
+@project_json(roles.ANNOTATE)
 @require_GET
 def dashboard_json(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk)
     return JsonResponse(dash.dashboard(project=project))
 
 
-@_json_required
+@project_json(roles.ANNOTATE)
 @require_GET
 def attributions_json(request: HttpRequest, pk: int, doc_id: int) -> HttpResponse:
     """Token highlights for the champion's prediction of one document (computed on request, ~0.5 s)."""

@@ -24,6 +24,7 @@ from rest_framework.authtoken.models import Token
 from labeling import roles
 from labeling.models import Annotation, Assignment, AssignmentState, Document, ModelStatus, Prediction
 from labeling.services.documents import document_bulk_create
+from labeling.services.memberships import membership_ensure
 from labeling.services.projects import project_create
 from tests.factories import ModelVersionFactory, UserFactory
 
@@ -146,7 +147,7 @@ def test_concurrent_annotators_never_share_a_document_and_lose_no_label(server: 
     tokens = []
     for i in range(CLIENTS):
         user = UserFactory(username=f"racer{i}", password="x")
-        roles.grant_role(user, roles.ANNOTATOR)
+        membership_ensure(project=project, user=user, role=roles.ANNOTATOR)
         tokens.append(Token.objects.create(user=user).key)
 
     labeled: list[tuple[int, int, str, int]] = []  # (user index, document id, label, annotation id)

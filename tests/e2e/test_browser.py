@@ -18,7 +18,8 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from labeling import models as m
-from labeling.roles import ANNOTATOR, grant_role
+from labeling.roles import ANNOTATOR
+from labeling.services.memberships import membership_ensure
 from tests import factories as f
 
 pytestmark = [pytest.mark.e2e]
@@ -55,13 +56,13 @@ def build_project(*, extra_pool: int = 300) -> dict[str, object]:
     """Annotator "ann", colleagues with earlier labels, a champion v3 and its predictions."""
     rng = random.Random(7)
     ann = f.UserFactory(username="ann", password=PASSWORD)
-    grant_role(ann, ANNOTATOR)
     project = f.ProjectFactory(
         name="Movie reviews", description="Is the critic's snippet fresh or rotten?", holdout_interleave=0.0,
         acquisition_strategy=m.AcquisitionStrategy.BALD,
         labels=[{"name": "fresh", "text": "Fresh", "key": "1"},
                 {"name": "rotten", "text": "Rotten", "key": "2"}],
     )
+    membership_ensure(project=project, user=ann, role=ANNOTATOR)
     now = timezone.now()
     for version, labels, acc, f1 in [(1, 40, 0.66, 0.61), (2, 80, 0.74, 0.72)]:
         mv = f.ModelVersionFactory(project=project, version=version, status=m.ModelStatus.RETIRED,
@@ -114,7 +115,7 @@ def build_project(*, extra_pool: int = 300) -> dict[str, object]:
     midnight = timezone.localtime(now).replace(hour=0, minute=0, second=1, microsecond=0)
     for name, share in [("maria", labeled[:27]), ("li", labeled[27:])]:
         colleague = f.UserFactory(username=name)
-        grant_role(colleague, ANNOTATOR)
+        membership_ensure(project=project, user=colleague, role=ANNOTATOR)
         for k, doc in enumerate(share):
             m.Annotation.objects.create(
                 document=doc, annotator=colleague, label=rng.choice(["fresh", "rotten"]), source="ui",
@@ -234,8 +235,8 @@ def test_label_skip_undo_and_dashboard(live_server, browser_page, artifacts_dir:
 def test_holdout_item_is_labeled_blind(live_server, browser_page) -> None:
     page, base = browser_page, live_server.url
     ann = f.UserFactory(username="ann", password=PASSWORD)
-    grant_role(ann, ANNOTATOR)
     champion = f.ModelVersionFactory(status=m.ModelStatus.CHAMPION)
+    membership_ensure(project=champion.project, user=ann, role=ANNOTATOR)
     doc = f.DocumentFactory(project=champion.project, split=m.Split.HOLDOUT, text="Hold me out.")
     f.PredictionFactory(document=doc, model_version=champion, predicted_label="rotten",
                         attributions=[["Hold", 0.5]])

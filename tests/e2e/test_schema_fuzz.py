@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from labeling import roles
 from labeling.models import Annotation, Assignment, Document
 from labeling.services.documents import document_bulk_create
+from labeling.services.memberships import membership_ensure
 from labeling.services.projects import project_create
 from tests.factories import AssignmentFactory, UserFactory
 from tests.labeling.api.conftest import token_client
@@ -49,8 +50,8 @@ def test_generated_requests_never_get_a_server_error(path, method, role) -> None
         "ingest": UserFactory(username="fz-ingest"),
         "annotator": UserFactory(username="fz-ann"),
     }
-    roles.grant_role(users["ingest"], roles.INGEST)
-    roles.grant_role(users["annotator"], roles.ANNOTATOR)
+    membership_ensure(project=project, user=users["ingest"], role=roles.INGEST)
+    membership_ensure(project=project, user=users["annotator"], role=roles.ANNOTATOR)
     auth = {"Authorization": _token(users[role])}
     annotation = Annotation.objects.create(document=docs[-1], annotator=users["annotator"], label="fresh")
     operation = schema[path][method]

@@ -26,6 +26,7 @@ from labeling.selectors.models import champion_get
 from labeling.services.annotations import annotation_submit
 from labeling.services.assignments import assignment_next
 from labeling.services.documents import document_bulk_create
+from labeling.services.memberships import membership_ensure
 from labeling.services.training.triggers import training_run_request
 from tests.factories import ProjectFactory, UserFactory
 from tests.support.celery_worker import use_broker, wait_until
@@ -75,7 +76,7 @@ def test_ingest_score_label_retrain_promote_rescore_runs_by_itself(celery_worker
     for start in range(0, len(rows), 100):  # ingestion enqueues scoring (no champion yet: nothing to do)
         document_bulk_create(project=project, items=[{"text": t} for t, _ in rows[start : start + 100]])
     annotator = UserFactory()
-    roles.grant_role(annotator, roles.ANNOTATOR)
+    membership_ensure(project=project, user=annotator, role=roles.ANNOTATOR)
 
     label_through_the_queue(project, annotator, 40, truth)  # cold start: random order, some holdout
     v1 = wait_until(

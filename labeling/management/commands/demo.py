@@ -23,15 +23,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from labeling.models import Document, Project
-from labeling.roles import ANNOTATOR, grant_role
+from labeling.roles import ANNOTATOR
 from labeling.services import imports, projects
+from labeling.services.memberships import membership_ensure
 
 # Demo accounts; the passwords are printed and can be overridden with DEMO_PASSWORD.
 ACCOUNTS = (("admin", True), ("annotator1", False), ("annotator2", False))
 
 
-def demo_users_ensure(password: str) -> list[tuple[str, bool]]:
-    """Get or create the demo accounts; returns (username, created)."""
+def demo_users_ensure(password: str, project: Project) -> list[tuple[str, bool]]:
+    """Get or create the demo accounts, annotators of ``project``; returns (username, created)."""
     User = get_user_model()
     out = []
     for username, is_admin in ACCOUNTS:
@@ -42,7 +43,7 @@ def demo_users_ensure(password: str) -> list[tuple[str, bool]]:
             user.set_password(password)
             user.save(update_fields=["password"])
         if not is_admin:
-            grant_role(user, ANNOTATOR)
+            membership_ensure(project=project, user=user, role=ANNOTATOR)
         out.append((username, created))
     return out
 
@@ -69,7 +70,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         password = os.environ.get("DEMO_PASSWORD", "alabel-demo")
-        users = demo_users_ensure(password)
         dataset = opts["dataset"]
         name = opts["project"] or f"Demo: {Path(dataset).name if os.sep in dataset else dataset}"
         project = Project.objects.filter(name=name).first()
@@ -80,6 +80,7 @@ class Command(BaseCommand):
             self.stdout.write(f"project {name!r}: {n:,} documents already imported (skipped)")
         else:
             self._import(project, dataset, opts)
+        users = demo_users_ensure(password, project)
         self.stdout.write("")
         self.stdout.write("accounts (created now: *):")
         for username, created in users:

@@ -51,7 +51,11 @@ class Command(BaseCommand):
         parser.add_argument("--data", help="rt-snippets, trec, or a CSV/JSONL/Parquet file")
         parser.add_argument("--text-col", default="text")
         parser.add_argument("--label-col", default="label")
-        parser.add_argument("--strategy", default="random,margin,entropy,bald,diverse")
+        parser.add_argument(
+            "--strategy",
+            default=",".join(s for s in AcquisitionStrategy.values if s != "least_confidence"),
+            help="comma-separated; default: every registered strategy but least_confidence",
+        )
         parser.add_argument("--budget", type=int, default=1000)
         parser.add_argument("--batch", type=int, default=25)
         parser.add_argument("--seeds", type=int, default=3)

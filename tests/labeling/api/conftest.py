@@ -1,4 +1,8 @@
-"""API fixtures: one user per role with a token client, a project with documents."""
+"""API fixtures: one user per role with a token client, a project with documents.
+
+The ``project`` fixture makes ``ann`` and ``bob`` annotators and ``feeder`` its ingest client;
+``nobody`` is a member of nothing; ``boss`` is staff (needs no membership).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from rest_framework.test import APIClient
 from labeling import roles
 from labeling.models import ModelStatus, Project
 from labeling.services.documents import document_bulk_create
+from labeling.services.memberships import membership_ensure
 from labeling.services.projects import project_create
 from tests.factories import ModelVersionFactory, PredictionFactory, UserFactory
 
@@ -36,11 +41,8 @@ def token_client(user) -> APIClient:
 
 @pytest.fixture
 def make_user(db) -> Callable[..., object]:
-    def make(username: str, role: str | None = None, *, staff: bool = False):
-        user = UserFactory(username=username, is_staff=staff)
-        if role:
-            roles.grant_role(user, role)
-        return user
+    def make(username: str, *, staff: bool = False):
+        return UserFactory(username=username, is_staff=staff)
 
     return make
 
@@ -52,17 +54,17 @@ def admin_user(make_user):
 
 @pytest.fixture
 def annotator(make_user):
-    return make_user("ann", roles.ANNOTATOR)
+    return make_user("ann")
 
 
 @pytest.fixture
 def other_annotator(make_user):
-    return make_user("bob", roles.ANNOTATOR)
+    return make_user("bob")
 
 
 @pytest.fixture
 def ingest_user(make_user):
-    return make_user("feeder", roles.INGEST)
+    return make_user("feeder")
 
 
 @pytest.fixture
@@ -91,10 +93,25 @@ def ingest_client(ingest_user) -> APIClient:
 
 
 @pytest.fixture
-def project(db) -> Project:
-    return project_create(
+def manager(make_user):
+    return make_user("mgr")
+
+
+@pytest.fixture
+def manager_client(manager, project) -> APIClient:
+    membership_ensure(project=project, user=manager, role=roles.MANAGER)
+    return token_client(manager)
+
+
+@pytest.fixture
+def project(db, annotator, other_annotator, ingest_user) -> Project:
+    project = project_create(
         name="reviews", labels=["fresh", "rotten"], holdout_fraction=0.0, holdout_interleave=0.0
     )
+    for user in (annotator, other_annotator):
+        membership_ensure(project=project, user=user, role=roles.ANNOTATOR)
+    membership_ensure(project=project, user=ingest_user, role=roles.INGEST)
+    return project
 
 
 @pytest.fixture

@@ -41,6 +41,8 @@ def test_project_labels_as_objects_and_policy_patch(admin_client, annotator_clie
     ).json()
     assert created["labels"][1] == {"name": "no", "text": "no", "key": "n"}
     url = f"/api/v1/projects/{created['id']}/"
+    member = {"username": "ann", "role": "annotator"}
+    assert admin_client.post(f"{url}members/", member, format="json").status_code == 201
     patched = admin_client.patch(url, {"holdout_interleave": 0.25, "lease_minutes": 5}, format="json")
     assert patched.status_code == 200
     assert annotator_client.get(url).json()["holdout_interleave"] == 0.25

@@ -6,6 +6,8 @@ import pytest
 from django.utils import timezone
 
 from labeling.models import ModelStatus, RunStatus, TrainingRun
+from labeling.roles import INGEST
+from labeling.services.memberships import membership_ensure
 from tests.factories import ModelVersionFactory
 from tests.support.fixtures import labeled_project, shared_embedding_cache, train_now  # noqa: F401
 
@@ -23,8 +25,11 @@ def test_predict_before_any_model_is_a_clear_409(ingest_client, project):
 
 
 @pytest.mark.slow
-def test_predict_models_and_runs_with_a_trained_champion(ingest_client, admin_client, shared_embedding_cache):  # noqa: F811
+def test_predict_models_and_runs_with_a_trained_champion(
+    ingest_client, ingest_user, admin_client, shared_embedding_cache,  # noqa: F811
+):
     project = labeled_project(pool=60, holdout=20, unlabeled=10)
+    membership_ensure(project=project, user=ingest_user, role=INGEST)
     run = train_now(project)
     assert run.status == RunStatus.SUCCEEDED and run.promoted, run.decision_reason
 

@@ -9,7 +9,6 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from labeling import roles
 from labeling.models import Assignment, AssignmentState, Document, ModelStatus, Split
 from labeling.services.annotations import annotation_submit
 from labeling.services.assignments import assignment_next
@@ -29,9 +28,8 @@ def make_project(n: int = 40, **policy):
 
 
 def annotator(name: str = "ann"):
-    user = UserFactory(username=name)
-    roles.grant_role(user, roles.ANNOTATOR)
-    return user
+    # Services trust their caller: membership is the API's and the pages' gate, not the queue's.
+    return UserFactory(username=name)
 
 
 def test_holdout_interleave_is_deterministic_and_near_the_share():

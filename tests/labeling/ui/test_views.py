@@ -8,7 +8,8 @@ import pytest
 from django.urls import reverse
 
 from labeling import models as m
-from labeling.roles import ANNOTATOR, grant_role
+from labeling.roles import ANNOTATOR, INGEST
+from labeling.services.memberships import membership_ensure
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -21,9 +22,7 @@ RELIABILITY = [
 
 @pytest.fixture
 def annotator():
-    user = f.UserFactory(username="ann")
-    grant_role(user, ANNOTATOR)
-    return user
+    return f.UserFactory(username="ann")
 
 
 @pytest.fixture
@@ -32,8 +31,10 @@ def admin():
 
 
 @pytest.fixture
-def project():
-    return f.ProjectFactory(name="Movie reviews")
+def project(annotator):
+    project = f.ProjectFactory(name="Movie reviews")
+    membership_ensure(project=project, user=annotator, role=ANNOTATOR)
+    return project
 
 
 @pytest.fixture
@@ -92,9 +93,16 @@ def test_logout_is_a_post_and_returns_to_login(client, annotator):
 
 
 def test_user_without_a_role_is_refused(client, project):
-    client.force_login(f.UserFactory(username="nobody"))
+    """A member whose role cannot label gets 403; a non-member gets 404 (the project stays hidden)."""
+    feeder = f.UserFactory(username="feeder")
+    membership_ensure(project=project, user=feeder, role=INGEST)
+    client.force_login(feeder)
     assert client.get(reverse("ui:label", args=[project.pk])).status_code == 403
     assert client.get(reverse("ui:dashboard-json", args=[project.pk])).status_code == 403
+    client.force_login(f.UserFactory(username="nobody"))
+    assert client.get(reverse("ui:label", args=[project.pk])).status_code == 404
+    assert client.get(reverse("ui:dashboard-json", args=[project.pk])).status_code == 404
+    assert "Movie reviews" not in client.get(reverse("ui:project-list")).content.decode()
 
 
 def test_unknown_project_is_404(client, annotator):
