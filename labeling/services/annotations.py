@@ -110,9 +110,14 @@ def annotation_submit(
         locked.state = AssignmentState.DONE
         locked.finished_at = now
         locked.save(update_fields=["state", "finished_at"])
-        if not document.is_labeled:
+        # The document closes once it has its labels (one without overlap: this one, no count needed).
+        complete = document.labels_required <= 1 or (
+            Annotation.objects.filter(document=document).count() >= document.labels_required
+        )
+        if complete and not document.is_labeled:
             Document.objects.filter(pk=document.pk).update(is_labeled=True)
             Prediction.objects.filter(document=document, in_queue=True).update(in_queue=False)
+            document.is_labeled = True
         _request_retrain_check(project.id)
         if created:
             publish(Event.ANNOTATION_CREATED, _event_payload(annotation, project_id=project.id))
