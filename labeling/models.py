@@ -569,3 +569,85 @@ class MembershipChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.member_id} {self.action} in {self.project_id}: {self.old_role} -> {self.new_role}"
+
+
+class ReviewReason(models.TextChoices):
+    DISAGREEMENT = "disagreement", "Annotators disagree"
+    NOISE = "noise", "Likely mislabeled"
+    AUDIT = "audit", "Random audit"
+
+
+class ReviewState(models.TextChoices):
+    OPEN = "open", "Open"
+    DECIDED = "decided", "Decided"
+
+
+class ReviewItem(models.Model):
+    """A document waiting for (or given) a reviewer's decision, and why it was sent to review."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_items")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="review_items")
+    reason = models.CharField(max_length=12, choices=ReviewReason.choices)
+    score = models.FloatField(null=True, blank=True, help_text="how likely mislabeled (reason noise); higher first")
+    state = models.CharField(max_length=8, choices=ReviewState.choices, default=ReviewState.OPEN)
+    # The lease: one reviewer at a time holds an open item, until leased_until.
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    leased_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["document"], condition=Q(state="open"), name="one_open_review_per_document"),
+            models.CheckConstraint(condition=Q(reason__in=ReviewReason.values), name="review_reason_is_known"),
+        ]
+        indexes = [models.Index(fields=["project", "state"], name="review_project_state")]
+
+    def __str__(self) -> str:
+        return f"review {self.pk} of {self.document_id} ({self.reason}, {self.state})"
+
+
+class ReviewAction(models.TextChoices):
+    ACCEPT = "accept", "Accepted a given label"
+    OVERRIDE = "override", "Overrode with another label"
+
+
+class ReviewDecision(models.Model):
+    """Append-only: a reviewer's decision on a document, beside (never over) the annotators' labels.
+
+    The latest decision of a document is its final label (``labeling.selectors.consensus``).
+    """
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.PROTECT, related_name="decisions")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_decisions")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="review_decisions")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    action = models.CharField(max_length=8, choices=ReviewAction.choices)
+    label = models.CharField(max_length=64)
+    # What it replaced: the document's final label before, and who had decided that.
+    replaced_label = models.CharField(max_length=64, blank=True)
+    replaced_by = models.CharField(max_length=64, blank=True, help_text="annotators, reviewer:<name> or empty")
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["project", "created_at"], name="review_decision_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.document_id} -> {self.label} by {self.reviewer_id} ({self.action})"
+
+
+class ReviewComment(models.Model):
+    """A reviewer's note on a review item, without a decision (append-only)."""
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
