@@ -601,7 +601,9 @@ class ReviewItem(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["document"], condition=Q(state="open"), name="one_open_review_per_document"),
+            models.UniqueConstraint(
+                fields=["document"], condition=Q(state="open"), name="one_open_review_per_document"
+            ),
             models.CheckConstraint(condition=Q(reason__in=ReviewReason.values), name="review_reason_is_known"),
         ]
         indexes = [models.Index(fields=["project", "state"], name="review_project_state")]
