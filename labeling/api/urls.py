@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
-from labeling.api import documents, health, members, models, projects, queue, review, stats
+from labeling.api import documents, health, members, models, projects, queue, review, stats, team
 from labeling.api.errors import json_not_found
 
 P = "api/v1/projects/<int:project_id>"
@@ -50,6 +50,9 @@ urlpatterns = [
         "api/v1/annotations/<int:annotation_id>", queue.AnnotationUpdateApi.as_view(), name="api-annotation"
     ),
     path(f"{P}/annotations", queue.AnnotationListApi.as_view(), name="api-annotations"),
+    # team figures
+    path(f"{P}/agreement", team.AgreementApi.as_view(), name="api-project-agreement"),
+    path(f"{P}/quality", team.QualityApi.as_view(), name="api-project-quality"),
     # review and adjudication
     path(f"{P}/review/next", review.ReviewNextApi.as_view(), name="api-review-next"),
     path(f"{P}/review/items/", review.ReviewListApi.as_view(), name="api-review-items"),

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from labeling.models import Annotation, Project
+from labeling.selectors.agreement import project_agreement
 from labeling.selectors.consensus import REVIEWER, FinalLabel, final_labels
 
 FORMATS = ("jsonl", "csv", "parquet", "hf")
@@ -183,7 +184,9 @@ ds = datasets.load_dataset("json", data_files={{"train": "data/train.jsonl"}})
 `predicted_confidence`. One row per individual label; the document's `labels_required`, its annotators'
 `consensus_label` and `consensus_agreement` (the top label's share), its `final_label` (what the model
 trains on; empty while it waits for labels or review) and `decided_by` (`annotators` or
-`reviewer:<name>`) repeat on each of its rows.
+`reviewer:<name>`) repeat on each of its rows. `agreement.json` holds the inter-annotator agreement on
+the overlapped items (Krippendorff's alpha, Fleiss' kappa, pairwise Cohen's kappa, per label and per
+annotator, each with a 95% bootstrap interval).
 """
 
 
@@ -199,6 +202,7 @@ def write_hf_zip(project: Project, target: IO[bytes]) -> None:
                 data.write((json.dumps(record, ensure_ascii=False) + "\n").encode())
                 rows += 1
         archive.writestr("label_names.json", json.dumps(list(space.names)))
+        archive.writestr("agreement.json", json.dumps(project_agreement(project=project), default=str, indent=1))
         archive.writestr("README.md", _dataset_card(project, rows))
 
 

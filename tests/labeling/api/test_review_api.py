@@ -84,3 +84,21 @@ def test_another_reviewers_item_is_409(project, reviewed) -> None:
     )
     assert taken.status_code == 409 and taken.json()["error"]["code"] == "review_leased"
     assert review_flag(project=project, document_ids=[item.document_id], reason="noise") == 0
+
+
+def test_annotator_quality_is_in_the_dashboard_json_for_managers_only(project, reviewed, annotator, admin_user):
+    from django.test import Client
+
+    membership_ensure(project=project, user=annotator, role=roles.ANNOTATOR)
+    url = f"/ui/projects/{project.pk}/dashboard.json"
+    seen = {}
+    for user in (annotator, admin_user):
+        client = Client()
+        client.force_login(user)
+        response = client.get(url)
+        assert response.status_code == 200, response.content[:300]
+        seen[user.username] = response.json()
+    assert "quality" not in seen[annotator.username]
+    assert "quality" in seen[admin_user.username]
+    team = seen[annotator.username]["team"]
+    assert team["agreement"]["note"] == "too few overlapped items" and team["review"]["open"] == 1

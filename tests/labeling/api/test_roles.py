@@ -74,6 +74,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("post", "api-model-promote"): MANAGE,
     ("post", "api-model-rollback"): MANAGE,
     ("get", "api-training-runs"): MEMBERS,
+    ("get", "api-project-agreement"): REVIEW,
+    ("get", "api-project-quality"): MANAGE,
     ("post", "api-review-next"): REVIEW,
     ("get", "api-review-items"): REVIEW,
     ("get", "api-review-item"): REVIEW,
