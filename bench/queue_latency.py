@@ -10,7 +10,11 @@ document with its gold label (not timed), as a fast annotator would. The first t
 client are warm-up and not counted. Baseline (same run): one annotator alone. Rows: the
 20 annotators labeling with no pause at all (a stress test: on 2 cores it measures queueing for
 the CPU), then the same 20 pausing ``--think-s`` per document (uniform 0.5x-1.5x; 1 s is a fast
-keyboard annotator), which is the load a labeling team puts on the service.
+keyboard annotator), which is the load a labeling team puts on the service. Two more paced rows,
+in the same run: overlap 2 on every document (each served to two annotators), and a review queue
+filling as they label (a 25% audit share: a review item is written inside each labeling transaction
+that draws one); their p95 is reported against the paced single-label row (target: within 20%).
+The project's policy is restored afterwards.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from rest_framework.authtoken.models import Token
 from labeling.models import Assignment, AssignmentState, Document, Prediction, Project
 from labeling.roles import ANNOTATOR
 from labeling.services.memberships import membership_ensure
+from labeling.services.projects import project_update_policy
 from labeling.services.scoring import model_version_rescore
 
 WARMUP = 2
@@ -157,7 +162,18 @@ def main() -> None:
                           "unlabeled_docs": pool, **paced, "think_s": args.think_s,
                           "p95_vs_single": round(paced["p95_ms"] / single["p95_ms"], 1), "target_p95_ms": 30,
                           "errors": errors[:3]}))
+        for name, policy in (
+            ("overlap 2", {"overlap": 2, "overlap_scope": "all"}),
+            ("a review queue (25% audit)", {"overlap": 1, "review_audit_share": 0.25}),
+        ):
+            project = project_update_policy(project=project, **policy)
+            team, errors = measure(base, project.pk, keys, args.per_client, args.think_s)
+            print(json.dumps({"row": f"{args.clients} concurrent annotators, {args.think_s:g} s per document, {name}",
+                              **team, "think_s": args.think_s,
+                              "p95_vs_single_label": round(team["p95_ms"] / paced["p95_ms"], 2),
+                              "target_p95_vs_single_label": 1.2, "errors": errors[:3]}))
     finally:
+        project_update_policy(project=project, overlap=1, review_audit_share=0.0)
         server.terminate()
         server.wait(10)
     print(json.dumps({"load_avg_after": [round(x, 2) for x in os.getloadavg()]}))

@@ -57,6 +57,10 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)  # per epoch: train_loss, val_loss
     split_sizes: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds: encode, fit, calibrate
+    # (N, C) calibrated out-of-fold probabilities of the N training items, in the order of the labels
+    # given to train: each from fold heads that never saw the item (what modelsvc.noise ranks labels
+    # by). None on the single-split path, where most items were trained on.
+    oof_probs: np.ndarray | None = None
 
 
 def stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -298,4 +302,4 @@ def _train_cross_fitted(
     n = int(len(y))
     sizes = {"train": n, "validation": n, "calibration": n, "folds": k}
     timings = {"fit": t1 - t0, "calibrate": time.perf_counter() - t1}
-    return TrainResult(clf, metrics, calibration, history, sizes, timings)
+    return TrainResult(clf, metrics, calibration, history, sizes, timings, oof_probs=oof.probs)

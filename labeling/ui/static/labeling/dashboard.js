@@ -123,6 +123,41 @@
     });
   }
 
+  function figureCells(f) {
+    // A figure with too few overlapped items says so instead of a number.
+    if (!f || !f.enough) return [(f && f.note) || "too few overlapped items", "–", f ? f.n_items : 0];
+    return [A.num(f.value, 2), A.num(f.low, 2) + " – " + A.num(f.high, 2), f.n_items];
+  }
+
+  function renderTeam(d) {
+    const t = d.team;
+    if (!t) return;
+    $("team-policy").textContent = "Overlap " + t.overlap + " (" + t.overlap_scope + "), consensus needs " +
+      A.pct(t.min_agreement) + " agreement.";
+    const body = $("agreement-body");
+    body.replaceChildren();
+    const rows = [["Krippendorff's alpha", t.agreement.alpha], ["Fleiss' kappa", t.agreement.fleiss_kappa]];
+    Object.keys(t.agreement.per_label || {}).forEach(function (name) { rows.push(["alpha, label " + name, t.agreement.per_label[name]]); });
+    rows.forEach(function (r) {
+      const tr = A.el("tr");
+      [r[0]].concat(figureCells(r[1])).forEach(function (v) { tr.appendChild(A.el("td", {}, v)); });
+      body.appendChild(tr);
+    });
+    const rv = t.review;
+    $("review-summary").textContent = "Review: " + rv.open + " open, " + rv.decided + " decided, " +
+      rv.changed_label + " changed a label; " + rv.flagged_noise + " flagged as likely mislabeled.";
+    const quality = $("quality-body");
+    if (!quality || !d.quality) return;
+    quality.replaceChildren();
+    const acc = function (v) { return v && v.accuracy && v.accuracy.value !== null ? A.pct(v.accuracy.value) + " (n " + v.n_items + ")" : "–"; };
+    d.quality.annotators.forEach(function (p) {
+      const tr = A.el("tr");
+      [p.annotator, p.labels, acc(p.vs_consensus), acc(p.vs_reviewers), acc(p.vs_gold),
+        p.median_seconds === null ? "–" : A.num(p.median_seconds, 1) + " s"].forEach(function (v) { tr.appendChild(A.el("td", {}, v)); });
+      quality.appendChild(tr);
+    });
+  }
+
   /* ---------- embedding map (canvas) ---------- */
   const canvas = $("map");
   let mapPoints = [];
@@ -250,7 +285,7 @@
     const reply = await A.api("GET", "/ui/projects/" + pid + "/dashboard.json");
     if (reply.ok) {
       data = reply.data;
-      renderSummary(data); renderRuns(data); renderCharts(data); renderPeople(data); drawMap();
+      renderSummary(data); renderRuns(data); renderCharts(data); renderPeople(data); renderTeam(data); drawMap();
       $("updated").textContent = "Updated " + new Date().toLocaleTimeString() + (data.running_run ? " · refreshing every 3 s while a retrain runs" : " · refreshes every 15 s");
     } else {
       alertBanner(A.detail(reply, "Could not load the dashboard."));
