@@ -18,7 +18,14 @@ from labeling.api.base import BaseApi, get_or_404, project_or_404
 from labeling.api.permissions import IsProjectReviewer
 from labeling.models import ReviewItem, ReviewReason, ReviewState
 from labeling.selectors.review import review_item_detail, review_items, review_summary
-from labeling.services.review import MAX_COMMENT_CHARS, review_comment, review_decide, review_lease_next, review_release
+from labeling.services.review import (
+    MAX_COMMENT_CHARS,
+    review_comment,
+    review_decide,
+    review_lease_next,
+    review_release,
+    review_renew,
+)
 
 
 class ReviewLabelSerializer(serializers.Serializer):
@@ -237,4 +244,18 @@ class ReviewReleaseApi(_ItemApi):
     )
     def post(self, request: Request, project_id: int, item_id: int) -> Response:
         item = review_release(item=self.item(project_id, item_id), reviewer=request.user)
+        return self.detail(item)
+
+
+class ReviewRenewApi(_ItemApi):
+    @extend_schema(
+        operation_id="review_renew",
+        request=None,
+        responses=ReviewItemSerializer,
+        description="Extend the caller's hold on an item by the project's lease minutes (the review page "
+        "renews while it shows the item). 409 review_leased when the caller does not hold it, "
+        "409 not_in_review when it is decided.",
+    )
+    def post(self, request: Request, project_id: int, item_id: int) -> Response:
+        item = review_renew(item=self.item(project_id, item_id), reviewer=request.user)
         return self.detail(item)

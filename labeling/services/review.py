@@ -210,6 +210,21 @@ def review_comment(*, item: ReviewItem, author: AbstractBaseUser, text: object) 
     return ReviewComment.objects.create(item=item, author=author, text=text.strip())
 
 
+def review_renew(*, item: ReviewItem, reviewer: AbstractBaseUser, minutes: int | None = None) -> ReviewItem:
+    """Extend the caller's hold on an open item (the review page's keep-alive while it is shown).
+
+    Only its holder renews: a hold that ran out and went to another reviewer, or that was given
+    back, is a 409, and the page explains the lost hold instead of deciding on a stale screen.
+    """
+    with transaction.atomic():
+        locked = _locked_open(item, reviewer)
+        if locked.reviewer_id != reviewer.pk:
+            raise ReviewLeasedError(f"review item {locked.pk} is not held by you: load the next item")
+        locked.leased_until = timezone.now() + timedelta(minutes=minutes or locked.project.lease_minutes)
+        locked.save(update_fields=["leased_until"])
+    return locked
+
+
 def review_release(*, item: ReviewItem, reviewer: AbstractBaseUser) -> ReviewItem:
     """Give an open item back to the review queue (its holder; a skip in the review page)."""
     with transaction.atomic():

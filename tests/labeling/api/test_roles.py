@@ -82,6 +82,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("post", "api-review-decide"): REVIEW,
     ("post", "api-review-comment"): REVIEW,
     ("post", "api-review-release"): REVIEW,
+    ("post", "api-review-renew"): REVIEW,
     ("post", "api-training-runs"): MANAGE,
     ("get", "ui:project-list"): AUTHENTICATED,
     ("get", "ui:label"): ANNOTATE,
