@@ -117,16 +117,29 @@ class _ItemApi(BaseApi):
 
 
 class ReviewNextApi(_ItemApi):
+    class InputSerializer(serializers.Serializer):
+        exclude = serializers.ListField(
+            child=serializers.IntegerField(min_value=1), max_length=1000, required=False,
+            help_text="review item ids not to lease now (the ones the caller skipped)",
+        )
+
+        class Meta:
+            ref_name = "ReviewNext"
+
     @extend_schema(
         operation_id="review_next",
-        request=None,
+        request=InputSerializer,
         responses={200: ReviewItemSerializer, 204: OpenApiResponse(description="nothing left to review")},
         description="Lease the next open review item to the caller (or return the one it holds): "
         "disagreements first, then likely-mislabeled items by score, then audits. Never a document "
-        "the caller labeled.",
+        "the caller labeled, nor an item in `exclude`.",
     )
     def post(self, request: Request, project_id: int) -> Response:
-        item = review_lease_next(project=project_or_404(project_id), reviewer=request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        item = review_lease_next(
+            project=project_or_404(project_id), reviewer=request.user, exclude=data.validated_data.get("exclude", [])
+        )
         if item is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return self.detail(item)

@@ -1,4 +1,4 @@
-"""Renewing a review hold: only its holder extends it; a lost or decided item is a named 409."""
+"""What the review page needs of the review API: renew a hold (its holder only), pass over skipped items."""
 
 from __future__ import annotations
 
@@ -46,3 +46,22 @@ def test_the_holder_renews_others_and_decided_items_are_409(project) -> None:
     assert rev.post(f"{base}/items/{item.pk}/decision", {"label": "fresh"}, format="json").status_code == 201
     closed = rev.post(f"{base}/items/{item.pk}/renew")
     assert closed.status_code == 409 and closed.json()["error"]["code"] == "not_in_review"
+
+
+def test_next_passes_over_excluded_items_and_refuses_a_bad_list(project) -> None:
+    items = []
+    for name in ("x1", "x2"):
+        doc = f.DocumentFactory(project=project)
+        f.AnnotationFactory(document=doc, annotator=f.UserFactory(username=name), label="fresh")
+        items.append(ReviewItem.objects.create(project=project, document=doc, reason=ReviewReason.AUDIT))
+    rev = _reviewer(project, "rev")
+    base = f"/api/v1/projects/{project.pk}/review"
+    first = rev.post(f"{base}/next").json()["id"]
+    assert first == items[0].pk
+    assert rev.post(f"{base}/items/{first}/release").status_code == 200
+    assert rev.post(f"{base}/next", {"exclude": [first]}, format="json").json()["id"] == items[1].pk
+    assert rev.post(f"{base}/items/{items[1].pk}/release").status_code == 200
+    assert rev.post(f"{base}/next", {"exclude": [i.pk for i in items]}, format="json").status_code == 204
+    bad = rev.post(f"{base}/next", {"exclude": "all"}, format="json")
+    assert bad.status_code == 400 and "exclude" in bad.json()["error"]["fields"]
+    assert ReviewItem.objects.filter(reviewer__isnull=False).count() == 0  # the refusals leased nothing
