@@ -86,6 +86,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("post", "api-training-runs"): MANAGE,
     ("get", "ui:project-list"): AUTHENTICATED,
     ("get", "ui:label"): ANNOTATE,
+    ("get", "ui:review"): REVIEW,
     ("get", "ui:dashboard"): ANNOTATE,
     ("get", "ui:document"): ANNOTATE,
     ("get", "ui:members"): MANAGE,
