@@ -18,7 +18,14 @@ from labeling.api.base import BaseApi, get_or_404, project_or_404
 from labeling.api.permissions import IsProjectReviewer
 from labeling.models import ReviewItem, ReviewReason, ReviewState
 from labeling.selectors.review import review_item_detail, review_items, review_summary
-from labeling.services.review import MAX_COMMENT_CHARS, review_comment, review_decide, review_lease_next, review_release
+from labeling.services.review import (
+    MAX_COMMENT_CHARS,
+    review_comment,
+    review_decide,
+    review_lease_next,
+    review_release,
+    review_renew,
+)
 
 
 class ReviewLabelSerializer(serializers.Serializer):
@@ -110,16 +117,29 @@ class _ItemApi(BaseApi):
 
 
 class ReviewNextApi(_ItemApi):
+    class InputSerializer(serializers.Serializer):
+        exclude = serializers.ListField(
+            child=serializers.IntegerField(min_value=1), max_length=1000, required=False,
+            help_text="review item ids not to lease now (the ones the caller skipped)",
+        )
+
+        class Meta:
+            ref_name = "ReviewNext"
+
     @extend_schema(
         operation_id="review_next",
-        request=None,
+        request=InputSerializer,
         responses={200: ReviewItemSerializer, 204: OpenApiResponse(description="nothing left to review")},
         description="Lease the next open review item to the caller (or return the one it holds): "
         "disagreements first, then likely-mislabeled items by score, then audits. Never a document "
-        "the caller labeled.",
+        "the caller labeled, nor an item in `exclude`.",
     )
     def post(self, request: Request, project_id: int) -> Response:
-        item = review_lease_next(project=project_or_404(project_id), reviewer=request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        item = review_lease_next(
+            project=project_or_404(project_id), reviewer=request.user, exclude=data.validated_data.get("exclude", [])
+        )
         if item is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return self.detail(item)
@@ -237,4 +257,18 @@ class ReviewReleaseApi(_ItemApi):
     )
     def post(self, request: Request, project_id: int, item_id: int) -> Response:
         item = review_release(item=self.item(project_id, item_id), reviewer=request.user)
+        return self.detail(item)
+
+
+class ReviewRenewApi(_ItemApi):
+    @extend_schema(
+        operation_id="review_renew",
+        request=None,
+        responses=ReviewItemSerializer,
+        description="Extend the caller's hold on an item by the project's lease minutes (the review page "
+        "renews while it shows the item). 409 review_leased when the caller does not hold it, "
+        "409 not_in_review when it is decided.",
+    )
+    def post(self, request: Request, project_id: int, item_id: int) -> Response:
+        item = review_renew(item=self.item(project_id, item_id), reviewer=request.user)
         return self.detail(item)

@@ -66,6 +66,7 @@ urlpatterns = [
     path(
         f"{P}/review/items/<int:item_id>/release", review.ReviewReleaseApi.as_view(), name="api-review-release"
     ),
+    path(f"{P}/review/items/<int:item_id>/renew", review.ReviewRenewApi.as_view(), name="api-review-renew"),
     # predictions, models, training
     path(f"{P}/predict", models.PredictApi.as_view(), name="api-predict"),
     path(f"{P}/models/", models.ModelListApi.as_view(), name="api-models"),

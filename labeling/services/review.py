@@ -12,6 +12,7 @@ which stay as their annotators gave them; the latest decision is the document's 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -127,10 +128,13 @@ def review_flag(
     return _open_items(project, ids, reason, [float(scores[i]) for i in keep] if scores is not None else None)
 
 
-def review_lease_next(*, project: Project, reviewer: AbstractBaseUser, minutes: int | None = None) -> ReviewItem | None:
+def review_lease_next(
+    *, project: Project, reviewer: AbstractBaseUser, minutes: int | None = None, exclude: Sequence[int] = ()
+) -> ReviewItem | None:
     """The reviewer's live review lease, or the next open item nobody holds; None when none is left.
 
-    A reviewer is not offered a document they labeled themselves.
+    A reviewer is not offered a document they labeled themselves, nor the items in ``exclude`` (the
+    ones the review page skipped: a released item would otherwise come straight back, first in order).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -143,6 +147,7 @@ def review_lease_next(*, project: Project, reviewer: AbstractBaseUser, minutes: 
             ReviewItem.objects.filter(project=project, state=ReviewState.OPEN)
             .filter(Q(reviewer__isnull=True) | Q(leased_until__lte=now))
             .exclude(document__annotations__annotator_id=reviewer.pk)
+            .exclude(pk__in=list(exclude))
             .annotate(priority=_PRIORITY)
             .order_by("priority", F("score").desc(nulls_last=True), "id")
             .select_for_update(skip_locked=True, of=("self",))
@@ -208,6 +213,21 @@ def review_comment(*, item: ReviewItem, author: AbstractBaseUser, text: object) 
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_COMMENT_CHARS:
         raise ValidationError({"text": f"must be 1-{MAX_COMMENT_CHARS:,} characters"})
     return ReviewComment.objects.create(item=item, author=author, text=text.strip())
+
+
+def review_renew(*, item: ReviewItem, reviewer: AbstractBaseUser, minutes: int | None = None) -> ReviewItem:
+    """Extend the caller's hold on an open item (the review page's keep-alive while it is shown).
+
+    Only its holder renews: a hold that ran out and went to another reviewer, or that was given
+    back, is a 409, and the page explains the lost hold instead of deciding on a stale screen.
+    """
+    with transaction.atomic():
+        locked = _locked_open(item, reviewer)
+        if locked.reviewer_id != reviewer.pk:
+            raise ReviewLeasedError(f"review item {locked.pk} is not held by you: load the next item")
+        locked.leased_until = timezone.now() + timedelta(minutes=minutes or locked.project.lease_minutes)
+        locked.save(update_fields=["leased_until"])
+    return locked
 
 
 def review_release(*, item: ReviewItem, reviewer: AbstractBaseUser) -> ReviewItem:

@@ -22,7 +22,16 @@ View = Callable[..., HttpResponse]
 _NEEDS = {
     roles.ANNOTATE: "the annotator, reviewer or manager role in this project",
     roles.MANAGE: "the manager role in this project",
+    roles.REVIEW: "the reviewer or manager role in this project",
 }
+
+
+def nav_links(user: Any, project_id: int) -> dict[str, bool]:
+    """Which role-only links the project nav shows this user (the pages themselves check again)."""
+    return {
+        "can_manage": roles.can(user, roles.MANAGE, project_id),
+        "can_review": roles.can(user, roles.REVIEW, project_id),
+    }
 
 
 def project_page(capability: frozenset[str]) -> Callable[[View], View]:

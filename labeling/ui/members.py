@@ -68,5 +68,6 @@ def members(request: HttpRequest, pk: int) -> HttpResponse:
         "errors": errors,
         "done": request.GET.get("done", "")[:200],
         "can_manage": True,
+        "can_review": True,
     }
     return render(request, "ui/members.html", context, status=400 if errors else 200)

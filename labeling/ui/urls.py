@@ -10,6 +10,7 @@ urlpatterns = [
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("", views.project_list, name="project-list"),
     path("projects/<int:pk>/label/", views.label, name="label"),
+    path("projects/<int:pk>/review/", views.review, name="review"),
     path("projects/<int:pk>/dashboard/", views.dashboard, name="dashboard"),
     path("projects/<int:pk>/documents/<int:doc_id>/", views.document_detail, name="document"),
     path("projects/<int:pk>/members/", members.members, name="members"),

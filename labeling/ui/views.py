@@ -16,11 +16,12 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from labeling import roles
-from labeling.models import AcquisitionStrategy, Document, Prediction, Project, Split
+from labeling.models import AcquisitionStrategy, Document, Prediction, Project, ReviewReason, Split
 from labeling.selectors import dashboard as dash
 from labeling.selectors.models import champion_get
+from labeling.selectors.review import review_summary
 from labeling.services.modeling import prediction_attributions
-from labeling.ui.access import project_json, project_page
+from labeling.ui.access import nav_links, project_json, project_page
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,14 @@ def project_list(request: HttpRequest) -> HttpResponse:
         n_docs=Count("documents", distinct=True),
         n_labeled=Count("documents", filter=Q(documents__is_labeled=True), distinct=True),
     ).order_by("name")
-    rows = [{"project": p, "champion": champion_get(project_id=p.pk)} for p in projects]
+    rows = [
+        {
+            "project": p,
+            "champion": champion_get(project_id=p.pk),
+            "can_review": roles.can(request.user, roles.REVIEW, p.pk),
+        }
+        for p in projects
+    ]
     return render(request, "ui/project_list.html", {"rows": rows})
 
 
@@ -51,14 +59,41 @@ def label(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk)
     config = {
         "project": {"id": project.pk, "name": project.name, "lease_minutes": project.lease_minutes},
-        "labels": [
-            {"name": item["name"], "text": item.get("text") or item["name"], "key": item.get("key", "")}
-            for item in project.labels
-        ],
+        "labels": _label_buttons(project),
         "progress": dash.labeling_progress(project=project, user=request.user),
         "strategies": dict(AcquisitionStrategy.choices),  # the "chosen by" line names them as declared
     }
-    return render(request, "ui/label.html", {"project": project, "config": config})
+    return render(
+        request, "ui/label.html", {"project": project, "config": config, **nav_links(request.user, project.pk)}
+    )
+
+
+def _label_buttons(project: Project) -> list[dict[str, str]]:
+    return [
+        {"name": item["name"], "text": item.get("text") or item["name"], "key": item.get("key", "")}
+        for item in project.labels
+    ]
+
+
+@project_page(roles.REVIEW)
+@require_GET
+def review(request: HttpRequest, pk: int) -> HttpResponse:
+    """The review page: the item, decisions and comments come from the review API (/api/v1/.../review/)."""
+    project = get_object_or_404(Project, pk=pk)
+    labels = _label_buttons(project)
+    # "c" is not a reserved label key (only s and u are), so a project whose label took it comments
+    # with 0, which no label key can be.
+    comment_key = "0" if any(item["key"] == "c" for item in labels) else "c"
+    config = {
+        "project": {"id": project.pk, "name": project.name, "lease_minutes": project.lease_minutes},
+        "labels": labels,
+        "comment_key": comment_key,
+        "reasons": dict(ReviewReason.choices),
+        "summary": review_summary(project=project),
+    }
+    return render(
+        request, "ui/review.html", {"project": project, "config": config, **nav_links(request.user, project.pk)}
+    )
 
 
 @project_page(roles.ANNOTATE)
@@ -66,11 +101,11 @@ def label(request: HttpRequest, pk: int) -> HttpResponse:
 def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk)
     # "is_admin" in the page means "may run this project": staff or the project's manager.
-    manages = roles.can(request.user, roles.MANAGE, project.pk)
+    links = nav_links(request.user, project.pk)
+    manages = links["can_manage"]
     return render(
         request, "ui/dashboard.html",
-        {"project": project, "is_admin": manages, "can_manage": manages,
-         "config": {"project": project.pk, "is_admin": manages}},
+        {"project": project, "is_admin": manages, **links, "config": {"project": project.pk, "is_admin": manages}},
     )
 
 
@@ -93,7 +128,7 @@ def document_detail(request: HttpRequest, pk: int, doc_id: int) -> HttpResponse:
         request, "ui/document.html",
         {"project": project, "document": document, "blind": _blind(document),
          "prediction": None if _blind(document) else prediction, "champion": champion,
-         "annotations": annotations},
+         "annotations": annotations, **nav_links(request.user, project.pk)},
     )
 
 
