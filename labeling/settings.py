@@ -120,6 +120,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Bounded body size and nesting depth (labeling.jsonbounds) on every view, not only BaseApi's.
+    "DEFAULT_PARSER_CLASSES": ["labeling.api.parsers.LimitedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "labeling.api.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["labeling.api.throttles.AnonThrottle", "labeling.api.throttles.UserThrottle"],

@@ -18,18 +18,13 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from labeling.api.parsers import PayloadTooLarge
 from labeling.services.annotations import AnnotationConflictError
 from labeling.services.assignments import AssignmentClosedError, LeaseExpiredError
 from labeling.services.errors import ServiceConflict
 from labeling.services.memberships import MembershipNotFoundError
 
 logger = logging.getLogger(__name__)
-
-
-class PayloadTooLarge(drf.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "the request body is too large"
-    default_code = "payload_too_large"
 
 
 class Conflict(drf.APIException):

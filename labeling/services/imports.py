@@ -34,6 +34,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from labeling import jsonbounds
 from labeling.labelspace import LabelSpace
 from labeling.models import Document, ImportJob, Project, RunStatus, text_hash
 from labeling.services import documents
@@ -120,9 +121,11 @@ def _open_jsonl(path: Path) -> _Source:
                 if not line.strip():
                     continue
                 try:
-                    value = json.loads(line)
+                    value = jsonbounds.loads(line)
                 except json.JSONDecodeError as exc:
                     value = {"__error__": f"invalid JSON: {exc.msg}"}
+                except ValueError as exc:  # nested too deeply, an integer of thousands of digits ...
+                    value = {"__error__": f"invalid JSON: {exc}"}
                 yield value if isinstance(value, dict) else {"__error__": "line is not a JSON object"}
 
     # Peek at the first object so a wrong column name fails before anything is written.

@@ -95,6 +95,33 @@ def test_bad_rows_are_rejected_with_row_numbers_and_reasons(tmp_path: Path) -> N
     assert Document.objects.get(project=project, text="no gold label is fine").gold_label is None
 
 
+def test_a_deeply_nested_jsonl_line_is_that_lines_error_and_the_other_rows_import(tmp_path: Path) -> None:
+    project = ProjectFactory()
+    path = tmp_path / "deep.jsonl"
+    lines = [json.dumps({"text": "first"}), "[" * 100_000, json.dumps({"text": "x", "m": [[[[1]]]]}) , '{"text": ' + "[" * 70 + '"y"' + "]" * 70 + "}"]
+    path.write_text("\n".join(lines) + "\n")
+
+    report = import_file(project=project, path=path, text_col="text")
+
+    assert (report.rows_total, report.imported, report.rejected) == (4, 2, 2)
+    reasons = {r["row"]: r["reason"] for r in report.rejected_rows}
+    assert "nested more than 64 levels" in reasons[2]
+    assert "nested more than 64 levels" in reasons[4]
+    assert sorted(Document.objects.filter(project=project).values_list("text", flat=True)) == ["first", "x"]
+
+
+def test_a_jsonl_file_that_starts_with_a_deep_line_still_imports_its_other_rows(tmp_path: Path) -> None:
+    project = ProjectFactory()
+    job = ImportJobFactory(project=project, file_path=str(tmp_path / "d.jsonl"), file_format="jsonl")
+    Path(job.file_path).write_text("[" * 100_000 + "\n" + json.dumps({"text": "kept"}) + "\n")
+
+    job = import_job_run(job.pk)
+
+    assert job.status == RunStatus.SUCCEEDED
+    assert (job.rows_imported, job.rows_rejected) == (1, 1)
+    assert job.rejected[0]["row"] == 1
+
+
 def test_a_missing_column_fails_before_anything_is_written(tmp_path: Path) -> None:
     project = ProjectFactory()
     path = write_csv(tmp_path / "r.csv", ROWS)
