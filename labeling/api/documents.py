@@ -26,7 +26,7 @@ _ITEM_SCHEMA = {
             "type": "string",
             "minLength": 1,
             "maxLength": 100_000,
-            "description": "1 to 100,000 characters after stripping; no NUL; stored exactly as sent",
+            "description": "1 to 100,000 characters as sent (whitespace counts; not blank); no NUL; stored exactly as sent",
         },
         "external_id": {
             "type": "string",

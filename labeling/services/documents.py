@@ -35,11 +35,11 @@ def text_problem(value: Any, *, max_chars: int = MAX_TEXT_CHARS, allow_blank: bo
         value.encode("utf-8")
     except UnicodeEncodeError:
         return "must not contain unpaired surrogate characters"
-    stripped = len(value.strip())
-    if not allow_blank and stripped == 0:
+    if not allow_blank and not value.strip():
         return "must not be empty or whitespace only"
-    if stripped > max_chars:
-        return f"must be at most {max_chars:,} characters (got {stripped:,})"
+    # The limit counts the text as stored (never stripped): padding is characters too.
+    if len(value) > max_chars:
+        return f"must be at most {max_chars:,} characters including whitespace (got {len(value):,})"
     return None
 
 

@@ -13,7 +13,9 @@ What counts as what:
   file. Exact-text repeats would only spend annotator time and weigh one text twice in training.
 - **rejected**: the row cannot become a document; the reason is kept (first ``MAX_REJECTED_KEPT``
   rows): the bulk endpoint's own checks (empty text, a NUL character, text longer than 100,000
-  characters, a bad external id) and a gold label that is not in the project's label set.
+  characters, a bad external id) and a gold label that is not in the project's label set. A CSV
+  field over ``CSV_FIELD_LIMIT`` characters is its row's error and ends the reading of that file
+  (the reader cannot find where the next row starts).
 
 A missing text / label / id column is an error before anything is written (``ImportFileError``).
 Gold labels go to ``Document.gold_label`` only (for replay and evaluation); they are never
@@ -25,7 +27,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from labeling.services.planner import planner_statistics_refresh
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1_000
+CSV_FIELD_LIMIT = 2 * documents.MAX_TEXT_CHARS  # characters in one CSV field
 MAX_REJECTED_KEPT = 1_000
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "hf", "hub")
 
@@ -102,14 +104,33 @@ class _Source:
 
 
 def _open_csv(path: Path, delimiter: str) -> _Source:
-    csv.field_size_limit(sys.maxsize)  # long documents are rejected per row by the length check, not here
+    # A field may be a little over the text limit (rejected per row, with its length, by the text
+    # check); past CSV_FIELD_LIMIT the reader stops rather than hold an unbounded field in memory.
+    csv.field_size_limit(CSV_FIELD_LIMIT)
     fh = path.open(newline="", encoding="utf-8-sig")
-    reader = csv.DictReader(fh, delimiter=delimiter)
-    columns = list(reader.fieldnames or [])
+    try:
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        columns = list(reader.fieldnames or [])
+    except csv.Error as exc:
+        fh.close()
+        raise ImportFileError(f"{path}: the header line cannot be read: {exc}") from exc
 
     def rows() -> Iterator[dict[str, Any]]:
         with fh:
-            yield from reader
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    # After an oversized (possibly multi-line, quoted) field the reader cannot tell
+                    # where the next row starts: reading on could import fragments of it as rows.
+                    yield {
+                        "__error__": f"line {reader.line_num}: {exc}; the rows after it were not read "
+                        "(fix the file and import it again: rows already imported count as duplicates)"
+                    }
+                    return
+                yield row
 
     return _Source(columns=columns, total=None, rows=rows())
 

@@ -122,6 +122,33 @@ def test_a_jsonl_file_that_starts_with_a_deep_line_still_imports_its_other_rows(
     assert job.rejected[0]["row"] == 1
 
 
+def test_padded_text_counts_its_whitespace_against_the_limit(tmp_path: Path) -> None:
+    project = ProjectFactory()
+    path = write_csv(tmp_path / "pad.csv", [{"text": "short"}, {"text": "a" + " " * 100_000}])
+
+    report = import_file(project=project, path=path, text_col="text")
+
+    assert (report.imported, report.rejected) == (1, 1)
+    assert report.rejected_rows[0]["row"] == 2
+    assert "100,000" in report.rejected_rows[0]["reason"]
+
+
+def test_an_oversized_csv_field_is_its_rows_error_and_nothing_after_it_is_guessed(tmp_path: Path) -> None:
+    from labeling.services.imports import CSV_FIELD_LIMIT
+
+    project = ProjectFactory()
+    big = "word " * (CSV_FIELD_LIMIT // 5 + 10) + "\nsecond line of the same field,with a comma"
+    path = write_csv(tmp_path / "big.csv", [{"text": "before"}, {"text": big}, {"text": "after"}])
+
+    report = import_file(project=project, path=path, text_col="text")
+
+    assert (report.rows_total, report.imported, report.rejected) == (2, 1, 1)
+    assert report.rejected_rows[0]["row"] == 2
+    assert "field larger than field limit" in report.rejected_rows[0]["reason"]
+    assert "not read" in report.rejected_rows[0]["reason"]
+    assert list(Document.objects.filter(project=project).values_list("text", flat=True)) == ["before"]
+
+
 def test_a_missing_column_fails_before_anything_is_written(tmp_path: Path) -> None:
     project = ProjectFactory()
     path = write_csv(tmp_path / "r.csv", ROWS)

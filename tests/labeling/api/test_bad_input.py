@@ -194,6 +194,8 @@ CASES = [
         "not_found",
         None,
     ),
+    ("doc-text-padded", "ingest", "post", D, {"text": "a" + " " * 100_000}, 400, "invalid", "items[0].text"),
+    ("doc-text-padded-2mb", "ingest", "post", D, {"text": "\n" * 2_000_000 + "a"}, 400, "invalid", "items[0].text"),
     ("doc-nested-100k", "ingest", "post", D, (RAW, "[" * 100_000), 400, "invalid_json", None),
     ("doc-nested-closed", "ingest", "post", D, (RAW, "[" * 5_000 + "]" * 5_000), 400, "invalid_json", None),
     ("doc-nested-metadata", "ingest", "post", D,
