@@ -118,7 +118,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     named = _named_service_error(exc)
     if named is not None:
         code, http_status = named
-        return Response(error_body(code, str(exc)), status=http_status)
+        return Response(error_body(code, str(exc), getattr(exc, "fields", None)), status=http_status)
     if isinstance(exc, IntegrityError):
         # A concurrent request changed the same rows; the client may retry.
         logger.warning("integrity error answered 409: %s", exc)

@@ -7,12 +7,13 @@ service applies to posted documents applies here too.
 What counts as what:
 
 - **imported**: a new document was created.
-- **duplicate**: the row's ``external_id`` already exists in the project (the stored document is
-  kept as it is; a re-import never overwrites), or, for a row without ``external_id``, a document
+- **duplicate**: the row's ``external_id`` already exists in the project with the same text, or, for
+  a row without ``external_id``, a document
   with exactly the same text (sha256 of the text) already exists in the project or earlier in the
   file. Exact-text repeats would only spend annotator time and weigh one text twice in training.
 - **rejected**: the row cannot become a document; the reason is kept (first ``MAX_REJECTED_KEPT``
-  rows): the bulk endpoint's own checks (empty text, a NUL character, text longer than 100,000
+  rows): a known ``external_id`` with a different text (a re-import never overwrites a stored
+  text), the bulk endpoint's own checks (empty text, a NUL character, text longer than 100,000
   characters, a bad external id) and a gold label that is not in the project's label set. A CSV
   field over ``CSV_FIELD_LIMIT`` characters is its row's error and ends the reading of that file
   (the reader cannot find where the next row starts).
@@ -246,7 +247,7 @@ def _clean_row(
     if problem is not None:
         report.reject(row, f"text {problem}")
         return None
-    item: dict[str, Any] = {"text": text}
+    item: dict[str, Any] = {"text": text, "_row": row}
     if external_id_col:
         ext = raw.get(external_id_col)
         ext = None if ext is None else str(ext).strip()
@@ -287,14 +288,41 @@ def _drop_known(project: Project, items: list[dict[str, Any]], seen_hashes: set[
     return kept
 
 
-def _write_chunk(project: Project, items: list[dict[str, Any]], seen: set[str], report: ImportReport) -> None:
+def _drop_conflicts(
+    project: Project, items: list[dict[str, Any]], report: ImportReport, seen_ids: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Rows whose external id is stored (or earlier in the file) with a different text: rejected."""
+    ids = {it["external_id"] for it in items if "external_id" in it}
+    stored = dict(
+        Document.objects.filter(project=project, external_id__in=ids).values_list("external_id", "content_hash")
+    )
+    kept: list[dict[str, Any]] = []
+    for it in items:
+        ext = it.get("external_id")
+        if ext is not None:
+            h = text_hash(it["text"])
+            known = stored.get(ext) or seen_ids.get(ext)
+            if known is not None and known != h:
+                where = "in the project" if ext in stored else "earlier in the file"
+                report.reject(it["_row"], f"external id {ext!r} is stored {where} with a different text")
+                continue
+            seen_ids.setdefault(ext, h)
+        kept.append(it)
+    return kept
+
+
+def _write_chunk(
+    project: Project, items: list[dict[str, Any]], seen: set[str], seen_ids: dict[str, str], report: ImportReport
+) -> None:
+    items = _drop_conflicts(project, items, report, seen_ids)
     kept = _drop_known(project, items, seen)
     report.duplicates += len(items) - len(kept)
     if not kept:
         return
     with transaction.atomic():
         results = documents.document_bulk_create(
-            project=project, items=[{k: v for k, v in it.items() if k != "gold_label"} for it in kept]
+            project=project,
+            items=[{k: v for k, v in it.items() if k not in ("gold_label", "_row")} for it in kept],
         )
         # Gold labels are not part of the posted-document shape: they are stored beside it, only on
         # documents this import created (a re-import never rewrites an existing document).
@@ -339,6 +367,7 @@ def _import(
     space = project.label_space
     report = ImportReport()
     seen: set[str] = set()
+    seen_ids: dict[str, str] = {}  # external id -> text hash, for rows earlier in this file
     chunk: list[dict[str, Any]] = []
     for row, raw in enumerate(source.rows, start=1):
         report.rows_total += 1
@@ -347,12 +376,12 @@ def _import(
         if item is not None:
             chunk.append(item)
         if len(chunk) >= CHUNK_SIZE:
-            _write_chunk(project, chunk, seen, report)
+            _write_chunk(project, chunk, seen, seen_ids, report)
             chunk = []
             if progress:
                 progress(report.rows_total, source.total)
     if chunk:
-        _write_chunk(project, chunk, seen, report)
+        _write_chunk(project, chunk, seen, seen_ids, report)
     if progress:
         progress(report.rows_total, source.total)
     planner_statistics_refresh(model=Document, rows_written=report.imported)

@@ -52,9 +52,26 @@ def test_reimport_counts_duplicates_by_external_id_and_keeps_the_stored_document
     report = import_file(project=project, path=write_csv(tmp_path / "r2.csv", changed), text_col="text",
                          label_col="label", external_id_col="id")
 
-    assert (report.imported, report.duplicates) == (0, 3)
+    # The changed text is not dropped silently: its row is rejected with the reason.
+    assert (report.imported, report.duplicates, report.rejected) == (0, 2, 1)
+    assert report.rejected_rows == [
+        {"row": 1, "reason": "external id 'a1' is stored in the project with a different text"}
+    ]
     assert Document.objects.filter(project=project).count() == 3
     assert Document.objects.get(project=project, external_id="a1").text == ROWS[0]["text"]
+
+
+def test_one_external_id_with_two_texts_in_one_file_keeps_the_first_and_rejects_the_second(
+    tmp_path: Path,
+) -> None:
+    project = ProjectFactory()
+    rows = [{"id": "x", "text": "first text"}, {"id": "x", "text": "second text"}, {"id": "x", "text": "first text"}]
+    report = import_file(project=project, path=write_csv(tmp_path / "r.csv", rows), text_col="text",
+                         external_id_col="id")
+
+    assert (report.imported, report.duplicates, report.rejected) == (1, 1, 1)
+    assert report.rejected_rows[0]["row"] == 2
+    assert "earlier in the file" in report.rejected_rows[0]["reason"]
 
 
 def test_rows_without_external_id_are_deduplicated_by_exact_text(tmp_path: Path) -> None:
@@ -98,7 +115,12 @@ def test_bad_rows_are_rejected_with_row_numbers_and_reasons(tmp_path: Path) -> N
 def test_a_deeply_nested_jsonl_line_is_that_lines_error_and_the_other_rows_import(tmp_path: Path) -> None:
     project = ProjectFactory()
     path = tmp_path / "deep.jsonl"
-    lines = [json.dumps({"text": "first"}), "[" * 100_000, json.dumps({"text": "x", "m": [[[[1]]]]}) , '{"text": ' + "[" * 70 + '"y"' + "]" * 70 + "}"]
+    lines = [
+        json.dumps({"text": "first"}),
+        "[" * 100_000,
+        json.dumps({"text": "x", "m": [[[[1]]]]}),
+        '{"text": ' + "[" * 70 + '"y"' + "]" * 70 + "}",
+    ]
     path.write_text("\n".join(lines) + "\n")
 
     report = import_file(project=project, path=path, text_col="text")
