@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from labeling.api.parsers import LimitedJSONParser
 from labeling.api.scope import scope_project_id
+from labeling.api.throttles import CountsFailedAuthentication
 from labeling.models import Project
 
 __all__ = ["BaseApi", "LimitedJSONParser", "get_or_404", "project_or_404"]
@@ -22,7 +23,7 @@ __all__ = ["BaseApi", "LimitedJSONParser", "get_or_404", "project_or_404"]
 M = TypeVar("M", bound=Model)
 
 
-class BaseApi(APIView):
+class BaseApi(CountsFailedAuthentication, APIView):
     parser_classes = [LimitedJSONParser]
     # Set by the membership gate: the project this request is about (None: the URL names none).
     scope_project_id: int | None = None
