@@ -41,8 +41,8 @@ def snapshot(db: Path) -> dict[str, object]:
     with sqlite3.connect(db) as conn:
         users = dict(conn.execute("SELECT username, is_staff FROM auth_user").fetchall())
         annotators = {r[0] for r in conn.execute(
-            "SELECT u.username FROM auth_user u JOIN auth_user_groups ug ON ug.user_id = u.id "
-            "JOIN auth_group g ON g.id = ug.group_id WHERE g.name = 'annotator'")}
+            "SELECT u.username FROM auth_user u JOIN labeling_projectmembership m ON m.user_id = u.id "
+            "WHERE m.role = 'annotator'")}
         projects = conn.execute("SELECT id, name FROM labeling_project").fetchall()
         docs = conn.execute(
             "SELECT COUNT(*), COUNT(gold_label), COUNT(DISTINCT gold_label) FROM labeling_document"
