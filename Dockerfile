@@ -24,6 +24,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/tmp/matplotlib \
     DJANGO_SETTINGS_MODULE=labeling.settings \
     DEBUG=0 \
+    REQUIRE_SECRET_KEY=1 \
     VAR_DIR=/var/lib/alabel \
     ARTIFACT_DIR=/var/lib/alabel/artifacts \
     UPLOAD_DIR=/var/lib/alabel/uploads \

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from _common import corpus, free_port, machine, setup_django, start_gunicorn, timer
 
@@ -24,13 +25,13 @@ setup_django()
 
 import requests
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 
 from labeling.models import Document, Project, text_hash
 from labeling.roles import INGEST
 from labeling.services.documents import document_bulk_create
 from labeling.services.memberships import membership_ensure
 from labeling.services.projects import project_create
+from labeling.services.tokens import token_create
 
 CHUNK = 1_000
 
@@ -64,9 +65,9 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
     return start_gunicorn(port, "-w", "2", "--timeout", "120")
 
 
-def bench_endpoint(port: int, token: str, n: int, clients: int) -> float:
+def bench_endpoint(port: int, user: Any, token: str, n: int, clients: int) -> float:
     project = fresh_project(f"bench ingest endpoint x{clients}")
-    membership_ensure(project=project, user=Token.objects.get(key=token).user, role=INGEST)
+    membership_ensure(project=project, user=user, role=INGEST)
     texts = list(corpus(n, suffix=True))
     url = f"http://127.0.0.1:{port}/api/v1/projects/{project.pk}/documents/"
     bodies = [
@@ -103,12 +104,12 @@ def main() -> None:
     print(json.dumps({"row": "document_bulk_create, in-process", "docs": args.docs,
                       "docs_per_s": round(service), "vs_baseline": round(service / baseline, 1)}))
     user, _ = get_user_model().objects.get_or_create(username="bench-ingest")
-    token, _ = Token.objects.get_or_create(user=user)
+    _, token = token_create(user=user, client="bench")
     port = free_port()
     server = start_server(port)
     try:
         for clients in [int(c) for c in args.clients.split(",")]:
-            rate = bench_endpoint(port, token.key, args.docs, clients)
+            rate = bench_endpoint(port, user, token, args.docs, clients)
             print(json.dumps({"row": f"POST /documents/ x1000, {clients} client(s), gunicorn -w 2",
                               "docs": args.docs, "docs_per_s": round(rate),
                               "vs_baseline": round(rate / baseline, 1), "target_docs_per_s": 2000}))

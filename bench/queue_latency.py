@@ -43,13 +43,13 @@ setup_django()
 
 import requests
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 
 from labeling.models import Assignment, AssignmentState, Document, Prediction, Project
 from labeling.roles import ANNOTATOR
 from labeling.services.memberships import membership_ensure
 from labeling.services.projects import project_update_policy
 from labeling.services.scoring import model_version_rescore
+from labeling.services.tokens import token_create
 
 WARMUP = 2
 
@@ -72,7 +72,7 @@ def tokens(n: int, project: Project) -> list[str]:
     for i in range(n):
         user, _ = get_user_model().objects.get_or_create(username=f"bench-annotator-{i + 1}")
         membership_ensure(project=project, user=user, role=ANNOTATOR)
-        out.append(Token.objects.get_or_create(user=user)[0].key)
+        out.append(token_create(user=user, client="bench")[1])
     return out
 
 

@@ -16,6 +16,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+from knox.models import AbstractAuthToken
 
 from labeling.labelspace import TASK_TYPE_LABELS, LabelSpace, label_space_for_project
 from modelsvc import acquisition
@@ -653,3 +654,20 @@ class ReviewComment(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class ApiToken(AbstractAuthToken):
+    """An API key, stored only as its SHA-512 digest (django-rest-knox), with an expiry and a client name.
+
+    One token per user and client: creating it again rotates it (the old key stops working at once).
+    """
+
+    client = models.CharField(
+        max_length=100, default="default", help_text="which script or service holds this key"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "client"], name="api_token_one_per_client")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}/{self.client} ({self.token_key}...)"

@@ -1,37 +1,62 @@
 """Settings, every knob read from the environment through one ``env``.
 
-Defaults run the embedded demo on a bare machine: SQLite, artifacts under ``var/``. Production
-sets ``DATABASE_URL`` (PostgreSQL), ``CELERY_BROKER_URL`` (Redis), ``SECRET_KEY`` and ``DEBUG=0``.
+Defaults run the embedded demo on a bare machine: SQLite, artifacts under ``var/``, DEBUG off, a
+per-install secret key in ``var/secret_key``. Production sets ``DATABASE_URL`` (PostgreSQL),
+``CELERY_BROKER_URL`` (Redis), ``SECRET_KEY`` with ``REQUIRE_SECRET_KEY=1``, and ``HTTPS=1`` /
+``TLS_PROXY=1`` / ``TRUSTED_PROXIES`` as its network is (docs/DEPLOYMENT.md).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+
+from labeling.secretkey import install_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-DEBUG: bool = env.bool("DEBUG", default=True)
+# Off unless set: a forgotten variable must not serve tracebacks and settings to the internet.
+DEBUG: bool = env.bool("DEBUG", default=False)
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 SECRET_KEY: str = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "insecure-dev-only-key-set-SECRET_KEY-in-production"
+    # Production (the image sets REQUIRE_SECRET_KEY=1) must name its key: replicas have to share it.
+    # Anywhere else (the demo, tests) each install gets a random key of its own, never a public one.
+    if env.bool("REQUIRE_SECRET_KEY", default=False):
+        raise ImproperlyConfigured("SECRET_KEY must be set (REQUIRE_SECRET_KEY is on)")
+    SECRET_KEY = install_secret_key(Path(env.str("SECRET_KEY_FILE", default="") or VAR_DIR / "secret_key"))
 ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-# Behind TLS (the load balancer sets X-Forwarded-Proto): secure cookies, HSTS and redirects.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SESSION_COOKIE_SECURE: bool = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
-CSRF_COOKIE_SECURE: bool = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
-SECURE_SSL_REDIRECT: bool = env.bool("SECURE_SSL_REDIRECT", default=False)
-SECURE_HSTS_SECONDS: int = env.int("SECURE_HSTS_SECONDS", default=0)
+# Proxies whose X-Forwarded-For is believed (addresses or networks, e.g. 10.0.0.0/8). Everyone else's
+# address is the TCP peer's: a client cannot pick the address its rate limit and lockout count on.
+TRUSTED_PROXIES: list[str] = env.list("TRUSTED_PROXIES", default=[])
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (only then is that header believed).
+TLS_PROXY: bool = env.bool("TLS_PROXY", default=False)
+if TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The site is served over HTTPS: secure cookies, HTTPS redirect and HSTS follow unless set one by one.
+# The plain-HTTP demo leaves all of them off (a secure cookie would never come back over http://).
+HTTPS: bool = env.bool("HTTPS", default=TLS_PROXY)
+SESSION_COOKIE_SECURE: bool = env.bool("SESSION_COOKIE_SECURE", default=HTTPS)
+CSRF_COOKIE_SECURE: bool = env.bool("CSRF_COOKIE_SECURE", default=HTTPS)
+SECURE_SSL_REDIRECT: bool = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
+SECURE_HSTS_SECONDS: int = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS: bool = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+SECURE_HSTS_PRELOAD: bool = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Preloading is a commitment for the whole domain that only its owner can make (SECURE_HSTS_PRELOAD=1).
+SILENCED_SYSTEM_CHECKS: list[str] = env.list("SILENCED_SYSTEM_CHECKS", default=["security.W021"])
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
-VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 ARTIFACT_DIR = Path(env.str("ARTIFACT_DIR", default=str(VAR_DIR / "artifacts")))
 UPLOAD_DIR = Path(env.str("UPLOAD_DIR", default=str(VAR_DIR / "uploads")))
 # Object storage for artifacts (s3://bucket/prefix via fsspec); empty = the local ARTIFACT_DIR.
@@ -47,7 +72,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
     "drf_spectacular",
     "labeling",
 ]
@@ -61,7 +87,27 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Content-Security-Policy: every page uses only its own static files (the API docs' Swagger UI too),
+# so nothing inline and nothing from another origin runs even if some text escaped its escaping.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 ROOT_URLCONF = "labeling.urls"
 WSGI_APPLICATION = "labeling.wsgi.application"
@@ -91,8 +137,32 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env.int("PASSWORD_MIN_LENGTH", default=10)},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes counts failed logins (the UI's /login/ and /admin/login/) per username and client
+# address, and locks that pair out for a while; `manage.py axes_reset` lifts every lockout.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT: int = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "labeling.clientip.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "ui/locked_out.html"
+AXES_VERBOSE = False
+# API tokens (django-rest-knox, model labeling.ApiToken): only a SHA-512 digest is stored, each one
+# expires, and each client of a user has its own (`manage.py token_create USER --client NAME`).
+KNOX_TOKEN_MODEL = "labeling.ApiToken"
+# knox's own migration creates its default token table even when the model is swapped out; that table
+# (unused, with a key to users) would only block `flush` and confuse admins.
+MIGRATION_MODULES = {"knox": None}
+TOKEN_TTL_DAYS: int = env.int("TOKEN_TTL_DAYS", default=90)
+REST_KNOX = {"TOKEN_TTL": timedelta(days=TOKEN_TTL_DAYS), "AUTH_HEADER_PREFIX": "Token"}
 LOGIN_URL = "ui:login"
 LOGIN_REDIRECT_URL = "ui:project-list"
 LOGOUT_REDIRECT_URL = "ui:login"
@@ -120,12 +190,16 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Bounded body size and nesting depth (labeling.jsonbounds) on every view, not only BaseApi's.
+    "DEFAULT_PARSER_CLASSES": ["labeling.api.parsers.LimitedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "labeling.api.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["labeling.api.throttles.AnonThrottle", "labeling.api.throttles.UserThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("THROTTLE_ANON", default="60/min"),
         "user": env.str("THROTTLE_USER", default="100000/hour"),
+        # Requests whose token or credentials were wrong, per client address (token guessing).
+        "auth_failures": env.str("THROTTLE_AUTH_FAILURES", default="20/min"),
     },
 }
 # The cache holds the rate-limit counters: with several web replicas point every one at the same Redis
@@ -136,6 +210,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Active-learning text labeling: ingestion, queue, labels, models, export.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # One name for the role choices that role, old_role and new_role share.
+    "ENUM_NAME_OVERRIDES": {"ProjectRoleEnum": "labeling.models.ProjectRole"},
 }
 
 # --- Celery --------------------------------------------------------------------------------

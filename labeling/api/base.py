@@ -1,4 +1,4 @@
-"""What every API view shares: a size-limited JSON parser, the project-membership gate, JSON 404s.
+"""What every API view shares: a size- and depth-limited JSON parser, the project-membership gate, JSON 404s.
 
 The gate (labeling/api/scope.py) answers 404 to a non-member of the project the URL is about;
 members whose role lacks the operation then get 403 from the view's permission classes
@@ -9,36 +9,21 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from django.conf import settings
 from django.db.models import Model
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import JSONParser
 from rest_framework.views import APIView
 
-from labeling.api.errors import PayloadTooLarge
+from labeling.api.parsers import LimitedJSONParser
 from labeling.api.scope import scope_project_id
+from labeling.api.throttles import CountsFailedAuthentication
 from labeling.models import Project
+
+__all__ = ["BaseApi", "LimitedJSONParser", "get_or_404", "project_or_404"]
 
 M = TypeVar("M", bound=Model)
 
 
-class LimitedJSONParser(JSONParser):
-    """DRF reads JSON straight from the stream; enforce DATA_UPLOAD_MAX_MEMORY_SIZE here (413)."""
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        request = (parser_context or {}).get("request")
-        if limit is not None and request is not None:
-            try:
-                declared = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                declared = 0
-            if declared > limit:
-                raise PayloadTooLarge(f"the body is {declared:,} bytes; the limit is {limit:,}")
-        return super().parse(stream, media_type, parser_context)
-
-
-class BaseApi(APIView):
+class BaseApi(CountsFailedAuthentication, APIView):
     parser_classes = [LimitedJSONParser]
     # Set by the membership gate: the project this request is about (None: the URL names none).
     scope_project_id: int | None = None

@@ -17,7 +17,13 @@ from labeling.api.permissions import IsProjectIngest
 from labeling.labelspace import label_space_for_model
 from labeling.models import Document, ImportJob, Split
 from labeling.selectors.documents import DocumentFilters, document_detail, document_list
-from labeling.services.documents import MAX_ITEMS_PER_CALL, document_bulk_create, document_import_start
+from labeling.services.documents import (
+    MAX_ITEMS_PER_CALL,
+    ON_CONFLICT,
+    document_bulk_create,
+    document_import_start,
+    document_text_differs,
+)
 
 _ITEM_SCHEMA = {
     "type": "object",
@@ -26,13 +32,15 @@ _ITEM_SCHEMA = {
             "type": "string",
             "minLength": 1,
             "maxLength": 100_000,
-            "description": "1 to 100,000 characters after stripping; no NUL; stored exactly as sent",
+            "description": "1 to 100,000 characters as sent (whitespace counts; not blank); no NUL; "
+            "stored exactly as sent",
         },
         "external_id": {
             "type": "string",
             "nullable": True,
             "maxLength": 255,
-            "description": "your id; re-posting it returns the stored document",
+            "description": "your id; re-posting it with the same text returns the stored document, "
+            "with another text a 409 (see on_conflict)",
         },
         "metadata": {"type": "object", "additionalProperties": True},
     },
@@ -55,6 +63,9 @@ class DocumentCreatedSerializer(serializers.Serializer):
     split = serializers.CharField()
     created = serializers.BooleanField(
         help_text="false: this external_id existed; the stored document is returned"
+    )
+    text_differs = serializers.BooleanField(
+        help_text="true: the stored text differs from the one sent and was kept (on_conflict=skip)"
     )
 
     class Meta:
@@ -104,6 +115,17 @@ class DocumentCollectionApi(BaseApi):
 
     permission_classes = [IsProjectIngest]
 
+    class CreateParamsSerializer(serializers.Serializer):
+        on_conflict = serializers.ChoiceField(
+            choices=list(ON_CONFLICT),
+            default="error",
+            help_text="a known external_id with a different text: error = 409, nothing stored; "
+            "skip = keep the stored text (text_differs: true in its result)",
+        )
+
+        class Meta:
+            ref_name = "DocumentCreateParams"
+
     class FilterSerializer(serializers.Serializer):
         labeled = serializers.BooleanField(required=False, allow_null=True, default=None)
         split = serializers.ChoiceField(choices=Split.choices, required=False)
@@ -118,15 +140,21 @@ class DocumentCollectionApi(BaseApi):
     @extend_schema(
         operation_id="documents_create",
         request=DOCUMENTS_REQUEST,
+        parameters=[CreateParamsSerializer],
         responses={201: DocumentCreateResultSerializer, 200: DocumentCreateResultSerializer},
         description="One document object or a list of up to 1,000. All or nothing: one bad item rejects the "
-        "request (400, fields name items[i].field). A known external_id returns the stored document.",
+        "request (400, fields name items[i].field). A known external_id with the same text returns the "
+        "stored document; with a different text: 409 external_id_conflict (or on_conflict=skip).",
     )
     def post(self, request: Request, project_id: int) -> Response:
         project = project_or_404(project_id)
+        params = self.CreateParamsSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
         payload: Any = request.data
         items = payload if isinstance(payload, list) else [payload]
-        results = document_bulk_create(project=project, items=items)
+        results = document_bulk_create(
+            project=project, items=items, on_conflict=params.validated_data["on_conflict"]
+        )
         created = sum(1 for _, was_created in results if was_created)
         body = {
             "created": created,
@@ -138,6 +166,7 @@ class DocumentCollectionApi(BaseApi):
                     "external_id": doc.external_id,
                     "split": doc.split,
                     "created": was_created,
+                    "text_differs": not was_created and document_text_differs(doc, items[i]["text"]),
                 }
                 for i, (doc, was_created) in enumerate(results)
             ],

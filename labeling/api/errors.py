@@ -18,18 +18,13 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from labeling.api.parsers import PayloadTooLarge
 from labeling.services.annotations import AnnotationConflictError
 from labeling.services.assignments import AssignmentClosedError, LeaseExpiredError
 from labeling.services.errors import ServiceConflict
 from labeling.services.memberships import MembershipNotFoundError
 
 logger = logging.getLogger(__name__)
-
-
-class PayloadTooLarge(drf.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "the request body is too large"
-    default_code = "payload_too_large"
 
 
 class Conflict(drf.APIException):
@@ -123,7 +118,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     named = _named_service_error(exc)
     if named is not None:
         code, http_status = named
-        return Response(error_body(code, str(exc)), status=http_status)
+        return Response(error_body(code, str(exc), getattr(exc, "fields", None)), status=http_status)
     if isinstance(exc, IntegrityError):
         # A concurrent request changed the same rows; the client may retry.
         logger.warning("integrity error answered 409: %s", exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from importlib.util import find_spec
 from pathlib import Path
@@ -11,7 +12,11 @@ from django.conf import settings
 from django.db import connection
 from django.http import FileResponse, Http404, HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
-from drf_spectacular.views import SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from labeling.api.throttles import CountsFailedAuthentication
+
+logger = logging.getLogger(__name__)
 
 BROKER_TIMEOUT_S = 2.0
 
@@ -27,8 +32,9 @@ def _database() -> str | None:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         return None
-    except Exception as exc:  # any driver error means "not ready"
-        return f"{type(exc).__name__}: {exc}"
+    except Exception:  # any driver error means "not ready"; its text (host, user) goes to the log only
+        logger.warning("readyz: the database does not answer", exc_info=True)
+        return "unavailable"
 
 
 def _broker() -> str | None:
@@ -39,8 +45,9 @@ def _broker() -> str | None:
         ) as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=BROKER_TIMEOUT_S)
         return None
-    except Exception as exc:  # any transport error means "not ready"
-        return f"{type(exc).__name__}: {exc}"
+    except Exception:  # any transport error means "not ready"; details (URL, host) to the log only
+        logger.warning("readyz: the broker does not answer", exc_info=True)
+        return "unavailable"
 
 
 @require_GET
@@ -90,11 +97,22 @@ def docs_asset(request: HttpRequest, name: str) -> FileResponse:
     return FileResponse(path.open("rb"), content_type=content_type)
 
 
-class DocsApi(SpectacularSwaggerView):
-    """Swagger UI at /api/docs/; its assets come from /api/docs/assets/ (no INSTALLED_APPS change)."""
+class SchemaApi(CountsFailedAuthentication, SpectacularAPIView):
+    """The OpenAPI schema (no auth needed; a wrong token still counts as a failed authentication)."""
+
+    permission_classes: list = []
+
+
+class DocsApi(CountsFailedAuthentication, SpectacularSwaggerSplitView):
+    """Swagger UI at /api/docs/; its assets come from /api/docs/assets/ (no INSTALLED_APPS change).
+
+    The split view serves its start-up script from ``?script`` and the template has no inline style,
+    so the page runs under the site's Content-Security-Policy (script-src and style-src 'self').
+    """
 
     url_name = "api-schema"
     permission_classes: list = []
+    template_name = "ui/swagger_ui.html"
 
     @staticmethod
     def _swagger_ui_resource(filename: str) -> str:

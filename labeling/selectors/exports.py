@@ -97,12 +97,25 @@ def jsonl_chunks(project: Project) -> Iterator[bytes]:
         yield ("\n".join(buffer) + "\n").encode()
 
 
+# A spreadsheet evaluates a cell that starts with one of these as a formula (=HYPERLINK(...), =cmd|...);
+# OWASP's advice for CSV meant to be opened in one: prefix a single quote, which shows as text.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """``value`` with a leading ``'`` when it is a string a spreadsheet would run as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
+
+
 def csv_chunks(project: Project) -> Iterator[bytes]:
+    """The CSV export: every text cell spreadsheet-safe (JSONL, Parquet and HF keep values as stored)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS)
     writer.writeheader()
     for i, row in enumerate(export_rows(project), start=1):
-        writer.writerow(row)
+        writer.writerow({key: spreadsheet_safe(value) for key, value in row.items()})
         if i % 500 == 0:
             yield out.getvalue().encode()
             out.seek(0)

@@ -18,11 +18,16 @@ from django.db import IntegrityError, transaction
 
 from labeling.models import Document, ImportJob, Project, Split, text_hash
 from labeling.services.dispatch import TaskName, enqueue
+from labeling.services.errors import ExternalIdConflictError
 from labeling.services.overlap import labels_required_for
 
 MAX_TEXT_CHARS = 100_000
 MAX_EXTERNAL_ID_CHARS = 255
 MAX_ITEMS_PER_CALL = 1_000
+# What a known external_id sent with a different text does: "error" (409, nothing stored) or "skip"
+# (the stored document is kept and the result says so). The text is never overwritten: labels,
+# predictions and the holdout draw belong to the text they were made for.
+ON_CONFLICT = ("error", "skip")
 _CONFLICT_RETRIES = 3
 
 
@@ -36,11 +41,11 @@ def text_problem(value: Any, *, max_chars: int = MAX_TEXT_CHARS, allow_blank: bo
         value.encode("utf-8")
     except UnicodeEncodeError:
         return "must not contain unpaired surrogate characters"
-    stripped = len(value.strip())
-    if not allow_blank and stripped == 0:
+    if not allow_blank and not value.strip():
         return "must not be empty or whitespace only"
-    if stripped > max_chars:
-        return f"must be at most {max_chars:,} characters (got {stripped:,})"
+    # The limit counts the text as stored (never stripped): padding is characters too.
+    if len(value) > max_chars:
+        return f"must be at most {max_chars:,} characters including whitespace (got {len(value):,})"
     return None
 
 
@@ -119,25 +124,41 @@ def _validated(items: Iterable[Any]) -> list[Mapping[str, Any]]:
     return items
 
 
-def _insert(project: Project, items: list[Mapping[str, Any]]) -> list[tuple[Document, bool]]:
+def _conflict(index: int, external_id: str, stored: str) -> ExternalIdConflictError:
+    return ExternalIdConflictError(
+        f"items[{index}]: external_id {external_id!r} is already {stored} with a different text; "
+        "nothing was stored (send on_conflict=skip to keep the stored text, or use a new external_id)",
+        fields={f"items[{index}].text": f"differs from the text stored for external_id {external_id!r}"},
+    )
+
+
+def _insert(project: Project, items: list[Mapping[str, Any]], on_conflict: str) -> list[tuple[Document, bool]]:
     wanted = {item["external_id"] for item in items if item.get("external_id") is not None}
     existing: dict[str, Document] = {}
     if wanted:
         existing = {
-            d.external_id: d for d in Document.objects.filter(project=project, external_id__in=wanted)
+            d.external_id: d
+            for d in Document.objects.filter(project=project, external_id__in=wanted).defer("text")
         }
     results: list[tuple[Document, bool] | None] = []
     new_docs: list[Document] = []
-    first_index: dict[str, int] = {}  # a repeated external_id inside one call points at the first one
-    for item in items:
+    first_index: dict[str, int] = {}  # a repeated external_id in one call points at its first item
+    for index, item in enumerate(items):
         external_id = item.get("external_id")
+        content_hash = text_hash(item["text"])
         if external_id is not None and external_id in existing:
-            results.append((existing[external_id], False))
+            stored = existing[external_id]
+            if stored.content_hash != content_hash and on_conflict == "error":
+                raise _conflict(index, external_id, f"stored as document {stored.pk}")
+            results.append((stored, False))
             continue
         if external_id is not None and external_id in first_index:
+            first = results[first_index[external_id]]
+            assert first is not None  # the first item with this external_id was a new document
+            if first[0].content_hash != content_hash and on_conflict == "error":
+                raise _conflict(index, external_id, f"used by items[{first_index[external_id]}]")
             results.append(None)
             continue
-        content_hash = text_hash(item["text"])
         holdout = holdout_draw(
             seed=project.seed, content_hash=content_hash, fraction=project.holdout_fraction
         )
@@ -165,17 +186,23 @@ def _insert(project: Project, items: list[Mapping[str, Any]]) -> list[tuple[Docu
     return filled
 
 
-def document_bulk_create(*, project: Project, items: Iterable[Any]) -> list[tuple[Document, bool]]:
+def document_bulk_create(
+    *, project: Project, items: Iterable[Any], on_conflict: str = "error"
+) -> list[tuple[Document, bool]]:
     """Store new documents; an external_id seen before returns the stored document, never a copy.
 
-    All or nothing: one invalid item raises ``ValidationError`` naming ``items[i].field``. Scoring of
-    the new documents is enqueued once per call, after commit.
+    All or nothing: one invalid item raises ``ValidationError`` naming ``items[i].field``. A known
+    external_id sent with a different text raises ``ExternalIdConflictError`` (``on_conflict="error"``)
+    or returns the stored document unchanged (``"skip"``; ``document_text_differs`` tells them apart).
+    Scoring of the new documents is enqueued once per call, after commit.
     """
+    if on_conflict not in ON_CONFLICT:
+        raise ValidationError({"on_conflict": f"one of {', '.join(ON_CONFLICT)}"})
     validated = _validated(items)
     for attempt in range(_CONFLICT_RETRIES):
         try:
             with transaction.atomic():
-                results = _insert(project, validated)
+                results = _insert(project, validated, on_conflict)
                 if any(created for _, created in results):
                     enqueue(TaskName.SCORE_PENDING, args=(project.id,), countdown=2)
                 return results
@@ -185,6 +212,11 @@ def document_bulk_create(*, project: Project, items: Iterable[Any]) -> list[tupl
             if attempt == _CONFLICT_RETRIES - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def document_text_differs(document: Document, text: str) -> bool:
+    """Whether ``text`` is not the text stored in ``document`` (compared by its content hash)."""
+    return document.content_hash != text_hash(text)
 
 
 UPLOAD_FORMATS = {

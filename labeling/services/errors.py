@@ -13,6 +13,16 @@ class ServiceConflict(Exception):
 
     code = "conflict"
 
+    def __init__(self, message: str = "", *, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or {}
+
+
+class ExternalIdConflictError(ServiceConflict):
+    """A known external_id was sent with a different text (the stored document is not changed)."""
+
+    code = "external_id_conflict"
+
 
 class NoChampionError(ServiceConflict):
     """The project has no champion model yet (label more documents first)."""

@@ -7,13 +7,16 @@ service applies to posted documents applies here too.
 What counts as what:
 
 - **imported**: a new document was created.
-- **duplicate**: the row's ``external_id`` already exists in the project (the stored document is
-  kept as it is; a re-import never overwrites), or, for a row without ``external_id``, a document
+- **duplicate**: the row's ``external_id`` already exists in the project with the same text, or, for
+  a row without ``external_id``, a document
   with exactly the same text (sha256 of the text) already exists in the project or earlier in the
   file. Exact-text repeats would only spend annotator time and weigh one text twice in training.
 - **rejected**: the row cannot become a document; the reason is kept (first ``MAX_REJECTED_KEPT``
-  rows): the bulk endpoint's own checks (empty text, a NUL character, text longer than 100,000
-  characters, a bad external id) and a gold label that is not in the project's label set.
+  rows): a known ``external_id`` with a different text (a re-import never overwrites a stored
+  text), the bulk endpoint's own checks (empty text, a NUL character, text longer than 100,000
+  characters, a bad external id) and a gold label that is not in the project's label set. A CSV
+  field over ``CSV_FIELD_LIMIT`` characters is its row's error and ends the reading of that file
+  (the reader cannot find where the next row starts).
 
 A missing text / label / id column is an error before anything is written (``ImportFileError``).
 Gold labels go to ``Document.gold_label`` only (for replay and evaluation); they are never
@@ -25,7 +28,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from labeling import jsonbounds
 from labeling.labelspace import LabelSpace
 from labeling.models import Document, ImportJob, Project, RunStatus, text_hash
 from labeling.services import documents
@@ -42,6 +45,7 @@ from labeling.services.planner import planner_statistics_refresh
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1_000
+CSV_FIELD_LIMIT = 2 * documents.MAX_TEXT_CHARS  # characters in one CSV field
 MAX_REJECTED_KEPT = 1_000
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "hf", "hub")
 
@@ -101,14 +105,33 @@ class _Source:
 
 
 def _open_csv(path: Path, delimiter: str) -> _Source:
-    csv.field_size_limit(sys.maxsize)  # long documents are rejected per row by the length check, not here
+    # A field may be a little over the text limit (rejected per row, with its length, by the text
+    # check); past CSV_FIELD_LIMIT the reader stops rather than hold an unbounded field in memory.
+    csv.field_size_limit(CSV_FIELD_LIMIT)
     fh = path.open(newline="", encoding="utf-8-sig")
-    reader = csv.DictReader(fh, delimiter=delimiter)
-    columns = list(reader.fieldnames or [])
+    try:
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        columns = list(reader.fieldnames or [])
+    except csv.Error as exc:
+        fh.close()
+        raise ImportFileError(f"{path}: the header line cannot be read: {exc}") from exc
 
     def rows() -> Iterator[dict[str, Any]]:
         with fh:
-            yield from reader
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    # After an oversized (possibly multi-line, quoted) field the reader cannot tell
+                    # where the next row starts: reading on could import fragments of it as rows.
+                    yield {
+                        "__error__": f"line {reader.line_num}: {exc}; the rows after it were not read "
+                        "(fix the file and import it again: rows already imported count as duplicates)"
+                    }
+                    return
+                yield row
 
     return _Source(columns=columns, total=None, rows=rows())
 
@@ -120,9 +143,11 @@ def _open_jsonl(path: Path) -> _Source:
                 if not line.strip():
                     continue
                 try:
-                    value = json.loads(line)
+                    value = jsonbounds.loads(line)
                 except json.JSONDecodeError as exc:
                     value = {"__error__": f"invalid JSON: {exc.msg}"}
+                except ValueError as exc:  # nested too deeply, an integer of thousands of digits ...
+                    value = {"__error__": f"invalid JSON: {exc}"}
                 yield value if isinstance(value, dict) else {"__error__": "line is not a JSON object"}
 
     # Peek at the first object so a wrong column name fails before anything is written.
@@ -222,7 +247,7 @@ def _clean_row(
     if problem is not None:
         report.reject(row, f"text {problem}")
         return None
-    item: dict[str, Any] = {"text": text}
+    item: dict[str, Any] = {"text": text, "_row": row}
     if external_id_col:
         ext = raw.get(external_id_col)
         ext = None if ext is None else str(ext).strip()
@@ -263,14 +288,41 @@ def _drop_known(project: Project, items: list[dict[str, Any]], seen_hashes: set[
     return kept
 
 
-def _write_chunk(project: Project, items: list[dict[str, Any]], seen: set[str], report: ImportReport) -> None:
+def _drop_conflicts(
+    project: Project, items: list[dict[str, Any]], report: ImportReport, seen_ids: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Rows whose external id is stored (or earlier in the file) with a different text: rejected."""
+    ids = {it["external_id"] for it in items if "external_id" in it}
+    stored = dict(
+        Document.objects.filter(project=project, external_id__in=ids).values_list("external_id", "content_hash")
+    )
+    kept: list[dict[str, Any]] = []
+    for it in items:
+        ext = it.get("external_id")
+        if ext is not None:
+            h = text_hash(it["text"])
+            known = stored.get(ext) or seen_ids.get(ext)
+            if known is not None and known != h:
+                where = "in the project" if ext in stored else "earlier in the file"
+                report.reject(it["_row"], f"external id {ext!r} is stored {where} with a different text")
+                continue
+            seen_ids.setdefault(ext, h)
+        kept.append(it)
+    return kept
+
+
+def _write_chunk(
+    project: Project, items: list[dict[str, Any]], seen: set[str], seen_ids: dict[str, str], report: ImportReport
+) -> None:
+    items = _drop_conflicts(project, items, report, seen_ids)
     kept = _drop_known(project, items, seen)
     report.duplicates += len(items) - len(kept)
     if not kept:
         return
     with transaction.atomic():
         results = documents.document_bulk_create(
-            project=project, items=[{k: v for k, v in it.items() if k != "gold_label"} for it in kept]
+            project=project,
+            items=[{k: v for k, v in it.items() if k not in ("gold_label", "_row")} for it in kept],
         )
         # Gold labels are not part of the posted-document shape: they are stored beside it, only on
         # documents this import created (a re-import never rewrites an existing document).
@@ -315,6 +367,7 @@ def _import(
     space = project.label_space
     report = ImportReport()
     seen: set[str] = set()
+    seen_ids: dict[str, str] = {}  # external id -> text hash, for rows earlier in this file
     chunk: list[dict[str, Any]] = []
     for row, raw in enumerate(source.rows, start=1):
         report.rows_total += 1
@@ -323,12 +376,12 @@ def _import(
         if item is not None:
             chunk.append(item)
         if len(chunk) >= CHUNK_SIZE:
-            _write_chunk(project, chunk, seen, report)
+            _write_chunk(project, chunk, seen, seen_ids, report)
             chunk = []
             if progress:
                 progress(report.rows_total, source.total)
     if chunk:
-        _write_chunk(project, chunk, seen, report)
+        _write_chunk(project, chunk, seen, seen_ids, report)
     if progress:
         progress(report.rows_total, source.total)
     planner_statistics_refresh(model=Document, rows_written=report.imported)

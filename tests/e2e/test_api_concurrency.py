@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 import requests
 from django.conf import settings
-from rest_framework.authtoken.models import Token
 
 from labeling import roles
 from labeling.models import Annotation, Assignment, AssignmentState, Document, ModelStatus, Prediction
 from labeling.services.documents import document_bulk_create
 from labeling.services.memberships import membership_ensure
 from labeling.services.projects import project_create, project_update_policy
+from labeling.services.tokens import token_create
 from tests.factories import ModelVersionFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -148,7 +148,7 @@ def test_concurrent_annotators_never_share_a_document_and_lose_no_label(server: 
     for i in range(CLIENTS):
         user = UserFactory(username=f"racer{i}", password="x")
         membership_ensure(project=project, user=user, role=roles.ANNOTATOR)
-        tokens.append(Token.objects.create(user=user).key)
+        tokens.append(token_create(user=user)[1])
 
     labeled: list[tuple[int, int, str, int]] = []  # (user index, document id, label, annotation id)
     failures: list[str] = []
@@ -230,7 +230,7 @@ def test_with_overlap_no_annotator_labels_a_document_twice_and_none_gets_too_man
     for i in range(CLIENTS):
         user = UserFactory(username=f"pair{i}", password="x")
         membership_ensure(project=project, user=user, role=roles.ANNOTATOR)
-        tokens.append(Token.objects.create(user=user).key)
+        tokens.append(token_create(user=user)[1])
 
     labeled: list[tuple[int, int, str, int]] = []
     failures: list[str] = []

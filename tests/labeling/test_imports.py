@@ -52,9 +52,26 @@ def test_reimport_counts_duplicates_by_external_id_and_keeps_the_stored_document
     report = import_file(project=project, path=write_csv(tmp_path / "r2.csv", changed), text_col="text",
                          label_col="label", external_id_col="id")
 
-    assert (report.imported, report.duplicates) == (0, 3)
+    # The changed text is not dropped silently: its row is rejected with the reason.
+    assert (report.imported, report.duplicates, report.rejected) == (0, 2, 1)
+    assert report.rejected_rows == [
+        {"row": 1, "reason": "external id 'a1' is stored in the project with a different text"}
+    ]
     assert Document.objects.filter(project=project).count() == 3
     assert Document.objects.get(project=project, external_id="a1").text == ROWS[0]["text"]
+
+
+def test_one_external_id_with_two_texts_in_one_file_keeps_the_first_and_rejects_the_second(
+    tmp_path: Path,
+) -> None:
+    project = ProjectFactory()
+    rows = [{"id": "x", "text": "first text"}, {"id": "x", "text": "second text"}, {"id": "x", "text": "first text"}]
+    report = import_file(project=project, path=write_csv(tmp_path / "r.csv", rows), text_col="text",
+                         external_id_col="id")
+
+    assert (report.imported, report.duplicates, report.rejected) == (1, 1, 1)
+    assert report.rejected_rows[0]["row"] == 2
+    assert "earlier in the file" in report.rejected_rows[0]["reason"]
 
 
 def test_rows_without_external_id_are_deduplicated_by_exact_text(tmp_path: Path) -> None:
@@ -93,6 +110,65 @@ def test_bad_rows_are_rejected_with_row_numbers_and_reasons(tmp_path: Path) -> N
     assert "'meh'" in reasons[5]
     assert "invalid JSON" in reasons[7]
     assert Document.objects.get(project=project, text="no gold label is fine").gold_label is None
+
+
+def test_a_deeply_nested_jsonl_line_is_that_lines_error_and_the_other_rows_import(tmp_path: Path) -> None:
+    project = ProjectFactory()
+    path = tmp_path / "deep.jsonl"
+    lines = [
+        json.dumps({"text": "first"}),
+        "[" * 100_000,
+        json.dumps({"text": "x", "m": [[[[1]]]]}),
+        '{"text": ' + "[" * 70 + '"y"' + "]" * 70 + "}",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+    report = import_file(project=project, path=path, text_col="text")
+
+    assert (report.rows_total, report.imported, report.rejected) == (4, 2, 2)
+    reasons = {r["row"]: r["reason"] for r in report.rejected_rows}
+    assert "nested more than 64 levels" in reasons[2]
+    assert "nested more than 64 levels" in reasons[4]
+    assert sorted(Document.objects.filter(project=project).values_list("text", flat=True)) == ["first", "x"]
+
+
+def test_a_jsonl_file_that_starts_with_a_deep_line_still_imports_its_other_rows(tmp_path: Path) -> None:
+    project = ProjectFactory()
+    job = ImportJobFactory(project=project, file_path=str(tmp_path / "d.jsonl"), file_format="jsonl")
+    Path(job.file_path).write_text("[" * 100_000 + "\n" + json.dumps({"text": "kept"}) + "\n")
+
+    job = import_job_run(job.pk)
+
+    assert job.status == RunStatus.SUCCEEDED
+    assert (job.rows_imported, job.rows_rejected) == (1, 1)
+    assert job.rejected[0]["row"] == 1
+
+
+def test_padded_text_counts_its_whitespace_against_the_limit(tmp_path: Path) -> None:
+    project = ProjectFactory()
+    path = write_csv(tmp_path / "pad.csv", [{"text": "short"}, {"text": "a" + " " * 100_000}])
+
+    report = import_file(project=project, path=path, text_col="text")
+
+    assert (report.imported, report.rejected) == (1, 1)
+    assert report.rejected_rows[0]["row"] == 2
+    assert "100,000" in report.rejected_rows[0]["reason"]
+
+
+def test_an_oversized_csv_field_is_its_rows_error_and_nothing_after_it_is_guessed(tmp_path: Path) -> None:
+    from labeling.services.imports import CSV_FIELD_LIMIT
+
+    project = ProjectFactory()
+    big = "word " * (CSV_FIELD_LIMIT // 5 + 10) + "\nsecond line of the same field,with a comma"
+    path = write_csv(tmp_path / "big.csv", [{"text": "before"}, {"text": big}, {"text": "after"}])
+
+    report = import_file(project=project, path=path, text_col="text")
+
+    assert (report.rows_total, report.imported, report.rejected) == (2, 1, 1)
+    assert report.rejected_rows[0]["row"] == 2
+    assert "field larger than field limit" in report.rejected_rows[0]["reason"]
+    assert "not read" in report.rejected_rows[0]["reason"]
+    assert list(Document.objects.filter(project=project).values_list("text", flat=True)) == ["before"]
 
 
 def test_a_missing_column_fails_before_anything_is_written(tmp_path: Path) -> None:

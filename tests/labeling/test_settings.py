@@ -27,12 +27,54 @@ def test_embedded_defaults_need_no_server(tmp_path: Path) -> None:
     assert out.stdout.split() == ["django.db.backends.sqlite3", "filesystem://"]
 
 
-def test_secret_key_is_required_when_debug_is_off() -> None:
-    code = "import os; os.environ['DJANGO_SETTINGS_MODULE']='labeling.settings'; import django; django.setup()"
-    out = _run_python(code, DEBUG="0")
+SETUP = "import os; os.environ['DJANGO_SETTINGS_MODULE']='labeling.settings'; import django; django.setup();"
+
+
+def test_secret_key_is_required_where_production_says_so() -> None:
+    out = _run_python(SETUP, DEBUG="0", REQUIRE_SECRET_KEY="1")
     assert out.returncode != 0
-    assert "SECRET_KEY must be set when DEBUG is off" in out.stderr
-    assert _run_python(code, DEBUG="0", SECRET_KEY="x" * 50).returncode == 0
+    assert "SECRET_KEY must be set" in out.stderr
+    assert _run_python(SETUP, DEBUG="0", REQUIRE_SECRET_KEY="1", SECRET_KEY="x" * 50).returncode == 0
+
+
+def test_debug_is_off_and_the_key_is_per_install_unless_set(tmp_path: Path) -> None:
+    code = SETUP + "from django.conf import settings as s; print(s.DEBUG, s.SECRET_KEY)"
+    first = _run_python(code, VAR_DIR=str(tmp_path / "a"))
+    assert first.returncode == 0, first.stderr
+    debug, key = first.stdout.split()
+    assert debug == "False"
+    assert len(key) >= 50 and "insecure" not in key
+    key_file = tmp_path / "a" / "secret_key"
+    assert key_file.read_text().strip() == key and key_file.stat().st_mode & 0o077 == 0
+    assert _run_python(code, VAR_DIR=str(tmp_path / "a")).stdout.split()[1] == key  # kept across starts
+    assert _run_python(code, VAR_DIR=str(tmp_path / "b")).stdout.split()[1] != key  # each install its own
+
+
+def test_the_proxy_https_header_is_believed_only_behind_a_tls_proxy(tmp_path: Path) -> None:
+    code = SETUP + (
+        "from django.conf import settings as s;"
+        "print(getattr(s, 'SECURE_PROXY_SSL_HEADER', None), s.SESSION_COOKIE_SECURE, s.SECURE_HSTS_SECONDS)"
+    )
+    plain = _run_python(code, VAR_DIR=str(tmp_path))
+    assert plain.stdout.split() == ["None", "False", "0"], plain.stderr
+    proxied = _run_python(code, VAR_DIR=str(tmp_path), TLS_PROXY="1")
+    assert proxied.stdout.split()[-2:] == ["True", "31536000"]
+    assert "HTTP_X_FORWARDED_PROTO" in proxied.stdout
+
+
+PRODUCTION = {
+    "DEBUG": "0", "REQUIRE_SECRET_KEY": "1", "SECRET_KEY": "k" * 20 + "Q9-z_" * 10, "TLS_PROXY": "1",
+    "ALLOWED_HOSTS": "label.example.com", "CSRF_TRUSTED_ORIGINS": "https://label.example.com",
+}
+
+
+def test_check_deploy_is_clean_for_production_settings(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    env.update(PRODUCTION, VAR_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "no issues" in out.stdout
 
 
 def test_test_run_fails_when_postgresql_is_down() -> None:

@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import pytest
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from labeling import roles
@@ -18,6 +17,7 @@ from labeling.models import ModelStatus, Project
 from labeling.services.documents import document_bulk_create
 from labeling.services.memberships import membership_ensure
 from labeling.services.projects import project_create
+from labeling.services.tokens import token_create
 from tests.factories import ModelVersionFactory, PredictionFactory, UserFactory
 
 
@@ -32,10 +32,16 @@ def _fast_password_hashing(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+def api_key(user) -> str:
+    """One key per user for the whole test (token_create would rotate it on every call)."""
+    if not hasattr(user, "_test_api_key"):
+        user._test_api_key = token_create(user=user)[1]
+    return user._test_api_key
+
+
 def token_client(user) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_key(user)}")
     return client
 
 

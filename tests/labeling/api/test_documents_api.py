@@ -73,23 +73,59 @@ def test_reposting_an_external_id_returns_the_existing_document(ingest_client, p
         ingest_client, project, [{"text": "a", "external_id": "x1"}, {"text": "b", "external_id": "x2"}]
     )
     assert first.status_code == 201
-    again = post_docs(
-        ingest_client,
-        project,
+    again = ingest_client.post(
+        f"/api/v1/projects/{project.pk}/documents/?on_conflict=skip",
         [
             {"text": "changed", "external_id": "x1"},
             {"text": "c", "external_id": "x3"},
             {"text": "c again", "external_id": "x3"},
         ],
+        format="json",
     )
     assert again.status_code == 201
     results = again.json()["results"]
     assert [r["created"] for r in results] == [False, True, False]
+    assert [r["text_differs"] for r in results] == [True, False, True]
     assert results[0]["id"] == first.json()["results"][0]["id"]
     assert results[1]["id"] == results[2]["id"]
     assert Document.objects.filter(project=project).count() == 3
     assert Document.objects.get(external_id="x1").text == "a"
     assert post_docs(ingest_client, project, {"text": "a", "external_id": "x1"}).status_code == 200
+
+
+def test_a_known_external_id_with_another_text_is_a_409_naming_it_and_stores_nothing(ingest_client, project):
+    stored = post_docs(ingest_client, project, {"text": "a", "external_id": "x1"}).json()["results"][0]["id"]
+
+    response = post_docs(
+        ingest_client, project, [{"text": "new one", "external_id": "n1"}, {"text": "changed", "external_id": "x1"}]
+    )
+
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "external_id_conflict"
+    assert "'x1'" in error["message"] and f"document {stored}" in error["message"]
+    assert "items[1].text" in error["fields"]
+    assert list(Document.objects.filter(project=project).values_list("external_id", "text")) == [("x1", "a")]
+    # The same text again is the idempotent re-send it always was.
+    same = post_docs(ingest_client, project, {"text": "a", "external_id": "x1"})
+    assert same.status_code == 200 and same.json()["results"][0]["text_differs"] is False
+
+
+def test_one_external_id_with_two_texts_in_one_request_is_a_409(ingest_client, project):
+    response = post_docs(
+        ingest_client, project, [{"text": "one", "external_id": "d"}, {"text": "two", "external_id": "d"}]
+    )
+    assert response.status_code == 409
+    assert "items[1].text" in response.json()["error"]["fields"]
+    assert not Document.objects.filter(project=project).exists()
+
+
+def test_on_conflict_must_be_error_or_skip(ingest_client, project):
+    response = ingest_client.post(
+        f"/api/v1/projects/{project.pk}/documents/?on_conflict=update", {"text": "a"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "on_conflict" in response.json()["error"]["fields"]
 
 
 def test_one_bad_item_rejects_the_whole_request(ingest_client, project):

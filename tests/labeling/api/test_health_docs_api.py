@@ -31,6 +31,24 @@ def test_readyz_reports_an_unreachable_broker(client, settings):
     assert body["checks"]["database"] == "ok" and body["checks"]["broker"] != "ok"
 
 
+def test_readyz_never_shows_driver_errors(client, settings, caplog):
+    settings.CELERY_BROKER_URL = "redis://secret-user:pw@127.0.0.1:1/0"
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"] == "unavailable"
+    assert b"127.0.0.1" not in response.content and b"secret-user" not in response.content
+    assert "broker does not answer" in caplog.text  # the details went to the log
+
+
+def test_pages_carry_a_content_security_policy(client):
+    response = client.get("/login/")
+    policy = response["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy and "unsafe-inline" not in policy
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200 and b"<style>" not in docs.content and b"<script>" not in docs.content
+    assert client.get("/api/docs/?script").status_code == 200
+
+
 def test_schema_lists_every_operation(client):
     response = client.get("/api/v1/schema/")
     assert response.status_code == 200

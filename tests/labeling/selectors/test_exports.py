@@ -23,3 +23,13 @@ def test_awkward_text_round_trips_through_csv_and_jsonl():
     assert [(r["text"], r["external_id"], r["label"]) for r in rows] == [(AWKWARD, "ext,1", "rotten")]
     [line] = b"".join(jsonl_chunks(doc.project)).decode().splitlines()
     assert json.loads(line)["text"] == AWKWARD
+
+
+@pytest.mark.parametrize("text", ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tlead", "\rlead"])
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_get_a_quote_and_jsonl_is_unchanged(text):
+    doc = DocumentFactory(text=text, external_id="=ext")
+    AnnotationFactory(document=doc, label="rotten")
+    [row] = list(csv.DictReader(io.StringIO(b"".join(csv_chunks(doc.project)).decode(), newline="")))
+    assert (row["text"], row["external_id"], row["label"]) == ("'" + text, "'=ext", "rotten")
+    [line] = b"".join(jsonl_chunks(doc.project)).decode().splitlines()
+    assert (json.loads(line)["text"], json.loads(line)["external_id"]) == (text, "=ext")

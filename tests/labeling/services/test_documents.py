@@ -10,6 +10,7 @@ from django.db import connection
 
 from labeling.models import Document, Split, text_hash
 from labeling.services.documents import document_bulk_create, holdout_draw
+from labeling.services.errors import ExternalIdConflictError
 from labeling.services.projects import project_create
 
 pytestmark = pytest.mark.django_db
@@ -52,10 +53,22 @@ def test_known_external_ids_return_the_stored_document(project):
     again = document_bulk_create(
         project=project,
         items=[{"text": "one, edited", "external_id": "e1"}, {"text": "two", "external_id": "e2"}],
+        on_conflict="skip",
     )
     assert again[0] == (first[0][0], False)
     assert again[1][1] is True
     assert Document.objects.filter(project=project).count() == 2
+
+
+def test_a_known_external_id_with_another_text_raises_by_default_and_stores_nothing(project):
+    document_bulk_create(project=project, items=[{"text": "one", "external_id": "e1"}])
+    with pytest.raises(ExternalIdConflictError) as info:
+        document_bulk_create(
+            project=project,
+            items=[{"text": "two", "external_id": "e2"}, {"text": "one, edited", "external_id": "e1"}],
+        )
+    assert "items[1].text" in info.value.fields
+    assert list(Document.objects.filter(project=project).values_list("text", flat=True)) == ["one"]
 
 
 def test_a_bad_item_stores_nothing_and_names_its_index(project):
