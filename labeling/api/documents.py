@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -224,14 +225,17 @@ class DocumentDetailApi(BaseApi):
                 "predictions",
             )
 
-    @extend_schema(operation_id="documents_retrieve", responses=OutputSerializer)
+    @extend_schema(
+        operation_id="documents_retrieve",
+        responses=OutputSerializer,
+        description="Labels: everyone's for managers, only the caller's own otherwise (the ingest role sees "
+        "none). Predictions: none while the document is an unlabeled holdout item (labeled blind).",
+    )
     def get(self, request: Request, project_id: int, document_id: int) -> Response:
         project = project_or_404(project_id)
         try:
-            document = document_detail(project=project, document_id=document_id)
+            document = document_detail(project=project, document_id=document_id, user=request.user)
         except Document.DoesNotExist:
-            from rest_framework.exceptions import NotFound
-
             raise NotFound(f"document {document_id} does not exist in project {project_id}") from None
         return Response(self.OutputSerializer(document).data)
 

@@ -27,7 +27,9 @@ from labeling.models import (
     Split,
     TrainingRun,
 )
+from labeling import roles
 from labeling.selectors import stats
+from labeling.selectors.documents import BLIND
 from labeling.selectors.models import champion_get
 from labeling.selectors.queue import queue_size
 
@@ -163,14 +165,18 @@ def uncertainty_histogram(*, champion: ModelVersion) -> dict[str, Any]:
 
 
 def class_balance(*, champion: ModelVersion) -> list[dict[str, Any]]:
+    """Predicted labels over the champion's scored documents, blind ones left out."""
     rows = (
-        _champion_predictions(champion).values("predicted_label").annotate(n=Count("id")).order_by("-n")
+        _champion_predictions(champion).exclude(document__in=Document.objects.filter(BLIND)).values("predicted_label").annotate(n=Count("id")).order_by("-n")
     )
     return [{"label": r["predicted_label"], "count": r["n"]} for r in rows]
 
 
 def embedding_map(*, champion: ModelVersion, max_points: int = MAP_MAX_POINTS) -> list[dict[str, Any]]:
-    """The champion's 2-D map, evenly thinned by id to at most ``max_points`` points."""
+    """The champion's 2-D map, evenly thinned by id to at most ``max_points`` points.
+
+    Blind documents (unlabeled holdout) keep their place but carry no label and no uncertainty.
+    """
     preds = _champion_predictions(champion).filter(map_x__isnull=False, map_y__isnull=False)
     n = preds.count()
     if n > max_points:
@@ -179,24 +185,33 @@ def embedding_map(*, champion: ModelVersion, max_points: int = MAP_MAX_POINTS) -
         "document_id", "map_x", "map_y", "predicted_label", "mutual_info", "document__is_labeled",
         "document__split",
     )[:max_points]
-    return [
-        {"doc": d, "x": x, "y": y, "label": lab, "uncertainty": mi, "labeled": is_lab, "split": split}
-        for d, x, y, lab, mi, is_lab, split in rows
-    ]
+    points = []
+    for d, x, y, lab, mi, is_lab, split in rows:
+        blind = split == Split.HOLDOUT and not is_lab
+        points.append({"doc": d, "x": x, "y": y, "label": None if blind else lab,
+                       "uncertainty": None if blind else mi, "labeled": is_lab, "split": split})
+    return points
 
 
-def annotator_stats(*, project: Project) -> dict[str, Any]:
-    """stats.annotator_throughput (labels, per active hour, median time) plus labels per hour over 24 h."""
+def annotator_stats(*, project: Project, user: Any) -> dict[str, Any]:
+    """stats.annotator_throughput (labels, per active hour, median time) plus labels per hour over 24 h.
+
+    Managers and reviewers see everyone's row; an annotator sees only their own (as in the API).
+    """
     now = timezone.now()
+    everyone = roles.can(user, roles.READ_ALL_LABELS, project.pk)
     people = [
         {"annotator": r["username"], "labels": r["labels"], "per_active_hour": r["labels_per_hour"],
          "median_seconds": r["median_duration_ms"] / 1000 if r["median_duration_ms"] is not None else None}
         for r in sorted(stats.annotator_throughput(project), key=lambda r: -r["labels"])
+        if everyone or r["username"] == user.get_username()
     ]
     since = (now - timedelta(hours=23)).replace(minute=0, second=0, microsecond=0)
+    labels = Annotation.objects.filter(document__project=project, created_at__gte=since)
+    if not everyone:
+        labels = labels.filter(annotator_id=user.pk)
     hourly = dict(
-        Annotation.objects.filter(document__project=project, created_at__gte=since)
-        .annotate(h=TruncHour("created_at")).values("h").annotate(n=Count("id")).values_list("h", "n")
+        labels.annotate(h=TruncHour("created_at")).values("h").annotate(n=Count("id")).values_list("h", "n")
     )
     hours = [since + timedelta(hours=i) for i in range(24)]
     return {
@@ -244,8 +259,8 @@ def active_leases(*, project: Project) -> int:
     ).count()
 
 
-def dashboard(*, project: Project) -> dict[str, Any]:
-    """Everything the dashboard draws, in one JSON document."""
+def dashboard(*, project: Project, user: Any) -> dict[str, Any]:
+    """Everything the dashboard draws for ``user``, in one JSON document."""
     champion = champion_get(project_id=project.pk)
     docs = Document.objects.filter(project=project)
     return {
@@ -266,7 +281,7 @@ def dashboard(*, project: Project) -> dict[str, Any]:
             "class_balance": class_balance(champion=champion) if champion else [],
             "coverage": stats.champion_coverage(project, champion),
         },
-        "annotators": annotator_stats(project=project),
+        "annotators": annotator_stats(project=project, user=user),
         "runs": training_runs(project=project),
         "running_run": running_run(project),
         "versions": model_versions(project=project),

@@ -16,8 +16,9 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from labeling import roles
-from labeling.models import AcquisitionStrategy, Document, Prediction, Project, Split
+from labeling.models import AcquisitionStrategy, Document, Prediction, Project
 from labeling.selectors import dashboard as dash
+from labeling.selectors.documents import is_blind, visible_annotations
 from labeling.selectors.models import champion_get
 from labeling.services.modeling import prediction_attributions
 from labeling.ui.access import project_json, project_page
@@ -74,11 +75,6 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-def _blind(document: Document) -> bool:
-    """Holdout items are labeled blind: the model's view stays hidden until someone labeled them."""
-    return document.split == Split.HOLDOUT and not document.is_labeled
-
-
 @project_page(roles.ANNOTATE)
 @require_GET
 def document_detail(request: HttpRequest, pk: int, doc_id: int) -> HttpResponse:
@@ -88,11 +84,15 @@ def document_detail(request: HttpRequest, pk: int, doc_id: int) -> HttpResponse:
     prediction = (
         Prediction.objects.filter(document=document, model_version=champion).first() if champion else None
     )
-    annotations = document.annotations.select_related("annotator").prefetch_related("revisions")
+    # The same labels the API shows this user: everyone's for managers and reviewers, else their own.
+    annotations = (
+        visible_annotations(project=project, user=request.user).filter(document=document)
+        .select_related("annotator").prefetch_related("revisions").order_by("pk")
+    )
     return render(
         request, "ui/document.html",
-        {"project": project, "document": document, "blind": _blind(document),
-         "prediction": None if _blind(document) else prediction, "champion": champion,
+        {"project": project, "document": document, "blind": is_blind(document),
+         "prediction": None if is_blind(document) else prediction, "champion": champion,
          "annotations": annotations},
     )
 
@@ -108,7 +108,7 @@ def progress_json(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def dashboard_json(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk)
-    return JsonResponse(dash.dashboard(project=project))
+    return JsonResponse(dash.dashboard(project=project, user=request.user))
 
 
 @project_json(roles.ANNOTATE)
@@ -116,7 +116,7 @@ def dashboard_json(request: HttpRequest, pk: int) -> HttpResponse:
 def attributions_json(request: HttpRequest, pk: int, doc_id: int) -> HttpResponse:
     """Token highlights for the champion's prediction of one document (computed on request, ~0.5 s)."""
     document = get_object_or_404(Document, pk=doc_id, project_id=pk)
-    if _blind(document):
+    if is_blind(document):
         return JsonResponse({"detail": "Holdout items are labeled blind."}, status=409)
     champion = champion_get(project_id=document.project_id)
     prediction = (
