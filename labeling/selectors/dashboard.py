@@ -15,6 +15,7 @@ from django.db.models import Count, Max, Min, Q, QuerySet
 from django.db.models.functions import Mod, TruncHour
 from django.utils import timezone
 
+from labeling import roles
 from labeling.models import (
     Annotation,
     Assignment,
@@ -27,7 +28,6 @@ from labeling.models import (
     Split,
     TrainingRun,
 )
-from labeling import roles
 from labeling.selectors import stats
 from labeling.selectors.documents import BLIND
 from labeling.selectors.models import champion_get

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Any
 
 from django.db.models import Case, OuterRef, Prefetch, Q, QuerySet, Subquery, When
