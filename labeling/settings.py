@@ -168,3 +168,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Limits on work and repair of stalled work (docs/SECURITY.md) ----------------------------
+# Web processes (labeling.wsgi / labeling.asgi) cancel a statement after this long and answer 503
+# with Retry-After; workers, migrations and management commands are not limited (0 = none).
+WEB_STATEMENT_TIMEOUT_MS: int = env.int("WEB_STATEMENT_TIMEOUT_MS", default=5000)
+# What a 503 (database unreachable or too slow) tells a client to wait before retrying.
+DB_RETRY_AFTER_S: int = env.int("DB_RETRY_AFTER_S", default=5)
+# A training run whose worker died this many times (out of memory ...) is failed, not re-delivered.
+TRAIN_MAX_ATTEMPTS: int = env.int("TRAIN_MAX_ATTEMPTS", default=3)
+# A queued import whose message never started it (broker down) is sent again after this long.
+IMPORT_REQUEUE_AFTER_S: int = env.int("IMPORT_REQUEUE_AFTER_S", default=300)

@@ -97,7 +97,7 @@ class DocumentCursor(CursorPagination):
     ordering = "pk"
     page_size = 100
     page_size_query_param = "page_size"
-    max_page_size = 1000
+    max_page_size = 100  # full texts (up to 100,000 characters each): bounded per page
 
 
 class DocumentCollectionApi(BaseApi):

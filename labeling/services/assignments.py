@@ -68,6 +68,21 @@ def _commit_without_flush() -> None:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
+#: Advisory-lock namespace for leasing, keyed by annotator (see labeling/services/modeling.py for the others).
+LOCK_LEASING = 7303
+
+
+def _serialise_per_annotator(annotator: AbstractBaseUser) -> None:
+    """One ``lease_next`` at a time per annotator (PostgreSQL; released at commit).
+
+    Without it, parallel ``queue/next`` calls each see no active lease and each insert one, so a
+    client could hoard the queue; serialised, the second call finds the first's lease and returns it.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_LEASING, annotator.pk])
+
+
 def _db_now() -> Any:
     return connection.ops.adapt_datetimefield_value(timezone.now())
 
@@ -174,13 +189,15 @@ def _lease_holdout(project: Project, annotator: AbstractBaseUser, rng: random.Ra
 def lease_next(*, project: Project, annotator: AbstractBaseUser) -> Lease | None:
     """The caller's active lease, or a new one on the best free document; None when nothing is left.
 
-    Four statements on the usual path: expire lapsed leases, read the lease context, read the
-    ranking, lock-and-insert (plus one for the near-copy rule when others hold leases under a
+    An annotator holds at most one active lease per project, also under parallel calls. Five
+    statements on the usual path: the per-annotator lock, expire lapsed leases, read the lease
+    context, read the ranking, lock-and-insert (plus one for the near-copy rule when others hold leases under a
     batch-aware strategy). No retry loop: a lost race is an insert that does nothing, and the next
     candidate is tried.
     """
     with transaction.atomic():
         _commit_without_flush()
+        _serialise_per_annotator(annotator)
         assignments_expire(project=project)
         context = q.lease_context(project_id=project.pk, annotator_id=annotator.pk)
         if context.active_id is not None:

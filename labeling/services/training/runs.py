@@ -137,7 +137,10 @@ def _execute(run: TrainingRun) -> None:
     )
     promote, reason = evaluation.decide(project.promotion_tolerance)
     ModelVersion.objects.filter(pk=challenger.pk).update(metrics=evaluation.metrics, decision_reason=reason)
-    challenger_decide(run=run, challenger=challenger, promote=promote, reason=reason)
+    challenger_decide(
+        run=run, challenger=challenger, promote=promote, reason=reason,
+        evaluated_against=evaluation.champion.pk if evaluation.champion else None,
+    )
     if not promote:
         _champion_recalibrate_after_rejection(run, holdout)
 
