@@ -259,6 +259,8 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "rows_rejected",
             "rejected",
             "error",
+            "attempts",
+            "detail",
             "created_at",
             "finished_at",
         )

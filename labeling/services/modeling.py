@@ -162,6 +162,7 @@ def prediction_attributions(*, prediction: Prediction) -> list[list[Any]]:
 
 LOCK_SCORING = 7301  # (LOCK_SCORING, project id): one scorer per project
 LOCK_TRAINING = 7302  # (LOCK_TRAINING, run id): held while a run executes
+LOCK_IMPORT = 7304  # (LOCK_IMPORT, import job id): held while an import executes
 
 
 def _postgres() -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -75,12 +76,21 @@ def _claim(run_id: int) -> TrainingRun | None:
             if TrainingRun.objects.filter(pk=run_id, status__in=OPEN_RUN_STATES).exists():
                 raise RunLockedError(f"training run {run_id} is locked by another transaction")
             return None
+        if run.status == RunStatus.RUNNING and run.attempts >= settings.TRAIN_MAX_ATTEMPTS:
+            # Each start so far killed its worker (out of memory ...): re-delivering it would again.
+            run.error = f"failed after {run.attempts} attempts: the worker died each time"
+            if run.model_version_id is not None:
+                _reject_unfinished(run.model_version_id, f"training run {run.pk} {run.error}")
+            run.status, run.finished_at, run.promoted = RunStatus.FAILED, timezone.now(), False
+            run.save(update_fields=["status", "error", "finished_at", "promoted"])
+            return None
         if run.status == RunStatus.RUNNING and run.model_version_id is not None:
             # Its previous executor died (it no longer holds the run lock): start over cleanly.
             _reject_unfinished(run.model_version_id, f"run {run.pk} was restarted after its worker stopped")
         run.status, run.stage, run.progress = RunStatus.RUNNING, "snapshot", 0.0
         run.started_at, run.error, run.model_version = timezone.now(), "", None
-        run.save(update_fields=["status", "stage", "progress", "started_at", "error", "model_version"])
+        run.attempts += 1
+        run.save(update_fields=["status", "stage", "progress", "started_at", "error", "model_version", "attempts"])
         return run
 
 

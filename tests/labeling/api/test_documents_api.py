@@ -157,7 +157,7 @@ def test_file_upload_creates_an_import_job_that_the_worker_runs(ingest_client, p
     assert open(job.file_path, "rb").read() == data
     assert str(settings.UPLOAD_DIR) in job.file_path
 
-    from labeling.services.imports import import_job_run  # what the IMPORT_FILE task runs
+    from labeling.services.import_jobs import import_job_run  # what the IMPORT_FILE task runs
 
     import_job_run(job.pk)
     report = ingest_client.get(f"/api/v1/projects/{project.pk}/imports/{job.pk}").json()

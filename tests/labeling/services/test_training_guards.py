@@ -1,4 +1,4 @@
-"""The gate's decision is recorded only against the champion it compared with."""
+"""Training guards: a promotion checks its champion is still the champion; a poison run stops after N starts."""
 
 from __future__ import annotations
 
@@ -42,3 +42,13 @@ def test_the_same_champion_lets_the_gate_promote(setup, django_capture_on_commit
     challenger.refresh_from_db()
     assert challenger.status == ModelStatus.CHAMPION
     assert TrainingRun.objects.get(pk=run.pk).promoted
+
+
+def test_a_run_that_killed_its_worker_n_times_is_failed_with_the_reason(settings):
+    from labeling.services.training.runs import training_run_execute
+
+    settings.TRAIN_MAX_ATTEMPTS = 3
+    run = f.TrainingRunFactory(status=RunStatus.RUNNING, attempts=3)  # the lock is free: its worker died
+    done = training_run_execute(run_id=run.pk)
+    assert done.status == RunStatus.FAILED
+    assert done.error == "failed after 3 attempts: the worker died each time"
