@@ -13,7 +13,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from labeling.api.base import BaseApi, get_or_404, project_or_404
+from labeling.api.base import BaseApi, get_or_404, limit_uploads, project_or_404
 from labeling.api.permissions import IsProjectIngest
 from labeling.labelspace import label_space_for_model
 from labeling.models import Document, ImportJob, Split
@@ -296,6 +296,7 @@ class ImportCreateApi(BaseApi):
         responses={202: ImportJobSerializer},
     )
     def post(self, request: Request, project_id: int) -> Response:
+        limit_uploads(request)  # before request.data streams the body
         project = project_or_404(project_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
