@@ -301,6 +301,9 @@ class ModelVersion(models.Model):
     version = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=ModelStatus.choices, default=ModelStatus.TRAINING)
     artifact_path = models.CharField(max_length=500, blank=True)
+    artifact_digest = models.CharField(
+        max_length=64, blank=True, help_text="sha256 of the artifact's files when saved; loading checks it"
+    )
     encoder_name = models.CharField(max_length=500, blank=True)
     label_map = models.JSONField(default=list, blank=True, help_text="label names in output order")
     train_label_count = models.PositiveIntegerField(default=0)

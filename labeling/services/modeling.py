@@ -23,7 +23,7 @@ from labeling.models import ModelVersion, Prediction, Project
 from labeling.selectors.models import champion_get
 from labeling.services import storage
 from labeling.services.errors import NoChampionError
-from modelsvc.artifacts import load_classifier
+from modelsvc.artifacts import artifact_digest, load_classifier, save_classifier
 from modelsvc.attribution import attribute
 from modelsvc.config import PACKAGED_ENCODER, ModelConfig
 from modelsvc.encoder import EmbeddingCache, TextEncoder
@@ -76,6 +76,12 @@ def embedding_cache_for(encoder_id: str) -> EmbeddingCache:
         return cache
 
 
+def artifact_save(classifier: Classifier, name: str) -> tuple[str, str]:
+    """Write ``classifier`` as artifact ``name`` and publish it: (its location, its digest to pin)."""
+    local = save_classifier(classifier, storage.artifact_workdir(name))
+    return storage.artifact_publish(local_dir=local, name=name), artifact_digest(local)
+
+
 def classifier_for(model_version: ModelVersion) -> Classifier:
     """The model version's classifier, loaded once per process; runs on this host's MODEL_DEVICE."""
     key = (model_version.pk, model_version.artifact_path)
@@ -84,7 +90,12 @@ def classifier_for(model_version: ModelVersion) -> Classifier:
             _classifiers.move_to_end(key)
             return _classifiers[key]
     folder = storage.artifact_local(model_version.artifact_path)
-    classifier = load_classifier(folder, expected_labels=model_version.label_map or None)
+    classifier = load_classifier(
+        folder,
+        expected_labels=model_version.label_map or None,
+        expected_digest=model_version.artifact_digest or None,  # versions saved before pinning have none
+        encoder=model_config().encoder,
+    )
     # The artifact records where it was trained; scoring follows this host's device and sample count.
     classifier.config = dataclasses.replace(
         classifier.config, device=settings.MODEL_DEVICE, samples=settings.MODEL_MC_SAMPLES

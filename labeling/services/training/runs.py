@@ -21,12 +21,11 @@ from django.utils import timezone
 
 from labeling.models import Document, ModelStatus, ModelVersion, RunStatus, Split, TrainingRun
 from labeling.selectors.models import OPEN_RUN_STATES, majority_labels
-from labeling.services import modeling, storage
+from labeling.services import modeling
 from labeling.services.errors import RunLockedError, TrainingDataError
 from labeling.services.training.evaluation import challenger_evaluate, metrics_compact
 from labeling.services.training.promotion import challenger_decide
 from labeling.services.training.recalibration import champion_recalibrate, holdout_arrays, holdout_prior_sd
-from modelsvc.artifacts import save_classifier
 from modelsvc.config import TrainConfig
 from modelsvc.fitting import TrainResult
 from modelsvc.holdout import holdout_assess
@@ -172,8 +171,7 @@ def _model_version_save(run: TrainingRun, result: TrainResult, *, texts: list[st
     project = run.project
     version = (ModelVersion.objects.filter(project=project).aggregate(v=Max("version"))["v"] or 0) + 1
     name = f"project{project.pk}-v{version}-run{run.pk}"
-    local = save_classifier(result.classifier, storage.artifact_workdir(name))
-    location = storage.artifact_publish(local_dir=local, name=name)
+    location, digest = modeling.artifact_save(result.classifier, name)
     calibration = dict(result.calibration)
     calibration["map"] = map_fit(_map_sample(run, result, texts))
     calibration["split_sizes"] = result.split_sizes
@@ -183,6 +181,7 @@ def _model_version_save(run: TrainingRun, result: TrainResult, *, texts: list[st
         version=version,
         status=ModelStatus.CANDIDATE,
         artifact_path=location,
+        artifact_digest=digest,
         encoder_name=result.classifier.encoder_id,
         label_map=list(result.classifier.label_names),
         train_label_count=len(texts),
