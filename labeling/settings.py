@@ -179,3 +179,10 @@ DB_RETRY_AFTER_S: int = env.int("DB_RETRY_AFTER_S", default=5)
 TRAIN_MAX_ATTEMPTS: int = env.int("TRAIN_MAX_ATTEMPTS", default=3)
 # A queued import whose message never started it (broker down) is sent again after this long.
 IMPORT_REQUEUE_AFTER_S: int = env.int("IMPORT_REQUEUE_AFTER_S", default=300)
+# Bound on each embedding cache file (least recently used rows evicted past it): ~4.8 KB per
+# document at 384 dimensions, so 1 GiB keeps ~220,000 documents' vectors (docs/MODELSVC.md).
+EMBEDDING_CACHE_MAX_BYTES: int = env.int("EMBEDDING_CACHE_MAX_BYTES", default=1024**3)
+# /predict encodes in the web process: at most this many characters per request, all texts together.
+PREDICT_MAX_CHARS: int = env.int("PREDICT_MAX_CHARS", default=100_000)
+# Token highlights are computed by a worker; each user may ask for this many new ones a minute per project.
+ATTRIBUTIONS_PER_MINUTE: int = env.int("ATTRIBUTIONS_PER_MINUTE", default=20)
