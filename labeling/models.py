@@ -352,6 +352,9 @@ class ModelVersion(models.Model):
     version = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=ModelStatus.choices, default=ModelStatus.TRAINING)
     artifact_path = models.CharField(max_length=500, blank=True)
+    artifact_digest = models.CharField(
+        max_length=64, blank=True, help_text="sha256 of the artifact's files when saved; loading checks it"
+    )
     encoder_name = models.CharField(max_length=500, blank=True)
     label_map = models.JSONField(default=list, blank=True, help_text="label names in output order")
     train_label_count = models.PositiveIntegerField(default=0)
@@ -461,6 +464,7 @@ class TrainingRun(models.Model):
     decision_reason = models.TextField(blank=True)
     # Triggers that arrived while this run was going are counted, not run twice.
     coalesced_triggers = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="how many times a worker started it")
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -500,6 +504,9 @@ class ImportJob(models.Model):
     rows_rejected = models.PositiveIntegerField(default=0)
     rejected = models.JSONField(default=list, blank=True, help_text="[{row, reason}], first 1,000")
     error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="how many times a worker started it")
+    detail = models.CharField(max_length=300, blank=True, help_text="what the reconciliation did to it, if anything")
+    queued_at = models.DateTimeField(default=timezone.now, help_text="when its message was last sent")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

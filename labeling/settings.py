@@ -244,3 +244,21 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Limits on work and repair of stalled work (docs/SECURITY.md) ----------------------------
+# Web processes (labeling.wsgi / labeling.asgi) cancel a statement after this long and answer 503
+# with Retry-After; workers, migrations and management commands are not limited (0 = none).
+WEB_STATEMENT_TIMEOUT_MS: int = env.int("WEB_STATEMENT_TIMEOUT_MS", default=5000)
+# What a 503 (database unreachable or too slow) tells a client to wait before retrying.
+DB_RETRY_AFTER_S: int = env.int("DB_RETRY_AFTER_S", default=5)
+# A training run whose worker died this many times (out of memory ...) is failed, not re-delivered.
+TRAIN_MAX_ATTEMPTS: int = env.int("TRAIN_MAX_ATTEMPTS", default=3)
+# A queued import whose message never started it (broker down) is sent again after this long.
+IMPORT_REQUEUE_AFTER_S: int = env.int("IMPORT_REQUEUE_AFTER_S", default=300)
+# Bound on each embedding cache file (least recently used rows evicted past it): ~4.8 KB per
+# document at 384 dimensions, so 1 GiB keeps ~220,000 documents' vectors (docs/MODELSVC.md).
+EMBEDDING_CACHE_MAX_BYTES: int = env.int("EMBEDDING_CACHE_MAX_BYTES", default=1024**3)
+# /predict encodes in the web process: at most this many characters per request, all texts together.
+PREDICT_MAX_CHARS: int = env.int("PREDICT_MAX_CHARS", default=100_000)
+# Token highlights are computed by a worker; each user may ask for this many new ones a minute per project.
+ATTRIBUTIONS_PER_MINUTE: int = env.int("ATTRIBUTIONS_PER_MINUTE", default=20)

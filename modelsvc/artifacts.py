@@ -17,6 +17,8 @@ never sees a half-written artifact. ``load_classifier`` validates everything and
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -43,6 +45,24 @@ TUNED_FILE = "encoder_layers.safetensors"
 
 class ArtifactError(RuntimeError):
     """An artifact folder is missing, incomplete, corrupt or incompatible."""
+
+
+def artifact_digest(directory: str | os.PathLike[str]) -> str:
+    """sha256 (hex) over every file of an artifact folder: each name, its size, its bytes, names sorted.
+
+    The service stores it when the artifact is saved and passes it back to ``load_classifier``, so an
+    artifact changed afterwards (a swapped head, an edited ``classifier.json``) refuses to load.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise ArtifactError(f"artifact folder {folder} does not exist")
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def _versions() -> dict[str, str]:
@@ -159,12 +179,33 @@ def _load_tensors(folder: Path, name: str, *, what: str = "") -> dict[str, torch
         raise ArtifactError(f"{path}: corrupt weights ({exc})") from exc
 
 
-def load_classifier(directory: str | os.PathLike[str], *, expected_labels: Sequence[str] | None = None) -> Classifier:
-    """Load and validate an artifact; ``expected_labels`` checks the label map (names and order)."""
+def load_classifier(
+    directory: str | os.PathLike[str],
+    *,
+    expected_labels: Sequence[str] | None = None,
+    expected_digest: str | None = None,
+    encoder: str | None = None,
+) -> Classifier:
+    """Load and validate an artifact.
+
+    ``expected_labels`` checks the label map (names and order). ``expected_digest`` (from
+    ``artifact_digest`` at save time) refuses an artifact whose files changed since. ``encoder`` is
+    the encoder this host runs and replaces the one the artifact records: an artifact never chooses
+    which local folder is loaded as an encoder (its own tuned layers are checked against that base).
+    """
     folder = Path(directory)
+    if expected_digest is not None:
+        found_digest = artifact_digest(folder)
+        if found_digest != expected_digest:
+            raise ArtifactError(
+                f"{folder}: its files changed since it was saved (sha256 {found_digest[:12]}..., "
+                f"pinned {expected_digest[:12]}...): refusing to load a tampered artifact"
+            )
     meta = read_metadata(folder)
     try:
         config = ModelConfig.from_dict(meta["model_config"])
+        if encoder is not None:
+            config = dataclasses.replace(config, encoder=encoder)
     except (TypeError, ValueError) as exc:
         raise ArtifactError(f"{folder / META_FILE}: invalid model_config ({exc})") from exc
     labels = meta["label_names"]

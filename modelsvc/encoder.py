@@ -25,6 +25,7 @@ import copy
 import functools
 import hashlib
 import importlib.util
+import math
 import os
 import sqlite3
 import threading
@@ -223,19 +224,38 @@ class EmbeddingCache:
     ``EmbeddingCache(path)`` creates the file if needed. Each thread gets its own connection;
     several processes may read and write concurrently (WAL, busy timeout). Rows are keyed by
     ``(encoder_id, sha256(text))`` so a different encoder never sees another's vectors.
+
+    ``max_bytes`` bounds the pages the rows use: after a write that takes the file past it, the
+    least recently used rows are deleted down to ``EVICT_TO`` of it (SQLite reuses the freed pages,
+    so the file stops growing near the bound). A row costs ~4.8 KB at H = 384 (measured: the 1.5 KB
+    vector overflows the WITHOUT ROWID b-tree's in-page payload, so a row takes a page plus an
+    overflow page share), so 1 GiB keeps ~220,000 vectors; docs/MODELSVC.md has the arithmetic.
+    ``used_at`` is refreshed at most every ``TOUCH_EVERY_S`` per row, so reads stay reads.
+    ``read_only=True`` reads the rows and never writes (ad-hoc texts that must not fill the cache).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    EVICT_TO = 0.9
+    TOUCH_EVERY_S = 3600
+
+    def __init__(self, path: str | os.PathLike[str], *, max_bytes: int | None = None,
+                 read_only: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.read_only = read_only
         self._local = threading.local()
         self.hits = 0
         self.misses = 0
         conn = self._conn()
         conn.execute(
             "CREATE TABLE IF NOT EXISTS embeddings (encoder TEXT NOT NULL, text_sha TEXT NOT NULL, "
-            "dim INTEGER NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (encoder, text_sha)) WITHOUT ROWID"
+            "dim INTEGER NOT NULL, vec BLOB NOT NULL, used_at INTEGER NOT NULL DEFAULT 0, "
+            "PRIMARY KEY (encoder, text_sha)) WITHOUT ROWID"
         )
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(embeddings)")}
+        if "used_at" not in columns:  # a cache file written before the size bound
+            conn.execute("ALTER TABLE embeddings ADD COLUMN used_at INTEGER NOT NULL DEFAULT 0")
+        conn.execute("CREATE INDEX IF NOT EXISTS embeddings_used_at ON embeddings (used_at)")
         conn.commit()
 
     def _conn(self) -> sqlite3.Connection:
@@ -255,31 +275,74 @@ class EmbeddingCache:
         """Vectors found for ``texts``: {index in texts: (H,) float32}."""
         keys = [self.text_key(t) for t in texts]
         by_key: dict[str, np.ndarray] = {}
+        stale: list[str] = []
         conn = self._conn()
         unique = list(dict.fromkeys(keys))
+        touch_before = int(time.time()) - self.TOUCH_EVERY_S
         for start in range(0, len(unique), 500):
             chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = conn.execute(
-                f"SELECT text_sha, dim, vec FROM embeddings WHERE encoder = ? AND text_sha IN ({marks})",
+                f"SELECT text_sha, dim, vec, used_at FROM embeddings WHERE encoder = ? AND text_sha IN ({marks})",
                 [encoder_id, *chunk],
             ).fetchall()
-            for sha, dim, blob in rows:
+            for sha, dim, blob, used_at in rows:
                 vec = np.frombuffer(blob, dtype=np.float32)
                 if vec.shape[0] == dim:
                     by_key[sha] = vec
+                    if used_at < touch_before:
+                        stale.append(sha)
+        if stale and not self.read_only:
+            self._touch(encoder_id, stale)
         found = {i: by_key[k] for i, k in enumerate(keys) if k in by_key}
         self.hits += len(found)
         self.misses += len(keys) - len(found)
         return found
 
+    def _touch(self, encoder_id: str, keys: list[str]) -> None:
+        conn, now = self._conn(), int(time.time())
+        with conn:
+            conn.executemany("UPDATE embeddings SET used_at = ? WHERE encoder = ? AND text_sha = ?",
+                             [(now, encoder_id, k) for k in keys])
+
     def put_many(self, encoder_id: str, texts: Sequence[str], vectors: np.ndarray) -> None:
-        """Store ``vectors`` (N, H) for ``texts`` (N)."""
+        """Store ``vectors`` (N, H) for ``texts`` (N); a read-only cache stores nothing."""
+        if self.read_only:
+            return
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
-        rows = [(encoder_id, self.text_key(t), int(v.shape[0]), v.tobytes()) for t, v in zip(texts, vecs, strict=True)]
+        now = int(time.time())
+        rows = [(encoder_id, self.text_key(t), int(v.shape[0]), v.tobytes(), now)
+                for t, v in zip(texts, vecs, strict=True)]
         conn = self._conn()
         with conn:
-            conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+            conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)", rows)
+        if self.max_bytes is not None:
+            self.evict()
+
+    def used_bytes(self) -> int:
+        """Bytes of the pages holding rows (the file minus its free pages)."""
+        conn = self._conn()
+        pages = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return int(pages * conn.execute("PRAGMA page_size").fetchone()[0])
+
+    def evict(self) -> int:
+        """Delete least recently used rows until the rows use at most ``EVICT_TO * max_bytes``; how many went."""
+        if self.max_bytes is None:
+            return 0
+        used = self.used_bytes()
+        if used <= self.max_bytes:
+            return 0
+        conn = self._conn()
+        rows = int(conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+        # Rows are of one size per encoder: delete the share of rows that brings the pages under the target.
+        excess = math.ceil(rows * (1.0 - self.EVICT_TO * self.max_bytes / used))
+        with conn:
+            conn.execute(
+                "DELETE FROM embeddings WHERE (encoder, text_sha) IN "
+                "(SELECT encoder, text_sha FROM embeddings ORDER BY used_at LIMIT ?)",
+                [max(excess, 1)],
+            )
+        return excess
 
     def __len__(self) -> int:
         return int(self._conn().execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from labeling.services import imports
+from labeling.services import import_jobs
 from labeling.services.dispatch import TaskName
 from workers.app import task
 
 
-# Idempotent: the job row is taken with a row lock and only while "queued", and rows already
-# imported count as duplicates on a re-run, so a redelivered message does no harm.
+# Idempotent: the job is taken under its advisory lock and a row lock, only while open, and rows
+# already imported count as duplicates on a re-run, so a redelivered message does no harm.
 @task(TaskName.IMPORT_FILE)
 def import_file(import_job_id: int) -> dict[str, object] | None:
-    job = imports.import_job_run(import_job_id)
+    job = import_jobs.import_job_run(import_job_id)
     if job is None:
         return None
     return {"status": job.status, "imported": job.rows_imported, "duplicates": job.rows_duplicate,

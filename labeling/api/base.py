@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.core.files.uploadhandler import FileUploadHandler, TemporaryFileUploadHandler
 from django.db.models import Model
+from django.http import HttpRequest
 from rest_framework.exceptions import NotFound
 from rest_framework.views import APIView
 
@@ -21,6 +25,43 @@ from labeling.models import Project
 __all__ = ["BaseApi", "LimitedJSONParser", "get_or_404", "project_or_404"]
 
 M = TypeVar("M", bound=Model)
+
+
+class LimitedUploadHandler(FileUploadHandler):
+    """Refuse a multipart body over MAX_UPLOAD_BYTES while it streams, before it is spooled to disk.
+
+    A declared Content-Length over the limit is refused before a byte is read; a body that declares
+    less (or nothing, chunked) is counted as it arrives and cut off at the limit. Either way the
+    answer is 413 (``RequestDataTooBig``, see labeling/api/errors.py) and no partial file is kept.
+    """
+
+    def __init__(self, request: HttpRequest | None = None) -> None:
+        super().__init__(request)
+        self.received = 0
+
+    def handle_raw_input(self, input_data: Any, META: Any, content_length: int, boundary: Any,
+                         encoding: str | None = None) -> None:
+        if content_length > settings.MAX_UPLOAD_BYTES:
+            raise RequestDataTooBig(
+                f"the body is {content_length:,} bytes; uploads are limited to {settings.MAX_UPLOAD_BYTES:,}"
+            )
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        self.received += len(raw_data)
+        if self.received > settings.MAX_UPLOAD_BYTES:
+            raise RequestDataTooBig(f"the file is larger than the {settings.MAX_UPLOAD_BYTES:,}-byte limit")
+        return raw_data  # passed on to the next handler, which spools it
+
+    def file_complete(self, file_size: int) -> None:
+        return None
+
+
+def limit_uploads(request: Any) -> None:
+    """Give ``request`` (before its body is read) the size-limited, disk-spooling upload handlers."""
+    django_request = getattr(request, "_request", request)
+    django_request.upload_handlers = [
+        LimitedUploadHandler(django_request), TemporaryFileUploadHandler(django_request),
+    ]
 
 
 class BaseApi(CountsFailedAuthentication, APIView):

@@ -7,12 +7,13 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from labeling.api.base import BaseApi, get_or_404, project_or_404
+from labeling.api.base import BaseApi, get_or_404, limit_uploads, project_or_404
 from labeling.api.permissions import IsProjectIngest
 from labeling.labelspace import label_space_for_model
 from labeling.models import Document, ImportJob, Split
@@ -107,7 +108,7 @@ class DocumentCursor(CursorPagination):
     ordering = "pk"
     page_size = 100
     page_size_query_param = "page_size"
-    max_page_size = 1000
+    max_page_size = 100  # full texts (up to 100,000 characters each): bounded per page
 
 
 class DocumentCollectionApi(BaseApi):
@@ -253,14 +254,17 @@ class DocumentDetailApi(BaseApi):
                 "predictions",
             )
 
-    @extend_schema(operation_id="documents_retrieve", responses=OutputSerializer)
+    @extend_schema(
+        operation_id="documents_retrieve",
+        responses=OutputSerializer,
+        description="Labels: everyone's for managers, only the caller's own otherwise (the ingest role sees "
+        "none). Predictions: none while the document is an unlabeled holdout item (labeled blind).",
+    )
     def get(self, request: Request, project_id: int, document_id: int) -> Response:
         project = project_or_404(project_id)
         try:
-            document = document_detail(project=project, document_id=document_id)
+            document = document_detail(project=project, document_id=document_id, user=request.user)
         except Document.DoesNotExist:
-            from rest_framework.exceptions import NotFound
-
             raise NotFound(f"document {document_id} does not exist in project {project_id}") from None
         return Response(self.OutputSerializer(document).data)
 
@@ -284,6 +288,8 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "rows_rejected",
             "rejected",
             "error",
+            "attempts",
+            "detail",
             "created_at",
             "finished_at",
         )
@@ -319,6 +325,7 @@ class ImportCreateApi(BaseApi):
         responses={202: ImportJobSerializer},
     )
     def post(self, request: Request, project_id: int) -> Response:
+        limit_uploads(request)  # before request.data streams the body
         project = project_or_404(project_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

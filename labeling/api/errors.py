@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core import exceptions as dj
-from django.db import IntegrityError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf
@@ -125,8 +126,32 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return Response(
             error_body("conflict", "a concurrent change conflicted with this request; retry"), status=409
         )
+    if isinstance(exc, OperationalError | InterfaceError):
+        return _database_unavailable(exc)
     logger.exception("unhandled API error", exc_info=exc)
     return Response(error_body("server_error", "internal server error"), status=500)
+
+
+# PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout (labeling/db.py).
+QUERY_CANCELED = "57014"
+
+
+def _database_unavailable(exc: Exception) -> Response:
+    """503 with Retry-After: the database is unreachable (restart, failover) or the query ran too long.
+
+    The transaction was rolled back, so nothing was stored: the client may send the same request again.
+    The driver's message (host, user) stays in the log, never in the answer.
+    """
+    cause = getattr(exc, "__cause__", None)
+    timed_out = getattr(cause, "sqlstate", None) == QUERY_CANCELED or getattr(cause, "pgcode", None) == QUERY_CANCELED
+    if timed_out:
+        code, message = "query_timeout", "the request took too long and was cancelled; retry later"
+    else:
+        code, message = "database_unavailable", "the database is unavailable; retry shortly"
+    logger.warning("API answered 503 (%s): %s", code, exc)
+    retry_after = str(settings.DB_RETRY_AFTER_S)
+    return Response(error_body(code, message), status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                    headers={"Retry-After": retry_after})
 
 
 def _is_api(request: HttpRequest) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -52,6 +53,13 @@ class PredictApi(BaseApi):
             problems = {f"texts[{i}]": why for i, t in enumerate(texts) if (why := text_problem(t))}
             if problems:
                 raise serializers.ValidationError(problems)
+            total = sum(len(t) for t in texts)
+            if total > settings.PREDICT_MAX_CHARS:
+                # The encoder runs in the web process here: its time grows with the characters sent.
+                raise serializers.ValidationError(
+                    f"the texts total {total:,} characters; /predict takes at most {settings.PREDICT_MAX_CHARS:,} "
+                    "per request (split the request, or add the texts as documents: workers score those)"
+                )
             return texts
 
     class OutputSerializer(serializers.Serializer):
@@ -64,7 +72,8 @@ class PredictApi(BaseApi):
         operation_id="predict",
         request=InputSerializer,
         responses=OutputSerializer,
-        description="The champion's calibrated predictions; 409 no_model before the first model.",
+        description="The champion's calibrated predictions; 409 no_model before the first model. At most 64 "
+        "texts and PREDICT_MAX_CHARS characters in all (default 100,000); the texts are not cached.",
     )
     def post(self, request: Request, project_id: int) -> Response:
         project = project_or_404(project_id)

@@ -15,6 +15,7 @@ from django.db.models import Count, Max, Min, Q, QuerySet
 from django.db.models.functions import Mod, TruncHour
 from django.utils import timezone
 
+from labeling import roles
 from labeling.models import (
     Annotation,
     Assignment,
@@ -29,6 +30,7 @@ from labeling.models import (
 )
 from labeling.selectors import stats
 from labeling.selectors.agreement import annotator_quality, project_agreement
+from labeling.selectors.documents import BLIND
 from labeling.selectors.models import champion_get
 from labeling.selectors.queue import queue_size
 from labeling.selectors.review import review_summary
@@ -169,14 +171,18 @@ def uncertainty_histogram(*, champion: ModelVersion) -> dict[str, Any]:
 
 
 def class_balance(*, champion: ModelVersion) -> list[dict[str, Any]]:
+    """Predicted labels over the champion's scored documents, blind ones left out."""
     rows = (
-        _champion_predictions(champion).values("predicted_label").annotate(n=Count("id")).order_by("-n")
+        _champion_predictions(champion).exclude(document__in=Document.objects.filter(BLIND)).values("predicted_label").annotate(n=Count("id")).order_by("-n")
     )
     return [{"label": r["predicted_label"], "count": r["n"]} for r in rows]
 
 
 def embedding_map(*, champion: ModelVersion, max_points: int = MAP_MAX_POINTS) -> list[dict[str, Any]]:
-    """The champion's 2-D map, evenly thinned by id to at most ``max_points`` points."""
+    """The champion's 2-D map, evenly thinned by id to at most ``max_points`` points.
+
+    Blind documents (unlabeled holdout) keep their place but carry no label and no uncertainty.
+    """
     preds = _champion_predictions(champion).filter(map_x__isnull=False, map_y__isnull=False)
     n = preds.count()
     if n > max_points:
@@ -185,24 +191,33 @@ def embedding_map(*, champion: ModelVersion, max_points: int = MAP_MAX_POINTS) -
         "document_id", "map_x", "map_y", "predicted_label", "mutual_info", "document__is_labeled",
         "document__split",
     )[:max_points]
-    return [
-        {"doc": d, "x": x, "y": y, "label": lab, "uncertainty": mi, "labeled": is_lab, "split": split}
-        for d, x, y, lab, mi, is_lab, split in rows
-    ]
+    points = []
+    for d, x, y, lab, mi, is_lab, split in rows:
+        blind = split == Split.HOLDOUT and not is_lab
+        points.append({"doc": d, "x": x, "y": y, "label": None if blind else lab,
+                       "uncertainty": None if blind else mi, "labeled": is_lab, "split": split})
+    return points
 
 
-def annotator_stats(*, project: Project) -> dict[str, Any]:
-    """stats.annotator_throughput (labels, per active hour, median time) plus labels per hour over 24 h."""
+def annotator_stats(*, project: Project, user: Any) -> dict[str, Any]:
+    """stats.annotator_throughput (labels, per active hour, median time) plus labels per hour over 24 h.
+
+    Managers and reviewers see everyone's row; an annotator sees only their own (as in the API).
+    """
     now = timezone.now()
+    everyone = roles.can(user, roles.READ_ALL_LABELS, project.pk)
     people = [
         {"annotator": r["username"], "labels": r["labels"], "per_active_hour": r["labels_per_hour"],
          "median_seconds": r["median_duration_ms"] / 1000 if r["median_duration_ms"] is not None else None}
         for r in sorted(stats.annotator_throughput(project), key=lambda r: -r["labels"])
+        if everyone or r["username"] == user.get_username()
     ]
     since = (now - timedelta(hours=23)).replace(minute=0, second=0, microsecond=0)
+    labels = Annotation.objects.filter(document__project=project, created_at__gte=since)
+    if not everyone:
+        labels = labels.filter(annotator_id=user.pk)
     hourly = dict(
-        Annotation.objects.filter(document__project=project, created_at__gte=since)
-        .annotate(h=TruncHour("created_at")).values("h").annotate(n=Count("id")).values_list("h", "n")
+        labels.annotate(h=TruncHour("created_at")).values("h").annotate(n=Count("id")).values_list("h", "n")
     )
     hours = [since + timedelta(hours=i) for i in range(24)]
     return {
@@ -262,8 +277,8 @@ def team(*, project: Project) -> dict[str, Any]:
     }
 
 
-def dashboard(*, project: Project, include_quality: bool = False) -> dict[str, Any]:
-    """Everything the dashboard draws, in one JSON document (annotator quality for managers only)."""
+def dashboard(*, project: Project, user: Any, include_quality: bool = False) -> dict[str, Any]:
+    """Everything the dashboard draws for ``user``, in one JSON document (annotator quality for managers only)."""
     champion = champion_get(project_id=project.pk)
     docs = Document.objects.filter(project=project)
     return {
@@ -284,7 +299,7 @@ def dashboard(*, project: Project, include_quality: bool = False) -> dict[str, A
             "class_balance": class_balance(champion=champion) if champion else [],
             "coverage": stats.champion_coverage(project, champion),
         },
-        "annotators": annotator_stats(project=project),
+        "annotators": annotator_stats(project=project, user=user),
         "runs": training_runs(project=project),
         "running_run": running_run(project),
         "versions": model_versions(project=project),

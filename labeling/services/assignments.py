@@ -59,17 +59,28 @@ def assignments_expire(*, project: Project) -> int:
         return max(cursor.rowcount, 0)
 
 
-def _commit_without_flush() -> None:
-    """Let this transaction commit without waiting for its WAL flush (PostgreSQL ``SET LOCAL``).
+#: Advisory-lock namespace for leasing, keyed by annotator (see labeling/services/modeling.py for the others).
+LOCK_LEASING = 7303
 
-    A lease is a soft reservation that lapses by itself: if the database crashed in the ~0.6 s
-    before the write-ahead log reached the disk, the lease (and the expiries) would be gone and the
-    document simply free again, never inconsistent. Labels are committed with the full flush. The
-    flush was the largest single wait of ``queue/next`` on the benchmark machine.
+
+def _lease_transaction_begin(annotator: AbstractBaseUser) -> None:
+    """One statement (PostgreSQL) that sets up a lease transaction.
+
+    - Commit without waiting for the WAL flush (``synchronous_commit`` off, this transaction only). A
+      lease is a soft reservation that lapses by itself: if the database crashed in the ~0.6 s before
+      the write-ahead log reached the disk, the lease (and the expiries) would be gone and the
+      document simply free again, never inconsistent. Labels are committed with the full flush. The
+      flush was the largest single wait of ``queue/next`` on the benchmark machine.
+    - One lease transaction at a time per annotator (an advisory lock released at commit). Without
+      it, parallel ``queue/next`` calls each see no active lease and each insert one, so a client
+      could hoard the queue; serialised, the second call finds the first's lease and returns it.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            cursor.execute(
+                "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(%s, %s)",
+                [LOCK_LEASING, annotator.pk],
+            )
 
 
 def _db_now() -> Any:
@@ -184,13 +195,14 @@ def _lease_holdout(project: Project, annotator: AbstractBaseUser, rng: random.Ra
 def lease_next(*, project: Project, annotator: AbstractBaseUser) -> Lease | None:
     """The caller's active lease, or a new one on the best free document; None when nothing is left.
 
-    Four statements on the usual path: expire lapsed leases, read the lease context, read the
-    ranking, lock-and-insert (plus one for the near-copy rule when others hold leases under a
-    batch-aware strategy). No retry loop: a lost race is an insert that does nothing, and the next
-    candidate is tried.
+    An annotator holds at most one active lease per project, also under parallel calls. Five
+    statements on the usual path: begin (no-flush commit, per-annotator lock), expire lapsed leases,
+    read the lease context, read the ranking, lock-and-insert (plus one for the near-copy rule when
+    others hold leases under a batch-aware strategy). No retry loop: a lost race is an insert that
+    does nothing, and the next candidate is tried.
     """
     with transaction.atomic():
-        _commit_without_flush()
+        _lease_transaction_begin(annotator)
         assignments_expire(project=project)
         context = q.lease_context(project_id=project.pk, annotator_id=annotator.pk)
         if context.active_id is not None:

@@ -119,7 +119,7 @@ TASKS: Mapping[TaskName, TaskSpec] = MappingProxyType({spec.name: spec for spec 
              doc="the pool under a new champion, chunked and resumable"),
     TaskSpec(TaskName.RECONCILE, QueueKind.SCORING, NoArgs, 60, 90,
              doc="beat: unscored documents, lapsed leases, orphaned runs"),
-    # Nothing enqueues it yet: token highlights are computed on demand by the API.
+    # Enqueued when the labeling page asks for a prediction's highlights (modeling.prediction_attributions_request).
     TaskSpec(TaskName.ATTRIBUTE, QueueKind.SCORING, PredictionArgs, 60, 90, doc="token highlights"),
     # On SQLite the reconciliation counts a run older than the hard limit as orphaned.
     TaskSpec(TaskName.TRAIN, QueueKind.TRAINING, RunArgs, 3600 - 120, 3600,

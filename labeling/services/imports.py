@@ -34,11 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
 from labeling import jsonbounds
 from labeling.labelspace import LabelSpace
-from labeling.models import Document, ImportJob, Project, RunStatus, text_hash
+from labeling.models import Document, Project, text_hash
 from labeling.services import documents
 from labeling.services.planner import planner_statistics_refresh
 
@@ -386,47 +385,6 @@ def _import(
         progress(report.rows_total, source.total)
     planner_statistics_refresh(model=Document, rows_written=report.imported)
     return report
-
-
-def import_job_run(job_id: int) -> ImportJob | None:
-    """Run a queued ImportJob (the API's upload endpoint creates it); a job already finished is left alone."""
-    with transaction.atomic():
-        job = ImportJob.objects.select_for_update(skip_locked=True).filter(pk=job_id).first()
-        if job is None or job.status != RunStatus.QUEUED:
-            return job  # gone, taken by another worker, or done: a redelivered message is a no-op
-        job.status = RunStatus.RUNNING
-        job.save(update_fields=["status"])
-
-    def progress(rows: int, total: int | None) -> None:
-        fields = {"rows_total": rows}
-        if total:
-            fields["progress"] = min(rows / total, 1.0)  # type: ignore[assignment]
-        ImportJob.objects.filter(pk=job_id).update(**fields)
-
-    try:
-        report = import_file(
-            project=job.project, path=job.file_path, fmt=job.file_format or None, text_col=job.text_col,
-            label_col=job.label_col or None, external_id_col=job.external_id_col or None, progress=progress,
-        )
-    except Exception as exc:
-        # A user error (bad column, unreadable file) or a crash: either way the job must not stay
-        # "running" forever. Rows written before the failure stay; re-importing counts them as duplicates.
-        ImportJob.objects.filter(pk=job_id).update(
-            status=RunStatus.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
-        )
-        if not isinstance(exc, ImportFileError):
-            raise
-        job.refresh_from_db()
-        return job
-    ImportJob.objects.filter(pk=job_id).update(
-        status=RunStatus.SUCCEEDED, progress=1.0, rows_total=report.rows_total,
-        rows_imported=report.imported, rows_duplicate=report.duplicates, rows_rejected=report.rejected,
-        rejected=report.rejected_rows, finished_at=timezone.now(),
-    )
-    logger.info("import job %s: %s imported, %s duplicates, %s rejected", job_id, report.imported,
-                report.duplicates, report.rejected)
-    job.refresh_from_db()
-    return job
 
 
 def file_label_names(*, path: str | Path, fmt: str | None = None, label_col: str) -> list[str]:

@@ -22,8 +22,9 @@ from labeling.labelspace import label_space_for_model
 from labeling.models import ModelVersion, Prediction, Project
 from labeling.selectors.models import champion_get
 from labeling.services import storage
+from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import NoChampionError
-from modelsvc.artifacts import load_classifier
+from modelsvc.artifacts import artifact_digest, load_classifier, save_classifier
 from modelsvc.attribution import attribute
 from modelsvc.config import PACKAGED_ENCODER, ModelConfig
 from modelsvc.encoder import EmbeddingCache, TextEncoder
@@ -35,7 +36,7 @@ _CLASSIFIERS_KEPT = 8
 _lock = threading.Lock()
 _classifiers: OrderedDict[tuple[int, str], Classifier] = OrderedDict()
 _encoders: dict[tuple[ModelConfig, str | None], TextEncoder] = {}
-_caches: dict[Path, EmbeddingCache] = {}
+_caches: dict[tuple[Path, bool], EmbeddingCache] = {}
 
 
 def model_config() -> ModelConfig:
@@ -67,13 +68,22 @@ def classifier_encoder(classifier: Classifier) -> TextEncoder:
     return encoder_for(classifier.config, classifier.tuned)
 
 
-def embedding_cache_for(encoder_id: str) -> EmbeddingCache:
+def embedding_cache_for(encoder_id: str, *, read_only: bool = False) -> EmbeddingCache:
+    """The encoder's embedding cache, bounded by EMBEDDING_CACHE_MAX_BYTES; ``read_only``: a view that never writes."""
     path = storage.embedding_cache_path(encoder_id)
     with _lock:
-        cache = _caches.get(path)
+        cache = _caches.get((path, read_only))
         if cache is None:
-            cache = _caches[path] = EmbeddingCache(path)
+            cache = _caches[(path, read_only)] = EmbeddingCache(
+                path, max_bytes=settings.EMBEDDING_CACHE_MAX_BYTES, read_only=read_only
+            )
         return cache
+
+
+def artifact_save(classifier: Classifier, name: str) -> tuple[str, str]:
+    """Write ``classifier`` as artifact ``name`` and publish it: (its location, its digest to pin)."""
+    local = save_classifier(classifier, storage.artifact_workdir(name))
+    return storage.artifact_publish(local_dir=local, name=name), artifact_digest(local)
 
 
 def classifier_for(model_version: ModelVersion) -> Classifier:
@@ -84,7 +94,12 @@ def classifier_for(model_version: ModelVersion) -> Classifier:
             _classifiers.move_to_end(key)
             return _classifiers[key]
     folder = storage.artifact_local(model_version.artifact_path)
-    classifier = load_classifier(folder, expected_labels=model_version.label_map or None)
+    classifier = load_classifier(
+        folder,
+        expected_labels=model_version.label_map or None,
+        expected_digest=model_version.artifact_digest or None,  # versions saved before pinning have none
+        encoder=model_config().encoder,
+    )
     # The artifact records where it was trained; scoring follows this host's device and sample count.
     classifier.config = dataclasses.replace(
         classifier.config, device=settings.MODEL_DEVICE, samples=settings.MODEL_MC_SAMPLES
@@ -97,12 +112,12 @@ def classifier_for(model_version: ModelVersion) -> Classifier:
 
 
 def classifier_score(
-    classifier: Classifier, texts: Sequence[str], *, return_samples: bool = False
+    classifier: Classifier, texts: Sequence[str], *, return_samples: bool = False, cache_new: bool = True
 ) -> ScoreResult:
     """Score texts with the embedding cache of the classifier's encoder (``score_texts`` refuses an encoder
-    whose identity is not the model's: "encoder mismatch")."""
+    whose identity is not the model's: "encoder mismatch"). ``cache_new=False``: read the cache, add nothing."""
     encoder = classifier_encoder(classifier)
-    cache = embedding_cache_for(encoder.encoder_id)
+    cache = embedding_cache_for(encoder.encoder_id, read_only=not cache_new)
     return score_texts(classifier, list(texts), cache=cache, encoder=encoder, return_samples=return_samples)
 
 
@@ -122,7 +137,8 @@ def predict_texts(*, project: Project, texts: list[str]) -> list[dict[str, Any]]
             f"project {project.name!r} has no trained model yet; label more documents first"
         )
     classifier = classifier_for(champion)
-    result = classifier_score(classifier, texts)
+    # Ad-hoc texts are not documents: they would only fill the cache for the pool's vectors.
+    result = classifier_score(classifier, texts, cache_new=False)
     space = label_space_for_model(champion, task_type=project.task_type)
     out = []
     for i, fields in enumerate(space.prediction_fields(result.probs)):
@@ -141,6 +157,17 @@ def predict_texts(*, project: Project, texts: list[str]) -> list[dict[str, Any]]
             }
         )
     return out
+
+
+def prediction_attributions_request(*, prediction: Prediction) -> list[list[Any]] | None:
+    """The stored highlights, or None after asking a worker to compute them (one message a minute per prediction).
+
+    Integrated gradients run the encoder dozens of times per document: never inside a web request.
+    """
+    if prediction.attributions is not None:
+        return prediction.attributions
+    enqueue(TaskName.ATTRIBUTE, args=(prediction.pk,), coalesce_s=60)
+    return None
 
 
 def prediction_attributions(*, prediction: Prediction) -> list[list[Any]]:
@@ -162,6 +189,7 @@ def prediction_attributions(*, prediction: Prediction) -> list[list[Any]]:
 
 LOCK_SCORING = 7301  # (LOCK_SCORING, project id): one scorer per project
 LOCK_TRAINING = 7302  # (LOCK_TRAINING, run id): held while a run executes
+LOCK_IMPORT = 7304  # (LOCK_IMPORT, import job id): held while an import executes
 
 
 def _postgres() -> bool:

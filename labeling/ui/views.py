@@ -7,20 +7,24 @@ JavaScript; the JSON endpoints here only cover reads the API does not offer in t
 from __future__ import annotations
 
 import logging
+import time
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from labeling import roles
-from labeling.models import AcquisitionStrategy, Document, Prediction, Project, ReviewReason, Split
+from labeling.models import AcquisitionStrategy, Document, Prediction, Project, ReviewReason
 from labeling.selectors import dashboard as dash
+from labeling.selectors.documents import is_blind, visible_annotations
 from labeling.selectors.models import champion_get
 from labeling.selectors.review import review_summary
-from labeling.services.modeling import prediction_attributions
+from labeling.services.modeling import prediction_attributions_request
 from labeling.ui.access import nav_links, project_json, project_page
 
 logger = logging.getLogger(__name__)
@@ -109,11 +113,6 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-def _blind(document: Document) -> bool:
-    """Holdout items are labeled blind: the model's view stays hidden until someone labeled them."""
-    return document.split == Split.HOLDOUT and not document.is_labeled
-
-
 @project_page(roles.ANNOTATE)
 @require_GET
 def document_detail(request: HttpRequest, pk: int, doc_id: int) -> HttpResponse:
@@ -123,11 +122,15 @@ def document_detail(request: HttpRequest, pk: int, doc_id: int) -> HttpResponse:
     prediction = (
         Prediction.objects.filter(document=document, model_version=champion).first() if champion else None
     )
-    annotations = document.annotations.select_related("annotator").prefetch_related("revisions")
+    # The same labels the API shows this user: everyone's for managers and reviewers, else their own.
+    annotations = (
+        visible_annotations(project=project, user=request.user).filter(document=document)
+        .select_related("annotator").prefetch_related("revisions").order_by("pk")
+    )
     return render(
         request, "ui/document.html",
-        {"project": project, "document": document, "blind": _blind(document),
-         "prediction": None if _blind(document) else prediction, "champion": champion,
+        {"project": project, "document": document, "blind": is_blind(document),
+         "prediction": None if is_blind(document) else prediction, "champion": champion,
          "annotations": annotations, **nav_links(request.user, project.pk)},
     )
 
@@ -145,15 +148,26 @@ def dashboard_json(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk)
     # Annotator quality is for the people who run the project, never in an annotator's JSON.
     manages = roles.can(request.user, roles.MANAGE, project.pk)
-    return JsonResponse(dash.dashboard(project=project, include_quality=manages))
+    return JsonResponse(dash.dashboard(project=project, user=request.user, include_quality=manages))
+
+
+def _attributions_allowed(user_id: int, project_id: int) -> bool:
+    """At most ATTRIBUTIONS_PER_MINUTE new highlight computations per user and project (a fixed minute window)."""
+    key = f"alabel:attributions:{user_id}:{project_id}:{int(time.time() // 60)}"
+    cache.add(key, 0, timeout=120)
+    return cache.incr(key) <= settings.ATTRIBUTIONS_PER_MINUTE
 
 
 @project_json(roles.ANNOTATE)
 @require_GET
 def attributions_json(request: HttpRequest, pk: int, doc_id: int) -> HttpResponse:
-    """Token highlights for the champion's prediction of one document (computed on request, ~0.5 s)."""
+    """Token highlights for the champion's prediction of one document of this project.
+
+    Stored highlights answer 200. Otherwise a worker computes them (integrated gradients take
+    seconds of encoder time, never spent in a web request): 202 ``computing``, ask again shortly.
+    """
     document = get_object_or_404(Document, pk=doc_id, project_id=pk)
-    if _blind(document):
+    if is_blind(document):
         return JsonResponse({"detail": "Holdout items are labeled blind."}, status=409)
     champion = champion_get(project_id=document.project_id)
     prediction = (
@@ -161,17 +175,16 @@ def attributions_json(request: HttpRequest, pk: int, doc_id: int) -> HttpRespons
     )
     if prediction is None:
         return JsonResponse({"detail": "The current model has not scored this document yet."}, status=404)
-    tokens = prediction.attributions
-    if not tokens:
-        try:
-            tokens = prediction_attributions(prediction=prediction)
-        except (ImportError, OSError, RuntimeError, ValueError):
-            # A missing or broken artifact must not break the labeling page: say so, log the cause.
-            logger.exception("attributions failed for prediction %s", prediction.pk)
-            return JsonResponse({"detail": "Highlights could not be computed for this model."}, status=503)
+    if prediction.attributions is None and not _attributions_allowed(request.user.pk, pk):
+        response = JsonResponse({"detail": "Too many highlight requests: try again in a minute."}, status=429)
+        response["Retry-After"] = "60"
+        return response
+    tokens = prediction_attributions_request(prediction=prediction)
+    if tokens is None:
+        response = JsonResponse({"status": "computing", "detail": "Computing highlights…"}, status=202)
+        response["Retry-After"] = "2"
+        return response
     return JsonResponse(
-        {"document": document.pk, "version": champion.version if champion else None,
-         "label": prediction.predicted_label, "tokens": tokens or []}
+        {"status": "ready", "document": document.pk, "version": champion.version if champion else None,
+         "label": prediction.predicted_label, "tokens": tokens}
     )
-
-

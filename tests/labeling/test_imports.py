@@ -10,7 +10,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from labeling.models import Annotation, Document, ImportJob, RunStatus
-from labeling.services.imports import ImportFileError, import_file, import_job_run
+from labeling.services.import_jobs import import_job_run
+from labeling.services.imports import ImportFileError, import_file
 from tests.factories import ImportJobFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db

@@ -67,3 +67,27 @@ def test_label_map_mismatch_is_reported(tiny_trained: TrainResult, tmp_path: Pat
     (folder / "classifier.json").write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match="label map mismatch"):
         load_classifier(folder)
+
+
+def test_a_tampered_artifact_refuses_to_load(tiny_trained: TrainResult, tmp_path: Path) -> None:
+    from modelsvc.artifacts import artifact_digest
+
+    folder = _saved(tiny_trained, tmp_path)
+    pinned = artifact_digest(folder)
+    assert load_classifier(folder, expected_digest=pinned).label_names == tiny_trained.classifier.label_names
+    meta_path = folder / "classifier.json"
+    meta = json.loads(meta_path.read_text())
+    meta["temperature"] = 0.01  # an overconfident model, swapped in after the save
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="tampered"):
+        load_classifier(folder, expected_digest=pinned)
+
+
+def test_the_host_encoder_replaces_the_one_an_artifact_names(tiny_trained: TrainResult, tmp_path: Path) -> None:
+    folder = _saved(tiny_trained, tmp_path)
+    meta_path = folder / "classifier.json"
+    meta = json.loads(meta_path.read_text())
+    meta["model_config"]["encoder"] = "/home/someone/untrusted-encoder"
+    meta_path.write_text(json.dumps(meta))
+    host = tiny_trained.classifier.config.encoder
+    assert load_classifier(folder, encoder=host).config.encoder == host

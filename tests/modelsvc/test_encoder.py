@@ -126,3 +126,49 @@ def test_bad_config_values_are_rejected() -> None:
         ModelConfig(samples=0)
     with pytest.raises(ValueError, match="unknown ModelConfig keys"):
         ModelConfig.from_dict({"d_model": 3})
+
+
+def test_the_cache_stays_under_its_size_bound_evicting_the_least_recently_used(tmp_path) -> None:
+    import sqlite3
+
+    bound = 600_000  # ~120 rows of 384 floats (~4.8 KB each)
+    path = tmp_path / "bounded.sqlite"
+    cache = EmbeddingCache(path, max_bytes=bound)
+    rng = np.random.default_rng(0)
+    cache.put_many("enc", [f"cold {i}" for i in range(40)], rng.random((40, 384), dtype=np.float32))
+    cache.put_many("enc", [f"warm {i}" for i in range(40)], rng.random((40, 384), dtype=np.float32))
+    with sqlite3.connect(path) as conn:  # cold rows were last used before the warm ones
+        cold_keys = [EmbeddingCache.text_key(f"cold {i}") for i in range(40)]
+        conn.execute(f"UPDATE embeddings SET used_at = 100 WHERE text_sha IN ({','.join('?' * 40)})", cold_keys)
+        conn.execute("UPDATE embeddings SET used_at = 200 WHERE used_at != 100")
+    for batch in range(4):
+        cache.put_many("enc", [f"new {batch} {i}" for i in range(20)], rng.random((20, 384), dtype=np.float32))
+        assert cache.used_bytes() <= bound
+    cold = len(cache.get_many("enc", [f"cold {i}" for i in range(40)]))
+    warm = len(cache.get_many("enc", [f"warm {i}" for i in range(40)]))
+    assert cold < 40  # something was evicted ...
+    assert warm == 40 or cold == 0  # ... the least recently used first
+    assert len(cache.get_many("enc", [f"new 3 {i}" for i in range(20)])) == 20
+
+
+def test_a_read_refreshes_a_stale_last_use(tmp_path) -> None:
+    import sqlite3
+    import time
+
+    path = tmp_path / "touch.sqlite"
+    cache = EmbeddingCache(path)
+    cache.put_many("enc", ["a"], np.ones((1, 4), dtype=np.float32))
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE embeddings SET used_at = 1")
+    cache.get_many("enc", ["a"])
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT used_at FROM embeddings").fetchone()[0] >= time.time() - 60
+
+
+def test_a_read_only_cache_reads_and_never_writes(tmp_path) -> None:
+    path = tmp_path / "ro.sqlite"
+    EmbeddingCache(path).put_many("enc", ["known"], np.ones((1, 4), dtype=np.float32))
+    view = EmbeddingCache(path, read_only=True)
+    view.put_many("enc", ["ad hoc"], np.ones((1, 4), dtype=np.float32))
+    assert len(view.get_many("enc", ["known", "ad hoc"])) == 1
+    assert len(view) == 1

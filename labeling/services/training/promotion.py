@@ -34,10 +34,27 @@ def _close_superseded_rescores(champion: ModelVersion) -> None:
     ).update(stage="done")
 
 
-def challenger_decide(*, run: TrainingRun, challenger: ModelVersion, promote: bool, reason: str) -> None:
-    """Finish the run with the gate's decision: promote (and re-score the pool) or reject the challenger."""
+def challenger_decide(
+    *, run: TrainingRun, challenger: ModelVersion, promote: bool, reason: str, evaluated_against: int | None
+) -> None:
+    """Finish the run with the gate's decision: promote (and re-score the pool) or reject the challenger.
+
+    ``evaluated_against`` is the champion's id the gate compared with (None: there was none). It is
+    re-read under the project's row lock: if a manual promotion or a rollback changed the champion
+    meanwhile, the comparison no longer holds and the challenger is rejected with that reason.
+    """
     now = timezone.now()
     with transaction.atomic():
+        if promote:
+            Project.objects.select_for_update().get(pk=challenger.project_id)
+            current = champion_get(project_id=challenger.project_id)
+            if (current.pk if current else None) != evaluated_against:
+                promote = False
+                reason = (
+                    f"not promoted: the champion changed to {f'v{current.version}' if current else 'none'} "
+                    "while this challenger was evaluated against another; the next retrain compares with it"
+                )
+                ModelVersion.objects.filter(pk=challenger.pk).update(decision_reason=reason)
         if promote:
             TrainingRun.objects.filter(pk=run.pk).update(stage="promote", progress=1.0)
             _promote(challenger)

@@ -13,9 +13,8 @@ from django.utils import timezone
 from labeling.labelspace import label_space
 from labeling.models import AcquisitionStrategy, ModelStatus, ModelVersion, Project, Split
 from labeling.selectors.models import champion_get, majority_labels
-from labeling.services import modeling, storage
+from labeling.services import modeling
 from labeling.services.scoring import model_version_predictions_refresh
-from modelsvc.artifacts import save_classifier
 from modelsvc.holdout import holdout_temperature_fit, holdout_usable, pool_prior_sd
 from modelsvc.model import Classifier
 
@@ -68,12 +67,11 @@ def champion_recalibrate(*, project: Project, holdout: HoldoutRows | None = None
     if changed is None or abs(np.log(refit.temperature / current.temperature)) < np.log1p(RECALIBRATE_MIN_CHANGE):
         return None
     name = f"project{project.pk}-v{champion.version}-holdout{count}"
-    local = save_classifier(refit, storage.artifact_workdir(name))
-    location = storage.artifact_publish(local_dir=local, name=name)
+    location, digest = modeling.artifact_save(refit, name)
     calibration = {**champion.calibration, **changed, "recalibrated_at": timezone.now().isoformat()}
     updated = ModelVersion.objects.filter(
         pk=champion.pk, status=ModelStatus.CHAMPION, artifact_path=champion.artifact_path
-    ).update(artifact_path=location, calibration=calibration)
+    ).update(artifact_path=location, artifact_digest=digest, calibration=calibration)
     if not updated:
         return None  # promoted away or refit by another run meanwhile
     champion.refresh_from_db()

@@ -14,18 +14,18 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from labeling.models import Document, ModelStatus, ModelVersion, RunStatus, Split, TrainingRun
 from labeling.selectors.models import OPEN_RUN_STATES, majority_labels
-from labeling.services import modeling, storage
+from labeling.services import modeling
 from labeling.services.errors import RunLockedError, TrainingDataError
 from labeling.services.training.evaluation import challenger_evaluate, metrics_compact
 from labeling.services.training.promotion import challenger_decide
 from labeling.services.training.recalibration import champion_recalibrate, holdout_arrays, holdout_prior_sd
-from modelsvc.artifacts import save_classifier
 from modelsvc.config import TrainConfig
 from modelsvc.fitting import TrainResult
 from modelsvc.holdout import holdout_assess
@@ -75,12 +75,21 @@ def _claim(run_id: int) -> TrainingRun | None:
             if TrainingRun.objects.filter(pk=run_id, status__in=OPEN_RUN_STATES).exists():
                 raise RunLockedError(f"training run {run_id} is locked by another transaction")
             return None
+        if run.status == RunStatus.RUNNING and run.attempts >= settings.TRAIN_MAX_ATTEMPTS:
+            # Each start so far killed its worker (out of memory ...): re-delivering it would again.
+            run.error = f"failed after {run.attempts} attempts: the worker died each time"
+            if run.model_version_id is not None:
+                _reject_unfinished(run.model_version_id, f"training run {run.pk} {run.error}")
+            run.status, run.finished_at, run.promoted = RunStatus.FAILED, timezone.now(), False
+            run.save(update_fields=["status", "error", "finished_at", "promoted"])
+            return None
         if run.status == RunStatus.RUNNING and run.model_version_id is not None:
             # Its previous executor died (it no longer holds the run lock): start over cleanly.
             _reject_unfinished(run.model_version_id, f"run {run.pk} was restarted after its worker stopped")
         run.status, run.stage, run.progress = RunStatus.RUNNING, "snapshot", 0.0
         run.started_at, run.error, run.model_version = timezone.now(), "", None
-        run.save(update_fields=["status", "stage", "progress", "started_at", "error", "model_version"])
+        run.attempts += 1
+        run.save(update_fields=["status", "stage", "progress", "started_at", "error", "model_version", "attempts"])
         return run
 
 
@@ -137,7 +146,10 @@ def _execute(run: TrainingRun) -> None:
     )
     promote, reason = evaluation.decide(project.promotion_tolerance)
     ModelVersion.objects.filter(pk=challenger.pk).update(metrics=evaluation.metrics, decision_reason=reason)
-    challenger_decide(run=run, challenger=challenger, promote=promote, reason=reason)
+    challenger_decide(
+        run=run, challenger=challenger, promote=promote, reason=reason,
+        evaluated_against=evaluation.champion.pk if evaluation.champion else None,
+    )
     if not promote:
         _champion_recalibrate_after_rejection(run, holdout)
 
@@ -159,8 +171,7 @@ def _model_version_save(run: TrainingRun, result: TrainResult, *, texts: list[st
     project = run.project
     version = (ModelVersion.objects.filter(project=project).aggregate(v=Max("version"))["v"] or 0) + 1
     name = f"project{project.pk}-v{version}-run{run.pk}"
-    local = save_classifier(result.classifier, storage.artifact_workdir(name))
-    location = storage.artifact_publish(local_dir=local, name=name)
+    location, digest = modeling.artifact_save(result.classifier, name)
     calibration = dict(result.calibration)
     calibration["map"] = map_fit(_map_sample(run, result, texts))
     calibration["split_sizes"] = result.split_sizes
@@ -170,6 +181,7 @@ def _model_version_save(run: TrainingRun, result: TrainResult, *, texts: list[st
         version=version,
         status=ModelStatus.CANDIDATE,
         artifact_path=location,
+        artifact_digest=digest,
         encoder_name=result.classifier.encoder_id,
         label_map=list(result.classifier.label_names),
         train_label_count=len(texts),

@@ -165,13 +165,14 @@ def test_list_filters_and_cursor_pagination(ingest_client, project, docs, champi
     assert ingest_client.get(base + "?split=holdout").json()["results"] == []
 
 
-def test_detail_shows_annotations_and_prediction_history(ingest_client, project, docs, champion):
+def test_detail_shows_annotations_and_prediction_history(admin_client, project, docs, champion):
+    # The ingest role reads no labels (tests/labeling/api/test_what_each_role_reads.py); staff read them all.
     from tests.factories import AnnotationFactory, ModelVersionFactory
 
     older = ModelVersionFactory(project=project, version=0, status="retired")
     PredictionFactory(document=docs[0], model_version=older, predicted_label="rotten")
     AnnotationFactory(document=docs[0], label="fresh")
-    body = ingest_client.get(f"/api/v1/projects/{project.pk}/documents/{docs[0].pk}").json()
+    body = admin_client.get(f"/api/v1/projects/{project.pk}/documents/{docs[0].pk}").json()
     assert [p["model_version"] for p in body["predictions"]] == [1, 0]
     assert body["predictions"][1]["label"] == "rotten"
     assert [a["label"] for a in body["annotations"]] == ["fresh"]
@@ -192,7 +193,7 @@ def test_file_upload_creates_an_import_job_that_the_worker_runs(ingest_client, p
     assert open(job.file_path, "rb").read() == data
     assert str(settings.UPLOAD_DIR) in job.file_path
 
-    from labeling.services.imports import import_job_run  # what the IMPORT_FILE task runs
+    from labeling.services.import_jobs import import_job_run  # what the IMPORT_FILE task runs
 
     import_job_run(job.pk)
     report = ingest_client.get(f"/api/v1/projects/{project.pk}/imports/{job.pk}").json()

@@ -24,6 +24,14 @@ def test_predict_before_any_model_is_a_clear_409(ingest_client, project):
     assert "no trained model" in error["message"]
 
 
+def test_predict_refuses_more_characters_than_its_budget(ingest_client, project, settings):
+    settings.PREDICT_MAX_CHARS = 1_000
+    texts = ["x" * 600, "y" * 600]
+    response = ingest_client.post(f"/api/v1/projects/{project.pk}/predict", {"texts": texts}, format="json")
+    assert response.status_code == 400
+    assert "1,200 characters" in response.json()["error"]["message"]
+
+
 @pytest.mark.slow
 def test_predict_models_and_runs_with_a_trained_champion(
     ingest_client, ingest_user, admin_client, shared_embedding_cache,  # noqa: F811
@@ -44,6 +52,11 @@ def test_predict_models_and_runs_with_a_trained_champion(
         assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
         assert p["recommendation"] in ("auto_accept", "review", "escalate")
         assert p["mutual_info"] >= 0 and p["entropy"] >= p["mutual_info"] - 1e-6
+    from labeling.services import modeling
+
+    champion = modeling.classifier_for(project.model_versions.get(version=1))
+    cache = modeling.embedding_cache_for(modeling.classifier_encoder(champion).encoder_id)
+    assert cache.get_many(champion.encoder_id, texts) == {}  # ad-hoc texts never enter the cache
 
     models = admin_client.get(f"/api/v1/projects/{project.pk}/models/").json()
     assert [(m["version"], m["status"]) for m in models] == [(1, "champion")]

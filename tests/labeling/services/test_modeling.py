@@ -53,3 +53,24 @@ def test_a_tuned_champion_scores_through_its_tuned_layers_and_its_own_cache_rows
     assert encoder.forward_calls == calls
     np.testing.assert_array_equal(again.probs, first.probs)
     assert modeling.classifier_score(frozen, sample).probs.shape == first.probs.shape
+
+
+@pytest.mark.django_db
+def test_a_model_version_loads_only_the_artifact_it_pinned(tiny_encoder_dir, settings) -> None:  # noqa: F811
+    from modelsvc.artifacts import ArtifactError
+    from tests.factories import ModelVersionFactory
+
+    config = tiny_model_config(tiny_encoder_dir)
+    settings.MODEL_ENCODER = config.encoder
+    texts, labels = toy_corpus(30)
+    result = train(texts, labels, label_names=["neg", "pos"], model_config=config,
+                   train_config=TrainConfig(seed=0, max_epochs=20))
+    location, digest = modeling.artifact_save(result.classifier, "pinned")
+    version = ModelVersionFactory(artifact_path=location, artifact_digest=digest, label_map=["neg", "pos"])
+    assert modeling.classifier_for(version).label_names == ["neg", "pos"]
+    (Path(location) / "classifier.json").write_text((Path(location) / "classifier.json").read_text() + " ")
+    version.pk = None  # the process keeps loaded classifiers: a fresh key loads from disk again
+    version.version += 1
+    version.save()
+    with pytest.raises(ArtifactError, match="tampered"):
+        modeling.classifier_for(version)

@@ -177,13 +177,36 @@ def test_stored_attributions_are_served(client, annotator, project, champion):
     assert res.json()["version"] == 2
 
 
-def test_attributions_for_a_model_without_artifact_fail_in_plain_words(client, annotator, project, champion):
+def test_attributions_not_stored_are_computed_by_a_worker(
+    client, annotator, project, champion, django_capture_on_commit_callbacks, monkeypatch
+):
+    from labeling.services import dispatch
+
+    sent = []
+    monkeypatch.setattr(dispatch.current_app, "send_task", lambda name, **kw: sent.append((name, kw["args"])))
     client.force_login(annotator)
     doc = f.DocumentFactory(project=project)
-    f.PredictionFactory(document=doc, model_version=champion, attributions=None)  # nothing stored: compute
-    res = client.get(reverse("ui:attributions-json", args=[project.pk, doc.pk]))
-    assert res.status_code == 503
-    assert res.json() == {"detail": "Highlights could not be computed for this model."}
+    pred = f.PredictionFactory(document=doc, model_version=champion, attributions=None)  # nothing stored yet
+    with django_capture_on_commit_callbacks(execute=True):
+        first = client.get(reverse("ui:attributions-json", args=[project.pk, doc.pk]))
+        again = client.get(reverse("ui:attributions-json", args=[project.pk, doc.pk]))
+    assert first.status_code == again.status_code == 202
+    assert first.json()["status"] == "computing" and first["Retry-After"]
+    assert sent == [(str(dispatch.TaskName.ATTRIBUTE), (pred.pk,))]  # one message per prediction, not per poll
+
+
+def test_attribution_requests_are_rate_limited_per_user_and_project(client, annotator, project, champion, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.ATTRIBUTIONS_PER_MINUTE = 2
+    client.force_login(annotator)
+    codes = []
+    for _ in range(3):
+        doc = f.DocumentFactory(project=project)
+        f.PredictionFactory(document=doc, model_version=champion, attributions=None)
+        codes.append(client.get(reverse("ui:attributions-json", args=[project.pk, doc.pk])).status_code)
+    assert codes == [202, 202, 429]
 
 
 def test_attributions_without_a_prediction_are_404(client, annotator, project):

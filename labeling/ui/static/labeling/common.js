@@ -10,6 +10,8 @@
     return m ? decodeURIComponent(m[1]) : "";
   }
 
+  const RETRIES_ON_503 = 5;
+
   /* fetch JSON; resolves {status, ok, data} and never throws on HTTP errors (network errors give status 0). */
   async function api(method, url, body, options) {
     const init = Object.assign({
@@ -22,10 +24,17 @@
       init.body = JSON.stringify(body);
     }
     let res;
-    try {
-      res = await fetch(url, init);
-    } catch (err) {
-      return { status: 0, ok: false, data: { detail: "The server could not be reached. Check your connection." } };
+    // 503 means the database is restarting or was too slow: nothing was stored, and every write
+    // here is idempotent (a label re-sent returns the stored one), so wait as told and send again.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        res = await fetch(url, init);
+      } catch (err) {
+        return { status: 0, ok: false, data: { detail: "The server could not be reached. Check your connection." } };
+      }
+      if (res.status !== 503 || attempt >= RETRIES_ON_503) break;
+      const wait = Math.min(parseInt(res.headers.get("Retry-After") || "2", 10) || 2, 10);
+      await new Promise(function (resolve) { setTimeout(resolve, wait * 1000); });
     }
     let data = null;
     const text = await res.text();

@@ -101,11 +101,17 @@
     loadAttributions(item.document.id);
   }
 
-  async function loadAttributions(docId) {
-    $("attr-status").textContent = "Loading highlights…";
+  async function loadAttributions(docId, tries) {
+    tries = tries || 0;
+    $("attr-status").textContent = tries ? "Computing highlights…" : "Loading highlights…";
     const reply = await A.api("GET", "/ui/projects/" + projectId + "/documents/" + docId + "/attributions.json");
     const shown = state.undo ? state.undo.item : state.current;
     if (!shown || shown.document.id !== docId) return;  // the user moved on meanwhile
+    if (reply.status === 202) {  // a worker is computing them: ask again shortly, for up to a minute
+      if (tries < 30) setTimeout(function () { loadAttributions(docId, tries + 1); }, 2000);
+      else $("attr-status").textContent = "Highlights are taking long; they will show next time.";
+      return;
+    }
     if (!reply.ok) { $("attr-status").textContent = A.detail(reply, "Highlights are not available."); return; }
     renderTokens(reply.data.tokens || []);
   }

@@ -1,0 +1,131 @@
+"""An import job's life: claimed under an advisory lock, resumed after a dead worker, its file deleted.
+
+- A running job's worker holds ``(LOCK_IMPORT, job id)`` for as long as it imports. A job marked
+  running whose lock is free was left by a worker that died (killed, out of memory): the beat's
+  ``imports_reconcile`` queues it again, and the next start resumes it (rows already stored count
+  as duplicates). A job that has killed its worker ``IMPORT_MAX_ATTEMPTS`` times is failed instead.
+- A job queued while the broker was down never received its message: after
+  ``IMPORT_REQUEUE_AFTER_S`` the reconciliation sends it again.
+- The uploaded file is deleted once the job is finished (succeeded or failed); the reconciliation
+  deletes leftovers (files no open job names, older than the requeue delay).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from labeling.models import ImportJob, RunStatus
+from labeling.services import modeling
+from labeling.services.dispatch import TaskName, enqueue
+from labeling.services.imports import ImportFileError, import_file
+
+logger = logging.getLogger(__name__)
+
+#: Starts of one import before it is failed: a file that kills its worker each time is not retried forever.
+IMPORT_MAX_ATTEMPTS = 3
+OPEN = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+def _claim(job_id: int) -> ImportJob | None:
+    """Queued (or running with its lock free: its worker died) -> running, one attempt more; else None."""
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update(skip_locked=True).filter(pk=job_id).select_related("project").first()
+        if job is None or job.status not in OPEN:
+            return None  # gone, taken by another worker, or done: a redelivered message is a no-op
+        if job.attempts >= IMPORT_MAX_ATTEMPTS:
+            _finish(job, status=RunStatus.FAILED,
+                    error=f"failed after {job.attempts} attempts: the worker died each time")
+            return None
+        job.status, job.attempts = RunStatus.RUNNING, job.attempts + 1
+        if job.attempts > 1:
+            job.detail = f"resumed after its worker stopped (attempt {job.attempts} of {IMPORT_MAX_ATTEMPTS})"
+        job.save(update_fields=["status", "attempts", "detail"])
+        return job
+
+
+def _finish(job: ImportJob, *, status: str, error: str = "", **fields: Any) -> None:
+    ImportJob.objects.filter(pk=job.pk).update(status=status, error=error[:2000], finished_at=timezone.now(),
+                                               **fields)
+    Path(job.file_path).unlink(missing_ok=True)  # the upload is not needed once the job is finished
+
+
+def import_job_run(job_id: int) -> ImportJob | None:
+    """Run (or resume) an ImportJob (the IMPORT_FILE task); a job finished or held by a live worker is left alone."""
+    with modeling.lock_held(modeling.LOCK_IMPORT, job_id) as got:
+        if not got:
+            return ImportJob.objects.filter(pk=job_id).first()  # a live worker is importing it
+        job = _claim(job_id)
+        if job is None:
+            return ImportJob.objects.filter(pk=job_id).first()
+
+        def progress(rows: int, total: int | None) -> None:
+            fields: dict[str, Any] = {"rows_total": rows}
+            if total:
+                fields["progress"] = min(rows / total, 1.0)
+            ImportJob.objects.filter(pk=job_id).update(**fields)
+
+        try:
+            report = import_file(
+                project=job.project, path=job.file_path, fmt=job.file_format or None, text_col=job.text_col,
+                label_col=job.label_col or None, external_id_col=job.external_id_col or None, progress=progress,
+            )
+        except Exception as exc:
+            # A user error (bad column, unreadable file) or a crash: either way the job must not stay
+            # "running" forever. Rows written before the failure stay; re-importing counts them as duplicates.
+            _finish(job, status=RunStatus.FAILED, error=str(exc))
+            if not isinstance(exc, ImportFileError):
+                raise
+            return ImportJob.objects.get(pk=job_id)
+        _finish(
+            job, status=RunStatus.SUCCEEDED, progress=1.0, rows_total=report.rows_total,
+            rows_imported=report.imported, rows_duplicate=report.duplicates, rows_rejected=report.rejected,
+            rejected=report.rejected_rows,
+        )
+        logger.info("import job %s: %s imported, %s duplicates, %s rejected", job_id, report.imported,
+                    report.duplicates, report.rejected)
+        return ImportJob.objects.get(pk=job_id)
+
+
+def _requeue(job: ImportJob, detail: str) -> None:
+    ImportJob.objects.filter(pk=job.pk).update(status=RunStatus.QUEUED, queued_at=timezone.now(), detail=detail)
+    enqueue(TaskName.IMPORT_FILE, args=(job.pk,))
+
+
+def imports_reconcile() -> dict[str, Any]:
+    """Beat: resume imports whose worker died, resend imports whose message was lost, delete leftover files."""
+    resumed, resent = [], []
+    for job in ImportJob.objects.filter(status=RunStatus.RUNNING):
+        if modeling.lock_is_free(modeling.LOCK_IMPORT, job.pk):
+            _requeue(job, f"its worker stopped after attempt {job.attempts}; queued again")
+            resumed.append(job.pk)
+    cutoff = timezone.now() - timedelta(seconds=settings.IMPORT_REQUEUE_AFTER_S)
+    for job in ImportJob.objects.filter(status=RunStatus.QUEUED, queued_at__lt=cutoff):
+        _requeue(job, "its message was not delivered in time; sent again")
+        resent.append(job.pk)
+    deleted = uploads_sweep(older_than=cutoff)
+    if resumed or resent or deleted:
+        logger.warning("imports reconcile: resumed %s, resent %s, deleted %s leftover uploads",
+                       resumed, resent, deleted)
+    return {"imports_resumed": resumed, "imports_resent": resent, "uploads_deleted": deleted}
+
+
+def uploads_sweep(*, older_than: Any) -> int:
+    """Delete uploaded files that no open job names and that are older than ``older_than``."""
+    root = Path(settings.UPLOAD_DIR)
+    if not root.exists():
+        return 0
+    wanted = {Path(p) for p in ImportJob.objects.filter(status__in=OPEN).values_list("file_path", flat=True)}
+    deleted = 0
+    for path in root.glob("*/*"):
+        modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+        if path.is_file() and path not in wanted and modified < older_than:
+            path.unlink(missing_ok=True)
+            deleted += 1
+    return deleted
