@@ -119,7 +119,9 @@ def annotation_submit(
             Document.objects.filter(pk=document.pk).update(is_labeled=True)
             Prediction.objects.filter(document=document, in_queue=True).update(in_queue=False)
             document.is_labeled = True
-            document_completed(project=project, document=document)
+            document_completed(
+                project=project, document=document, labels=[label] if document.labels_required <= 1 else None
+            )
         _request_retrain_check(project.id)
         if created:
             publish(Event.ANNOTATION_CREATED, _event_payload(annotation, project_id=project.id))

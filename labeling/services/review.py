@@ -83,9 +83,16 @@ def _open_items(project: Project, document_ids: list[int], reason: str, scores: 
     return len(created)
 
 
-def document_completed(*, project: Project, document: Document) -> ReviewItem | None:
-    """A document just got its last label (inside the labeling transaction): send it to review if due."""
-    labels = list(Annotation.objects.filter(document=document).order_by("id").values_list("label", flat=True))
+def document_completed(
+    *, project: Project, document: Document, labels: list[str] | None = None
+) -> ReviewItem | None:
+    """A document just got its last label (inside the labeling transaction): send it to review if due.
+
+    ``labels``: its labels in the order given, when the caller already knows them (a document that
+    needs one label: the one just stored), which saves the labeling path a statement.
+    """
+    if labels is None:
+        labels = list(Annotation.objects.filter(document=document).order_by("id").values_list("label", flat=True))
     reason = None
     if len(labels) >= 2 and project.label_space.consensus(labels, project.min_agreement).label is None:
         reason = ReviewReason.DISAGREEMENT
