@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -30,7 +31,7 @@ class AgreementApi(BaseApi):
     @extend_schema(
         operation_id="projects_agreement",
         parameters=[_N_BOOT],
-        responses=serializers.JSONField(),
+        responses={200: OpenApiTypes.OBJECT},
         description="Agreement on the overlapped items (2+ labels): Krippendorff's alpha, Fleiss' kappa, "
         "pairwise Cohen's kappa, per label and per annotator, each {value, low, high, n_items, enough, note} "
         "with a 95% item-bootstrap interval (default 1000 resamples). Under 10 overlapped items a figure "
@@ -49,7 +50,7 @@ class QualityApi(BaseApi):
     @extend_schema(
         operation_id="projects_quality",
         parameters=[_N_BOOT],
-        responses=serializers.JSONField(),
+        responses={200: OpenApiTypes.OBJECT},
         description="Per annotator: accuracy and Cohen's kappa (with intervals) against the other annotators' "
         "consensus, reviewers' decisions and gold labels; a confusion against the final label; labels, "
         "median seconds per label and labels per active hour. Managers and staff only.",

@@ -19,10 +19,11 @@ from django.db import connection
 from django.urls import reverse
 
 from labeling import roles
-from labeling.models import Annotation
+from labeling.models import Annotation, ReviewItem, ReviewReason
 from labeling.services.documents import document_bulk_create
 from labeling.services.memberships import membership_ensure
 from labeling.services.projects import project_create
+from labeling.services.review import review_flag
 from labeling.services.tokens import token_create
 from tests import factories as f
 from tests.labeling.api.test_roles import resolver_endpoints
@@ -67,7 +68,7 @@ def world(settings) -> dict[str, Any]:
     other = project_create(name="elsewhere", labels=["a", "b"])
     docs = [d for d, _ in document_bulk_create(project=project, items=[{"text": f"t{i}"} for i in range(6)])]
     users = {}
-    for role in (roles.MANAGER, roles.ANNOTATOR, roles.INGEST):
+    for role in (roles.MANAGER, roles.REVIEWER, roles.ANNOTATOR, roles.INGEST):
         users[role] = f.UserFactory(username=f"h-{role}")
         membership_ensure(project=project, user=users[role], role=role)
     users["outsider"] = f.UserFactory(username="h-outsider")
@@ -75,10 +76,12 @@ def world(settings) -> dict[str, Any]:
     lease = f.AssignmentFactory(document=docs[0], annotator=users[roles.ANNOTATOR])
     annotation = Annotation.objects.create(document=docs[1], annotator=users[roles.ANNOTATOR], label="fresh")
     job = f.ImportJobFactory(project=project)
+    review_flag(project=project, document_ids=[docs[1].pk], reason=ReviewReason.AUDIT)
+    item = ReviewItem.objects.get(document=docs[1])
     ids = {
         "project_id": project.pk, "pk": project.pk, "document_id": docs[2].pk, "doc_id": docs[2].pk,
         "job_id": job.pk, "assignment_id": lease.pk, "annotation_id": annotation.pk, "model_id": 1,
-        "user_id": users[roles.ANNOTATOR].pk,
+        "user_id": users[roles.ANNOTATOR].pk, "item_id": item.pk,
     }
     headers = {name: {"Authorization": f"Token {token_create(user=user)[1]}"} for name, user in users.items()}
     headers["bad-token"] = {"Authorization": "Token " + "f" * 64}

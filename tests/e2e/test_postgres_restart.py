@@ -86,7 +86,7 @@ SETUP = """
 import json
 import django
 django.setup()
-from rest_framework.authtoken.models import Token
+from labeling.services.tokens import token_create
 from labeling import roles
 from labeling.services.documents import document_bulk_create
 from labeling.services.memberships import membership_ensure
@@ -98,7 +98,7 @@ tokens = []
 for i in range(ANNOTATORS):
     user = UserFactory(username=f"a{i}")
     membership_ensure(project=project, user=user, role=roles.ANNOTATOR)
-    tokens.append(Token.objects.create(user=user).key)
+    tokens.append(token_create(user=user)[1])
 print(json.dumps({"project": project.pk, "tokens": tokens}))
 """.replace("ANNOTATORS", str(ANNOTATORS))
 

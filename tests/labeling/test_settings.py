@@ -69,7 +69,7 @@ PRODUCTION = {
 
 
 def test_check_deploy_is_clean_for_production_settings(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
     env.update(PRODUCTION, VAR_DIR=str(tmp_path))
     out = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=120)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.utils import timezone
 
@@ -41,7 +43,9 @@ def test_predict_models_and_runs_with_a_trained_champion(
     run = train_now(project)
     assert run.status == RunStatus.SUCCEEDED and run.promoted, run.decision_reason
 
-    texts = ["A moving, beautifully acted film.", "Tedious, lifeless and far too long."]
+    # Texts no other test sends (the embedding cache is shared across the session).
+    tag = uuid.uuid4().hex[:8]
+    texts = [f"A moving, beautifully acted film ({tag}).", f"Tedious, lifeless and far too long ({tag})."]
     response = ingest_client.post(f"/api/v1/projects/{project.pk}/predict", {"texts": texts}, format="json")
     assert response.status_code == 200, response.content
     predictions = response.json()["predictions"]
