@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from labeling.models import Annotation, Project
 from labeling.replay import curves
 from labeling.replay.curves import DIAGNOSIS_TEMPERATURES
+from labeling.replay.team import TeamPolicy, TeamState
 
 pytestmark = [pytest.mark.slow]
 
@@ -60,6 +61,51 @@ def test_fast_replay_writes_curves_and_plot_from_the_real_loop(tmp_path: Path) -
     # Throwaway projects are removed: the replay leaves nothing in the database.
     assert not Project.objects.filter(name__startswith="replay ").exists()
     assert not Annotation.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_noisy_team_replay_flags_reviews_and_measures_agreement(tmp_path: Path) -> None:
+    out = tmp_path / "noisy"
+    call_command(
+        "replay", "--data", "rt-snippets", "--strategy", "random", "--budget", "100", "--batch", "50",
+        "--seeds", "1", "--test-size", "100", "--pool-size", "300", "--holdout-interleave", "0.3",
+        "--flip-rate", "0.3", "--holdout-overlap", "2", "--review-share", "0.1", "--out", str(out),
+    )
+    summary = json.loads((out / "curves.json").read_text())
+    assert summary["config"]["team"] == {
+        "flip_rate": 0.3, "annotator_flip_rates": [], "holdout_overlap": 2, "review_share": 0.1,
+    }
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert {r["strategy"] for r in records} == {"random flip0.3 overlap2 review0.1"}
+    last = records[-1]
+    assert last["wrong_labels"] > 0  # 30% of the answers were flipped
+    assert last["flagged"] >= 1 and 0.0 <= last["flag_precision"] <= 1.0 and 0.0 <= last["flag_recall"] <= 1.0
+    assert 1 <= last["reviews"] and 0 <= last["reviews_changed"] <= last["reviews"]
+    # Labels spent: every answer (second opinions on the holdout too) and every review.
+    assert last["labels"] >= last["pool_labels"] + 2 * last["holdout_rated"] + last["reviews"]
+    for name in ("alpha", "fleiss_kappa", "cohen_kappa"):
+        figure = last[name]
+        assert figure["n_items"] == last["holdout_rated"] > 0
+        assert figure["value"] is None or figure["low"] <= figure["value"] <= figure["high"]
+    assert 0.0 < last["agreement_truth"] < 1.0
+    assert not Project.objects.filter(name__startswith="replay ").exists()
+
+
+@pytest.mark.django_db
+def test_replay_refuses_a_bad_team(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="holdout_overlap"):
+        call_command("replay", "--data", "rt-snippets", "--holdout-overlap", "6", "--out", str(tmp_path))
+
+
+def test_simulated_annotators_flip_at_their_rate() -> None:
+    state = TeamState(TeamPolicy(annotator_flip_rates=(0.0, 0.5)), ["a", "b", "c"], np.random.default_rng(0))
+    assert all(state.answer(0, "a") == "a" for _ in range(200))
+    flipped = [state.answer(1, "a") for _ in range(2000)]
+    assert 0.45 < np.mean([x != "a" for x in flipped]) < 0.55
+    assert {"b", "c"} <= set(flipped)
+    assert TeamPolicy().tag() == "" and TeamPolicy(flip_rate=0.15, review_share=0.1).tag() == "flip0.15 review0.1"
+    with pytest.raises(ValueError):
+        TeamPolicy(review_share=0.5)
 
 
 @pytest.mark.django_db

@@ -23,6 +23,7 @@ from labeling.selectors.models import OPEN_RUN_STATES, majority_labels
 from labeling.services import modeling, storage
 from labeling.services.errors import RunLockedError, TrainingDataError
 from labeling.services.training.evaluation import challenger_evaluate, metrics_compact
+from labeling.services.training.label_issues import label_issues_rank
 from labeling.services.training.promotion import challenger_decide
 from labeling.services.training.recalibration import champion_recalibrate, holdout_arrays, holdout_prior_sd
 from modelsvc.artifacts import save_classifier
@@ -136,7 +137,15 @@ def _execute(run: TrainingRun) -> None:
         project=project, challenger=challenger, classifier=result.classifier, holdout=holdout, assessment=assessment
     )
     promote, reason = evaluation.decide(project.promotion_tolerance)
-    ModelVersion.objects.filter(pk=challenger.pk).update(metrics=evaluation.metrics, decision_reason=reason)
+    metrics = dict(evaluation.metrics)
+    if result.oof_probs is not None:
+        metrics["label_issues"] = label_issues_rank(
+            document_ids=[doc_id for doc_id, _, _ in labeled],
+            labels=labels,
+            label_names=result.classifier.label_names,
+            oof_probs=result.oof_probs,
+        )
+    ModelVersion.objects.filter(pk=challenger.pk).update(metrics=metrics, decision_reason=reason)
     challenger_decide(run=run, challenger=challenger, promote=promote, reason=reason)
     if not promote:
         _champion_recalibrate_after_rejection(run, holdout)
