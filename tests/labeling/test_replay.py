@@ -166,3 +166,22 @@ def test_temperature_rules_replay_a_prior_from_the_recorded_grids() -> None:
     assert set(table) == {"seeds", "deployed", *curves.TEMPERATURE_RULES}
     older = {k: v for k, v in records[0].items() if k != "ece_by_log_temperature"}
     assert curves.temperature_rules([older]) == {}  # a replay without the grids: nothing to replay
+
+
+def test_noise_summary_reads_the_targets_off_the_last_round_of_each_curve() -> None:
+    figure = {"value": 0.5, "low": 0.4, "high": 0.6, "n_items": 100}
+    base = {"seed": 0, "labels": 1000}
+    records = [
+        {**base, "strategy": "random overlap2", "accuracy": 0.80, "wrong_labels": 0},
+        {**base, "labels": 500, "strategy": "random flip0.15 overlap2", "accuracy": 0.60},
+        {**base, "strategy": "random flip0.15 overlap2", "accuracy": 0.70, "wrong_labels": 120, "pool_labels": 800,
+         "flag_precision": 0.8, "flag_recall": 0.6, "agreement_truth": 0.45, "alpha": figure},
+        {**base, "strategy": "random flip0.15 overlap2 review0.1", "accuracy": 0.76, "reviews": 90,
+         "reviews_changed": 60, "agreement_truth": 0.65, "alpha": figure},
+    ]
+    row = curves.noise_summary(records)["0"]
+    assert row["noisy"] == {"labels": 1000, "accuracy": 0.70}
+    assert row["accuracy_lost"] == pytest.approx(0.10) and row["recovered_share"] == pytest.approx(0.6)
+    assert (row["flag_precision"], row["flag_recall"], row["reviews_changed"]) == (0.8, 0.6, 60)
+    assert row["agreement_noisy"]["alpha"]["contains_truth"] is True
+    assert row["agreement_review"]["alpha"]["contains_truth"] is False
