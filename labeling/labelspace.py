@@ -50,6 +50,29 @@ class PredictionFields:
         }
 
 
+class ConsensusReason:
+    """Why a consensus came out as it did (plain strings: they are exported and shown)."""
+
+    AGREED = "agreed"  # one top label whose share reaches the minimum agreement
+    TIE = "tie"  # two or more labels share the top count: never a consensus
+    LOW_AGREEMENT = "low_agreement"  # a single top label, below the minimum agreement
+    NO_ANSWER = "no_answer"  # no valid answer at all
+
+
+@dataclass(frozen=True)
+class Consensus:
+    """Several annotators' answers made one, or not: ``label`` is None unless ``reason`` is agreed."""
+
+    label: str | None
+    agreement: float  # the top answer's share of the valid answers, in [0, 1]; 0 without answers
+    reason: str  # a ConsensusReason value
+    votes: int  # valid answers counted
+
+    @property
+    def agreed(self) -> bool:
+        return self.label is not None
+
+
 class LabelSpace(ABC):
     """An ordered label set of one task type. Subclasses say what an answer and an output are."""
 
@@ -89,8 +112,8 @@ class LabelSpace(ABC):
         """The stored prediction columns for N documents from calibrated probabilities (N, C)."""
 
     @abstractmethod
-    def consensus(self, answers: Sequence[str]) -> str | None:
-        """One answer from several annotators' answers (in the order given); None when none is valid."""
+    def consensus(self, answers: Sequence[str], min_agreement: float = 0.0) -> Consensus:
+        """One answer from several annotators' answers, when they agree enough (``min_agreement``)."""
 
 
 class SingleLabel(LabelSpace):
@@ -124,16 +147,21 @@ class SingleLabel(LabelSpace):
             for i in range(len(probs))
         ]
 
-    def consensus(self, answers: Sequence[str]) -> str | None:
-        # Majority vote; a tie goes to the label given first, so the same answers always agree on
-        # the same label. Labels no longer in the set do not vote.
+    def consensus(self, answers: Sequence[str], min_agreement: float = 0.0) -> Consensus:
+        # Majority vote: the single most frequent label, when its share of the valid answers reaches
+        # ``min_agreement``. A tie is no consensus (the item goes to review), whatever the order the
+        # answers came in. Labels no longer in the set do not vote.
         votes = Counter(a for a in answers if a in self._index)
-        if not votes:
-            return None
-        first: dict[str, int] = {}
-        for i, answer in enumerate(answers):
-            first.setdefault(answer, i)
-        return min(votes, key=lambda a: (-votes[a], first[a]))
+        total = sum(votes.values())
+        if not total:
+            return Consensus(None, 0.0, ConsensusReason.NO_ANSWER, 0)
+        (top, count), *rest = votes.most_common()
+        share = count / total
+        if rest and rest[0][1] == count:
+            return Consensus(None, share, ConsensusReason.TIE, total)
+        if share < min_agreement:
+            return Consensus(None, share, ConsensusReason.LOW_AGREEMENT, total)
+        return Consensus(top, share, ConsensusReason.AGREED, total)
 
 
 # The task types a project can have; ``labeling.models.TaskType`` takes its choices from here.

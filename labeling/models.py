@@ -85,6 +85,17 @@ def default_label_keys(names: list[str]) -> list[dict[str, str]]:
     return [{"name": n, "text": n, "key": free[i] if i < len(free) else ""} for i, n in enumerate(names)]
 
 
+class OverlapScope(models.TextChoices):
+    """Which documents need ``Project.overlap`` annotators (the rest need one)."""
+
+    ALL = "all", "Every document"
+    HOLDOUT = "holdout", "The blind holdout"
+    SHARE = "share", "A seeded share of the pool"
+
+
+MAX_OVERLAP = 5
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
@@ -127,6 +138,31 @@ class Project(models.Model):
         "train with it, e.g. top2) or full; see docs/MODELSVC.md",
     )
     seed = models.PositiveIntegerField(default=0, help_text="seeds the holdout draw and training")
+    # --- team policy: overlap, consensus, review ---
+    overlap = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_OVERLAP)],
+        help_text="how many annotators label a document that gets overlap (1-5)",
+    )
+    overlap_scope = models.CharField(
+        max_length=8, choices=OverlapScope.choices, default=OverlapScope.ALL,
+        help_text="which documents get overlap: all, the holdout, or a seeded share of the pool",
+    )
+    overlap_share = models.FloatField(
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="with overlap_scope=share: the share of pool documents that get overlap",
+    )
+    min_agreement = models.FloatField(
+        default=0.5,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="consensus needs the top label's share of a document's labels to reach this (a tie never does)",
+    )
+    review_audit_share = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="share of single-labeled documents sent to review as a random audit",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -164,7 +200,10 @@ class Document(models.Model):
     split = models.CharField(max_length=8, choices=Split.choices, default=Split.POOL)
     # Gold labels from an imported file: for replay and evaluation only, never shown or trained on.
     gold_label = models.CharField(max_length=64, null=True, blank=True)
-    # Denormalised by the annotation service in the same transaction, so the queue query stays an index scan.
+    # How many annotators label it: the project's overlap policy, applied on creation and on a policy change.
+    labels_required = models.PositiveSmallIntegerField(default=1)
+    # "Has all its labels": denormalised by the annotation service in the same transaction (labels
+    # >= labels_required), so the queue query stays an index scan.
     is_labeled = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -256,6 +295,8 @@ class Assignment(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", editable=False)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
     state = models.CharField(max_length=8, choices=AssignmentState.choices, default=AssignmentState.ACTIVE)
+    # Which of the document's ``labels_required`` places this lease holds (0 without overlap).
+    slot = models.PositiveSmallIntegerField(default=0)
     leased_until = models.DateTimeField()
     # Why the queue chose it: {"strategy", "score", "holdout", "model_version"}.
     reason = models.JSONField(default=dict, blank=True)
@@ -265,8 +306,17 @@ class Assignment(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
+            # A live or labeled lease holds its place: a document never has more leases and labels
+            # than places, whatever races (the queue inserts with ON CONFLICT DO NOTHING).
             models.UniqueConstraint(
-                fields=["document"], condition=Q(state="active"), name="one_active_assignment_per_document"
+                fields=["document", "slot"],
+                condition=Q(state__in=["active", "done"]),
+                name="one_live_assignment_per_document_slot",
+            ),
+            models.UniqueConstraint(
+                fields=["document", "annotator"],
+                condition=Q(state="active"),
+                name="one_active_assignment_per_document_annotator",
             ),
         ]
         indexes = [
@@ -519,3 +569,87 @@ class MembershipChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.member_id} {self.action} in {self.project_id}: {self.old_role} -> {self.new_role}"
+
+
+class ReviewReason(models.TextChoices):
+    DISAGREEMENT = "disagreement", "Annotators disagree"
+    NOISE = "noise", "Likely mislabeled"
+    AUDIT = "audit", "Random audit"
+
+
+class ReviewState(models.TextChoices):
+    OPEN = "open", "Open"
+    DECIDED = "decided", "Decided"
+
+
+class ReviewItem(models.Model):
+    """A document waiting for (or given) a reviewer's decision, and why it was sent to review."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_items")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="review_items")
+    reason = models.CharField(max_length=12, choices=ReviewReason.choices)
+    score = models.FloatField(null=True, blank=True, help_text="how likely mislabeled (reason noise); higher first")
+    state = models.CharField(max_length=8, choices=ReviewState.choices, default=ReviewState.OPEN)
+    # The lease: one reviewer at a time holds an open item, until leased_until.
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    leased_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["document"], condition=Q(state="open"), name="one_open_review_per_document"
+            ),
+            models.CheckConstraint(condition=Q(reason__in=ReviewReason.values), name="review_reason_is_known"),
+        ]
+        indexes = [models.Index(fields=["project", "state"], name="review_project_state")]
+
+    def __str__(self) -> str:
+        return f"review {self.pk} of {self.document_id} ({self.reason}, {self.state})"
+
+
+class ReviewAction(models.TextChoices):
+    ACCEPT = "accept", "Accepted a given label"
+    OVERRIDE = "override", "Overrode with another label"
+
+
+class ReviewDecision(models.Model):
+    """Append-only: a reviewer's decision on a document, beside (never over) the annotators' labels.
+
+    The latest decision of a document is its final label (``labeling.selectors.consensus``).
+    """
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.PROTECT, related_name="decisions")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_decisions")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="review_decisions")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    action = models.CharField(max_length=8, choices=ReviewAction.choices)
+    label = models.CharField(max_length=64)
+    # What it replaced: the document's final label before, and who had decided that.
+    replaced_label = models.CharField(max_length=64, blank=True)
+    replaced_by = models.CharField(max_length=64, blank=True, help_text="annotators, reviewer:<name> or empty")
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["project", "created_at"], name="review_decision_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.document_id} -> {self.label} by {self.reviewer_id} ({self.action})"
+
+
+class ReviewComment(models.Model):
+    """A reviewer's note on a review item, without a decision (append-only)."""
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]

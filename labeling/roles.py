@@ -22,6 +22,7 @@ INGEST = str(ProjectRole.INGEST)
 MANAGE = frozenset({MANAGER})  # settings, members, models (promote / rollback / retrain), stats, export
 ANNOTATE = frozenset({MANAGER, REVIEWER, ANNOTATOR})  # lease, label, the labeling pages
 READ_ALL_LABELS = frozenset({MANAGER, REVIEWER})  # everyone's labels, not only one's own
+REVIEW = frozenset({MANAGER, REVIEWER})  # the review queue: lease, decide, comment; agreement figures
 FEED = frozenset({MANAGER, INGEST})  # add and read documents, imports, predictions
 READ = frozenset(ProjectRole.values)  # the project, its models and training runs
 

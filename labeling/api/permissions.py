@@ -50,3 +50,8 @@ class IsProjectAnnotator(_ProjectCapability):
 class IsProjectIngest(_ProjectCapability):
     message = "this operation needs the ingest or manager role in the project"
     capability = roles.FEED
+
+
+class IsProjectReviewer(_ProjectCapability):
+    message = "this operation needs the reviewer or manager role in the project"
+    capability = roles.REVIEW

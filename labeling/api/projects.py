@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from labeling import roles
 from labeling.api.base import BaseApi, project_or_404
 from labeling.api.permissions import IsAdmin, IsProjectManager, IsProjectMember
-from labeling.models import AcquisitionStrategy, Project, validate_fine_tune
+from labeling.models import MAX_OVERLAP, AcquisitionStrategy, OverlapScope, Project, validate_fine_tune
 from labeling.services.projects import POLICY_FIELDS, project_create, project_update_policy
 
 
@@ -52,6 +52,22 @@ class PolicyFieldsSerializer(serializers.Serializer):
         help_text="frozen (default), topN (e.g. top2: the top N encoder layers train with the head) or full",
     )
     seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
+    overlap = serializers.IntegerField(
+        min_value=1, max_value=MAX_OVERLAP, required=False, help_text="annotators per document that gets overlap"
+    )
+    overlap_scope = serializers.ChoiceField(
+        choices=OverlapScope.choices, required=False, help_text="which documents get overlap"
+    )
+    overlap_share = serializers.FloatField(
+        min_value=0.0, max_value=1.0, required=False, help_text="with overlap_scope=share: the share of the pool"
+    )
+    min_agreement = serializers.FloatField(
+        min_value=0.0, max_value=1.0, required=False,
+        help_text="consensus: the top label's share of a document's labels must reach this; a tie never does",
+    )
+    review_audit_share = serializers.FloatField(
+        min_value=0.0, max_value=1.0, required=False, help_text="share of single-labeled documents audited in review"
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = set(self.initial_data) - set(self.fields)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
-from labeling.api import documents, health, members, models, projects, queue, stats
+from labeling.api import documents, health, members, models, projects, queue, review, stats, team
 from labeling.api.errors import json_not_found
 
 P = "api/v1/projects/<int:project_id>"
@@ -50,6 +50,22 @@ urlpatterns = [
         "api/v1/annotations/<int:annotation_id>", queue.AnnotationUpdateApi.as_view(), name="api-annotation"
     ),
     path(f"{P}/annotations", queue.AnnotationListApi.as_view(), name="api-annotations"),
+    # team figures
+    path(f"{P}/agreement", team.AgreementApi.as_view(), name="api-project-agreement"),
+    path(f"{P}/quality", team.QualityApi.as_view(), name="api-project-quality"),
+    # review and adjudication
+    path(f"{P}/review/next", review.ReviewNextApi.as_view(), name="api-review-next"),
+    path(f"{P}/review/items/", review.ReviewListApi.as_view(), name="api-review-items"),
+    path(f"{P}/review/items/<int:item_id>", review.ReviewItemApi.as_view(), name="api-review-item"),
+    path(
+        f"{P}/review/items/<int:item_id>/decision", review.ReviewDecideApi.as_view(), name="api-review-decide"
+    ),
+    path(
+        f"{P}/review/items/<int:item_id>/comments", review.ReviewCommentApi.as_view(), name="api-review-comment"
+    ),
+    path(
+        f"{P}/review/items/<int:item_id>/release", review.ReviewReleaseApi.as_view(), name="api-review-release"
+    ),
     # predictions, models, training
     path(f"{P}/predict", models.PredictApi.as_view(), name="api-predict"),
     path(f"{P}/models/", models.ModelListApi.as_view(), name="api-models"),

@@ -28,12 +28,18 @@ from labeling.models import (
     TrainingRun,
 )
 from labeling.selectors import stats
+from labeling.selectors.agreement import annotator_quality, project_agreement
 from labeling.selectors.models import champion_get
 from labeling.selectors.queue import queue_size
+from labeling.selectors.review import review_summary
 
 MAP_MAX_POINTS = 3000
 HISTOGRAM_BINS = 20
 RECENT_RUNS = 20
+
+
+# Bootstrap resamples for the dashboard's intervals (the API's default is 1,000; figures are cached).
+DASHBOARD_BOOT = 300
 
 
 def metric(metrics: Any, key: str) -> Any:
@@ -244,8 +250,20 @@ def active_leases(*, project: Project) -> int:
     ).count()
 
 
-def dashboard(*, project: Project) -> dict[str, Any]:
-    """Everything the dashboard draws, in one JSON document."""
+def team(*, project: Project) -> dict[str, Any]:
+    """Overlap policy, agreement on the overlapped items (with intervals) and the review counts."""
+    agreement = project_agreement(project=project, n_boot=DASHBOARD_BOOT)
+    return {
+        "overlap": project.overlap,
+        "overlap_scope": project.overlap_scope,
+        "min_agreement": project.min_agreement,
+        "agreement": {k: agreement[k] for k in ("n_items", "enough", "note", "alpha", "fleiss_kappa", "per_label")},
+        "review": review_summary(project=project),
+    }
+
+
+def dashboard(*, project: Project, include_quality: bool = False) -> dict[str, Any]:
+    """Everything the dashboard draws, in one JSON document (annotator quality for managers only)."""
     champion = champion_get(project_id=project.pk)
     docs = Document.objects.filter(project=project)
     return {
@@ -271,4 +289,6 @@ def dashboard(*, project: Project) -> dict[str, Any]:
         "running_run": running_run(project),
         "versions": model_versions(project=project),
         "map": embedding_map(champion=champion) if champion else [],
+        "team": team(project=project),
+        **({"quality": annotator_quality(project=project, n_boot=DASHBOARD_BOOT)} if include_quality else {}),
     }

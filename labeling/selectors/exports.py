@@ -1,4 +1,9 @@
-"""Exports: one row per annotation, streamed as JSONL / CSV, built as Parquet, or packed for HF datasets."""
+"""Exports: one row per annotation, streamed as JSONL / CSV, built as Parquet, or packed for HF datasets.
+
+Every individual label is a row; each row also carries its document's consensus, its final label
+(what the model trains on) and who decided it (``annotators`` or ``reviewer:<name>``), so a team's
+disagreements and adjudications survive the export.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from labeling.models import Annotation, Project
+from labeling.selectors.agreement import project_agreement
+from labeling.selectors.consensus import REVIEWER, FinalLabel, final_labels
 
 FORMATS = ("jsonl", "csv", "parquet", "hf")
 COLUMNS = (
@@ -27,8 +34,19 @@ COLUMNS = (
     "model_version",
     "predicted_label",
     "predicted_confidence",
+    "labels_required",
+    "consensus_label",
+    "consensus_agreement",
+    "final_label",
+    "decided_by",
 )
 _CHUNK = 2000
+
+
+def _decided_by(final: FinalLabel) -> str | None:
+    if final.decided_by == REVIEWER:
+        return f"reviewer:{final.reviewer}"
+    return final.decided_by or None
 
 
 def export_rows(project: Project) -> Iterator[dict[str, Any]]:
@@ -52,10 +70,19 @@ def export_rows(project: Project) -> Iterator[dict[str, Any]]:
             "predicted_confidence",
         )
     )
+    finals = final_labels(project=project)
     for values in qs.iterator(chunk_size=_CHUNK):
-        row = dict(zip(COLUMNS, values, strict=True))
+        row = dict(zip(COLUMNS, values, strict=False))
         row["labeled_at"] = row["labeled_at"].isoformat()
         row["predicted_label"] = row["predicted_label"] or None
+        final = finals[row["document_id"]]
+        row.update(
+            labels_required=final.required,
+            consensus_label=final.consensus.label,
+            consensus_agreement=round(final.consensus.agreement, 6),
+            final_label=final.label,
+            decided_by=_decided_by(final),
+        )
         yield row
 
 
@@ -102,6 +129,11 @@ def write_parquet(project: Project, target: IO[bytes]) -> None:
             ("model_version", pa.int64()),
             ("predicted_label", pa.string()),
             ("predicted_confidence", pa.float64()),
+            ("labels_required", pa.int64()),
+            ("consensus_label", pa.string()),
+            ("consensus_agreement", pa.float64()),
+            ("final_label", pa.string()),
+            ("decided_by", pa.string()),
         ]
     )
     with pq.ParquetWriter(target, schema) as writer:
@@ -149,7 +181,12 @@ ds = datasets.load_dataset("json", data_files={{"train": "data/train.jsonl"}})
 
 `text`, `label`, `label_id`, `document_id`, `external_id`, `split` (pool or holdout), `annotator`,
 `labeled_at`, and the model's prediction when the label was given: `model_version`, `predicted_label`,
-`predicted_confidence`.
+`predicted_confidence`. One row per individual label; the document's `labels_required`, its annotators'
+`consensus_label` and `consensus_agreement` (the top label's share), its `final_label` (what the model
+trains on; empty while it waits for labels or review) and `decided_by` (`annotators` or
+`reviewer:<name>`) repeat on each of its rows. `agreement.json` holds the inter-annotator agreement on
+the overlapped items (Krippendorff's alpha, Fleiss' kappa, pairwise Cohen's kappa, per label and per
+annotator, each with a 95% bootstrap interval).
 """
 
 
@@ -165,6 +202,7 @@ def write_hf_zip(project: Project, target: IO[bytes]) -> None:
                 data.write((json.dumps(record, ensure_ascii=False) + "\n").encode())
                 rows += 1
         archive.writestr("label_names.json", json.dumps(list(space.names)))
+        archive.writestr("agreement.json", json.dumps(project_agreement(project=project), default=str, indent=1))
         archive.writestr("README.md", _dataset_card(project, rows))
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from django.db.models import Exists, OuterRef
 
 from labeling.models import (
@@ -17,6 +15,7 @@ from labeling.models import (
     Split,
     TrainingRun,
 )
+from labeling.selectors.consensus import training_labels
 
 OPEN_RUN_STATES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
@@ -96,20 +95,10 @@ def labeled_count(*, project_id: int, split: str = Split.POOL) -> int:
 
 
 def majority_labels(*, project: Project, split: str) -> list[tuple[int, str, str]]:
-    """(document id, text, label) per labeled document of ``split``, newest first.
+    """(document id, text, label) per document of ``split`` with a final label, newest first.
 
-    Several annotators: the label space's consensus (for one label per item, the most frequent label
-    wins and a tie goes to the label given first). Labels no longer in the project's set are ignored.
+    The final label is a reviewer's decision, else the project's consensus of its complete labels
+    (``labeling.selectors.consensus``: majority with the project's minimum agreement; a tie or a
+    document still waiting for labels has none). Labels no longer in the project's set do not vote.
     """
-    space = project.label_space
-    answers: dict[int, list[str]] = defaultdict(list)
-    rows = (
-        Annotation.objects.filter(document__project=project, document__split=split)
-        .order_by("id")
-        .values_list("document_id", "label")
-    )
-    for doc_id, label in rows:
-        answers[doc_id].append(label)
-    agreed = {doc_id: label for doc_id, given in answers.items() if (label := space.consensus(given)) is not None}
-    texts = dict(Document.objects.filter(pk__in=list(agreed)).values_list("id", "text"))
-    return [(doc_id, texts[doc_id], agreed[doc_id]) for doc_id in sorted(agreed, reverse=True)]
+    return training_labels(project=project, split=split)

@@ -11,8 +11,9 @@ round trip (docs/BENCHMARKS.md):
   and holdout documents are not in it) inside a ``LIMIT`` subquery, which the planner cannot flatten.
   The plan is therefore the same whatever the table statistics say: with statistics from before a
   100,000-document import the flattened query walked every pool document (250 ms instead of 1 ms).
-  The document filters (``is_labeled``, split) and the anti-joins on live leases and the caller's
-  skips are applied to those rows; when they remove too many, the window widens.
+  The document filters (``is_labeled``, split), the free places (``labels_required`` against live
+  leases and labels) and the anti-join on the caller's own leases and skips are applied to those
+  rows; when they remove too many, the window widens.
 - ``random_unleased``: holdout and cold-start items from a seeded pivot, one statement.
 
 Each row carries what the response shows (document text, the champion's prediction), so a lease
@@ -103,6 +104,32 @@ def _prediction(values: Sequence[Any], champion: ModelVersion) -> Prediction:
     return prediction
 
 
+# Places a document holds (a live lease or a label each), and the caller's own history with it.
+_HOLDS = (AssignmentState.ACTIVE.value, AssignmentState.DONE.value)
+_SEEN = (AssignmentState.ACTIVE.value, AssignmentState.DONE.value, AssignmentState.SKIPPED.value)
+
+
+def _open_places(document: str) -> str:
+    """SQL: the document (column ``document``) has a free place, and the caller never held or skipped it.
+
+    The caller sees a document once: not again after labeling or skipping it (a release, an expiry
+    gives it back to everyone, the caller included). Without overlap a document has one place, so
+    the first clause is "nobody holds it", as before.
+    """
+    holds = ", ".join(["%s"] * len(_HOLDS))
+    seen = ", ".join(["%s"] * len(_SEEN))
+    return (
+        f"(SELECT COUNT(*) FROM {ASSIGNMENT} a WHERE a.document_id = {document} AND a.state IN ({holds}))"
+        " < d.labels_required"
+        f" AND NOT EXISTS (SELECT 1 FROM {ASSIGNMENT} s WHERE s.document_id = {document}"
+        f" AND s.annotator_id = %s AND s.state IN ({seen}))"
+    )
+
+
+def _open_places_params(annotator_id: int) -> list[Any]:
+    return [*_HOLDS, annotator_id, *_SEEN]
+
+
 def lease_context(*, project_id: int, annotator_id: int) -> LeaseContext:
     """Everything ``lease_next`` decides on, in one statement (run after expiring lapsed leases)."""
     active = AssignmentState.ACTIVE.value
@@ -136,24 +163,14 @@ def pool_candidates(champion: ModelVersion, *, annotator_id: int, limit: int = C
         " WHERE model_version_id = %s AND in_queue ORDER BY acquisition_score DESC LIMIT %s"
         f") p JOIN {DOC} d ON d.id = p.document_id"
         " WHERE NOT d.is_labeled AND d.split = %s"
-        f" AND NOT EXISTS (SELECT 1 FROM {ASSIGNMENT} a WHERE a.document_id = p.document_id AND a.state = %s)"
-        f" AND NOT EXISTS (SELECT 1 FROM {ASSIGNMENT} s WHERE s.document_id = p.document_id"
-        " AND s.annotator_id = %s AND s.state = %s)"
+        f" AND {_open_places('p.document_id')}"
         " ORDER BY p.acquisition_score DESC LIMIT %s"
     )
     window = max(WINDOW, limit)
     while True:
         rows = _fetch(
             sql,
-            [
-                champion.pk,
-                window,
-                Split.POOL.value,
-                AssignmentState.ACTIVE.value,
-                annotator_id,
-                AssignmentState.SKIPPED.value,
-                limit,
-            ],
+            [champion.pk, window, Split.POOL.value, *_open_places_params(annotator_id), limit],
         )
         if len(rows) == limit or not _more_ranked(champion.pk, window):
             break
@@ -184,11 +201,15 @@ def _more_ranked(champion_id: int, window: int) -> bool:
 
 
 def leased_points(project: Project, champion: ModelVersion) -> tuple[set[str], list[tuple[float, float]]]:
-    """Content hashes and map points of the documents currently leased in this project (one query)."""
+    """Content hashes and map points of the documents currently leased in this project (one query).
+
+    Documents with overlap are left out: they are meant to be leased to several annotators at once,
+    so a lease of one must not push the document itself to the back for its next annotator.
+    """
     sql = (
         f"SELECT d.content_hash, p.map_x, p.map_y FROM {ASSIGNMENT} a JOIN {DOC} d ON d.id = a.document_id"
         f" LEFT JOIN {PREDICTION} p ON p.document_id = a.document_id AND p.model_version_id = %s"
-        " WHERE a.project_id = %s AND a.state = %s"
+        " WHERE a.project_id = %s AND a.state = %s AND d.labels_required = 1"
     )
     hashes: set[str] = set()
     points: list[tuple[float, float]] = []
@@ -227,12 +248,10 @@ def random_unleased(
     cols = ", ".join(f"d.{c}" for c in _DOC_COLUMNS)
     free = (
         f"SELECT {cols} FROM {DOC} d WHERE d.project_id = %s AND d.split = %s AND NOT d.is_labeled"
-        f" AND NOT EXISTS (SELECT 1 FROM {ASSIGNMENT} a WHERE a.document_id = d.id AND a.state = %s)"
-        f" AND NOT EXISTS (SELECT 1 FROM {ASSIGNMENT} s WHERE s.document_id = d.id"
-        " AND s.annotator_id = %s AND s.state = %s)"
+        f" AND {_open_places('d.id')}"
     )
     pivot = f"(SELECT MIN(id) + CAST((MAX(id) - MIN(id) + 1) * %s AS BIGINT) FROM {DOC} WHERE project_id = %s)"
-    base = [project.pk, split, AssignmentState.ACTIVE.value, annotator_id, AssignmentState.SKIPPED.value]
+    base = [project.pk, split, *_open_places_params(annotator_id)]
     fraction = rng.random()
     rows = _fetch(f"{free} AND d.id >= {pivot} ORDER BY d.id LIMIT %s", [*base, fraction, project.pk, limit])
     if len(rows) < limit:

@@ -22,6 +22,7 @@ from labeling.selectors.models import champion_prediction
 from labeling.services.assignments import assignment_locked_for, assignment_require_live
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.events import Event, publish
+from labeling.services.review import document_completed, labels_changed
 
 MAX_DURATION_MS = 24 * 60 * 60 * 1000
 # A label asks for a retrain threshold check this long after it commits; labels that follow within
@@ -110,9 +111,15 @@ def annotation_submit(
         locked.state = AssignmentState.DONE
         locked.finished_at = now
         locked.save(update_fields=["state", "finished_at"])
-        if not document.is_labeled:
+        # The document closes once it has its labels (one without overlap: this one, no count needed).
+        complete = document.labels_required <= 1 or (
+            Annotation.objects.filter(document=document).count() >= document.labels_required
+        )
+        if complete and not document.is_labeled:
             Document.objects.filter(pk=document.pk).update(is_labeled=True)
             Prediction.objects.filter(document=document, in_queue=True).update(in_queue=False)
+            document.is_labeled = True
+            document_completed(project=project, document=document)
         _request_retrain_check(project.id)
         if created:
             publish(Event.ANNOTATION_CREATED, _event_payload(annotation, project_id=project.id))
@@ -134,6 +141,7 @@ def annotation_update(*, annotation: Annotation, user: AbstractBaseUser, label: 
             locked.label = label
             locked.updated_at = timezone.now()
             locked.save(update_fields=["label", "updated_at"])
+            labels_changed(project=locked.document.project, document=locked.document)
             _request_retrain_check(locked.document.project_id)
             publish(
                 Event.ANNOTATION_CHANGED,

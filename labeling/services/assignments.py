@@ -1,9 +1,13 @@
 """Leases: hand the next document to an annotator, renew, skip, release, expire.
 
-Two annotators never hold the same document: the candidate row is locked with
-``FOR UPDATE SKIP LOCKED`` and the lease is inserted with ``ON CONFLICT DO NOTHING`` against the
-``one_active_assignment_per_document`` constraint, so a lease committed by someone else after our
-candidate query ran makes the insert a no-op and the next candidate is tried.
+A document has ``labels_required`` places (1 without overlap); each live or labeled lease holds one
+(``Assignment.slot``). The candidate row is locked with ``FOR UPDATE SKIP LOCKED`` and the lease is
+inserted on the lowest free place with ``ON CONFLICT DO NOTHING`` against the
+``one_live_assignment_per_document_slot`` constraint, so a lease committed by someone else after our
+candidate query ran makes the insert a no-op and the next candidate is tried: a document is never
+served to more annotators than it needs, and never twice to one annotator (the queue leaves out
+documents the caller holds, labeled or skipped; ``one_active_assignment_per_document_annotator``
+covers two concurrent requests of one caller).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from labeling import roles
-from labeling.models import Assignment, AssignmentState, Document, Prediction, Project, Split
+from labeling.models import MAX_OVERLAP, Assignment, AssignmentState, Document, Prediction, Project, Split
 from labeling.selectors import queue as q
 from modelsvc.acquisition import strategy_get
 
@@ -81,11 +85,11 @@ def _serve_holdout(project: Project, annotator: AbstractBaseUser, lease_count: i
 def _insert_lease(
     document: Document, annotator: AbstractBaseUser, reason: dict[str, Any], minutes: int
 ) -> Assignment | None:
-    """Lock the document row and insert the lease in one statement; None when someone else has it.
+    """Lock the document row and insert the lease on its lowest free place, in one statement.
 
-    The row lock (``FOR UPDATE SKIP LOCKED`` where the database has it) keeps a document being
-    labeled right now out; ``INSERT ... ON CONFLICT DO NOTHING`` against
-    ``one_active_assignment_per_document`` decides a race with another lease: the loser inserts
+    None when no place is free. The row lock (``FOR UPDATE SKIP LOCKED`` where the database has it)
+    keeps a document being labeled right now out; ``INSERT ... ON CONFLICT DO NOTHING`` against
+    ``one_live_assignment_per_document_slot`` decides a race with another lease: the loser inserts
     nothing. No savepoint, no error path.
     """
     now = timezone.now()
@@ -101,18 +105,24 @@ def _insert_lease(
     columns = ("project_id", "annotator_id", "state", "leased_until", "reason", "created_at")
     values = [Assignment._meta.get_field(name).get_db_prep_save(getattr(lease, name), connection) for name in columns]
     lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    places = " UNION ALL ".join(f"SELECT {n} AS n" for n in range(MAX_OVERLAP))
+    held = ", ".join(["%s"] * 2)
     sql = (
-        f"WITH free AS (SELECT id FROM {q.DOC} WHERE id = %s AND NOT is_labeled{lock}) "
-        f"INSERT INTO {q.ASSIGNMENT} (document_id, {', '.join(columns)}) "
-        f"SELECT id, {', '.join(['%s'] * len(columns))} FROM free WHERE true "
-        "ON CONFLICT DO NOTHING RETURNING id"
+        f"WITH free AS (SELECT id, labels_required FROM {q.DOC} WHERE id = %s AND NOT is_labeled{lock}), "
+        f"place AS (SELECT MIN(s.n) AS n FROM ({places}) s, free WHERE s.n < free.labels_required"
+        f" AND NOT EXISTS (SELECT 1 FROM {q.ASSIGNMENT} a WHERE a.document_id = free.id AND a.slot = s.n"
+        f" AND a.state IN ({held}))) "
+        f"INSERT INTO {q.ASSIGNMENT} (document_id, slot, {', '.join(columns)}) "
+        f"SELECT free.id, place.n, {', '.join(['%s'] * len(columns))} FROM free, place WHERE place.n IS NOT NULL "
+        "ON CONFLICT DO NOTHING RETURNING id, slot"
     )
+    states = [AssignmentState.ACTIVE.value, AssignmentState.DONE.value]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [document.pk, *values])
+        cursor.execute(sql, [document.pk, *states, *values])
         row = cursor.fetchone()
     if row is None:
-        return None  # being labeled right now, just labeled, or leased by someone else
-    lease.pk = row[0]
+        return None  # being labeled right now, just labeled, or every place is taken
+    lease.pk, lease.slot = row
     return lease
 
 

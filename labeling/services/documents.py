@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 
 from labeling.models import Document, ImportJob, Project, Split, text_hash
 from labeling.services.dispatch import TaskName, enqueue
+from labeling.services.overlap import labels_required_for
 
 MAX_TEXT_CHARS = 100_000
 MAX_EXTERNAL_ID_CHARS = 255
@@ -140,13 +141,15 @@ def _insert(project: Project, items: list[Mapping[str, Any]]) -> list[tuple[Docu
         holdout = holdout_draw(
             seed=project.seed, content_hash=content_hash, fraction=project.holdout_fraction
         )
+        split = Split.HOLDOUT if holdout else Split.POOL
         doc = Document(
             project=project,
             external_id=external_id,
             text=item["text"],
             content_hash=content_hash,
             metadata=dict(item.get("metadata") or {}),
-            split=Split.HOLDOUT if holdout else Split.POOL,
+            split=split,
+            labels_required=labels_required_for(project, split=split, content_hash=content_hash),
         )
         if external_id is not None:
             first_index[external_id] = len(results)

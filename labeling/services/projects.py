@@ -9,6 +9,7 @@ from django.db import transaction
 
 from labeling.models import Project, default_label_keys
 from labeling.services.documents import text_problem
+from labeling.services.overlap import OVERLAP_FIELDS, overlap_apply
 
 # The fields an admin may change after creation; the label set is fixed once labels exist.
 POLICY_FIELDS = (
@@ -23,6 +24,11 @@ POLICY_FIELDS = (
     "promotion_tolerance",
     "fine_tune",
     "seed",
+    "overlap",
+    "overlap_scope",
+    "overlap_share",
+    "min_agreement",
+    "review_audit_share",
 )
 
 
@@ -69,8 +75,11 @@ def project_update_policy(*, project: Project, **fields: Any) -> Project:
     if unknown:
         raise ValidationError({field: "cannot be changed here" for field in sorted(unknown)})
     locked = Project.objects.select_for_update().get(pk=project.pk)
+    before = {field: getattr(locked, field) for field in OVERLAP_FIELDS}
     for field, value in fields.items():
         setattr(locked, field, value)
     _full_clean(locked)
     locked.save(update_fields=list(fields) or None)
+    if any(getattr(locked, field) != old for field, old in before.items()):
+        overlap_apply(project=locked)
     return locked

@@ -108,7 +108,9 @@ def progress_json(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def dashboard_json(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk)
-    return JsonResponse(dash.dashboard(project=project))
+    # Annotator quality is for the people who run the project, never in an annotator's JSON.
+    manages = roles.can(request.user, roles.MANAGE, project.pk)
+    return JsonResponse(dash.dashboard(project=project, include_quality=manages))
 
 
 @project_json(roles.ANNOTATE)

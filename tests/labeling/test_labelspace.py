@@ -7,6 +7,7 @@ import pytest
 
 from labeling.labelspace import (
     TASK_TYPES,
+    Consensus,
     SingleLabel,
     label_space,
     label_space_for_model,
@@ -54,9 +55,22 @@ def test_model_outputs_become_the_stored_prediction_columns() -> None:
     assert space.probabilities(None) == {}
 
 
-def test_consensus_is_the_majority_and_a_tie_goes_to_the_first_given() -> None:
+def test_consensus_is_the_majority_and_a_tie_is_none() -> None:
     space = label_space("single_label", ["a", "b", "c"])
-    assert space.consensus(["b", "a", "a"]) == "a"
-    assert space.consensus(["b", "a"]) == "b"
-    assert space.consensus(["gone", "gone", "c"]) == "c"  # labels no longer in the set do not vote
-    assert space.consensus(["gone"]) is None
+    majority = space.consensus(["b", "a", "a"])
+    assert (majority.label, majority.reason, majority.votes) == ("a", "agreed", 3)
+    assert majority.agreement == pytest.approx(2 / 3)
+    tie = space.consensus(["b", "a"])
+    assert (tie.label, tie.reason, tie.agreement) == (None, "tie", 0.5)
+    assert space.consensus(["gone", "gone", "c"]).label == "c"  # labels no longer in the set do not vote
+    assert space.consensus(["gone"]) == Consensus(None, 0.0, "no_answer", 0)
+    assert space.consensus(["a"]).label == "a"  # one label is its own consensus, whatever the minimum
+
+
+def test_consensus_needs_the_minimum_agreement() -> None:
+    space = label_space("single_label", ["a", "b", "c"])
+    assert space.consensus(["a", "a", "b"], min_agreement=0.6).label == "a"
+    low = space.consensus(["a", "a", "b"], min_agreement=0.7)
+    assert (low.label, low.reason) == (None, "low_agreement")
+    assert space.consensus(["a", "a", "b", "c", "c"], 0.0).reason == "tie"
+    assert space.consensus(["a", "a", "a"], min_agreement=1.0).label == "a"

@@ -31,9 +31,13 @@ def test_second_active_assignment_for_a_document_is_refused() -> None:
     f.AssignmentFactory(document=doc)
     with pytest.raises(IntegrityError), transaction.atomic():
         f.AssignmentFactory(document=doc)
-    # Finished assignments do not block a new lease.
-    m.Assignment.objects.filter(document=doc).update(state=m.AssignmentState.DONE)
+    # Leases given back do not block a new lease; a labeled one holds its place.
+    m.Assignment.objects.filter(document=doc).update(state=m.AssignmentState.RELEASED)
     f.AssignmentFactory(document=doc)
+    m.Assignment.objects.filter(document=doc, state=m.AssignmentState.ACTIVE).update(state=m.AssignmentState.DONE)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        f.AssignmentFactory(document=doc)
+    f.AssignmentFactory(document=doc, slot=1)  # a second place, for a document with overlap
 
 
 def test_an_assignment_takes_its_documents_project() -> None:

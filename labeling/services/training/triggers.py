@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from labeling.models import Annotation, Project, RunStatus, RunTrigger, Split, TrainingRun
+from labeling.models import Annotation, Project, ReviewDecision, RunStatus, RunTrigger, Split, TrainingRun
 from labeling.selectors.models import OPEN_RUN_STATES, labeled_count, latest_trained_version
 from labeling.services.dispatch import TaskName, enqueue
 
@@ -68,7 +68,9 @@ def retrain_due(project: Project, *, any_new: bool = False) -> tuple[bool, str]:
         if _label_classes(project) < 2:
             return False, "the labels cover a single class; a model needs at least 2"
         return True, f"{labeled} labels: enough for a first model"
-    new = labeled - baseline.train_label_count
+    # A reviewer's decision changes what the model trains on: it counts like a new label.
+    decided = ReviewDecision.objects.filter(project=project, created_at__gt=baseline.created_at).count()
+    new = labeled - baseline.train_label_count + decided
     threshold = 1 if any_new else project.retrain_after
     due = new >= threshold
     return due, f"{new} new labels since v{baseline.version} (retrain after {threshold})"

@@ -20,7 +20,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.test import APIClient
 
 from labeling import roles
-from labeling.models import AssignmentState, ModelStatus
+from labeling.models import AssignmentState, ModelStatus, ReviewItem, ReviewReason
 from labeling.services.memberships import membership_ensure
 from labeling.services.projects import project_create
 from tests import factories as f
@@ -37,6 +37,7 @@ MEMBERS = frozenset({STAFF, MANAGER, REVIEWER, ANNOTATOR, INGEST})
 ANNOTATE = frozenset({STAFF, MANAGER, REVIEWER, ANNOTATOR})
 FEED = frozenset({STAFF, MANAGER, INGEST})
 MANAGE = frozenset({STAFF, MANAGER})
+REVIEW = frozenset({STAFF, MANAGER, REVIEWER})
 ONLY_STAFF = frozenset({STAFF})
 
 # Public or outside the service's roles: never project data. Django's admin site checks staff itself.
@@ -73,6 +74,14 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("post", "api-model-promote"): MANAGE,
     ("post", "api-model-rollback"): MANAGE,
     ("get", "api-training-runs"): MEMBERS,
+    ("get", "api-project-agreement"): REVIEW,
+    ("get", "api-project-quality"): MANAGE,
+    ("post", "api-review-next"): REVIEW,
+    ("get", "api-review-items"): REVIEW,
+    ("get", "api-review-item"): REVIEW,
+    ("post", "api-review-decide"): REVIEW,
+    ("post", "api-review-comment"): REVIEW,
+    ("post", "api-review-release"): REVIEW,
     ("post", "api-training-runs"): MANAGE,
     ("get", "ui:project-list"): AUTHENTICATED,
     ("get", "ui:label"): ANNOTATE,
@@ -143,6 +152,7 @@ def world(db) -> dict[str, Any]:
         "docs": docs,
         "job": f.ImportJobFactory(project=project),
         "candidate": f.ModelVersionFactory(project=project, version=2, status=ModelStatus.CANDIDATE),
+        "review_item": ReviewItem.objects.create(project=project, document=docs[1], reason=ReviewReason.AUDIT),
     }
 
 
@@ -165,6 +175,7 @@ def _kwargs(name: str, world: dict[str, Any], caller: str) -> dict[str, int]:
         "project_id": project.pk, "pk": project.pk, "document_id": world["docs"][0].pk,
         "doc_id": world["docs"][0].pk, "job_id": world["job"].pk, "model_id": world["candidate"].pk,
         "assignment_id": assignment_id, "annotation_id": annotation_id, "user_id": victim.pk,
+        "item_id": world["review_item"].pk,
     }
     route = next(r for r, n, _ in _walk(get_resolver().url_patterns) if n == name)
     return {k: v for k, v in values.items() if f"<int:{k}>" in route}

@@ -1,0 +1,220 @@
+"""Review and adjudication: send documents to review, lease them to reviewers, record decisions.
+
+A document goes to review when its complete labels have no consensus (``disagreement``), when the
+label-noise ranking flags it (``noise``, through ``review_flag``), or by a seeded random audit of
+single-labeled documents (``audit``, the project's ``review_audit_share``). One open item per
+document (a database constraint). A reviewer leases an item like an annotator leases a document
+(``FOR UPDATE SKIP LOCKED``: two reviewers never hold one item) and decides it: accept one of the
+given labels or override with another. The decision is an append-only record beside the labels,
+which stay as their annotators gave them; the latest decision is the document's final label.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Case, F, IntegerField, Q, Value, When
+from django.utils import timezone
+
+from labeling.models import (
+    Annotation,
+    Document,
+    Project,
+    ReviewAction,
+    ReviewComment,
+    ReviewDecision,
+    ReviewItem,
+    ReviewReason,
+    ReviewState,
+)
+from labeling.selectors.consensus import REVIEWER, final_labels
+from labeling.services.dispatch import TaskName, enqueue
+from labeling.services.errors import ServiceConflict
+
+MAX_COMMENT_CHARS = 10_000
+# The order reviewers meet open items in: disagreements block training, so they come first.
+_PRIORITY = Case(
+    When(reason=ReviewReason.DISAGREEMENT, then=Value(0)),
+    When(reason=ReviewReason.NOISE, then=Value(1)),
+    default=Value(2),
+    output_field=IntegerField(),
+)
+
+
+class ReviewClosedError(ServiceConflict):
+    """The item is not open for review (already decided)."""
+
+    code = "not_in_review"
+
+
+class ReviewLeasedError(ServiceConflict):
+    """Another reviewer holds this item right now."""
+
+    code = "review_leased"
+
+
+def _audit_draw(*, seed: int, document_id: int, share: float) -> bool:
+    if share <= 0:
+        return False
+    digest = hashlib.sha256(f"{seed}:audit:{document_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def _open_items(project: Project, document_ids: list[int], reason: str, scores: list[float] | None) -> int:
+    """Open an item per document that has none open; returns how many were opened."""
+    already = set(
+        ReviewItem.objects.filter(document_id__in=document_ids, state=ReviewState.OPEN).values_list(
+            "document_id", flat=True
+        )
+    )
+    score_of = dict(zip(document_ids, scores, strict=True)) if scores is not None else {}
+    new = [
+        ReviewItem(project=project, document_id=doc_id, reason=reason, score=score_of.get(doc_id))
+        for doc_id in dict.fromkeys(document_ids)
+        if doc_id not in already
+    ]
+    # A concurrent flag of the same document loses quietly to one_open_review_per_document.
+    created = ReviewItem.objects.bulk_create(new, ignore_conflicts=True)
+    return len(created)
+
+
+def document_completed(*, project: Project, document: Document) -> ReviewItem | None:
+    """A document just got its last label (inside the labeling transaction): send it to review if due."""
+    labels = list(Annotation.objects.filter(document=document).order_by("id").values_list("label", flat=True))
+    reason = None
+    if len(labels) >= 2 and project.label_space.consensus(labels, project.min_agreement).label is None:
+        reason = ReviewReason.DISAGREEMENT
+    elif len(labels) == 1 and _audit_draw(seed=project.seed, document_id=document.pk, share=project.review_audit_share):
+        reason = ReviewReason.AUDIT
+    if reason is None or not _open_items(project, [document.pk], reason, None):
+        return None
+    return ReviewItem.objects.filter(document=document, state=ReviewState.OPEN).first()
+
+
+def labels_changed(*, project: Project, document: Document) -> None:
+    """An annotator changed a label of a complete document: a new disagreement goes to review."""
+    if document.is_labeled and document.labels_required >= 2:
+        labels = list(Annotation.objects.filter(document=document).values_list("label", flat=True))
+        if project.label_space.consensus(labels, project.min_agreement).label is None:
+            _open_items(project, [document.pk], ReviewReason.DISAGREEMENT, None)
+
+
+@transaction.atomic
+def review_flag(
+    *, project: Project, document_ids: list[int], reason: str, scores: list[float] | None = None
+) -> int:
+    """Send labeled documents of ``project`` to review for ``reason``; returns how many items opened.
+
+    ``scores`` (one per document, higher = more urgent) orders the reviewers' queue within a
+    reason. Documents already open for review, or without a label, or of another project, are left
+    alone. The label-noise loop calls it with ``reason="noise"``.
+    """
+    if reason not in ReviewReason.values:
+        raise ValidationError({"reason": f"must be one of {ReviewReason.values}"})
+    if scores is not None and len(scores) != len(document_ids):
+        raise ValidationError({"scores": f"needs one score per document ({len(document_ids)}), got {len(scores)}"})
+    labeled = set(
+        Annotation.objects.filter(document_id__in=document_ids, document__project=project).values_list(
+            "document_id", flat=True
+        )
+    )
+    keep = [i for i, doc_id in enumerate(document_ids) if doc_id in labeled]
+    ids = [document_ids[i] for i in keep]
+    return _open_items(project, ids, reason, [float(scores[i]) for i in keep] if scores is not None else None)
+
+
+def review_lease_next(*, project: Project, reviewer: AbstractBaseUser, minutes: int | None = None) -> ReviewItem | None:
+    """The reviewer's live review lease, or the next open item nobody holds; None when none is left.
+
+    A reviewer is not offered a document they labeled themselves.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        held = ReviewItem.objects.filter(
+            project=project, state=ReviewState.OPEN, reviewer_id=reviewer.pk, leased_until__gt=now
+        ).first()
+        if held is not None:
+            return held
+        free = (
+            ReviewItem.objects.filter(project=project, state=ReviewState.OPEN)
+            .filter(Q(reviewer__isnull=True) | Q(leased_until__lte=now))
+            .exclude(document__annotations__annotator_id=reviewer.pk)
+            .annotate(priority=_PRIORITY)
+            .order_by("priority", F("score").desc(nulls_last=True), "id")
+            .select_for_update(skip_locked=True, of=("self",))
+            .first()
+        )
+        if free is None:
+            return None
+        free.reviewer_id = reviewer.pk
+        free.leased_until = now + timedelta(minutes=minutes or project.lease_minutes)
+        free.save(update_fields=["reviewer", "leased_until"])
+        return free
+
+
+def _locked_open(item: ReviewItem, reviewer: AbstractBaseUser) -> ReviewItem:
+    locked = ReviewItem.objects.select_for_update().select_related("project").get(pk=item.pk)
+    if locked.state != ReviewState.OPEN:
+        raise ReviewClosedError(f"review item {locked.pk} is not in review (it is {locked.state})")
+    if locked.reviewer_id not in (None, reviewer.pk) and locked.leased_until and locked.leased_until > timezone.now():
+        raise ReviewLeasedError(f"review item {locked.pk} is held by another reviewer until {locked.leased_until}")
+    return locked
+
+
+def review_decide(*, item: ReviewItem, reviewer: AbstractBaseUser, label: object, comment: str = "") -> ReviewDecision:
+    """Decide an open item: ``label`` becomes the document's final label (accept or override)."""
+    if not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS:
+        raise ValidationError({"comment": f"must be text of at most {MAX_COMMENT_CHARS:,} characters"})
+    with transaction.atomic():
+        locked = _locked_open(item, reviewer)
+        project = locked.project
+        problem = project.label_space.validate_answer(label)
+        if problem is not None:
+            raise ValidationError({"label": problem})
+        assert isinstance(label, str)
+        before = final_labels(project=project, document_ids=[locked.document_id]).get(locked.document_id)
+        given = {answer for _, answer in before.labels} if before else set()
+        replaced_by = ""
+        if before is not None and before.label is not None:
+            replaced_by = f"reviewer:{before.reviewer}" if before.decided_by == REVIEWER else before.decided_by
+        now = timezone.now()
+        decision = ReviewDecision.objects.create(
+            item=locked,
+            project=project,
+            document_id=locked.document_id,
+            reviewer=reviewer,
+            action=ReviewAction.ACCEPT if label in given else ReviewAction.OVERRIDE,
+            label=label,
+            replaced_label=(before.label or "") if before else "",
+            replaced_by=replaced_by,
+            comment=comment,
+            created_at=now,
+        )
+        locked.state = ReviewState.DECIDED
+        locked.decided_at = now
+        locked.reviewer_id = reviewer.pk
+        locked.save(update_fields=["state", "decided_at", "reviewer"])
+        # A decision is a new training label: the retrain threshold counts it (training/triggers.py).
+        enqueue(TaskName.CHECK_RETRAIN, args=(project.pk,), countdown=5, coalesce_s=4)
+    return decision
+
+
+def review_comment(*, item: ReviewItem, author: AbstractBaseUser, text: object) -> ReviewComment:
+    """A note on an item, open or decided; it decides nothing."""
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_COMMENT_CHARS:
+        raise ValidationError({"text": f"must be 1-{MAX_COMMENT_CHARS:,} characters"})
+    return ReviewComment.objects.create(item=item, author=author, text=text.strip())
+
+
+def review_release(*, item: ReviewItem, reviewer: AbstractBaseUser) -> ReviewItem:
+    """Give an open item back to the review queue (its holder; a skip in the review page)."""
+    with transaction.atomic():
+        locked = _locked_open(item, reviewer)
+        locked.reviewer = None
+        locked.leased_until = None
+        locked.save(update_fields=["reviewer", "leased_until"])
+    return locked
