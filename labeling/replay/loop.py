@@ -29,12 +29,21 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 
 from labeling.labelspace import label_space
-from labeling.models import Annotation, AnnotationSource, Document, ModelVersion, Project, RunTrigger, TrainingRun
+from labeling.models import (
+    Annotation,
+    AnnotationSource,
+    Document,
+    ModelVersion,
+    Project,
+    ReviewDecision,
+    RunTrigger,
+    TrainingRun,
+)
 from labeling.models import Split as DocumentSplit
 from labeling.replay.curves import DIAGNOSIS_TEMPERATURES
 from labeling.replay.eager import EagerTasks
 from labeling.replay.noise import team_round
-from labeling.replay.team import TeamPolicy, TeamState, second_opinion_write
+from labeling.replay.team import TeamPolicy, TeamState
 from labeling.roles import ANNOTATOR
 from labeling.selectors.models import champion_get, majority_labels
 from labeling.services import assignments, imports, memberships, modeling, projects
@@ -183,20 +192,9 @@ def _label_round(project: Project, team: list[AbstractBaseUser], n: int, state: 
         lease = assignments.assignment_next(project=project, annotator=user)
         if lease is not None:
             leases.append((i, user, lease))
-    overlap = state.policy.holdout_overlap
     for i, user, lease in leases:
-        gold, split = Document.objects.values_list("gold_label", "split").get(pk=lease.document_id)
-        label = state.answer(i, gold)
-        annotation_submit(assignment=lease, user=user, label=label, source=AnnotationSource.API)
-        if split != DocumentSplit.HOLDOUT or overlap == 1:
-            continue
-        names = project.label_names
-        ratings = state.holdout_ratings.setdefault(lease.document_id, [names.index(label)])
-        for j in range(1, overlap):
-            other = (i + j) % len(team)
-            extra = state.answer(other, gold)
-            second_opinion_write(document_id=lease.document_id, annotator=team[other], label=extra)
-            ratings.append(names.index(extra))
+        gold = Document.objects.values_list("gold_label", flat=True).get(pk=lease.document_id)
+        annotation_submit(assignment=lease, user=user, label=state.answer(i, gold), source=AnnotationSource.API)
     return len(leases)
 
 
@@ -238,6 +236,7 @@ def replay_run(
         retrain_after=batch,
         seed=seed,
         **(policy or {}),
+        **team_policy.project_policy(),
     )
     records: list[dict[str, Any]] = []
     try:
@@ -276,5 +275,8 @@ def replay_run(
                 progress(record)
     finally:
         if not keep:
+            # Review decisions are audit records that protect their items from deletion; a throwaway
+            # replay project takes them along.
+            ReviewDecision.objects.filter(project=project).delete()
             Project.objects.filter(pk=project.pk).delete()
     return records

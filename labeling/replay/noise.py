@@ -9,11 +9,12 @@ true value (``modelsvc.agreement.flip_noise_truth``).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
-from labeling.models import Document, ModelVersion, Project, Split
+from labeling.models import Annotation, Document, ModelVersion, Project, Split
 from labeling.replay.team import TeamState, review_flagged
 from labeling.selectors.models import majority_labels
 from labeling.services.training.label_issues import label_issues_for_review
@@ -49,11 +50,21 @@ def team_round(state: TeamState, project: Project) -> dict[str, Any]:
 
 
 def holdout_agreement(state: TeamState, project: Project) -> dict[str, Any]:
-    """Alpha, Fleiss' kappa and the first pair's Cohen's kappa on the overlapped holdout, with the truth."""
-    ratings = state.ratings_matrix()
-    report = agreement_report(ratings, len(state.label_names), seed=0, n_boot=AGREEMENT_BOOT)
+    """Alpha, Fleiss' kappa and the first pair's Cohen's kappa on the overlapped holdout, with the truth.
+
+    Columns are answer slots (first, second ... label a document got), not people: every simulated
+    annotator shares the flip rate, so the slots are exchangeable raters.
+    """
+    names = state.label_names
+    answers: dict[int, list[float]] = defaultdict(list)
+    rows = Annotation.objects.filter(document__project=project, document__split=Split.HOLDOUT).order_by("id")
+    for doc_id, label in rows.values_list("document_id", "label"):
+        answers[doc_id].append(float(names.index(label)))
+    k = state.policy.holdout_overlap
+    ratings = np.array([(a + [np.nan] * k)[:k] for a in answers.values()], dtype=np.float64).reshape(-1, k)
+    report = agreement_report(ratings, len(names), seed=0, n_boot=AGREEMENT_BOOT)
     out: dict[str, Any] = {
-        "holdout_rated": int(len(ratings)),
+        "holdout_rated": int(((~np.isnan(ratings)).sum(axis=1) >= 2).sum()),
         "alpha": report.alpha.as_dict(),
         "fleiss_kappa": report.fleiss_kappa.as_dict(),
     }
@@ -61,7 +72,7 @@ def holdout_agreement(state: TeamState, project: Project) -> dict[str, Any]:
         out["cohen_kappa"] = report.pairwise_kappa[(0, 1)].as_dict()
     if not state.policy.annotator_flip_rates:
         golds = list(Document.objects.filter(project=project, split=Split.HOLDOUT).values_list("gold_label", flat=True))
-        prior = np.array([golds.count(name) for name in state.label_names], dtype=np.float64)
+        prior = np.array([golds.count(name) for name in names], dtype=np.float64)
         if prior.sum():
             out["agreement_truth"] = flip_noise_truth(state.policy.flip_rate, prior)[1]
     return out

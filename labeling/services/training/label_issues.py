@@ -3,7 +3,9 @@
 The run's cross-fitted out-of-fold probabilities (``TrainResult.oof_probs``) score every training label
 with a model that never saw it; the top ``REVIEW_SHARE`` of them, most suspect first, are recorded on the
 challenger as ``metrics["label_issues"]`` (whether it is promoted or not: the labels are the project's,
-not the model's). The review queue takes them from there (``label_issues_for_review``).
+not the model's), and sent to the review queue (``labeling.services.review.review_flag``, reason
+``noise``) unless a reviewer already decided the document: a reviewer's verdict is final until its
+labels change, so the model's disagreement with it does not re-open it round after round.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from labeling.models import ModelVersion
+from labeling.models import ModelVersion, Project, ReviewDecision, ReviewReason
+from labeling.services.review import review_flag
 from modelsvc.noise import REVIEW_SHARE, rank_label_issues
 
 
@@ -37,6 +40,22 @@ def label_issues_rank(
         "document_ids": [int(document_ids[i]) for i in top],
         "scores": [round(float(ranking.scores[i]), 6) for i in top],
     }
+
+
+def label_issues_flag(*, project: Project, issues: dict[str, Any]) -> int:
+    """Open a ``noise`` review item per flagged document not decided by a reviewer; returns how many opened.
+
+    The review queue orders by score, higher first, so it gets 1 - label quality.
+    """
+    ids, scores = issues["document_ids"], issues["scores"]
+    decided = set(ReviewDecision.objects.filter(document_id__in=ids).values_list("document_id", flat=True))
+    keep = [(doc_id, score) for doc_id, score in zip(ids, scores, strict=True) if doc_id not in decided]
+    return review_flag(
+        project=project,
+        document_ids=[doc_id for doc_id, _ in keep],
+        reason=ReviewReason.NOISE,
+        scores=[1.0 - score for _, score in keep],
+    )
 
 
 def label_issues_for_review(*, model_version: ModelVersion) -> list[tuple[int, float]]:
