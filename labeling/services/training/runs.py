@@ -23,7 +23,7 @@ from labeling.selectors.models import OPEN_RUN_STATES, majority_labels
 from labeling.services import modeling, storage
 from labeling.services.errors import RunLockedError, TrainingDataError
 from labeling.services.training.evaluation import challenger_evaluate, metrics_compact
-from labeling.services.training.label_issues import label_issues_flag, label_issues_rank
+from labeling.services.training.label_issues import label_issues_flag, label_issues_rank, reviewer_decided
 from labeling.services.training.promotion import challenger_decide
 from labeling.services.training.recalibration import champion_recalibrate, holdout_arrays, holdout_prior_sd
 from modelsvc.artifacts import save_classifier
@@ -144,6 +144,7 @@ def _execute(run: TrainingRun) -> None:
             labels=labels,
             label_names=result.classifier.label_names,
             oof_probs=result.oof_probs,
+            decided=reviewer_decided(project=project),
         )
         metrics["label_issues"]["opened_for_review"] = label_issues_flag(
             project=project, issues=metrics["label_issues"]
