@@ -6,11 +6,11 @@
   the queue serves each holdout document to that many different annotators; their labels are the ratings
   the agreement figures (``modelsvc.agreement``) are computed from, and every one is a label spent.
 - Review: after each retrain the service has sent the run's most likely wrong labels to the review queue
-  (``labeling.services.training.label_issues``); a simulated reviewer decides the ones not reviewed yet,
-  most suspect first, up to ``review_share`` of the run's labels, with the gold label
-  (``labeling.services.review.review_decide``), one label spent each. Disagreements on the overlapped
-  holdout stay open: the replay measures the noise loop, and an undecided holdout document is left out
-  of the gate's holdout exactly as in the service.
+  (``labeling.services.training.label_issues``); a simulated reviewer decides them, most suspect first,
+  ``review_share`` of the pool labels added since the previous round (so reviews are that share of all
+  pool labels), with the gold label (``labeling.services.review.review_decide``), one label spent each.
+  Disagreements on the overlapped holdout stay open: the replay measures the noise loop, and an
+  undecided holdout document is left out of the gate's holdout exactly as in the service.
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ class TeamState:
     reviews: int = 0
     reviews_changed: int = 0
     reviewed: set[int] = field(default_factory=set)
+    budgeted_labels: int = 0  # pool labels the review budget has already been counted on
 
     def answer(self, annotator: int, gold: str) -> str:
         """The simulated annotator's label for a document whose gold label is ``gold``."""
@@ -99,8 +100,13 @@ def reviewer_for(project: Project) -> AbstractBaseUser:
 
 
 def review_flagged(state: TeamState, project: Project, flagged: list[int], n_ranked: int) -> None:
-    """Decide the flagged documents (most suspect first) not reviewed yet, up to ``review_share`` of the run."""
-    budget = int(np.ceil(state.policy.review_share * n_ranked))
+    """Decide flagged documents, most suspect first, ``review_share`` of the labels added since last time.
+
+    The budget follows the new labels, so reviews stay ``review_share`` of the pool labels overall; the
+    candidates are the run's flags (the most suspect of all its labels, a reviewer's verdicts excluded).
+    """
+    budget = int(np.ceil(state.policy.review_share * max(0, n_ranked - state.budgeted_labels)))
+    state.budgeted_labels = max(state.budgeted_labels, n_ranked)
     todo = [d for d in flagged if d not in state.reviewed][:budget]
     if not todo:
         return
@@ -111,7 +117,7 @@ def review_flagged(state: TeamState, project: Project, flagged: list[int], n_ran
         state.reviewed.add(doc_id)
         item = items.get(doc_id)
         if item is None:
-            continue  # decided earlier (the service does not re-open a reviewer's verdict)
+            continue  # not open: the service flags no document a reviewer has decided
         decision = review_decide(item=item, reviewer=reviewer, label=gold[doc_id])
         state.reviews += 1
         state.reviews_changed += bool(decision.replaced_label) and decision.replaced_label != decision.label
