@@ -188,8 +188,9 @@ def noise_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
     Curves are told apart by their team tag: no ``flip`` (clean), ``flip`` without ``review`` (noisy),
     ``flip`` with ``review``. Per seed: the flags' precision/recall on the noisy curve, the accuracy lost
-    to noise (clean - noisy) and the share of it review recovered ((review - noisy) / lost), all at the
-    same labels spent, and whether each agreement interval contains the simulation's true value.
+    to noise (clean - noisy) and the share of it review recovered ((review - noisy) / lost; None when
+    nothing was lost), for the champion and for the newest model, all at the same labels spent, and
+    whether each agreement interval contains the simulation's true value.
     """
     last: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
     for r in records:
@@ -200,15 +201,24 @@ def noise_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
             last[seed][kind] = r
     out: dict[str, Any] = {}
     for seed, runs in sorted(last.items()):
-        row: dict[str, Any] = {k: {"labels": v["labels"], "accuracy": v["accuracy"]} for k, v in runs.items()}
+        row: dict[str, Any] = {
+            k: {"labels": v["labels"], "accuracy": v["accuracy"], "newest_accuracy": v.get("newest_accuracy")}
+            for k, v in runs.items()
+        }
         noisy = runs.get("noisy")
         if noisy and "flag_recall" in noisy:
             row["flag_precision"], row["flag_recall"] = noisy["flag_precision"], noisy["flag_recall"]
             row["wrong_labels"], row["pool_labels"] = noisy["wrong_labels"], noisy["pool_labels"]
         if {"clean", "noisy", "review"} <= set(runs):
-            lost = runs["clean"]["accuracy"] - runs["noisy"]["accuracy"]
-            row["accuracy_lost"] = lost
-            row["recovered_share"] = (runs["review"]["accuracy"] - runs["noisy"]["accuracy"]) / lost if lost else None
+            # The champion (what the service deploys, through the promotion gate) and the newest model
+            # (what the labels trained, whatever a small noisy holdout made the gate decide).
+            for key, suffix in (("accuracy", ""), ("newest_accuracy", "_newest")):
+                if any(runs[k].get(key) is None for k in ("clean", "noisy", "review")):
+                    continue
+                lost = runs["clean"][key] - runs["noisy"][key]
+                row[f"accuracy_lost{suffix}"] = lost
+                gained = runs["review"][key] - runs["noisy"][key]
+                row[f"recovered_share{suffix}"] = gained / lost if lost > 0 else None
         if "review" in runs:
             row["reviews"], row["reviews_changed"] = runs["review"]["reviews"], runs["review"]["reviews_changed"]
         for kind in ("noisy", "review"):

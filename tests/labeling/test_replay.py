@@ -180,7 +180,7 @@ def test_noise_summary_reads_the_targets_off_the_last_round_of_each_curve() -> N
          "reviews_changed": 60, "agreement_truth": 0.65, "alpha": figure},
     ]
     row = curves.noise_summary(records)["0"]
-    assert row["noisy"] == {"labels": 1000, "accuracy": 0.70}
+    assert row["noisy"] == {"labels": 1000, "accuracy": 0.70, "newest_accuracy": None}
     assert row["accuracy_lost"] == pytest.approx(0.10) and row["recovered_share"] == pytest.approx(0.6)
     assert (row["flag_precision"], row["flag_recall"], row["reviews_changed"]) == (0.8, 0.6, 60)
     assert row["agreement_noisy"]["alpha"]["contains_truth"] is True
