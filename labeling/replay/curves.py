@@ -180,6 +180,63 @@ def plot(curves: dict[str, dict[str, Any]], path: Path, *, title: str = "") -> P
     return path
 
 
+_AGREEMENT_FIGURES = ("alpha", "fleiss_kappa", "cohen_kappa")
+
+
+def noise_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The label-noise targets per seed, from the last record of each curve (docs/REPLAY.md, "Label noise").
+
+    Curves are told apart by their team tag: no ``flip`` (clean), ``flip`` without ``review`` (noisy),
+    ``flip`` with ``review``. Per seed: the flags' precision/recall on the noisy curve, the accuracy lost
+    to noise (clean - noisy) and the share of it review recovered ((review - noisy) / lost; None when
+    nothing was lost), for the champion and for the newest model, all at the same labels spent, and
+    whether each agreement interval contains the simulation's true value.
+    """
+    last: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in records:
+        tag = r["strategy"]
+        kind = "review" if "review" in tag else "noisy" if "flip" in tag else "clean"
+        seed = int(r["seed"])
+        if kind not in last[seed] or r["labels"] >= last[seed][kind]["labels"]:
+            last[seed][kind] = r
+    out: dict[str, Any] = {}
+    for seed, runs in sorted(last.items()):
+        row: dict[str, Any] = {
+            k: {"labels": v["labels"], "accuracy": v["accuracy"], "newest_accuracy": v.get("newest_accuracy")}
+            for k, v in runs.items()
+        }
+        noisy = runs.get("noisy")
+        if noisy and "flag_recall" in noisy:
+            row["flag_precision"], row["flag_recall"] = noisy["flag_precision"], noisy["flag_recall"]
+            row["wrong_labels"], row["pool_labels"] = noisy["wrong_labels"], noisy["pool_labels"]
+        if {"clean", "noisy", "review"} <= set(runs):
+            # The champion (what the service deploys, through the promotion gate) and the newest model
+            # (what the labels trained, whatever a small noisy holdout made the gate decide).
+            for key, suffix in (("accuracy", ""), ("newest_accuracy", "_newest")):
+                if any(runs[k].get(key) is None for k in ("clean", "noisy", "review")):
+                    continue
+                lost = runs["clean"][key] - runs["noisy"][key]
+                row[f"accuracy_lost{suffix}"] = lost
+                gained = runs["review"][key] - runs["noisy"][key]
+                row[f"recovered_share{suffix}"] = gained / lost if lost > 0 else None
+        if "review" in runs:
+            row["reviews"], row["reviews_changed"] = runs["review"]["reviews"], runs["review"]["reviews_changed"]
+        for kind in ("noisy", "review"):
+            r = runs.get(kind)
+            if r and "agreement_truth" in r:
+                truth = r["agreement_truth"]
+                row[f"agreement_{kind}"] = {
+                    "truth": truth,
+                    **{
+                        name: {**r[name], "contains_truth": r[name]["low"] <= truth <= r[name]["high"]}
+                        for name in _AGREEMENT_FIGURES
+                        if name in r and r[name]["low"] is not None
+                    },
+                }
+        out[str(seed)] = row
+    return out
+
+
 def write_outputs(
     records: Sequence[dict[str, Any]], out_dir: Path, *, config: dict[str, Any], title: str = ""
 ) -> dict[str, Any]:
@@ -190,6 +247,8 @@ def write_outputs(
     rules = temperature_rules(records)
     if rules:
         summary["temperature_rules"] = rules
+    if any("wrong_labels" in r for r in records):
+        summary["label_noise"] = noise_summary(records)
     (out_dir / "curves.json").write_text(json.dumps(summary, indent=2))
     with (out_dir / "records.jsonl").open("w") as fh:
         for r in records:

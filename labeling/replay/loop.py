@@ -29,10 +29,21 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 
 from labeling.labelspace import label_space
-from labeling.models import Annotation, AnnotationSource, Document, ModelVersion, Project, RunTrigger, TrainingRun
+from labeling.models import (
+    Annotation,
+    AnnotationSource,
+    Document,
+    ModelVersion,
+    Project,
+    ReviewDecision,
+    RunTrigger,
+    TrainingRun,
+)
 from labeling.models import Split as DocumentSplit
 from labeling.replay.curves import DIAGNOSIS_TEMPERATURES
 from labeling.replay.eager import EagerTasks
+from labeling.replay.noise import team_round
+from labeling.replay.team import TeamPolicy, TeamState
 from labeling.roles import ANNOTATOR
 from labeling.selectors.models import champion_get, majority_labels
 from labeling.services import assignments, imports, memberships, modeling, projects
@@ -175,15 +186,15 @@ def holdout_diagnosis(project: Project, classifier: Classifier) -> dict[str, Any
     }
 
 
-def _label_round(project: Project, team: list[AbstractBaseUser], n: int) -> int:
+def _label_round(project: Project, team: list[AbstractBaseUser], n: int, state: TeamState) -> int:
     leases = []
-    for user in team[:n]:
+    for i, user in enumerate(team[:n]):
         lease = assignments.assignment_next(project=project, annotator=user)
         if lease is not None:
-            leases.append((user, lease))
-    for user, lease in leases:
+            leases.append((i, user, lease))
+    for i, user, lease in leases:
         gold = Document.objects.values_list("gold_label", flat=True).get(pk=lease.document_id)
-        annotation_submit(assignment=lease, user=user, label=gold, source=AnnotationSource.API)
+        annotation_submit(assignment=lease, user=user, label=state.answer(i, gold), source=AnnotationSource.API)
     return len(leases)
 
 
@@ -207,11 +218,16 @@ def replay_run(
     keep: bool = False,
     progress: Callable[[dict[str, Any]], None] | None = None,
     policy: dict[str, Any] | None = None,
+    team_policy: TeamPolicy | None = None,
 ) -> list[dict[str, Any]]:
     """One learning curve: a record per round once a champion exists.
 
     ``policy``: project policy fields to override (e.g. ``promotion_tolerance``), else the defaults.
+    ``team_policy``: noisy annotators, holdout overlap and review (``labeling.replay.team``); by default
+    one noiseless answer per document. Reviews and overlap answers count as labels spent.
     """
+    team_policy = team_policy or TeamPolicy()
+    curve = f"{strategy} {team_policy.tag()}".strip()
     name = f"replay {data.name} {strategy} seed {seed} {time.strftime('%Y%m%d-%H%M%S')}"
     project = projects.project_create(
         name=name,
@@ -220,40 +236,47 @@ def replay_run(
         retrain_after=batch,
         seed=seed,
         **(policy or {}),
+        **team_policy.project_policy(),
     )
     records: list[dict[str, Any]] = []
     try:
         rows = ({"id": f"{data.name}-{i}", "text": data.texts[i], "label": data.labels[i]} for i in split.pool)
         imports.import_records(project=project, records=rows, label_col="label", external_id_col="id")
         eager.drain()
-        team = _annotators(batch, project)
+        team = _annotators(max(batch, team_policy.holdout_overlap), project)
+        state = TeamState(team_policy, list(project.label_names), np.random.default_rng([seed, 18]))
         test_texts = [data.texts[i] for i in split.test]
         y_test = project.label_space.encode([data.labels[i] for i in split.test])
         labeled = 0
         while labeled < budget:
             t0 = time.perf_counter()
             runs_before = TrainingRun.objects.filter(project=project).count()
-            got = _label_round(project, team, min(batch, budget - labeled))
+            got = _label_round(project, team, min(batch, budget - labeled), state)
             if got == 0:
                 break  # the pool is exhausted
-            labeled = Annotation.objects.filter(document__project=project).count()
             _retrain(project, eager, runs_before)
+            noise = {} if team_policy.is_noiseless else team_round(state, project)
+            labeled = Annotation.objects.filter(document__project=project).count() + state.reviews
             metrics = champion_metrics(project, test_texts, y_test)
             if metrics is None:
                 continue
             last = TrainingRun.objects.filter(project=project).first()
             record = {
-                "strategy": strategy,
+                "strategy": curve,
                 "seed": seed,
                 "labels": labeled,
                 "promoted": bool(last and last.promoted),
                 "round_s": round(time.perf_counter() - t0, 2),
                 **metrics,
+                **noise,
             }
             records.append(record)
             if progress:
                 progress(record)
     finally:
         if not keep:
+            # Review decisions are audit records that protect their items from deletion; a throwaway
+            # replay project takes them along.
+            ReviewDecision.objects.filter(project=project).delete()
             Project.objects.filter(pk=project.pk).delete()
     return records

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from labeling.models import Annotation, Project
 from labeling.replay import curves
 from labeling.replay.curves import DIAGNOSIS_TEMPERATURES
+from labeling.replay.team import TeamPolicy, TeamState
 
 pytestmark = [pytest.mark.slow]
 
@@ -60,6 +61,51 @@ def test_fast_replay_writes_curves_and_plot_from_the_real_loop(tmp_path: Path) -
     # Throwaway projects are removed: the replay leaves nothing in the database.
     assert not Project.objects.filter(name__startswith="replay ").exists()
     assert not Annotation.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_noisy_team_replay_flags_reviews_and_measures_agreement(tmp_path: Path) -> None:
+    out = tmp_path / "noisy"
+    call_command(
+        "replay", "--data", "rt-snippets", "--strategy", "random", "--budget", "100", "--batch", "50",
+        "--seeds", "1", "--test-size", "100", "--pool-size", "300", "--holdout-interleave", "0.3",
+        "--flip-rate", "0.3", "--holdout-overlap", "2", "--review-share", "0.1", "--out", str(out),
+    )
+    summary = json.loads((out / "curves.json").read_text())
+    assert summary["config"]["team"] == {
+        "flip_rate": 0.3, "annotator_flip_rates": [], "holdout_overlap": 2, "review_share": 0.1,
+    }
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert {r["strategy"] for r in records} == {"random flip0.3 overlap2 review0.1"}
+    last = records[-1]
+    assert last["wrong_labels"] > 0  # 30% of the answers were flipped
+    assert last["flagged"] >= 1 and 0.0 <= last["flag_precision"] <= 1.0 and 0.0 <= last["flag_recall"] <= 1.0
+    assert 1 <= last["reviews"] and 0 <= last["reviews_changed"] <= last["reviews"]
+    # Labels spent: every answer (second opinions on the holdout too) and every review.
+    assert last["labels"] >= last["pool_labels"] + 2 * last["holdout_rated"] + last["reviews"]
+    for name in ("alpha", "fleiss_kappa", "cohen_kappa"):
+        figure = last[name]
+        assert figure["n_items"] == last["holdout_rated"] > 0
+        assert figure["value"] is None or figure["low"] <= figure["value"] <= figure["high"]
+    assert 0.0 < last["agreement_truth"] < 1.0
+    assert not Project.objects.filter(name__startswith="replay ").exists()
+
+
+@pytest.mark.django_db
+def test_replay_refuses_a_bad_team(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="holdout_overlap"):
+        call_command("replay", "--data", "rt-snippets", "--holdout-overlap", "6", "--out", str(tmp_path))
+
+
+def test_simulated_annotators_flip_at_their_rate() -> None:
+    state = TeamState(TeamPolicy(annotator_flip_rates=(0.0, 0.5)), ["a", "b", "c"], np.random.default_rng(0))
+    assert all(state.answer(0, "a") == "a" for _ in range(200))
+    flipped = [state.answer(1, "a") for _ in range(2000)]
+    assert 0.45 < np.mean([x != "a" for x in flipped]) < 0.55
+    assert {"b", "c"} <= set(flipped)
+    assert TeamPolicy().tag() == "" and TeamPolicy(flip_rate=0.15, review_share=0.1).tag() == "flip0.15 review0.1"
+    with pytest.raises(ValueError):
+        TeamPolicy(review_share=0.5)
 
 
 @pytest.mark.django_db
@@ -120,3 +166,22 @@ def test_temperature_rules_replay_a_prior_from_the_recorded_grids() -> None:
     assert set(table) == {"seeds", "deployed", *curves.TEMPERATURE_RULES}
     older = {k: v for k, v in records[0].items() if k != "ece_by_log_temperature"}
     assert curves.temperature_rules([older]) == {}  # a replay without the grids: nothing to replay
+
+
+def test_noise_summary_reads_the_targets_off_the_last_round_of_each_curve() -> None:
+    figure = {"value": 0.5, "low": 0.4, "high": 0.6, "n_items": 100}
+    base = {"seed": 0, "labels": 1000}
+    records = [
+        {**base, "strategy": "random overlap2", "accuracy": 0.80, "wrong_labels": 0},
+        {**base, "labels": 500, "strategy": "random flip0.15 overlap2", "accuracy": 0.60},
+        {**base, "strategy": "random flip0.15 overlap2", "accuracy": 0.70, "wrong_labels": 120, "pool_labels": 800,
+         "flag_precision": 0.8, "flag_recall": 0.6, "agreement_truth": 0.45, "alpha": figure},
+        {**base, "strategy": "random flip0.15 overlap2 review0.1", "accuracy": 0.76, "reviews": 90,
+         "reviews_changed": 60, "agreement_truth": 0.65, "alpha": figure},
+    ]
+    row = curves.noise_summary(records)["0"]
+    assert row["noisy"] == {"labels": 1000, "accuracy": 0.70, "newest_accuracy": None}
+    assert row["accuracy_lost"] == pytest.approx(0.10) and row["recovered_share"] == pytest.approx(0.6)
+    assert (row["flag_precision"], row["flag_recall"], row["reviews_changed"]) == (0.8, 0.6, 60)
+    assert row["agreement_noisy"]["alpha"]["contains_truth"] is True
+    assert row["agreement_review"]["alpha"]["contains_truth"] is False

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from labeling.models import AcquisitionStrategy
 from labeling.replay import curves
 from labeling.replay.eager import EagerTasks
 from labeling.replay.loop import ReplayData, dedupe, replay_run, split_for_seed
+from labeling.replay.team import TeamPolicy
 from labeling.services import modeling
 
 
@@ -72,6 +74,15 @@ class Command(BaseCommand):
             "--holdout-interleave", type=float, default=None,
             help="project policy override: the share of leases served from the blind holdout (default 0.1)",
         )
+        parser.add_argument("--flip-rate", type=float, default=0.0,
+                            help="simulated annotators flip this share of labels to another label at random")
+        parser.add_argument("--annotator-flip-rates", default="",
+                            help="comma-separated flip rate per simulated annotator (overrides --flip-rate)")
+        parser.add_argument("--holdout-overlap", type=int, default=1,
+                            help="simulated annotators per holdout document (1-5); agreement figures from 2")
+        parser.add_argument("--review-share", type=float, default=0.0,
+                            help="after each retrain, review up to this share of the run's labels, most "
+                                 "likely wrong first (a reviewer gives the gold label; one label each)")
         parser.add_argument(
             "--combine", nargs="+", metavar="DIR",
             help="only merge the records.jsonl of earlier runs (e.g. one process per seed) into --out",
@@ -90,6 +101,14 @@ class Command(BaseCommand):
             raise CommandError("--batch must be >= 1 and --budget >= --batch")
         for name in ("labeling", "celery"):  # one line per task and round is noise here
             logging.getLogger(name).setLevel(logging.WARNING)
+        try:
+            rates = tuple(float(r) for r in opts["annotator_flip_rates"].split(",") if r.strip())
+            team = TeamPolicy(
+                flip_rate=opts["flip_rate"], annotator_flip_rates=rates,
+                holdout_overlap=opts["holdout_overlap"], review_share=opts["review_share"],
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         data = load_data(opts["data"], opts["text_col"], opts["label_col"])
         if opts["test_size"] >= len(data.texts):
             raise CommandError(f"--test-size {opts['test_size']} leaves no pool ({len(data.texts)} docs)")
@@ -112,7 +131,7 @@ class Command(BaseCommand):
         records: list[dict[str, Any]] = []
         keys = ("data", "budget", "batch", "seeds", "first_seed", "test_size", "pool_size")
         config = {k: opts[k] for k in keys}
-        config |= {"strategies": strategies, "policy": policy, "documents": len(data.texts),
+        config |= {"strategies": strategies, "policy": policy, "team": asdict(team), "documents": len(data.texts),
                    "labels": data.label_names,
                    "database": "configured DATABASE_URL, one throwaway project per run"}
         started = time.perf_counter()
@@ -125,7 +144,7 @@ class Command(BaseCommand):
                     run = replay_run(
                         data=data, split=split, strategy=strategy, seed=seed, budget=opts["budget"],
                         batch=opts["batch"], eager=eager, keep=opts["keep"], progress=self._progress,
-                        policy=policy,
+                        policy=policy, team_policy=team,
                     )
                     records.extend(run)
                     took = time.perf_counter() - t0
@@ -165,4 +184,5 @@ class Command(BaseCommand):
             f"  {record['strategy']:<8} seed {record['seed']} labels {record['labels']:>5} "
             f"acc {record['accuracy']:.3f} f1 {record['macro_f1']:.3f} ece {record['ece']:.3f} "
             f"v{record['model_version']} {record['round_s']:.1f}s"
+            + (f" wrong {record['wrong_labels']} reviews {record['reviews']}" if "wrong_labels" in record else "")
         )

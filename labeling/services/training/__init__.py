@@ -12,6 +12,8 @@ admin, the API and ``manage.py retrain --sync`` can watch it:
   ``modelsvc.training.train`` and one to ``modelsvc.holdout.holdout_assess``, the artifact saved.
   The executing task holds a PostgreSQL advisory lock keyed by the run for its whole life; the
   server drops it when the worker dies, which is how ``reconciliation`` tells a crash from a slow run.
+- ``label_issues``: the run's training labels ranked by how likely they are wrong (``modelsvc.noise`` on
+  the out-of-fold probabilities); the top share is recorded on the challenger for review.
 - ``evaluation``: the challenger and the champion on the same labeled holdout, for the gate
   (``modelsvc.promotion.promotion_decision``, rule in docs/WORKERS.md).
 - ``promotion``: recording the gate's decision, and the admin's promote / rollback.

@@ -24,6 +24,7 @@ from labeling.selectors.models import OPEN_RUN_STATES, majority_labels
 from labeling.services import modeling
 from labeling.services.errors import RunLockedError, TrainingDataError
 from labeling.services.training.evaluation import challenger_evaluate, metrics_compact
+from labeling.services.training.label_issues import label_issues_flag, label_issues_rank, reviewer_decided
 from labeling.services.training.promotion import challenger_decide
 from labeling.services.training.recalibration import champion_recalibrate, holdout_arrays, holdout_prior_sd
 from modelsvc.config import TrainConfig
@@ -145,7 +146,19 @@ def _execute(run: TrainingRun) -> None:
         project=project, challenger=challenger, classifier=result.classifier, holdout=holdout, assessment=assessment
     )
     promote, reason = evaluation.decide(project.promotion_tolerance)
-    ModelVersion.objects.filter(pk=challenger.pk).update(metrics=evaluation.metrics, decision_reason=reason)
+    metrics = dict(evaluation.metrics)
+    if result.oof_probs is not None:
+        metrics["label_issues"] = label_issues_rank(
+            document_ids=[doc_id for doc_id, _, _ in labeled],
+            labels=labels,
+            label_names=result.classifier.label_names,
+            oof_probs=result.oof_probs,
+            decided=reviewer_decided(project=project),
+        )
+        metrics["label_issues"]["opened_for_review"] = label_issues_flag(
+            project=project, issues=metrics["label_issues"]
+        )
+    ModelVersion.objects.filter(pk=challenger.pk).update(metrics=metrics, decision_reason=reason)
     challenger_decide(
         run=run, challenger=challenger, promote=promote, reason=reason,
         evaluated_against=evaluation.champion.pk if evaluation.champion else None,

@@ -19,6 +19,7 @@ from labeling.models import ModelStatus, ModelVersion, RunStatus, RunTrigger, Tr
 from labeling.selectors.models import champion_get
 from labeling.services import modeling
 from labeling.services.errors import PromotionError, RollbackError, RunLockedError
+from labeling.services.training.label_issues import label_issues_for_review
 from labeling.services.training.promotion import model_version_promote, model_version_rollback
 from labeling.services.training.reconciliation import training_reconcile
 from labeling.services.training.runs import training_run_execute
@@ -104,6 +105,13 @@ def test_first_model_is_promoted_and_a_worse_challenger_is_rejected() -> None:
         "rotten",
     ]
     assert len(champion.calibration["map"]["components"]) == 2
+    # The run's training labels ranked by how likely they are wrong (out-of-fold, confident learning):
+    # the top 10% of the 80 pool labels, most suspect first, recorded for review.
+    issues = metrics["label_issues"]
+    assert issues["n_ranked"] == 80 and len(issues["document_ids"]) == 8
+    flagged = label_issues_for_review(model_version=champion)
+    assert {doc_id for doc_id, _ in flagged} <= set(project.documents.filter(split="pool").values_list("id", flat=True))
+    assert [score for _, score in flagged] == sorted(score for _, score in flagged)
     # where the encoder ran is on the record ("cuda (<GPU name>)" on a GPU worker)
     gpu = torch.cuda.is_available()
     assert champion.calibration["device"] == (f"cuda ({torch.cuda.get_device_name(0)})" if gpu else "cpu")

@@ -1,0 +1,75 @@
+"""Likely-wrong labels after a training run: rank the run's training labels with ``modelsvc.noise``.
+
+The run's cross-fitted out-of-fold probabilities (``TrainResult.oof_probs``) score every training label
+with a model that never saw it; the top ``REVIEW_SHARE`` of them, most suspect first, are recorded on the
+challenger as ``metrics["label_issues"]`` (whether it is promoted or not: the labels are the project's,
+not the model's), and sent to the review queue (``labeling.services.review.review_flag``, reason
+``noise``). Documents a reviewer has decided are ranked but never flagged: a reviewer's verdict is final,
+and the model keeps disagreeing with the hard ones it fixed, which would otherwise take the top places
+round after round and leave the review budget nothing new (the replay measured exactly that).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import numpy as np
+
+from labeling.models import ModelVersion, Project, ReviewDecision, ReviewReason
+from labeling.services.review import review_flag
+from modelsvc.noise import REVIEW_SHARE, rank_label_issues
+
+
+def label_issues_rank(
+    *,
+    document_ids: Sequence[int],
+    labels: Sequence[str],
+    label_names: Sequence[str],
+    oof_probs: np.ndarray,
+    decided: Collection[int] = (),
+    share: float = REVIEW_SHARE,
+) -> dict[str, Any]:
+    """JSON-ready list of the most suspect labels, ``share`` of all N, skipping ``decided`` documents.
+
+    oof_probs: (N, C) out-of-fold probabilities in the order of ``document_ids`` and ``labels``.
+    """
+    index = {name: i for i, name in enumerate(label_names)}
+    ranking = rank_label_issues(np.array([index[lab] for lab in labels], dtype=np.int64), oof_probs)
+    skip = set(decided)
+    budget = math.ceil(share * len(document_ids))
+    top = [i for i in ranking.order if int(document_ids[i]) not in skip][:budget]
+    return {
+        "method": "confident_learning_self_confidence",
+        "share": share,
+        "n_ranked": len(document_ids),
+        "n_decided": sum(1 for doc_id in document_ids if int(doc_id) in skip),
+        "n_issues": int(ranking.is_issue.sum()),
+        "document_ids": [int(document_ids[i]) for i in top],
+        "scores": [round(float(ranking.scores[i]), 6) for i in top],
+    }
+
+
+def reviewer_decided(*, project: Project) -> set[int]:
+    """Documents of ``project`` with a reviewer's decision."""
+    return set(ReviewDecision.objects.filter(project=project).values_list("document_id", flat=True))
+
+
+def label_issues_flag(*, project: Project, issues: dict[str, Any]) -> int:
+    """Open a ``noise`` review item per flagged document (none open yet); returns how many opened.
+
+    The review queue orders by score, higher first, so it gets 1 - label quality.
+    """
+    return review_flag(
+        project=project,
+        document_ids=list(issues["document_ids"]),
+        reason=ReviewReason.NOISE,
+        scores=[1.0 - score for score in issues["scores"]],
+    )
+
+
+def label_issues_for_review(*, model_version: ModelVersion) -> list[tuple[int, float]]:
+    """(document id, score) of the labels a run flagged, most suspect first; [] when none were ranked."""
+    issues = (model_version.metrics or {}).get("label_issues") or {}
+    return list(zip(issues.get("document_ids", []), issues.get("scores", []), strict=True))
