@@ -631,7 +631,9 @@ class ReviewDecision(models.Model):
     The latest decision of a document is its final label (``labeling.selectors.consensus``).
     """
 
-    item = models.ForeignKey(ReviewItem, on_delete=models.PROTECT, related_name="decisions")
+    # RESTRICT, not PROTECT: an item cannot be deleted on its own while decisions cite it, but deleting
+    # its project or document takes the decisions along (they cascade from both too).
+    item = models.ForeignKey(ReviewItem, on_delete=models.RESTRICT, related_name="decisions")
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_decisions")
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="review_decisions")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")

@@ -35,7 +35,6 @@ from labeling.models import (
     Document,
     ModelVersion,
     Project,
-    ReviewDecision,
     RunTrigger,
     TrainingRun,
 )
@@ -275,8 +274,5 @@ def replay_run(
                 progress(record)
     finally:
         if not keep:
-            # Review decisions are audit records that protect their items from deletion; a throwaway
-            # replay project takes them along.
-            ReviewDecision.objects.filter(project=project).delete()
             Project.objects.filter(pk=project.pk).delete()
     return records

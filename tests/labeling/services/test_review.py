@@ -187,3 +187,23 @@ def test_two_reviewers_never_hold_one_item() -> None:
     for t in threads:
         t.join()
     assert sorted(got) == sorted(ReviewItem.objects.values_list("pk", flat=True))
+
+
+def test_decisions_keep_their_item_but_never_block_deleting_the_project_or_document() -> None:
+    from django.db.models import RestrictedError
+
+    from labeling.models import Document, Project
+
+    project, docs = make_project(2, overlap=2)
+    label_all(project, {"ann": "a", "bob": "b"})
+    rev = _user("rev")
+    item = ReviewItem.objects.filter(project=project).first()
+    review_decide(item=item, reviewer=rev, label="a")
+    with pytest.raises(RestrictedError):
+        item.delete()  # an audit record keeps what it decided on
+    Document.objects.filter(pk=item.document_id).delete()  # the document takes item and decision along
+    assert not ReviewDecision.objects.filter(item_id=item.pk).exists()
+    other = ReviewItem.objects.filter(project=project).first()
+    review_decide(item=other, reviewer=rev, label="b")
+    Project.objects.filter(pk=project.pk).delete()
+    assert not ReviewDecision.objects.filter(project_id=project.pk).exists()
