@@ -169,7 +169,7 @@ def test_killing_the_worker_mid_training_fails_the_run_and_keeps_the_champion(ce
     retry = training_run_request(project=project, trigger=RunTrigger.MANUAL)  # by hand: runs cleanly
     done = wait_until(
         lambda: TrainingRun.objects.filter(pk=retry.pk, status__in=["succeeded", "failed"]).first(),
-        timeout=480,  # the restarted worker encodes 150 new texts first: minutes on a busy 2-core machine
+        timeout=240,
         what="the retried run",
     )
     assert done.status == RunStatus.SUCCEEDED, done.error
