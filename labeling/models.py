@@ -536,6 +536,9 @@ class ProjectMembership(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Set by the single sign-on role claim (labeling.services.sso): every login re-applies it, and only
+    # such memberships are removed when the claim stops naming the project.
+    claim_managed = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["project_id", "user_id"]
@@ -548,6 +551,25 @@ class ProjectMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} is {self.role} of {self.project_id}"
+
+
+class SsoIdentity(models.Model):
+    """An account's identity at an OpenID Connect provider: the provider's stable, never reassigned `sub`."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identities")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_login_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="one_account_per_sso_subject"),
+            models.UniqueConstraint(fields=["user", "issuer"], name="one_sso_subject_per_account_and_issuer"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} is {self.subject} at {self.issuer}"
 
 
 class MembershipAction(models.TextChoices):

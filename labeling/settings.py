@@ -147,7 +147,14 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # django-axes counts failed logins (the UI's /login/ and /admin/login/) per username and client
 # address, and locks that pair out for a while; `manage.py axes_reset` lifts every lockout.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Axes first: it refuses a locked-out pair before any backend runs (it needs ``request``, which the
+# login form, the admin and the single sign-on callback all pass). Then local passwords, then OpenID
+# Connect, which answers only the callback of a flow this site started (labeling.ui.sso).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+    "labeling.ui.sso.SsoBackend",
+]
 AXES_FAILURE_LIMIT: int = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
@@ -164,6 +171,40 @@ MIGRATION_MODULES = {"knox": None}
 TOKEN_TTL_DAYS: int = env.int("TOKEN_TTL_DAYS", default=90)
 REST_KNOX = {"TOKEN_TTL": timedelta(days=TOKEN_TTL_DAYS), "AUTH_HEADER_PREFIX": "Token"}
 LOGIN_URL = "ui:login"
+
+# --- Single sign-on (OpenID Connect, mozilla-django-oidc; docs/DEPLOYMENT.md "Single sign-on") -----
+# Off unless a client id is set; then the provider's issuer and its four endpoints must be set too.
+OIDC_RP_CLIENT_ID: str = env.str("OIDC_RP_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET: str = env.str("OIDC_RP_CLIENT_SECRET", default="")
+OIDC_OP_ISSUER: str = env.str("OIDC_OP_ISSUER", default="")  # the ID token's `iss` must equal it
+OIDC_OP_AUTHORIZATION_ENDPOINT: str = env.str("OIDC_OP_AUTHORIZATION_ENDPOINT", default="")
+OIDC_OP_TOKEN_ENDPOINT: str = env.str("OIDC_OP_TOKEN_ENDPOINT", default="")
+OIDC_OP_USER_ENDPOINT: str = env.str("OIDC_OP_USER_ENDPOINT", default="")
+OIDC_OP_JWKS_ENDPOINT: str = env.str("OIDC_OP_JWKS_ENDPOINT", default="")
+OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+if OIDC_ENABLED:
+    _missing = [
+        name for name in (
+            "OIDC_RP_CLIENT_SECRET", "OIDC_OP_ISSUER", "OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT",
+            "OIDC_OP_USER_ENDPOINT", "OIDC_OP_JWKS_ENDPOINT",
+        ) if not globals()[name]
+    ]
+    if _missing:
+        raise ImproperlyConfigured(f"OIDC_RP_CLIENT_ID is set, so single sign-on also needs {', '.join(_missing)}")
+# The name on the login page's button: "Sign in with <OIDC_PROVIDER_NAME>".
+OIDC_PROVIDER_NAME: str = env.str("OIDC_PROVIDER_NAME", default="single sign-on")
+OIDC_RP_SIGN_ALGO: str = env.str("OIDC_RP_SIGN_ALGO", default="RS256")
+OIDC_RP_SCOPES: str = env.str("OIDC_RP_SCOPES", default="openid email profile")
+OIDC_USE_PKCE: bool = env.bool("OIDC_USE_PKCE", default=True)
+OIDC_TIMEOUT: float = env.float("OIDC_TIMEOUT", default=10.0)  # seconds per call to the provider
+# A first login with no account for its (issuer, sub): link the one account whose email equals the
+# provider's *verified* email (pre-provisioned accounts), else create an account (OIDC_CREATE_USERS).
+OIDC_LINK_VERIFIED_EMAIL: bool = env.bool("OIDC_LINK_VERIFIED_EMAIL", default=True)
+OIDC_CREATE_USERS: bool = env.bool("OIDC_CREATE_USERS", default=True)
+# Project roles from a claim (empty: off): values "<OIDC_ROLE_PREFIX>:<project id or name>:<role>".
+OIDC_ROLES_CLAIM: str = env.str("OIDC_ROLES_CLAIM", default="")
+OIDC_ROLE_PREFIX: str = env.str("OIDC_ROLE_PREFIX", default="alabel")
+OIDC_AUTHENTICATION_CALLBACK_URL = "ui:sso-callback"
 LOGIN_REDIRECT_URL = "ui:project-list"
 LOGOUT_REDIRECT_URL = "ui:login"
 

@@ -2,12 +2,14 @@
 
 from django.urls import path
 
-from labeling.ui import members, views
+from labeling.ui import members, sso, views
 
 app_name = "ui"
 urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("login/sso/", sso.SsoStartView.as_view(), name="sso-start"),
+    path("login/sso/callback/", sso.SsoCallbackView.as_view(), name="sso-callback"),
     path("", views.project_list, name="project-list"),
     path("projects/<int:pk>/label/", views.label, name="label"),
     path("projects/<int:pk>/review/", views.review, name="review"),

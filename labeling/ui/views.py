@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
@@ -33,6 +34,13 @@ logger = logging.getLogger(__name__)
 class LoginView(auth_views.LoginView):
     template_name = "ui/login.html"
     redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        # Single sign-on, where configured, is offered beside the local form (labeling.ui.sso).
+        context = super().get_context_data(**kwargs)
+        context["sso_provider"] = settings.OIDC_PROVIDER_NAME if settings.OIDC_ENABLED else ""
+        context["sso_failed"] = self.request.GET.get("sso") == "failed"
+        return context
 
 
 class LogoutView(auth_views.LogoutView):

@@ -41,7 +41,8 @@ REVIEW = frozenset({STAFF, MANAGER, REVIEWER})
 ONLY_STAFF = frozenset({STAFF})
 
 # Public or outside the service's roles: never project data. Django's admin site checks staff itself.
-PUBLIC = {"healthz", "readyz", "api-schema", "api-docs", "api-docs-asset", "ui:login", "ui:logout", "json_not_found"}
+PUBLIC = {"healthz", "readyz", "api-schema", "api-docs", "api-docs-asset", "ui:login", "ui:logout", "json_not_found",
+          "ui:sso-start", "ui:sso-callback"}
 OUT_OF_SCOPE_PREFIXES = ("admin/",)
 
 # (method, URL name) -> who may call it. Project-scoped unless listed in UNSCOPED.
