@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import requests
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from playwright.sync_api import expect
 
 from labeling.models import ProjectMembership, SsoIdentity
@@ -205,3 +206,30 @@ def test_sign_in_with_the_provider_from_the_login_page_in_chromium(live_server, 
     expect(page.get_by_text("browser project")).to_be_visible()
     assert page.url == f"{base}/"
     assert not page.errors
+
+
+def test_failed_sso_callbacks_count_with_django_axes_and_lock_out_only_sso_from_that_address(
+    live_server, sso, settings
+) -> None:
+    """Axes sees every SSO callback (the backend gets ``request``): failures count for (no username, address)."""
+    base = live_server.url
+    settings.AXES_FAILURE_LIMIT = 2
+    local = f.UserFactory(username="localuser")
+    sso.set_claims("mallory", {"email": "mallory@example.org", "id_token": {"nonce": "forged"}})
+    sso.set_claims("alice", {**ALICE})
+    try:
+        assert sso_login(base, sso, "mallory")[1].url == f"{base}/login/?sso=failed"
+        assert sso_login(base, sso, "mallory")[1].status_code == 429  # the failure that reaches the limit
+        client, locked = sso_login(base, sso, "alice")
+        assert locked.status_code == 429 and "Too many failed sign-ins" in locked.text
+        assert not signed_in(client, base)
+        # A password login from the same address is another (username, address) pair: not locked out.
+        password = requests.Session()
+        password.get(f"{base}/login/", timeout=30)
+        answer = password.post(f"{base}/login/", timeout=30, data={
+            "csrfmiddlewaretoken": password.cookies["csrftoken"], "username": local.username,
+            "password": "pw-for-tests", "next": "/"})
+        assert answer.url == f"{base}/"
+    finally:
+        call_command("axes_reset", verbosity=0)
+    assert sso_login(base, sso, "alice")[1].url == f"{base}/"

@@ -102,3 +102,20 @@ def test_rate_limit_counters_can_be_shared_through_redis(tmp_path: Path) -> None
     assert _run_python(reader, VAR_DIR=str(tmp_path), CACHE_URL="redis://127.0.0.1:6379/1").stdout.split()[1] == "7"
     alone = _run_python(reader, VAR_DIR=str(tmp_path), CACHE_URL="")
     assert alone.stdout.split() == ["django.core.cache.backends.locmem.LocMemCache", "None"]
+
+
+def test_single_sign_on_is_off_unless_configured_and_then_needs_every_endpoint(tmp_path: Path) -> None:
+    show = SETUP + "from django.conf import settings as s; print(s.OIDC_ENABLED)"
+    off = _run_python(show, VAR_DIR=str(tmp_path))
+    assert off.returncode == 0, off.stderr
+    assert off.stdout.split() == ["False"]
+    half = _run_python(show, VAR_DIR=str(tmp_path), OIDC_RP_CLIENT_ID="alabel",
+                       OIDC_OP_ISSUER="https://idp.example.org")
+    assert half.returncode != 0
+    assert "OIDC_RP_CLIENT_SECRET, OIDC_OP_AUTHORIZATION_ENDPOINT" in half.stderr
+    full = {name: "https://idp.example.org/x" for name in (
+        "OIDC_OP_ISSUER", "OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT", "OIDC_OP_USER_ENDPOINT",
+        "OIDC_OP_JWKS_ENDPOINT")}
+    on = _run_python(show, VAR_DIR=str(tmp_path), OIDC_RP_CLIENT_ID="alabel", OIDC_RP_CLIENT_SECRET="s", **full)
+    assert on.returncode == 0, on.stderr
+    assert on.stdout.split() == ["True"]
