@@ -14,6 +14,7 @@ import logging
 from typing import Any
 from urllib.parse import urlencode
 
+import jwt
 import requests
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
@@ -40,7 +41,8 @@ class SsoBackend(OIDCAuthenticationBackend):
             return None
         try:
             return super().authenticate(request, **kwargs)
-        except (SuspiciousOperation, requests.RequestException, ValueError) as exc:
+        # A refused token (expired, bad signature, wrong claims), an unreachable or confused provider.
+        except (SuspiciousOperation, requests.RequestException, jwt.PyJWTError, ValueError, KeyError) as exc:
             logger.warning("sso: login refused: %s", exc)
             return None
 
@@ -56,6 +58,10 @@ class SsoBackend(OIDCAuthenticationBackend):
         if len(audiences) > 1 and payload.get("azp") != client_id:
             raise SuspiciousOperation("ID token for several audiences was not issued to this client (azp)")
         return payload
+
+    def verify_claims(self, claims: dict[str, Any]) -> bool:
+        # The library wants an email whenever the scope asks for one; an account here needs only a sub.
+        return bool(claims.get("sub"))
 
     def get_or_create_user(self, access_token: str, id_token: str, payload: dict[str, Any]) -> Any:
         userinfo = self.get_userinfo(access_token, id_token, payload)
