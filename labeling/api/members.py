@@ -26,11 +26,14 @@ class MembershipOutputSerializer(serializers.ModelSerializer):
     user_id = serializers.IntegerField()
     username = serializers.CharField(source="user.username")
     created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    claim_managed = serializers.BooleanField(
+        read_only=True, help_text="made by the single sign-on role claim: the next sign-in re-applies the claim"
+    )
 
     class Meta:
         model = ProjectMembership
         ref_name = "Membership"
-        fields = ("user_id", "username", "role", "created_at", "created_by")
+        fields = ("user_id", "username", "role", "created_at", "created_by", "claim_managed")
 
 
 class MembershipChangeSerializer(serializers.ModelSerializer):

@@ -131,6 +131,18 @@ def test_a_manager_adds_an_sso_user_like_any_other_and_the_claim_leaves_it_alone
     sso_login(base, sso, "alice")
     assert roles_of(user) == {project.pk: ("annotator", False)}
 
+    # The members list tells a manager which memberships the provider's claim manages.
+    sso.set_claims("alice", {"preferred_username": "alice", "groups": [f"alabel:{project.pk}:reviewer"]})
+    sso_login(base, sso, "alice")
+    assert roles_of(user) == {project.pk: ("annotator", False)}  # still the manager's, not the claim's
+    requests.delete(f"{base}/api/v1/projects/{project.pk}/members/{user.pk}", timeout=30,
+                    headers={"Authorization": f"Token {key}"}).raise_for_status()
+    sso_login(base, sso, "alice")
+    members = requests.get(f"{base}/api/v1/projects/{project.pk}/members/", timeout=30,
+                           headers={"Authorization": f"Token {key}"}).json()
+    assert {(m["username"], m["role"], m["claim_managed"]) for m in members} == {
+        (manager.username, "manager", False), ("alice", "reviewer", True)}
+
 
 @pytest.mark.parametrize(
     "forged",
