@@ -75,3 +75,14 @@ class ImportJobAdmin(admin.ModelAdmin):
     list_display = ("id", "project", "file_format", "status", "rows_imported", "rows_duplicate",
                     "rows_rejected", "created_at")
     list_filter = ("status", "file_format", "project")
+
+
+@admin.register(m.SsoIdentity)
+class SsoIdentityAdmin(admin.ModelAdmin):
+    """Which account each single sign-on subject signs in to; deleting a row unlinks it (the next login links anew)."""
+
+    list_display = ("id", "user", "issuer", "subject", "created_at", "last_login_at")
+    list_filter = ("issuer",)
+    search_fields = ("user__username", "user__email", "subject")
+    raw_id_fields = ("user",)
+    readonly_fields = ("issuer", "subject", "created_at", "last_login_at")

@@ -33,3 +33,14 @@ def test_with_configuration_the_button_carries_next_to_the_provider(settings) ->
     client.get("/login/sso/?next=https://evil.example.org/")
     assert client.session["oidc_login_next"] is None
     assert "Single sign-on did not complete" in client.get("/login/?sso=failed").content.decode()
+
+
+def test_admins_see_and_can_unlink_sso_identities(admin_client) -> None:
+    from labeling.models import SsoIdentity
+    from tests.factories import UserFactory
+
+    identity = SsoIdentity.objects.create(user=UserFactory(), issuer="https://idp.example.org", subject="s-1")
+    listing = admin_client.get("/admin/labeling/ssoidentity/")
+    assert listing.status_code == 200 and "s-1" in listing.content.decode()
+    assert admin_client.post(f"/admin/labeling/ssoidentity/{identity.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not SsoIdentity.objects.exists()
