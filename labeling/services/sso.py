@@ -99,7 +99,12 @@ def sso_memberships_sync(*, user: Any, grants: dict[int, str]) -> MembershipSync
     for pid, role in sorted(grants.items()):
         membership = current.get(pid)
         if membership is None:
-            added = membership_add(project=projects[pid], user=user, role=role, by=None)
+            try:
+                added = membership_add(project=projects[pid], user=user, role=role, by=None)
+            except ValidationError as exc:  # a manager added them a moment ago: theirs, not the claim's
+                logger.warning("sso: user %s not added to project %s: %s", user.pk, pid, exc)
+                result.kept.append(pid)
+                continue
             ProjectMembership.objects.filter(pk=added.pk).update(claim_managed=True)
             result.added.append(pid)
         elif membership.claim_managed and membership.role != role:
