@@ -91,6 +91,9 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 @admin.register(m.ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
+    # Promote and roll back through the API (or the dashboard), where the change is audited and its
+    # rescoring queued; a status typed in here would skip both.
+    readonly_fields = ("status", "promoted_at")
     list_display = ("id", "project", "version", "status", "train_label_count", "created_at", "promoted_at")
     list_filter = ("status", "project")
     search_fields = ("artifact_path", "encoder_name", "decision_reason")

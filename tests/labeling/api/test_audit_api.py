@@ -199,3 +199,12 @@ def test_the_admin_lists_and_filters_but_cannot_add_change_or_delete(project):
     deleted = client.post(f"/admin/labeling/project/{project.pk}/delete/", {"post": "yes"})
     assert deleted.status_code == 302
     assert AuditEvent.objects.get(action="project.deleted").actor_name == "root"
+
+
+def test_the_admin_cannot_promote_by_typing_a_status(project):
+    root = f.UserFactory(username="root", is_staff=True, is_superuser=True)
+    version = f.ModelVersionFactory(project=project, version=1, artifact_path="a/1")
+    client = APIClient()
+    client.force_login(root)
+    page = client.get(f"/admin/labeling/modelversion/{version.pk}/change/").content.decode()
+    assert 'name="status"' not in page  # shown read-only: promote through the API, where it is audited

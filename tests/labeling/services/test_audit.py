@@ -241,3 +241,11 @@ def test_postgresql_refuses_update_and_delete(project, sql):
             "target_id, target_repr, data) VALUES (now(), 'project.updated', '', '', '', '', '', '{}')"
         )
     assert AuditEvent.objects.count() == 2
+
+
+def test_manage_py_retrain_is_recorded_without_an_actor(project, capsys):
+    call_command("retrain", project.name)
+    event = only(AuditAction.RETRAIN_REQUESTED)
+    assert (event.actor_id, event.actor_name, event.project_id, event.data["coalesced"]) == (
+        None, "", project.pk, False
+    )
