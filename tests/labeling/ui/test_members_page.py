@@ -53,6 +53,9 @@ def test_a_manager_adds_rerolls_and_removes_through_the_form(client, manager, pr
         "action", "actor_name"
     ))
     assert sorted(actions) == [("member.added", "mgr"), ("member.removed", "mgr"), ("member.role_changed", "mgr")]
+    table = client.get(url).content.decode()
+    for shown in ("added as reviewer", "role changed from reviewer to annotator", "removed (was annotator)"):
+        assert shown in table
 
 
 def test_refusals_are_explained_and_change_nothing(client, manager, project):
