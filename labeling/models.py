@@ -627,6 +627,10 @@ class AuditEvent(models.Model):
             models.Index(fields=["project_id", "-created_at", "-id"], name="audit_project_recent"),
             models.Index(fields=["-created_at", "-id"], name="audit_recent"),
             models.Index(fields=["action", "-created_at"], name="audit_action_recent"),
+            # A project's actors are few and correlated with it: migration 0015 adds extended statistics on
+            # (project_id, actor_name) so the planner walks this index in order instead of sorting them all.
+            models.Index(fields=["project_id", "actor_name", "-created_at", "-id"], name="audit_project_actor_recent"),
+            models.Index(fields=["actor_name", "-created_at", "-id"], name="audit_actor_name_recent"),
             models.Index(fields=["actor_id", "-created_at"], name="audit_actor_recent"),
             models.Index(fields=["target_type", "target_id"], name="audit_target"),
         ]
