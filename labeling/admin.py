@@ -1,13 +1,57 @@
+from typing import Any
+
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest
 
 from labeling import models as m
+from labeling.services.projects import project_delete, project_record_admin_save
 
 
 @admin.register(m.Project)
 class ProjectAdmin(admin.ModelAdmin):
+    """Adding, changing and deleting a project here is audited like the API's writes."""
+
     list_display = ("id", "name", "acquisition_strategy", "retrain_after", "holdout_fraction", "created_at")
     list_filter = ("acquisition_strategy", "task_type")
     search_fields = ("name", "description")
+
+    # The admin runs each form in a transaction: the save and its audit event commit together.
+    def save_model(self, request: HttpRequest, obj: m.Project, form: ModelForm, change: bool) -> None:
+        before = None
+        if change:
+            stored = m.Project.objects.get(pk=obj.pk)
+            before = {field: getattr(stored, field) for field in form.changed_data}
+        super().save_model(request, obj, form, change)
+        project_record_admin_save(project=obj, before=before, by=request.user)
+
+    def delete_model(self, request: HttpRequest, obj: m.Project) -> None:
+        project_delete(project=obj, by=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[m.Project]) -> None:
+        for project in queryset:
+            project_delete(project=project, by=request.user)
+
+
+@admin.register(m.AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Read-only: the audit log is append-only (no add, change or delete, here or in the database)."""
+
+    list_display = ("created_at", "action", "actor_name", "project_name", "target_type", "target_repr")
+    list_filter = ("action", "target_type", "created_at", "project_name")
+    search_fields = ("actor_name", "project_name", "target_repr", "target_id")
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in m.AuditEvent._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(m.Document)
@@ -47,6 +91,9 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 @admin.register(m.ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
+    # Promote and roll back through the API (or the dashboard), where the change is audited and its
+    # rescoring queued; a status typed in here would skip both.
+    readonly_fields = ("status", "promoted_at")
     list_display = ("id", "project", "version", "status", "train_label_count", "created_at", "promoted_at")
     list_filter = ("status", "project")
     search_fields = ("artifact_path", "encoder_name", "decision_reason")

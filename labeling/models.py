@@ -573,32 +573,103 @@ class SsoIdentity(models.Model):
 
 
 class MembershipAction(models.TextChoices):
+    """How ``GET /members/changes`` names the membership events of the audit log."""
+
     ADDED = "added"
     ROLE_CHANGED = "role_changed"
     REMOVED = "removed"
 
 
-class MembershipChange(models.Model):
-    """Append-only record of who changed whose membership, and when (written by services only)."""
+class AuditAction(models.TextChoices):
+    """What an audit event records; ``<subject>.<verb>``, stable (API filters and exports use them)."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="membership_changes")
-    # PROTECT: the audit trail outlives neither its subject nor its author silently.
-    member = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    changed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
-        help_text="null: written by a migration or a management command",
-    )
-    action = models.CharField(max_length=12, choices=MembershipAction.choices)
-    old_role = models.CharField(max_length=10, choices=ProjectRole.choices, blank=True)
-    new_role = models.CharField(max_length=10, choices=ProjectRole.choices, blank=True)
+    PROJECT_CREATED = "project.created", "Project created"
+    PROJECT_UPDATED = "project.updated", "Project settings or policy changed"
+    PROJECT_DELETED = "project.deleted", "Project deleted"
+    MEMBER_ADDED = "member.added", "Member added"
+    MEMBER_ROLE_CHANGED = "member.role_changed", "Member's role changed"
+    MEMBER_REMOVED = "member.removed", "Member removed"
+    MODEL_PROMOTED = "model.promoted", "Model promoted by hand"
+    MODEL_ROLLED_BACK = "model.rolled_back", "Model rolled back"
+    RETRAIN_REQUESTED = "retrain.requested", "Retrain requested by hand"
+    EXPORT_DOWNLOADED = "export.downloaded", "Labels exported"
+    ANNOTATION_CHANGED = "annotation.changed", "Label edited"
+    REVIEW_DECIDED = "review.decided", "Review decision"
+    TOKEN_CREATED = "token.created", "API token created or rotated"
+    TOKEN_REVOKED = "token.revoked", "API token revoked"
+
+
+#: Membership events of the audit log, and their names in ``GET /members/changes``.
+MEMBERSHIP_AUDIT_ACTIONS = {
+    AuditAction.MEMBER_ADDED: MembershipAction.ADDED,
+    AuditAction.MEMBER_ROLE_CHANGED: MembershipAction.ROLE_CHANGED,
+    AuditAction.MEMBER_REMOVED: MembershipAction.REMOVED,
+}
+
+
+class AuditLogIsAppendOnly(Exception):
+    """An audit event was to be changed or deleted (the database refuses it too: migration 0016)."""
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    def update(self, **kwargs: Any) -> int:
+        raise AuditLogIsAppendOnly("audit events are never updated")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AuditLogIsAppendOnly("audit events are never deleted")
+
+
+class AuditEvent(models.Model):
+    """Append-only: who did what, when, to what (written only by ``labeling.services.audit``).
+
+    The project and the actor are snapshot columns, not foreign keys: the record outlives them (deleting
+    a project or a user neither deletes nor blocks its history). A trigger in PostgreSQL refuses UPDATE
+    and DELETE on the table; ``save`` and ``delete`` refuse them before the database is asked.
+    """
+
     created_at = models.DateTimeField(default=timezone.now)
+    action = models.CharField(max_length=32, choices=AuditAction.choices)
+    # Who: null for a management command, the beat or a migration.
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    actor_name = models.CharField(max_length=150, blank=True)
+    # Where: null for site-wide events (API tokens).
+    project_id = models.BigIntegerField(null=True, blank=True)
+    project_name = models.CharField(max_length=200, blank=True)
+    # To what: a kind (user, model_version, annotation, review_item, training_run, project), its id, a name.
+    target_type = models.CharField(max_length=32, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_repr = models.CharField(max_length=200, blank=True)
+    data = models.JSONField(default=dict, blank=True, help_text="what changed: old -> new values; never secrets")
+
+    objects = AuditEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["project", "-created_at"], name="membership_change_recent")]
+        indexes = [
+            models.Index(fields=["project_id", "-created_at", "-id"], name="audit_project_recent"),
+            models.Index(fields=["-created_at", "-id"], name="audit_recent"),
+            models.Index(fields=["action", "-created_at"], name="audit_action_recent"),
+            # A project's actors are few and correlated with it: migration 0016 adds extended statistics on
+            # (project_id, actor_name) so the planner walks this index in order instead of sorting them all.
+            models.Index(fields=["project_id", "actor_name", "-created_at", "-id"], name="audit_project_actor_recent"),
+            models.Index(fields=["actor_name", "-created_at", "-id"], name="audit_actor_name_recent"),
+            models.Index(fields=["actor_id", "-created_at"], name="audit_actor_recent"),
+            models.Index(fields=["target_type", "target_id"], name="audit_target"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(action__in=AuditAction.values), name="audit_action_is_known"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.member_id} {self.action} in {self.project_id}: {self.old_role} -> {self.new_role}"
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_name or '-'} {self.action} {self.target_repr}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AuditLogIsAppendOnly("audit events are never updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AuditLogIsAppendOnly("audit events are never deleted")
 
 
 class ReviewReason(models.TextChoices):

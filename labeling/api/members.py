@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from labeling.api.base import BaseApi, get_or_404, project_or_404
 from labeling.api.permissions import IsProjectManager
-from labeling.models import MembershipAction, MembershipChange, ProjectMembership, ProjectRole
+from labeling.models import MEMBERSHIP_AUDIT_ACTIONS, AuditEvent, MembershipAction, ProjectMembership, ProjectRole
 from labeling.selectors.memberships import membership_change_list, membership_list
 from labeling.services.memberships import (
     membership_add,
@@ -36,17 +36,32 @@ class MembershipOutputSerializer(serializers.ModelSerializer):
         fields = ("user_id", "username", "role", "created_at", "created_by", "claim_managed")
 
 
-class MembershipChangeSerializer(serializers.ModelSerializer):
-    member = serializers.CharField(source="member.username")
-    changed_by = serializers.CharField(
-        source="changed_by.username", allow_null=True, default=None, help_text="null: a migration or a script"
-    )
-    action = serializers.ChoiceField(choices=MembershipAction.choices)
+class MembershipChangeSerializer(serializers.Serializer):
+    """A membership event of the audit log, in the shape this endpoint has always answered."""
+
+    id = serializers.IntegerField()
+    member = serializers.CharField(source="target_repr", help_text="the member's username then")
+    action = serializers.SerializerMethodField()
+    old_role = serializers.SerializerMethodField()
+    new_role = serializers.SerializerMethodField()
+    changed_by = serializers.SerializerMethodField(help_text="null: a migration or a script")
+    created_at = serializers.DateTimeField()
 
     class Meta:
-        model = MembershipChange
         ref_name = "MembershipChange"
-        fields = ("id", "member", "action", "old_role", "new_role", "changed_by", "created_at")
+
+    @extend_schema_field(serializers.ChoiceField(choices=MembershipAction.choices))
+    def get_action(self, event: AuditEvent) -> str:
+        return str(MEMBERSHIP_AUDIT_ACTIONS[event.action])  # type: ignore[index]
+
+    def get_old_role(self, event: AuditEvent) -> str:
+        return str(event.data.get("old_role", ""))
+
+    def get_new_role(self, event: AuditEvent) -> str:
+        return str(event.data.get("new_role", ""))
+
+    def get_changed_by(self, event: AuditEvent) -> str | None:
+        return event.actor_name or None
 
 
 class _StrictSerializer(serializers.Serializer):

@@ -121,7 +121,7 @@ class ModelPromoteApi(BaseApi):
     def post(self, request: Request, project_id: int, model_id: int) -> Response:
         project = project_or_404(project_id)
         version = get_or_404(ModelVersion, model_id, project=project)
-        model_version_promote(model_version=version)
+        model_version_promote(model_version=version, by=request.user)
         version.refresh_from_db()
         return Response(ModelVersionSerializer(version).data)
 
@@ -132,7 +132,7 @@ class ModelRollbackApi(BaseApi):
     @extend_schema(operation_id="models_rollback", request=None, responses=ModelVersionSerializer)
     def post(self, request: Request, project_id: int) -> Response:
         project = project_or_404(project_id)
-        champion = model_version_rollback(project=project)
+        champion = model_version_rollback(project=project, by=request.user)
         return Response(ModelVersionSerializer(champion).data)
 
 

@@ -102,7 +102,7 @@ class ProjectCreateApi(BaseApi):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        project = project_create(**data.validated_data)
+        project = project_create(by=request.user, **data.validated_data)
         return Response(ProjectOutputSerializer(project).data, status=status.HTTP_201_CREATED)
 
 
@@ -135,7 +135,7 @@ class ProjectPolicyUpdateApi(BaseApi):
         project = project_or_404(project_id)
         data = self.InputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        project = project_update_policy(project=project, **data.validated_data)
+        project = project_update_policy(project=project, by=request.user, **data.validated_data)
         return Response(ProjectOutputSerializer(project).data)
 
 

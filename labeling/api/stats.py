@@ -17,6 +17,7 @@ from labeling.api.base import BaseApi, project_or_404
 from labeling.api.permissions import IsProjectManager
 from labeling.selectors import exports
 from labeling.selectors.stats import project_stats
+from labeling.services.audit import export_record
 
 
 class ProjectStatsApi(BaseApi):
@@ -32,7 +33,7 @@ class ProjectStatsApi(BaseApi):
         return Response(project_stats(project_or_404(project_id)))
 
 
-class _NoFormatOverride(DefaultContentNegotiation):
+class NoFormatOverride(DefaultContentNegotiation):
     """``?format=`` picks the export format here, not a DRF renderer."""
 
     def select_renderer(self, request: Any, renderers: Any, format_suffix: Any = None) -> Any:
@@ -49,7 +50,7 @@ _CONTENT = {
 
 class ProjectExportApi(BaseApi):
     permission_classes = [IsProjectManager]
-    content_negotiation_class = _NoFormatOverride
+    content_negotiation_class = NoFormatOverride
 
     class FilterSerializer(serializers.Serializer):
         format = serializers.ChoiceField(choices=list(exports.FORMATS), default="jsonl")
@@ -70,6 +71,7 @@ class ProjectExportApi(BaseApi):
         params = self.FilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         fmt = params.validated_data["format"]
+        export_record(project=project, actor=request.user, fmt=fmt)
         if fmt == "jsonl":
             chunks = exports.jsonl_chunks(project)
         elif fmt == "csv":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from labeling.api import documents, health, members, models, projects, queue, review, stats, team
+from labeling.api import audit, documents, health, members, models, projects, queue, review, stats, team
 from labeling.api.errors import json_not_found
 
 P = "api/v1/projects/<int:project_id>"
@@ -24,6 +24,9 @@ urlpatterns = [
     path(f"{P}/members/", members.MemberCollectionApi.as_view(), name="api-members"),
     path(f"{P}/members/changes", members.MemberChangeListApi.as_view(), name="api-member-changes"),
     path(f"{P}/members/<int:user_id>", members.MemberItemApi.as_view(), name="api-member"),
+    # the audit log
+    path(f"{P}/audit/", audit.ProjectAuditApi.as_view(), name="api-project-audit"),
+    path("api/v1/audit/", audit.SiteAuditApi.as_view(), name="api-audit"),
     # documents and imports
     path(f"{P}/documents/", documents.DocumentCollectionApi.as_view(), name="api-documents"),
     path(f"{P}/documents/<int:document_id>", documents.DocumentDetailApi.as_view(), name="api-document"),

@@ -274,5 +274,5 @@ def replay_run(
                 progress(record)
     finally:
         if not keep:
-            Project.objects.filter(pk=project.pk).delete()
+            projects.project_delete(project=project)
     return records

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from labeling.models import MembershipChange, Project, ProjectMembership
+from labeling.models import MEMBERSHIP_AUDIT_ACTIONS, AuditEvent, Project, ProjectMembership
 
 
 def membership_list(*, project: Project) -> QuerySet[ProjectMembership]:
@@ -15,6 +15,8 @@ def membership_list(*, project: Project) -> QuerySet[ProjectMembership]:
     )
 
 
-def membership_change_list(*, project: Project, limit: int = 200) -> QuerySet[MembershipChange]:
-    """The newest ``limit`` changes first."""
-    return MembershipChange.objects.filter(project=project).select_related("member", "changed_by")[:limit]
+def membership_change_list(*, project: Project, limit: int = 200) -> QuerySet[AuditEvent]:
+    """The project's membership events of the audit log, the newest ``limit`` first."""
+    return AuditEvent.objects.filter(project_id=project.pk, action__in=list(MEMBERSHIP_AUDIT_ACTIONS)).order_by(
+        "-created_at", "-id"
+    )[:limit]

@@ -14,12 +14,14 @@ from labeling.models import (
     AnnotationSource,
     Assignment,
     AssignmentState,
+    AuditAction,
     Document,
     Prediction,
     Project,
 )
 from labeling.selectors.models import champion_prediction
 from labeling.services.assignments import assignment_locked_for, assignment_require_live
+from labeling.services.audit import audit_record
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.events import Event, publish
 from labeling.services.review import document_completed, labels_changed
@@ -145,6 +147,12 @@ def annotation_update(*, annotation: Annotation, user: AbstractBaseUser, label: 
             locked.save(update_fields=["label", "updated_at"])
             labels_changed(project=locked.document.project, document=locked.document)
             _request_retrain_check(locked.document.project_id)
+            # A first label is not an edit: only this path (a change) writes an audit event.
+            audit_record(
+                actor=user, action=AuditAction.ANNOTATION_CHANGED, project=locked.document.project, target=locked,
+                data={"document": locked.document_id, "annotator_id": locked.annotator_id,
+                      "old_label": previous, "new_label": label},
+            )
             publish(
                 Event.ANNOTATION_CHANGED,
                 {**_event_payload(locked, project_id=locked.document.project_id), "previous_label": previous},

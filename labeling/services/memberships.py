@@ -1,4 +1,4 @@
-"""Project membership writes: add, change a role, remove; each one audited as a ``MembershipChange``.
+"""Project membership writes: add, change a role, remove; each one recorded in the audit log.
 
 Rules the API promises (a clear 4xx naming the field, nothing changed): the role is known, a user is
 a member once, and a project that has a manager keeps at least one (staff can always step in, but a
@@ -13,7 +13,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from labeling.models import MembershipAction, MembershipChange, Project, ProjectMembership, ProjectRole
+from labeling.models import AuditAction, Project, ProjectMembership, ProjectRole
+from labeling.services.audit import audit_record
 
 
 class MembershipNotFoundError(Exception):
@@ -40,8 +41,8 @@ def _check_role(role: str) -> None:
 def _record(
     *, project: Project, member: Any, by: Any, action: str, old_role: str = "", new_role: str = ""
 ) -> None:
-    MembershipChange.objects.create(
-        project=project, member=member, changed_by=by, action=action, old_role=old_role, new_role=new_role
+    audit_record(
+        actor=by, action=action, project=project, target=member, data={"old_role": old_role, "new_role": new_role}
     )
 
 
@@ -74,7 +75,7 @@ def membership_add(*, project: Project, user: Any, role: str, by: Any = None) ->
             membership = ProjectMembership.objects.create(project=project, user=user, role=role, created_by=by)
     except IntegrityError:
         raise ValidationError({"user": f"{user.username} is already a member of this project"}) from None
-    _record(project=project, member=user, by=by, action=MembershipAction.ADDED, new_role=role)
+    _record(project=project, member=user, by=by, action=AuditAction.MEMBER_ADDED, new_role=role)
     return membership
 
 
@@ -89,7 +90,7 @@ def membership_change_role(*, project: Project, user: Any, role: str, by: Any = 
     old = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
-    _record(project=project, member=user, by=by, action=MembershipAction.ROLE_CHANGED, old_role=old, new_role=role)
+    _record(project=project, member=user, by=by, action=AuditAction.MEMBER_ROLE_CHANGED, old_role=old, new_role=role)
     return membership
 
 
@@ -98,7 +99,7 @@ def membership_remove(*, project: Project, user: Any, by: Any = None) -> None:
     membership = _locked(project, user)
     _keep_a_manager(project, membership)
     membership.delete()
-    _record(project=project, member=user, by=by, action=MembershipAction.REMOVED, old_role=membership.role)
+    _record(project=project, member=user, by=by, action=AuditAction.MEMBER_REMOVED, old_role=membership.role)
 
 
 def membership_ensure(*, project: Project, user: Any, role: str, by: Any = None) -> ProjectMembership:

@@ -1,4 +1,4 @@
-"""Project writes: create a project from a label list, change its active-learning policy."""
+"""Project writes: create a project from a label list, change its active-learning policy, delete it (audited)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from labeling.models import Project, default_label_keys
+from labeling.models import Annotation, AuditAction, Project, default_label_keys
+from labeling.services.audit import audit_changes, audit_record
 from labeling.services.documents import text_problem
 from labeling.services.overlap import OVERLAP_FIELDS, overlap_apply
 
@@ -59,27 +60,59 @@ def _full_clean(project: Project) -> None:
 
 
 @transaction.atomic
-def project_create(*, name: str, labels: Any, **policy: Any) -> Project:
+def project_create(*, name: str, labels: Any, by: Any = None, **policy: Any) -> Project:
     unknown = set(policy) - set(POLICY_FIELDS) - {"task_type"}
     if unknown:
         raise ValidationError({field: "unknown field" for field in sorted(unknown)})
     project = Project(name=name, labels=labels_normalize(labels), **policy)
     _full_clean(project)
     project.save()
+    audit_record(
+        actor=by, action=AuditAction.PROJECT_CREATED, project=project, target=project,
+        data={"labels": [label["name"] for label in project.labels], "task_type": project.task_type, **policy},
+    )
     return project
 
 
 @transaction.atomic
-def project_update_policy(*, project: Project, **fields: Any) -> Project:
+def project_update_policy(*, project: Project, by: Any = None, **fields: Any) -> Project:
     unknown = set(fields) - set(POLICY_FIELDS)
     if unknown:
         raise ValidationError({field: "cannot be changed here" for field in sorted(unknown)})
     locked = Project.objects.select_for_update().get(pk=project.pk)
-    before = {field: getattr(locked, field) for field in OVERLAP_FIELDS}
+    before = {field: getattr(locked, field) for field in POLICY_FIELDS}
     for field, value in fields.items():
         setattr(locked, field, value)
     _full_clean(locked)
     locked.save(update_fields=list(fields) or None)
-    if any(getattr(locked, field) != old for field, old in before.items()):
+    if any(getattr(locked, field) != before[field] for field in OVERLAP_FIELDS):
         overlap_apply(project=locked)
+    changes = audit_changes(before=before, after={field: getattr(locked, field) for field in fields})
+    if changes:  # a PATCH that changes nothing records nothing
+        audit_record(actor=by, action=AuditAction.PROJECT_UPDATED, project=locked, target=locked, data=changes)
     return locked
+
+
+@transaction.atomic
+def project_record_admin_save(*, project: Project, before: dict[str, Any] | None, by: Any = None) -> None:
+    """Record a save through the Django admin's form: ``before`` holds the changed fields' old values (None: added)."""
+    if before is None:
+        data = {"labels": [label["name"] for label in project.labels], "task_type": project.task_type}
+        audit_record(actor=by, action=AuditAction.PROJECT_CREATED, project=project, target=project, data=data)
+        return
+    changes = audit_changes(before=before, after={field: getattr(project, field) for field in before})
+    if changes:
+        audit_record(actor=by, action=AuditAction.PROJECT_UPDATED, project=project, target=project, data=changes)
+
+
+@transaction.atomic
+def project_delete(*, project: Project, by: Any = None) -> None:
+    """Delete the project and everything in it; its audit events stay (they hold its id and name, no key)."""
+    locked = Project.objects.select_for_update().get(pk=project.pk)
+    counts = {
+        "documents": locked.documents.count(),
+        "labels": Annotation.objects.filter(document__project=locked).count(),
+        "members": locked.memberships.count(),
+    }
+    audit_record(actor=by, action=AuditAction.PROJECT_DELETED, project=locked, target=locked, data=counts)
+    locked.delete()

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from labeling.models import (
     Annotation,
+    AuditAction,
     Document,
     Project,
     ReviewAction,
@@ -33,6 +34,7 @@ from labeling.models import (
     ReviewState,
 )
 from labeling.selectors.consensus import REVIEWER, final_labels
+from labeling.services.audit import audit_record
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import ServiceConflict
 
@@ -210,6 +212,11 @@ def review_decide(*, item: ReviewItem, reviewer: AbstractBaseUser, label: object
         locked.decided_at = now
         locked.reviewer_id = reviewer.pk
         locked.save(update_fields=["state", "decided_at", "reviewer"])
+        audit_record(
+            actor=reviewer, action=AuditAction.REVIEW_DECIDED, project=project, target=locked,
+            data={"document": locked.document_id, "decision": decision.action, "label": label,
+                  "replaced_label": decision.replaced_label, "replaced_by": replaced_by},
+        )
         # A decision is a new training label: the retrain threshold counts it (training/triggers.py).
         enqueue(TaskName.CHECK_RETRAIN, args=(project.pk,), countdown=5, coalesce_s=4)
     return decision

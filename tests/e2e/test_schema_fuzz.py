@@ -31,6 +31,8 @@ OPERATIONS = [
     ("/api/v1/projects/{project_id}/queue/next", "POST", "annotator"),
     ("/api/v1/assignments/{assignment_id}/annotation", "POST", "annotator"),
     ("/api/v1/annotations/{annotation_id}", "PATCH", "annotator"),
+    ("/api/v1/projects/{project_id}/audit/", "GET", "admin"),
+    ("/api/v1/audit/", "GET", "admin"),
 ]
 EXAMPLES = 20
 

@@ -104,7 +104,7 @@ def test_every_model_has_a_factory_and_admin() -> None:
     from django.contrib import admin
 
     for model in (m.Project, m.Document, m.Annotation, m.AnnotationRevision, m.Assignment,
-                  m.ModelVersion, m.Prediction, m.TrainingRun, m.ImportJob):
+                  m.ModelVersion, m.Prediction, m.TrainingRun, m.ImportJob, m.AuditEvent):
         assert admin.site.is_registered(model), model
     for factory_cls in (f.AnnotationRevisionFactory, f.ImportJobFactory, f.TrainingRunFactory):
         assert factory_cls().pk is not None
@@ -114,6 +114,6 @@ def test_admin_pages_render(admin_client) -> None:
     f.PredictionFactory()
     f.AnnotationRevisionFactory()
     for name in ("project", "document", "annotation", "assignment", "modelversion", "prediction",
-                 "trainingrun", "importjob", "annotationrevision"):
+                 "trainingrun", "importjob", "annotationrevision", "auditevent"):
         resp = admin_client.get(f"/admin/labeling/{name}/")
         assert resp.status_code == 200, name

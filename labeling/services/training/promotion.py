@@ -6,11 +6,14 @@ writes what follows from it: model statuses, the run's outcome, the rescoring it
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
 from django.utils import timezone
 
-from labeling.models import ModelStatus, ModelVersion, Project, RunStatus, TrainingRun
+from labeling.models import AuditAction, ModelStatus, ModelVersion, Project, RunStatus, TrainingRun
 from labeling.selectors.models import champion_get
+from labeling.services.audit import audit_record
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import PromotionError, RollbackError
 
@@ -71,19 +74,24 @@ def challenger_decide(
         )
 
 
-def model_version_promote(*, model_version: ModelVersion) -> ModelVersion:
+def model_version_promote(*, model_version: ModelVersion, by: Any = None) -> ModelVersion:
     """Make ``model_version`` the champion by hand (admin override of the gate)."""
     if model_version.status == ModelStatus.CHAMPION:
         return model_version
     if model_version.status == ModelStatus.TRAINING or not model_version.artifact_path:
         raise PromotionError(f"v{model_version.version} has no finished artifact")
     with transaction.atomic():
+        before = champion_get(project_id=model_version.project_id)
         _promote(model_version)
         enqueue(TaskName.SCORE_PENDING, args=(model_version.project_id,))
+        audit_record(
+            actor=by, action=AuditAction.MODEL_PROMOTED, project=model_version.project, target=model_version,
+            data={"old_champion": before.version if before else None, "new_champion": model_version.version},
+        )
     return model_version
 
 
-def model_version_rollback(*, project: Project) -> ModelVersion:
+def model_version_rollback(*, project: Project, by: Any = None) -> ModelVersion:
     """Reinstate the previous champion; the current one is marked rejected. Returns the new champion."""
     with transaction.atomic():
         Project.objects.select_for_update().get(pk=project.pk)
@@ -108,5 +116,9 @@ def model_version_rollback(*, project: Project) -> ModelVersion:
         _close_superseded_rescores(previous)
         # Documents ingested under the rolled-back model still need this one's predictions.
         enqueue(TaskName.SCORE_PENDING, args=(project.pk,))
+        audit_record(
+            actor=by, action=AuditAction.MODEL_ROLLED_BACK, project=project, target=previous,
+            data={"old_champion": current.version, "new_champion": previous.version},
+        )
     previous.refresh_from_db()
     return previous

@@ -10,8 +10,18 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from labeling.models import Annotation, Project, ReviewDecision, RunStatus, RunTrigger, Split, TrainingRun
+from labeling.models import (
+    Annotation,
+    AuditAction,
+    Project,
+    ReviewDecision,
+    RunStatus,
+    RunTrigger,
+    Split,
+    TrainingRun,
+)
 from labeling.selectors.models import OPEN_RUN_STATES, labeled_count, latest_trained_version
+from labeling.services.audit import audit_record
 from labeling.services.dispatch import TaskName, enqueue
 
 log = logging.getLogger(__name__)
@@ -20,8 +30,18 @@ log = logging.getLogger(__name__)
 FAILED_RUN_BACKOFF_S = 600
 
 
+def _audit_manual(project: Project, run: TrainingRun, requested_by: Any, *, coalesced: bool) -> None:
+    audit_record(
+        actor=requested_by, action=AuditAction.RETRAIN_REQUESTED, project=project, target=run,
+        data={"run": run.pk, "coalesced": coalesced},
+    )
+
+
 def training_run_request(*, project: Project, trigger: str, requested_by: Any = None) -> TrainingRun:
-    """Queue a run, or count the trigger on the project's open run (never two at once)."""
+    """Queue a run, or count the trigger on the project's open run (never two at once).
+
+    A manual request (the API, ``manage.py retrain``) is recorded in the audit log, coalesced or not.
+    """
     with transaction.atomic():
         open_run = (
             TrainingRun.objects.select_for_update()
@@ -40,9 +60,13 @@ def training_run_request(*, project: Project, trigger: str, requested_by: Any = 
                 )
             else:
                 enqueue(TaskName.TRAIN, args=(run.pk,))
+                if trigger == RunTrigger.MANUAL:
+                    _audit_manual(project, run, requested_by, coalesced=False)
                 return run
         TrainingRun.objects.filter(pk=open_run.pk).update(coalesced_triggers=F("coalesced_triggers") + 1)
         open_run.refresh_from_db()
+        if trigger == RunTrigger.MANUAL:
+            _audit_manual(project, open_run, requested_by, coalesced=True)
         return open_run
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labeling.models import MembershipChange, ProjectMembership
+from labeling.models import AuditEvent, ProjectMembership
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +39,7 @@ def test_add_by_user_id_works_too(admin_client, project, make_user):
     user = make_user("by-id")
     response = admin_client.post(members_url(project), {"user_id": user.pk, "role": "annotator"}, format="json")
     assert response.status_code == 201
-    assert MembershipChange.objects.get(member=user).changed_by.username == "boss"
+    assert AuditEvent.objects.get(action="member.added", target_id=str(user.pk)).actor_name == "boss"
 
 
 @pytest.mark.parametrize(
@@ -54,21 +54,21 @@ def test_add_by_user_id_works_too(admin_client, project, make_user):
     ],
 )
 def test_bad_additions_are_400_naming_the_field_and_change_nothing(manager_client, project, nobody, body, field):
-    before = (ProjectMembership.objects.count(), MembershipChange.objects.count())
+    before = (ProjectMembership.objects.count(), AuditEvent.objects.count())
     response = manager_client.post(members_url(project), body, format="json")
     assert response.status_code == 400, response.content
     assert field in response.json()["error"]["fields"], response.json()
-    assert (ProjectMembership.objects.count(), MembershipChange.objects.count()) == before
+    assert (ProjectMembership.objects.count(), AuditEvent.objects.count()) == before
 
 
 def test_the_last_manager_cannot_be_removed_or_demoted(manager_client, manager, project):
-    before = MembershipChange.objects.count()
+    before = AuditEvent.objects.count()
     url = f"{members_url(project)}{manager.pk}"
     demoted = manager_client.patch(url, {"role": "annotator"}, format="json")
     assert demoted.status_code == 400 and "role" in demoted.json()["error"]["fields"]
     assert manager_client.delete(url).status_code == 400
     assert ProjectMembership.objects.get(project=project, user=manager).role == "manager"
-    assert MembershipChange.objects.count() == before
+    assert AuditEvent.objects.count() == before
 
 
 def test_changing_a_non_member_is_404(manager_client, project, nobody):

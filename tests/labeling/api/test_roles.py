@@ -57,6 +57,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("post", "api-members"): MANAGE,
     ("get", "api-member-changes"): MANAGE,
     ("patch", "api-member"): MANAGE,
+    ("get", "api-project-audit"): MANAGE,
+    ("get", "api-audit"): ONLY_STAFF,
     ("delete", "api-member"): MANAGE,
     ("get", "api-documents"): FEED,
     ("post", "api-documents"): FEED,
@@ -96,7 +98,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("get", "ui:dashboard-json"): ANNOTATE,
     ("get", "ui:attributions-json"): ANNOTATE,
 }
-UNSCOPED = {"api-projects", "ui:project-list"}
+UNSCOPED = {"api-projects", "api-audit", "ui:project-list"}
 # Function views (the UI) do not say their methods; DRF views do, and every one must be listed.
 FUNCTION_VIEW_METHODS = {"ui:members": ("get", "post")}
 
