@@ -94,7 +94,7 @@ def unfold_membership_changes(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('labeling', '0014_review_decision_item_restrict'),
+        ('labeling', '0015_sso_identity'),
     ]
 
     operations = [
