@@ -1,0 +1,193 @@
+"""GET /metrics: only for the METRICS_TOKEN holder; request latency, per-project gauges, queue depths.
+
+Queue depths are read from the real Redis broker of this helper (CELERY_BROKER_URL), with messages
+sent to it by the service's own registry; the figures are parsed with prometheus_client's parser.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import redis
+from celery import current_app
+from django.conf import settings as django_settings
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+from rest_framework.test import APIClient
+
+from labeling.api import metrics as metrics_api
+from labeling.models import Annotation, ModelStatus, Split
+from labeling.selectors.stats import champion_coverage
+from labeling.services.dispatch import TASKS, TaskName, known_queues, queue_for
+from tests import factories as f
+from tests.labeling.api.conftest import token_client
+from tests.support.celery_worker import free_port, use_broker
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = "scrape-me-" + "x" * 30
+
+
+@pytest.fixture(autouse=True)
+def _fresh_figures(settings):
+    settings.METRICS_CACHE_SECONDS = 0
+    metrics_api._cache = None
+    yield
+    metrics_api._cache = None
+
+
+@pytest.fixture
+def metrics_on(settings) -> str:
+    settings.METRICS_TOKEN = TOKEN
+    return TOKEN
+
+
+def scrape(token: str = TOKEN) -> str:
+    response = APIClient().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200, response.content[:300]
+    assert response["Content-Type"].startswith("text/plain")
+    return response.content.decode()
+
+
+def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """{sorted label pairs: value} of every sample called ``name``."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                out[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def test_without_a_token_configured_metrics_are_404_for_everyone(settings, admin_user) -> None:
+    settings.METRICS_TOKEN = ""
+    assert APIClient().get("/metrics").status_code == 404
+    assert APIClient().get("/metrics", HTTP_AUTHORIZATION="Bearer anything").status_code == 404
+    staff = APIClient()
+    staff.force_login(admin_user)
+    response = staff.get("/metrics")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_only_the_metrics_token_opens_metrics(metrics_on, admin_user) -> None:
+    anonymous = APIClient().get("/metrics")
+    assert anonymous.status_code == 401
+    assert anonymous["WWW-Authenticate"].startswith("Bearer")
+    assert APIClient().get("/metrics", HTTP_AUTHORIZATION="Bearer " + "y" * 40).status_code == 401
+    assert APIClient().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN} extra").status_code == 401
+    assert APIClient().get("/metrics", HTTP_AUTHORIZATION=f"Token {TOKEN}").status_code == 401
+    # A staff session or a staff API key is no way in: the scraper's credential is its own.
+    staff = APIClient()
+    staff.force_login(admin_user)
+    assert staff.get("/metrics").status_code == 401
+    assert token_client(admin_user).get("/metrics").status_code == 401
+    assert "alabel_project_documents" in scrape()
+
+
+def test_wrong_tokens_meet_the_failed_authentication_limit(metrics_on, settings) -> None:
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
+        **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "auth_failures": "3/min"}}
+    codes = [APIClient().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code for _ in range(5)]
+    assert codes[:3] == [401, 401, 401] and codes[-1] == 429
+
+
+def test_request_latency_by_view_method_and_status(metrics_on) -> None:
+    client = APIClient()
+    for _ in range(3):
+        assert client.get("/healthz").status_code == 200
+    text = scrape()
+    latency = samples(text, "django_http_requests_latency_seconds_by_view_method_count")
+    assert latency[(("method", "GET"), ("view", "healthz"))] >= 3
+    statuses = samples(text, "django_http_responses_total_by_status_view_method_total")
+    assert statuses[(("method", "GET"), ("status", "200"), ("view", "healthz"))] >= 3
+
+
+def test_project_gauges_and_no_text_or_names(metrics_on) -> None:
+    project = f.ProjectFactory(name="Secret Project Zebra-Quokka")
+    docs = [f.DocumentFactory(project=project, text=f"Confidential memo Xylophone-{i}") for i in range(6)]
+    holdout = f.DocumentFactory(project=project, text="Holdout text Marmalade", split=Split.HOLDOUT)
+    annotator = f.UserFactory(username="annotator-Wombat-Kestrel", email="wombat@example.org",
+                              first_name="Persephone")
+    f.AnnotationFactory(document=docs[0], annotator=annotator)
+    f.AnnotationFactory(document=docs[1], annotator=annotator)
+    old = f.AnnotationFactory(document=docs[2], annotator=annotator)
+    Annotation.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=2))
+    champion = f.ModelVersionFactory(project=project, status=ModelStatus.CHAMPION,
+                                     metrics={"ece": 0.0312, "accuracy": 0.8})
+    f.ModelVersionFactory(project=project, status=ModelStatus.RETIRED, metrics={"ece": 0.5})
+    for doc in (*docs[:3], holdout):
+        f.PredictionFactory(document=doc, model_version=champion)
+    empty = f.ProjectFactory(name="No documents Yak")
+
+    text = scrape()
+    p = (("project", str(project.pk)),)
+    assert samples(text, "alabel_project_documents")[p] == 7
+    assert samples(text, "alabel_project_labels")[p] == 3
+    assert samples(text, "alabel_project_labels_last_hour")[p] == 2
+    coverage = samples(text, "alabel_project_pool_coverage_ratio")[p]
+    assert coverage == pytest.approx(3 / 6)
+    assert coverage == pytest.approx(champion_coverage(project, champion)["share"])  # the dashboard's figure
+    assert samples(text, "alabel_project_champion_ece")[p] == pytest.approx(0.0312)
+    assert (("project", str(empty.pk)),) not in samples(text, "alabel_project_documents")
+    for secret in ("Zebra", "Quokka", "Xylophone", "Marmalade", "Wombat", "Kestrel", "wombat@", "Persephone",
+                   "Yak", project.name, annotator.username):
+        assert secret not in text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if "project" in sample.labels:
+                assert sample.labels["project"].isdigit()
+
+
+def test_a_champion_without_a_stored_ece_has_no_ece_sample(metrics_on) -> None:
+    project = f.ProjectFactory()
+    f.DocumentFactory(project=project)
+    f.ModelVersionFactory(project=project, status=ModelStatus.CHAMPION, metrics={"ece": "not a number"})
+    text = scrape()
+    assert (("project", str(project.pk)),) not in samples(text, "alabel_project_champion_ece")
+    assert samples(text, "alabel_project_documents")[(("project", str(project.pk)),)] == 1
+
+
+def test_the_figures_are_computed_at_most_once_per_cache_period(metrics_on, settings) -> None:
+    settings.METRICS_CACHE_SECONDS = 3600
+    project = f.ProjectFactory()
+    f.DocumentFactory(project=project)
+    p = (("project", str(project.pk)),)
+    assert samples(scrape(), "alabel_project_documents")[p] == 1
+    f.DocumentFactory(project=project)
+    assert samples(scrape(), "alabel_project_documents")[p] == 1  # the cached figure
+    metrics_api._cache = None
+    assert samples(scrape(), "alabel_project_documents")[p] == 2
+
+
+@pytest.fixture
+def broker():
+    url = str(django_settings.CELERY_BROKER_URL)
+    if not url.startswith("redis://"):
+        pytest.skip("queue depths are read from a Redis broker (CELERY_BROKER_URL)")
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def test_queue_depth_per_celery_queue(metrics_on, broker) -> None:
+    scoring = TASKS[TaskName.RECONCILE]
+    training = TASKS[TaskName.SCHEDULED_RETRAIN]
+    for _ in range(3):
+        current_app.send_task(str(scoring.name), queue=queue_for(scoring.kind))
+    current_app.send_task(str(training.name), queue=queue_for(training.kind))
+    depth = samples(scrape(), "alabel_celery_queue_depth")
+    assert {dict(labels)["queue"] for labels in depth} == set(known_queues())
+    assert depth[(("queue", queue_for(scoring.kind)),)] == 3
+    assert depth[(("queue", queue_for(training.kind)),)] == 1
+    assert depth[(("queue", "gpu"),)] == 0
+
+
+def test_a_broker_outage_leaves_the_depths_out_not_the_scrape(metrics_on, settings) -> None:
+    with use_broker(f"redis://127.0.0.1:{free_port()}/0"):
+        text = scrape()
+    assert samples(text, "alabel_celery_queue_depth") == {}
+    assert "alabel_project_documents" in text
