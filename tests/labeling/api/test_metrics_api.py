@@ -6,10 +6,14 @@ sent to it by the service's own registry; the figures are parsed with prometheus
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import redis
+import yaml
 from celery import current_app
 from django.conf import settings as django_settings
 from django.utils import timezone
@@ -23,6 +27,7 @@ from labeling.services.dispatch import TASKS, TaskName, known_queues, queue_for
 from tests import factories as f
 from tests.labeling.api.conftest import token_client
 from tests.support.celery_worker import free_port, use_broker
+from workers.metrics import TASK_DURATION, TASK_FAILURES
 
 pytestmark = pytest.mark.django_db
 
@@ -191,3 +196,24 @@ def test_a_broker_outage_leaves_the_depths_out_not_the_scrape(metrics_on, settin
         text = scrape()
     assert samples(text, "alabel_celery_queue_depth") == {}
     assert "alabel_project_documents" in text
+
+
+def test_the_dashboard_and_scrape_config_use_what_is_exported(metrics_on) -> None:
+    """Every metric the Grafana dashboard queries is one the web or a worker exports."""
+    root = Path(__file__).resolve().parents[3]
+    project = f.ProjectFactory()
+    f.DocumentFactory(project=project)
+    f.ModelVersionFactory(project=project, status=ModelStatus.CHAMPION, metrics={"ece": 0.02})
+    APIClient().get("/healthz")
+    web = {s.name for family in text_string_to_metric_families(scrape()) for s in family.samples}
+    worker = {f"{TASK_DURATION._name}_{suffix}" for suffix in ("bucket", "count", "sum")}
+    worker.add(f"{TASK_FAILURES._name}_total")
+    dashboard = json.loads((root / "deploy" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    queried = {name for e in exprs for name in re.findall(r"\b(?:alabel|django)_[a-z_]+", e)}
+    assert len(queried) >= 10
+    assert queried - web - worker == set()
+    scrape_config = yaml.safe_load((root / "deploy" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in scrape_config["scrape_configs"]}
+    assert {job["authorization"]["type"] for job in jobs.values()} == {"Bearer"}
+    assert all(t.endswith(":9808") for c in jobs["alabel-workers"]["static_configs"] for t in c["targets"])
