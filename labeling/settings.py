@@ -270,9 +270,11 @@ ATTRIBUTIONS_PER_MINUTE: int = env.int("ATTRIBUTIONS_PER_MINUTE", default=20)
 # --- Prometheus metrics (docs/DEPLOYMENT.md, "Metrics") ------------------------------------
 # GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, /metrics is 404 for everyone.
 METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
-# The per-project gauges (documents, labels, coverage, ECE) and queue depths are computed at most once
-# per this many seconds in each web process; a scrape in between gets the same figures.
+# The per-project gauges (documents, labels, coverage, ECE) are computed at most once per this many
+# seconds per cache (CACHE_URL: one for all processes); a scrape in between gets the same figures.
 METRICS_CACHE_SECONDS: float = env.float("METRICS_CACHE_SECONDS", default=30.0)
+# Those counts are linear in the rows counted, so they run under this statement timeout, not the web's.
+METRICS_STATEMENT_TIMEOUT_MS: int = env.int("METRICS_STATEMENT_TIMEOUT_MS", default=60000)
 # A Celery worker with WORKER_METRICS_PORT set serves its task metrics on METRICS_BIND:port (the same
 # bearer token); its processes share PROMETHEUS_MULTIPROC_DIR, a directory of its own (0 = off).
 WORKER_METRICS_PORT: int = env.int("WORKER_METRICS_PORT", default=0)

@@ -7,8 +7,9 @@ What a scrape returns:
   ``PROMETHEUS_MULTIPROC_DIR`` set (the image sets it) every process writes its figures to files
   there and a scrape, whichever process answers it, reads all of them (prometheus_client's
   multiprocess mode); without it (``manage.py runserver``, one process) this process's registry;
-- the service's gauges (``ServiceCollector``), computed at scrape time by the answering process
-  from the database and the broker, at most once per ``METRICS_CACHE_SECONDS``.
+- the service's gauges (``ServiceCollector``), computed at scrape time by the answering process:
+  queue depths from the broker on every scrape, the per-project figures from the database at most
+  once per ``METRICS_CACHE_SECONDS`` (in Django's cache, so shared by every process with CACHE_URL).
 
 Not public: unset ``METRICS_TOKEN`` means 404 for everyone; otherwise only
 ``Authorization: Bearer <METRICS_TOKEN>`` (compared in constant time) gets the page, no session or API
@@ -22,12 +23,12 @@ from __future__ import annotations
 import hmac
 import os
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import cache
 from django.http import HttpResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
@@ -44,7 +45,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from labeling.api.throttles import CountsFailedAuthentication
-from labeling.selectors.metrics import project_figures, queue_depths
+from labeling.selectors.metrics import ProjectFigures, project_figures, queue_depths
 
 #: ``request.auth`` of a request that presented the metrics token.
 SCRAPER = "metrics-token"
@@ -86,23 +87,32 @@ class ServiceCollector:
         self.cache_seconds = cache_seconds
 
     def collect(self) -> Iterator[Metric]:
-        yield from _cached_families(self.cache_seconds)
+        yield from _service_families(_figures(self.cache_seconds))
 
 
-_cache_lock = threading.Lock()
-_cache: tuple[float, list[Metric]] | None = None
+FIGURES_KEY = "alabel:metrics:project-figures"
+_compute_lock = threading.Lock()
 
 
-def _cached_families(cache_seconds: float) -> list[Metric]:
-    """The service's gauges; one computation per ``cache_seconds`` in this process (threads wait for it)."""
-    global _cache
-    with _cache_lock:
-        if _cache is None or time.monotonic() - _cache[0] >= cache_seconds:
-            _cache = (time.monotonic(), list(_service_families()))
-        return _cache[1]
+def _figures(cache_seconds: float) -> list[ProjectFigures]:
+    """The per-project figures, computed at most once per ``cache_seconds`` per cache.
+
+    Django's cache: per process by default, one for every process and replica with CACHE_URL on
+    Redis. Threads of one process wait for one computation instead of each running the counts.
+    """
+    figures = cache.get(FIGURES_KEY)
+    if figures is not None:
+        return list(figures)
+    with _compute_lock:
+        figures = cache.get(FIGURES_KEY)
+        if figures is None:
+            figures = project_figures()
+            if cache_seconds > 0:
+                cache.set(FIGURES_KEY, figures, timeout=cache_seconds)
+    return list(figures)
 
 
-def _service_families() -> Iterable[Metric]:
+def _service_families(figures: list[ProjectFigures]) -> Iterable[Metric]:
     gauges = {
         "documents": GaugeMetricFamily("alabel_project_documents", "Documents in the project.", labels=["project"]),
         "labels": GaugeMetricFamily("alabel_project_labels", "Labels given in the project.", labels=["project"]),
@@ -110,8 +120,8 @@ def _service_families() -> Iterable[Metric]:
             "alabel_project_labels_last_hour", "Labels given in the last 60 minutes.", labels=["project"]
         ),
         "coverage": GaugeMetricFamily(
-            "alabel_project_pool_coverage_ratio",
-            "Share of pool documents the champion model has scored (the dashboard's coverage).",
+            "alabel_project_coverage_ratio",
+            "Share of the project's documents the champion model has scored.",
             labels=["project"],
         ),
     }
@@ -120,7 +130,7 @@ def _service_families() -> Iterable[Metric]:
         "Expected calibration error of the champion model on its labeled holdout (stored at training).",
         labels=["project"],
     )
-    for row in project_figures():
+    for row in figures:
         project = [str(row.project_id)]
         gauges["documents"].add_metric(project, row.documents)
         gauges["labels"].add_metric(project, row.labels)

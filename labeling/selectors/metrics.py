@@ -1,11 +1,14 @@
 """Reads behind the Prometheus gauges (labeling/api/metrics.py): per-project counts and queue depths.
 
 A scrape must stay cheap at any size, so every figure comes from a fixed number of grouped queries
-over all projects (never one query per project), each served by an index: documents by
-``doc_project_split_labeled``, labels of the last hour by ``annotation_created``, the champion's
-predictions by the ``prediction`` unique (document, model_version) index. Coverage means what the
-dashboard means by it (``stats.champion_coverage``): pool documents the champion has scored over
-pool documents. Nothing here reads a text, a name or a user: projects are ids.
+over all projects (never one query per project), each an index count without joining the documents:
+documents by ``doc_project_split_labeled`` (index-only), labels of the last hour by
+``annotation_created``, the champions' predictions by the predictions' model-version index.
+Coverage is the reconciliation's measure (``models.champion_has_gaps``): the champion scores every
+document of its project, pool and holdout, so scored documents / documents is the share scored;
+the dashboard's pool-only share needs a join of predictions with documents (seconds at a million
+documents) and differs from it only while the holdout is scored at another pace than the pool.
+Nothing here reads a text, a name or a user: projects are ids.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from celery import current_app
+from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import Count
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
-from labeling.models import Annotation, Document, ModelStatus, ModelVersion, Prediction, Split
+from labeling.models import Annotation, Document, ModelStatus, ModelVersion, Prediction
 from labeling.services.dispatch import known_queues
 
 logger = logging.getLogger(__name__)
@@ -32,7 +37,6 @@ BROKER_TIMEOUT_S = 2.0
 class ProjectFigures:
     project_id: int
     documents: int
-    pool_documents: int
     labels: int
     labels_last_hour: int
     scored_by_champion: int
@@ -40,18 +44,29 @@ class ProjectFigures:
 
     @property
     def coverage(self) -> float:
-        """Share of pool documents the champion has scored (0 without pool documents)."""
-        return self.scored_by_champion / self.pool_documents if self.pool_documents else 0.0
+        """Share of the project's documents the champion has scored (0 without documents)."""
+        return min(1.0, self.scored_by_champion / self.documents) if self.documents else 0.0
 
 
 def project_figures() -> list[ProjectFigures]:
-    """One row per project that has documents or a champion, in project id order: five queries in all."""
-    documents: dict[int, int] = {}
-    pool: dict[int, int] = {}
-    for row in Document.objects.order_by().values("project_id", "split").annotate(n=Count("id")):
-        documents[row["project_id"]] = documents.get(row["project_id"], 0) + row["n"]
-        if row["split"] == Split.POOL:
-            pool[row["project_id"]] = row["n"]
+    """One row per project that has documents or a champion, in project id order: five queries in all.
+
+    They are index counts, linear in the rows counted, so on PostgreSQL they run under their own
+    statement timeout (METRICS_STATEMENT_TIMEOUT_MS) instead of the web's 5 s: the caller computes
+    them once per cache period, not per request.
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL statement_timeout = %s", [int(settings.METRICS_STATEMENT_TIMEOUT_MS)])
+        return _figures()
+
+
+def _figures() -> list[ProjectFigures]:
+    documents = {
+        row["project_id"]: row["n"]
+        for row in Document.objects.order_by().values("project_id").annotate(n=Count("id"))
+    }
     labels = _by_project(Annotation.objects.order_by().values("document__project_id").annotate(n=Count("id")))
     since = timezone.now() - timedelta(hours=1)
     recent = _by_project(
@@ -63,7 +78,7 @@ def project_figures() -> list[ProjectFigures]:
     ece = {project_id: _ece(value) for project_id, value in champions}
     scored = {
         row["model_version__project_id"]: row["n"]
-        for row in Prediction.objects.filter(model_version__status=ModelStatus.CHAMPION, document__split=Split.POOL)
+        for row in Prediction.objects.filter(model_version__status=ModelStatus.CHAMPION)
         .order_by()
         .values("model_version__project_id")
         .annotate(n=Count("id"))
@@ -72,7 +87,6 @@ def project_figures() -> list[ProjectFigures]:
         ProjectFigures(
             project_id=project_id,
             documents=documents.get(project_id, 0),
-            pool_documents=pool.get(project_id, 0),
             labels=labels.get(project_id, 0),
             labels_last_hour=recent.get(project_id, 0),
             scored_by_champion=scored.get(project_id, 0),
