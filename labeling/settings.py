@@ -270,6 +270,8 @@ ATTRIBUTIONS_PER_MINUTE: int = env.int("ATTRIBUTIONS_PER_MINUTE", default=20)
 # --- Prometheus metrics (docs/DEPLOYMENT.md, "Metrics") ------------------------------------
 # GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, /metrics is 404 for everyone.
 METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 24:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 24 characters (secrets.token_urlsafe(32) gives 43)")
 # The per-project gauges (documents, labels, coverage, ECE) are computed at most once per this many
 # seconds per cache (CACHE_URL: one for all processes); a scrape in between gets the same figures.
 METRICS_CACHE_SECONDS: float = env.float("METRICS_CACHE_SECONDS", default=30.0)

@@ -7,7 +7,10 @@ sent to it by the service's own registry; the figures are parsed with prometheus
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from workers.metrics import TASK_DURATION, TASK_FAILURES
 pytestmark = pytest.mark.django_db
 
 TOKEN = "scrape-me-" + "x" * 30
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(autouse=True)
@@ -196,7 +200,6 @@ def test_a_broker_outage_leaves_the_depths_out_not_the_scrape(metrics_on, settin
 
 def test_the_dashboard_and_scrape_config_use_what_is_exported(metrics_on) -> None:
     """Every metric the Grafana dashboard queries is one the web or a worker exports."""
-    root = Path(__file__).resolve().parents[3]
     project = f.ProjectFactory()
     f.DocumentFactory(project=project)
     f.ModelVersionFactory(project=project, status=ModelStatus.CHAMPION, metrics={"ece": 0.02})
@@ -204,12 +207,37 @@ def test_the_dashboard_and_scrape_config_use_what_is_exported(metrics_on) -> Non
     web = {s.name for family in text_string_to_metric_families(scrape()) for s in family.samples}
     worker = {f"{TASK_DURATION._name}_{suffix}" for suffix in ("bucket", "count", "sum")}
     worker.add(f"{TASK_FAILURES._name}_total")
-    dashboard = json.loads((root / "deploy" / "grafana-dashboard.json").read_text())
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     queried = {name for e in exprs for name in re.findall(r"\b(?:alabel|django)_[a-z_]+", e)}
     assert len(queried) >= 10
     assert queried - web - worker == set()
-    scrape_config = yaml.safe_load((root / "deploy" / "prometheus.yml").read_text())
+    scrape_config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in scrape_config["scrape_configs"]}
     assert {job["authorization"]["type"] for job in jobs.values()} == {"Bearer"}
     assert all(t.endswith(":9808") for c in jobs["alabel-workers"]["static_configs"] for t in c["targets"])
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "METRICS_TOKEN"}}
+    base.update(env, DJANGO_SETTINGS_MODULE="labeling.settings")
+    return subprocess.run([sys.executable, "-c", "import django; django.setup();" + code], cwd=ROOT, env=base,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_short_metrics_token_is_refused_at_start(tmp_path: Path) -> None:
+    out = _python("", VAR_DIR=str(tmp_path), METRICS_TOKEN="short")
+    assert out.returncode != 0 and "METRICS_TOKEN must be at least 24 characters" in out.stderr
+    assert _python("", VAR_DIR=str(tmp_path), METRICS_TOKEN="t" * 24).returncode == 0
+
+
+def test_the_demos_filesystem_broker_has_queue_depths_too(tmp_path: Path) -> None:
+    """`make demo` runs on kombu's filesystem transport: the depth is the queue's message files."""
+    code = ("from celery import current_app; from labeling.selectors.metrics import queue_depths;"
+            "current_app.send_task('alabel.scoring.reconcile', queue='scoring');"
+            "current_app.send_task('alabel.scoring.reconcile', queue='scoring');"
+            "import json; print(json.dumps(queue_depths()))")
+    out = _python(code, VAR_DIR=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    depths = json.loads(out.stdout.strip().splitlines()[-1])
+    assert depths["scoring"] == 2 and depths["training"] == 0 and set(depths) == set(known_queues())
