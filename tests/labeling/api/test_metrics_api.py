@@ -215,7 +215,9 @@ def test_the_dashboard_and_scrape_config_use_what_is_exported(metrics_on) -> Non
     scrape_config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in scrape_config["scrape_configs"]}
     assert {job["authorization"]["type"] for job in jobs.values()} == {"Bearer"}
-    assert all(t.endswith(":9808") for c in jobs["alabel-workers"]["static_configs"] for t in c["targets"])
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    worker_port = int(compose["x-worker-metrics"]["WORKER_METRICS_PORT"])
+    assert {c["port"] for c in jobs["alabel-workers"]["dns_sd_configs"]} == {worker_port}
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
