@@ -131,7 +131,7 @@ def _serve(**_: Any) -> None:
     if not port:
         return
     if not settings.METRICS_TOKEN:
-        log.error("WORKER_METRICS_PORT is set but METRICS_TOKEN is not: task metrics are not served")
+        log.warning("WORKER_METRICS_PORT is set but METRICS_TOKEN is not: task metrics are not served")
         return
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         log.warning("PROMETHEUS_MULTIPROC_DIR is not set: only tasks run in the main process (the solo "
