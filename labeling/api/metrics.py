@@ -181,8 +181,8 @@ class MetricsApi(CountsFailedAuthentication, APIView):
         operation_id="metrics",
         summary="Prometheus metrics",
         description=(
-            "Request latency, queue depths, per-project documents, labels, labels in the last hour, pool "
-            "coverage and champion ECE in the Prometheus text format. Needs `Authorization: Bearer "
+            "Request latency, queue depths, per-project documents, labels, labels in the last hour, the "
+            "share the champion has scored and its ECE in the Prometheus text format. Needs `Authorization: Bearer "
             "<METRICS_TOKEN>`; 404 when METRICS_TOKEN is not set."
         ),
         responses={
