@@ -26,3 +26,26 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
+
+
+# --- Prometheus (labeling/api/metrics.py) -------------------------------------------------------
+# With PROMETHEUS_MULTIPROC_DIR set, every worker process writes its request metrics to files there
+# and /metrics, whichever process answers, reads them all. The directory belongs to this server alone.
+
+
+def on_starting(server: object) -> None:
+    """Start from an empty directory: a previous run's files would be counted again (before any fork)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.remove(os.path.join(directory, name))
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A recycled worker's counters stay summed; its live gauges go (prometheus_client's rule)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

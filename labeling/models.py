@@ -260,7 +260,11 @@ class Annotation(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["document", "annotator"], name="one_annotation_per_document_annotator"),
         ]
-        indexes = [models.Index(fields=["annotator", "created_at"], name="annotation_annotator_time")]
+        indexes = [
+            models.Index(fields=["annotator", "created_at"], name="annotation_annotator_time"),
+            # The metrics' labels of the last hour, across projects, read as an index range.
+            models.Index(fields=["created_at"], name="annotation_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.document_id}={self.label} by {self.annotator_id}"

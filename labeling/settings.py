@@ -75,10 +75,13 @@ INSTALLED_APPS = [
     "knox",
     "axes",
     "drf_spectacular",
+    "django_prometheus",
     "labeling",
 ]
 
 MIDDLEWARE = [
+    # First and last: request latency by view, method and status (django-prometheus, served at /metrics).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -90,6 +93,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into the lockout answer.
     "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 # Content-Security-Policy: every page uses only its own static files (the API docs' Swagger UI too),
@@ -303,3 +307,18 @@ EMBEDDING_CACHE_MAX_BYTES: int = env.int("EMBEDDING_CACHE_MAX_BYTES", default=10
 PREDICT_MAX_CHARS: int = env.int("PREDICT_MAX_CHARS", default=100_000)
 # Token highlights are computed by a worker; each user may ask for this many new ones a minute per project.
 ATTRIBUTIONS_PER_MINUTE: int = env.int("ATTRIBUTIONS_PER_MINUTE", default=20)
+
+# --- Prometheus metrics (docs/DEPLOYMENT.md, "Metrics") ------------------------------------
+# GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, /metrics is 404 for everyone.
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 24:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 24 characters (secrets.token_urlsafe(32) gives 43)")
+# The per-project gauges (documents, labels, coverage, ECE) are computed at most once per this many
+# seconds per cache (CACHE_URL: one for all processes); a scrape in between gets the same figures.
+METRICS_CACHE_SECONDS: float = env.float("METRICS_CACHE_SECONDS", default=30.0)
+# Those counts are linear in the rows counted, so they run under this statement timeout, not the web's.
+METRICS_STATEMENT_TIMEOUT_MS: int = env.int("METRICS_STATEMENT_TIMEOUT_MS", default=60000)
+# A Celery worker with WORKER_METRICS_PORT set serves its task metrics on METRICS_BIND:port (the same
+# bearer token); its processes share PROMETHEUS_MULTIPROC_DIR, a directory of its own (0 = off).
+WORKER_METRICS_PORT: int = env.int("WORKER_METRICS_PORT", default=0)
+METRICS_BIND: str = env.str("METRICS_BIND", default="127.0.0.1")

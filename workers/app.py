@@ -31,6 +31,8 @@ from kombu.exceptions import OperationalError as BrokerOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from workers import metrics  # noqa: F401 - connects the task-metric signals; serves them (workers/metrics.py)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labeling.settings")
 
 # Worker-only knobs; Django settings of the same name (if the project adds them) win.
@@ -81,9 +83,8 @@ def _configure_reliability() -> None:
     """Every task is idempotent, so a message is acknowledged only after its task finished."""
     from django.conf import settings
 
-    from labeling.services.dispatch import QueueKind, longest_time_limit, queue_for
+    from labeling.services.dispatch import known_queues, longest_time_limit
 
-    queues = {*(kind.value for kind in QueueKind), "gpu", *(queue_for(kind) for kind in QueueKind)}
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -92,7 +93,7 @@ def _configure_reliability() -> None:
         worker_prefetch_multiplier=1,
         task_ignore_result=settings.CELERY_RESULT_BACKEND is None,
         task_default_queue="scoring",
-        task_queues=[Queue(name) for name in sorted(queues)],
+        task_queues=[Queue(name) for name in known_queues()],
         task_create_missing_queues=True,
         broker_connection_retry_on_startup=True,
         # The broker may restart: an acked-late task whose connection dropped cannot be acked, so

@@ -1,10 +1,10 @@
-"""REST API under /api/v1/, the schema and docs, and /healthz + /readyz (mounted at the site root)."""
+"""REST API under /api/v1/, the schema and docs, and /healthz, /readyz, /metrics (mounted at the site root)."""
 
 from __future__ import annotations
 
 from django.urls import path, re_path
 
-from labeling.api import audit, documents, health, members, models, projects, queue, review, stats, team
+from labeling.api import audit, documents, health, members, metrics, models, projects, queue, review, stats, team
 from labeling.api.errors import json_not_found
 
 P = "api/v1/projects/<int:project_id>"
@@ -12,6 +12,7 @@ P = "api/v1/projects/<int:project_id>"
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.MetricsApi.as_view(), name="metrics"),
     path("api/v1/schema/", health.SchemaApi.as_view(), name="api-schema"),
     path("api/docs/", health.DocsApi.as_view(), name="api-docs"),
     path("api/docs/assets/<str:name>", health.docs_asset, name="api-docs-asset"),

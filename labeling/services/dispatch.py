@@ -52,6 +52,15 @@ def queue_for(kind: QueueKind) -> str:
             return str(settings.CELERY_ROUTE_IMPORTS)
 
 
+#: The queue a CUDA host's worker consumes when CELERY_ROUTE_SCORING / _TRAINING name it.
+GPU_QUEUE = "gpu"
+
+
+def known_queues() -> list[str]:
+    """Every queue work can be routed to: each kind's own, the GPU queue, and what the routes name."""
+    return sorted({*(kind.value for kind in QueueKind), GPU_QUEUE, *(queue_for(kind) for kind in QueueKind)})
+
+
 # --- the arguments a task takes: the message carries them positionally, in this order -------------
 
 

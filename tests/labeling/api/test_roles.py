@@ -39,6 +39,7 @@ FEED = frozenset({STAFF, MANAGER, INGEST})
 MANAGE = frozenset({STAFF, MANAGER})
 REVIEW = frozenset({STAFF, MANAGER, REVIEWER})
 ONLY_STAFF = frozenset({STAFF})
+NOBODY: frozenset[str] = frozenset()
 
 # Public or outside the service's roles: never project data. Django's admin site checks staff itself.
 PUBLIC = {"healthz", "readyz", "api-schema", "api-docs", "api-docs-asset", "ui:login", "ui:logout", "json_not_found",
@@ -97,8 +98,13 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("get", "ui:progress-json"): ANNOTATE,
     ("get", "ui:dashboard-json"): ANNOTATE,
     ("get", "ui:attributions-json"): ANNOTATE,
+    ("get", "metrics"): NOBODY,
 }
 UNSCOPED = {"api-projects", "api-audit", "ui:project-list"}
+# Opened by a credential of their own, never by a role's session or API key: /metrics takes only
+# `Bearer <METRICS_TOKEN>` and, with METRICS_TOKEN unset (as here), is 404 for every caller
+# (tests/labeling/api/test_metrics_api.py covers the token).
+OWN_CREDENTIAL = {"metrics"}
 # Function views (the UI) do not say their methods; DRF views do, and every one must be listed.
 FUNCTION_VIEW_METHODS = {"ui:members": ("get", "post")}
 
@@ -187,6 +193,8 @@ def _kwargs(name: str, world: dict[str, Any], caller: str) -> dict[str, int]:
 
 
 def _expected(method: str, name: str, caller: str) -> str:
+    if name in OWN_CREDENTIAL:
+        return "404"
     page = name.startswith("ui:") and not name.endswith("-json")
     if caller == ANONYMOUS:
         return "sign-in" if page else "401"
