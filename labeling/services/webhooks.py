@@ -269,7 +269,9 @@ def delivery_attempt(*, delivery_id: int) -> str | None:
     now = timezone.now()
     if not _claim(delivery_id, now):
         return None
-    delivery = WebhookDelivery.objects.select_related("subscription").get(pk=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("subscription").filter(pk=delivery_id).first()
+    if delivery is None:
+        return None  # its webhook was deleted a moment ago
     subscription = delivery.subscription
     started = time.monotonic()
     if subscription.active or delivery.event == PING:
