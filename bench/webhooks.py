@@ -96,6 +96,7 @@ class Team:
         self.errors: list[str] = []
         self.labels = 0
         self._stop = threading.Event()
+        self._sessions: dict[str, requests.Session] = {}
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._annotate, args=(key,), daemon=True) for key in keys]
 
@@ -113,26 +114,33 @@ class Team:
             self.times.setdefault((self.phase, what), []).append(ms)
 
     def _annotate(self, key: str) -> None:
-        s = requests.Session()
-        s.headers["Authorization"] = f"Token {key}"
         while not self._stop.is_set():
-            t0 = time.perf_counter()
-            r = s.post(f"{self.base}/api/v1/projects/{self.project_id}/queue/next", timeout=60)
-            self._record("queue_next", (time.perf_counter() - t0) * 1000)
-            if r.status_code != 200:
-                self.errors.append(f"queue/next {r.status_code} {r.text[:200]}")
-                time.sleep(1)
-                continue
-            time.sleep(random.uniform(0.5, 1.5) * self.think_s)
-            t0 = time.perf_counter()
-            r = s.post(f"{self.base}/api/v1/assignments/{r.json()['assignment']['id']}/annotation",
-                       json={"label": random.choice(["pos", "neg"])}, timeout=60)
-            self._record("label", (time.perf_counter() - t0) * 1000)
-            if r.status_code not in (200, 201):
-                self.errors.append(f"label {r.status_code} {r.text[:200]}")
-            else:
-                with self._lock:
-                    self.labels += 1
+            try:
+                self._one(key)
+            except requests.RequestException as exc:  # a reset connection on a loaded host: note it, go on
+                self.errors.append(f"{self.phase}: {type(exc).__name__}")
+                time.sleep(0.5)
+
+    def _one(self, key: str) -> None:
+        s = self._sessions.setdefault(key, requests.Session())
+        s.headers["Authorization"] = f"Token {key}"
+        t0 = time.perf_counter()
+        r = s.post(f"{self.base}/api/v1/projects/{self.project_id}/queue/next", timeout=60)
+        self._record("queue_next", (time.perf_counter() - t0) * 1000)
+        if r.status_code != 200:
+            self.errors.append(f"{self.phase}: queue/next {r.status_code} {r.text[:200]}")
+            time.sleep(1)
+            return
+        time.sleep(random.uniform(0.5, 1.5) * self.think_s)
+        t0 = time.perf_counter()
+        r = s.post(f"{self.base}/api/v1/assignments/{r.json()['assignment']['id']}/annotation",
+                   json={"label": random.choice(["pos", "neg"])}, timeout=60)
+        self._record("label", (time.perf_counter() - t0) * 1000)
+        if r.status_code not in (200, 201):
+            self.errors.append(f"{self.phase}: label {r.status_code} {r.text[:200]}")
+        else:
+            with self._lock:
+                self.labels += 1
 
     def figures(self, phase: str) -> dict[str, dict[str, float]]:
         return {what: percentiles(self.times.get((phase, what), [0.0])) for what in ("queue_next", "label")}
@@ -157,7 +165,7 @@ def main() -> None:
     manager_key, keys = tokens(args.clients, project)
     receiver = Receiver().start()
     port = free_port()
-    server = start_gunicorn(port, "-w", "4", "--threads", "5", "--worker-class", "gthread",
+    server = start_gunicorn(port, "-w", "4", "--threads", "5", "--worker-class", "gthread", "--keep-alive", "30",
                             env_extra={"CONN_MAX_AGE": "60", "WEBHOOK_ALLOW_PRIVATE": "1"})
     worker = start_worker({"WEBHOOK_ALLOW_PRIVATE": "1", "WEBHOOK_BACKOFF_MAX_S": str(args.backoff_max_s),
                            "WEBHOOK_RECONCILE_SECONDS": "10"})
@@ -231,7 +239,8 @@ def main() -> None:
             "distinct_ids_received": len(set(arrivals) & events), "requests_received": len(received),
             "repeats_same_id": len(received) - len(arrivals), "unknown_ids": len(set(arrivals) - events),
             "max_attempts": max(deliveries.values_list("attempts", flat=True), default=0),
-            "all_delivered_after_s": all_delivered_after_s, "labels": team.labels, "errors": team.errors[:3],
+            "all_delivered_after_s": all_delivered_after_s, "labels": team.labels,
+            "client_errors": len(team.errors), "first_errors": team.errors[:3],
         }))
     finally:
         team.stop()
