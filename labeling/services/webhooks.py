@@ -6,7 +6,9 @@ another worker), POSTs the signed body once, and records the answer: 2xx -> deli
 else -> pending again with an exponential backoff (``WEBHOOK_BACKOFF_BASE_S`` doubling up to
 ``WEBHOOK_BACKOFF_MAX_S``, plus jitter) and a message with that countdown, or failed after
 ``WEBHOOK_MAX_ATTEMPTS``. A redelivered or duplicated message finds the row claimed or done and does
-nothing; a lost one leaves a due row that ``webhooks_reconcile`` (beat) sends again. So receivers
+nothing; a lost one leaves a due row that ``webhooks_reconcile`` (beat) sends again. A failure also
+holds back the receiver's other pending deliveries until the next try (``_hold_back_siblings``), so a
+receiver that is down costs one probe per backoff step, not a retry per pending event. So receivers
 get each event at least once, every attempt carrying the same idempotency id (``X-Alabel-Delivery``).
 
 Signature (docs/API.md has the receiver's recipe): ``X-Alabel-Signature: t=<unix seconds>,v1=<hex>``
@@ -50,7 +52,7 @@ MAX_SUBSCRIPTIONS_PER_PROJECT = 20
 #: How much of a receiver's answer the delivery log keeps.
 MAX_ERROR_CHARS = 500
 #: Beat hands on at most this many due deliveries per run; the next run takes the rest.
-RECONCILE_BATCH = 1000
+RECONCILE_BATCH = 5000
 SUBSCRIBABLE = tuple(str(event) for event in Event)
 _local = threading.local()  # a connection pool per worker thread: keep-alive to each receiver
 
@@ -264,6 +266,20 @@ def _post(subscription: WebhookSubscription, delivery: WebhookDelivery) -> tuple
         return None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
 
 
+def _hold_back_siblings(delivery: WebhookDelivery, *, until: Any, now: Any) -> None:
+    """The receiver just failed: its other pending deliveries due sooner wait for this one's next try.
+
+    An outage then costs one probe per receiver per backoff step (plus one attempt per new event),
+    not one attempt per pending event per step; their attempt counts are not spent while they wait.
+    Their messages arrive early and find them not due; beat sends them once they are due and the
+    receiver answers again (``webhooks_reconcile``).
+    """
+    WebhookDelivery.objects.filter(
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
+        subscription_id=delivery.subscription_id, state=DeliveryState.PENDING, next_attempt_at__lt=until,
+    ).exclude(pk=delivery.pk).update(next_attempt_at=until)
+
+
 def delivery_attempt(*, delivery_id: int) -> str | None:
     """One attempt at a due delivery (the WEBHOOK_DELIVER task). Returns its new state, None: not due/held."""
     now = timezone.now()
@@ -289,6 +305,7 @@ def delivery_attempt(*, delivery_id: int) -> str | None:
     else:
         wait = backoff_s(delivery.attempts)
         fields.update(next_attempt_at=done + timedelta(seconds=wait))
+        _hold_back_siblings(delivery, until=fields["next_attempt_at"], now=done)
     WebhookDelivery.objects.filter(pk=delivery_id).update(**fields)
     if "state" not in fields:  # the next attempt's message, after the row says when it is due
         enqueue(TaskName.WEBHOOK_DELIVER, args=(delivery_id,), countdown=wait)

@@ -121,3 +121,15 @@ def test_a_rolled_back_label_leaves_no_delivery_and_a_committed_one_does(receive
     assert not WebhookDelivery.objects.exists()
     annotation, _ = annotation_submit(assignment=lease, user=lease.annotator, label="fresh")
     assert WebhookDelivery.objects.get().payload["annotation_id"] == annotation.pk
+
+
+def test_a_failing_receiver_holds_back_its_other_deliveries_until_the_next_try(receiver, delivery):
+    receiver.stop()
+    others = deliveries_create(event="annotation.created", payload={"n": 2},
+                               subscription_ids=[delivery.subscription_id] * 3)
+    webhooks.delivery_attempt(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    held = WebhookDelivery.objects.filter(pk__in=others)
+    assert {d.next_attempt_at for d in held} == {delivery.next_attempt_at}
+    assert {d.attempts for d in held} == {0}  # waiting spends none of their attempts
+    assert all(webhooks.delivery_attempt(delivery_id=pk) is None for pk in others)  # not due: no request
