@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from labeling.api import audit, documents, health, members, metrics, models, projects, queue, review, stats, team
+from labeling.api import (
+    audit,
+    documents,
+    health,
+    members,
+    metrics,
+    models,
+    projects,
+    queue,
+    review,
+    stats,
+    team,
+    webhooks,
+)
 from labeling.api.errors import json_not_found
 
 P = "api/v1/projects/<int:project_id>"
@@ -76,6 +89,20 @@ urlpatterns = [
     path(f"{P}/models/<int:model_id>/promote", models.ModelPromoteApi.as_view(), name="api-model-promote"),
     path(f"{P}/models/rollback", models.ModelRollbackApi.as_view(), name="api-model-rollback"),
     path(f"{P}/training-runs/", models.TrainingRunCollectionApi.as_view(), name="api-training-runs"),
+    # webhooks
+    path(f"{P}/webhooks/", webhooks.WebhookCollectionApi.as_view(), name="api-webhooks"),
+    path(f"{P}/webhooks/<int:webhook_id>", webhooks.WebhookItemApi.as_view(), name="api-webhook"),
+    path(f"{P}/webhooks/<int:webhook_id>/ping", webhooks.WebhookPingApi.as_view(), name="api-webhook-ping"),
+    path(
+        f"{P}/webhooks/<int:webhook_id>/deliveries/",
+        webhooks.DeliveryListApi.as_view(),
+        name="api-webhook-deliveries",
+    ),
+    path(
+        f"{P}/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/redeliver",
+        webhooks.DeliveryRedeliverApi.as_view(),
+        name="api-webhook-redeliver",
+    ),
     # anything else under /api/ is a JSON 404, never the HTML page
     re_path(r"^api/", json_not_found),
 ]

@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from labeling.models import Document, ImportJob, Project, Split, text_hash
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import ExternalIdConflictError
+from labeling.services.events import Event, publish
 from labeling.services.overlap import labels_required_for
 
 MAX_TEXT_CHARS = 100_000
@@ -205,6 +206,10 @@ def document_bulk_create(
                 results = _insert(project, validated, on_conflict)
                 if any(created for _, created in results):
                     enqueue(TaskName.SCORE_PENDING, args=(project.id,), countdown=2)
+                    new_ids = [doc.pk for doc, created in results if created]
+                    publish(Event.DOCUMENTS_INGESTED,
+                            {"project_id": project.id, "count": len(new_ids), "document_ids": new_ids},
+                            project=project.id)  # by id: an import holds its Project row for hours
                 return results
         except IntegrityError:
             # A concurrent request stored one of these external_ids between our read and insert:

@@ -37,6 +37,7 @@ from labeling.selectors.consensus import REVIEWER, final_labels
 from labeling.services.audit import audit_record
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import ServiceConflict
+from labeling.services.events import Event, publish
 
 MAX_COMMENT_CHARS = 10_000
 # The order reviewers meet open items in: disagreements block training, so they come first.
@@ -219,6 +220,11 @@ def review_decide(*, item: ReviewItem, reviewer: AbstractBaseUser, label: object
         )
         # A decision is a new training label: the retrain threshold counts it (training/triggers.py).
         enqueue(TaskName.CHECK_RETRAIN, args=(project.pk,), countdown=5, coalesce_s=4)
+        publish(Event.REVIEW_DECIDED, {
+            "project_id": project.pk, "review_item_id": locked.pk, "decision_id": decision.pk,
+            "document_id": locked.document_id, "label": label, "action": decision.action,
+            "replaced_label": decision.replaced_label, "reviewer_id": reviewer.pk,
+        }, project=project)
     return decision
 
 

@@ -130,7 +130,8 @@ def test_claims_add_change_and_remove_only_the_memberships_they_manage() -> None
     assert list(ProjectMembership.objects.filter(user=user).values_list("project_id", flat=True)) == [manual.pk]
 
     # Every change is recorded by the membership service, with no author: the provider decided.
-    history = AuditEvent.objects.filter(project_id=claimed.pk, target_type="user", target_id=str(user.pk)).order_by("id")
+    history = AuditEvent.objects.filter(project_id=claimed.pk, target_type="user", target_id=str(user.pk))
+    history = history.order_by("id")
     assert [(e.action, e.data["old_role"], e.data["new_role"], e.actor_id) for e in history] == [
         (AuditAction.MEMBER_ADDED, "", "annotator", None),
         (AuditAction.MEMBER_ROLE_CHANGED, "annotator", "reviewer", None),
