@@ -6,7 +6,6 @@ importer (chunks of 1,000 rows) both call it, so it must stay a handful of queri
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -21,6 +20,7 @@ from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import ExternalIdConflictError
 from labeling.services.events import Event, publish
 from labeling.services.overlap import labels_required_for
+from labeling.services.sampling import seeded_draw
 
 MAX_TEXT_CHARS = 100_000
 MAX_EXTERNAL_ID_CHARS = 255
@@ -103,10 +103,7 @@ def item_problems(item: Any) -> dict[str, str]:
 
 def holdout_draw(*, seed: int, content_hash: str, fraction: float) -> bool:
     """Seeded, deterministic: the same text in the same project always lands on the same side."""
-    if fraction <= 0:
-        return False
-    digest = hashlib.sha256(f"{seed}:{content_hash}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+    return seeded_draw(f"{seed}:{content_hash}", fraction)
 
 
 def _validated(items: Iterable[Any]) -> list[Mapping[str, Any]]:
