@@ -146,6 +146,12 @@
     const rv = t.review;
     $("review-summary").textContent = "Review: " + rv.open + " open, " + rv.decided + " decided, " +
       rv.changed_label + " changed a label; " + rv.flagged_noise + " flagged as likely mislabeled.";
+    const fl = d.flags;
+    if (fl && $("flag-summary")) {
+      const k = fl.open_by_kind;
+      $("flag-summary").textContent = "Flags in review: " + fl.open + " (unclear " + k.unclear + ", offensive " +
+        k.offensive + ", duplicate " + k.duplicate + "); " + fl.total + " flagged in all.";
+    }
     const quality = $("quality-body");
     if (!quality || !d.quality) return;
     quality.replaceChildren();

@@ -61,8 +61,20 @@
     $("comment-btn").disabled = !on;
   }
 
+  function flagsText(item) {
+    return (item.flags || []).map(function (f) { return f.kind + " (" + f.author + ")"; }).join(", ");
+  }
+
   function reasonText(item) {
+    const flags = flagsText(item);
+    const why = baseReasonText(item);
+    if (item.reason === "flag") return why + ": " + flags + ". Their comments are below.";
+    return flags ? why + " Also flagged: " + flags + "." : why;
+  }
+
+  function baseReasonText(item) {
     const title = config.reasons[item.reason] || item.reason;
+    if (item.reason === "flag") return title;
     if (item.reason === "noise") {
       const score = item.score === null || item.score === undefined ? "" : " · score " + A.num(item.score, 3);
       return title + score + ": the label-noise ranking thinks the given label is likely wrong.";
