@@ -5,6 +5,7 @@ bad input is a 400 naming the field and stores nothing."""
 from __future__ import annotations
 
 import pytest
+from rest_framework.test import APIClient
 
 from labeling import roles
 from labeling.models import AuditEvent, DocumentFlag, ReviewComment, ReviewItem, ReviewReason
@@ -151,3 +152,14 @@ def test_bad_flags_are_a_400_naming_the_field_and_store_nothing(project, docs, a
 def test_bad_flag_filters_are_a_400(project, manager_client) -> None:
     got = manager_client.get(f"/api/v1/projects/{project.pk}/flags/?kind=rude")
     assert got.status_code == 400 and "kind" in got.json()["error"]["fields"]
+
+
+def test_the_dashboard_counts_flags_for_managers_only(project, docs, annotator, manager, manager_client) -> None:
+    manager_client.post(f"/api/v1/projects/{project.pk}/documents/{docs[0].pk}/flags", {"kind": "unclear"},
+                        format="json")
+    session = APIClient()
+    session.force_login(manager)
+    counts = session.get(f"/ui/projects/{project.pk}/dashboard.json").json()["flags"]
+    assert counts["open"] == 1 and counts["open_by_kind"]["unclear"] == 1
+    session.force_login(annotator)
+    assert "flags" not in session.get(f"/ui/projects/{project.pk}/dashboard.json").json()
