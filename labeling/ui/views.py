@@ -122,7 +122,8 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
     manages = links["can_manage"]
     return render(
         request, "ui/dashboard.html",
-        {"project": project, "is_admin": manages, **links, "config": {"project": project.pk, "is_admin": manages}},
+        {"project": project, "is_admin": manages, **links, "config": {"project": project.pk, "is_admin": manages},
+         "guidelines": guidelines_get(project=project) if manages else None},
     )
 
 

@@ -1,8 +1,8 @@
 """Guidelines and flags in real headless Chromium against a live server on PostgreSQL.
 
-A manager's guidelines (with a script tag and a javascript: link in them) open with ? on the labeling
-page and on the review page, sanitised; the annotator flags an item by keyboard with a comment, and
-the reviewer meets it in the review queue with the flag and the comment.
+A manager writes guidelines (with a script tag and a javascript: link in them) on the dashboard; they
+open with ? on the labeling page and on the review page, sanitised; the annotator flags an item by
+keyboard with a comment, and the reviewer meets it in the review queue with the flag and the comment.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from playwright.sync_api import expect
 from labeling import models as m
 from labeling.roles import ANNOTATOR, MANAGER, REVIEWER
 from labeling.services.documents import document_bulk_create
-from labeling.services.guidelines import guidelines_update
 from labeling.services.memberships import membership_ensure
 from labeling.services.projects import project_create
 from tests import factories as f
@@ -42,14 +41,23 @@ def test_guidelines_open_by_key_and_a_flag_reaches_the_review_queue(live_server,
         name="Movie reviews", holdout_fraction=0.0, holdout_interleave=0.0,
         labels=[{"name": "fresh", "text": "Fresh", "key": "1"}, {"name": "rotten", "text": "Rotten", "key": "2"}],
     )
-    manager = f.UserFactory(username="boss")
-    membership_ensure(project=project, user=manager, role=MANAGER)
-    guidelines_update(project=project, by=manager, markdown=GUIDELINES,
-                      labels={"rotten": "Pans, *including* faint praise."})
     document_bulk_create(project=project, items=[{"text": t} for t in TEXTS])
-    for name, role in (("ann", ANNOTATOR), ("rev", REVIEWER)):
+    for name, role in (("boss", MANAGER), ("ann", ANNOTATOR), ("rev", REVIEWER)):
         membership_ensure(project=project, user=f.UserFactory(username=name, password=PASSWORD), role=role)
 
+    # The manager writes them on the dashboard.
+    login(page, base, "boss")
+    page.goto(f"{base}/projects/{project.pk}/dashboard/")
+    page.get_by_label("The guidelines").fill(GUIDELINES)
+    page.get_by_label("Notes and examples for “Rotten”").fill("Pans, *including* faint praise.")
+    page.get_by_role("button", name="Save the guidelines").click()
+    expect(page.locator("#guidelines-status")).to_contain_text("Saved")
+    project.refresh_from_db()
+    assert project.guidelines == GUIDELINES
+    assert project.label_guidelines == {"rotten": "Pans, *including* faint praise."}
+    assert m.AuditEvent.objects.get(action="guidelines.updated").actor_name == "boss"
+
+    page.context.clear_cookies()
     login(page, base, "ann")
     page.goto(f"{base}/projects/{project.pk}/label/")
     expect(page.locator("#doc-text")).not_to_have_text("Loading the next item…")
