@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from labeling import roles
 from labeling.api.base import BaseApi, project_or_404
 from labeling.api.permissions import IsProjectAnnotator, IsProjectManager, IsProjectMember, IsProjectReviewer
-from labeling.models import FlagKind, ReviewState
+from labeling.models import DocumentFlag, FlagKind, ReviewState
 from labeling.selectors.flags import flag_counts, flaggable_document, flags_list
 from labeling.selectors.guidelines import guidelines_get
 from labeling.services.flags import document_flag
@@ -123,7 +123,7 @@ class FlagSerializer(serializers.Serializer):
         ref_name = "Flag"
 
 
-def _flag_row(flag: Any) -> dict[str, Any]:
+def _flag_row(flag: DocumentFlag) -> dict[str, Any]:
     return {
         "id": flag.pk, "document_id": flag.document_id, "kind": flag.kind, "author": flag.author.get_username(),
         "comment": flag.comment.text if flag.comment else "", "review_item": flag.item_id,
@@ -163,8 +163,9 @@ class DocumentFlagApi(BaseApi):
         if document is None:
             raise NotFound(f"document {document_id} does not exist")
         flag, created = document_flag(document=document, author=request.user, **data.validated_data)
-        flag = type(flag).objects.select_related("author", "item", "comment").get(pk=flag.pk)
-        return Response(FlagSerializer(_flag_row(flag)).data, status=status.HTTP_201_CREATED if created else 200)
+        flag = DocumentFlag.objects.select_related("author", "item", "comment").get(pk=flag.pk)
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(FlagSerializer(_flag_row(flag)).data, status=code)
 
 
 class FlagListApi(BaseApi):
