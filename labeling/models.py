@@ -166,6 +166,11 @@ class Project(models.Model):
     )
     # Kept by services/webhooks.py: a label commits without a webhook query when it is False.
     webhooks_active = models.BooleanField(default=False, editable=False)
+    # --- guidelines: Markdown source, rendered and sanitised on read (labeling.services.guidelines) ---
+    guidelines = models.TextField(blank=True, default="", help_text="the labeling guidelines (Markdown)")
+    label_guidelines = models.JSONField(
+        default=dict, blank=True, help_text="{label name: Markdown}: what each label means, with examples"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -603,6 +608,7 @@ class AuditAction(models.TextChoices):
     REVIEW_DECIDED = "review.decided", "Review decision"
     TOKEN_CREATED = "token.created", "API token created or rotated"
     TOKEN_REVOKED = "token.revoked", "API token revoked"
+    GUIDELINES_UPDATED = "guidelines.updated", "Guidelines changed"
 
 
 #: Membership events of the audit log, and their names in ``GET /members/changes``.
@@ -682,6 +688,7 @@ class ReviewReason(models.TextChoices):
     DISAGREEMENT = "disagreement", "Annotators disagree"
     NOISE = "noise", "Likely mislabeled"
     AUDIT = "audit", "Random audit"
+    FLAG = "flag", "Flagged by an annotator"
 
 
 class ReviewState(models.TextChoices):
@@ -762,6 +769,39 @@ class ReviewComment(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class FlagKind(models.TextChoices):
+    UNCLEAR = "unclear", "Unclear"
+    OFFENSIVE = "offensive", "Offensive"
+    DUPLICATE = "duplicate", "Duplicate"
+
+
+class DocumentFlag(models.Model):
+    """An annotator's flag on a document: it opens (or joins) the document's review item.
+
+    Its optional comment is a ``ReviewComment`` on that item, so the review page shows it with the rest.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="flags")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="flags")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=12, choices=FlagKind.choices)
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="flags")
+    comment = models.ForeignKey(ReviewComment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # Flagging again while the item is in review changes nothing (the first flag stands).
+            models.UniqueConstraint(fields=["item", "author", "kind"], name="one_flag_per_item_author_kind"),
+            models.CheckConstraint(condition=Q(kind__in=FlagKind.values), name="flag_kind_is_known"),
+        ]
+        indexes = [models.Index(fields=["project", "kind"], name="flag_project_kind")]
+
+    def __str__(self) -> str:
+        return f"flag {self.pk} of {self.document_id} ({self.kind})"
 
 
 class ApiToken(AbstractAuthToken):

@@ -7,6 +7,7 @@ from django.urls import path, re_path
 from labeling.api import (
     audit,
     documents,
+    guidelines,
     health,
     members,
     metrics,
@@ -34,6 +35,7 @@ urlpatterns = [
     path(f"{P}/", projects.ProjectItemApi.as_view(), name="api-project"),
     path(f"{P}/stats", stats.ProjectStatsApi.as_view(), name="api-project-stats"),
     path(f"{P}/export", stats.ProjectExportApi.as_view(), name="api-project-export"),
+    path(f"{P}/guidelines", guidelines.GuidelinesApi.as_view(), name="api-guidelines"),
     # members
     path(f"{P}/members/", members.MemberCollectionApi.as_view(), name="api-members"),
     path(f"{P}/members/changes", members.MemberChangeListApi.as_view(), name="api-member-changes"),
@@ -44,6 +46,8 @@ urlpatterns = [
     # documents and imports
     path(f"{P}/documents/", documents.DocumentCollectionApi.as_view(), name="api-documents"),
     path(f"{P}/documents/<int:document_id>", documents.DocumentDetailApi.as_view(), name="api-document"),
+    path(f"{P}/documents/<int:document_id>/flags", guidelines.DocumentFlagApi.as_view(), name="api-document-flag"),
+    path(f"{P}/flags/", guidelines.FlagListApi.as_view(), name="api-flags"),
     path(f"{P}/imports/", documents.ImportCreateApi.as_view(), name="api-imports"),
     path(f"{P}/imports/<int:job_id>", documents.ImportDetailApi.as_view(), name="api-import"),
     # queue, assignments, annotations
