@@ -123,12 +123,21 @@ def _configure_beat() -> None:
         _setting("CELERY_RECONCILE_SECONDS", _env.float("CELERY_RECONCILE_SECONDS", default=60.0))
     )
     nightly_hour = int(_setting("CELERY_RETRAIN_HOUR", _env.int("CELERY_RETRAIN_HOUR", default=2)))
+    prune_s = float(
+        _setting("PREDICTION_PRUNE_SECONDS", _env.float("PREDICTION_PRUNE_SECONDS", default=3600.0))
+    )
     reconcile, nightly = TASKS[TaskName.RECONCILE], TASKS[TaskName.SCHEDULED_RETRAIN]
+    prune = TASKS[TaskName.PRUNE_PREDICTIONS]
     app.conf.beat_schedule = {
         "reconcile": {
             "task": str(reconcile.name),
             "schedule": reconcile_s,
             "options": {"queue": queue_for(reconcile.kind), "expires": reconcile_s},
+        },
+        "prune-predictions": {
+            "task": str(prune.name),
+            "schedule": prune_s,
+            "options": {"queue": queue_for(prune.kind), "expires": prune_s},
         },
         "nightly-retrain": {
             "task": str(nightly.name),
