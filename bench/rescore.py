@@ -29,7 +29,7 @@ setup_django()
 
 from django.db import connection
 
-from labeling.models import Annotation, Document, Prediction, RunTrigger, TrainingRun
+from labeling.models import Annotation, Document, ModelVersion, Prediction, RunTrigger, TrainingRun
 from labeling.selectors.models import champion_get
 from labeling.services import modeling
 from labeling.services.scoring import model_version_rescore
@@ -70,6 +70,34 @@ def copy_floor(champion_id: int) -> tuple[int, float]:
                     copy.write_row(row)
         cursor.execute("DROP TABLE bench_copy_floor")
     return len(rows), t["s"]
+
+
+def split_figures(champion_id: int, batch: int = 256) -> dict[str, float]:
+    """Seconds for the head (cache read + k samples x heads) and for each write path, same rows."""
+    from django.db import transaction
+
+    from labeling.services.scoring import predictions_write
+
+    champion = ModelVersion.objects.get(pk=champion_id)
+    classifier = modeling.classifier_for(champion)
+    docs = list(Document.objects.filter(project_id=champion.project_id).order_by("-id").values_list("id", "text"))
+    with timer() as head:
+        for i in range(0, len(docs), batch):
+            modeling.classifier_score(classifier, [t for _, t in docs[i : i + batch]], return_samples=True)
+    fields = ["document_id", "model_version_id", "in_queue", "probabilities", "predicted_label", "confidence",
+              "entropy", "expected_entropy", "mutual_info", "margin", "acquisition_score", "map_x", "map_y",
+              "scored_at"]
+    rows = list(Prediction.objects.filter(model_version_id=champion_id).values(*fields))
+    out = {"docs": len(docs), "head_s": round(head["s"], 1)}
+    for name, use_copy in (("orm_upsert", False), ("copy_upsert", True)):
+        Prediction.objects.filter(model_version_id=champion_id).delete()
+        with timer() as w:
+            for i in range(0, len(rows), batch):
+                with transaction.atomic():
+                    predictions_write(rows=rows[i : i + batch], use_copy=use_copy)
+        out[f"{name}_s"] = round(w["s"], 2)
+    out["orm_over_copy"] = round(out["orm_upsert_s"] / out["copy_upsert_s"], 2)
+    return out
 
 
 def disk_figures(champion_id: int) -> dict[str, float]:
@@ -123,6 +151,7 @@ def main() -> None:
                       "wall_s": round(copy_s, 2), "rows_per_s": round(copied / copy_s),
                       "rescore_over_copy": round(t["s"] / copy_s, 1)}))
     print(json.dumps({"row": "disk", **disk_figures(champion_id)}))
+    print(json.dumps({"row": "split: head vs writes, same rows, batches of 256", **split_figures(champion_id)}))
     if args.no_cold:
         return
     # Baseline: the same scoring path on texts the cache has never seen.
