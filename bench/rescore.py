@@ -8,19 +8,28 @@ and written). A champion is trained on 1,000 gold labels; then ``model_version_r
 RESCORE_POOL task's service) runs, continuation after continuation, until every document has a
 prediction from it. Baseline (same run): scoring 2,000 documents whose vectors are not cached
 (the encoder runs), extrapolated per document.
+
+Floor (same run): a bare ``COPY`` of the same prediction rows, read back from the table, into a
+fresh table of the same columns without indexes or constraints; no re-score can write faster, so
+``rescore_over_copy`` is the figure that survives a busy machine. Disk: bytes per prediction row
+(``pg_total_relation_size`` of the predictions table with its indexes over its rows) and per cached
+vector (the embedding cache file over its rows), for docs/DEPLOYMENT.md's arithmetic.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 from _common import ensure_project, label_documents, labeled_corpus, machine, setup_django, timer, warm_cache
 
 setup_django()
 
-from labeling.models import Annotation, Document, Prediction, RunTrigger, TrainingRun
+from django.db import connection
+
+from labeling.models import Annotation, Document, ModelVersion, Prediction, RunTrigger, TrainingRun
 from labeling.selectors.models import champion_get
 from labeling.services import modeling
 from labeling.services.scoring import model_version_rescore
@@ -44,9 +53,78 @@ def ensure_champion(project) -> tuple[int, int]:
     return run.pk, run.model_version_id
 
 
+def copy_floor(champion_id: int) -> tuple[int, float]:
+    """(rows, seconds) of a bare COPY of ``champion_id``'s prediction rows into an unindexed table."""
+    table = connection.ops.quote_name(Prediction._meta.db_table)
+    columns = [f.column for f in Prediction._meta.concrete_fields if f.column != "id"]
+    names = ", ".join(connection.ops.quote_name(c) for c in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {names} FROM {table} WHERE model_version_id = %s", [champion_id])
+        rows = cursor.fetchall()
+        cursor.execute("DROP TABLE IF EXISTS bench_copy_floor")
+        cursor.execute(f"CREATE TABLE bench_copy_floor AS SELECT {names} FROM {table} WITH NO DATA")
+        raw = cursor.cursor  # psycopg 3
+        with timer() as t:
+            with raw.copy(f"COPY bench_copy_floor ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        cursor.execute("DROP TABLE bench_copy_floor")
+    return len(rows), t["s"]
+
+
+def split_figures(champion_id: int, batch: int = 256) -> dict[str, float]:
+    """Seconds for the head (cache read + k samples x heads) and for each write path, same rows."""
+    from django.db import transaction
+
+    from labeling.services.scoring import predictions_write
+
+    champion = ModelVersion.objects.get(pk=champion_id)
+    classifier = modeling.classifier_for(champion)
+    docs = list(Document.objects.filter(project_id=champion.project_id).order_by("-id").values_list("id", "text"))
+    with timer() as head:
+        for i in range(0, len(docs), batch):
+            modeling.classifier_score(classifier, [t for _, t in docs[i : i + batch]], return_samples=True)
+    fields = ["document_id", "model_version_id", "in_queue", "probabilities", "predicted_label", "confidence",
+              "entropy", "expected_entropy", "mutual_info", "margin", "acquisition_score", "map_x", "map_y",
+              "scored_at"]
+    rows = list(Prediction.objects.filter(model_version_id=champion_id).values(*fields))
+    out = {"docs": len(docs), "head_s": round(head["s"], 1)}
+    for name, use_copy in (("orm_upsert", False), ("copy_upsert", True)):
+        Prediction.objects.filter(model_version_id=champion_id).delete()
+        with timer() as w:
+            for i in range(0, len(rows), batch):
+                with transaction.atomic():
+                    predictions_write(rows=rows[i : i + batch], use_copy=use_copy)
+        out[f"{name}_s"] = round(w["s"], 2)
+    out["orm_over_copy"] = round(out["orm_upsert_s"] / out["copy_upsert_s"], 2)
+    return out
+
+
+def disk_figures(champion_id: int) -> dict[str, float]:
+    """Bytes per prediction row (table + indexes + TOAST) and per embedding cache row."""
+    from labeling.services import modeling
+
+    table = Prediction._meta.db_table
+    with connection.cursor() as cursor:
+        # FULL: earlier runs' deleted rows would otherwise count as the table's size.
+        cursor.execute(f"VACUUM FULL ANALYZE {connection.ops.quote_name(table)}")
+        cursor.execute("SELECT pg_total_relation_size(%s), pg_relation_size(%s)", [table, table])
+        total, heap = cursor.fetchone()
+    rows = Prediction.objects.count()
+    probs = len(Prediction.objects.filter(model_version_id=champion_id).first().probabilities)
+    cache = modeling.embedding_cache_for(modeling.encoder_for().encoder_id)
+    path = str(cache.path)
+    cache_bytes = sum(os.path.getsize(p) for p in (path, f"{path}-wal") if os.path.exists(p))
+    cache_rows = len(cache)
+    return {"prediction_rows": rows, "labels": probs, "bytes_per_prediction": round(total / rows),
+            "heap_bytes_per_prediction": round(heap / rows), "cache_rows": cache_rows,
+            "bytes_per_cached_vector": round(cache_bytes / max(cache_rows, 1))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--no-cold", action="store_true", help="skip the uncached-encoding baseline")
     args = parser.parse_args()
     print(json.dumps({"machine": machine()}))
     texts, _, _ = labeled_corpus()
@@ -68,6 +146,14 @@ def main() -> None:
     rate = scored / t["s"]
     print(json.dumps({"row": f"re-score {total:,} docs after promotion, warm cache", "scored": scored,
                       "wall_s": round(t["s"], 1), "docs_per_s": round(rate), "task_calls": calls}))
+    copied, copy_s = copy_floor(champion_id)
+    print(json.dumps({"row": f"floor: bare COPY of the same {copied:,} prediction rows (no indexes)",
+                      "wall_s": round(copy_s, 2), "rows_per_s": round(copied / copy_s),
+                      "rescore_over_copy": round(t["s"] / copy_s, 1)}))
+    print(json.dumps({"row": "disk", **disk_figures(champion_id)}))
+    print(json.dumps({"row": "split: head vs writes, same rows, batches of 256", **split_figures(champion_id)}))
+    if args.no_cold:
+        return
     # Baseline: the same scoring path on texts the cache has never seen.
     champion = champion_get(project_id=project.pk)
     classifier = modeling.classifier_for(champion)

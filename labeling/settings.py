@@ -317,6 +317,16 @@ IMPORT_REQUEUE_AFTER_S: int = env.int("IMPORT_REQUEUE_AFTER_S", default=300)
 # Bound on each embedding cache file (least recently used rows evicted past it): ~4.8 KB per
 # document at 384 dimensions, so 1 GiB keeps ~220,000 documents' vectors (docs/MODELSVC.md).
 EMBEDDING_CACHE_MAX_BYTES: int = env.int("EMBEDDING_CACHE_MAX_BYTES", default=1024**3)
+# Retention (labeling/services/retention.py, docs/DEPLOYMENT.md "Disk"): the beat task PRUNE_PREDICTIONS
+# deletes predictions of superseded model versions. Kept besides the champion: this many most recently
+# retired champions (1 = the one a rollback restores; 0 = a rollback re-scores the pool first).
+PREDICTION_KEEP_PREVIOUS: int = env.int("PREDICTION_KEEP_PREVIOUS", default=1)
+if PREDICTION_KEEP_PREVIOUS < 0:
+    raise ImproperlyConfigured("PREDICTION_KEEP_PREVIOUS must be 0 or more")
+# Rows deleted per transaction: each batch holds its row locks for tens of milliseconds.
+PREDICTION_PRUNE_BATCH: int = env.int("PREDICTION_PRUNE_BATCH", default=5000)
+if PREDICTION_PRUNE_BATCH < 1:
+    raise ImproperlyConfigured("PREDICTION_PRUNE_BATCH must be at least 1")
 # /predict encodes in the web process: at most this many characters per request, all texts together.
 PREDICT_MAX_CHARS: int = env.int("PREDICT_MAX_CHARS", default=100_000)
 # Token highlights are computed by a worker; each user may ask for this many new ones a minute per project.

@@ -125,8 +125,12 @@ def _configure_beat() -> None:
     )
     nightly_hour = int(_setting("CELERY_RETRAIN_HOUR", _env.int("CELERY_RETRAIN_HOUR", default=2)))
     webhooks_s = float(_setting("WEBHOOK_RECONCILE_SECONDS", 30.0))
+    prune_s = float(
+        _setting("PREDICTION_PRUNE_SECONDS", _env.float("PREDICTION_PRUNE_SECONDS", default=3600.0))
+    )
     reconcile, nightly = TASKS[TaskName.RECONCILE], TASKS[TaskName.SCHEDULED_RETRAIN]
     webhooks = TASKS[TaskName.WEBHOOK_RECONCILE]
+    prune = TASKS[TaskName.PRUNE_PREDICTIONS]
     app.conf.beat_schedule = {
         "reconcile": {
             "task": str(reconcile.name),
@@ -137,6 +141,11 @@ def _configure_beat() -> None:
             "task": str(webhooks.name),
             "schedule": webhooks_s,
             "options": {"queue": queue_for(webhooks.kind), "expires": webhooks_s},
+        },
+        "prune-predictions": {
+            "task": str(prune.name),
+            "schedule": prune_s,
+            "options": {"queue": queue_for(prune.kind), "expires": prune_s},
         },
         "nightly-retrain": {
             "task": str(nightly.name),

@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from labeling.models import Prediction
-from labeling.services import import_jobs, modeling, scoring, webhooks
+from labeling.services import import_jobs, modeling, retention, scoring, webhooks
 from labeling.services.dispatch import TaskName
 from labeling.services.errors import RunLockedError, ScoringBusyError
 from labeling.services.training import reconciliation, runs, triggers
@@ -33,6 +33,11 @@ def rescore_pool(run_id: int, model_version_id: int) -> dict[str, Any]:
 @task(TaskName.RECONCILE)
 def reconcile() -> dict[str, Any]:
     return {**scoring.scoring_reconcile(), **reconciliation.training_reconcile(), **import_jobs.imports_reconcile()}
+
+
+@task(TaskName.PRUNE_PREDICTIONS)
+def prune_predictions() -> dict[str, Any]:
+    return dataclasses.asdict(retention.predictions_prune())
 
 
 @task(TaskName.ATTRIBUTE)

@@ -27,6 +27,7 @@ class TaskName(enum.StrEnum):
     SCORE_PENDING = "alabel.scoring.score_pending"
     RESCORE_POOL = "alabel.scoring.rescore_pool"
     RECONCILE = "alabel.scoring.reconcile"
+    PRUNE_PREDICTIONS = "alabel.scoring.prune_predictions"
     ATTRIBUTE = "alabel.scoring.attribute"
     TRAIN = "alabel.training.train"
     CHECK_RETRAIN = "alabel.training.check_retrain"
@@ -139,6 +140,9 @@ TASKS: Mapping[TaskName, TaskSpec] = MappingProxyType({spec.name: spec for spec 
              doc="the pool under a new champion, chunked and resumable"),
     TaskSpec(TaskName.RECONCILE, QueueKind.SCORING, NoArgs, 60, 90,
              doc="beat: unscored documents, lapsed leases, orphaned runs"),
+    # Its own 120 s budget (retention.PRUNE_TIME_BUDGET_S) stops it well inside the limit; beat resumes.
+    TaskSpec(TaskName.PRUNE_PREDICTIONS, QueueKind.SCORING, NoArgs, 300, 360,
+             doc="beat: delete predictions of superseded model versions, in batches"),
     # Enqueued when the labeling page asks for a prediction's highlights (modeling.prediction_attributions_request).
     TaskSpec(TaskName.ATTRIBUTE, QueueKind.SCORING, PredictionArgs, 60, 90, doc="token highlights"),
     # On SQLite the reconciliation counts a run older than the hard limit as orphaned.

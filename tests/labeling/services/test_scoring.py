@@ -193,3 +193,40 @@ def test_stale_message_for_a_deleted_model_version_is_a_noop() -> None:
     report = scoring.model_version_rescore(run_id=0, model_version_id=987654)
     assert report.stale and report.scored == 0
     assert not TrainingRun.objects.exists()
+
+
+def test_the_copy_write_stores_exactly_what_the_orm_upsert_stores() -> None:
+    """PostgreSQL's COPY + INSERT ... SELECT path and the ORM's bulk upsert give identical rows."""
+    project = ProjectFactory()
+    docs = [DocumentFactory(project=project) for _ in range(6)]
+    by_copy, by_orm = (ModelVersionFactory(project=project, status=ModelStatus.CHAMPION if i else "retired")
+                       for i in range(2))
+    now = timezone.now()
+
+    def rows(version, shift: float) -> list[dict]:
+        return [
+            {"document_id": d.pk, "model_version_id": version.pk, "in_queue": i % 2 == 0,
+             "probabilities": [0.1 * i + shift, 1 - 0.1 * i - shift], "predicted_label": "rotten",
+             "confidence": 0.9 - 0.01 * i, "entropy": 0.3 + i / 7, "expected_entropy": 0.2 + i / 9,
+             "mutual_info": 1 / 3 + i, "margin": 0.123456789 * i, "acquisition_score": -1e-9 * i,
+             "map_x": 1.5 * i if i else None, "map_y": -2.25, "scored_at": now}
+            for i, d in enumerate(docs)
+        ]
+
+    def stored(version) -> list[tuple]:
+        fields = ["document_id", "in_queue", "probabilities", "predicted_label", "confidence", "entropy",
+                  "expected_entropy", "mutual_info", "margin", "acquisition_score", "map_x", "map_y",
+                  "scored_at", "attributions"]
+        return list(Prediction.objects.filter(model_version=version).order_by("document_id").values_list(*fields))
+
+    scoring.predictions_write(rows=rows(by_copy, 0.0), use_copy=True)
+    scoring.predictions_write(rows=rows(by_orm, 0.0), use_copy=False)
+    assert stored(by_copy) == stored(by_orm) and len(stored(by_copy)) == 6
+    # A second write of the same documents overwrites the scores in place and keeps the attributions.
+    Prediction.objects.filter(model_version__in=[by_copy, by_orm]).update(attributions=[["good", 0.5]])
+    ids = set(Prediction.objects.filter(model_version=by_copy).values_list("id", flat=True))
+    scoring.predictions_write(rows=rows(by_copy, 0.05)[:4], use_copy=True)
+    scoring.predictions_write(rows=rows(by_orm, 0.05)[:4], use_copy=False)
+    assert stored(by_copy) == stored(by_orm)
+    assert stored(by_copy)[0][2] == [0.05, 0.95] and stored(by_copy)[0][-1] == [["good", 0.5]]
+    assert set(Prediction.objects.filter(model_version=by_copy).values_list("id", flat=True)) == ids
