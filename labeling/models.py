@@ -95,6 +95,10 @@ class OverlapScope(models.TextChoices):
 
 
 MAX_OVERLAP = 5
+#: The share of a run's training labels the label-noise loop sends to review: a project's default, and
+#: the most it may ask for (past half, the "likely wrong" ranking is mostly right labels).
+NOISE_REVIEW_SHARE = 0.10
+MAX_NOISE_REVIEW_SHARE = 0.5
 
 
 class Project(models.Model):
@@ -163,6 +167,12 @@ class Project(models.Model):
         default=0.0,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="share of single-labeled documents sent to review as a random audit",
+    )
+    noise_review_share = models.FloatField(
+        default=NOISE_REVIEW_SHARE,
+        validators=[MinValueValidator(0.0), MaxValueValidator(MAX_NOISE_REVIEW_SHARE)],
+        help_text="share of each run's training labels the label-noise loop sends to review, most suspect "
+        "first (0 turns the loop off); they stop training until a reviewer decides them",
     )
     created_at = models.DateTimeField(default=timezone.now)
 

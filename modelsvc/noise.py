@@ -25,9 +25,6 @@ import numpy as np
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 
-#: The share of a run's training labels sent to review as likely wrong (the replay's measured budget).
-REVIEW_SHARE = 0.10
-
 
 @dataclass(frozen=True)
 class LabelIssueRanking:

@@ -81,6 +81,8 @@ def test_noisy_team_replay_flags_reviews_and_measures_agreement(tmp_path: Path) 
     assert last["wrong_labels"] > 0  # 30% of the answers were flipped
     assert last["flagged"] >= 1 and 0.0 <= last["flag_precision"] <= 1.0 and 0.0 <= last["flag_recall"] <= 1.0
     assert 1 <= last["reviews"] and 0 <= last["reviews_changed"] <= last["reviews"]
+    # Flagged labels nobody reviewed yet are held back from training (they are still pool labels).
+    assert 0 <= last["held_back_wrong"] <= last["held_back"] <= last["pool_labels"]
     # Labels spent: every answer (second opinions on the holdout too) and every review.
     assert last["labels"] >= last["pool_labels"] + 2 * last["holdout_rated"] + last["reviews"]
     for name in ("alpha", "fleiss_kappa", "cohen_kappa"):
@@ -105,7 +107,7 @@ def test_simulated_annotators_flip_at_their_rate() -> None:
     assert {"b", "c"} <= set(flipped)
     assert TeamPolicy().tag() == "" and TeamPolicy(flip_rate=0.15, review_share=0.1).tag() == "flip0.15 review0.1"
     with pytest.raises(ValueError):
-        TeamPolicy(review_share=0.5)
+        TeamPolicy(review_share=0.6)
 
 
 @pytest.mark.django_db

@@ -1,12 +1,14 @@
 """Likely-wrong labels after a training run: rank the run's training labels with ``modelsvc.noise``.
 
 The run's cross-fitted out-of-fold probabilities (``TrainResult.oof_probs``) score every training label
-with a model that never saw it; the top ``REVIEW_SHARE`` of them, most suspect first, are recorded on the
-challenger as ``metrics["label_issues"]`` (whether it is promoted or not: the labels are the project's,
-not the model's), and sent to the review queue (``labeling.services.review.review_flag``, reason
-``noise``). Documents a reviewer has decided are ranked but never flagged: a reviewer's verdict is final,
-and the model keeps disagreeing with the hard ones it fixed, which would otherwise take the top places
-round after round and leave the review budget nothing new (the replay measured exactly that).
+with a model that never saw it; the top ``Project.noise_review_share`` of them (default 10 %), most
+suspect first, are recorded on the challenger as ``metrics["label_issues"]`` (whether it is promoted or
+not: the labels are the project's, not the model's), and sent to the review queue
+(``labeling.services.review.review_flag``, reason ``noise``). Documents a reviewer has decided are
+ranked but never flagged: a reviewer's verdict is final, and the model keeps disagreeing with the hard
+ones it fixed, which would otherwise take the top places round after round and leave the review budget
+nothing new (the replay measured exactly that).
+A flagged label stops training until its review is decided (``labeling.selectors.consensus``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from labeling.models import ModelVersion, Project, ReviewDecision, ReviewReason
 from labeling.services.review import review_flag
-from modelsvc.noise import REVIEW_SHARE, rank_label_issues
+from modelsvc.noise import rank_label_issues
 
 
 def label_issues_rank(
@@ -28,8 +30,8 @@ def label_issues_rank(
     labels: Sequence[str],
     label_names: Sequence[str],
     oof_probs: np.ndarray,
+    share: float,
     decided: Collection[int] = (),
-    share: float = REVIEW_SHARE,
 ) -> dict[str, Any]:
     """JSON-ready list of the most suspect labels, ``share`` of all N, skipping ``decided`` documents.
 

@@ -153,6 +153,7 @@ def _execute(run: TrainingRun) -> None:
             labels=labels,
             label_names=result.classifier.label_names,
             oof_probs=result.oof_probs,
+            share=project.noise_review_share,
             decided=reviewer_decided(project=project),
         )
         metrics["label_issues"]["opened_for_review"] = label_issues_flag(
