@@ -24,7 +24,12 @@ from modelsvc.config import fine_tune_top
 
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 KEY_RE = re.compile(r"^[1-9a-z]$")
-RESERVED_KEYS = frozenset({"s", "u"})  # skip and undo on the labeling page
+#: Keys the labeling and review pages keep for themselves, so no label may take them: a page key
+#: pressed first would leave that label unreachable by keyboard. The review page's comment key is
+#: chosen per project instead (``COMMENT_KEYS``: "c", or "0" where a label took "c").
+PAGE_KEYS = {"skip": "s", "undo": "u"}
+RESERVED_KEYS = frozenset(PAGE_KEYS.values())
+COMMENT_KEYS = ("c", "0")  # "0" is never a label key (KEY_RE)
 
 
 def text_hash(text: str) -> str:
@@ -71,7 +76,8 @@ def validate_label_set(value: Any) -> None:
         key = item.get("key", "")
         if key:
             if not isinstance(key, str) or not KEY_RE.match(key) or key in RESERVED_KEYS:
-                raise ValidationError(f"labels[{i}].key {key!r} must be one of 1-9 or a-z, not s or u")
+                reserved = " or ".join(sorted(RESERVED_KEYS))
+                raise ValidationError(f"labels[{i}].key {key!r} must be one of 1-9 or a-z, not {reserved} (page keys)")
             if key in keys:
                 raise ValidationError(f"labels[{i}].key {key!r} is repeated")
             keys.add(key)

@@ -131,6 +131,9 @@ def test_first_model_is_promoted_and_a_worse_challenger_is_rejected() -> None:
     challenger = ModelVersion.objects.get(pk=bad.model_version_id)
     assert challenger.status == ModelStatus.REJECTED
     assert challenger.metrics["accuracy"] < challenger.metrics["champion_holdout_accuracy"]
+    # the labels still waiting for review fill the share: the second run flags nothing new
+    assert challenger.metrics["label_issues"]["n_pending"] == issues["opened_for_review"] == 16
+    assert challenger.metrics["label_issues"]["document_ids"] == []
     assert champion_get(project_id=project.pk) == champion  # untouched
 
 
