@@ -33,6 +33,7 @@ class LabelIssueRanking:
     scores: np.ndarray
     order: np.ndarray
     is_issue: np.ndarray
+    verdict: bool = True  # False: too few labels per class for cleanlab's verdict (is_issue is all False)
 
     def top(self, share: float) -> np.ndarray:
         """Indices of the ``share`` most suspect labels (at least 1 when share > 0 and N > 0)."""
@@ -56,17 +57,18 @@ def rank_label_issues(labels: np.ndarray, probs: np.ndarray) -> LabelIssueRankin
     y, p = _check(labels, probs)
     if len(y) == 0:
         empty = np.zeros(0, dtype=np.int64)
-        return LabelIssueRanking(np.zeros(0), empty, np.zeros(0, dtype=bool))
+        return LabelIssueRanking(np.zeros(0), empty, np.zeros(0, dtype=bool), verdict=False)
     scores = np.asarray(get_label_quality_scores(y, p, method="self_confidence"), dtype=np.float64)
     order = np.argsort(scores, kind="stable")
     is_issue = np.zeros(len(y), dtype=bool)
     # cleanlab's confident joint needs a few labels of each given class; with fewer it warns or raises,
     # and its verdict means little, so a tiny label set reports no verdict (the ranking still stands).
-    if np.bincount(y, minlength=p.shape[1]).min() >= 2:
+    verdict = bool(np.bincount(y, minlength=p.shape[1]).min() >= 2)
+    if verdict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             is_issue[find_label_issues(y, p, filter_by="prune_by_noise_rate")] = True
-    return LabelIssueRanking(scores, order, is_issue)
+    return LabelIssueRanking(scores, order, is_issue, verdict)
 
 
 def flag_top(order: np.ndarray, share: float) -> np.ndarray:

@@ -41,7 +41,9 @@ def label_issues_rank(
     At most ``share`` of all the labels are under suspicion at once: ``pending`` earlier flags still
     wait for a reviewer (held back from training, so not among these N), and they use up the budget
     first. Without the cap every run would flag a fresh share of what is left, and an unreviewed
-    backlog would eat the training set round by round.
+    backlog would eat the training set round by round. Only labels cleanlab itself counts as issues
+    are flagged (where it can give a verdict): a clean project's labels are mostly right, and a
+    flagged label stops training, so a fixed share would hold good labels back for nothing.
 
     oof_probs: (N, C) out-of-fold probabilities in the order of ``document_ids`` and ``labels``.
     """
@@ -49,7 +51,8 @@ def label_issues_rank(
     ranking = rank_label_issues(np.array([index[lab] for lab in labels], dtype=np.int64), oof_probs)
     skip = set(decided)
     budget = max(0, math.ceil(share * (len(document_ids) + pending)) - pending)
-    top = [i for i in ranking.order if int(document_ids[i]) not in skip][:budget]
+    suspect = ranking.is_issue if ranking.verdict else np.ones(len(document_ids), dtype=bool)
+    top = [i for i in ranking.order if int(document_ids[i]) not in skip and suspect[i]][:budget]
     return {
         "method": "confident_learning_self_confidence",
         "share": share,

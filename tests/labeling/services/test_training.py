@@ -108,9 +108,11 @@ def test_first_model_is_promoted_and_a_worse_challenger_is_rejected() -> None:
     ]
     assert len(champion.calibration["map"]["components"]) == 2
     # The run's training labels ranked by how likely they are wrong (out-of-fold, confident learning):
-    # the project's share (here 20%) of the 80 pool labels, most suspect first, recorded for review.
+    # at most the project's share (here 20%) of the 80 pool labels, most suspect first, and only those
+    # cleanlab counts as issues, recorded for review.
     issues = metrics["label_issues"]
-    assert issues["n_ranked"] == 80 and len(issues["document_ids"]) == 16 and issues["share"] == 0.2
+    assert issues["n_ranked"] == 80 and issues["share"] == 0.2
+    assert len(issues["document_ids"]) == min(16, issues["n_issues"]) == issues["opened_for_review"] >= 1
     flagged = label_issues_for_review(model_version=champion)
     assert {doc_id for doc_id, _ in flagged} <= set(project.documents.filter(split="pool").values_list("id", flat=True))
     assert [score for _, score in flagged] == sorted(score for _, score in flagged)
@@ -131,9 +133,10 @@ def test_first_model_is_promoted_and_a_worse_challenger_is_rejected() -> None:
     challenger = ModelVersion.objects.get(pk=bad.model_version_id)
     assert challenger.status == ModelStatus.REJECTED
     assert challenger.metrics["accuracy"] < challenger.metrics["champion_holdout_accuracy"]
-    # the labels still waiting for review fill the share: the second run flags nothing new
-    assert challenger.metrics["label_issues"]["n_pending"] == issues["opened_for_review"] == 16
-    assert challenger.metrics["label_issues"]["document_ids"] == []
+    # the labels still waiting for review use up the share first
+    second = challenger.metrics["label_issues"]
+    assert second["n_pending"] == issues["opened_for_review"] and second["n_ranked"] == 80 - second["n_pending"]
+    assert len(second["document_ids"]) <= 16 - second["n_pending"]
     assert champion_get(project_id=project.pk) == champion  # untouched
 
 
