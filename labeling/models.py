@@ -24,7 +24,12 @@ from modelsvc.config import fine_tune_top
 
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 KEY_RE = re.compile(r"^[1-9a-z]$")
-RESERVED_KEYS = frozenset({"s", "u"})  # skip and undo on the labeling page
+#: Keys the labeling and review pages keep for themselves, so no label may take them: a page key
+#: pressed first would leave that label unreachable by keyboard. The review page's comment key is
+#: chosen per project instead (``COMMENT_KEYS``: "c", or "0" where a label took "c").
+PAGE_KEYS = {"skip": "s", "undo": "u"}
+RESERVED_KEYS = frozenset(PAGE_KEYS.values())
+COMMENT_KEYS = ("c", "0")  # "0" is never a label key (KEY_RE)
 
 
 def text_hash(text: str) -> str:
@@ -71,7 +76,8 @@ def validate_label_set(value: Any) -> None:
         key = item.get("key", "")
         if key:
             if not isinstance(key, str) or not KEY_RE.match(key) or key in RESERVED_KEYS:
-                raise ValidationError(f"labels[{i}].key {key!r} must be one of 1-9 or a-z, not s or u")
+                reserved = " or ".join(sorted(RESERVED_KEYS))
+                raise ValidationError(f"labels[{i}].key {key!r} must be one of 1-9 or a-z, not {reserved} (page keys)")
             if key in keys:
                 raise ValidationError(f"labels[{i}].key {key!r} is repeated")
             keys.add(key)
@@ -95,6 +101,10 @@ class OverlapScope(models.TextChoices):
 
 
 MAX_OVERLAP = 5
+#: The share of a run's training labels the label-noise loop sends to review: a project's default, and
+#: the most it may ask for (past half, the "likely wrong" ranking is mostly right labels).
+NOISE_REVIEW_SHARE = 0.10
+MAX_NOISE_REVIEW_SHARE = 0.5
 
 
 class Project(models.Model):
@@ -170,6 +180,12 @@ class Project(models.Model):
     guidelines = models.TextField(blank=True, default="", help_text="the labeling guidelines (Markdown)")
     label_guidelines = models.JSONField(
         default=dict, blank=True, help_text="{label name: Markdown}: what each label means, with examples"
+    )
+    noise_review_share = models.FloatField(
+        default=NOISE_REVIEW_SHARE,
+        validators=[MinValueValidator(0.0), MaxValueValidator(MAX_NOISE_REVIEW_SHARE)],
+        help_text="share of each run's training labels the label-noise loop sends to review, most suspect "
+        "first (0 turns the loop off); they stop training until a reviewer decides them",
     )
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -25,9 +25,6 @@ import numpy as np
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 
-#: The share of a run's training labels sent to review as likely wrong (the replay's measured budget).
-REVIEW_SHARE = 0.10
-
 
 @dataclass(frozen=True)
 class LabelIssueRanking:
@@ -36,6 +33,7 @@ class LabelIssueRanking:
     scores: np.ndarray
     order: np.ndarray
     is_issue: np.ndarray
+    verdict: bool = True  # False: too few labels per class for cleanlab's verdict (is_issue is all False)
 
     def top(self, share: float) -> np.ndarray:
         """Indices of the ``share`` most suspect labels (at least 1 when share > 0 and N > 0)."""
@@ -59,13 +57,14 @@ def rank_label_issues(labels: np.ndarray, probs: np.ndarray) -> LabelIssueRankin
     y, p = _check(labels, probs)
     if len(y) == 0:
         empty = np.zeros(0, dtype=np.int64)
-        return LabelIssueRanking(np.zeros(0), empty, np.zeros(0, dtype=bool))
+        return LabelIssueRanking(np.zeros(0), empty, np.zeros(0, dtype=bool), verdict=False)
     scores = np.asarray(get_label_quality_scores(y, p, method="self_confidence"), dtype=np.float64)
     order = np.argsort(scores, kind="stable")
     is_issue = np.zeros(len(y), dtype=bool)
     # cleanlab's confident joint needs a few labels of each given class; with fewer it warns or raises,
     # and its verdict means little, so a tiny label set reports no verdict (the ranking still stands).
-    if np.bincount(y, minlength=p.shape[1]).min() >= 2:
+    verdict = bool(np.bincount(y, minlength=p.shape[1]).min() >= 2)
+    if verdict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # n_jobs=1: by default cleanlab forks a multiprocessing.Pool (one process per core) for this
@@ -76,7 +75,7 @@ def rank_label_issues(labels: np.ndarray, probs: np.ndarray) -> LabelIssueRankin
             # lock held (seen under load in tests/workers/test_pipeline.py). The loop is over classes
             # and takes milliseconds; cleanlab documents that n_jobs changes runtime, never results.
             is_issue[find_label_issues(y, p, filter_by="prune_by_noise_rate", n_jobs=1)] = True
-    return LabelIssueRanking(scores, order, is_issue)
+    return LabelIssueRanking(scores, order, is_issue, verdict)
 
 
 def flag_top(order: np.ndarray, share: float) -> np.ndarray:

@@ -13,7 +13,14 @@ from rest_framework.response import Response
 from labeling import roles
 from labeling.api.base import BaseApi, project_or_404
 from labeling.api.permissions import IsAdmin, IsProjectManager, IsProjectMember
-from labeling.models import MAX_OVERLAP, AcquisitionStrategy, OverlapScope, Project, validate_fine_tune
+from labeling.models import (
+    MAX_NOISE_REVIEW_SHARE,
+    MAX_OVERLAP,
+    AcquisitionStrategy,
+    OverlapScope,
+    Project,
+    validate_fine_tune,
+)
 from labeling.services.projects import POLICY_FIELDS, project_create, project_update_policy
 
 
@@ -67,6 +74,11 @@ class PolicyFieldsSerializer(serializers.Serializer):
     )
     review_audit_share = serializers.FloatField(
         min_value=0.0, max_value=1.0, required=False, help_text="share of single-labeled documents audited in review"
+    )
+    noise_review_share = serializers.FloatField(
+        min_value=0.0, max_value=MAX_NOISE_REVIEW_SHARE, required=False,
+        help_text="share of each run's training labels sent to review as likely mislabeled (default 0.1; 0: off); "
+        "a flagged label stops training until a reviewer decides it",
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import StreamingHttpResponse
+from django.urls import reverse
 from django.utils.text import slugify
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -63,8 +64,11 @@ class ProjectExportApi(BaseApi):
         parameters=[OpenApiParameter("format", str, enum=list(exports.FORMATS), default="jsonl")],
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
         description="One row per annotation: document id / external_id / text, annotator, label, time, "
-        "and the "
-        "model's prediction at labeling time. format=hf: a zip loadable with datasets.load_dataset('json').",
+        "the model's prediction at labeling time, and the document's consensus, final label, who decided "
+        "it and why it is in review now (in_review). format=hf: a zip loadable with "
+        "datasets.load_dataset('json'), with agreement.json (the project's agreement summary); "
+        "format=parquet keeps the summary in the file metadata (key alabel.agreement); every format's "
+        'response links it: Link: <.../agreement>; rel="describedby".',
     )
     def get(self, request: Request, project_id: int) -> StreamingHttpResponse:
         project = project_or_404(project_id)
@@ -84,4 +88,7 @@ class ProjectExportApi(BaseApi):
         response = StreamingHttpResponse(chunks, content_type=content_type)
         name = slugify(project.name) or f"project-{project.pk}"
         response["Content-Disposition"] = f'attachment; filename="{name}-labels.{suffix}"'
+        # JSONL and CSV rows have no room for the project's agreement summary: point to it.
+        agreement = request.build_absolute_uri(reverse("api-project-agreement", args=[project.pk]))
+        response["Link"] = f'<{agreement}>; rel="describedby"; type="application/json"'
         return response

@@ -209,6 +209,13 @@ def noise_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         if noisy and "flag_recall" in noisy:
             row["flag_precision"], row["flag_recall"] = noisy["flag_precision"], noisy["flag_recall"]
             row["wrong_labels"], row["pool_labels"] = noisy["wrong_labels"], noisy["pool_labels"]
+        if noisy and noisy.get("held_back"):
+            # What the noise loop keeps out of training (flagged, not reviewed): how many of those are
+            # wrong, and what share of the wrong labels it keeps out.
+            row["held_back"], row["held_back_wrong"] = noisy["held_back"], noisy["held_back_wrong"]
+            row["held_back_precision"] = noisy["held_back_wrong"] / noisy["held_back"]
+            wrong = noisy["wrong_labels"]
+            row["held_back_recall"] = noisy["held_back_wrong"] / wrong if wrong else None
         if {"clean", "noisy", "review"} <= set(runs):
             # The champion (what the service deploys, through the promotion gate) and the newest model
             # (what the labels trained, whatever a small noisy holdout made the gate decide).

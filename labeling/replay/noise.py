@@ -1,7 +1,8 @@
 """The replay's label-noise figures, measured after each retrain, then the simulated review.
 
-Per round (``team_round``): how many pool labels the project trains on are wrong (consensus != gold),
-how many of them the newest run flagged (the top ``modelsvc.noise.REVIEW_SHARE`` of its labels:
+Per round (``team_round``): how many pool labels are wrong (final label != gold) and how many of them
+the noise loop holds back from training (flagged, not yet reviewed),
+how many of them the newest run flagged (the top ``Project.noise_review_share`` of its labels:
 precision and recall of the flags), the reviews spent and how many changed a label, and, with holdout
 overlap, the agreement figures of the simulated annotators with their intervals beside the simulation's
 true value (``modelsvc.agreement.flip_noise_truth``).
@@ -16,6 +17,7 @@ import numpy as np
 
 from labeling.models import Annotation, Document, ModelVersion, Project, Split
 from labeling.replay.team import TeamState, review_flagged
+from labeling.selectors.consensus import flagged_pending
 from labeling.selectors.models import majority_labels
 from labeling.services.training.label_issues import label_issues_for_review
 from modelsvc.agreement import agreement_report, flip_noise_truth
@@ -27,22 +29,32 @@ AGREEMENT_BOOT = 500
 
 def team_round(state: TeamState, project: Project) -> dict[str, Any]:
     """Measure this round's noise figures, then review the newest run's flags; JSON-ready fields."""
-    labeled = majority_labels(project=project, split=Split.POOL)
+    labeled = majority_labels(project=project, split=Split.POOL, hold_flagged=False)
     gold = dict(Document.objects.filter(project=project, split=Split.POOL).values_list("id", "gold_label"))
     wrong_ids = {doc_id for doc_id, _, label in labeled if label != gold[doc_id]}
-    out: dict[str, Any] = {"pool_labels": len(labeled), "wrong_labels": len(wrong_ids)}
+    held = flagged_pending(project=project, split=Split.POOL)
+    out: dict[str, Any] = {
+        "pool_labels": len(labeled),
+        "wrong_labels": len(wrong_ids),
+        "held_back": len(held),
+        "held_back_wrong": len(held & wrong_ids),
+    }
     newest = ModelVersion.objects.filter(project=project).exclude(artifact_path="").order_by("-version").first()
     issues = (newest.metrics or {}).get("label_issues") if newest else None
     if issues:
         flagged = [doc_id for doc_id, _ in label_issues_for_review(model_version=newest)]
-        ranked = [doc_id for doc_id, _, _ in labeled]  # the run trained on these (no label arrived since)
+        # The run trained on (and ranked) the final labels less those held back before it: no label
+        # arrived since, and its own flags were opened after it ranked them.
+        held_before = held - set(flagged)
+        ranked = [doc_id for doc_id, _, _ in labeled if doc_id not in held_before]
         wrong = np.array([doc_id in wrong_ids for doc_id in ranked])
         position = {doc_id: i for i, doc_id in enumerate(ranked)}
         hits = np.array([position[d] for d in flagged if d in position], dtype=np.int64)
         precision, recall = flag_precision_recall(hits, wrong)
         out |= {"flagged": len(flagged), "flag_precision": precision, "flag_recall": recall}
         out["n_issues"] = issues.get("n_issues")
-        review_flagged(state, project, flagged, int(issues.get("n_ranked", len(ranked))))
+        # The review budget follows all pool labels (held-back ones included), not the run's ranked count.
+        review_flagged(state, project, flagged, len(labeled))
     out |= {"reviews": state.reviews, "reviews_changed": state.reviews_changed}
     if state.policy.holdout_overlap > 1:
         out |= holdout_agreement(state, project)

@@ -9,6 +9,8 @@
   (``labeling.services.training.label_issues``); a simulated reviewer decides them, most suspect first,
   ``review_share`` of the pool labels added since the previous round (so reviews are that share of all
   pool labels), with the gold label (``labeling.services.review.review_decide``), one label spent each.
+  The project flags ``max(review_share, its default share)`` of each run's labels; a flagged label the
+  reviewer has not reached is held back from training, exactly as in the service.
   Disagreements on the overlapped holdout stay open: the replay measures the noise loop, and an
   undecided holdout document is left out of the gate's holdout exactly as in the service.
 """
@@ -21,11 +23,18 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 
-from labeling.models import MAX_OVERLAP, Document, Project, ReviewItem, ReviewState
+from labeling.models import (
+    MAX_NOISE_REVIEW_SHARE,
+    MAX_OVERLAP,
+    NOISE_REVIEW_SHARE,
+    Document,
+    Project,
+    ReviewItem,
+    ReviewState,
+)
 from labeling.roles import REVIEWER
 from labeling.services import memberships
 from labeling.services.review import review_decide
-from modelsvc.noise import REVIEW_SHARE
 
 
 @dataclass(frozen=True)
@@ -43,12 +52,17 @@ class TeamPolicy:
             raise ValueError("flip rates must be in [0, 1]")
         if not 1 <= self.holdout_overlap <= MAX_OVERLAP:
             raise ValueError(f"holdout_overlap must be 1..{MAX_OVERLAP}")
-        if not 0.0 <= self.review_share <= REVIEW_SHARE:
-            raise ValueError(f"review_share must be in [0, {REVIEW_SHARE}] (the share a run flags)")
+        if not 0.0 <= self.review_share <= MAX_NOISE_REVIEW_SHARE:
+            raise ValueError(f"review_share must be in [0, {MAX_NOISE_REVIEW_SHARE}]")
 
     def project_policy(self) -> dict[str, object]:
-        """The project's overlap policy fields for this team."""
-        return {"overlap": self.holdout_overlap, "overlap_scope": "holdout"} if self.holdout_overlap > 1 else {}
+        """The project's overlap policy for this team, and a flag share that covers the review budget."""
+        policy: dict[str, object] = {}
+        if self.holdout_overlap > 1:
+            policy |= {"overlap": self.holdout_overlap, "overlap_scope": "holdout"}
+        if self.review_share > NOISE_REVIEW_SHARE:
+            policy["noise_review_share"] = self.review_share
+        return policy
 
     @property
     def is_noiseless(self) -> bool:
@@ -99,14 +113,14 @@ def reviewer_for(project: Project) -> AbstractBaseUser:
     return user
 
 
-def review_flagged(state: TeamState, project: Project, flagged: list[int], n_ranked: int) -> None:
+def review_flagged(state: TeamState, project: Project, flagged: list[int], pool_labels: int) -> None:
     """Decide flagged documents, most suspect first, ``review_share`` of the labels added since last time.
 
     The budget follows the new labels, so reviews stay ``review_share`` of the pool labels overall; the
     candidates are the run's flags (the most suspect of all its labels, a reviewer's verdicts excluded).
     """
-    budget = int(np.ceil(state.policy.review_share * max(0, n_ranked - state.budgeted_labels)))
-    state.budgeted_labels = max(state.budgeted_labels, n_ranked)
+    budget = int(np.ceil(state.policy.review_share * max(0, pool_labels - state.budgeted_labels)))
+    state.budgeted_labels = max(state.budgeted_labels, pool_labels)
     todo = [d for d in flagged if d not in state.reviewed][:budget]
     if not todo:
         return

@@ -5,6 +5,11 @@ project's consensus of the annotators' labels (``LabelSpace.consensus`` with the
 ``min_agreement``); a document still waiting for some of its ``labels_required`` has none yet, and
 one whose annotators disagree has none until a reviewer decides it. Annotators' own labels are never
 changed by any of this: a decision is stored beside them.
+
+What trains (``training_labels``) is the final labels less the ones under suspicion: a document the
+label-noise loop flagged (an open ``noise`` review item) is held back until a reviewer decides it, so a
+label the model already doubts stops steering the next model, and the reviewer's verdict, once given,
+trains like any other final label. Exports and agreement still see the annotators' consensus.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from labeling.labelspace import Consensus
-from labeling.models import Annotation, Document, Project, ReviewDecision
+from labeling.models import Annotation, Document, Project, ReviewDecision, ReviewItem, ReviewReason, ReviewState
 
 ANNOTATORS = "annotators"
 REVIEWER = "reviewer"
@@ -77,9 +82,24 @@ def final_labels(
     return out
 
 
-def training_labels(*, project: Project, split: str) -> list[tuple[int, str, str]]:
-    """(document id, text, final label) per document of ``split`` that has one, newest first."""
+def flagged_pending(*, project: Project, split: str | None = None) -> set[int]:
+    """Documents of ``project`` (of ``split``) the noise loop flagged that no reviewer has decided yet."""
+    items = ReviewItem.objects.filter(project=project, reason=ReviewReason.NOISE, state=ReviewState.OPEN)
+    if split is not None:
+        items = items.filter(document__split=split)
+    return set(items.values_list("document_id", flat=True))
+
+
+def training_labels(
+    *, project: Project, split: str, hold_flagged: bool = True
+) -> list[tuple[int, str, str]]:
+    """(document id, text, final label) per document of ``split`` that has one, newest first.
+
+    ``hold_flagged`` (the default, what training and the holdout gate use) leaves out the documents
+    ``flagged_pending`` names; False gives every final label (the replay's measure of wrong labels).
+    """
     finals = final_labels(project=project, split=split)
-    agreed = {doc_id: f.label for doc_id, f in finals.items() if f.label is not None}
+    held = flagged_pending(project=project, split=split) if hold_flagged else set()
+    agreed = {doc_id: f.label for doc_id, f in finals.items() if f.label is not None and doc_id not in held}
     texts = dict(Document.objects.filter(pk__in=list(agreed)).values_list("id", "text"))
     return [(doc_id, texts[doc_id], agreed[doc_id]) for doc_id in sorted(agreed, reverse=True)]

@@ -273,6 +273,7 @@ def team(*, project: Project) -> dict[str, Any]:
         "overlap": project.overlap,
         "overlap_scope": project.overlap_scope,
         "min_agreement": project.min_agreement,
+        "noise_review_share": project.noise_review_share,
         "agreement": {k: agreement[k] for k in ("n_items", "enough", "note", "alpha", "fleiss_kappa", "per_label")},
         "review": review_summary(project=project),
     }

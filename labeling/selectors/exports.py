@@ -1,8 +1,14 @@
 """Exports: one row per annotation, streamed as JSONL / CSV, built as Parquet, or packed for HF datasets.
 
-Every individual label is a row; each row also carries its document's consensus, its final label
-(what the model trains on) and who decided it (``annotators`` or ``reviewer:<name>``), so a team's
-disagreements and adjudications survive the export.
+Every individual label is a row; each row also carries its document's consensus, its final label,
+who decided it (``annotators`` or ``reviewer:<name>``) and why it is in review now, if it is (a label
+in review as ``noise`` does not train until it is decided), so a team's disagreements and adjudications
+survive the export.
+
+The project's agreement summary (``selectors.agreement.project_agreement``) goes where the format has
+room for it: ``agreement.json`` in the HF zip, the ``alabel.agreement`` key of the Parquet file's
+metadata. JSONL and CSV are bare rows with nowhere to put it; the API links it from their response
+(``Link: <.../agreement>; rel="describedby"``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import zipfile
 from collections.abc import Iterator
 from typing import IO, Any
 
-from labeling.models import Annotation, Project
+from labeling.models import Annotation, Project, ReviewItem, ReviewState
 from labeling.selectors.agreement import project_agreement
 from labeling.selectors.consensus import REVIEWER, FinalLabel, final_labels
 
@@ -39,7 +45,10 @@ COLUMNS = (
     "consensus_agreement",
     "final_label",
     "decided_by",
+    "in_review",
 )
+#: The Parquet metadata key that holds the project's agreement summary (JSON).
+PARQUET_AGREEMENT_KEY = b"alabel.agreement"
 _CHUNK = 2000
 
 
@@ -71,6 +80,9 @@ def export_rows(project: Project) -> Iterator[dict[str, Any]]:
         )
     )
     finals = final_labels(project=project)
+    in_review = dict(
+        ReviewItem.objects.filter(project=project, state=ReviewState.OPEN).values_list("document_id", "reason")
+    )
     for values in qs.iterator(chunk_size=_CHUNK):
         row = dict(zip(COLUMNS, values, strict=False))
         row["labeled_at"] = row["labeled_at"].isoformat()
@@ -82,6 +94,7 @@ def export_rows(project: Project) -> Iterator[dict[str, Any]]:
             consensus_agreement=round(final.consensus.agreement, 6),
             final_label=final.label,
             decided_by=_decided_by(final),
+            in_review=in_review.get(row["document_id"]),
         )
         yield row
 
@@ -147,8 +160,9 @@ def write_parquet(project: Project, target: IO[bytes]) -> None:
             ("consensus_agreement", pa.float64()),
             ("final_label", pa.string()),
             ("decided_by", pa.string()),
+            ("in_review", pa.string()),
         ]
-    )
+    ).with_metadata({PARQUET_AGREEMENT_KEY: _agreement_json(project)})
     with pq.ParquetWriter(target, schema) as writer:
         batch: list[dict[str, Any]] = []
         for row in export_rows(project):
@@ -158,6 +172,10 @@ def write_parquet(project: Project, target: IO[bytes]) -> None:
                 batch = []
         if batch:  # an empty export is still a valid file: the writer stores the schema on close
             writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+
+
+def _agreement_json(project: Project) -> str:
+    return json.dumps(project_agreement(project=project), default=str, indent=1)
 
 
 def _dataset_card(project: Project, rows: int) -> str:
@@ -196,8 +214,10 @@ ds = datasets.load_dataset("json", data_files={{"train": "data/train.jsonl"}})
 `labeled_at`, and the model's prediction when the label was given: `model_version`, `predicted_label`,
 `predicted_confidence`. One row per individual label; the document's `labels_required`, its annotators'
 `consensus_label` and `consensus_agreement` (the top label's share), its `final_label` (what the model
-trains on; empty while it waits for labels or review) and `decided_by` (`annotators` or
-`reviewer:<name>`) repeat on each of its rows. `agreement.json` holds the inter-annotator agreement on
+trains on; empty while it waits for labels or review), `decided_by` (`annotators` or
+`reviewer:<name>`) and `in_review` (why it is in review now: `disagreement`, `noise` or `audit`; a
+`noise` label, flagged as likely wrong, does not train until a reviewer decides it) repeat on each of
+its rows. `agreement.json` holds the inter-annotator agreement on
 the overlapped items (Krippendorff's alpha, Fleiss' kappa, pairwise Cohen's kappa, per label and per
 annotator, each with a 95% bootstrap interval).
 """
@@ -215,7 +235,7 @@ def write_hf_zip(project: Project, target: IO[bytes]) -> None:
                 data.write((json.dumps(record, ensure_ascii=False) + "\n").encode())
                 rows += 1
         archive.writestr("label_names.json", json.dumps(list(space.names)))
-        archive.writestr("agreement.json", json.dumps(project_agreement(project=project), default=str, indent=1))
+        archive.writestr("agreement.json", _agreement_json(project))
         archive.writestr("README.md", _dataset_card(project, rows))
 
 

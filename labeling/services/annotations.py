@@ -113,17 +113,16 @@ def annotation_submit(
         locked.state = AssignmentState.DONE
         locked.finished_at = now
         locked.save(update_fields=["state", "finished_at"])
-        # The document closes once it has its labels (one without overlap: this one, no count needed).
-        complete = document.labels_required <= 1 or (
-            Annotation.objects.filter(document=document).count() >= document.labels_required
+        # The document closes once it has its labels (one without overlap: this one, nothing to read);
+        # with overlap one read gives both the count and the labels the review check needs.
+        labels = [label] if document.labels_required <= 1 else list(
+            Annotation.objects.filter(document=document).order_by("id").values_list("label", flat=True)
         )
-        if complete and not document.is_labeled:
+        if len(labels) >= document.labels_required and not document.is_labeled:
             Document.objects.filter(pk=document.pk).update(is_labeled=True)
             Prediction.objects.filter(document=document, in_queue=True).update(in_queue=False)
             document.is_labeled = True
-            document_completed(
-                project=project, document=document, labels=[label] if document.labels_required <= 1 else None
-            )
+            document_completed(project=project, document=document, labels=labels)
         _request_retrain_check(project.id)
         if created:
             publish(Event.ANNOTATION_CREATED, _event_payload(annotation, project_id=project.id), project=project)

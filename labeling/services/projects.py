@@ -30,6 +30,7 @@ POLICY_FIELDS = (
     "overlap_share",
     "min_agreement",
     "review_audit_share",
+    "noise_review_share",
 )
 
 

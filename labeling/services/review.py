@@ -83,24 +83,25 @@ def _open_items(project: Project, document_ids: list[int], reason: str, scores: 
     return len(created)
 
 
-def document_completed(
-    *, project: Project, document: Document, labels: list[str] | None = None
-) -> ReviewItem | None:
+def document_completed(*, project: Project, document: Document, labels: list[str]) -> str | None:
     """A document just got its last label (inside the labeling transaction): send it to review if due.
 
-    ``labels``: its labels in the order given, when the caller already knows them (a document that
-    needs one label: the one just stored), which saves the labeling path a statement.
+    ``labels``: its labels in the order given (the caller has read them). Returns the reason it went to
+    review, or None. One statement at most: this runs while the labeling transaction holds the
+    document's row lock, so the insert relies on ``one_open_review_per_document`` (a document already
+    open stays as it is) instead of reading first.
     """
-    if labels is None:
-        labels = list(Annotation.objects.filter(document=document).order_by("id").values_list("label", flat=True))
     reason = None
     if len(labels) >= 2 and project.label_space.consensus(labels, project.min_agreement).label is None:
         reason = ReviewReason.DISAGREEMENT
     elif len(labels) == 1 and _audit_draw(seed=project.seed, document_id=document.pk, share=project.review_audit_share):
         reason = ReviewReason.AUDIT
-    if reason is None or not _open_items(project, [document.pk], reason, None):
+    if reason is None:
         return None
-    return ReviewItem.objects.filter(document=document, state=ReviewState.OPEN).first()
+    ReviewItem.objects.bulk_create(
+        [ReviewItem(project=project, document_id=document.pk, reason=reason)], ignore_conflicts=True
+    )
+    return reason
 
 
 def labels_changed(*, project: Project, document: Document) -> None:

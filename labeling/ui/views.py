@@ -20,7 +20,16 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from labeling import roles
-from labeling.models import AcquisitionStrategy, Document, FlagKind, Prediction, Project, ReviewReason
+from labeling.models import (
+    COMMENT_KEYS,
+    PAGE_KEYS,
+    AcquisitionStrategy,
+    Document,
+    FlagKind,
+    Prediction,
+    Project,
+    ReviewReason,
+)
 from labeling.selectors import dashboard as dash
 from labeling.selectors.documents import is_blind, visible_annotations
 from labeling.selectors.guidelines import guidelines_get
@@ -73,6 +82,7 @@ def label(request: HttpRequest, pk: int) -> HttpResponse:
     config = {
         "project": {"id": project.pk, "name": project.name, "lease_minutes": project.lease_minutes},
         "labels": _label_buttons(project),
+        "keys": {"skip": PAGE_KEYS["skip"], "undo": PAGE_KEYS["undo"]},
         "progress": dash.labeling_progress(project=project, user=request.user),
         "strategies": dict(AcquisitionStrategy.choices),  # the "chosen by" line names them as declared
     }
@@ -96,13 +106,13 @@ def review(request: HttpRequest, pk: int) -> HttpResponse:
     """The review page: the item, decisions and comments come from the review API (/api/v1/.../review/)."""
     project = get_object_or_404(Project, pk=pk)
     labels = _label_buttons(project)
-    # "c" is not a reserved label key (only s and u are), so a project whose label took it comments
-    # with 0, which no label key can be.
-    comment_key = "0" if any(item["key"] == "c" for item in labels) else "c"
+    # The comment key is not reserved for labels (only PAGE_KEYS are), so it steps aside for one.
+    taken = {item["key"] for item in labels}
+    comment_key = next(key for key in COMMENT_KEYS if key not in taken)
     config = {
         "project": {"id": project.pk, "name": project.name, "lease_minutes": project.lease_minutes},
         "labels": labels,
-        "comment_key": comment_key,
+        "keys": {"skip": PAGE_KEYS["skip"], "comment": comment_key},
         "reasons": dict(ReviewReason.choices),
         "summary": review_summary(project=project),
     }

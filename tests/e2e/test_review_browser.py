@@ -121,3 +121,35 @@ def test_an_empty_review_queue_says_so(live_server, browser_page) -> None:
     page.keyboard.press("1")  # a label key with nothing to decide does nothing
     assert not m.ReviewDecision.objects.exists()
     assert page.dialogs == [] and page.errors == []
+
+
+def test_a_label_keyed_c_keeps_its_key_and_the_comment_key_steps_aside(live_server, browser_page) -> None:
+    page, base = browser_page, live_server.url
+    project = project_create(
+        name="Pets", holdout_fraction=0.0, overlap=2,
+        labels=[{"name": "cat", "text": "Cat", "key": "c"}, {"name": "dog", "text": "Dog", "key": "d"}],
+    )
+    [(doc, _)] = document_bulk_create(project=project, items=[{"text": "It purrs, then barks at the mailman."}])
+    for name, answer in (("maria", "dog"), ("li", "cat")):
+        annotator = f.UserFactory(username=name)
+        membership_ensure(project=project, user=annotator, role=ANNOTATOR)
+        lease = assignment_next(project=project, annotator=annotator)
+        annotation_submit(assignment=lease, user=annotator, label=answer)
+    reviewer = f.UserFactory(username="rev", password=PASSWORD)
+    membership_ensure(project=project, user=reviewer, role=REVIEWER)
+
+    login(page, base, "rev")
+    page.goto(f"{base}/projects/{project.pk}/review/")
+    expect(page.locator("#doc-id")).to_have_text(f"#{doc.pk}")
+    expect(page.locator("#comment-btn")).to_have_attribute("aria-keyshortcuts", "0")
+    expect(page.locator("#comment-btn kbd")).to_have_text("0")
+    page.keyboard.press("0")  # the comment key, moved off the label's "c"
+    expect(page.locator("#comment-text")).to_be_focused()
+    page.keyboard.type("Both, really.")
+    page.keyboard.press("Enter")
+    expect(page.locator("#comments")).to_contain_text("rev: Both, really.")
+    page.keyboard.press("c")  # the label's own key decides it
+    expect(page.locator("#notices")).to_contain_text("Decided “Cat” (accept)")
+    decision = m.ReviewDecision.objects.get(document=doc)
+    assert (decision.reviewer.username, decision.action, decision.label) == ("rev", "accept", "cat")
+    assert page.dialogs == [] and page.errors == []

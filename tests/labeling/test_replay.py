@@ -81,6 +81,8 @@ def test_noisy_team_replay_flags_reviews_and_measures_agreement(tmp_path: Path) 
     assert last["wrong_labels"] > 0  # 30% of the answers were flipped
     assert last["flagged"] >= 1 and 0.0 <= last["flag_precision"] <= 1.0 and 0.0 <= last["flag_recall"] <= 1.0
     assert 1 <= last["reviews"] and 0 <= last["reviews_changed"] <= last["reviews"]
+    # Flagged labels nobody reviewed yet are held back from training (they are still pool labels).
+    assert 0 <= last["held_back_wrong"] <= last["held_back"] <= last["pool_labels"]
     # Labels spent: every answer (second opinions on the holdout too) and every review.
     assert last["labels"] >= last["pool_labels"] + 2 * last["holdout_rated"] + last["reviews"]
     for name in ("alpha", "fleiss_kappa", "cohen_kappa"):
@@ -105,7 +107,7 @@ def test_simulated_annotators_flip_at_their_rate() -> None:
     assert {"b", "c"} <= set(flipped)
     assert TeamPolicy().tag() == "" and TeamPolicy(flip_rate=0.15, review_share=0.1).tag() == "flip0.15 review0.1"
     with pytest.raises(ValueError):
-        TeamPolicy(review_share=0.5)
+        TeamPolicy(review_share=0.6)
 
 
 @pytest.mark.django_db
@@ -175,7 +177,8 @@ def test_noise_summary_reads_the_targets_off_the_last_round_of_each_curve() -> N
         {**base, "strategy": "random overlap2", "accuracy": 0.80, "wrong_labels": 0},
         {**base, "labels": 500, "strategy": "random flip0.15 overlap2", "accuracy": 0.60},
         {**base, "strategy": "random flip0.15 overlap2", "accuracy": 0.70, "wrong_labels": 120, "pool_labels": 800,
-         "flag_precision": 0.8, "flag_recall": 0.6, "agreement_truth": 0.45, "alpha": figure},
+         "flag_precision": 0.8, "flag_recall": 0.6, "agreement_truth": 0.45, "alpha": figure,
+         "held_back": 80, "held_back_wrong": 60},
         {**base, "strategy": "random flip0.15 overlap2 review0.1", "accuracy": 0.76, "reviews": 90,
          "reviews_changed": 60, "agreement_truth": 0.65, "alpha": figure},
     ]
@@ -183,5 +186,6 @@ def test_noise_summary_reads_the_targets_off_the_last_round_of_each_curve() -> N
     assert row["noisy"] == {"labels": 1000, "accuracy": 0.70, "newest_accuracy": None}
     assert row["accuracy_lost"] == pytest.approx(0.10) and row["recovered_share"] == pytest.approx(0.6)
     assert (row["flag_precision"], row["flag_recall"], row["reviews_changed"]) == (0.8, 0.6, 60)
+    assert (row["held_back_precision"], row["held_back_recall"]) == (0.75, 0.5)
     assert row["agreement_noisy"]["alpha"]["contains_truth"] is True
     assert row["agreement_review"]["alpha"]["contains_truth"] is False

@@ -1,12 +1,15 @@
 """Likely-wrong labels after a training run: rank the run's training labels with ``modelsvc.noise``.
 
 The run's cross-fitted out-of-fold probabilities (``TrainResult.oof_probs``) score every training label
-with a model that never saw it; the top ``REVIEW_SHARE`` of them, most suspect first, are recorded on the
-challenger as ``metrics["label_issues"]`` (whether it is promoted or not: the labels are the project's,
-not the model's), and sent to the review queue (``labeling.services.review.review_flag``, reason
-``noise``). Documents a reviewer has decided are ranked but never flagged: a reviewer's verdict is final,
-and the model keeps disagreeing with the hard ones it fixed, which would otherwise take the top places
-round after round and leave the review budget nothing new (the replay measured exactly that).
+with a model that never saw it; the top ``Project.noise_review_share`` of them (default 10 %), most
+suspect first, are recorded on the challenger as ``metrics["label_issues"]`` (whether it is promoted or
+not: the labels are the project's, not the model's), and sent to the review queue
+(``labeling.services.review.review_flag``, reason ``noise``). Documents a reviewer has decided are
+ranked but never flagged: a reviewer's verdict is final, and the model keeps disagreeing with the hard
+ones it fixed, which would otherwise take the top places round after round and leave the review budget
+nothing new (the replay measured exactly that).
+A flagged label stops training until its review is decided (``labeling.selectors.consensus``), and
+counts against the share while it waits.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from labeling.models import ModelVersion, Project, ReviewDecision, ReviewReason
+from labeling.models import ModelVersion, Project, ReviewDecision, ReviewReason, Split
+from labeling.selectors.consensus import flagged_pending
 from labeling.services.review import review_flag
-from modelsvc.noise import REVIEW_SHARE, rank_label_issues
+from modelsvc.noise import rank_label_issues
 
 
 def label_issues_rank(
@@ -28,27 +32,42 @@ def label_issues_rank(
     labels: Sequence[str],
     label_names: Sequence[str],
     oof_probs: np.ndarray,
+    share: float,
     decided: Collection[int] = (),
-    share: float = REVIEW_SHARE,
+    pending: int = 0,
 ) -> dict[str, Any]:
-    """JSON-ready list of the most suspect labels, ``share`` of all N, skipping ``decided`` documents.
+    """JSON-ready list of the most suspect labels, skipping ``decided`` documents.
+
+    At most ``share`` of all the labels are under suspicion at once: ``pending`` earlier flags still
+    wait for a reviewer (held back from training, so not among these N), and they use up the budget
+    first. Without the cap every run would flag a fresh share of what is left, and an unreviewed
+    backlog would eat the training set round by round. Only labels cleanlab itself counts as issues
+    are flagged (where it can give a verdict): a clean project's labels are mostly right, and a
+    flagged label stops training, so a fixed share would hold good labels back for nothing.
 
     oof_probs: (N, C) out-of-fold probabilities in the order of ``document_ids`` and ``labels``.
     """
     index = {name: i for i, name in enumerate(label_names)}
     ranking = rank_label_issues(np.array([index[lab] for lab in labels], dtype=np.int64), oof_probs)
     skip = set(decided)
-    budget = math.ceil(share * len(document_ids))
-    top = [i for i in ranking.order if int(document_ids[i]) not in skip][:budget]
+    budget = max(0, math.ceil(share * (len(document_ids) + pending)) - pending)
+    suspect = ranking.is_issue if ranking.verdict else np.ones(len(document_ids), dtype=bool)
+    top = [i for i in ranking.order if int(document_ids[i]) not in skip and suspect[i]][:budget]
     return {
         "method": "confident_learning_self_confidence",
         "share": share,
         "n_ranked": len(document_ids),
+        "n_pending": pending,
         "n_decided": sum(1 for doc_id in document_ids if int(doc_id) in skip),
         "n_issues": int(ranking.is_issue.sum()),
         "document_ids": [int(document_ids[i]) for i in top],
         "scores": [round(float(ranking.scores[i]), 6) for i in top],
     }
+
+
+def flagged_waiting(*, project: Project) -> int:
+    """How many of ``project``'s pool labels earlier runs flagged and no reviewer has decided yet."""
+    return len(flagged_pending(project=project, split=Split.POOL))
 
 
 def reviewer_decided(*, project: Project) -> set[int]:

@@ -25,7 +25,12 @@ from labeling.services import modeling
 from labeling.services.errors import RunLockedError, TrainingDataError
 from labeling.services.events import Event, publish
 from labeling.services.training.evaluation import challenger_evaluate, metrics_compact
-from labeling.services.training.label_issues import label_issues_flag, label_issues_rank, reviewer_decided
+from labeling.services.training.label_issues import (
+    flagged_waiting,
+    label_issues_flag,
+    label_issues_rank,
+    reviewer_decided,
+)
 from labeling.services.training.promotion import challenger_decide
 from labeling.services.training.recalibration import champion_recalibrate, holdout_arrays, holdout_prior_sd
 from modelsvc.config import TrainConfig
@@ -158,7 +163,9 @@ def _execute(run: TrainingRun) -> None:
             labels=labels,
             label_names=result.classifier.label_names,
             oof_probs=result.oof_probs,
+            share=project.noise_review_share,
             decided=reviewer_decided(project=project),
+            pending=flagged_waiting(project=project),
         )
         metrics["label_issues"]["opened_for_review"] = label_issues_flag(
             project=project, issues=metrics["label_issues"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from labeling import roles
 from labeling.models import Annotation, ReviewDecision, ReviewItem, ReviewReason
@@ -102,3 +103,20 @@ def test_annotator_quality_is_in_the_dashboard_json_for_managers_only(project, r
     assert "quality" in seen[admin_user.username]
     team = seen[annotator.username]["team"]
     assert team["agreement"]["note"] == "too few overlapped items" and team["review"]["open"] == 1
+
+
+def test_the_share_of_labels_flagged_for_review_is_a_project_setting(project, admin_client, client) -> None:
+    url = f"/api/v1/projects/{project.pk}/"
+    assert admin_client.get(url).json()["noise_review_share"] == 0.1  # the default
+    changed = admin_client.patch(url, {"noise_review_share": 0.25}, format="json")
+    assert changed.status_code == 200 and changed.json()["noise_review_share"] == 0.25
+    project.refresh_from_db()
+    assert project.noise_review_share == 0.25
+    too_much = admin_client.patch(url, {"noise_review_share": 0.75}, format="json")
+    assert too_much.status_code == 400 and "noise_review_share" in too_much.json()["error"]["fields"]
+    project.refresh_from_db()
+    assert project.noise_review_share == 0.25
+    schema = yaml.safe_load(client.get("/api/v1/schema/").content)["components"]["schemas"]
+    field = schema["PatchedProjectPolicyUpdate"]["properties"]["noise_review_share"]
+    assert (field["minimum"], field["maximum"]) == (0.0, 0.5)
+    assert "noise_review_share" in schema["Project"]["properties"]

@@ -10,6 +10,13 @@ import zipfile
 import pyarrow.parquet as pq
 import pytest
 
+from labeling import roles
+from labeling.models import Document, ReviewReason
+from labeling.selectors.exports import PARQUET_AGREEMENT_KEY
+from labeling.services.memberships import membership_ensure
+from labeling.services.review import review_decide, review_flag
+from tests import factories as f
+
 pytestmark = pytest.mark.django_db
 
 
@@ -102,3 +109,49 @@ def test_empty_exports_are_valid(admin_client, project):
     assert b"".join(jsonl.streaming_content) == b""
     parquet = admin_client.get(f"/api/v1/projects/{project.pk}/export?format=parquet")
     assert pq.read_table(io.BytesIO(b"".join(parquet.streaming_content))).num_rows == 0
+
+
+def test_every_format_carries_the_labels_the_consensus_who_decided_and_the_agreement(admin_client, project, docs):
+    """Two annotators on 3 documents: an agreement, a disagreement a reviewer decided, a label flagged as noise."""
+    docs = docs[:3]
+    given = {docs[0].pk: ("fresh", "fresh"), docs[1].pk: ("fresh", "rotten"), docs[2].pk: ("rotten", "rotten")}
+    for i, name in enumerate(("x1", "x2")):
+        user = f.UserFactory(username=name)
+        for doc in docs:
+            Document.objects.filter(pk=doc.pk).update(labels_required=2)
+            f.AnnotationFactory(document=doc, annotator=user, label=given[doc.pk][i])
+    reviewer = f.UserFactory(username="rev")
+    membership_ensure(project=project, user=reviewer, role=roles.REVIEWER)
+    review_flag(project=project, document_ids=[docs[1].pk], reason=ReviewReason.DISAGREEMENT)
+    review_decide(item=project.review_items.get(document=docs[1]), reviewer=reviewer, label="rotten")
+    review_flag(project=project, document_ids=[docs[2].pk], reason=ReviewReason.NOISE, scores=[0.8])
+    expected = {
+        (docs[0].pk, "x1"): ("fresh", "fresh", "fresh", "annotators", None),
+        (docs[0].pk, "x2"): ("fresh", "fresh", "fresh", "annotators", None),
+        (docs[1].pk, "x1"): ("fresh", None, "rotten", "reviewer:rev", None),
+        (docs[1].pk, "x2"): ("rotten", None, "rotten", "reviewer:rev", None),
+        (docs[2].pk, "x1"): ("rotten", "rotten", "rotten", "annotators", "noise"),
+        (docs[2].pk, "x2"): ("rotten", "rotten", "rotten", "annotators", "noise"),
+    }
+    fields = ("label", "consensus_label", "final_label", "decided_by", "in_review")
+
+    def got(rows):
+        return {(int(r["document_id"]), r["annotator"]): tuple(r[k] or None for k in fields) for r in rows}
+
+    url = f"/api/v1/projects/{project.pk}/export?format="
+    responses = {fmt: admin_client.get(url + fmt) for fmt in ("jsonl", "csv", "parquet", "hf")}
+    for fmt, response in responses.items():
+        assert response.status_code == 200, fmt
+        link = f'<http://testserver/api/v1/projects/{project.pk}/agreement>; rel="describedby"; type="application/json"'
+        assert response["Link"] == link, fmt
+    bodies = {fmt: b"".join(r.streaming_content) for fmt, r in responses.items()}
+    assert got(json.loads(line) for line in bodies["jsonl"].decode().splitlines()) == expected
+    assert got(csv.DictReader(io.StringIO(bodies["csv"].decode()))) == expected
+    table = pq.read_table(io.BytesIO(bodies["parquet"]))
+    assert got(table.to_pylist()) == expected
+    summary = json.loads(table.schema.metadata[PARQUET_AGREEMENT_KEY])
+    assert summary["n_items"] == 3 and summary["n_annotators"] == 2 and "alpha" in summary
+    archive = zipfile.ZipFile(io.BytesIO(bodies["hf"]))
+    assert got(json.loads(line) for line in archive.read("data/train.jsonl").decode().splitlines()) == expected
+    assert json.loads(archive.read("agreement.json")) == summary
+    assert admin_client.get(f"/api/v1/projects/{project.pk}/agreement").json()["n_items"] == 3

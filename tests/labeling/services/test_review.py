@@ -95,6 +95,26 @@ def test_review_flag_opens_noise_items_once_with_their_scores() -> None:
     assert ReviewItem.objects.count() == 2
 
 
+def test_a_flagged_label_stops_training_until_a_reviewer_decides_it() -> None:
+    project, docs = make_project(4)
+    label_all(project, {"ann": "a"})
+    review_flag(project=project, document_ids=[docs[0].pk, docs[1].pk], reason="noise", scores=[0.9, 0.8])
+    review_flag(project=project, document_ids=[docs[2].pk], reason="audit")  # random audit: not a suspicion
+    trains = {doc_id: label for doc_id, _, label in majority_labels(project=project, split="pool")}
+    assert trains == {docs[2].pk: "a", docs[3].pk: "a"}
+    everything = majority_labels(project=project, split="pool", hold_flagged=False)
+    assert len(everything) == 4  # still the annotators' consensus, for exports and agreement
+    assert final_labels(project=project)[docs[0].pk].label == "a"
+    rev = UserFactory(username="rev")
+    flagged = {i.document_id: i for i in ReviewItem.objects.filter(reason=ReviewReason.NOISE)}
+    review_decide(item=flagged[docs[0].pk], reviewer=rev, label="b")  # an override trains as the reviewer said
+    trains = {doc_id: label for doc_id, _, label in majority_labels(project=project, split="pool")}
+    assert trains == {docs[0].pk: "b", docs[2].pk: "a", docs[3].pk: "a"}
+    review_decide(item=flagged[docs[1].pk], reviewer=rev, label="a")  # an accepted label trains again
+    trains = {doc_id: label for doc_id, _, label in majority_labels(project=project, split="pool")}
+    assert trains == {docs[0].pk: "b", docs[1].pk: "a", docs[2].pk: "a", docs[3].pk: "a"}
+
+
 def test_reviewers_meet_disagreements_first_then_noise_by_score_and_never_their_own_labels() -> None:
     project, docs = make_project(4)
     label_all(project, {"ann": "a"})

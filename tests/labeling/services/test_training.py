@@ -15,7 +15,7 @@ import torch
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from labeling.models import ModelStatus, ModelVersion, RunStatus, RunTrigger, TrainingRun
+from labeling.models import ModelStatus, ModelVersion, Project, RunStatus, RunTrigger, TrainingRun
 from labeling.selectors.models import champion_get
 from labeling.services import modeling
 from labeling.services.errors import PromotionError, RollbackError, RunLockedError
@@ -80,6 +80,8 @@ def test_later_retrains_count_labels_since_the_latest_model() -> None:
 @pytest.mark.usefixtures("shared_embedding_cache")
 def test_first_model_is_promoted_and_a_worse_challenger_is_rejected() -> None:
     project = labeled_project(pool=80, holdout=30, unlabeled=0, retrain_after=10)
+    Project.objects.filter(pk=project.pk).update(noise_review_share=0.2)
+    project.refresh_from_db()
     run = train_now(project)
     assert run.status == RunStatus.SUCCEEDED and run.promoted, run.error
     assert run.decision_reason.startswith("first model")
@@ -106,9 +108,11 @@ def test_first_model_is_promoted_and_a_worse_challenger_is_rejected() -> None:
     ]
     assert len(champion.calibration["map"]["components"]) == 2
     # The run's training labels ranked by how likely they are wrong (out-of-fold, confident learning):
-    # the top 10% of the 80 pool labels, most suspect first, recorded for review.
+    # at most the project's share (here 20%) of the 80 pool labels, most suspect first, and only those
+    # cleanlab counts as issues, recorded for review.
     issues = metrics["label_issues"]
-    assert issues["n_ranked"] == 80 and len(issues["document_ids"]) == 8
+    assert issues["n_ranked"] == 80 and issues["share"] == 0.2
+    assert len(issues["document_ids"]) == min(16, issues["n_issues"]) == issues["opened_for_review"] >= 1
     flagged = label_issues_for_review(model_version=champion)
     assert {doc_id for doc_id, _ in flagged} <= set(project.documents.filter(split="pool").values_list("id", flat=True))
     assert [score for _, score in flagged] == sorted(score for _, score in flagged)
@@ -123,10 +127,16 @@ def test_first_model_is_promoted_and_a_worse_challenger_is_rejected() -> None:
     label(pool_docs, UserFactory(), flip=True)
     bad = train_now(project)
     assert bad.status == RunStatus.SUCCEEDED and bad.promoted is False, bad.decision_reason
+    # the first run's flags are held back until a reviewer decides them
+    assert bad.labels_used == 80 - issues["opened_for_review"]
     assert "rejected" in bad.decision_reason
     challenger = ModelVersion.objects.get(pk=bad.model_version_id)
     assert challenger.status == ModelStatus.REJECTED
     assert challenger.metrics["accuracy"] < challenger.metrics["champion_holdout_accuracy"]
+    # the labels still waiting for review use up the share first
+    second = challenger.metrics["label_issues"]
+    assert second["n_pending"] == issues["opened_for_review"] and second["n_ranked"] == 80 - second["n_pending"]
+    assert len(second["document_ids"]) <= 16 - second["n_pending"]
     assert champion_get(project_id=project.pk) == champion  # untouched
 
 

@@ -62,14 +62,14 @@ def test_the_page_has_label_keys_its_config_and_the_queue_counts(client, project
     assert any(s.endswith("labeling/review.js") for s in scripts) and all(s.startswith("/static/") for s in scripts)
     config = _config(page)
     assert config["summary"]["open"] == 1 and config["summary"]["open_by_reason"] == {"disagreement": 1}
-    assert config["reasons"]["noise"] == "Likely mislabeled" and config["comment_key"] == "c"
+    assert config["reasons"]["noise"] == "Likely mislabeled" and config["keys"] == {"skip": "s", "comment": "c"}
 
 
 def test_a_label_keyed_c_moves_the_comment_key_to_0(client) -> None:
     project = f.ProjectFactory(labels=[{"name": "cat", "key": "c"}, {"name": "dog", "key": "d"}])
     client.force_login(f.UserFactory(is_staff=True))
     page = client.get(reverse("ui:review", args=[project.pk])).content.decode()
-    assert _config(page)["comment_key"] == "0" and 'aria-keyshortcuts="0"' in page
+    assert _config(page)["keys"]["comment"] == "0" and 'aria-keyshortcuts="0"' in page
 
 
 def test_the_nav_and_project_list_link_it_for_reviewers_only(client, project) -> None:

@@ -149,7 +149,8 @@
     const t = d.team;
     if (!t) return;
     $("team-policy").textContent = "Overlap " + t.overlap + " (" + t.overlap_scope + "), consensus needs " +
-      A.pct(t.min_agreement) + " agreement.";
+      A.pct(t.min_agreement) + " agreement; the top " + A.pct(t.noise_review_share) +
+      " of each run's labels by likely error go to review.";
     const body = $("agreement-body");
     body.replaceChildren();
     const rows = [["Krippendorff's alpha", t.agreement.alpha], ["Fleiss' kappa", t.agreement.fleiss_kappa]];

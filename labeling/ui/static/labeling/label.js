@@ -333,8 +333,8 @@
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const key = ev.key.toLowerCase();
     if (key === "escape" && state.undo) { ev.preventDefault(); leaveUndo(); announce("Back to the current item."); return; }
-    if (key === "u") { ev.preventDefault(); startUndo(); return; }
-    if (key === "s") { ev.preventDefault(); skip(); return; }
+    if (key === config.keys.undo) { ev.preventDefault(); startUndo(); return; }
+    if (key === config.keys.skip) { ev.preventDefault(); skip(); return; }
     if (ev.key === "!") { ev.preventDefault(); openFlag(); return; }
     if (keyToLabel[key] && !labelButtons[0].disabled) { ev.preventDefault(); submitLabel(keyToLabel[key]); }
   });

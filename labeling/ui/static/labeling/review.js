@@ -312,8 +312,8 @@
     if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.isContentEditable)) return;
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const key = ev.key.toLowerCase();
-    if (key === config.comment_key) { ev.preventDefault(); openComment(); return; }
-    if (key === "s") { ev.preventDefault(); skip(); return; }
+    if (key === config.keys.comment) { ev.preventDefault(); openComment(); return; }
+    if (key === config.keys.skip) { ev.preventDefault(); skip(); return; }
     if (keyToLabel[key] && !buttons[0].disabled) { ev.preventDefault(); decide(keyToLabel[key]); }
   });
 
