@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from labeling.api import audit, documents, health, members, metrics, models, projects, queue, review, stats, team
+from labeling.api import (
+    audit,
+    documents,
+    health,
+    labelset,
+    members,
+    metrics,
+    models,
+    projects,
+    queue,
+    review,
+    stats,
+    team,
+)
 from labeling.api.errors import json_not_found
 
 P = "api/v1/projects/<int:project_id>"
@@ -21,6 +34,13 @@ urlpatterns = [
     path(f"{P}/", projects.ProjectItemApi.as_view(), name="api-project"),
     path(f"{P}/stats", stats.ProjectStatsApi.as_view(), name="api-project-stats"),
     path(f"{P}/export", stats.ProjectExportApi.as_view(), name="api-project-export"),
+    # the label set and its versions
+    path(f"{P}/labelset/", labelset.LabelSetApi.as_view(), name="api-labelset"),
+    path(f"{P}/labelset/add", labelset.LabelSetAddApi.as_view(), name="api-labelset-add"),
+    path(f"{P}/labelset/rename", labelset.LabelSetRenameApi.as_view(), name="api-labelset-rename"),
+    path(f"{P}/labelset/retire", labelset.LabelSetRetireApi.as_view(), name="api-labelset-retire"),
+    path(f"{P}/labelset/merge", labelset.LabelSetMergeApi.as_view(), name="api-labelset-merge"),
+    path(f"{P}/labelset/split", labelset.LabelSetSplitApi.as_view(), name="api-labelset-split"),
     # members
     path(f"{P}/members/", members.MemberCollectionApi.as_view(), name="api-members"),
     path(f"{P}/members/changes", members.MemberChangeListApi.as_view(), name="api-member-changes"),

@@ -18,6 +18,7 @@ from typing import IO, Any
 from labeling.models import Annotation, Project
 from labeling.selectors.agreement import project_agreement
 from labeling.selectors.consensus import REVIEWER, FinalLabel, final_labels
+from labeling.selectors.labelset import label_set_versions
 
 FORMATS = ("jsonl", "csv", "parquet", "hf")
 COLUMNS = (
@@ -28,6 +29,7 @@ COLUMNS = (
     "split",
     "annotator",
     "label",
+    "label_set_version",
     "labeled_at",
     "duration_ms",
     "source",
@@ -39,6 +41,8 @@ COLUMNS = (
     "consensus_agreement",
     "final_label",
     "decided_by",
+    "label_current",
+    "current_label_set_version",
 )
 _CHUNK = 2000
 
@@ -62,6 +66,7 @@ def export_rows(project: Project) -> Iterator[dict[str, Any]]:
             "document__split",
             "annotator__username",
             "label",
+            "label_set_version",
             "created_at",
             "duration_ms",
             "source",
@@ -71,6 +76,7 @@ def export_rows(project: Project) -> Iterator[dict[str, Any]]:
         )
     )
     finals = final_labels(project=project)
+    space = project.label_space
     for values in qs.iterator(chunk_size=_CHUNK):
         row = dict(zip(COLUMNS, values, strict=False))
         row["labeled_at"] = row["labeled_at"].isoformat()
@@ -82,6 +88,9 @@ def export_rows(project: Project) -> Iterator[dict[str, Any]]:
             consensus_agreement=round(final.consensus.agreement, 6),
             final_label=final.label,
             decided_by=_decided_by(final),
+            # A label renamed or merged since carries its new name; one retired or split is not current.
+            label_current=row["label"] in space,
+            current_label_set_version=project.label_set_version,
         )
         yield row
 
@@ -136,6 +145,7 @@ def write_parquet(project: Project, target: IO[bytes]) -> None:
             ("split", pa.string()),
             ("annotator", pa.string()),
             ("label", pa.string()),
+            ("label_set_version", pa.int64()),
             ("labeled_at", pa.string()),
             ("duration_ms", pa.int64()),
             ("source", pa.string()),
@@ -147,6 +157,8 @@ def write_parquet(project: Project, target: IO[bytes]) -> None:
             ("consensus_agreement", pa.float64()),
             ("final_label", pa.string()),
             ("decided_by", pa.string()),
+            ("label_current", pa.bool_()),
+            ("current_label_set_version", pa.int64()),
         ]
     )
     with pq.ParquetWriter(target, schema) as writer:
@@ -193,6 +205,9 @@ ds = datasets.load_dataset("json", data_files={{"train": "data/train.jsonl"}})
 ## Columns
 
 `text`, `label`, `label_id`, `document_id`, `external_id`, `split` (pool or holdout), `annotator`,
+`label_set_version` (the label-set version the label was given under;
+`label_sets.json` lists every version, its labels and the operation that made it), `label_current`
+(false for a label since retired or split; `label_id` is then -1), `current_label_set_version`,
 `labeled_at`, and the model's prediction when the label was given: `model_version`, `predicted_label`,
 `predicted_confidence`. One row per individual label; the document's `labels_required`, its annotators'
 `consensus_label` and `consensus_agreement` (the top label's share), its `final_label` (what the model
@@ -201,6 +216,18 @@ trains on; empty while it waits for labels or review) and `decided_by` (`annotat
 the overlapped items (Krippendorff's alpha, Fleiss' kappa, pairwise Cohen's kappa, per label and per
 annotator, each with a 95% bootstrap interval).
 """
+
+
+def _label_sets(project: Project) -> dict[str, Any]:
+    """The current label-set version and every version's labels and operation, oldest first."""
+    return {
+        "current_version": project.label_set_version,
+        "versions": [
+            {"version": v.version, "operation": v.operation, "labels": v.labels, "data": v.data,
+             "created_at": v.created_at}
+            for v in label_set_versions(project=project)
+        ],
+    }
 
 
 def write_hf_zip(project: Project, target: IO[bytes]) -> None:
@@ -215,6 +242,7 @@ def write_hf_zip(project: Project, target: IO[bytes]) -> None:
                 data.write((json.dumps(record, ensure_ascii=False) + "\n").encode())
                 rows += 1
         archive.writestr("label_names.json", json.dumps(list(space.names)))
+        archive.writestr("label_sets.json", json.dumps(_label_sets(project), default=str, indent=1))
         archive.writestr("agreement.json", json.dumps(project_agreement(project=project), default=str, indent=1))
         archive.writestr("README.md", _dataset_card(project, rows))
 

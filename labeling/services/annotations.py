@@ -107,15 +107,27 @@ def annotation_submit(
                 model_version=prediction.model_version if prediction else None,
                 predicted_label=prediction.predicted_label if prediction else "",
                 predicted_confidence=prediction.confidence if prediction else None,
+                label_set_version=project.label_set_version,
                 created_at=now,
                 updated_at=now,
             )
+        elif annotation.label != label:
+            # Served again after its label was split (labeling.services.labelset): the new answer
+            # replaces the old one, which stays in the revision history.
+            AnnotationRevision.objects.create(
+                annotation=annotation, previous_label=annotation.label, new_label=label, changed_by=user
+            )
+            annotation.label, annotation.assignment, annotation.updated_at = label, locked, now
+            annotation.label_set_version = project.label_set_version
+            annotation.save(update_fields=["label", "assignment", "updated_at", "label_set_version"])
         locked.state = AssignmentState.DONE
         locked.finished_at = now
         locked.save(update_fields=["state", "finished_at"])
         # The document closes once it has its labels (one without overlap: this one, no count needed).
         complete = document.labels_required <= 1 or (
-            Annotation.objects.filter(document=document).count() >= document.labels_required
+            # Answers of a label no longer in the set (split, retired) do not fill a place.
+            Annotation.objects.filter(document=document, label__in=project.label_names).count()
+            >= document.labels_required
         )
         if complete and not document.is_labeled:
             Document.objects.filter(pk=document.pk).update(is_labeled=True)
@@ -144,7 +156,8 @@ def annotation_update(*, annotation: Annotation, user: AbstractBaseUser, label: 
             )
             locked.label = label
             locked.updated_at = timezone.now()
-            locked.save(update_fields=["label", "updated_at"])
+            locked.label_set_version = locked.document.project.label_set_version
+            locked.save(update_fields=["label", "updated_at", "label_set_version"])
             labels_changed(project=locked.document.project, document=locked.document)
             _request_retrain_check(locked.document.project_id)
             # A first label is not an edit: only this path (a change) writes an audit event.
