@@ -168,8 +168,12 @@ def _commit(
     return version
 
 
-def _retrain(project: Project) -> TrainingRun | None:
-    """A retrain on the new set once a model exists (before that, the label threshold starts the first)."""
+def _retrain(project: Project, caller: Project) -> TrainingRun | None:
+    """A retrain on the new set once a model exists (before that, the label threshold starts the first).
+
+    The caller's project instance is brought up to date too (the change was made on a locked copy).
+    """
+    caller.labels, caller.label_set_version = project.labels, project.label_set_version
     if latest_trained_version(project_id=project.pk) is None:
         return None
     return training_run_request(project=project, trigger=RunTrigger.LABEL_SET)
@@ -207,7 +211,7 @@ def labelset_add(
     labels = [*locked.labels, entry]
     version = _commit(locked, labels, operation=LabelSetOperation.ADD, data={"label": name}, by=by,
                       field_name="name")
-    return LabelSetChange(version=version, run=_retrain(locked))
+    return LabelSetChange(version=version, run=_retrain(locked, project))
 
 
 @transaction.atomic
@@ -228,7 +232,7 @@ def labelset_rename(
         locked, labels, operation=LabelSetOperation.RENAME,
         data={"label": old, "new_name": new, "migrated": migrated}, by=by, field_name="new_name",
     )
-    return LabelSetChange(version=version, migrated=migrated, run=_retrain(locked))
+    return LabelSetChange(version=version, migrated=migrated, run=_retrain(locked, project))
 
 
 @transaction.atomic
@@ -244,7 +248,7 @@ def labelset_retire(*, project: Project, label: object, by: Any = None) -> Label
         locked, labels, operation=LabelSetOperation.RETIRE, data={"label": name, "annotations_kept": kept},
         by=by, field_name="label",
     )
-    return LabelSetChange(version=version, run=_retrain(locked))
+    return LabelSetChange(version=version, run=_retrain(locked, project))
 
 
 @transaction.atomic
@@ -270,7 +274,7 @@ def labelset_merge(*, project: Project, labels: object, into: object, by: Any = 
         locked, remaining, operation=LabelSetOperation.MERGE,
         data={"labels": sources, "into": target, "migrated": migrated}, by=by, field_name="labels",
     )
-    return LabelSetChange(version=version, migrated=migrated, run=_retrain(locked))
+    return LabelSetChange(version=version, migrated=migrated, run=_retrain(locked, project))
 
 
 def _split_entries(project: Project, new_labels: object, used_keys: set[str]) -> list[dict[str, Any]]:
@@ -326,5 +330,5 @@ def labelset_split(*, project: Project, label: object, new_labels: object, by: A
         data={"label": old["name"], "new_labels": [e["name"] for e in entries], "reopened": reopened},
         by=by, field_name="new_labels",
     )
-    return LabelSetChange(version=version, reopened=reopened, run=_retrain(locked))
+    return LabelSetChange(version=version, reopened=reopened, run=_retrain(locked, project))
 

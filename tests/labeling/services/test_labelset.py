@@ -1,0 +1,69 @@
+"""Label-set changes and the model: an old set's model is never the champion; imports check the current set."""
+
+from __future__ import annotations
+
+import pytest
+
+from labeling.models import ModelStatus, ModelVersion, RunStatus, RunTrigger, TrainingRun
+from labeling.services.errors import PromotionError, RollbackError
+from labeling.services.imports import import_file
+from labeling.services.labelset import labelset_add, labelset_merge, labelset_rename
+from labeling.services.training.promotion import challenger_decide, model_version_promote, model_version_rollback
+from tests import factories as f
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def project():
+    project = f.ProjectFactory(labels=[{"name": n, "text": n, "key": str(i + 1)} for i, n in enumerate("abc")])
+    f.ModelVersionFactory(project=project, version=1, status=ModelStatus.RETIRED, artifact_path="a1",
+                          promoted_at="2026-01-01T00:00:00Z")
+    f.ModelVersionFactory(project=project, version=2, status=ModelStatus.CHAMPION, artifact_path="a2")
+    return project
+
+
+def test_a_challenger_trained_on_the_old_set_is_not_promoted_and_a_retrain_follows(
+    project, django_capture_on_commit_callbacks
+):
+    run = f.TrainingRunFactory(project=project, status=RunStatus.RUNNING)
+    challenger = f.ModelVersionFactory(project=project, version=3, status=ModelStatus.CANDIDATE, artifact_path="a3")
+    user = f.UserFactory()
+    with django_capture_on_commit_callbacks():
+        change = labelset_rename(project=project, label="c", new_name="d", by=user)
+    assert change.run is not None and change.run.pk == run.pk  # counted on the open run
+    with django_capture_on_commit_callbacks() as sent:
+        challenger_decide(
+            run=run, challenger=challenger, promote=True, reason="first on the set", evaluated_against=None
+        )
+    challenger.refresh_from_db()
+    assert challenger.status == ModelStatus.REJECTED and "label set changed" in challenger.decision_reason
+    assert not ModelVersion.objects.filter(project=project, status=ModelStatus.CHAMPION).exists()
+    follow_up = TrainingRun.objects.get(project=project, status=RunStatus.QUEUED)
+    assert follow_up.trigger == RunTrigger.LABEL_SET and len(sent) == 1  # its TRAIN message, after commit
+
+
+def test_a_model_of_an_older_set_is_neither_promoted_nor_rolled_back_to(project, django_capture_on_commit_callbacks):
+    labelset_add(project=project, name="d", by=None)
+    old = ModelVersion.objects.get(project=project, version=2)
+    assert old.status == ModelStatus.RETIRED
+    with pytest.raises(PromotionError, match="another label set"):
+        model_version_promote(model_version=old)
+    project.refresh_from_db()
+    new = f.ModelVersionFactory(project=project, version=4, status=ModelStatus.CANDIDATE, artifact_path="a4")
+    with django_capture_on_commit_callbacks():
+        model_version_promote(model_version=new)
+    with pytest.raises(RollbackError):  # v1 and v2 were champions, but of the old set
+        model_version_rollback(project=project)
+
+
+def test_an_import_checks_gold_labels_against_the_current_set(project, tmp_path):
+    user = f.UserFactory()
+    f.AnnotationFactory(document=f.DocumentFactory(project=project), label="b", annotator=user)
+    labelset_merge(project=project, labels=["b"], into="a", by=user)
+    assert project.label_names == ["a", "c"]  # the caller's instance follows the change
+    path = tmp_path / "docs.csv"
+    path.write_text("text,label\none,a\ntwo,b\nthree,c\n")
+    report = import_file(project=project, path=str(path), text_col="text", label_col="label")
+    assert (report.imported, report.rejected) == (2, 1)
+    assert [r["reason"] for r in report.rejected_rows] == ["label 'b' is not in the project's label set"]
