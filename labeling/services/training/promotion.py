@@ -51,12 +51,21 @@ def challenger_decide(
 
     ``evaluated_against`` is the champion's id the gate compared with (None: there was none). It is
     re-read under the project's row lock: if a manual promotion or a rollback changed the champion
-    meanwhile, the comparison no longer holds and the challenger is rejected with that reason.
+    meanwhile, the comparison no longer holds and the challenger is rejected with that reason. A
+    challenger whose labels are not the project's current set (it changed during the run) is rejected
+    too, and a run on the new set is requested.
     """
     now = timezone.now()
     with transaction.atomic():
+        # The project's row lock also orders this after a label-set change (labeling.services.labelset).
+        Project.objects.select_for_update().get(pk=challenger.project_id)
+        # Trained on a label set that has changed since: whatever the gate said, a retrain on the new set follows.
+        stale = _label_set_changed(challenger)
+        if stale:
+            promote = False
+            reason = "not promoted: the label set changed while it trained; a retrain on the new set follows"
+            ModelVersion.objects.filter(pk=challenger.pk).update(decision_reason=reason)
         if promote:
-            Project.objects.select_for_update().get(pk=challenger.project_id)
             current = champion_get(project_id=challenger.project_id)
             if (current.pk if current else None) != evaluated_against:
                 promote = False
@@ -65,11 +74,6 @@ def challenger_decide(
                     "while this challenger was evaluated against another; the next retrain compares with it"
                 )
                 ModelVersion.objects.filter(pk=challenger.pk).update(decision_reason=reason)
-        stale = promote and _label_set_changed(challenger)
-        if stale:
-            promote = False
-            reason = "not promoted: the label set changed while it trained; a retrain on the new set follows"
-            ModelVersion.objects.filter(pk=challenger.pk).update(decision_reason=reason)
         if promote:
             TrainingRun.objects.filter(pk=run.pk).update(stage="promote", progress=1.0)
             _promote(challenger)

@@ -23,8 +23,9 @@ def project():
     return project
 
 
+@pytest.mark.parametrize("gate_says_promote", [True, False])
 def test_a_challenger_trained_on_the_old_set_is_not_promoted_and_a_retrain_follows(
-    project, django_capture_on_commit_callbacks
+    project, django_capture_on_commit_callbacks, gate_says_promote
 ):
     run = f.TrainingRunFactory(project=project, status=RunStatus.RUNNING)
     challenger = f.ModelVersionFactory(project=project, version=3, status=ModelStatus.CANDIDATE, artifact_path="a3")
@@ -34,7 +35,7 @@ def test_a_challenger_trained_on_the_old_set_is_not_promoted_and_a_retrain_follo
     assert change.run is not None and change.run.pk == run.pk  # counted on the open run
     with django_capture_on_commit_callbacks() as sent:
         challenger_decide(
-            run=run, challenger=challenger, promote=True, reason="first on the set", evaluated_against=None
+            run=run, challenger=challenger, promote=gate_says_promote, reason="gate", evaluated_against=None
         )
     challenger.refresh_from_db()
     assert challenger.status == ModelStatus.REJECTED and "label set changed" in challenger.decision_reason
