@@ -68,3 +68,52 @@ def test_an_import_checks_gold_labels_against_the_current_set(project, tmp_path)
     report = import_file(project=project, path=str(path), text_col="text", label_col="label")
     assert (report.imported, report.rejected) == (2, 1)
     assert [r["reason"] for r in report.rejected_rows] == ["label 'b' is not in the project's label set"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_label_given_while_a_merge_commits_is_checked_against_the_merged_set():
+    """The submit waits for the merge's lock on the project, then refuses the merged-away label:
+    without the lock it would store "c" after the merge had moved every "c", and that label would be missed."""
+    import threading
+
+    from django.core.exceptions import ValidationError
+    from django.db import connection, transaction
+
+    from labeling.models import Annotation
+    from labeling.services.annotations import annotation_submit
+
+    project = f.ProjectFactory(labels=[{"name": n, "text": n, "key": str(i + 1)} for i, n in enumerate("abc")])
+    manager = f.UserFactory()
+    lease = f.AssignmentFactory(document=f.DocumentFactory(project=project))
+    merged, release = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def merge() -> None:
+        try:
+            with transaction.atomic():
+                labelset_merge(project=project, labels=["c"], into="a", by=manager)
+                merged.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def submit() -> None:
+        try:
+            annotation_submit(assignment=lease, user=lease.annotator, label="c")
+            outcome["stored"] = True
+        except ValidationError as exc:
+            outcome["error"] = exc.message_dict
+        finally:
+            connection.close()
+
+    merging = threading.Thread(target=merge)
+    merging.start()
+    assert merged.wait(10)
+    submitting = threading.Thread(target=submit)
+    submitting.start()
+    submitting.join(0.5)  # it is waiting for the merge's lock (or would have stored "c" by now)
+    release.set()
+    merging.join(10)
+    submitting.join(10)
+    assert "label" in outcome.get("error", {}), outcome
+    assert not Annotation.objects.filter(label="c").exists()
