@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from labeling import roles
@@ -26,6 +24,7 @@ from labeling.services.assignments import assignment_locked_for, assignment_requ
 from labeling.services.audit import audit_record
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.events import Event, publish
+from labeling.services.labelset import label_set_shared
 from labeling.services.review import document_completed, labels_changed
 
 MAX_DURATION_MS = 24 * 60 * 60 * 1000
@@ -57,25 +56,6 @@ def _event_payload(annotation: Annotation, *, project_id: int) -> dict[str, obje
     }
 
 
-def _label_set_shared(*, project_id: int | None = None, document_id: int | None = None) -> tuple[list, int]:
-    """The project's current labels and label-set version, read under a KEY SHARE lock of its row.
-
-    A label-set change (``labeling.services.labelset``) holds the row FOR UPDATE, which KEY SHARE waits
-    for: a label is validated against the set it is stored under, and a rename or merge never misses a
-    label given while it ran. Annotators do not block each other (KEY SHARE does not conflict with
-    itself, nor with plain updates of the project). Taken before the lease and document locks, in the
-    same order as the label-set change takes them, so the two never deadlock.
-    """
-    where = "id = %s" if project_id is not None else "id = (SELECT project_id FROM labeling_document WHERE id = %s)"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT labels, label_set_version FROM labeling_project WHERE {where} FOR KEY SHARE",
-            [project_id if project_id is not None else document_id],
-        )
-        labels, version = cursor.fetchone()
-    return (json.loads(labels) if isinstance(labels, str) else labels), version
-
-
 def _request_retrain_check(project_id: int) -> None:
     enqueue(
         TaskName.CHECK_RETRAIN,
@@ -97,7 +77,7 @@ def annotation_submit(
     if duration_ms is not None and not (0 <= duration_ms <= MAX_DURATION_MS):
         raise ValidationError({"duration_ms": f"must be between 0 and {MAX_DURATION_MS}"})
     with transaction.atomic():
-        labels, version = _label_set_shared(project_id=assignment.project_id)
+        labels, version = label_set_shared(project_id=assignment.project_id)
         locked = assignment_locked_for(assignment, user, admin_may=False, lock_document=True)
         project = locked.document.project
         project.labels, project.label_set_version = labels, version
@@ -168,7 +148,7 @@ def annotation_submit(
 def annotation_update(*, annotation: Annotation, user: AbstractBaseUser, label: object) -> Annotation:
     """Change a label given earlier (its annotator or an admin); every change leaves a revision."""
     with transaction.atomic():
-        labels, version = _label_set_shared(document_id=annotation.document_id)
+        labels, version = label_set_shared(document_id=annotation.document_id)
         locked = Annotation.objects.select_for_update().select_related("document__project").get(pk=annotation.pk)
         locked.document.project.labels, locked.document.project.label_set_version = labels, version
         if locked.annotator_id != user.pk and not roles.is_admin(user):

@@ -20,12 +20,13 @@ order, nothing ranks or shows predictions of the old labels) and a retrain is re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from labeling.models import (
@@ -55,6 +56,28 @@ from labeling.services.audit import audit_record
 from labeling.services.training.triggers import training_run_request
 
 _FREE_KEYS = [str(d) for d in range(1, 10)] + [c for c in "abcdefghijklmnopqrtvwxyz"]
+
+
+def label_set_shared(
+    *, project_id: int | None = None, document_id: int | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """The project's current labels and label-set version, read under a KEY SHARE lock of its row.
+
+    For the services that store a label (an annotation, an edit, a reviewer's decision). A label-set
+    change holds the row FOR UPDATE, which KEY SHARE waits for: a label is validated against the set
+    it is stored under, and a rename or merge never misses a label given while it ran. Annotators do
+    not block each other (KEY SHARE conflicts neither with itself nor with plain updates of the
+    project). Taken before the lease and document locks, in the same order as a label-set change
+    takes them, so the two never deadlock.
+    """
+    where = "id = %s" if project_id is not None else "id = (SELECT project_id FROM labeling_document WHERE id = %s)"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT labels, label_set_version FROM labeling_project WHERE {where} FOR KEY SHARE",
+            [project_id if project_id is not None else document_id],
+        )
+        labels, version = cursor.fetchone()
+    return (json.loads(labels) if isinstance(labels, str) else labels), version
 
 
 @dataclass(frozen=True)
