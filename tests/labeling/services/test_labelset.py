@@ -10,6 +10,7 @@ from labeling.services.imports import import_file
 from labeling.services.labelset import labelset_add, labelset_merge, labelset_rename
 from labeling.services.training.promotion import challenger_decide, model_version_promote, model_version_rollback
 from tests import factories as f
+from tests.support.fixtures import shared_embedding_cache  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -117,3 +118,30 @@ def test_a_label_given_while_a_merge_commits_is_checked_against_the_merged_set()
     submitting.join(10)
     assert "label" in outcome.get("error", {}), outcome
     assert not Annotation.objects.filter(label="c").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_embedding_cache")
+def test_after_a_rename_the_retrained_champion_outputs_the_new_set():
+    """Real encoder and training (in this process, as the TRAIN task runs it): the old champion is retired at
+    once, and the run the rename requested trains, promotes and scores with the new names."""
+    from labeling.models import Prediction
+    from labeling.selectors.models import champion_get
+    from labeling.services.scoring import model_version_rescore
+    from labeling.services.training.runs import training_run_execute
+    from tests.support.fixtures import labeled_project, train_now  # noqa: F811
+
+    project = labeled_project(pool=60, holdout=20, unlabeled=10)
+    first = train_now(project)
+    assert first.promoted
+    manager = f.UserFactory()
+    change = labelset_rename(project=project, label="rotten", new_name="bad", by=manager)
+    assert champion_get(project_id=project.pk) is None  # nothing of the old set ranks or predicts meanwhile
+    assert change.run is not None and change.run.trigger == RunTrigger.LABEL_SET
+    run = training_run_execute(run_id=change.run.pk)
+    assert run is not None and run.status == RunStatus.SUCCEEDED and run.promoted, run.decision_reason
+    champion = champion_get(project_id=project.pk)
+    assert champion is not None and champion.label_map == ["fresh", "bad"]
+    model_version_rescore(run_id=run.pk, model_version_id=champion.pk)  # what the promotion enqueued
+    predicted = set(Prediction.objects.filter(model_version=champion).values_list("predicted_label", flat=True))
+    assert predicted and predicted <= {"fresh", "bad"}
