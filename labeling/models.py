@@ -255,7 +255,8 @@ class Annotation(models.Model):
     predicted_confidence = models.FloatField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     source = models.CharField(max_length=8, choices=AnnotationSource.choices, default=AnnotationSource.API)
-    # The project's label-set version the label was given under (filled from the project on save when unset).
+    # The project's label-set version the label was given under; an insert without one gets the project's
+    # current version from a trigger (migration 0018), whatever path stores it (bulk imports included).
     label_set_version = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -273,14 +274,6 @@ class Annotation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document_id}={self.label} by {self.annotator_id}"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.label_set_version is None:
-            versions = Project.objects.filter(documents__pk=self.document_id).values_list(
-                "label_set_version", flat=True
-            )
-            self.label_set_version = versions.first()
-        super().save(*args, **kwargs)
 
 
 class AnnotationRevision(models.Model):

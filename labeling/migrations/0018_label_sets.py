@@ -6,6 +6,28 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+# Every path that stores an annotation (the labeling services, bulk imports, scripts) records the label-set
+# version it was given under: one not given is the project's current version, read in the same statement.
+STAMP_VERSION = """
+CREATE FUNCTION labeling_annotation_stamp_label_set_version() RETURNS trigger AS $$
+BEGIN
+    IF NEW.label_set_version IS NULL THEN
+        SELECT p.label_set_version INTO NEW.label_set_version
+        FROM labeling_document d JOIN labeling_project p ON p.id = d.project_id
+        WHERE d.id = NEW.document_id;
+    END IF;
+    RETURN NEW;
+END
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER labeling_annotation_stamp_label_set_version BEFORE INSERT ON labeling_annotation
+    FOR EACH ROW EXECUTE FUNCTION labeling_annotation_stamp_label_set_version();
+"""
+DROP_STAMP_VERSION = """
+DROP TRIGGER IF EXISTS labeling_annotation_stamp_label_set_version ON labeling_annotation;
+DROP FUNCTION IF EXISTS labeling_annotation_stamp_label_set_version();
+"""
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -79,4 +101,5 @@ class Migration(migrations.Migration):
             "UPDATE labeling_annotation SET label_set_version = 1 WHERE label_set_version IS NULL",
             reverse_sql=migrations.RunSQL.noop,
         ),
+            migrations.RunSQL(STAMP_VERSION, DROP_STAMP_VERSION),
     ]

@@ -145,3 +145,15 @@ def test_after_a_rename_the_retrained_champion_outputs_the_new_set():
     model_version_rescore(run_id=run.pk, model_version_id=champion.pk)  # what the promotion enqueued
     predicted = set(Prediction.objects.filter(model_version=champion).values_list("predicted_label", flat=True))
     assert predicted and predicted <= {"fresh", "bad"}
+
+
+def test_every_insert_path_records_the_version_a_label_was_given_under():
+    """A bulk insert (an import, a script) that names no version gets the project's current one."""
+    from labeling.models import Annotation
+
+    project = f.ProjectFactory()
+    document = f.DocumentFactory(project=project)
+    Annotation.objects.bulk_create([Annotation(document=document, annotator=f.UserFactory(), label="fresh")])
+    labelset_add(project=project, name="meh", by=None)
+    Annotation.objects.bulk_create([Annotation(document=document, annotator=f.UserFactory(), label="meh")])
+    assert list(Annotation.objects.order_by("pk").values_list("label_set_version", flat=True)) == [1, 2]
