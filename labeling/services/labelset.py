@@ -251,6 +251,11 @@ def labelset_rename(
     renamed = {**entry, "name": new, "text": _text("text", text, kept_text)}
     labels = [renamed if item["name"] == old else item for item in locked.labels]
     migrated = _move_labels(locked, [old], new, by=by)
+    notes = dict(locked.label_guidelines or {})  # the label's guideline note follows its name
+    if old in notes:
+        notes[new] = notes.pop(old)
+        locked.label_guidelines = notes
+        locked.save(update_fields=["label_guidelines"])
     version = _commit(
         locked, labels, operation=LabelSetOperation.RENAME,
         data={"label": old, "new_name": new, "migrated": migrated}, by=by, field_name="new_name",

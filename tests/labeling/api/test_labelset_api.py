@@ -263,8 +263,10 @@ def test_export_names_the_version_each_label_was_given_under(admin_client, manag
 
 def test_unknown_keys_of_a_label_entry_are_kept(manager_client, project, docs):
     project.labels = [{**project.labels[0], "description": "Good"}, project.labels[1]]
-    project.save(update_fields=["labels"])
+    project.label_guidelines = {"fresh": "Liked it."}
+    project.save(update_fields=["labels", "label_guidelines"])
     response = manager_client.post(_url(project, "rename"), {"label": "fresh", "new_name": "good"}, format="json")
     assert response.status_code == 200, response.content
     project.refresh_from_db()
     assert project.labels[0] == {"name": "good", "text": "good", "key": "1", "description": "Good"}
+    assert project.label_guidelines == {"good": "Liked it."}  # the guideline note follows the name
