@@ -111,6 +111,9 @@ class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
     labels = models.JSONField(validators=[validate_label_set], help_text="ordered [{name, text, key}]")
+    # Which version of the label set ``labels`` is: 1 at creation, +1 per add / rename / retire / merge /
+    # split (``labeling.services.labelset``); each version's labels are kept in ``LabelSetVersion``.
+    label_set_version = models.PositiveIntegerField(default=1)
     task_type = models.CharField(max_length=32, choices=TaskType.choices, default=TaskType.SINGLE_LABEL)
     # --- active-learning policy ---
     acquisition_strategy = models.CharField(
@@ -275,6 +278,9 @@ class Annotation(models.Model):
     predicted_confidence = models.FloatField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     source = models.CharField(max_length=8, choices=AnnotationSource.choices, default=AnnotationSource.API)
+    # The project's label-set version the label was given under; an insert without one gets the project's
+    # current version from a trigger (migration 0021), whatever path stores it (bulk imports included).
+    label_set_version = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -467,6 +473,7 @@ class RunTrigger(models.TextChoices):
     THRESHOLD = "threshold", "New-label threshold"
     SCHEDULE = "schedule", "Schedule"
     MANUAL = "manual", "Manual"
+    LABEL_SET = "label_set", "Label set changed"
 
 
 class RunStatus(models.TextChoices):
@@ -625,6 +632,7 @@ class AuditAction(models.TextChoices):
     TOKEN_CREATED = "token.created", "API token created or rotated"
     TOKEN_REVOKED = "token.revoked", "API token revoked"
     GUIDELINES_UPDATED = "guidelines.updated", "Guidelines changed"
+    LABEL_SET_CHANGED = "label_set.changed", "Label set changed (add, rename, retire, merge, split)"
 
 
 #: Membership events of the audit log, and their names in ``GET /members/changes``.
@@ -897,3 +905,39 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.event_id} -> {self.subscription_id} ({self.state})"
+
+
+class LabelSetOperation(models.TextChoices):
+    INITIAL = "initial", "The label set the project was created with"
+    ADD = "add", "Label added"
+    RENAME = "rename", "Label renamed"
+    RETIRE = "retire", "Label retired"
+    MERGE = "merge", "Labels merged"
+    SPLIT = "split", "Label split"
+
+
+class LabelSetVersion(models.Model):
+    """Append-only: one version of a project's label set, and the operation that made it from the one before."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_set_versions")
+    version = models.PositiveIntegerField()
+    labels = models.JSONField(help_text="the label set of this version: [{name, text, key, ...}]")
+    operation = models.CharField(max_length=8, choices=LabelSetOperation.choices)
+    # What the operation did: {"label", "new_name", "labels", "into", "new_labels", "migrated", "reopened", ...}.
+    data = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["project_id", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="unique_label_set_version"),
+            models.CheckConstraint(
+                condition=Q(operation__in=LabelSetOperation.values), name="label_set_operation_is_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} labels v{self.version} ({self.operation})"

@@ -9,6 +9,7 @@ from labeling.api import (
     documents,
     guidelines,
     health,
+    labelset,
     members,
     metrics,
     models,
@@ -35,6 +36,13 @@ urlpatterns = [
     path(f"{P}/", projects.ProjectItemApi.as_view(), name="api-project"),
     path(f"{P}/stats", stats.ProjectStatsApi.as_view(), name="api-project-stats"),
     path(f"{P}/export", stats.ProjectExportApi.as_view(), name="api-project-export"),
+    # the label set and its versions
+    path(f"{P}/labelset/", labelset.LabelSetApi.as_view(), name="api-labelset"),
+    path(f"{P}/labelset/add", labelset.LabelSetAddApi.as_view(), name="api-labelset-add"),
+    path(f"{P}/labelset/rename", labelset.LabelSetRenameApi.as_view(), name="api-labelset-rename"),
+    path(f"{P}/labelset/retire", labelset.LabelSetRetireApi.as_view(), name="api-labelset-retire"),
+    path(f"{P}/labelset/merge", labelset.LabelSetMergeApi.as_view(), name="api-labelset-merge"),
+    path(f"{P}/labelset/split", labelset.LabelSetSplitApi.as_view(), name="api-labelset-split"),
     path(f"{P}/guidelines", guidelines.GuidelinesApi.as_view(), name="api-guidelines"),
     # members
     path(f"{P}/members/", members.MemberCollectionApi.as_view(), name="api-members"),

@@ -24,6 +24,7 @@ from typing import IO, Any
 from labeling.models import Annotation, Project, ReviewItem, ReviewState
 from labeling.selectors.agreement import project_agreement
 from labeling.selectors.consensus import REVIEWER, FinalLabel, final_labels
+from labeling.selectors.labelset import label_set_versions
 
 FORMATS = ("jsonl", "csv", "parquet", "hf")
 COLUMNS = (
@@ -34,6 +35,7 @@ COLUMNS = (
     "split",
     "annotator",
     "label",
+    "label_set_version",
     "labeled_at",
     "duration_ms",
     "source",
@@ -46,6 +48,8 @@ COLUMNS = (
     "final_label",
     "decided_by",
     "in_review",
+    "label_current",
+    "current_label_set_version",
 )
 #: The Parquet metadata key that holds the project's agreement summary (JSON).
 PARQUET_AGREEMENT_KEY = b"alabel.agreement"
@@ -71,6 +75,7 @@ def export_rows(project: Project) -> Iterator[dict[str, Any]]:
             "document__split",
             "annotator__username",
             "label",
+            "label_set_version",
             "created_at",
             "duration_ms",
             "source",
@@ -83,6 +88,7 @@ def export_rows(project: Project) -> Iterator[dict[str, Any]]:
     in_review = dict(
         ReviewItem.objects.filter(project=project, state=ReviewState.OPEN).values_list("document_id", "reason")
     )
+    space = project.label_space
     for values in qs.iterator(chunk_size=_CHUNK):
         row = dict(zip(COLUMNS, values, strict=False))
         row["labeled_at"] = row["labeled_at"].isoformat()
@@ -95,6 +101,9 @@ def export_rows(project: Project) -> Iterator[dict[str, Any]]:
             final_label=final.label,
             decided_by=_decided_by(final),
             in_review=in_review.get(row["document_id"]),
+            # A label renamed or merged since carries its new name; one retired or split is not current.
+            label_current=row["label"] in space,
+            current_label_set_version=project.label_set_version,
         )
         yield row
 
@@ -149,6 +158,7 @@ def write_parquet(project: Project, target: IO[bytes]) -> None:
             ("split", pa.string()),
             ("annotator", pa.string()),
             ("label", pa.string()),
+            ("label_set_version", pa.int64()),
             ("labeled_at", pa.string()),
             ("duration_ms", pa.int64()),
             ("source", pa.string()),
@@ -161,6 +171,8 @@ def write_parquet(project: Project, target: IO[bytes]) -> None:
             ("final_label", pa.string()),
             ("decided_by", pa.string()),
             ("in_review", pa.string()),
+            ("label_current", pa.bool_()),
+            ("current_label_set_version", pa.int64()),
         ]
     ).with_metadata({PARQUET_AGREEMENT_KEY: _agreement_json(project)})
     with pq.ParquetWriter(target, schema) as writer:
@@ -211,6 +223,9 @@ ds = datasets.load_dataset("json", data_files={{"train": "data/train.jsonl"}})
 ## Columns
 
 `text`, `label`, `label_id`, `document_id`, `external_id`, `split` (pool or holdout), `annotator`,
+`label_set_version` (the label-set version the label was given under;
+`label_sets.json` lists every version, its labels and the operation that made it), `label_current`
+(false for a label since retired or split; `label_id` is then -1), `current_label_set_version`,
 `labeled_at`, and the model's prediction when the label was given: `model_version`, `predicted_label`,
 `predicted_confidence`. One row per individual label; the document's `labels_required`, its annotators'
 `consensus_label` and `consensus_agreement` (the top label's share), its `final_label` (what the model
@@ -221,6 +236,18 @@ its rows. `agreement.json` holds the inter-annotator agreement on
 the overlapped items (Krippendorff's alpha, Fleiss' kappa, pairwise Cohen's kappa, per label and per
 annotator, each with a 95% bootstrap interval).
 """
+
+
+def _label_sets(project: Project) -> dict[str, Any]:
+    """The current label-set version and every version's labels and operation, oldest first."""
+    return {
+        "current_version": project.label_set_version,
+        "versions": [
+            {"version": v.version, "operation": v.operation, "labels": v.labels, "data": v.data,
+             "created_at": v.created_at}
+            for v in label_set_versions(project=project)
+        ],
+    }
 
 
 def write_hf_zip(project: Project, target: IO[bytes]) -> None:
@@ -235,6 +262,7 @@ def write_hf_zip(project: Project, target: IO[bytes]) -> None:
                 data.write((json.dumps(record, ensure_ascii=False) + "\n").encode())
                 rows += 1
         archive.writestr("label_names.json", json.dumps(list(space.names)))
+        archive.writestr("label_sets.json", json.dumps(_label_sets(project), default=str, indent=1))
         archive.writestr("agreement.json", _agreement_json(project))
         archive.writestr("README.md", _dataset_card(project, rows))
 

@@ -24,6 +24,7 @@ from labeling.services.assignments import assignment_locked_for, assignment_requ
 from labeling.services.audit import audit_record
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.events import Event, publish
+from labeling.services.labelset import label_set_shared
 from labeling.services.review import document_completed, labels_changed
 
 MAX_DURATION_MS = 24 * 60 * 60 * 1000
@@ -76,8 +77,10 @@ def annotation_submit(
     if duration_ms is not None and not (0 <= duration_ms <= MAX_DURATION_MS):
         raise ValidationError({"duration_ms": f"must be between 0 and {MAX_DURATION_MS}"})
     with transaction.atomic():
+        labels, version = label_set_shared(project_id=assignment.project_id)
         locked = assignment_locked_for(assignment, user, admin_may=False, lock_document=True)
         project = locked.document.project
+        project.labels, project.label_set_version = labels, version
         label = label_validate(project, label)
         if locked.state == AssignmentState.DONE:
             existing = Annotation.objects.filter(assignment=locked).first()
@@ -107,16 +110,29 @@ def annotation_submit(
                 model_version=prediction.model_version if prediction else None,
                 predicted_label=prediction.predicted_label if prediction else "",
                 predicted_confidence=prediction.confidence if prediction else None,
+                label_set_version=project.label_set_version,
                 created_at=now,
                 updated_at=now,
             )
+        elif annotation.label != label:
+            # Served again after its label was split (labeling.services.labelset): the new answer
+            # replaces the old one, which stays in the revision history.
+            AnnotationRevision.objects.create(
+                annotation=annotation, previous_label=annotation.label, new_label=label, changed_by=user
+            )
+            annotation.label, annotation.assignment, annotation.updated_at = label, locked, now
+            annotation.label_set_version = project.label_set_version
+            annotation.save(update_fields=["label", "assignment", "updated_at", "label_set_version"])
         locked.state = AssignmentState.DONE
         locked.finished_at = now
         locked.save(update_fields=["state", "finished_at"])
         # The document closes once it has its labels (one without overlap: this one, nothing to read);
-        # with overlap one read gives both the count and the labels the review check needs.
+        # with overlap one read gives both the count and the labels the review check needs. Answers of a
+        # label no longer in the set (split, retired) do not fill a place.
         labels = [label] if document.labels_required <= 1 else list(
-            Annotation.objects.filter(document=document).order_by("id").values_list("label", flat=True)
+            Annotation.objects.filter(document=document, label__in=project.label_names)
+            .order_by("id")
+            .values_list("label", flat=True)
         )
         if len(labels) >= document.labels_required and not document.is_labeled:
             Document.objects.filter(pk=document.pk).update(is_labeled=True)
@@ -132,7 +148,9 @@ def annotation_submit(
 def annotation_update(*, annotation: Annotation, user: AbstractBaseUser, label: object) -> Annotation:
     """Change a label given earlier (its annotator or an admin); every change leaves a revision."""
     with transaction.atomic():
+        labels, version = label_set_shared(document_id=annotation.document_id)
         locked = Annotation.objects.select_for_update().select_related("document__project").get(pk=annotation.pk)
+        locked.document.project.labels, locked.document.project.label_set_version = labels, version
         if locked.annotator_id != user.pk and not roles.is_admin(user):
             raise PermissionDenied("only the annotator who gave this label, or an admin, may change it")
         label = label_validate(locked.document.project, label)
@@ -143,7 +161,8 @@ def annotation_update(*, annotation: Annotation, user: AbstractBaseUser, label: 
             )
             locked.label = label
             locked.updated_at = timezone.now()
-            locked.save(update_fields=["label", "updated_at"])
+            locked.label_set_version = locked.document.project.label_set_version
+            locked.save(update_fields=["label", "updated_at", "label_set_version"])
             labels_changed(project=locked.document.project, document=locked.document)
             _request_retrain_check(locked.document.project_id)
             # A first label is not an edit: only this path (a change) writes an audit event.

@@ -37,6 +37,7 @@ from labeling.services.audit import audit_record
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import ServiceConflict
 from labeling.services.events import Event, publish
+from labeling.services.labelset import label_set_shared
 from labeling.services.sampling import seeded_draw
 
 MAX_COMMENT_CHARS = 10_000
@@ -183,8 +184,10 @@ def review_decide(*, item: ReviewItem, reviewer: AbstractBaseUser, label: object
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS:
         raise ValidationError({"comment": f"must be text of at most {MAX_COMMENT_CHARS:,} characters"})
     with transaction.atomic():
+        labels, version = label_set_shared(project_id=item.project_id)  # a label-set change waits for it
         locked = _locked_open(item, reviewer)
         project = locked.project
+        project.labels, project.label_set_version = labels, version
         problem = project.label_space.validate_answer(label)
         if problem is not None:
             raise ValidationError({"label": problem})

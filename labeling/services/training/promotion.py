@@ -11,12 +11,13 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from labeling.models import AuditAction, ModelStatus, ModelVersion, Project, RunStatus, TrainingRun
+from labeling.models import AuditAction, ModelStatus, ModelVersion, Project, RunStatus, RunTrigger, TrainingRun
 from labeling.selectors.models import champion_get
 from labeling.services.audit import audit_record
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import PromotionError, RollbackError
 from labeling.services.events import Event, publish
+from labeling.services.training.triggers import training_run_request
 
 
 def _promote(model_version: ModelVersion) -> None:
@@ -36,6 +37,12 @@ def _promote(model_version: ModelVersion) -> None:
     _close_superseded_rescores(model_version)
 
 
+def _label_set_changed(model_version: ModelVersion) -> bool:
+    """The model outputs other labels than the project's current set (it was trained on an older one)."""
+    project = Project.objects.get(pk=model_version.project_id)
+    return list(model_version.label_map or []) != project.label_names
+
+
 def _close_superseded_rescores(champion: ModelVersion) -> None:
     """A run still re-scoring for an older champion will never finish: its model is not served."""
     TrainingRun.objects.filter(project_id=champion.project_id, stage="rescore").exclude(
@@ -50,12 +57,21 @@ def challenger_decide(
 
     ``evaluated_against`` is the champion's id the gate compared with (None: there was none). It is
     re-read under the project's row lock: if a manual promotion or a rollback changed the champion
-    meanwhile, the comparison no longer holds and the challenger is rejected with that reason.
+    meanwhile, the comparison no longer holds and the challenger is rejected with that reason. A
+    challenger whose labels are not the project's current set (it changed during the run) is rejected
+    too, and a run on the new set is requested.
     """
     now = timezone.now()
     with transaction.atomic():
+        # The project's row lock also orders this after a label-set change (labeling.services.labelset).
+        Project.objects.select_for_update().get(pk=challenger.project_id)
+        # Trained on a label set that has changed since: whatever the gate said, a retrain on the new set follows.
+        stale = _label_set_changed(challenger)
+        if stale:
+            promote = False
+            reason = "not promoted: the label set changed while it trained; a retrain on the new set follows"
+            ModelVersion.objects.filter(pk=challenger.pk).update(decision_reason=reason)
         if promote:
-            Project.objects.select_for_update().get(pk=challenger.project_id)
             current = champion_get(project_id=challenger.project_id)
             if (current.pk if current else None) != evaluated_against:
                 promote = False
@@ -78,6 +94,8 @@ def challenger_decide(
             stage="rescore" if promote else "done",
             progress=0.0 if promote else 1.0,
         )
+        if stale:  # this run is finished now, so the request opens a new one
+            training_run_request(project=challenger.project, trigger=RunTrigger.LABEL_SET)
         publish(Event.TRAINING_FINISHED, {
             "project_id": challenger.project_id, "run_id": run.pk, "status": RunStatus.SUCCEEDED,
             "promoted": promote, "model_version_id": challenger.pk, "reason": reason, "error": "",
@@ -90,6 +108,8 @@ def model_version_promote(*, model_version: ModelVersion, by: Any = None) -> Mod
         return model_version
     if model_version.status == ModelStatus.TRAINING or not model_version.artifact_path:
         raise PromotionError(f"v{model_version.version} has no finished artifact")
+    if _label_set_changed(model_version):
+        raise PromotionError(f"v{model_version.version} was trained on another label set than the current one")
     with transaction.atomic():
         before = champion_get(project_id=model_version.project_id)
         _promote(model_version)
@@ -104,13 +124,14 @@ def model_version_promote(*, model_version: ModelVersion, by: Any = None) -> Mod
 def model_version_rollback(*, project: Project, by: Any = None) -> ModelVersion:
     """Reinstate the previous champion; the current one is marked rejected. Returns the new champion."""
     with transaction.atomic():
-        Project.objects.select_for_update().get(pk=project.pk)
+        locked = Project.objects.select_for_update().get(pk=project.pk)
         current = champion_get(project_id=project.pk)
         if current is None:
             raise RollbackError("the project has no champion to roll back")
         previous = (
+            # Only a model of the current label set can serve it (one of an older set is never reinstated).
             ModelVersion.objects.filter(
-                project=project, status=ModelStatus.RETIRED, promoted_at__isnull=False
+                project=project, status=ModelStatus.RETIRED, promoted_at__isnull=False, label_map=locked.label_names
             )
             .order_by("-promoted_at", "-version")
             .first()

@@ -56,10 +56,11 @@ def test_a_lease_is_a_fixed_handful_of_statements(
 def test_a_label_is_a_fixed_handful_of_statements(
     annotator_client, project, docs, champion, django_assert_max_num_queries
 ):
-    """Token and roles, the lease, savepoint pair, lease + document locked together, prediction,
-    annotation read and insert, and the three state updates: 11, whatever the project's size."""
+    """Token and roles, the lease, savepoint pair, the label set under a KEY SHARE lock (a label-set
+    change waits for it), lease + document locked together, prediction, annotation read and insert,
+    and the three state updates: 12, whatever the project's size."""
     lease = next_item(annotator_client, project).json()["assignment"]["id"]
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(12):
         response = annotator_client.post(f"/api/v1/assignments/{lease}/annotation", {"label": "fresh"}, format="json")
     assert response.status_code == 201
     assert response.json()["revisions"] == 0

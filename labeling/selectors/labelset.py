@@ -1,0 +1,21 @@
+"""Reads of a project's label-set history (``LabelSetVersion``; written by ``labeling.services.labelset``)."""
+
+from __future__ import annotations
+
+from labeling.models import LabelSetOperation, LabelSetVersion, Project
+
+
+def label_set_versions(*, project: Project) -> list[LabelSetVersion]:
+    """Every version of the project's label set, oldest first.
+
+    A project whose set never changed has no stored row: its one version is its current labels.
+    """
+    versions = list(LabelSetVersion.objects.filter(project=project).select_related("created_by").order_by("version"))
+    if not versions:
+        versions = [
+            LabelSetVersion(
+                project=project, version=project.label_set_version, labels=project.labels,
+                operation=LabelSetOperation.INITIAL, created_at=project.created_at,
+            )
+        ]
+    return versions
