@@ -69,7 +69,7 @@ def test_a_label_is_a_fixed_handful_of_statements(
 def test_a_label_that_closes_an_overlap_or_draws_an_audit_adds_one_statement(
     annotator_client, other_client, admin_client, project, docs, champion, django_assert_max_num_queries
 ):
-    """The team paths stay one statement over the single-label path (12 against 11): the label that
+    """The team paths stay one statement over the single-label path (13 against 12): the label that
     closes an overlapped document reads the labels once (count and consensus both come from it), and
     an audit draw is a single insert that relies on the one-open-item constraint (no read before or
     after)."""
@@ -82,7 +82,7 @@ def test_a_label_that_closes_an_overlap_or_draws_an_audit_adds_one_statement(
     assert annotator_client.post(label, {"label": "fresh"}, format="json").status_code == 201
     second = next_item(other_client, project).json()
     assert second["document"]["id"] == first["document"]["id"]  # the same document, its second place
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(13):
         closing = other_client.post(
             f"/api/v1/assignments/{second['assignment']['id']}/annotation", {"label": "fresh"}, format="json"
         )
@@ -90,7 +90,7 @@ def test_a_label_that_closes_an_overlap_or_draws_an_audit_adds_one_statement(
     patch = {"overlap": 1, "review_audit_share": 1.0}
     assert admin_client.patch(url, patch, format="json").status_code == 200
     audited = next_item(annotator_client, project).json()
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(13):
         response = annotator_client.post(
             f"/api/v1/assignments/{audited['assignment']['id']}/annotation", {"label": "rotten"}, format="json"
         )
