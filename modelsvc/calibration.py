@@ -256,8 +256,8 @@ def ece_interval(
 def small_sample_summary(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """Intervals of the accuracy and ECE of probs (N, C) on labels y (N,), their n, and whether n is too small.
 
-    ``{"n", "level", "min_n", "too_small", "accuracy": [lo, hi], "ece": [lo, hi]}``; every page and API
-    that shows the accuracy or ECE shows these beside it.
+    ``{"n", "level", "min_n", "too_small", "accuracy": [lo, hi], "ece": [lo, hi], "ece_noise_floor"}``;
+    every page and API that shows the accuracy or ECE shows these beside it.
     """
     y = np.asarray(y, dtype=np.int64)
     n = int(len(y))
@@ -269,6 +269,8 @@ def small_sample_summary(probs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         "too_small": n < MIN_N_TO_JUDGE,
         "accuracy": list(accuracy_interval(correct, n)),
         "ece": list(ece_interval(probs, y)),
+        # What a perfectly calibrated model with these confidences shows on n items: about 0.2-0.3 on 10.
+        "ece_noise_floor": ece_noise_floor(probs) if n else None,
     }
 
 

@@ -95,6 +95,9 @@ class FiguresSerializer(serializers.Serializer):
     ece_interval = serializers.ListField(
         child=serializers.FloatField(), allow_null=True, help_text="95 % bootstrap interval [low, high]"
     )
+    ece_noise_floor = serializers.FloatField(
+        allow_null=True, help_text="the ECE a perfectly calibrated model shows on this many items"
+    )
     n = serializers.IntegerField(allow_null=True, help_text="labeled items the figures were measured on")
     min_n = serializers.IntegerField(help_text="below this many items a figure is too small to judge")
     too_small = serializers.BooleanField(allow_null=True, help_text="n < min_n: noise, not a verdict")

@@ -144,6 +144,7 @@ def model_figures(metrics: object) -> dict[str, Any]:
         "accuracy_interval": accuracy_iv,
         "ece": ece,
         "ece_interval": _pair(iv.get("ece")),
+        "ece_noise_floor": _finite(iv.get("ece_noise_floor")),
         "n": n,
         "min_n": MIN_N_TO_JUDGE,
         "too_small": None if n is None else n < MIN_N_TO_JUDGE,

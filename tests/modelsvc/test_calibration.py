@@ -131,3 +131,10 @@ def test_metrics_carry_their_intervals_and_say_when_n_is_too_small() -> None:
     assert few["accuracy"][0] < few["accuracy"][1] and few["ece"][0] <= few["ece"][1]
     many = small_sample_summary(probs, y)
     assert many["n"] == 300 and many["too_small"] is False
+
+
+def test_on_ten_items_a_perfectly_calibrated_model_shows_a_large_ece() -> None:
+    rng = np.random.default_rng(9)
+    p = rng.uniform(0.5, 1.0, 10)
+    summary = small_sample_summary(_binary(p), (rng.random(10) >= p).astype(int))
+    assert summary["ece_noise_floor"] > 0.1  # an ECE of 0.28 on 10 items says nothing

@@ -106,6 +106,7 @@ def test_models_and_runs_carry_intervals_and_n_with_their_figures(admin_client, 
     assert models[1]["n"] == 10 and models[1]["too_small"] is True
     assert models[1]["accuracy_interval"][1] - models[1]["accuracy_interval"][0] > 0.3
     assert models[1]["ece_interval"] == few["intervals"]["ece"]
+    assert models[1]["ece_noise_floor"] > 0.1 and models[3]["ece_noise_floor"] is None
     assert models[2]["n"] == 400 and models[2]["too_small"] is False
     assert models[2]["accuracy_interval"][1] - models[2]["accuracy_interval"][0] < 0.1
     assert models[3]["n"] == 50 and models[3]["too_small"] is True and models[3]["ece_interval"] is None

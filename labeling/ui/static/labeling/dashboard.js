@@ -42,7 +42,9 @@
     if (!f || f.n === null || f.n === undefined) return "";
     if (f.too_small) {
       return "Measured on " + f.n + " holdout items, fewer than " + f.min_n + ": too few to judge " + what +
-        "; the 95% interval shows how far it could be off.";
+        "; the 95% interval shows how far it could be off" +
+        (f.ece_noise_floor !== null && f.ece_noise_floor !== undefined
+          ? ", and a perfectly calibrated model would show an ECE of about " + A.num(f.ece_noise_floor, 2) + " on so few." : ".");
     }
     return "Measured on " + f.n + " holdout items; the 95% interval is shown beside each figure.";
   }
