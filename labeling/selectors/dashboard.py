@@ -114,7 +114,8 @@ def learning_curve(*, project: Project) -> list[dict[str, Any]]:
         if acc is None and f1 is None:
             continue
         points.append({"version": row["model_version"], "status": row["status"], "label_count": row["labels"],
-                       "accuracy": acc, "macro_f1": f1})
+                       "accuracy": acc, "macro_f1": f1, "accuracy_interval": row["accuracy_interval"],
+                       "n": row["n"], "too_small": row["too_small"]})
     return sorted(points, key=lambda p: (p["label_count"], p["version"]))
 
 

@@ -295,3 +295,6 @@ def test_dashboard_json_gives_every_figure_its_interval_and_n(client, annotator,
     assert figures["ece_interval"] == metrics["intervals"]["ece"]
     assert data["calibration"]["figures"] == figures
     assert data["runs"][0]["figures"] == figures
+    curve = data["learning_curve"][0]
+    assert curve["n"] == 10 and curve["too_small"] is True
+    assert curve["accuracy_interval"] == metrics["intervals"]["accuracy"]

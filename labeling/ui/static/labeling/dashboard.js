@@ -109,7 +109,7 @@
   function renderCharts(d) {
     const lc = d.learning_curve;
     C.lineChart($("learning-curve"), [
-      { name: "accuracy", color: C.PALETTE[0], points: lc.map(function (p) { return { x: p.label_count, y: p.accuracy, title: "v" + p.version + " · " + p.label_count + " labels · " + A.pct(p.accuracy, 1) }; }) },
+      { name: "accuracy", color: C.PALETTE[0], points: lc.map(function (p) { return { x: p.label_count, y: p.accuracy, title: "v" + p.version + " · " + p.label_count + " labels · " + accuracyText({ accuracy: p.accuracy, accuracy_interval: p.accuracy_interval, n: p.n, too_small: p.too_small }) }; }) },
       { name: "macro-F1", color: C.PALETTE[1], points: lc.map(function (p) { return { x: p.label_count, y: p.macro_f1, title: "v" + p.version + " · " + p.label_count + " labels · " + A.pct(p.macro_f1, 1) }; }) },
     ], { xLabel: "labels", yLabel: "held-out score", emptyText: "No evaluated model yet: the curve starts with the first trained version." });
 
