@@ -271,6 +271,20 @@ CELERY_TASK_ALWAYS_EAGER: bool = env.bool("CELERY_TASK_ALWAYS_EAGER", default=Fa
 CELERY_ROUTE_SCORING: str = env.str("CELERY_ROUTE_SCORING", default="scoring")
 CELERY_ROUTE_TRAINING: str = env.str("CELERY_ROUTE_TRAINING", default="training")
 CELERY_ROUTE_IMPORTS: str = env.str("CELERY_ROUTE_IMPORTS", default="imports")
+CELERY_ROUTE_WEBHOOKS: str = env.str("CELERY_ROUTE_WEBHOOKS", default="webhooks")
+
+# --- Webhooks (labeling/services/webhooks.py, docs/API.md "Webhooks", docs/SECURITY.md) ------------
+# Off by default: a receiver URL whose host resolves to a loopback, private, link-local or reserved
+# address is refused (when it is saved and again before each attempt), so a manager cannot make the
+# workers call into the internal network. Turn on for receivers inside your own network (and tests).
+WEBHOOK_ALLOW_PRIVATE: bool = env.bool("WEBHOOK_ALLOW_PRIVATE", default=False)
+WEBHOOK_TIMEOUT_S: float = env.float("WEBHOOK_TIMEOUT_S", default=5.0)  # connect and read, each
+WEBHOOK_MAX_ATTEMPTS: int = env.int("WEBHOOK_MAX_ATTEMPTS", default=12)
+# Attempt n waits BASE * 2**(n-1) seconds (at most MAX, plus up to 10 % jitter) before attempt n+1.
+WEBHOOK_BACKOFF_BASE_S: float = env.float("WEBHOOK_BACKOFF_BASE_S", default=2.0)
+WEBHOOK_BACKOFF_MAX_S: float = env.float("WEBHOOK_BACKOFF_MAX_S", default=600.0)
+# Beat re-sends pending deliveries this long past due (their message was lost).
+WEBHOOK_RECONCILE_SECONDS: float = env.float("WEBHOOK_RECONCILE_SECONDS", default=30.0)
 
 # --- Model ---------------------------------------------------------------------------------
 # Empty = the packaged all-MiniLM-L6-v2 folder; any local folder (or hub name where a network exists).

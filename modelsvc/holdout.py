@@ -43,8 +43,8 @@ from modelsvc.model import Classifier
 MIN_HOLDOUT_FOR_CALIBRATION = 30
 #: Spread (sd of log T) of the pool's out-of-fold temperature as a prior when the pool labels were drawn
 #: at random: then it is biased only because the deployed ensemble of fold heads is not the single fold
-#: head whose out-of-fold predictions fitted it, and the replays measured that bias at about -0.1 in log T
-#: with a spread well under 0.1 (docs/REPLAY.md, "fresh seeds 3-5").
+#: head whose out-of-fold predictions fitted it, a bias of about -0.1 in log T with a spread well under 0.1
+#: (the measurements are in docs/REPLAY.md).
 OOF_PRIOR_SD_RANDOM = 0.1
 #: The same prior, weak, when an uncertainty strategy chose the pool labels: its out-of-fold temperature
 #: is biased by the selection, but 30-100 holdout labels alone often prefer a tiny T (down to the bound:

@@ -68,7 +68,14 @@ def rank_label_issues(labels: np.ndarray, probs: np.ndarray) -> LabelIssueRankin
     if np.bincount(y, minlength=p.shape[1]).min() >= 2:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            is_issue[find_label_issues(y, p, filter_by="prune_by_noise_rate")] = True
+            # n_jobs=1: by default cleanlab forks a multiprocessing.Pool (one process per core) for this
+            # per-class loop. Forked from a Celery worker, the pool's processes inherit the worker's
+            # SIGTERM handler (warm shutdown, which does not exit), so the Pool.terminate() on leaving
+            # the pool cannot stop one that has not yet read its stop message: it waits forever on the
+            # queue lock terminate holds, the join never returns and the training run hangs with its
+            # lock held (seen under load in tests/workers/test_pipeline.py). The loop is over classes
+            # and takes milliseconds; cleanlab documents that n_jobs changes runtime, never results.
+            is_issue[find_label_issues(y, p, filter_by="prune_by_noise_rate", n_jobs=1)] = True
     return LabelIssueRanking(scores, order, is_issue)
 
 

@@ -69,6 +69,11 @@ pids+=($!)
 "$PY" -m celery -A workers.app worker --queues scoring,training,imports --pool solo --loglevel INFO \
     --hostname "demo@%h" &
 pids+=($!)
+# Webhook deliveries in a process of their own: a receiver that is slow or down never waits in
+# line with scoring or training (each attempt is short and bounded by WEBHOOK_TIMEOUT_S).
+"$PY" -m celery -A workers.app worker --queues webhooks --pool solo --loglevel INFO \
+    --hostname "demo-webhooks@%h" &
+pids+=($!)
 "$PY" -m celery -A workers.app beat --loglevel INFO --schedule "$VAR_DIR/celerybeat-schedule" &
 pids+=($!)
 

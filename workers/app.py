@@ -9,6 +9,7 @@ CPU host (one worker per queue kind keeps a long training or import from delayin
     celery -A workers.app worker --queues scoring -n scoring@%h --concurrency 2
     celery -A workers.app worker --queues training -n training@%h --concurrency 1
     celery -A workers.app worker --queues imports -n imports@%h --concurrency 1
+    celery -A workers.app worker --queues webhooks -n webhooks@%h --pool threads --concurrency 8
 
 GPU host: ``celery -A workers.app worker --queues gpu -n gpu@%h --concurrency 1`` with
 ``CELERY_ROUTE_SCORING=gpu CELERY_ROUTE_TRAINING=gpu`` set for every process that *sends* work
@@ -123,12 +124,19 @@ def _configure_beat() -> None:
         _setting("CELERY_RECONCILE_SECONDS", _env.float("CELERY_RECONCILE_SECONDS", default=60.0))
     )
     nightly_hour = int(_setting("CELERY_RETRAIN_HOUR", _env.int("CELERY_RETRAIN_HOUR", default=2)))
+    webhooks_s = float(_setting("WEBHOOK_RECONCILE_SECONDS", 30.0))
     reconcile, nightly = TASKS[TaskName.RECONCILE], TASKS[TaskName.SCHEDULED_RETRAIN]
+    webhooks = TASKS[TaskName.WEBHOOK_RECONCILE]
     app.conf.beat_schedule = {
         "reconcile": {
             "task": str(reconcile.name),
             "schedule": reconcile_s,
             "options": {"queue": queue_for(reconcile.kind), "expires": reconcile_s},
+        },
+        "webhooks-reconcile": {
+            "task": str(webhooks.name),
+            "schedule": webhooks_s,
+            "options": {"queue": queue_for(webhooks.kind), "expires": webhooks_s},
         },
         "nightly-retrain": {
             "task": str(nightly.name),

@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from labeling.models import Prediction
-from labeling.services import import_jobs, modeling, scoring
+from labeling.services import import_jobs, modeling, scoring, webhooks
 from labeling.services.dispatch import TaskName
 from labeling.services.errors import RunLockedError, ScoringBusyError
 from labeling.services.training import reconciliation, runs, triggers
@@ -67,3 +67,13 @@ def check_retrain(project_id: int) -> int | None:
 @task(TaskName.SCHEDULED_RETRAIN)
 def scheduled_retrain() -> list[int]:
     return triggers.training_scheduled()
+
+
+@task(TaskName.WEBHOOK_DELIVER)
+def webhook_deliver(delivery_id: int) -> str | None:
+    return webhooks.delivery_attempt(delivery_id=delivery_id)
+
+
+@task(TaskName.WEBHOOK_RECONCILE)
+def webhook_reconcile() -> dict[str, int]:
+    return webhooks.webhooks_reconcile()

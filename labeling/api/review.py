@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from labeling.api.base import BaseApi, get_or_404, project_or_404
 from labeling.api.permissions import IsProjectReviewer
-from labeling.models import ReviewItem, ReviewReason, ReviewState
+from labeling.models import FlagKind, ReviewItem, ReviewReason, ReviewState
 from labeling.selectors.review import review_item_detail, review_items, review_summary
 from labeling.services.review import (
     MAX_COMMENT_CHARS,
@@ -63,6 +63,17 @@ class ReviewCommentSerializer(serializers.Serializer):
         ref_name = "ReviewComment"
 
 
+class ReviewFlagSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=FlagKind.choices)
+    author = serializers.CharField()
+    comment = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "ReviewFlag"
+
+
 class ReviewItemSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     reason = serializers.ChoiceField(choices=ReviewReason.choices, help_text="why it is in review")
@@ -99,6 +110,7 @@ class ReviewItemSerializer(serializers.Serializer):
     )
     decisions = ReviewDecisionSerializer(many=True)
     comments = ReviewCommentSerializer(many=True)
+    flags = ReviewFlagSerializer(many=True, help_text="annotators' flags on this item (unclear, offensive, duplicate)")
     label_set = serializers.JSONField(help_text="the project's labels [{name, text, key}]")
 
     class Meta:

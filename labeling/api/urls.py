@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from labeling.api import audit, documents, health, members, metrics, models, projects, queue, review, stats, team
+from labeling.api import (
+    audit,
+    documents,
+    guidelines,
+    health,
+    members,
+    metrics,
+    models,
+    projects,
+    queue,
+    review,
+    stats,
+    team,
+    webhooks,
+)
 from labeling.api.errors import json_not_found
 
 P = "api/v1/projects/<int:project_id>"
@@ -21,6 +35,7 @@ urlpatterns = [
     path(f"{P}/", projects.ProjectItemApi.as_view(), name="api-project"),
     path(f"{P}/stats", stats.ProjectStatsApi.as_view(), name="api-project-stats"),
     path(f"{P}/export", stats.ProjectExportApi.as_view(), name="api-project-export"),
+    path(f"{P}/guidelines", guidelines.GuidelinesApi.as_view(), name="api-guidelines"),
     # members
     path(f"{P}/members/", members.MemberCollectionApi.as_view(), name="api-members"),
     path(f"{P}/members/changes", members.MemberChangeListApi.as_view(), name="api-member-changes"),
@@ -31,6 +46,8 @@ urlpatterns = [
     # documents and imports
     path(f"{P}/documents/", documents.DocumentCollectionApi.as_view(), name="api-documents"),
     path(f"{P}/documents/<int:document_id>", documents.DocumentDetailApi.as_view(), name="api-document"),
+    path(f"{P}/documents/<int:document_id>/flags", guidelines.DocumentFlagApi.as_view(), name="api-document-flag"),
+    path(f"{P}/flags/", guidelines.FlagListApi.as_view(), name="api-flags"),
     path(f"{P}/imports/", documents.ImportCreateApi.as_view(), name="api-imports"),
     path(f"{P}/imports/<int:job_id>", documents.ImportDetailApi.as_view(), name="api-import"),
     # queue, assignments, annotations
@@ -76,6 +93,20 @@ urlpatterns = [
     path(f"{P}/models/<int:model_id>/promote", models.ModelPromoteApi.as_view(), name="api-model-promote"),
     path(f"{P}/models/rollback", models.ModelRollbackApi.as_view(), name="api-model-rollback"),
     path(f"{P}/training-runs/", models.TrainingRunCollectionApi.as_view(), name="api-training-runs"),
+    # webhooks
+    path(f"{P}/webhooks/", webhooks.WebhookCollectionApi.as_view(), name="api-webhooks"),
+    path(f"{P}/webhooks/<int:webhook_id>", webhooks.WebhookItemApi.as_view(), name="api-webhook"),
+    path(f"{P}/webhooks/<int:webhook_id>/ping", webhooks.WebhookPingApi.as_view(), name="api-webhook-ping"),
+    path(
+        f"{P}/webhooks/<int:webhook_id>/deliveries/",
+        webhooks.DeliveryListApi.as_view(),
+        name="api-webhook-deliveries",
+    ),
+    path(
+        f"{P}/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/redeliver",
+        webhooks.DeliveryRedeliverApi.as_view(),
+        name="api-webhook-redeliver",
+    ),
     # anything else under /api/ is a JSON 404, never the HTML page
     re_path(r"^api/", json_not_found),
 ]

@@ -31,6 +31,7 @@ from labeling.models import (
 from labeling.selectors import stats
 from labeling.selectors.agreement import annotator_quality, project_agreement
 from labeling.selectors.documents import BLIND
+from labeling.selectors.flags import flag_counts
 from labeling.selectors.models import champion_get, model_figures
 from labeling.selectors.queue import queue_size
 from labeling.selectors.review import review_summary
@@ -281,8 +282,10 @@ def team(*, project: Project) -> dict[str, Any]:
     }
 
 
-def dashboard(*, project: Project, user: Any, include_quality: bool = False) -> dict[str, Any]:
-    """Everything the dashboard draws for ``user``, in one JSON document (annotator quality for managers only)."""
+def dashboard(
+    *, project: Project, user: Any, include_quality: bool = False, include_flags: bool = False
+) -> dict[str, Any]:
+    """Everything the dashboard draws for ``user``, in one JSON document (annotator quality and flags for managers)."""
     champion = champion_get(project_id=project.pk)
     docs = Document.objects.filter(project=project)
     return {
@@ -310,4 +313,5 @@ def dashboard(*, project: Project, user: Any, include_quality: bool = False) -> 
         "map": embedding_map(champion=champion) if champion else [],
         "team": team(project=project),
         **({"quality": annotator_quality(project=project, n_boot=DASHBOARD_BOOT)} if include_quality else {}),
+        **({"flags": flag_counts(project=project)} if include_flags else {}),
     }

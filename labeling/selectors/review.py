@@ -44,6 +44,7 @@ def review_item_detail(item: ReviewItem) -> dict[str, Any]:
             }
     decisions = item.decisions.select_related("reviewer").order_by("id")
     comments = item.comments.select_related("author").order_by("id")
+    flags = item.flags.select_related("author", "comment").order_by("id")
     return {
         "id": item.pk,
         "reason": item.reason,
@@ -95,6 +96,11 @@ def review_item_detail(item: ReviewItem) -> dict[str, Any]:
         "comments": [
             {"id": c.pk, "author": c.author.get_username(), "text": c.text, "created_at": c.created_at}
             for c in comments
+        ],
+        "flags": [
+            {"id": fl.pk, "kind": fl.kind, "author": fl.author.get_username(),
+             "comment": fl.comment.text if fl.comment else "", "created_at": fl.created_at}
+            for fl in flags
         ],
         "label_set": project.labels,
     }

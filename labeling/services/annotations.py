@@ -126,7 +126,7 @@ def annotation_submit(
             )
         _request_retrain_check(project.id)
         if created:
-            publish(Event.ANNOTATION_CREATED, _event_payload(annotation, project_id=project.id))
+            publish(Event.ANNOTATION_CREATED, _event_payload(annotation, project_id=project.id), project=project)
     return annotation, created
 
 
@@ -156,5 +156,6 @@ def annotation_update(*, annotation: Annotation, user: AbstractBaseUser, label: 
             publish(
                 Event.ANNOTATION_CHANGED,
                 {**_event_payload(locked, project_id=locked.document.project_id), "previous_label": previous},
+                project=locked.document.project,
             )
     return locked

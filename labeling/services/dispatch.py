@@ -5,7 +5,7 @@ declared here once: its name, the kind of queue it rides, its typed arguments an
 (``TASKS``). The workers register their functions from these specs (``workers.app.task``), beat
 and ``enqueue`` route by them, and a test fails when a spec and a registered task disagree.
 
-Routing a kind to a concrete queue (``scoring`` / ``training`` / ``imports`` / ``gpu``) is a
+Routing a kind to a concrete queue (``scoring`` / ``training`` / ``imports`` / ``webhooks`` / ``gpu``) is a
 setting, so a GPU host takes the work by configuration, not code edits.
 """
 
@@ -32,6 +32,8 @@ class TaskName(enum.StrEnum):
     CHECK_RETRAIN = "alabel.training.check_retrain"
     SCHEDULED_RETRAIN = "alabel.training.scheduled"
     IMPORT_FILE = "alabel.imports.import_file"
+    WEBHOOK_DELIVER = "alabel.webhooks.deliver"
+    WEBHOOK_RECONCILE = "alabel.webhooks.reconcile"
 
 
 class QueueKind(enum.StrEnum):
@@ -39,6 +41,9 @@ class QueueKind(enum.StrEnum):
     TRAINING = "training"
     # Imports run for hours: on their own queue a large file never holds a scoring process.
     IMPORTS = "imports"
+    # Webhook deliveries wait on other people's servers: on their own queue a slow receiver never
+    # holds a scoring or training process, and a long training never delays a delivery.
+    WEBHOOKS = "webhooks"
 
 
 def queue_for(kind: QueueKind) -> str:
@@ -50,6 +55,8 @@ def queue_for(kind: QueueKind) -> str:
             return str(settings.CELERY_ROUTE_TRAINING)
         case QueueKind.IMPORTS:
             return str(settings.CELERY_ROUTE_IMPORTS)
+        case QueueKind.WEBHOOKS:
+            return str(settings.CELERY_ROUTE_WEBHOOKS)
 
 
 #: The queue a CUDA host's worker consumes when CELERY_ROUTE_SCORING / _TRAINING name it.
@@ -87,6 +94,10 @@ class PredictionArgs(NamedTuple):
 
 class ImportJobArgs(NamedTuple):
     import_job_id: int
+
+
+class DeliveryArgs(NamedTuple):
+    delivery_id: int
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,11 @@ TASKS: Mapping[TaskName, TaskSpec] = MappingProxyType({spec.name: spec for spec 
     # Not retried: once it has started, a failure marks the job failed and a retry would find it so.
     TaskSpec(TaskName.IMPORT_FILE, QueueKind.IMPORTS, ImportJobArgs, 6 * 3600, 6 * 3600 + 60,
              retry_transient=False, doc="a bulk file import, up to 6 h"),
+    # One HTTP POST (WEBHOOK_TIMEOUT_S at most); a failed attempt schedules the next itself.
+    TaskSpec(TaskName.WEBHOOK_DELIVER, QueueKind.WEBHOOKS, DeliveryArgs, 60, 90,
+             doc="one webhook delivery attempt"),
+    TaskSpec(TaskName.WEBHOOK_RECONCILE, QueueKind.WEBHOOKS, NoArgs, 60, 90,
+             doc="beat: re-send due deliveries whose message was lost"),
 )})
 
 

@@ -6,7 +6,6 @@ importer (chunks of 1,000 rows) both call it, so it must stay a handful of queri
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,7 +18,9 @@ from django.db import IntegrityError, transaction
 from labeling.models import Document, ImportJob, Project, Split, text_hash
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import ExternalIdConflictError
+from labeling.services.events import Event, publish
 from labeling.services.overlap import labels_required_for
+from labeling.services.sampling import seeded_draw
 
 MAX_TEXT_CHARS = 100_000
 MAX_EXTERNAL_ID_CHARS = 255
@@ -102,10 +103,7 @@ def item_problems(item: Any) -> dict[str, str]:
 
 def holdout_draw(*, seed: int, content_hash: str, fraction: float) -> bool:
     """Seeded, deterministic: the same text in the same project always lands on the same side."""
-    if fraction <= 0:
-        return False
-    digest = hashlib.sha256(f"{seed}:{content_hash}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+    return seeded_draw(f"{seed}:{content_hash}", fraction)
 
 
 def _validated(items: Iterable[Any]) -> list[Mapping[str, Any]]:
@@ -205,6 +203,10 @@ def document_bulk_create(
                 results = _insert(project, validated, on_conflict)
                 if any(created for _, created in results):
                     enqueue(TaskName.SCORE_PENDING, args=(project.id,), countdown=2)
+                    new_ids = [doc.pk for doc, created in results if created]
+                    publish(Event.DOCUMENTS_INGESTED,
+                            {"project_id": project.id, "count": len(new_ids), "document_ids": new_ids},
+                            project=project.id)  # by id: an import holds its Project row for hours
                 return results
         except IntegrityError:
             # A concurrent request stored one of these external_ids between our read and insert:

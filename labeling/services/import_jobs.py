@@ -24,6 +24,7 @@ from django.utils import timezone
 from labeling.models import ImportJob, RunStatus
 from labeling.services import modeling
 from labeling.services.dispatch import TaskName, enqueue
+from labeling.services.events import Event, publish
 from labeling.services.imports import ImportFileError, import_file
 
 logger = logging.getLogger(__name__)
@@ -51,8 +52,12 @@ def _claim(job_id: int) -> ImportJob | None:
 
 
 def _finish(job: ImportJob, *, status: str, error: str = "", **fields: Any) -> None:
-    ImportJob.objects.filter(pk=job.pk).update(status=status, error=error[:2000], finished_at=timezone.now(),
-                                               **fields)
+    with transaction.atomic():
+        ImportJob.objects.filter(pk=job.pk).update(status=status, error=error[:2000],
+                                                   finished_at=timezone.now(), **fields)
+        counts = {f"{k}": v for k, v in fields.items() if k.startswith("rows_")}
+        publish(Event.IMPORT_FINISHED, {"project_id": job.project_id, "import_job_id": job.pk, "status": status,
+                                        "error": error[:2000], **counts}, project=job.project_id)
     Path(job.file_path).unlink(missing_ok=True)  # the upload is not needed once the job is finished
 
 

@@ -8,7 +8,6 @@ and re-opens (or closes) documents whose label count no longer matches, so the q
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 
 from django.db import transaction
@@ -16,6 +15,7 @@ from django.db.models import Count, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
 from labeling.models import Annotation, Document, OverlapScope, Prediction, Project, Split
+from labeling.services.sampling import seeded_draw
 
 #: The policy fields whose change re-applies the overlap to the stored documents.
 OVERLAP_FIELDS = ("overlap", "overlap_scope", "overlap_share")
@@ -24,10 +24,7 @@ _UPDATE_CHUNK = 5_000
 
 def _share_draw(*, seed: int, content_hash: str, share: float) -> bool:
     """Seeded, deterministic and independent of the holdout draw: the same text always lands alike."""
-    if share <= 0:
-        return False
-    digest = hashlib.sha256(f"{seed}:overlap:{content_hash}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < share
+    return seeded_draw(f"{seed}:overlap:{content_hash}", share)
 
 
 def labels_required_for(project: Project, *, split: str, content_hash: str) -> int:

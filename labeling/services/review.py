@@ -11,7 +11,6 @@ which stay as their annotators gave them; the latest decision is the document's 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -37,6 +36,8 @@ from labeling.selectors.consensus import REVIEWER, final_labels
 from labeling.services.audit import audit_record
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import ServiceConflict
+from labeling.services.events import Event, publish
+from labeling.services.sampling import seeded_draw
 
 MAX_COMMENT_CHARS = 10_000
 # The order reviewers meet open items in: disagreements block training, so they come first.
@@ -61,10 +62,7 @@ class ReviewLeasedError(ServiceConflict):
 
 
 def _audit_draw(*, seed: int, document_id: int, share: float) -> bool:
-    if share <= 0:
-        return False
-    digest = hashlib.sha256(f"{seed}:audit:{document_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < share
+    return seeded_draw(f"{seed}:audit:{document_id}", share)
 
 
 def _open_items(project: Project, document_ids: list[int], reason: str, scores: list[float] | None) -> int:
@@ -219,6 +217,11 @@ def review_decide(*, item: ReviewItem, reviewer: AbstractBaseUser, label: object
         )
         # A decision is a new training label: the retrain threshold counts it (training/triggers.py).
         enqueue(TaskName.CHECK_RETRAIN, args=(project.pk,), countdown=5, coalesce_s=4)
+        publish(Event.REVIEW_DECIDED, {
+            "project_id": project.pk, "review_item_id": locked.pk, "decision_id": decision.pk,
+            "document_id": locked.document_id, "label": label, "action": decision.action,
+            "replaced_label": decision.replaced_label, "reviewer_id": reviewer.pk,
+        }, project=project)
     return decision
 
 

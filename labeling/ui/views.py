@@ -20,9 +20,10 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from labeling import roles
-from labeling.models import AcquisitionStrategy, Document, Prediction, Project, ReviewReason
+from labeling.models import AcquisitionStrategy, Document, FlagKind, Prediction, Project, ReviewReason
 from labeling.selectors import dashboard as dash
 from labeling.selectors.documents import is_blind, visible_annotations
+from labeling.selectors.guidelines import guidelines_get
 from labeling.selectors.models import champion_get
 from labeling.selectors.review import review_summary
 from labeling.services.modeling import prediction_attributions_request
@@ -76,7 +77,9 @@ def label(request: HttpRequest, pk: int) -> HttpResponse:
         "strategies": dict(AcquisitionStrategy.choices),  # the "chosen by" line names them as declared
     }
     return render(
-        request, "ui/label.html", {"project": project, "config": config, **nav_links(request.user, project.pk)}
+        request, "ui/label.html",
+        {"project": project, "config": config, "guidelines": guidelines_get(project=project),
+         "flag_kinds": FlagKind.choices, **nav_links(request.user, project.pk)},
     )
 
 
@@ -104,7 +107,9 @@ def review(request: HttpRequest, pk: int) -> HttpResponse:
         "summary": review_summary(project=project),
     }
     return render(
-        request, "ui/review.html", {"project": project, "config": config, **nav_links(request.user, project.pk)}
+        request, "ui/review.html",
+        {"project": project, "config": config, "guidelines": guidelines_get(project=project),
+         **nav_links(request.user, project.pk)},
     )
 
 
@@ -117,7 +122,8 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
     manages = links["can_manage"]
     return render(
         request, "ui/dashboard.html",
-        {"project": project, "is_admin": manages, **links, "config": {"project": project.pk, "is_admin": manages}},
+        {"project": project, "is_admin": manages, **links, "config": {"project": project.pk, "is_admin": manages},
+         "guidelines": guidelines_get(project=project) if manages else None},
     )
 
 
@@ -156,7 +162,9 @@ def dashboard_json(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=pk)
     # Annotator quality is for the people who run the project, never in an annotator's JSON.
     manages = roles.can(request.user, roles.MANAGE, project.pk)
-    return JsonResponse(dash.dashboard(project=project, user=request.user, include_quality=manages))
+    return JsonResponse(
+        dash.dashboard(project=project, user=request.user, include_quality=manages, include_flags=manages)
+    )
 
 
 def _attributions_allowed(user_id: int, project_id: int) -> bool:

@@ -269,7 +269,9 @@ def test_expired_lease_is_explained_and_a_new_model_is_announced(live_server, br
     banner = page.locator("#alerts")
     expect(banner).to_contain_text("Your hold on this item ran out")
     expect(banner).not_to_contain_text("Traceback")
-    assert not m.Annotation.objects.filter(annotator=user).exists()
+    stored = list(m.Annotation.objects.filter(annotator=user).values("document_id", "assignment_id", "created_at"))
+    leases = list(m.Assignment.objects.filter(annotator=user).values("id", "document_id", "state", "leased_until"))
+    assert not stored, f"a label was stored on an expired lease: {stored}; leases {leases}; now {timezone.now()}"
     page.get_by_role("button", name="Load the next item").click()
     expect(page.locator("#alerts")).to_be_empty()
     expect(page.locator("#doc-id")).not_to_have_text("–")

@@ -10,6 +10,7 @@ token. The server never answers 5xx, and a refused request leaves every table's 
 from __future__ import annotations
 
 import re
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -19,7 +20,7 @@ from django.db import connection
 from django.urls import reverse
 
 from labeling import roles
-from labeling.models import Annotation, ReviewItem, ReviewReason
+from labeling.models import Annotation, ReviewItem, ReviewReason, WebhookDelivery, WebhookSubscription
 from labeling.services.documents import document_bulk_create
 from labeling.services.memberships import membership_ensure
 from labeling.services.projects import project_create
@@ -78,10 +79,13 @@ def world(settings) -> dict[str, Any]:
     job = f.ImportJobFactory(project=project)
     review_flag(project=project, document_ids=[docs[1].pk], reason=ReviewReason.AUDIT)
     item = ReviewItem.objects.get(document=docs[1])
+    webhook = WebhookSubscription.objects.create(project=project, url="http://127.0.0.1:9/", events=["ping"])
+    delivery = WebhookDelivery.objects.create(subscription=webhook, event_id=uuid.uuid4(), event="ping")
     ids = {
         "project_id": project.pk, "pk": project.pk, "document_id": docs[2].pk, "doc_id": docs[2].pk,
         "job_id": job.pk, "assignment_id": lease.pk, "annotation_id": annotation.pk, "model_id": 1,
-        "user_id": users[roles.ANNOTATOR].pk, "item_id": item.pk,
+        "user_id": users[roles.ANNOTATOR].pk, "item_id": item.pk, "webhook_id": webhook.pk,
+        "delivery_id": delivery.pk,
     }
     headers = {name: {"Authorization": f"Token {token_create(user=user)[1]}"} for name, user in users.items()}
     headers["bad-token"] = {"Authorization": "Token " + "f" * 64}

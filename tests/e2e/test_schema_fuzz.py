@@ -33,6 +33,8 @@ OPERATIONS = [
     ("/api/v1/annotations/{annotation_id}", "PATCH", "annotator"),
     ("/api/v1/projects/{project_id}/audit/", "GET", "admin"),
     ("/api/v1/audit/", "GET", "admin"),
+    ("/api/v1/projects/{project_id}/guidelines", "PUT", "admin"),
+    ("/api/v1/projects/{project_id}/documents/{document_id}/flags", "POST", "admin"),
 ]
 EXAMPLES = 20
 
@@ -85,6 +87,8 @@ def test_generated_requests_never_get_a_server_error(path, method, role) -> None
                 case.path_parameters["assignment_id"] = lease.pk
             if "annotation_id" in case.path_parameters:
                 case.path_parameters["annotation_id"] = annotation.pk
+            if "document_id" in case.path_parameters:
+                case.path_parameters["document_id"] = docs[0].pk
         response = case.call(app=app, headers=auth)
         seen.append(response.status_code)
         assert response.status_code < 500, (

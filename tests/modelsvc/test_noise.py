@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -31,6 +33,26 @@ def test_the_most_suspect_labels_are_the_wrong_ones() -> None:
     # self-confidence: the score is the probability given to the label
     np.testing.assert_allclose(ranking.scores, probs[np.arange(1000), given])
     assert np.all(np.diff(ranking.scores[ranking.order]) >= 0)
+
+
+#: Forks seen while ``_counting_forks`` is on (``os.register_at_fork`` cannot be undone, so it is registered once).
+_forks: list[int] = []
+_counting_forks = [False]
+os.register_at_fork(before=lambda: _forks.append(1) if _counting_forks[0] else None)
+
+
+def test_ranking_runs_in_the_calling_process_and_forks_nothing() -> None:
+    """cleanlab's verdict forks a process pool by default; forked from a Celery worker, that pool could
+    hang the training run for good (its processes keep the worker's SIGTERM handler, so the pool's
+    terminate cannot end them). The ranking must stay in the calling process, with the same verdict."""
+    given, probs, wrong = noisy_probs(300, 2, 0.15, seed=3)
+    _counting_forks[0] = True
+    try:
+        ranking = rank_label_issues(given, probs)
+    finally:
+        _counting_forks[0] = False
+    assert _forks == []
+    assert ranking.is_issue.sum() > 0 and wrong[ranking.is_issue].mean() >= 0.7  # the verdict still ran
 
 
 def test_ranking_is_deterministic_and_breaks_ties_by_index() -> None:

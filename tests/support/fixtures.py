@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from labeling.models import Document, Project, RunTrigger, Split, TrainingRun
+from labeling.selectors.models import OPEN_RUN_STATES
 from labeling.services.training.runs import training_run_execute
 from labeling.services.training.triggers import training_run_request
 from tests.factories import ProjectFactory, UserFactory
+from tests.support.celery_worker import wait_until
 from tests.support.data import documents_create, label, rt_snippets
 
 
@@ -47,10 +49,20 @@ def labeled_project(
 
 
 def train_now(project: Project) -> TrainingRun:
-    """Request and execute a run in this process (what the TRAIN task does)."""
+    """Request and execute a run in this process (what the TRAIN task does).
+
+    The request also sends the run's TRAIN message: with a worker running, the worker may take the run
+    lock first (seen under load), and this process then finds the lock held. The run is the same either
+    way, so wait for the worker's result instead of failing.
+    """
     run = training_run_request(project=project, trigger=RunTrigger.MANUAL)
     result = training_run_execute(run_id=run.pk)
-    assert result is not None
+    if result is None:
+        result = wait_until(
+            lambda: TrainingRun.objects.filter(pk=run.pk).exclude(status__in=OPEN_RUN_STATES).first(),
+            timeout=240,
+            what=f"the worker that took training run {run.pk} to finish it",
+        )
     return result
 
 

@@ -16,15 +16,21 @@ from labeling.selectors.models import champion_get
 from labeling.services.audit import audit_record
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import PromotionError, RollbackError
+from labeling.services.events import Event, publish
 
 
 def _promote(model_version: ModelVersion) -> None:
     """Old champion -> retired, this one -> champion, in one transaction (the caller's)."""
     Project.objects.select_for_update().get(pk=model_version.project_id)  # serialises promotions
     now = timezone.now()
+    previous = champion_get(project_id=model_version.project_id)
     ModelVersion.objects.filter(project_id=model_version.project_id, status=ModelStatus.CHAMPION).exclude(
         pk=model_version.pk
     ).update(status=ModelStatus.RETIRED)
+    publish(Event.MODEL_PROMOTED, {
+        "project_id": model_version.project_id, "model_version_id": model_version.pk, "version": model_version.version,
+        "previous_champion_id": previous.pk if previous else None,
+    }, project=model_version.project_id)
     ModelVersion.objects.filter(pk=model_version.pk).update(status=ModelStatus.CHAMPION, promoted_at=now)
     model_version.status, model_version.promoted_at = ModelStatus.CHAMPION, now
     _close_superseded_rescores(model_version)
@@ -72,6 +78,10 @@ def challenger_decide(
             stage="rescore" if promote else "done",
             progress=0.0 if promote else 1.0,
         )
+        publish(Event.TRAINING_FINISHED, {
+            "project_id": challenger.project_id, "run_id": run.pk, "status": RunStatus.SUCCEEDED,
+            "promoted": promote, "model_version_id": challenger.pk, "reason": reason, "error": "",
+        }, project=challenger.project_id)
 
 
 def model_version_promote(*, model_version: ModelVersion, by: Any = None) -> ModelVersion:
@@ -114,6 +124,10 @@ def model_version_rollback(*, project: Project, by: Any = None) -> ModelVersion:
         )
         ModelVersion.objects.filter(pk=previous.pk).update(status=ModelStatus.CHAMPION, promoted_at=now)
         _close_superseded_rescores(previous)
+        publish(Event.MODEL_ROLLED_BACK, {
+            "project_id": project.pk, "model_version_id": previous.pk, "version": previous.version,
+            "rolled_back_id": current.pk, "rolled_back_version": current.version,
+        }, project=project.pk)
         # Documents ingested under the rolled-back model still need this one's predictions.
         enqueue(TaskName.SCORE_PENDING, args=(project.pk,))
         audit_record(

@@ -23,6 +23,7 @@ from labeling.models import Document, ModelStatus, ModelVersion, RunStatus, Spli
 from labeling.selectors.models import OPEN_RUN_STATES, majority_labels
 from labeling.services import modeling
 from labeling.services.errors import RunLockedError, TrainingDataError
+from labeling.services.events import Event, publish
 from labeling.services.training.evaluation import challenger_evaluate, metrics_compact
 from labeling.services.training.label_issues import label_issues_flag, label_issues_rank, reviewer_decided
 from labeling.services.training.promotion import challenger_decide
@@ -83,6 +84,10 @@ def _claim(run_id: int) -> TrainingRun | None:
                 _reject_unfinished(run.model_version_id, f"training run {run.pk} {run.error}")
             run.status, run.finished_at, run.promoted = RunStatus.FAILED, timezone.now(), False
             run.save(update_fields=["status", "error", "finished_at", "promoted"])
+            publish(Event.TRAINING_FINISHED, {
+                "project_id": run.project_id, "run_id": run.pk, "status": RunStatus.FAILED, "promoted": False,
+                "model_version_id": run.model_version_id, "reason": "", "error": run.error,
+            }, project=run.project_id)
             return None
         if run.status == RunStatus.RUNNING and run.model_version_id is not None:
             # Its previous executor died (it no longer holds the run lock): start over cleanly.
@@ -231,9 +236,13 @@ def training_run_fail(run_id: int, error: str) -> None:
     run = TrainingRun.objects.get(pk=run_id)
     if run.model_version_id is not None:
         _reject_unfinished(run.model_version_id, f"training run {run_id} failed: {error}")
-    TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
-        status=RunStatus.FAILED,
-        error=f"stage {run.stage or 'start'}: {error}"[:10_000],
-        finished_at=timezone.now(),
-        promoted=False,
-    )
+    message = f"stage {run.stage or 'start'}: {error}"[:10_000]
+    with transaction.atomic():
+        failed = TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+            status=RunStatus.FAILED, error=message, finished_at=timezone.now(), promoted=False,
+        )
+        if failed:
+            publish(Event.TRAINING_FINISHED, {
+                "project_id": run.project_id, "run_id": run_id, "status": RunStatus.FAILED, "promoted": False,
+                "model_version_id": run.model_version_id, "reason": "", "error": message,
+            }, project=run.project_id)

@@ -79,6 +79,10 @@ def test_schema_lists_every_operation(client):
         "training_runs_create",
         "projects_stats",
         "projects_export",
+        "guidelines_retrieve",
+        "guidelines_update",
+        "document_flag",
+        "flags_list",
     }
     assert {"tokenAuth", "cookieAuth"} <= set(schema["components"]["securitySchemes"])
 

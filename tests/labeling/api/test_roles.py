@@ -11,6 +11,7 @@ the operation -> 403; staff pass everything.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -20,7 +21,14 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.test import APIClient
 
 from labeling import roles
-from labeling.models import AssignmentState, ModelStatus, ReviewItem, ReviewReason
+from labeling.models import (
+    AssignmentState,
+    ModelStatus,
+    ReviewItem,
+    ReviewReason,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from labeling.services.memberships import membership_ensure
 from labeling.services.projects import project_create
 from tests import factories as f
@@ -54,6 +62,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("patch", "api-project"): MANAGE,
     ("get", "api-project-stats"): MANAGE,
     ("get", "api-project-export"): MANAGE,
+    ("get", "api-guidelines"): MEMBERS,
+    ("put", "api-guidelines"): MANAGE,
+    ("post", "api-document-flag"): ANNOTATE,
+    ("get", "api-flags"): REVIEW,
     ("get", "api-members"): MANAGE,
     ("post", "api-members"): MANAGE,
     ("get", "api-member-changes"): MANAGE,
@@ -88,6 +100,14 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("post", "api-review-release"): REVIEW,
     ("post", "api-review-renew"): REVIEW,
     ("post", "api-training-runs"): MANAGE,
+    ("get", "api-webhooks"): MANAGE,
+    ("post", "api-webhooks"): MANAGE,
+    ("get", "api-webhook"): MANAGE,
+    ("patch", "api-webhook"): MANAGE,
+    ("delete", "api-webhook"): MANAGE,
+    ("post", "api-webhook-ping"): MANAGE,
+    ("get", "api-webhook-deliveries"): MANAGE,
+    ("post", "api-webhook-redeliver"): MANAGE,
     ("get", "ui:project-list"): AUTHENTICATED,
     ("get", "ui:label"): ANNOTATE,
     ("get", "ui:review"): REVIEW,
@@ -182,11 +202,13 @@ def _kwargs(name: str, world: dict[str, Any], caller: str) -> dict[str, int]:
     assignment_id, annotation_id = _owned(world, caller)
     victim = f.UserFactory(username=f"victim-of-{caller}")
     membership_ensure(project=project, user=victim, role=roles.ANNOTATOR)
+    webhook = WebhookSubscription.objects.create(project=project, url="http://127.0.0.1:9/", events=["ping"])
+    delivery = WebhookDelivery.objects.create(subscription=webhook, event_id=uuid.uuid4(), event="ping")
     values = {
         "project_id": project.pk, "pk": project.pk, "document_id": world["docs"][0].pk,
         "doc_id": world["docs"][0].pk, "job_id": world["job"].pk, "model_id": world["candidate"].pk,
         "assignment_id": assignment_id, "annotation_id": annotation_id, "user_id": victim.pk,
-        "item_id": world["review_item"].pk,
+        "item_id": world["review_item"].pk, "webhook_id": webhook.pk, "delivery_id": delivery.pk,
     }
     route = next(r for r, n, _ in _walk(get_resolver().url_patterns) if n == name)
     return {k: v for k, v in values.items() if f"<int:{k}>" in route}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from labeling.models import MembershipAction, MembershipChange, ProjectMembership, SsoIdentity
+from labeling.models import AuditAction, AuditEvent, ProjectMembership, SsoIdentity
 from labeling.services.memberships import membership_add
 from labeling.services.sso import (
     SsoRefused,
@@ -130,11 +130,12 @@ def test_claims_add_change_and_remove_only_the_memberships_they_manage() -> None
     assert list(ProjectMembership.objects.filter(user=user).values_list("project_id", flat=True)) == [manual.pk]
 
     # Every change is recorded by the membership service, with no author: the provider decided.
-    history = MembershipChange.objects.filter(member=user, project=claimed).order_by("id")
-    assert [(c.action, c.old_role, c.new_role, c.changed_by_id) for c in history] == [
-        (MembershipAction.ADDED, "", "annotator", None),
-        (MembershipAction.ROLE_CHANGED, "annotator", "reviewer", None),
-        (MembershipAction.REMOVED, "reviewer", "", None),
+    history = AuditEvent.objects.filter(project_id=claimed.pk, target_type="user", target_id=str(user.pk))
+    history = history.order_by("id")
+    assert [(e.action, e.data["old_role"], e.data["new_role"], e.actor_id) for e in history] == [
+        (AuditAction.MEMBER_ADDED, "", "annotator", None),
+        (AuditAction.MEMBER_ROLE_CHANGED, "annotator", "reviewer", None),
+        (AuditAction.MEMBER_REMOVED, "reviewer", "", None),
     ]
 
 

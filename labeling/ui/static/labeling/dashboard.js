@@ -14,6 +14,22 @@
     if (text) box.appendChild(A.el("div", { class: "banner " + (kind || "error") }, text));
   }
 
+  /* ---------- guidelines editor (managers) ---------- */
+  const guidelinesForm = $("guidelines-form");
+  if (guidelinesForm) {
+    guidelinesForm.addEventListener("submit", async function (ev) {
+      ev.preventDefault();
+      const labels = {};
+      guidelinesForm.querySelectorAll(".label-note").forEach(function (t) { if (t.value.trim()) labels[t.dataset.label] = t.value; });
+      $("guidelines-save").disabled = true;
+      const reply = await A.api("PUT", "/api/v1/projects/" + pid + "/guidelines",
+        { markdown: $("guidelines-markdown").value, labels: labels });
+      $("guidelines-save").disabled = false;
+      $("guidelines-status").textContent = reply.ok ? "Saved: the labeling and review pages show them from their next load."
+        : A.detail(reply, "The guidelines were not saved.");
+    });
+  }
+
   function labelColors(labels) {
     const map = {};
     labels.forEach(function (l, i) { map[l] = C.PALETTE[i % C.PALETTE.length]; });
@@ -181,6 +197,12 @@
     const rv = t.review;
     $("review-summary").textContent = "Review: " + rv.open + " open, " + rv.decided + " decided, " +
       rv.changed_label + " changed a label; " + rv.flagged_noise + " flagged as likely mislabeled.";
+    const fl = d.flags;
+    if (fl && $("flag-summary")) {
+      const k = fl.open_by_kind;
+      $("flag-summary").textContent = "Flags in review: " + fl.open + " (unclear " + k.unclear + ", offensive " +
+        k.offensive + ", duplicate " + k.duplicate + "); " + fl.total + " flagged in all.";
+    }
     const quality = $("quality-body");
     if (!quality || !d.quality) return;
     quality.replaceChildren();

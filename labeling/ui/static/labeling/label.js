@@ -60,6 +60,7 @@
   function setEnabled(on) {
     labelButtons.forEach(function (b) { b.disabled = !on; });
     $("skip-btn").disabled = !on || !!state.undo;
+    $("flag-btn").disabled = !on || !!state.undo;
     $("undo-btn").disabled = state.history.length === 0 || !!state.undo;
   }
 
@@ -232,6 +233,48 @@
     leaveUndo();
   }
 
+  /* ---------- flag: unclear, offensive, duplicate (+ a comment) -> the review queue ---------- */
+  const flagKinds = Array.from(document.querySelectorAll("input[name=flag-kind]"));
+
+  function openFlag() {
+    if (state.busy || state.undo || !state.current || state.expired) return;
+    $("flag-form").hidden = false;
+    (flagKinds.find(function (r) { return r.checked; }) || flagKinds[0]).focus();
+  }
+
+  function closeFlag() {
+    $("flag-form").hidden = true;
+    $("flag-comment").value = "";
+    $("doc-text").focus({ preventScroll: true });
+  }
+
+  async function sendFlag() {
+    const item = state.current;
+    if (state.busy || !item || state.expired) return;
+    const kind = (flagKinds.find(function (r) { return r.checked; }) || flagKinds[0]).value;
+    state.busy = true;
+    const reply = await A.api("POST", API + "/projects/" + projectId + "/documents/" + item.document.id + "/flags",
+      { kind: kind, comment: $("flag-comment").value });
+    state.busy = false;
+    if (!reply.ok) { alertBanner(A.detail(reply, "The flag was not sent.")); return; }
+    closeFlag();
+    // The item goes to the reviewers; give it back to the queue and go on with the next one.
+    await skip();
+    announce("Flagged item #" + item.document.id + " as " + kind + ": it is in the review queue.");
+  }
+
+  $("flag-form").addEventListener("keydown", function (ev) {
+    if (ev.key === "Escape") { ev.preventDefault(); closeFlag(); return; }
+    if (ev.key === "Enter" && !(ev.target.tagName === "TEXTAREA" && ev.shiftKey)) { ev.preventDefault(); sendFlag(); return; }
+    const n = Number(ev.key);
+    if (ev.target.tagName !== "TEXTAREA" && n >= 1 && n <= flagKinds.length) {
+      ev.preventDefault(); flagKinds[n - 1].checked = true; flagKinds[n - 1].focus();
+    }
+  });
+  $("flag-form").addEventListener("submit", function (ev) { ev.preventDefault(); sendFlag(); });
+  $("flag-cancel").addEventListener("click", closeFlag);
+  $("flag-btn").addEventListener("click", openFlag);
+
   /* ---------- lease keep-alive and release ---------- */
   async function renew() {
     const item = state.current;
@@ -292,6 +335,7 @@
     if (key === "escape" && state.undo) { ev.preventDefault(); leaveUndo(); announce("Back to the current item."); return; }
     if (key === "u") { ev.preventDefault(); startUndo(); return; }
     if (key === "s") { ev.preventDefault(); skip(); return; }
+    if (ev.key === "!") { ev.preventDefault(); openFlag(); return; }
     if (keyToLabel[key] && !labelButtons[0].disabled) { ev.preventDefault(); submitLabel(keyToLabel[key]); }
   });
 

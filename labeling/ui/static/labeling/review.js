@@ -49,7 +49,7 @@
     const s = state.summary || {};
     const by = s.open_by_reason || {};
     $("stat-open").textContent = s.open === undefined ? "–" : s.open;
-    $("stat-reasons").textContent = [by.disagreement || 0, by.noise || 0, by.audit || 0].join(" · ");
+    $("stat-reasons").textContent = [by.disagreement || 0, by.noise || 0, by.flag || 0, by.audit || 0].join(" · ");
     $("stat-mine").textContent = state.mine;
     $("stat-changed").textContent = s.changed_label === undefined ? "–" : s.changed_label;
   }
@@ -61,8 +61,20 @@
     $("comment-btn").disabled = !on;
   }
 
+  function flagsText(item) {
+    return (item.flags || []).map(function (f) { return f.kind + " (" + f.author + ")"; }).join(", ");
+  }
+
   function reasonText(item) {
+    const flags = flagsText(item);
+    const why = baseReasonText(item);
+    if (item.reason === "flag") return why + ": " + flags + ". Their comments are below.";
+    return flags ? why + " Also flagged: " + flags + "." : why;
+  }
+
+  function baseReasonText(item) {
     const title = config.reasons[item.reason] || item.reason;
+    if (item.reason === "flag") return title;
     if (item.reason === "noise") {
       const score = item.score === null || item.score === undefined ? "" : " · score " + A.num(item.score, 3);
       return title + score + ": the label-noise ranking thinks the given label is likely wrong.";
@@ -160,7 +172,7 @@
     $("facts").hidden = true;
     $("comments").replaceChildren();
     closeComment();
-    let text = "Nothing to review right now. Disagreements, labels the model flags as likely wrong and audit picks appear here; this page checks again every 15 seconds.";
+    let text = "Nothing to review right now. Disagreements, labels the model flags as likely wrong, items annotators flag and audit picks appear here; this page checks again every 15 seconds.";
     if (state.skipped.length) text += " You skipped " + state.skipped.length + " item(s) on this page: reload the page to see them again.";
     $("doc-text").textContent = text;
     $("model-blind").hidden = true; $("model-pred").hidden = true; $("model-none").hidden = true;
