@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelsvc.calibration import evaluate_predictions, fit_error_mapping, fit_temperature
+from modelsvc.calibration import evaluate_predictions, fit_error_mapping, temperature_choose
 from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.crossfit import (
     deployed_config,
@@ -242,7 +242,11 @@ def calibrate_held_out(
         else:
             t_emb, t_y = cal_embeddings, y_cal
         logits = clf.sample_logits(t_emb)
-        calibration["temperature"] = fit_temperature(logits, t_y)
+        # Seeded groups for the cross-fitted check of the temperature (at most 5, at least 2 items each).
+        groups = np.random.default_rng(train_config.seed + 2).permutation(len(t_y)) % max(1, min(5, len(t_y) // 2))
+        choice = temperature_choose(logits, t_y, groups)
+        calibration["temperature"] = choice.temperature
+        calibration["temperature_choice"] = choice.as_record()
         calibration["n_temperature"] = int(len(t_y))
         clf.temperature = calibration["temperature"]
         res = score_embeddings(clf, cal_embeddings)
@@ -282,12 +286,15 @@ def _train_cross_fitted(
     # Each document's samples come only from its own fold's members, which never trained on it.
     draws = draws_per_member(model_config.samples, per_fold)
     logits = out_of_fold_logits(clf.sample_logits(embeddings, k=head.n_members * draws), fold, per_fold)
-    temperature = fit_temperature(logits, y)
+    # Applied only when a temperature fitted on the other folds lowers each fold's NLL (cross-fitted).
+    choice = temperature_choose(logits, y, fold)
+    temperature = choice.temperature
     oof = summarize_logits(logits, temperature=temperature, error_mapping=None, embeddings=embeddings)
     calibration: dict[str, Any] = {
         "method": "cross_fitted",
         "folds": k,
         "temperature": temperature,
+        "temperature_choice": choice.as_record(),
         "n": int(len(y)),
         "n_temperature": int(len(y)),
         "error_mapping": fit_error_mapping(oof.entropy, oof.predicted != y, train_config.error_mapping),

@@ -33,6 +33,7 @@ from modelsvc.calibration import (
     evaluate_predictions,
     fit_temperature,
     log_temperature_prior_penalty,
+    temperature_choose,
     tempered_samples,
 )
 from modelsvc.inference import score_embeddings
@@ -143,24 +144,42 @@ def pool_temperature(classifier: Classifier) -> float:
     return float(classifier.calibration.get("temperature_pool_out_of_fold", classifier.temperature))
 
 
+def holdout_halves(n: int, seed: int) -> np.ndarray:
+    """The seeded 2-fold split (N,) of the holdout that the temperature check and the reported metrics share."""
+    return np.random.default_rng(seed).permutation(n) % 2
+
+
 def holdout_temperature_fit(
-    *, classifier: Classifier, embeddings: np.ndarray, y: np.ndarray, prior_sd: float
+    *, classifier: Classifier, embeddings: np.ndarray, y: np.ndarray, prior_sd: float, seed: int = 0
 ) -> dict[str, Any] | None:
     """Refit ``classifier.temperature`` on holdout vectors (N, H) with labels y (N,) int.
 
     Returns the classifier's new calibration, or None (holdout not usable: nothing changed).
-    ``prior_sd``: see ``temperature_combine`` and ``pool_prior_sd``.
+    ``prior_sd``: see ``temperature_combine`` and ``pool_prior_sd``. The holdout fit replaces the
+    classifier's temperature only when it lowers the holdout's 2-fold cross-fitted NLL
+    (``temperature_choose``, halves from ``seed``); otherwise the current one is kept, and
+    ``temperature_choice`` in the calibration says so.
     """
     if not holdout_usable(y):
         return None
     logits = classifier.sample_logits(embeddings)  # (N, K, C), uncalibrated
     prior = pool_temperature(classifier)
     estimate = temperature_combine(logits, y, prior=prior, prior_sd=prior_sd)
-    classifier.temperature = estimate.temperature
+    choice = temperature_choose(
+        logits,
+        y,
+        holdout_halves(len(y), seed),
+        baseline=classifier.temperature,
+        fit=lambda lg, yy: temperature_combine(lg, yy, prior=prior, prior_sd=prior_sd).temperature,
+    )
+    classifier.temperature = choice.temperature
     classifier.calibration = {
         **classifier.calibration,
         "temperature": classifier.temperature,
-        "temperature_source": "holdout",
+        "temperature_source": "holdout" if choice.chosen == "fitted" else classifier.calibration.get(
+            "temperature_source", "pool_out_of_fold"
+        ),
+        "temperature_choice_holdout": choice.as_record(),
         "temperature_pool_out_of_fold": prior,
         "n_temperature_holdout": len(y),
         **estimate.as_calibration(),
@@ -177,7 +196,7 @@ def holdout_crossfit_probs(
     """
     logits = classifier.sample_logits(embeddings)  # (N, K, C)
     prior = pool_temperature(classifier)
-    half = np.random.default_rng(seed).permutation(len(y)) % 2  # (N,) 0/1
+    half = holdout_halves(len(y), seed)  # (N,) 0/1
     probs = np.zeros((len(y), logits.shape[2]))
     for side in (0, 1):
         fit_on, score = half != side, half == side
@@ -195,15 +214,18 @@ def holdout_assess(
     refit temperature in place. A temperature fitted on these very documents would flatter its own
     calibration, so then the reported calibration is 2-fold cross-fitted (``holdout_crossfit_probs``).
     """
-    refit = holdout_temperature_fit(classifier=classifier, embeddings=embeddings, y=y, prior_sd=prior_sd)
+    refit = holdout_temperature_fit(
+        classifier=classifier, embeddings=embeddings, y=y, prior_sd=prior_sd, seed=seed
+    )
     res = score_embeddings(classifier, embeddings)
     calibrated = res.probs
-    if refit is not None:
+    # Kept temperature: it was not fitted on the holdout, so its figures there are honest as they are.
+    if refit is not None and refit["temperature_choice_holdout"]["chosen"] == "fitted":
         calibrated = holdout_crossfit_probs(
             classifier=classifier, embeddings=embeddings, y=y, seed=seed, prior_sd=prior_sd
         )
     metrics = evaluate_predictions(res.probs_uncalibrated, calibrated, y, res.uncertainty())
     metrics.pop("n", None)
-    if refit is not None:
+    if refit is not None and refit["temperature_choice_holdout"]["chosen"] == "fitted":
         metrics["calibration_reported"] = "holdout, 2-fold cross-fitted temperature"
     return HoldoutAssessment(calibration=refit, metrics=metrics, predicted=np.asarray(res.predicted))

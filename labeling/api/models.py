@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from labeling.api.base import BaseApi, get_or_404, project_or_404
 from labeling.api.permissions import IsProjectIngest, IsProjectManager, IsProjectMember
 from labeling.models import ModelVersion, RunTrigger, TrainingRun
+from labeling.selectors.models import model_figures
 from labeling.services.documents import text_problem
 from labeling.services.modeling import predict_texts
 from labeling.services.training.promotion import model_version_promote, model_version_rollback
@@ -83,8 +84,36 @@ class PredictApi(BaseApi):
         return Response({"predictions": predictions})
 
 
+class FiguresSerializer(serializers.Serializer):
+    """A model's headline figures with their intervals and n (``labeling.selectors.models.model_figures``)."""
+
+    accuracy = serializers.FloatField(allow_null=True)
+    accuracy_interval = serializers.ListField(
+        child=serializers.FloatField(), allow_null=True, help_text="95 % Wilson interval [low, high]"
+    )
+    ece = serializers.FloatField(allow_null=True, help_text="expected calibration error after calibration")
+    ece_interval = serializers.ListField(
+        child=serializers.FloatField(), allow_null=True, help_text="95 % bootstrap interval [low, high]"
+    )
+    ece_noise_floor = serializers.FloatField(
+        allow_null=True, help_text="the ECE a perfectly calibrated model shows on this many items"
+    )
+    n = serializers.IntegerField(allow_null=True, help_text="labeled items the figures were measured on")
+    min_n = serializers.IntegerField(help_text="below this many items a figure is too small to judge")
+    too_small = serializers.BooleanField(allow_null=True, help_text="n < min_n: noise, not a verdict")
+    evaluated_on = serializers.CharField(allow_null=True, help_text="holdout or calibration_split")
+
+    class Meta:
+        ref_name = "ModelFigures"
+
+
+def _figures(version: ModelVersion | None) -> dict[str, Any] | None:
+    return model_figures(version.metrics) if version is not None else None
+
+
 class ModelVersionSerializer(serializers.ModelSerializer):
     status = serializers.CharField(help_text="training, candidate, champion, rejected or retired")
+    figures = serializers.SerializerMethodField()
 
     class Meta:
         model = ModelVersion
@@ -97,11 +126,16 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "label_map",
             "train_label_count",
             "metrics",
+            "figures",
             "calibration",
             "decision_reason",
             "created_at",
             "promoted_at",
         )
+
+    @extend_schema_field(FiguresSerializer)
+    def get_figures(self, obj: ModelVersion) -> dict[str, Any] | None:
+        return _figures(obj)
 
 
 class ModelListApi(BaseApi):
@@ -138,6 +172,7 @@ class ModelRollbackApi(BaseApi):
 
 class TrainingRunSerializer(serializers.ModelSerializer):
     model_version = serializers.IntegerField(source="model_version.version", allow_null=True, default=None)
+    figures = serializers.SerializerMethodField(help_text="the run's model figures with intervals; null: no model")
 
     class Meta:
         model = TrainingRun
@@ -150,6 +185,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
             "progress",
             "labels_used",
             "model_version",
+            "figures",
             "promoted",
             "decision_reason",
             "coalesced_triggers",
@@ -158,6 +194,10 @@ class TrainingRunSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
         )
+
+    @extend_schema_field(FiguresSerializer(allow_null=True))
+    def get_figures(self, obj: TrainingRun) -> dict[str, Any] | None:
+        return _figures(obj.model_version)
 
 
 class TrainingRunCollectionApi(BaseApi):

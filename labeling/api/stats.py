@@ -28,7 +28,9 @@ class ProjectStatsApi(BaseApi):
         operation_id="projects_stats",
         responses=OpenApiTypes.OBJECT,
         description="Counts per label and split, queue size, champion coverage, annotator throughput, "
-        "learning curve (labels -> holdout accuracy / macro-F1 per model version).",
+        "learning curve (labels -> holdout accuracy / macro-F1 per model version, with the accuracy's 95 % "
+        "Wilson interval, its n and too_small below 100 items), agreement with the model (and "
+        "agreement_with_model_figures: value, interval, n, too_small).",
     )
     def get(self, request: Request, project_id: int) -> Response:
         return Response(project_stats(project_or_404(project_id)))

@@ -32,7 +32,7 @@ from labeling.selectors import stats
 from labeling.selectors.agreement import annotator_quality, project_agreement
 from labeling.selectors.documents import BLIND
 from labeling.selectors.flags import flag_counts
-from labeling.selectors.models import champion_get
+from labeling.selectors.models import champion_get, model_figures
 from labeling.selectors.queue import queue_size
 from labeling.selectors.review import review_summary
 
@@ -81,6 +81,7 @@ def model_summary(version: ModelVersion | None) -> dict[str, Any] | None:
         "accuracy": _number(metric(version.metrics, "accuracy")),
         "macro_f1": _number(metric(version.metrics, "macro_f1")),
         "ece": _number(metric(version.metrics, "ece")),
+        "figures": model_figures(version.metrics),
     }
 
 
@@ -114,7 +115,8 @@ def learning_curve(*, project: Project) -> list[dict[str, Any]]:
         if acc is None and f1 is None:
             continue
         points.append({"version": row["model_version"], "status": row["status"], "label_count": row["labels"],
-                       "accuracy": acc, "macro_f1": f1})
+                       "accuracy": acc, "macro_f1": f1, "accuracy_interval": row["accuracy_interval"],
+                       "n": row["n"], "too_small": row["too_small"]})
     return sorted(points, key=lambda p: (p["label_count"], p["version"]))
 
 
@@ -131,6 +133,7 @@ def calibration(*, champion: ModelVersion | None) -> dict[str, Any] | None:
         "brier": _number(metric(m, "brier")),
         "auroc_error": _number(metric(m, "auroc_error")),
         "holdout_count": _number(metric(m, "holdout_count") or metric(m, "n")),
+        "figures": model_figures(m),
         "reliability": _bins(metric(m, "reliability")),
         "reliability_uncalibrated": _bins(metric(m, "reliability_uncalibrated")),
     }
@@ -242,6 +245,7 @@ def _run_row(run: TrainingRun) -> dict[str, Any]:
         "accuracy": _number(metric(mv.metrics, "accuracy")) if mv else None,
         "macro_f1": _number(metric(mv.metrics, "macro_f1")) if mv else None,
         "ece": _number(metric(mv.metrics, "ece")) if mv else None,
+        "figures": model_figures(mv.metrics) if mv else None,
         "promoted": run.promoted,
         "decision_reason": run.decision_reason or (mv.decision_reason if mv else ""),
         "error": run.error,

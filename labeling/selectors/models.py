@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from django.db.models import Exists, OuterRef
 
 from labeling.models import (
@@ -16,6 +19,7 @@ from labeling.models import (
     TrainingRun,
 )
 from labeling.selectors.consensus import training_labels
+from modelsvc.calibration import MIN_N_TO_JUDGE, accuracy_interval
 
 OPEN_RUN_STATES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
@@ -103,3 +107,47 @@ def majority_labels(*, project: Project, split: str, hold_flagged: bool = True) 
     A label the noise loop flagged is held back until a reviewer decides it (``hold_flagged``).
     """
     return training_labels(project=project, split=split, hold_flagged=hold_flagged)
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _pair(value: object) -> list[float] | None:
+    if isinstance(value, list | tuple) and len(value) == 2:
+        lo, hi = _finite(value[0]), _finite(value[1])
+        if lo is not None and hi is not None:
+            return [lo, hi]
+    return None
+
+
+def model_figures(metrics: object) -> dict[str, Any]:
+    """A model version's accuracy and ECE with their 95 % intervals, the n they rest on, and whether n
+    is too small to judge (below ``MIN_N_TO_JUDGE`` items): what every page and API shows with them.
+
+    Reads ``metrics["intervals"]`` (``modelsvc.calibration.small_sample_summary``); for versions stored
+    before it, the accuracy's Wilson interval is recomputed from ``holdout_count`` and the ECE has none.
+    """
+    m = metrics if isinstance(metrics, dict) else {}
+    iv = m.get("intervals") if isinstance(m.get("intervals"), dict) else {}
+    accuracy, ece = _finite(m.get("accuracy")), _finite(m.get("ece"))
+    n_value = _finite(iv.get("n"))
+    if n_value is None:
+        n_value = _finite(m.get("holdout_count") or m.get("n"))
+    n = int(n_value) if n_value is not None else None
+    accuracy_iv = _pair(iv.get("accuracy"))
+    if accuracy_iv is None and accuracy is not None and n:
+        accuracy_iv = list(accuracy_interval(round(accuracy * n), n))
+    return {
+        "accuracy": accuracy,
+        "accuracy_interval": accuracy_iv,
+        "ece": ece,
+        "ece_interval": _pair(iv.get("ece")),
+        "ece_noise_floor": _finite(iv.get("ece_noise_floor")),
+        "n": n,
+        "min_n": MIN_N_TO_JUDGE,
+        "too_small": None if n is None else n < MIN_N_TO_JUDGE,
+        "evaluated_on": m.get("evaluated_on") if isinstance(m.get("evaluated_on"), str) else None,
+    }

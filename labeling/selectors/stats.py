@@ -10,8 +10,9 @@ from django.db.models import Count, F
 from django.db.models.functions import TruncHour
 
 from labeling.models import Annotation, Document, ModelStatus, ModelVersion, Prediction, Project
-from labeling.selectors.models import champion_get
+from labeling.selectors.models import champion_get, model_figures
 from labeling.selectors.queue import queue_size
+from modelsvc.calibration import MIN_N_TO_JUDGE, accuracy_interval
 
 
 def label_counts(project: Project) -> dict[str, dict[str, int]]:
@@ -90,6 +91,9 @@ def learning_curve(project: Project) -> list[dict[str, Any]]:
                 "accuracy": metrics.get("accuracy"),
                 "macro_f1": metrics.get("macro_f1"),
                 "holdout_count": metrics.get("holdout_count"),
+                "accuracy_interval": (figures := model_figures(metrics))["accuracy_interval"],
+                "n": figures["n"],
+                "too_small": figures["too_small"],
             }
         )
     return points
@@ -106,14 +110,21 @@ def project_stats(project: Project) -> dict[str, Any]:
         "coverage": champion_coverage(project, champion),
         "annotators": annotator_throughput(project),
         "learning_curve": learning_curve(project),
-        "agreement_with_model": _agreement(project),
+        "agreement_with_model": (agreement := _agreement(project))["value"],
+        "agreement_with_model_figures": agreement,
     }
 
 
-def _agreement(project: Project) -> float | None:
-    """Share of labels that matched the champion's prediction at labeling time (None before any model)."""
+def _agreement(project: Project) -> dict[str, Any]:
+    """Share of labels that matched the champion's prediction at labeling time (value None before any
+    model), with its 95 % Wilson interval, its n, and whether n is too small to judge."""
     rows = Annotation.objects.filter(document__project=project).exclude(predicted_label="")
     total = rows.count()
-    if not total:
-        return None
-    return rows.filter(label=F("predicted_label")).count() / total
+    matched = rows.filter(label=F("predicted_label")).count() if total else 0
+    return {
+        "value": matched / total if total else None,
+        "interval": list(accuracy_interval(matched, total)) if total else None,
+        "n": total,
+        "min_n": MIN_N_TO_JUDGE,
+        "too_small": total < MIN_N_TO_JUDGE,
+    }

@@ -209,6 +209,10 @@ def test_label_skip_undo_and_dashboard(live_server, browser_page, artifacts_dir:
     expect(page.locator("#learning-curve svg circle")).to_have_count(6)
     expect(page.locator("#reliability svg rect[opacity]")).to_have_count(20)
     expect(page.locator("#cal-summary")).to_contain_text("0.118 before calibration, 0.031 after")
+    # 60 holdout items: each figure comes with its interval and n, and the page says it is too few to judge.
+    expect(page.locator("#cal-summary")).to_contain_text("fewer than 100: too few to judge the calibration")
+    expect(page.locator("#c-acc-note")).to_contain_text("n 60 · too few to judge")
+    expect(page.locator("#runs-body tr").first).to_contain_text("81.0% (70%–89%) n 60, too few to judge")
     expect(page.locator("#runs-body tr")).to_have_count(3)
     page.get_by_label("uncertainty", exact=True).check()
     expect(page.locator("#map-legend")).to_contain_text("most unsure")

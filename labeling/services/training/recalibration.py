@@ -62,7 +62,7 @@ def champion_recalibrate(*, project: Project, holdout: HoldoutRows | None = None
     embeddings, y = holdout_arrays(project, current, holdout)
     refit = dataclasses.replace(current, calibration=dict(current.calibration))  # the head is shared, unchanged
     changed = holdout_temperature_fit(
-        classifier=refit, embeddings=embeddings, y=y, prior_sd=holdout_prior_sd(project)
+        classifier=refit, embeddings=embeddings, y=y, prior_sd=holdout_prior_sd(project), seed=project.seed
     )
     if changed is None or abs(np.log(refit.temperature / current.temperature)) < np.log1p(RECALIBRATE_MIN_CHANGE):
         return None

@@ -57,9 +57,15 @@ def test_stats_count_labels_queue_coverage_and_throughput(admin_client, project,
             "accuracy": 0.8,
             "macro_f1": 0.75,
             "holdout_count": 40,
+            "accuracy_interval": pytest.approx([0.6524, 0.8950], abs=1e-3),  # Wilson 32/40
+            "n": 40,
+            "too_small": True,
         }
     ]
     assert stats["agreement_with_model"] == pytest.approx(1 / 3)
+    agreement = stats["agreement_with_model_figures"]
+    assert agreement["n"] == 3 and agreement["too_small"] is True
+    assert agreement["interval"][0] < 1 / 3 < agreement["interval"][1]
 
 
 def test_jsonl_and_csv_exports_have_one_row_per_annotation(admin_client, project, labeled):

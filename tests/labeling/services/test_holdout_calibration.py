@@ -38,6 +38,11 @@ def test_temperature_is_refit_on_a_large_enough_holdout_and_reported_cross_fitte
     champion = champion_get(project_id=project.pk)
     assert run.promoted and champion is not None
     calibration = champion.calibration
+    # The holdout fit was applied because it lowered the holdout's 2-fold cross-fitted NLL (the rule).
+    choice = calibration["temperature_choice_holdout"]
+    assert choice["chosen"] == "fitted" and choice["nll_cross_fitted"] < choice["nll_baseline"]
+    assert choice["baseline"] == pytest.approx(calibration["temperature_choice"]["temperature"])
+    assert calibration["temperature"] == pytest.approx(choice["temperature"])
     assert calibration["temperature_source"] == "holdout"
     assert calibration["n_temperature_holdout"] == MIN_HOLDOUT_FOR_CALIBRATION + 10
     assert "temperature_pool_out_of_fold" in calibration
@@ -57,7 +62,15 @@ def test_a_small_holdout_keeps_the_pool_temperature() -> None:
     champion = champion_get(project_id=project.pk)
     assert champion is not None
     assert "temperature_source" not in champion.calibration
+    assert "temperature_choice_holdout" not in champion.calibration
     assert "calibration_reported" not in champion.metrics
+    # The pool's out-of-fold temperature went through the rule, and the record says how.
+    choice = champion.calibration["temperature_choice"]
+    assert champion.calibration["temperature"] == pytest.approx(choice["temperature"])
+    assert (choice["chosen"] == "fitted") == (choice["nll_cross_fitted"] < choice["nll_baseline"])
+    # 20 holdout items: the stored figures carry their intervals and say they are too few to judge.
+    assert champion.metrics["intervals"]["n"] == MIN_HOLDOUT_FOR_CALIBRATION - 10
+    assert champion.metrics["intervals"]["too_small"] is True
 
 
 @pytest.mark.django_db
@@ -175,6 +188,11 @@ def test_a_rejected_challenger_refits_the_champions_temperature_on_the_larger_ho
     champion.refresh_from_db()
     assert champion.status == "champion" and champion.artifact_path != old_path
     calibration = champion.calibration
+    # The holdout fit was applied because it lowered the holdout's 2-fold cross-fitted NLL (the rule).
+    choice = calibration["temperature_choice_holdout"]
+    assert choice["chosen"] == "fitted" and choice["nll_cross_fitted"] < choice["nll_baseline"]
+    assert choice["baseline"] == pytest.approx(calibration["temperature_choice"]["temperature"])
+    assert calibration["temperature"] == pytest.approx(choice["temperature"])
     assert calibration["temperature_source"] == "holdout"
     assert calibration["n_temperature_holdout"] == MIN_HOLDOUT_FOR_CALIBRATION + 20
     assert calibration["temperature_pool_out_of_fold"] == pytest.approx(old_temperature)

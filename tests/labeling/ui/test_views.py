@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from django.urls import reverse
 
 from labeling import models as m
 from labeling.roles import ANNOTATOR, INGEST
 from labeling.services.memberships import membership_ensure
+from labeling.services.training.evaluation import metrics_compact
+from modelsvc.calibration import evaluate_predictions
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -273,3 +276,25 @@ def test_map_is_thinned_to_the_limit(project, champion):
                             map_x=float(i), map_y=0.0)
     points = embedding_map(champion=champion, max_points=10)
     assert 5 <= len(points) <= 10
+
+
+def test_dashboard_json_gives_every_figure_its_interval_and_n(client, annotator, project):
+    """The champion card, the calibration panel and the runs table read the same figures, with n."""
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.5, 1.0, 10)
+    probs = np.stack([p, 1 - p], axis=1)
+    y = (rng.random(10) >= p).astype(int)
+    metrics = {**metrics_compact(evaluate_predictions(probs, probs, y, {})), "holdout_count": 10}
+    champion = f.ModelVersionFactory(project=project, version=1, status=m.ModelStatus.CHAMPION, metrics=metrics)
+    m.TrainingRun.objects.create(project=project, status=m.RunStatus.SUCCEEDED, model_version=champion)
+    client.force_login(annotator)
+    data = client.get(reverse("ui:dashboard-json", args=[project.pk])).json()
+    figures = data["champion"]["figures"]
+    assert figures["n"] == 10 and figures["too_small"] is True and figures["min_n"] == 100
+    assert figures["accuracy_interval"] == metrics["intervals"]["accuracy"]
+    assert figures["ece_interval"] == metrics["intervals"]["ece"]
+    assert data["calibration"]["figures"] == figures
+    assert data["runs"][0]["figures"] == figures
+    curve = data["learning_curve"][0]
+    assert curve["n"] == 10 and curve["too_small"] is True
+    assert curve["accuracy_interval"] == metrics["intervals"]["accuracy"]

@@ -36,6 +36,35 @@
     return map;
   }
 
+  // Figures from few items carry their 95% interval and n; below min_n the page says they are too few to judge.
+  function range(iv, fmt) {
+    return iv ? fmt(iv[0]) + "–" + fmt(iv[1]) : "";
+  }
+
+  function accuracyText(f) {
+    if (!f || f.accuracy === null || f.accuracy === undefined) return "–";
+    const iv = range(f.accuracy_interval, function (v) { return A.pct(v, 0); });
+    return A.pct(f.accuracy, 1) + (iv ? " (" + iv + ")" : "") + (f.n !== null ? " n " + f.n : "") +
+      (f.too_small ? ", too few to judge" : "");
+  }
+
+  function eceText(f) {
+    if (!f || f.ece === null || f.ece === undefined) return "–";
+    const iv = range(f.ece_interval, function (v) { return A.num(v, 3); });
+    return A.num(f.ece, 3) + (iv ? " (" + iv + ")" : "") + (f.too_small ? ", too few to judge" : "");
+  }
+
+  function smallSampleNote(f, what) {
+    if (!f || f.n === null || f.n === undefined) return "";
+    if (f.too_small) {
+      return "Measured on " + f.n + " holdout items, fewer than " + f.min_n + ": too few to judge " + what +
+        "; the 95% interval shows how far it could be off" +
+        (f.ece_noise_floor !== null && f.ece_noise_floor !== undefined
+          ? ", and a perfectly calibrated model would show an ECE of about " + A.num(f.ece_noise_floor, 2) + " on so few." : ".");
+    }
+    return "Measured on " + f.n + " holdout items; the 95% interval is shown beside each figure.";
+  }
+
   function renderSummary(d) {
     $("c-labeled").textContent = d.counts.labeled;
     $("c-docs").textContent = d.counts.documents;
@@ -45,6 +74,10 @@
     $("c-model").textContent = c ? "v" + c.version : "no model yet";
     $("c-model-when").textContent = c ? "champion · trained " + A.ago(c.trained_at) + " on " + c.label_count + " labels" : "labels train the first model";
     $("c-acc").textContent = c ? A.pct(c.accuracy, 1) : "–";
+    const f = c ? c.figures : null;
+    $("c-acc-note").textContent = f && f.accuracy_interval
+      ? "95% " + range(f.accuracy_interval, function (v) { return A.pct(v, 0); }) + " · n " + f.n + (f.too_small ? " · too few to judge" : "")
+      : "";
     $("c-f1").textContent = c ? A.pct(c.macro_f1, 1) : "–";
     $("c-coverage").textContent = A.pct(d.pool.coverage.share);
   }
@@ -71,7 +104,7 @@
       const decision = r.promoted === true ? "promoted" : r.promoted === false ? "not promoted" : "";
       [("#" + r.id), r.trigger, r.status + (r.status === "running" ? " (" + (r.stage || "") + " " + A.pct(r.progress) + ")" : ""),
         r.labels_used, r.version ? "v" + r.version + (r.model_status ? " · " + r.model_status : "") : "–",
-        A.pct(r.accuracy, 1), A.pct(r.macro_f1, 1), A.num(r.ece, 3)].forEach(function (v) { tr.appendChild(A.el("td", {}, v)); });
+        accuracyText(r.figures), A.pct(r.macro_f1, 1), eceText(r.figures)].forEach(function (v) { tr.appendChild(A.el("td", {}, v)); });
       const dec = A.el("td", { class: "decision" });
       if (decision) dec.appendChild(A.el("strong", {}, decision + (r.decision_reason || r.error ? ": " : "")));
       dec.appendChild(document.createTextNode(r.error || r.decision_reason || ""));
@@ -92,14 +125,16 @@
   function renderCharts(d) {
     const lc = d.learning_curve;
     C.lineChart($("learning-curve"), [
-      { name: "accuracy", color: C.PALETTE[0], points: lc.map(function (p) { return { x: p.label_count, y: p.accuracy, title: "v" + p.version + " · " + p.label_count + " labels · " + A.pct(p.accuracy, 1) }; }) },
+      { name: "accuracy", color: C.PALETTE[0], points: lc.map(function (p) { return { x: p.label_count, y: p.accuracy, title: "v" + p.version + " · " + p.label_count + " labels · " + accuracyText({ accuracy: p.accuracy, accuracy_interval: p.accuracy_interval, n: p.n, too_small: p.too_small }) }; }) },
       { name: "macro-F1", color: C.PALETTE[1], points: lc.map(function (p) { return { x: p.label_count, y: p.macro_f1, title: "v" + p.version + " · " + p.label_count + " labels · " + A.pct(p.macro_f1, 1) }; }) },
     ], { xLabel: "labels", yLabel: "held-out score", emptyText: "No evaluated model yet: the curve starts with the first trained version." });
 
     const cal = d.calibration;
     if (cal) {
       $("cal-summary").textContent = "Model v" + cal.version + ": ECE " + A.num(cal.ece_uncalibrated, 3) + " before calibration, " +
-        A.num(cal.ece, 3) + " after" + (cal.holdout_count ? " (" + cal.holdout_count + " holdout items)" : "") + ". Bars on the diagonal mean the confidence can be taken at its word.";
+        A.num(cal.ece, 3) + " after" + (cal.holdout_count ? " (" + cal.holdout_count + " holdout items)" : "") +
+        (cal.figures && cal.figures.ece_interval ? ", 95% interval " + range(cal.figures.ece_interval, function (v) { return A.num(v, 3); }) : "") + ". " +
+        smallSampleNote(cal.figures, "the calibration") + " Bars on the diagonal mean the confidence can be taken at its word.";
       C.reliability($("reliability"), cal.reliability_uncalibrated, cal.reliability);
     } else {
       $("cal-summary").textContent = "Reliability of the champion's confidence on the holdout.";
