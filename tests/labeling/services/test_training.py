@@ -80,7 +80,7 @@ def test_later_retrains_count_labels_since_the_latest_model() -> None:
 @pytest.mark.usefixtures("shared_embedding_cache")
 def test_first_model_is_promoted_and_a_worse_challenger_is_rejected() -> None:
     project = labeled_project(pool=80, holdout=30, unlabeled=0, retrain_after=10)
-    Project.objects.filter(pk=project.pk).update(noise_review_share=0.2)
+    Project.objects.filter(pk=project.pk).update(noise_review_share=0.2, noise_hold_flagged=True)
     project.refresh_from_db()
     run = train_now(project)
     assert run.status == RunStatus.SUCCEEDED and run.promoted, run.error
