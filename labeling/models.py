@@ -188,7 +188,12 @@ class Project(models.Model):
         default=NOISE_REVIEW_SHARE,
         validators=[MinValueValidator(0.0), MaxValueValidator(MAX_NOISE_REVIEW_SHARE)],
         help_text="share of each run's training labels the label-noise loop sends to review, most suspect "
-        "first (0 turns the loop off); they stop training until a reviewer decides them",
+        "first (0 turns the loop off); with noise_hold_flagged they stop training until a reviewer decides them",
+    )
+    noise_hold_flagged = models.BooleanField(
+        default=False,
+        help_text="a label the label-noise loop flagged stops training until a reviewer decides it (off: it "
+        "keeps training until then; measured not to help, docs/REPLAY.md)",
     )
     created_at = models.DateTimeField(default=timezone.now)
 

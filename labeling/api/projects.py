@@ -42,6 +42,15 @@ class ProjectOutputSerializer(serializers.ModelSerializer):
         fields = ("id", "name", "labels", "task_type", *POLICY_FIELDS, "created_at")
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """JSON true or false only: "yes", 1 or "0" get a 400 naming the field rather than a guess."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return bool(data)
+
+
 class PolicyFieldsSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
     acquisition_strategy = serializers.ChoiceField(choices=AcquisitionStrategy.choices, required=False)
@@ -78,7 +87,12 @@ class PolicyFieldsSerializer(serializers.Serializer):
     noise_review_share = serializers.FloatField(
         min_value=0.0, max_value=MAX_NOISE_REVIEW_SHARE, required=False,
         help_text="share of each run's training labels sent to review as likely mislabeled (default 0.1; 0: off); "
-        "a flagged label stops training until a reviewer decides it",
+        "with noise_hold_flagged a flagged label stops training until a reviewer decides it",
+    )
+    noise_hold_flagged = StrictBooleanField(
+        required=False,
+        help_text="true: a label the noise loop flagged stops training until a reviewer decides it; false (the "
+        "default): it keeps training until then, and the decision replaces it",
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The replay's label-noise figures, measured after each retrain, then the simulated review.
 
 Per round (``team_round``): how many pool labels are wrong (final label != gold) and how many of them
-the noise loop holds back from training (flagged, not yet reviewed),
+the noise loop holds back from training (flagged, not yet reviewed; only where the project holds flagged
+labels back, ``Project.noise_hold_flagged``, the replay's ``--hold-flagged``),
 how many of them the newest run flagged (the top ``Project.noise_review_share`` of its labels:
 precision and recall of the flags), the reviews spent and how many changed a label, and, with holdout
 overlap, the agreement figures of the simulated annotators with their intervals beside the simulation's
@@ -36,15 +37,17 @@ def team_round(state: TeamState, project: Project) -> dict[str, Any]:
     out: dict[str, Any] = {
         "pool_labels": len(labeled),
         "wrong_labels": len(wrong_ids),
-        "held_back": len(held),
-        "held_back_wrong": len(held & wrong_ids),
+        "flags_waiting": len(held),
+        # flagged labels train until reviewed unless the project holds them back
+        "held_back": len(held) if project.noise_hold_flagged else 0,
+        "held_back_wrong": len(held & wrong_ids) if project.noise_hold_flagged else 0,
     }
     newest = ModelVersion.objects.filter(project=project).exclude(artifact_path="").order_by("-version").first()
     issues = (newest.metrics or {}).get("label_issues") if newest else None
     if issues:
         flagged = [doc_id for doc_id, _ in label_issues_for_review(model_version=newest)]
-        # The run trained on (and ranked) the final labels less those held back before it: no label
-        # arrived since, and its own flags were opened after it ranked them.
+        # The run ranked the final labels less the flags still waiting before it (held back or not): no
+        # label arrived since, and its own flags were opened after it ranked them.
         held_before = held - set(flagged)
         ranked = [doc_id for doc_id, _, _ in labeled if doc_id not in held_before]
         wrong = np.array([doc_id in wrong_ids for doc_id in ranked])

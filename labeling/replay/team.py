@@ -10,7 +10,8 @@
   ``review_share`` of the pool labels added since the previous round (so reviews are that share of all
   pool labels), with the gold label (``labeling.services.review.review_decide``), one label spent each.
   The project flags ``max(review_share, its default share)`` of each run's labels; a flagged label the
-  reviewer has not reached is held back from training, exactly as in the service.
+  reviewer has not reached keeps training, or with ``hold_flagged`` (the project's
+  ``noise_hold_flagged``) is held back from training, exactly as in the service.
   Disagreements on the overlapped holdout stay open: the replay measures the noise loop, and an
   undecided holdout document is left out of the gate's holdout exactly as in the service.
 """
@@ -45,6 +46,7 @@ class TeamPolicy:
     annotator_flip_rates: tuple[float, ...] = ()
     holdout_overlap: int = 1
     review_share: float = 0.0
+    hold_flagged: bool = False  # the project's noise_hold_flagged: flagged labels wait for review
 
     def __post_init__(self) -> None:
         rates = (self.flip_rate, *self.annotator_flip_rates)
@@ -56,12 +58,15 @@ class TeamPolicy:
             raise ValueError(f"review_share must be in [0, {MAX_NOISE_REVIEW_SHARE}]")
 
     def project_policy(self) -> dict[str, object]:
-        """The project's overlap policy for this team, and a flag share that covers the review budget."""
+        """The project's overlap policy for this team, a flag share that covers the review budget, and
+        whether flagged labels wait for review."""
         policy: dict[str, object] = {}
         if self.holdout_overlap > 1:
             policy |= {"overlap": self.holdout_overlap, "overlap_scope": "holdout"}
         if self.review_share > NOISE_REVIEW_SHARE:
             policy["noise_review_share"] = self.review_share
+        if self.hold_flagged:
+            policy["noise_hold_flagged"] = True
         return policy
 
     @property
@@ -73,7 +78,7 @@ class TeamPolicy:
         return rates[annotator % len(rates)] if rates else self.flip_rate
 
     def tag(self) -> str:
-        """A short name for curves: '' for the default team, else e.g. 'flip0.15 overlap2 review0.1'."""
+        """A short name for curves: '' for the default team, else e.g. 'flip0.15 overlap2 review0.1 hold'."""
         parts = []
         if self.annotator_flip_rates:
             parts.append("flip" + "/".join(f"{r:g}" for r in self.annotator_flip_rates))
@@ -83,6 +88,8 @@ class TeamPolicy:
             parts.append(f"overlap{self.holdout_overlap}")
         if self.review_share:
             parts.append(f"review{self.review_share:g}")
+        if self.hold_flagged:
+            parts.append("hold")
         return " ".join(parts)
 
 

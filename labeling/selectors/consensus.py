@@ -6,10 +6,12 @@ project's consensus of the annotators' labels (``LabelSpace.consensus`` with the
 one whose annotators disagree has none until a reviewer decides it. Annotators' own labels are never
 changed by any of this: a decision is stored beside them.
 
-What trains (``training_labels``) is the final labels less the ones under suspicion: a document the
-label-noise loop flagged (an open ``noise`` review item) is held back until a reviewer decides it, so a
-label the model already doubts stops steering the next model, and the reviewer's verdict, once given,
-trains like any other final label. Exports and agreement still see the annotators' consensus.
+What trains (``training_labels``) is the final labels; a reviewer's verdict, once given, replaces the
+label it decides. A project may choose (``Project.noise_hold_flagged``, off by default) to hold back
+the labels under suspicion too: a document the label-noise loop flagged (an open ``noise`` review item)
+then stops training until a reviewer decides it. It is off by default because the replay measured it
+not to help (docs/REPLAY.md): the held-back labels were mostly good ones. Exports and agreement always
+see the annotators' consensus.
 """
 
 from __future__ import annotations
@@ -91,13 +93,16 @@ def flagged_pending(*, project: Project, split: str | None = None) -> set[int]:
 
 
 def training_labels(
-    *, project: Project, split: str, hold_flagged: bool = True
+    *, project: Project, split: str, hold_flagged: bool | None = None
 ) -> list[tuple[int, str, str]]:
     """(document id, text, final label) per document of ``split`` that has one, newest first.
 
-    ``hold_flagged`` (the default, what training and the holdout gate use) leaves out the documents
-    ``flagged_pending`` names; False gives every final label (the replay's measure of wrong labels).
+    ``hold_flagged`` True leaves out the documents ``flagged_pending`` names; False gives every final
+    label (the replay's measure of wrong labels); None (what training and the holdout gate use) follows
+    the project's ``noise_hold_flagged``.
     """
+    if hold_flagged is None:
+        hold_flagged = project.noise_hold_flagged
     finals = final_labels(project=project, split=split)
     held = flagged_pending(project=project, split=split) if hold_flagged else set()
     agreed = {doc_id: f.label for doc_id, f in finals.items() if f.label is not None and doc_id not in held}

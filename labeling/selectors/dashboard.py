@@ -278,6 +278,7 @@ def team(*, project: Project) -> dict[str, Any]:
         "overlap_scope": project.overlap_scope,
         "min_agreement": project.min_agreement,
         "noise_review_share": project.noise_review_share,
+        "noise_hold_flagged": project.noise_hold_flagged,
         "agreement": {k: agreement[k] for k in ("n_items", "enough", "note", "alpha", "fleiss_kappa", "per_label")},
         "review": review_summary(project=project),
     }

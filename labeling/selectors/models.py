@@ -98,13 +98,16 @@ def labeled_count(*, project_id: int, split: str = Split.POOL) -> int:
     return Document.objects.filter(project_id=project_id, split=split).filter(Exists(has_label)).count()
 
 
-def majority_labels(*, project: Project, split: str, hold_flagged: bool = True) -> list[tuple[int, str, str]]:
+def majority_labels(
+    *, project: Project, split: str, hold_flagged: bool | None = None
+) -> list[tuple[int, str, str]]:
     """(document id, text, label) per document of ``split`` with a final label, newest first.
 
     The final label is a reviewer's decision, else the project's consensus of its complete labels
     (``labeling.selectors.consensus``: majority with the project's minimum agreement; a tie or a
     document still waiting for labels has none). Labels no longer in the project's set do not vote.
-    A label the noise loop flagged is held back until a reviewer decides it (``hold_flagged``).
+    A label the noise loop flagged is held back until a reviewer decides it where the project chose so
+    (``Project.noise_hold_flagged``, off by default; ``hold_flagged`` overrides it).
     """
     return training_labels(project=project, split=split, hold_flagged=hold_flagged)
 

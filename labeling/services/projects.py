@@ -31,6 +31,7 @@ POLICY_FIELDS = (
     "min_agreement",
     "review_audit_share",
     "noise_review_share",
+    "noise_hold_flagged",
 )
 
 

@@ -68,7 +68,8 @@ def test_the_manager_sees_agreement_review_and_quality_and_an_annotator_no_quali
     login(page, base, "boss")
     page.goto(f"{base}/projects/{project.pk}/dashboard/")
     expect(page.locator("#team-policy")).to_have_text(
-        "Overlap 2 (all), consensus needs 50% agreement; the top 20% of each run's labels by likely error go to review."
+        "Overlap 2 (all), consensus needs 50% agreement; the top 20% of each run's labels by likely error go "
+        "to review and keep training until decided."
     )
     first = page.locator("#agreement-body tr").first.locator("td")
     expect(first).to_have_text([

@@ -69,20 +69,23 @@ def test_noisy_team_replay_flags_reviews_and_measures_agreement(tmp_path: Path) 
     call_command(
         "replay", "--data", "rt-snippets", "--strategy", "random", "--budget", "100", "--batch", "50",
         "--seeds", "1", "--test-size", "100", "--pool-size", "300", "--holdout-interleave", "0.3",
-        "--flip-rate", "0.3", "--holdout-overlap", "2", "--review-share", "0.1", "--out", str(out),
+        "--flip-rate", "0.3", "--holdout-overlap", "2", "--review-share", "0.1", "--hold-flagged",
+        "--out", str(out),
     )
     summary = json.loads((out / "curves.json").read_text())
     assert summary["config"]["team"] == {
         "flip_rate": 0.3, "annotator_flip_rates": [], "holdout_overlap": 2, "review_share": 0.1,
+        "hold_flagged": True,
     }
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-    assert {r["strategy"] for r in records} == {"random flip0.3 overlap2 review0.1"}
+    assert {r["strategy"] for r in records} == {"random flip0.3 overlap2 review0.1 hold"}
     last = records[-1]
     assert last["wrong_labels"] > 0  # 30% of the answers were flipped
     assert last["flagged"] >= 1 and 0.0 <= last["flag_precision"] <= 1.0 and 0.0 <= last["flag_recall"] <= 1.0
     assert 1 <= last["reviews"] and 0 <= last["reviews_changed"] <= last["reviews"]
-    # Flagged labels nobody reviewed yet are held back from training (they are still pool labels).
-    assert 0 <= last["held_back_wrong"] <= last["held_back"] <= last["pool_labels"]
+    # With --hold-flagged, flagged labels nobody reviewed yet are held back from training (they are
+    # still pool labels).
+    assert 0 <= last["held_back_wrong"] <= last["held_back"] == last["flags_waiting"] <= last["pool_labels"]
     # Labels spent: every answer (second opinions on the holdout too) and every review.
     assert last["labels"] >= last["pool_labels"] + 2 * last["holdout_rated"] + last["reviews"]
     for name in ("alpha", "fleiss_kappa", "cohen_kappa"):
@@ -106,6 +109,9 @@ def test_simulated_annotators_flip_at_their_rate() -> None:
     assert 0.45 < np.mean([x != "a" for x in flipped]) < 0.55
     assert {"b", "c"} <= set(flipped)
     assert TeamPolicy().tag() == "" and TeamPolicy(flip_rate=0.15, review_share=0.1).tag() == "flip0.15 review0.1"
+    held = TeamPolicy(flip_rate=0.15, hold_flagged=True)
+    assert held.tag() == "flip0.15 hold" and held.project_policy() == {"noise_hold_flagged": True}
+    assert "noise_hold_flagged" not in TeamPolicy(flip_rate=0.15).project_policy()  # default: flags train
     with pytest.raises(ValueError):
         TeamPolicy(review_share=0.6)
 

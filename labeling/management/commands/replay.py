@@ -83,6 +83,9 @@ class Command(BaseCommand):
         parser.add_argument("--review-share", type=float, default=0.0,
                             help="after each retrain, review up to this share of the run's labels, most "
                                  "likely wrong first (a reviewer gives the gold label; one label each)")
+        parser.add_argument("--hold-flagged", action="store_true",
+                            help="the project holds labels the noise loop flagged back from training until "
+                                 "a reviewer decides them (noise_hold_flagged; default off: they keep training)")
         parser.add_argument(
             "--combine", nargs="+", metavar="DIR",
             help="only merge the records.jsonl of earlier runs (e.g. one process per seed) into --out",
@@ -106,6 +109,7 @@ class Command(BaseCommand):
             team = TeamPolicy(
                 flip_rate=opts["flip_rate"], annotator_flip_rates=rates,
                 holdout_overlap=opts["holdout_overlap"], review_share=opts["review_share"],
+                hold_flagged=opts["hold_flagged"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc

@@ -8,8 +8,9 @@ not: the labels are the project's, not the model's), and sent to the review queu
 ranked but never flagged: a reviewer's verdict is final, and the model keeps disagreeing with the hard
 ones it fixed, which would otherwise take the top places round after round and leave the review budget
 nothing new (the replay measured exactly that).
-A flagged label stops training until its review is decided (``labeling.selectors.consensus``), and
-counts against the share while it waits.
+A flagged label keeps training until its review is decided, or stops training until then where the
+project holds flagged labels back (``Project.noise_hold_flagged``, off by default;
+``labeling.selectors.consensus``); either way it counts against the share while it waits.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from labeling.models import ModelVersion, Project, ReviewDecision, ReviewReason, Split
-from labeling.selectors.consensus import flagged_pending
+from labeling.models import ModelVersion, Project, ReviewDecision, ReviewReason
 from labeling.services.review import review_flag
 from modelsvc.noise import rank_label_issues
 
@@ -39,11 +39,12 @@ def label_issues_rank(
     """JSON-ready list of the most suspect labels, skipping ``decided`` documents.
 
     At most ``share`` of all the labels are under suspicion at once: ``pending`` earlier flags still
-    wait for a reviewer (held back from training, so not among these N), and they use up the budget
+    wait for a reviewer (the caller leaves them out of these N, whether they trained or were held
+    back: they are not flagged twice), and they use up the budget
     first. Without the cap every run would flag a fresh share of what is left, and an unreviewed
     backlog would eat the training set round by round. Only labels cleanlab itself counts as issues
-    are flagged (where it can give a verdict): a clean project's labels are mostly right, and a
-    flagged label stops training, so a fixed share would hold good labels back for nothing.
+    are flagged (where it can give a verdict): a clean project's labels are mostly right, so a fixed
+    share would spend review (and, with ``noise_hold_flagged``, training labels) on good labels.
 
     oof_probs: (N, C) out-of-fold probabilities in the order of ``document_ids`` and ``labels``.
     """
@@ -63,11 +64,6 @@ def label_issues_rank(
         "document_ids": [int(document_ids[i]) for i in top],
         "scores": [round(float(ranking.scores[i]), 6) for i in top],
     }
-
-
-def flagged_waiting(*, project: Project) -> int:
-    """How many of ``project``'s pool labels earlier runs flagged and no reviewer has decided yet."""
-    return len(flagged_pending(project=project, split=Split.POOL))
 
 
 def reviewer_decided(*, project: Project) -> set[int]:

@@ -20,13 +20,13 @@ from django.db.models import Max
 from django.utils import timezone
 
 from labeling.models import Document, ModelStatus, ModelVersion, RunStatus, Split, TrainingRun
+from labeling.selectors.consensus import flagged_pending
 from labeling.selectors.models import OPEN_RUN_STATES, majority_labels
 from labeling.services import modeling
 from labeling.services.errors import RunLockedError, TrainingDataError
 from labeling.services.events import Event, publish
 from labeling.services.training.evaluation import challenger_evaluate, metrics_compact
 from labeling.services.training.label_issues import (
-    flagged_waiting,
     label_issues_flag,
     label_issues_rank,
     reviewer_decided,
@@ -158,14 +158,18 @@ def _execute(run: TrainingRun) -> None:
     promote, reason = evaluation.decide(project.promotion_tolerance)
     metrics = dict(evaluation.metrics)
     if result.oof_probs is not None:
+        # Flags still waiting are not ranked again (whether they trained or were held back) and use up the
+        # share first, so an unreviewed backlog cannot grow past it.
+        pending = flagged_pending(project=project, split=Split.POOL)
+        ranked = [i for i, (doc_id, _, _) in enumerate(labeled) if doc_id not in pending]
         metrics["label_issues"] = label_issues_rank(
-            document_ids=[doc_id for doc_id, _, _ in labeled],
-            labels=labels,
+            document_ids=[labeled[i][0] for i in ranked],
+            labels=[labels[i] for i in ranked],
             label_names=result.classifier.label_names,
-            oof_probs=result.oof_probs,
+            oof_probs=result.oof_probs[ranked],
             share=project.noise_review_share,
             decided=reviewer_decided(project=project),
-            pending=flagged_waiting(project=project),
+            pending=len(pending),
         )
         metrics["label_issues"]["opened_for_review"] = label_issues_flag(
             project=project, issues=metrics["label_issues"]

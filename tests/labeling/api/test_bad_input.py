@@ -380,6 +380,16 @@ CASES = [
         "noise_review_share",
     ),
     (
+        "policy-noise-hold-flagged-not-a-boolean",
+        "admin",
+        "patch",
+        "/api/v1/projects/{project}/",
+        {"noise_hold_flagged": "yes"},
+        400,
+        "invalid",
+        "noise_hold_flagged",
+    ),
+    (
         "policy-rename",
         "admin",
         "patch",

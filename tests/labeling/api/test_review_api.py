@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from labeling import roles
-from labeling.models import Annotation, ReviewDecision, ReviewItem, ReviewReason
+from labeling.models import Annotation, AuditAction, AuditEvent, ReviewDecision, ReviewItem, ReviewReason
 from labeling.services.memberships import membership_ensure
 from labeling.services.review import review_flag
 from tests import factories as f
@@ -120,3 +120,29 @@ def test_the_share_of_labels_flagged_for_review_is_a_project_setting(project, ad
     field = schema["PatchedProjectPolicyUpdate"]["properties"]["noise_review_share"]
     assert (field["minimum"], field["maximum"]) == (0.0, 0.5)
     assert "noise_review_share" in schema["Project"]["properties"]
+
+
+def test_whether_flagged_labels_wait_for_review_is_a_manager_setting_and_audited(
+    project, manager_client, annotator, client
+) -> None:
+    url = f"/api/v1/projects/{project.pk}/"
+    assert manager_client.get(url).json()["noise_hold_flagged"] is False  # the default: flagged labels train
+    for bad in ("maybe", 1, "true", None):
+        refused = manager_client.patch(url, {"noise_hold_flagged": bad}, format="json")
+        assert refused.status_code == 400, bad
+        assert "noise_hold_flagged" in refused.json()["error"]["fields"], bad
+    assert not AuditEvent.objects.filter(action=AuditAction.PROJECT_UPDATED).exists()  # nothing stored
+    project.refresh_from_db()
+    assert project.noise_hold_flagged is False
+    member = token_client(annotator)
+    assert member.patch(url, {"noise_hold_flagged": True}, format="json").status_code == 403
+    changed = manager_client.patch(url, {"noise_hold_flagged": True}, format="json")
+    assert changed.status_code == 200 and changed.json()["noise_hold_flagged"] is True
+    project.refresh_from_db()
+    assert project.noise_hold_flagged is True
+    event = AuditEvent.objects.get(action=AuditAction.PROJECT_UPDATED)
+    assert event.data == {"noise_hold_flagged": {"old": False, "new": True}}
+    assert event.actor_name == "mgr"
+    schema = yaml.safe_load(client.get("/api/v1/schema/").content)["components"]["schemas"]
+    assert schema["PatchedProjectPolicyUpdate"]["properties"]["noise_hold_flagged"]["type"] == "boolean"
+    assert schema["Project"]["properties"]["noise_hold_flagged"]["type"] == "boolean"

@@ -95,8 +95,23 @@ def test_review_flag_opens_noise_items_once_with_their_scores() -> None:
     assert ReviewItem.objects.count() == 2
 
 
-def test_a_flagged_label_stops_training_until_a_reviewer_decides_it() -> None:
+def test_a_flagged_label_keeps_training_by_default_and_a_decision_replaces_it() -> None:
     project, docs = make_project(4)
+    assert project.noise_hold_flagged is False
+    label_all(project, {"ann": "a"})
+    review_flag(project=project, document_ids=[docs[0].pk, docs[1].pk], reason="noise", scores=[0.9, 0.8])
+    trains = {doc_id: label for doc_id, _, label in majority_labels(project=project, split="pool")}
+    assert trains == {doc.pk: "a" for doc in docs}  # nothing held back while the flags wait
+    held = majority_labels(project=project, split="pool", hold_flagged=True)
+    assert {doc_id for doc_id, _, _ in held} == {docs[2].pk, docs[3].pk}  # an explicit choice still holds
+    flagged = {i.document_id: i for i in ReviewItem.objects.filter(reason=ReviewReason.NOISE)}
+    review_decide(item=flagged[docs[0].pk], reviewer=UserFactory(username="rev"), label="b")
+    trains = {doc_id: label for doc_id, _, label in majority_labels(project=project, split="pool")}
+    assert trains == {docs[0].pk: "b", docs[1].pk: "a", docs[2].pk: "a", docs[3].pk: "a"}
+
+
+def test_a_flagged_label_stops_training_until_a_reviewer_decides_it_where_the_project_holds_it() -> None:
+    project, docs = make_project(4, noise_hold_flagged=True)
     label_all(project, {"ann": "a"})
     review_flag(project=project, document_ids=[docs[0].pk, docs[1].pk], reason="noise", scores=[0.9, 0.8])
     review_flag(project=project, document_ids=[docs[2].pk], reason="audit")  # random audit: not a suspicion

@@ -80,7 +80,7 @@ def test_later_retrains_count_labels_since_the_latest_model() -> None:
 @pytest.mark.usefixtures("shared_embedding_cache")
 def test_first_model_is_promoted_and_a_worse_challenger_is_rejected() -> None:
     project = labeled_project(pool=80, holdout=30, unlabeled=0, retrain_after=10)
-    Project.objects.filter(pk=project.pk).update(noise_review_share=0.2)
+    Project.objects.filter(pk=project.pk).update(noise_review_share=0.2, noise_hold_flagged=True)
     project.refresh_from_db()
     run = train_now(project)
     assert run.status == RunStatus.SUCCEEDED and run.promoted, run.error
@@ -138,6 +138,31 @@ def test_first_model_is_promoted_and_a_worse_challenger_is_rejected() -> None:
     assert second["n_pending"] == issues["opened_for_review"] and second["n_ranked"] == 80 - second["n_pending"]
     assert len(second["document_ids"]) <= 16 - second["n_pending"]
     assert champion_get(project_id=project.pk) == champion  # untouched
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_embedding_cache")
+def test_by_default_flagged_labels_keep_training_and_are_not_flagged_again_while_they_wait() -> None:
+    project = labeled_project(pool=80, holdout=30, unlabeled=0, retrain_after=10, name="flags train")
+    Project.objects.filter(pk=project.pk).update(noise_review_share=0.2)
+    project.refresh_from_db()
+    assert project.noise_hold_flagged is False
+    first = train_now(project)
+    assert first.status == RunStatus.SUCCEEDED, first.error
+    issues = ModelVersion.objects.get(pk=first.model_version_id).metrics["label_issues"]
+    assert issues["opened_for_review"] >= 1
+    # two more annotators contradict every pool label, so there is something new to train on
+    pool_docs = [d for d in project.documents.filter(split="pool")]
+    label(pool_docs, UserFactory(), flip=True)
+    label(pool_docs, UserFactory(), flip=True)
+    second = train_now(project)
+    assert second.status == RunStatus.SUCCEEDED, second.error
+    assert second.labels_used == 80  # the flags still waiting for a reviewer train
+    again = ModelVersion.objects.get(pk=second.model_version_id).metrics["label_issues"]
+    # ... but are neither ranked nor flagged again, and use up the share first
+    assert again["n_pending"] == issues["opened_for_review"] and again["n_ranked"] == 80 - again["n_pending"]
+    assert not set(again["document_ids"]) & set(issues["document_ids"])
+    assert len(again["document_ids"]) <= 16 - again["n_pending"]
 
 
 @pytest.mark.slow

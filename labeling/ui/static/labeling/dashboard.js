@@ -185,7 +185,8 @@
     if (!t) return;
     $("team-policy").textContent = "Overlap " + t.overlap + " (" + t.overlap_scope + "), consensus needs " +
       A.pct(t.min_agreement) + " agreement; the top " + A.pct(t.noise_review_share) +
-      " of each run's labels by likely error go to review.";
+      " of each run's labels by likely error go to review" +
+      (t.noise_hold_flagged ? " and stop training until decided." : " and keep training until decided.");
     const body = $("agreement-body");
     body.replaceChildren();
     const rows = [["Krippendorff's alpha", t.agreement.alpha], ["Fleiss' kappa", t.agreement.fleiss_kappa]];
