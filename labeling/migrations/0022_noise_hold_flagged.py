@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('labeling', '0020_noise_review_share'),
+        ('labeling', '0021_label_sets'),
     ]
 
     operations = [
