@@ -256,7 +256,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     # One name for the role choices that role, old_role and new_role share.
-    "ENUM_NAME_OVERRIDES": {"ProjectRoleEnum": "labeling.models.ProjectRole"},
+    "ENUM_NAME_OVERRIDES": {
+        "ProjectRoleEnum": "labeling.models.ProjectRole",
+        "ReviewStateEnum": "labeling.models.ReviewState",
+    },
 }
 
 # --- Celery --------------------------------------------------------------------------------
