@@ -252,6 +252,11 @@ class Annotation(models.Model):
     predicted_confidence = models.FloatField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     source = models.CharField(max_length=8, choices=AnnotationSource.choices, default=AnnotationSource.API)
+    # An imported training label: the job that brought it and the row's own source column, if any.
+    import_job = models.ForeignKey(
+        "ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="annotations"
+    )
+    import_source = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -491,6 +496,13 @@ class TrainingRun(models.Model):
         return f"run {self.pk} of {self.project_id}: {self.status} {self.stage} {self.progress:.0%}"
 
 
+class LabelsAs(models.TextChoices):
+    """What an import's label column becomes."""
+
+    GOLD = "gold", "Gold labels for evaluation only"
+    TRAINING = "training", "Training labels (an annotation with source import)"
+
+
 class ImportJob(models.Model):
     """A background bulk import of a CSV / JSONL / Parquet file."""
 
@@ -500,6 +512,9 @@ class ImportJob(models.Model):
     text_col = models.CharField(max_length=200, default="text")
     external_id_col = models.CharField(max_length=200, blank=True)
     label_col = models.CharField(max_length=200, blank=True)
+    labels_as = models.CharField(max_length=8, choices=LabelsAs.choices, default=LabelsAs.GOLD)
+    source_col = models.CharField(max_length=200, blank=True, help_text="per-row source of an imported label")
+    rows_labeled = models.PositiveIntegerField(default=0, help_text="training labels stored")
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
     progress = models.FloatField(default=0.0)
     rows_total = models.PositiveIntegerField(default=0)
@@ -601,6 +616,7 @@ class AuditAction(models.TextChoices):
     REVIEW_DECIDED = "review.decided", "Review decision"
     TOKEN_CREATED = "token.created", "API token created or rotated"
     TOKEN_REVOKED = "token.revoked", "API token revoked"
+    LABELS_IMPORTED = "labels.imported", "Training labels imported"
 
 
 #: Membership events of the audit log, and their names in ``GET /members/changes``.
