@@ -25,6 +25,8 @@ from modelsvc.config import fine_tune_top
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 KEY_RE = re.compile(r"^[1-9a-z]$")
 RESERVED_KEYS = frozenset({"s", "u"})  # skip and undo on the labeling page
+#: The labeling page's key for "accept the suggestion" (an imported pre-annotation): never a label's key (KEY_RE).
+ACCEPT_SUGGESTION_KEY = "0"
 
 
 def text_hash(text: str) -> str:
@@ -201,6 +203,10 @@ class Document(models.Model):
     split = models.CharField(max_length=8, choices=Split.choices, default=Split.POOL)
     # Gold labels from an imported file: for replay and evaluation only, never shown or trained on.
     gold_label = models.CharField(max_length=64, null=True, blank=True)
+    # An external model's prediction brought with an import (a pre-annotation): shown on the labeling
+    # page as a suggestion, never trained on (an annotator who accepts it gives that label themselves).
+    suggested_label = models.CharField(max_length=64, blank=True)
+    suggested_score = models.FloatField(null=True, blank=True)
     # How many annotators label it: the project's overlap policy, applied on creation and on a policy change.
     labels_required = models.PositiveSmallIntegerField(default=1)
     # "Has all its labels": denormalised by the annotation service in the same transaction (labels
@@ -514,6 +520,8 @@ class ImportJob(models.Model):
     label_col = models.CharField(max_length=200, blank=True)
     labels_as = models.CharField(max_length=8, choices=LabelsAs.choices, default=LabelsAs.GOLD)
     source_col = models.CharField(max_length=200, blank=True, help_text="per-row source of an imported label")
+    prediction_col = models.CharField(max_length=200, blank=True, help_text="an external model's label: a suggestion")
+    prediction_score_col = models.CharField(max_length=200, blank=True, help_text="its score, 0-1")
     rows_labeled = models.PositiveIntegerField(default=0, help_text="training labels stored")
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
     progress = models.FloatField(default=0.0)

@@ -282,6 +282,8 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "label_col",
             "labels_as",
             "source_col",
+            "prediction_col",
+            "prediction_score_col",
             "status",
             "progress",
             "rows_total",
@@ -330,6 +332,15 @@ class ImportCreateApi(BaseApi):
             required=False, allow_blank=True, default="", max_length=200,
             help_text="with labels_as=training: a column recorded as each label's source",
         )
+        prediction_col = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=200,
+            help_text="an external model's predicted label: a pre-annotation shown on the labeling page as a "
+            "suggestion, never trained on; a label outside the label set is a 400 and nothing is stored",
+        )
+        prediction_score_col = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=200,
+            help_text="with prediction_col: its score, a number from 0 to 1",
+        )
 
         class Meta:
             ref_name = "ImportCreate"
@@ -355,6 +366,8 @@ class ImportCreateApi(BaseApi):
             label_col=data.validated_data["label_col"],
             labels_as=data.validated_data["labels_as"],
             source_col=data.validated_data["source_col"],
+            prediction_col=data.validated_data["prediction_col"],
+            prediction_score_col=data.validated_data["prediction_score_col"],
             created_by=request.user,
         )
         return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -30,7 +30,7 @@ from django.utils import timezone
 from labeling.models import ImportJob, LabelsAs, Project, RunStatus
 from labeling.services import modeling
 from labeling.services.dispatch import TaskName, enqueue
-from labeling.services.imports import ImportFileError, ImportLabelError, import_file, labels_check, open_source
+from labeling.services.imports import ImportFileError, ImportLabelError, import_file, open_source, rows_check
 
 logger = logging.getLogger(__name__)
 
@@ -48,24 +48,28 @@ UPLOAD_FORMATS = {
 }
 
 
-def _upload_check(
-    *, project: Project, path: Path, fmt: str, text_col: str, label_col: str, labels_as: str, source_col: str
-) -> None:
-    """Training labels are checked before the job exists: a bad column or label is a 400 storing nothing."""
-    if labels_as != LabelsAs.TRAINING:
-        if source_col:
-            raise ValidationError({"source_col": "only with labels_as=training"})
-        return
-    if not label_col:
+def _upload_check(*, project: Project, path: Path, fmt: str, columns: dict[str, str], labels_as: str) -> None:
+    """Training labels and predictions are checked before the job exists: a bad one is a 400 storing nothing."""
+    if labels_as != LabelsAs.TRAINING and columns["source_col"]:
+        raise ValidationError({"source_col": "only with labels_as=training"})
+    if labels_as == LabelsAs.TRAINING and not columns["label_col"]:
         raise ValidationError({"label_col": "labels_as=training needs the label column"})
+    if columns["prediction_score_col"] and not columns["prediction_col"]:
+        raise ValidationError({"prediction_score_col": "only with prediction_col"})
+    checked = ["label_col"] if labels_as == LabelsAs.TRAINING else []
+    checked += ["prediction_col"] if columns["prediction_col"] else []
+    if not checked:
+        return
+    fields = {columns[f]: f for f in checked}
     try:
         source = open_source(path, fmt)
-        for field, column in (("text_col", text_col), ("label_col", label_col), ("source_col", source_col)):
+        for field, column in columns.items():
             if column and source.columns is not None and column not in source.columns:
                 raise ValidationError({field: f"column {column!r} not found (columns: {', '.join(source.columns)})"})
-        labels_check(project=project, rows=source.rows, label_col=label_col)
+        rows_check(project=project, rows=source.rows, label_cols=[columns[f] for f in checked],
+                   score_col=columns["prediction_score_col"] or None)
     except ImportLabelError as exc:
-        raise ValidationError({"label_col": str(exc)}) from exc
+        raise ValidationError({fields.get(exc.column, "prediction_score_col"): str(exc)}) from exc
     except ImportFileError as exc:
         raise ValidationError({"file": str(exc)}) from exc
 
@@ -81,12 +85,15 @@ def import_job_start(
     label_col: str = "",
     labels_as: str = LabelsAs.GOLD,
     source_col: str = "",
+    prediction_col: str = "",
+    prediction_score_col: str = "",
     created_by: Any = None,
 ) -> ImportJob:
     """Stream an uploaded file into UPLOAD_DIR, record an ImportJob and queue the import worker.
 
-    With ``labels_as=training`` the file is read once here: a missing column or a label outside the
-    label set is a ``ValidationError`` naming the field (and the row), and nothing is stored.
+    With ``labels_as=training`` or a ``prediction_col`` the file is read once here: a missing column, a
+    label outside the label set or a bad score is a ``ValidationError`` naming the field (and the row),
+    and nothing is stored.
     """
     fmt = file_format or UPLOAD_FORMATS.get(Path(filename).suffix.lower())
     if fmt not in set(UPLOAD_FORMATS.values()):
@@ -107,8 +114,10 @@ def import_job_start(
         target.unlink(missing_ok=True)
         raise ValidationError({"file": "the file is empty"})
     try:
-        _upload_check(project=project, path=target, fmt=fmt, text_col=text_col, label_col=label_col,
-                      labels_as=labels_as, source_col=source_col)
+        columns = {"text_col": text_col, "label_col": label_col, "external_id_col": external_id_col,
+                   "source_col": source_col, "prediction_col": prediction_col,
+                   "prediction_score_col": prediction_score_col}
+        _upload_check(project=project, path=target, fmt=fmt, columns=columns, labels_as=labels_as)
     except ValidationError:
         target.unlink(missing_ok=True)
         raise
@@ -122,6 +131,8 @@ def import_job_start(
             label_col=label_col,
             labels_as=labels_as,
             source_col=source_col,
+            prediction_col=prediction_col,
+            prediction_score_col=prediction_score_col,
             created_by=created_by,
         )
         enqueue(TaskName.IMPORT_FILE, args=(job.id,))
@@ -170,7 +181,8 @@ def import_job_run(job_id: int) -> ImportJob | None:
             report = import_file(
                 project=job.project, path=job.file_path, fmt=job.file_format or None, text_col=job.text_col,
                 label_col=job.label_col or None, external_id_col=job.external_id_col or None, progress=progress,
-                labels_as=job.labels_as, source_col=job.source_col or None, job=job, actor=job.created_by,
+                labels_as=job.labels_as, source_col=job.source_col or None, prediction_col=job.prediction_col or None,
+                prediction_score_col=job.prediction_score_col or None, job=job, actor=job.created_by,
             )
         except Exception as exc:
             # A user error (bad column, unreadable file) or a crash: either way the job must not stay

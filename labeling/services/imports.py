@@ -34,6 +34,12 @@ What the label column becomes (``labels_as``):
   evaluation never takes an outside label for an honest one. A document already stored is never
   relabeled (a re-import counts its rows as duplicates). Once training labels are stored the
   project's retrain rule is checked at once: a labeled file in an empty project queues its first run.
+
+Pre-annotations (``prediction_col``, optional ``prediction_score_col``): an external model's label
+for a row, stored on the new document as ``suggested_label`` / ``suggested_score``. The labeling page
+shows it as a suggestion (never on a blind holdout item); it is never trained on: an annotator who
+accepts it gives that label as their own. Predicted labels and scores are checked first like
+training labels: one outside the label set (or a score that is not a number in 0-1) stores nothing.
 """
 
 from __future__ import annotations
@@ -82,14 +88,11 @@ class ImportFileError(ValueError):
 
 
 class ImportLabelError(ImportFileError):
-    """A training label outside the project's label set: the import stores nothing."""
+    """A training label, predicted label or score that cannot be stored: the import stores nothing."""
 
-    def __init__(self, *, row: int, column: str, label: str, known: list[str]) -> None:
-        self.row, self.column, self.label = row, column, label
-        super().__init__(
-            f"row {row}: {column!r} is {label!r}, which is not in the project's label set "
-            f"({', '.join(known)}); nothing was imported"
-        )
+    def __init__(self, *, row: int, column: str, problem: str) -> None:
+        self.row, self.column = row, column
+        super().__init__(f"row {row}: {column!r} {problem}; nothing was imported")
 
 
 #: The account imported training labels are given by (inactive: it never signs in).
@@ -286,7 +289,7 @@ def _check_columns(source: _Source, path: str | Path, wanted: dict[str, str | No
 
 def _clean_row(
     raw: dict[str, Any], *, row: int, text_col: str, label_col: str | None, external_id_col: str | None,
-    source_col: str | None, space: LabelSpace, report: ImportReport,
+    source_col: str | None, space: LabelSpace, report: ImportReport, prediction: tuple[str, str | None] | None,
 ) -> dict[str, Any] | None:
     """The document fields for one row, or None (and a recorded reason) when it is rejected."""
     if "__error__" in raw:
@@ -324,7 +327,25 @@ def _clean_row(
             item["gold_label"] = gold
             if source_col and raw.get(source_col) is not None:
                 item["_source"] = str(raw[source_col]).strip()[:200]
+    if prediction is not None:
+        suggested = _text(raw.get(prediction[0]))
+        if suggested:  # checked before the import began (``rows_check``)
+            item["_suggested"] = (suggested, _score(raw.get(prediction[1])) if prediction[1] else None)
     return item
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _score(value: Any) -> float | None:
+    """A score in [0, 1], None when empty; ``ValueError`` otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    score = float(value)
+    if not 0.0 <= score <= 1.0:  # NaN fails too
+        raise ValueError(score)
+    return score
 
 
 def _drop_known(project: Project, items: list[dict[str, Any]], seen_hashes: set[str]) -> list[dict[str, Any]]:
@@ -408,8 +429,15 @@ def _write_chunk(
     with transaction.atomic():
         results = documents.document_bulk_create(
             project=project,
-            items=[{k: v for k, v in it.items() if k not in ("gold_label", "_row", "_source")} for it in kept],
+            items=[{k: v for k, v in it.items() if not (k == "gold_label" or k.startswith("_"))} for it in kept],
         )
+        suggested = []
+        for item, (doc, was_created) in zip(kept, results, strict=True):
+            if was_created and "_suggested" in item:
+                doc.suggested_label, doc.suggested_score = item["_suggested"]
+                suggested.append(doc)
+        if suggested:
+            Document.objects.bulk_update(suggested, ["suggested_label", "suggested_score"], batch_size=CHUNK_SIZE)
         # Labels are not part of the posted-document shape: they are stored beside it, only on
         # documents this import created (a re-import never rewrites an existing document).
         gold = []
@@ -440,56 +468,74 @@ def _check_training(labels_as: str, label_col: str | None) -> None:
         raise ImportFileError("labels_as=training needs a label column (label_col)")
 
 
-def labels_check(*, project: Project, rows: Iterable[dict[str, Any]], label_col: str) -> int:
-    """Every non-empty label in ``rows`` is in the project's label set, else ``ImportLabelError``; the count."""
+def rows_check(
+    *, project: Project, rows: Iterable[dict[str, Any]], label_cols: list[str], score_col: str | None = None
+) -> None:
+    """Every non-empty value of ``label_cols`` is in the label set, every score a number in 0-1.
+
+    Else ``ImportLabelError`` naming the first bad row and its column: read before anything is written.
+    """
     space = project.label_space
-    count = 0
+    known = ", ".join(project.label_names)
     for row, raw in enumerate(rows, start=1):
-        value = raw.get(label_col) if isinstance(raw, dict) else None
-        label = "" if value is None else str(value).strip()
-        if not label:
+        if not isinstance(raw, dict):
             continue
-        if label not in space:
-            raise ImportLabelError(row=row, column=label_col, label=label, known=list(project.label_names))
-        count += 1
-    return count
+        for column in label_cols:
+            label = _text(raw.get(column))
+            if label and label not in space:
+                raise ImportLabelError(row=row, column=column,
+                                       problem=f"is {label!r}, which is not in the project's label set ({known})")
+        if score_col:
+            try:
+                _score(raw.get(score_col))
+            except (TypeError, ValueError):
+                raise ImportLabelError(row=row, column=score_col,
+                                       problem=f"is {raw.get(score_col)!r}, not a number from 0 to 1") from None
+
+
+def _needs_check(labels_as: str, label_col: str | None, prediction_col: str | None) -> list[str]:
+    """The columns to read through before writing: training labels and predicted labels."""
+    cols = [label_col] if labels_as == LabelsAs.TRAINING and label_col else []
+    return cols + ([prediction_col] if prediction_col else [])
 
 
 def import_file(
     *, project: Project, path: str | Path, fmt: str | None = None, text_col: str = "text",
     label_col: str | None = None, external_id_col: str | None = None, progress: ProgressFn | None = None,
-    labels_as: str = LabelsAs.GOLD, source_col: str | None = None, job: ImportJob | None = None,
-    actor: Any = None,
+    labels_as: str = LabelsAs.GOLD, source_col: str | None = None, prediction_col: str | None = None,
+    prediction_score_col: str | None = None, job: ImportJob | None = None, actor: Any = None,
 ) -> ImportReport:
     """Import every row of ``path`` into ``project``; see the module docstring for the counting rules."""
     _check_training(labels_as, label_col)
     fmt = fmt or detect_format(path)
     source = open_source(path, fmt)
     _check_columns(source, path, {"text": text_col, "label": label_col, "external id": external_id_col,
-                                  "source": source_col})
-    if labels_as == LabelsAs.TRAINING:
-        assert label_col is not None
-        labels_check(project=project, rows=open_source(path, fmt).rows, label_col=label_col)
+                                  "source": source_col, "prediction": prediction_col,
+                                  "prediction score": prediction_score_col})
+    if cols := _needs_check(labels_as, label_col, prediction_col):
+        rows_check(project=project, rows=open_source(path, fmt).rows, label_cols=cols, score_col=prediction_score_col)
     return _import(project=project, source=source, text_col=text_col, label_col=label_col,
                    external_id_col=external_id_col, progress=progress, labels_as=labels_as,
-                   source_col=source_col, job=job, actor=actor)
+                   source_col=source_col, prediction_col=prediction_col,
+                   prediction_score_col=prediction_score_col, job=job, actor=actor)
 
 
 def import_records(
     *, project: Project, records: Iterable[dict[str, Any]], text_col: str = "text",
     label_col: str | None = None, external_id_col: str | None = None, progress: ProgressFn | None = None,
-    labels_as: str = LabelsAs.GOLD, source_col: str | None = None, actor: Any = None,
+    labels_as: str = LabelsAs.GOLD, source_col: str | None = None, prediction_col: str | None = None,
+    prediction_score_col: str | None = None, actor: Any = None,
 ) -> ImportReport:
     """Like ``import_file`` for rows already in memory (the built-in datasets)."""
     _check_training(labels_as, label_col)
-    if labels_as == LabelsAs.TRAINING:
-        assert label_col is not None
+    if cols := _needs_check(labels_as, label_col, prediction_col):
         records = list(records)
-        labels_check(project=project, rows=records, label_col=label_col)
+        rows_check(project=project, rows=records, label_cols=cols, score_col=prediction_score_col)
     source = _Source(columns=None, total=None, rows=iter(records))
     return _import(project=project, source=source, text_col=text_col, label_col=label_col,
                    external_id_col=external_id_col, progress=progress, labels_as=labels_as,
-                   source_col=source_col, job=None, actor=actor)
+                   source_col=source_col, prediction_col=prediction_col,
+                   prediction_score_col=prediction_score_col, job=None, actor=actor)
 
 
 def _labels_imported(*, project: Project, report: ImportReport, job: ImportJob | None, actor: Any,
@@ -507,9 +553,11 @@ def _labels_imported(*, project: Project, report: ImportReport, job: ImportJob |
 def _import(
     *, project: Project, source: _Source, text_col: str, label_col: str | None,
     external_id_col: str | None, progress: ProgressFn | None, labels_as: str = LabelsAs.GOLD,
-    source_col: str | None = None, job: ImportJob | None = None, actor: Any = None,
+    source_col: str | None = None, prediction_col: str | None = None, prediction_score_col: str | None = None,
+    job: ImportJob | None = None, actor: Any = None,
 ) -> ImportReport:
     space = project.label_space
+    prediction = (prediction_col, prediction_score_col) if prediction_col else None
     labels = _Labels(annotator=import_annotator(), job=job) if labels_as == LabelsAs.TRAINING else None
     report = ImportReport()
     seen: set[str] = set()
@@ -518,7 +566,8 @@ def _import(
     for row, raw in enumerate(source.rows, start=1):
         report.rows_total += 1
         item = _clean_row(raw, row=row, text_col=text_col, label_col=label_col,
-                          external_id_col=external_id_col, source_col=source_col, space=space, report=report)
+                          external_id_col=external_id_col, source_col=source_col, space=space, report=report,
+                          prediction=prediction)
         if item is not None:
             chunk.append(item)
         if len(chunk) >= CHUNK_SIZE:

@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from labeling import roles
-from labeling.models import AcquisitionStrategy, Document, Prediction, Project, ReviewReason
+from labeling.models import ACCEPT_SUGGESTION_KEY, AcquisitionStrategy, Document, Prediction, Project, ReviewReason
 from labeling.selectors import dashboard as dash
 from labeling.selectors.documents import is_blind, visible_annotations
 from labeling.selectors.models import champion_get
@@ -74,6 +74,7 @@ def label(request: HttpRequest, pk: int) -> HttpResponse:
         "labels": _label_buttons(project),
         "progress": dash.labeling_progress(project=project, user=request.user),
         "strategies": dict(AcquisitionStrategy.choices),  # the "chosen by" line names them as declared
+        "accept_suggestion_key": ACCEPT_SUGGESTION_KEY,
     }
     return render(
         request, "ui/label.html", {"project": project, "config": config, **nav_links(request.user, project.pk)}

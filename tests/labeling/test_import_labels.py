@@ -12,9 +12,11 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from labeling import roles
+from labeling.api.queue import queue_item
 from labeling.models import (
     Annotation,
     AnnotationSource,
+    Assignment,
     AuditAction,
     AuditEvent,
     Document,
@@ -211,3 +213,62 @@ def test_api_training_import_runs_as_a_job_and_reports_the_labels(manager_client
     assert Annotation.objects.filter(import_job=job).count() == 6
     body = client.get(reverse("api-import", args=[project.pk, job.pk])).json()
     assert body["rows_labeled"] == 6 and body["source_col"] == "who"
+
+
+# ---------------------------------------------------------------------------------------------
+# Pre-annotations: an external model's predictions, shown as suggestions, never trained on
+
+
+@pytest.mark.parametrize("name", ["r.csv", "r.jsonl", "r.parquet", "hf"])
+def test_predictions_are_stored_as_suggestions_and_never_as_labels(tmp_path: Path, name: str) -> None:
+    project = ProjectFactory()
+    rows = [{**r, "pred": "rotten", "p": 0.75} for r in ROWS[:6]]
+    report = import_file(project=project, path=write(tmp_path / name, rows), external_id_col="id",
+                         prediction_col="pred", prediction_score_col="p")
+
+    assert report.imported == 6 and report.labeled == 0
+    assert not Annotation.objects.exists() and not TrainingRun.objects.exists()
+    for doc in Document.objects.filter(project=project):
+        assert (doc.suggested_label, doc.suggested_score, doc.is_labeled) == ("rotten", 0.75, False)
+
+
+@pytest.mark.parametrize(
+    ("change", "column"),
+    [({"pred": "mouldy"}, "'pred'"), ({"p": 1.5}, "'p'"), ({"p": "high"}, "'p'")],
+)
+def test_a_bad_prediction_fails_the_import_naming_row_and_column(tmp_path: Path, change, column) -> None:
+    project = ProjectFactory()
+    rows = [{**r, "pred": "fresh", "p": 0.5} for r in ROWS[:5]]
+    rows[3] = {**rows[3], **change}
+    with pytest.raises(ImportLabelError, match=f"row 4: {column}"):
+        import_file(project=project, path=write(tmp_path / "r.jsonl", rows), prediction_col="pred",
+                    prediction_score_col="p")
+    assert not Document.objects.exists()
+
+
+def test_api_queue_offers_the_suggestion_on_pool_items_only(manager_client, tmp_path):
+    client, project = manager_client
+    rows = [{**r, "pred": r["label"], "p": "0.9"} for r in ROWS[:4]]
+    response = _post(client, project, write(tmp_path / "r.csv", rows), prediction_col="pred",
+                     prediction_score_col="p")
+    assert response.status_code == 202, response.content
+    assert import_job_run(response.json()["id"]).status == RunStatus.SUCCEEDED
+
+    item = client.post(reverse("api-queue-next", args=[project.pk]), content_type="application/json").json()
+    doc = Document.objects.get(pk=item["document"]["id"])
+    assert item["suggestion"] == {"label": doc.suggested_label, "score": 0.9}
+    Document.objects.filter(pk=doc.pk).update(split=Split.HOLDOUT)  # a blind item never shows one
+    lease = Assignment.objects.get(document=doc)
+    lease.reason = {**lease.reason, "holdout": True}
+    lease.save(update_fields=["reason"])
+    assert queue_item(lease)["suggestion"] is None
+
+
+def test_api_a_bad_predicted_label_is_a_400_naming_the_prediction_column(manager_client, tmp_path):
+    client, project = manager_client
+    rows = [{**r, "pred": "fresh"} for r in ROWS[:3]]
+    rows[1]["pred"] = "mouldy"
+    response = _post(client, project, write(tmp_path / "r.csv", rows), prediction_col="pred")
+    assert response.status_code == 400, response.content
+    assert "row 2" in response.json()["error"]["fields"]["prediction_col"]
+    assert not ImportJob.objects.exists() and not Document.objects.exists()

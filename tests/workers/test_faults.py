@@ -38,7 +38,7 @@ def test_a_worker_killed_mid_import_is_resumed_by_the_reconciliation(celery_work
     worker = celery_worker_factory(queues="imports,scoring", env=BEAT_ENV, beat=True)
     project = ProjectFactory()
     job = import_job_start(project=project, filename="big.csv", chunks=[_csv(ROWS)], file_format=None,
-                                text_col="text", external_id_col="id")
+                           text_col="text", external_id_col="id")
     upload = Path(job.file_path)
     wait_until(
         lambda: ImportJob.objects.filter(pk=job.pk, status=RunStatus.RUNNING, rows_total__gte=2_000,
