@@ -540,11 +540,16 @@ def import_records(
 
 def _labels_imported(*, project: Project, report: ImportReport, job: ImportJob | None, actor: Any,
                      label_col: str | None) -> None:
-    """Audit the stored training labels, then check the retrain rule (a first model, at once)."""
+    """Audit the stored training labels, then check the retrain rule (a first model, at once).
+
+    Labels are written chunk by chunk (a resumable job), so the record follows the last chunk; a job
+    resumed after its worker died counts every label it stored, not only this attempt's.
+    """
+    labels = Annotation.objects.filter(import_job=job).count() if job is not None else report.labeled
     with transaction.atomic():
         audit_record(
             actor=actor, action=AuditAction.LABELS_IMPORTED, project=project, target=job,
-            data={"import_job": job.pk if job else None, "labels": report.labeled, "label_col": label_col,
+            data={"import_job": job.pk if job else None, "labels": labels, "label_col": label_col,
                   "documents": report.imported},
         )
     project_check_retrain(project_id=project.pk, trigger=RunTrigger.THRESHOLD)
@@ -580,7 +585,7 @@ def _import(
     if progress:
         progress(report.rows_total, source.total)
     planner_statistics_refresh(model=Document, rows_written=report.imported)
-    if report.labeled:
+    if report.labeled or (job is not None and Annotation.objects.filter(import_job=job).exists()):
         _labels_imported(project=project, report=report, job=job, actor=actor, label_col=label_col)
     return report
 

@@ -213,6 +213,13 @@ def test_api_training_import_runs_as_a_job_and_reports_the_labels(manager_client
     assert Annotation.objects.filter(import_job=job).count() == 6
     body = client.get(reverse("api-import", args=[project.pk, job.pk])).json()
     assert body["rows_labeled"] == 6 and body["source_col"] == "who"
+    event = AuditEvent.objects.get(action=AuditAction.LABELS_IMPORTED)
+    assert (event.actor_id, event.target_type, event.target_id) == (job.created_by_id, "import_job", str(job.pk))
+    assert event.data["labels"] == 6
+    # Run again (a redelivered message after the job finished): nothing changes, nothing is recorded twice.
+    import_job_run(job.pk)
+    assert Annotation.objects.filter(import_job=job).count() == 6
+    assert AuditEvent.objects.filter(action=AuditAction.LABELS_IMPORTED).count() == 1
 
 
 # ---------------------------------------------------------------------------------------------
