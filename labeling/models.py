@@ -30,6 +30,8 @@ KEY_RE = re.compile(r"^[1-9a-z]$")
 PAGE_KEYS = {"skip": "s", "undo": "u"}
 RESERVED_KEYS = frozenset(PAGE_KEYS.values())
 COMMENT_KEYS = ("c", "0")  # "0" is never a label key (KEY_RE)
+#: The labeling page's key for "accept the suggestion" (an imported pre-annotation): never a label's key (KEY_RE).
+ACCEPT_SUGGESTION_KEY = "0"
 
 
 def text_hash(text: str) -> str:
@@ -232,6 +234,10 @@ class Document(models.Model):
     split = models.CharField(max_length=8, choices=Split.choices, default=Split.POOL)
     # Gold labels from an imported file: for replay and evaluation only, never shown or trained on.
     gold_label = models.CharField(max_length=64, null=True, blank=True)
+    # An external model's prediction brought with an import (a pre-annotation): shown on the labeling
+    # page as a suggestion, never trained on (an annotator who accepts it gives that label themselves).
+    suggested_label = models.CharField(max_length=64, blank=True)
+    suggested_score = models.FloatField(null=True, blank=True)
     # How many annotators label it: the project's overlap policy, applied on creation and on a policy change.
     labels_required = models.PositiveSmallIntegerField(default=1)
     # "Has all its labels": denormalised by the annotation service in the same transaction (labels
@@ -286,6 +292,11 @@ class Annotation(models.Model):
     # The project's label-set version the label was given under; an insert without one gets the project's
     # current version from a trigger (migration 0021), whatever path stores it (bulk imports included).
     label_set_version = models.PositiveIntegerField(null=True, blank=True)
+    # An imported training label: the job that brought it and the row's own source column, if any.
+    import_job = models.ForeignKey(
+        "ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="annotations"
+    )
+    import_source = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -526,6 +537,13 @@ class TrainingRun(models.Model):
         return f"run {self.pk} of {self.project_id}: {self.status} {self.stage} {self.progress:.0%}"
 
 
+class LabelsAs(models.TextChoices):
+    """What an import's label column becomes."""
+
+    GOLD = "gold", "Gold labels for evaluation only"
+    TRAINING = "training", "Training labels (an annotation with source import)"
+
+
 class ImportJob(models.Model):
     """A background bulk import of a CSV / JSONL / Parquet file."""
 
@@ -535,6 +553,11 @@ class ImportJob(models.Model):
     text_col = models.CharField(max_length=200, default="text")
     external_id_col = models.CharField(max_length=200, blank=True)
     label_col = models.CharField(max_length=200, blank=True)
+    labels_as = models.CharField(max_length=8, choices=LabelsAs.choices, default=LabelsAs.GOLD)
+    source_col = models.CharField(max_length=200, blank=True, help_text="per-row source of an imported label")
+    prediction_col = models.CharField(max_length=200, blank=True, help_text="an external model's label: a suggestion")
+    prediction_score_col = models.CharField(max_length=200, blank=True, help_text="its score, 0-1")
+    rows_labeled = models.PositiveIntegerField(default=0, help_text="training labels stored")
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
     progress = models.FloatField(default=0.0)
     rows_total = models.PositiveIntegerField(default=0)
@@ -638,6 +661,7 @@ class AuditAction(models.TextChoices):
     TOKEN_REVOKED = "token.revoked", "API token revoked"
     GUIDELINES_UPDATED = "guidelines.updated", "Guidelines changed"
     LABEL_SET_CHANGED = "label_set.changed", "Label set changed (add, rename, retire, merge, split)"
+    LABELS_IMPORTED = "labels.imported", "Training labels imported"
 
 
 #: Membership events of the audit log, and their names in ``GET /members/changes``.

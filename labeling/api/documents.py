@@ -16,15 +16,15 @@ from rest_framework.response import Response
 from labeling.api.base import BaseApi, get_or_404, limit_uploads, project_or_404
 from labeling.api.permissions import IsProjectIngest
 from labeling.labelspace import label_space_for_model
-from labeling.models import Document, ImportJob, Split
+from labeling.models import Document, ImportJob, LabelsAs, Split
 from labeling.selectors.documents import DocumentFilters, document_detail, document_list
 from labeling.services.documents import (
     MAX_ITEMS_PER_CALL,
     ON_CONFLICT,
     document_bulk_create,
-    document_import_start,
     document_text_differs,
 )
+from labeling.services.import_jobs import import_job_start
 
 _ITEM_SCHEMA = {
     "type": "object",
@@ -280,10 +280,15 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "text_col",
             "external_id_col",
             "label_col",
+            "labels_as",
+            "source_col",
+            "prediction_col",
+            "prediction_score_col",
             "status",
             "progress",
             "rows_total",
             "rows_imported",
+            "rows_labeled",
             "rows_duplicate",
             "rows_rejected",
             "rejected",
@@ -313,7 +318,28 @@ class ImportCreateApi(BaseApi):
             allow_blank=True,
             default="",
             max_length=200,
-            help_text="gold labels (evaluation only, never shown)",
+            help_text="the label column: gold labels (evaluation only, never shown) or, with "
+            "labels_as=training, training labels",
+        )
+        labels_as = serializers.ChoiceField(
+            choices=LabelsAs.choices,
+            default=LabelsAs.GOLD,
+            help_text="gold (default): label_col is evaluation-only gold; training: each label is an "
+            "annotation with source import (holdout documents keep it as gold and are still labeled blind); "
+            "one label outside the label set is a 400 and nothing is stored",
+        )
+        source_col = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=200,
+            help_text="with labels_as=training: a column recorded as each label's source",
+        )
+        prediction_col = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=200,
+            help_text="an external model's predicted label: a pre-annotation shown on the labeling page as a "
+            "suggestion, never trained on; a label outside the label set is a 400 and nothing is stored",
+        )
+        prediction_score_col = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=200,
+            help_text="with prediction_col: its score, a number from 0 to 1",
         )
 
         class Meta:
@@ -330,7 +356,7 @@ class ImportCreateApi(BaseApi):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
-        job = document_import_start(
+        job = import_job_start(
             project=project,
             filename=upload.name,
             chunks=upload.chunks(),
@@ -338,6 +364,10 @@ class ImportCreateApi(BaseApi):
             text_col=data.validated_data["text_col"],
             external_id_col=data.validated_data["external_id_col"],
             label_col=data.validated_data["label_col"],
+            labels_as=data.validated_data["labels_as"],
+            source_col=data.validated_data["source_col"],
+            prediction_col=data.validated_data["prediction_col"],
+            prediction_score_col=data.validated_data["prediction_score_col"],
             created_by=request.user,
         )
         return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -70,11 +70,24 @@ class QueuePredictionSerializer(serializers.Serializer):
         ref_name = "QueuePrediction"
 
 
+class QueueSuggestionSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    score = serializers.FloatField(allow_null=True)
+
+    class Meta:
+        ref_name = "QueueSuggestion"
+
+
 class QueueItemSerializer(serializers.Serializer):
     assignment = AssignmentSerializer()
     document = QueueDocumentSerializer()
     reason = ReasonSerializer()
     prediction = QueuePredictionSerializer(allow_null=True, help_text="null for holdout items and before a model")
+    suggestion = QueueSuggestionSerializer(
+        allow_null=True,
+        help_text="an imported pre-annotation (an external model's label and score); null for holdout items "
+        "and documents without one. Never trained on: accepting it is submitting that label",
+    )
     labels = serializers.ListField(child=serializers.DictField())
 
     class Meta:
@@ -102,6 +115,14 @@ def _prediction(assignment: Assignment, known: Prediction | None = None) -> dict
     }
 
 
+def _suggestion(assignment: Assignment) -> dict[str, Any] | None:
+    """The document's imported pre-annotation, if any; never for a holdout item (labeled blind)."""
+    doc = assignment.document
+    if assignment.reason.get("holdout") or not doc.suggested_label:
+        return None
+    return {"label": doc.suggested_label, "score": doc.suggested_score}
+
+
 def queue_item(assignment: Assignment, prediction: Prediction | None = None) -> dict[str, Any]:
     doc = assignment.document
     reason = {
@@ -121,6 +142,7 @@ def queue_item(assignment: Assignment, prediction: Prediction | None = None) -> 
         },
         "reason": reason,
         "prediction": _prediction(assignment, prediction),
+        "suggestion": _suggestion(assignment),
         "labels": doc.project.labels,
     }
 

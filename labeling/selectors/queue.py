@@ -55,8 +55,12 @@ ASSIGNMENT = Assignment._meta.db_table
 PREDICTION = Prediction._meta.db_table
 MODEL = ModelVersion._meta.db_table
 
-# Document columns a queue response shows (and that identify a copy).
-_DOC_COLUMNS = ("id", "project_id", "external_id", "text", "content_hash", "metadata", "split", "is_labeled")
+# Document columns a queue response shows (and that identify a copy), in the model's field order
+# (``Model.from_db`` with some fields deferred takes the values in that order).
+_DOC_COLUMNS = (
+    "id", "project_id", "external_id", "text", "content_hash", "metadata", "split",
+    "suggested_label", "suggested_score", "is_labeled",
+)
 _PREDICTION_COLUMNS = ("document_id", "model_version_id", *PREDICTION_SCORE_FIELDS)
 
 

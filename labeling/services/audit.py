@@ -15,7 +15,16 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Model
 
-from labeling.models import Annotation, AuditAction, AuditEvent, ModelVersion, Project, ReviewItem, TrainingRun
+from labeling.models import (
+    Annotation,
+    AuditAction,
+    AuditEvent,
+    ImportJob,
+    ModelVersion,
+    Project,
+    ReviewItem,
+    TrainingRun,
+)
 
 # A field whose name contains one of these is a secret: its values never reach the log.
 SECRET_HINTS = ("secret", "password", "token", "api_key", "private")
@@ -27,6 +36,7 @@ _TARGET_TYPES: dict[type[Model], str] = {
     Annotation: "annotation",
     ReviewItem: "review_item",
     TrainingRun: "training_run",
+    ImportJob: "import_job",
 }
 
 

@@ -6,16 +6,13 @@ importer (chunks of 1,000 rows) both call it, so it must stay a handful of queri
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from labeling.models import Document, ImportJob, Project, Split, text_hash
+from labeling.models import Document, Project, Split, text_hash
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import ExternalIdConflictError
 from labeling.services.events import Event, publish
@@ -219,57 +216,3 @@ def document_bulk_create(
 def document_text_differs(document: Document, text: str) -> bool:
     """Whether ``text`` is not the text stored in ``document`` (compared by its content hash)."""
     return document.content_hash != text_hash(text)
-
-
-UPLOAD_FORMATS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
-
-
-def document_import_start(
-    *,
-    project: Project,
-    filename: str,
-    chunks: Iterable[bytes],
-    file_format: str | None,
-    text_col: str,
-    external_id_col: str = "",
-    label_col: str = "",
-    created_by: Any = None,
-) -> ImportJob:
-    """Stream an uploaded file into UPLOAD_DIR, record an ImportJob and queue the import worker."""
-    fmt = file_format or UPLOAD_FORMATS.get(Path(filename).suffix.lower())
-    if fmt not in set(UPLOAD_FORMATS.values()):
-        raise ValidationError({"format": f"give format= one of csv, tsv, jsonl, parquet (file {filename!r})"})
-    folder = Path(settings.UPLOAD_DIR) / str(project.pk)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{uuid.uuid4().hex}.{fmt}"
-    size = 0
-    with open(target, "wb") as out:
-        for chunk in chunks:
-            size += len(chunk)
-            if size > settings.MAX_UPLOAD_BYTES:
-                out.close()
-                target.unlink(missing_ok=True)
-                raise ValidationError({"file": f"larger than the {settings.MAX_UPLOAD_BYTES:,}-byte limit"})
-            out.write(chunk)
-    if size == 0:
-        target.unlink(missing_ok=True)
-        raise ValidationError({"file": "the file is empty"})
-    with transaction.atomic():
-        job = ImportJob.objects.create(
-            project=project,
-            file_path=str(target),
-            file_format=fmt,
-            text_col=text_col,
-            external_id_col=external_id_col,
-            label_col=label_col,
-            created_by=created_by,
-        )
-        enqueue(TaskName.IMPORT_FILE, args=(job.id,))
-    return job

@@ -1,4 +1,7 @@
-"""An import job's life: claimed under an advisory lock, resumed after a dead worker, its file deleted.
+"""An import job's life: started from an upload, claimed under an advisory lock, resumed, its file deleted.
+
+- ``import_job_start`` streams the upload to ``UPLOAD_DIR`` and queues the job; with
+  ``labels_as=training`` it reads the file once first, so a bad label is a 400 and stores nothing.
 
 - A running job's worker holds ``(LOCK_IMPORT, job id)`` for as long as it imports. A job marked
   running whose lock is free was left by a worker that died (killed, out of memory): the beat's
@@ -13,25 +16,128 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from labeling.models import ImportJob, RunStatus
+from labeling.models import ImportJob, LabelsAs, Project, RunStatus
 from labeling.services import modeling
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.events import Event, publish
-from labeling.services.imports import ImportFileError, import_file
+from labeling.services.imports import ImportFileError, ImportLabelError, import_file, open_source, rows_check
 
 logger = logging.getLogger(__name__)
 
 #: Starts of one import before it is failed: a file that kills its worker each time is not retried forever.
 IMPORT_MAX_ATTEMPTS = 3
 OPEN = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+UPLOAD_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+def _upload_check(*, project: Project, path: Path, fmt: str, columns: dict[str, str], labels_as: str) -> None:
+    """Training labels and predictions are checked before the job exists: a bad one is a 400 storing nothing."""
+    if labels_as != LabelsAs.TRAINING and columns["source_col"]:
+        raise ValidationError({"source_col": "only with labels_as=training"})
+    if labels_as == LabelsAs.TRAINING and not columns["label_col"]:
+        raise ValidationError({"label_col": "labels_as=training needs the label column"})
+    if columns["prediction_score_col"] and not columns["prediction_col"]:
+        raise ValidationError({"prediction_score_col": "only with prediction_col"})
+    checked = ["label_col"] if labels_as == LabelsAs.TRAINING else []
+    checked += ["prediction_col"] if columns["prediction_col"] else []
+    if not checked:
+        return
+    fields = {columns[f]: f for f in checked}
+    try:
+        source = open_source(path, fmt)
+        for field, column in columns.items():
+            if column and source.columns is not None and column not in source.columns:
+                raise ValidationError({field: f"column {column!r} not found (columns: {', '.join(source.columns)})"})
+        rows_check(project=project, rows=source.rows, label_cols=[columns[f] for f in checked],
+                   score_col=columns["prediction_score_col"] or None)
+    except ImportLabelError as exc:
+        raise ValidationError({fields.get(exc.column, "prediction_score_col"): str(exc)}) from exc
+    except ImportFileError as exc:
+        raise ValidationError({"file": str(exc)}) from exc
+
+
+def import_job_start(
+    *,
+    project: Project,
+    filename: str,
+    chunks: Iterable[bytes],
+    file_format: str | None,
+    text_col: str,
+    external_id_col: str = "",
+    label_col: str = "",
+    labels_as: str = LabelsAs.GOLD,
+    source_col: str = "",
+    prediction_col: str = "",
+    prediction_score_col: str = "",
+    created_by: Any = None,
+) -> ImportJob:
+    """Stream an uploaded file into UPLOAD_DIR, record an ImportJob and queue the import worker.
+
+    With ``labels_as=training`` or a ``prediction_col`` the file is read once here: a missing column, a
+    label outside the label set or a bad score is a ``ValidationError`` naming the field (and the row),
+    and nothing is stored.
+    """
+    fmt = file_format or UPLOAD_FORMATS.get(Path(filename).suffix.lower())
+    if fmt not in set(UPLOAD_FORMATS.values()):
+        raise ValidationError({"format": f"give format= one of csv, tsv, jsonl, parquet (file {filename!r})"})
+    folder = Path(settings.UPLOAD_DIR) / str(project.pk)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{uuid.uuid4().hex}.{fmt}"
+    size = 0
+    with open(target, "wb") as out:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > settings.MAX_UPLOAD_BYTES:
+                out.close()
+                target.unlink(missing_ok=True)
+                raise ValidationError({"file": f"larger than the {settings.MAX_UPLOAD_BYTES:,}-byte limit"})
+            out.write(chunk)
+    if size == 0:
+        target.unlink(missing_ok=True)
+        raise ValidationError({"file": "the file is empty"})
+    try:
+        columns = {"text_col": text_col, "label_col": label_col, "external_id_col": external_id_col,
+                   "source_col": source_col, "prediction_col": prediction_col,
+                   "prediction_score_col": prediction_score_col}
+        _upload_check(project=project, path=target, fmt=fmt, columns=columns, labels_as=labels_as)
+    except ValidationError:
+        target.unlink(missing_ok=True)
+        raise
+    with transaction.atomic():
+        job = ImportJob.objects.create(
+            project=project,
+            file_path=str(target),
+            file_format=fmt,
+            text_col=text_col,
+            external_id_col=external_id_col,
+            label_col=label_col,
+            labels_as=labels_as,
+            source_col=source_col,
+            prediction_col=prediction_col,
+            prediction_score_col=prediction_score_col,
+            created_by=created_by,
+        )
+        enqueue(TaskName.IMPORT_FILE, args=(job.id,))
+    return job
 
 
 def _claim(job_id: int) -> ImportJob | None:
@@ -80,6 +186,8 @@ def import_job_run(job_id: int) -> ImportJob | None:
             report = import_file(
                 project=job.project, path=job.file_path, fmt=job.file_format or None, text_col=job.text_col,
                 label_col=job.label_col or None, external_id_col=job.external_id_col or None, progress=progress,
+                labels_as=job.labels_as, source_col=job.source_col or None, prediction_col=job.prediction_col or None,
+                prediction_score_col=job.prediction_score_col or None, job=job, actor=job.created_by,
             )
         except Exception as exc:
             # A user error (bad column, unreadable file) or a crash: either way the job must not stay
@@ -90,7 +198,8 @@ def import_job_run(job_id: int) -> ImportJob | None:
             return ImportJob.objects.get(pk=job_id)
         _finish(
             job, status=RunStatus.SUCCEEDED, progress=1.0, rows_total=report.rows_total,
-            rows_imported=report.imported, rows_duplicate=report.duplicates, rows_rejected=report.rejected,
+            rows_imported=report.imported, rows_labeled=report.labeled,
+            rows_duplicate=report.duplicates, rows_rejected=report.rejected,
             rejected=report.rejected_rows,
         )
         logger.info("import job %s: %s imported, %s duplicates, %s rejected", job_id, report.imported,

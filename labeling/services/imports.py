@@ -19,8 +19,27 @@ What counts as what:
   (the reader cannot find where the next row starts).
 
 A missing text / label / id column is an error before anything is written (``ImportFileError``).
-Gold labels go to ``Document.gold_label`` only (for replay and evaluation); they are never
-annotations and never shown to annotators.
+
+What the label column becomes (``labels_as``):
+
+- ``gold`` (the default): ``Document.gold_label`` only (for replay and evaluation); never an
+  annotation, never shown to annotators. A label outside the label set rejects its row.
+- ``training``: every label is checked first, in a pass over the whole file; one label outside the
+  label set fails the import before anything is written (``ImportLabelError`` names the row and the
+  column). A new pool document gets the label as an ``Annotation`` with source ``import``, by the
+  service account ``IMPORT_ANNOTATOR``, recording the import job and the row's ``source_col``: it
+  trains models, counts towards consensus, and closes the document in the queue like any label
+  (with overlap it is one of the document's labels). A new **holdout** document's label goes to
+  ``gold_label`` instead: the holdout stays labeled blind by this project's annotators, so its
+  evaluation never takes an outside label for an honest one. A document already stored is never
+  relabeled (a re-import counts its rows as duplicates). Once training labels are stored the
+  project's retrain rule is checked at once: a labeled file in an empty project queues its first run.
+
+Pre-annotations (``prediction_col``, optional ``prediction_score_col``): an external model's label
+for a row, stored on the new document as ``suggested_label`` / ``suggested_score``. The labeling page
+shows it as a suggestion (never on a blind holdout item); it is never trained on: an annotator who
+accepts it gives that label as their own. Predicted labels and scores are checked first like
+training labels: one outside the label set (or a score that is not a number in 0-1) stores nothing.
 """
 
 from __future__ import annotations
@@ -37,9 +56,22 @@ from django.db import transaction
 
 from labeling import jsonbounds
 from labeling.labelspace import LabelSpace
-from labeling.models import Document, Project, text_hash
+from labeling.models import (
+    Annotation,
+    AnnotationSource,
+    AuditAction,
+    Document,
+    ImportJob,
+    LabelsAs,
+    Project,
+    RunTrigger,
+    Split,
+    text_hash,
+)
 from labeling.services import documents
+from labeling.services.audit import audit_record
 from labeling.services.planner import planner_statistics_refresh
+from labeling.services.training.triggers import project_check_retrain
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +87,36 @@ class ImportFileError(ValueError):
     """The file cannot be imported at all (unreadable, unknown format, missing column)."""
 
 
+class ImportLabelError(ImportFileError):
+    """A training label, predicted label or score that cannot be stored: the import stores nothing."""
+
+    def __init__(self, *, row: int, column: str, problem: str) -> None:
+        self.row, self.column = row, column
+        super().__init__(f"row {row}: {column!r} {problem}; nothing was imported")
+
+
+#: The account imported training labels are given by (inactive: it never signs in).
+IMPORT_ANNOTATOR = "alabel-import"
+
+
+def import_annotator() -> Any:
+    """The service account that gives imported training labels, created on first use."""
+    from django.contrib.auth import get_user_model
+
+    user, created = get_user_model().objects.get_or_create(
+        username=IMPORT_ANNOTATOR, defaults={"is_active": False}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
 @dataclass
 class ImportReport:
     rows_total: int = 0
     imported: int = 0
+    labeled: int = 0  # training labels stored (labels_as=training)
     duplicates: int = 0
     rejected: int = 0
     rejected_rows: list[dict[str, Any]] = field(default_factory=list)  # [{row, reason}], first 1,000
@@ -70,7 +128,8 @@ class ImportReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "rows_total": self.rows_total, "imported": self.imported, "duplicates": self.duplicates,
+            "rows_total": self.rows_total, "imported": self.imported, "labeled": self.labeled,
+            "duplicates": self.duplicates,
             "rejected": self.rejected, "rejected_rows": self.rejected_rows,
         }
 
@@ -230,7 +289,7 @@ def _check_columns(source: _Source, path: str | Path, wanted: dict[str, str | No
 
 def _clean_row(
     raw: dict[str, Any], *, row: int, text_col: str, label_col: str | None, external_id_col: str | None,
-    space: LabelSpace, report: ImportReport,
+    source_col: str | None, space: LabelSpace, report: ImportReport, prediction: tuple[str, str | None] | None,
 ) -> dict[str, Any] | None:
     """The document fields for one row, or None (and a recorded reason) when it is rejected."""
     if "__error__" in raw:
@@ -266,7 +325,27 @@ def _clean_row(
                 report.reject(row, f"label {gold!r} is not in the project's label set")
                 return None
             item["gold_label"] = gold
+            if source_col and raw.get(source_col) is not None:
+                item["_source"] = str(raw[source_col]).strip()[:200]
+    if prediction is not None:
+        suggested = _text(raw.get(prediction[0]))
+        if suggested:  # checked before the import began (``rows_check``)
+            item["_suggested"] = (suggested, _score(raw.get(prediction[1])) if prediction[1] else None)
     return item
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _score(value: Any) -> float | None:
+    """A score in [0, 1], None when empty; ``ValueError`` otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    score = float(value)
+    if not 0.0 <= score <= 1.0:  # NaN fails too
+        raise ValueError(score)
+    return score
 
 
 def _drop_known(project: Project, items: list[dict[str, Any]], seen_hashes: set[str]) -> list[dict[str, Any]]:
@@ -310,8 +389,37 @@ def _drop_conflicts(
     return kept
 
 
+@dataclass
+class _Labels:
+    """Where a training import's labels go: who gives them and which job brought them."""
+
+    annotator: Any
+    job: ImportJob | None
+
+
+def _label_training(
+    kept: list[dict[str, Any]], results: list[tuple[Document, bool]], labels: _Labels
+) -> tuple[list[Annotation], list[Document]]:
+    """Annotations for new pool documents; new holdout documents keep their label as gold (labeled blind)."""
+    annotations: list[Annotation] = []
+    gold: list[Document] = []
+    for item, (doc, was_created) in zip(kept, results, strict=True):
+        if not (was_created and item.get("gold_label")):
+            continue
+        if doc.split == Split.HOLDOUT:
+            doc.gold_label = item["gold_label"]
+            gold.append(doc)
+            continue
+        annotations.append(Annotation(
+            document=doc, annotator=labels.annotator, label=item["gold_label"], source=AnnotationSource.IMPORT,
+            import_job=labels.job, import_source=item.get("_source", ""),
+        ))
+    return annotations, gold
+
+
 def _write_chunk(
-    project: Project, items: list[dict[str, Any]], seen: set[str], seen_ids: dict[str, str], report: ImportReport
+    project: Project, items: list[dict[str, Any]], seen: set[str], seen_ids: dict[str, str], report: ImportReport,
+    labels: _Labels | None = None,
 ) -> None:
     items = _drop_conflicts(project, items, report, seen_ids)
     kept = _drop_known(project, items, seen)
@@ -321,15 +429,31 @@ def _write_chunk(
     with transaction.atomic():
         results = documents.document_bulk_create(
             project=project,
-            items=[{k: v for k, v in it.items() if k not in ("gold_label", "_row")} for it in kept],
+            items=[{k: v for k, v in it.items() if not (k == "gold_label" or k.startswith("_"))} for it in kept],
         )
-        # Gold labels are not part of the posted-document shape: they are stored beside it, only on
+        suggested = []
+        for item, (doc, was_created) in zip(kept, results, strict=True):
+            if was_created and "_suggested" in item:
+                doc.suggested_label, doc.suggested_score = item["_suggested"]
+                suggested.append(doc)
+        if suggested:
+            Document.objects.bulk_update(suggested, ["suggested_label", "suggested_score"], batch_size=CHUNK_SIZE)
+        # Labels are not part of the posted-document shape: they are stored beside it, only on
         # documents this import created (a re-import never rewrites an existing document).
         gold = []
-        for item, (doc, was_created) in zip(kept, results, strict=True):
-            if was_created and item.get("gold_label"):
-                doc.gold_label = item["gold_label"]
-                gold.append(doc)
+        if labels is not None:
+            annotations, gold = _label_training(kept, results, labels)
+            Annotation.objects.bulk_create(annotations, batch_size=CHUNK_SIZE)
+            # A document closes once it has its labels: without overlap, this one.
+            Document.objects.filter(
+                pk__in=[a.document_id for a in annotations], labels_required__lte=1
+            ).update(is_labeled=True)
+            report.labeled += len(annotations)
+        else:
+            for item, (doc, was_created) in zip(kept, results, strict=True):
+                if was_created and item.get("gold_label"):
+                    doc.gold_label = item["gold_label"]
+                    gold.append(doc)
         if gold:
             Document.objects.bulk_update(gold, ["gold_label"], batch_size=CHUNK_SIZE)
     created = sum(1 for _, was_created in results if was_created)
@@ -337,33 +461,109 @@ def _write_chunk(
     report.duplicates += len(kept) - created
 
 
+def _check_training(labels_as: str, label_col: str | None) -> None:
+    if labels_as not in LabelsAs.values:
+        raise ImportFileError(f"labels_as must be one of {', '.join(LabelsAs.values)}, not {labels_as!r}")
+    if labels_as == LabelsAs.TRAINING and not label_col:
+        raise ImportFileError("labels_as=training needs a label column (label_col)")
+
+
+def rows_check(
+    *, project: Project, rows: Iterable[dict[str, Any]], label_cols: list[str], score_col: str | None = None
+) -> None:
+    """Every non-empty value of ``label_cols`` is in the label set, every score a number in 0-1.
+
+    Else ``ImportLabelError`` naming the first bad row and its column: read before anything is written.
+    """
+    space = project.label_space
+    known = ", ".join(project.label_names)
+    for row, raw in enumerate(rows, start=1):
+        if not isinstance(raw, dict):
+            continue
+        for column in label_cols:
+            label = _text(raw.get(column))
+            if label and label not in space:
+                raise ImportLabelError(row=row, column=column,
+                                       problem=f"is {label!r}, which is not in the project's label set ({known})")
+        if score_col:
+            try:
+                _score(raw.get(score_col))
+            except (TypeError, ValueError):
+                raise ImportLabelError(row=row, column=score_col,
+                                       problem=f"is {raw.get(score_col)!r}, not a number from 0 to 1") from None
+
+
+def _needs_check(labels_as: str, label_col: str | None, prediction_col: str | None) -> list[str]:
+    """The columns to read through before writing: training labels and predicted labels."""
+    cols = [label_col] if labels_as == LabelsAs.TRAINING and label_col else []
+    return cols + ([prediction_col] if prediction_col else [])
+
+
 def import_file(
     *, project: Project, path: str | Path, fmt: str | None = None, text_col: str = "text",
     label_col: str | None = None, external_id_col: str | None = None, progress: ProgressFn | None = None,
+    labels_as: str = LabelsAs.GOLD, source_col: str | None = None, prediction_col: str | None = None,
+    prediction_score_col: str | None = None, job: ImportJob | None = None, actor: Any = None,
 ) -> ImportReport:
     """Import every row of ``path`` into ``project``; see the module docstring for the counting rules."""
+    _check_training(labels_as, label_col)
     fmt = fmt or detect_format(path)
     source = open_source(path, fmt)
-    _check_columns(source, path, {"text": text_col, "label": label_col, "external id": external_id_col})
+    _check_columns(source, path, {"text": text_col, "label": label_col, "external id": external_id_col,
+                                  "source": source_col, "prediction": prediction_col,
+                                  "prediction score": prediction_score_col})
+    if cols := _needs_check(labels_as, label_col, prediction_col):
+        rows_check(project=project, rows=open_source(path, fmt).rows, label_cols=cols, score_col=prediction_score_col)
     return _import(project=project, source=source, text_col=text_col, label_col=label_col,
-                   external_id_col=external_id_col, progress=progress)
+                   external_id_col=external_id_col, progress=progress, labels_as=labels_as,
+                   source_col=source_col, prediction_col=prediction_col,
+                   prediction_score_col=prediction_score_col, job=job, actor=actor)
 
 
 def import_records(
     *, project: Project, records: Iterable[dict[str, Any]], text_col: str = "text",
     label_col: str | None = None, external_id_col: str | None = None, progress: ProgressFn | None = None,
+    labels_as: str = LabelsAs.GOLD, source_col: str | None = None, prediction_col: str | None = None,
+    prediction_score_col: str | None = None, actor: Any = None,
 ) -> ImportReport:
     """Like ``import_file`` for rows already in memory (the built-in datasets)."""
+    _check_training(labels_as, label_col)
+    if cols := _needs_check(labels_as, label_col, prediction_col):
+        records = list(records)
+        rows_check(project=project, rows=records, label_cols=cols, score_col=prediction_score_col)
     source = _Source(columns=None, total=None, rows=iter(records))
     return _import(project=project, source=source, text_col=text_col, label_col=label_col,
-                   external_id_col=external_id_col, progress=progress)
+                   external_id_col=external_id_col, progress=progress, labels_as=labels_as,
+                   source_col=source_col, prediction_col=prediction_col,
+                   prediction_score_col=prediction_score_col, job=None, actor=actor)
+
+
+def _labels_imported(*, project: Project, report: ImportReport, job: ImportJob | None, actor: Any,
+                     label_col: str | None) -> None:
+    """Audit the stored training labels, then check the retrain rule (a first model, at once).
+
+    Labels are written chunk by chunk (a resumable job), so the record follows the last chunk; a job
+    resumed after its worker died counts every label it stored, not only this attempt's.
+    """
+    labels = Annotation.objects.filter(import_job=job).count() if job is not None else report.labeled
+    with transaction.atomic():
+        audit_record(
+            actor=actor, action=AuditAction.LABELS_IMPORTED, project=project, target=job,
+            data={"import_job": job.pk if job else None, "labels": labels, "label_col": label_col,
+                  "documents": report.imported},
+        )
+    project_check_retrain(project_id=project.pk, trigger=RunTrigger.THRESHOLD)
 
 
 def _import(
     *, project: Project, source: _Source, text_col: str, label_col: str | None,
-    external_id_col: str | None, progress: ProgressFn | None,
+    external_id_col: str | None, progress: ProgressFn | None, labels_as: str = LabelsAs.GOLD,
+    source_col: str | None = None, prediction_col: str | None = None, prediction_score_col: str | None = None,
+    job: ImportJob | None = None, actor: Any = None,
 ) -> ImportReport:
     space = project.label_space
+    prediction = (prediction_col, prediction_score_col) if prediction_col else None
+    labels = _Labels(annotator=import_annotator(), job=job) if labels_as == LabelsAs.TRAINING else None
     report = ImportReport()
     seen: set[str] = set()
     seen_ids: dict[str, str] = {}  # external id -> text hash, for rows earlier in this file
@@ -371,19 +571,22 @@ def _import(
     for row, raw in enumerate(source.rows, start=1):
         report.rows_total += 1
         item = _clean_row(raw, row=row, text_col=text_col, label_col=label_col,
-                          external_id_col=external_id_col, space=space, report=report)
+                          external_id_col=external_id_col, source_col=source_col, space=space, report=report,
+                          prediction=prediction)
         if item is not None:
             chunk.append(item)
         if len(chunk) >= CHUNK_SIZE:
-            _write_chunk(project, chunk, seen, seen_ids, report)
+            _write_chunk(project, chunk, seen, seen_ids, report, labels)
             chunk = []
             if progress:
                 progress(report.rows_total, source.total)
     if chunk:
-        _write_chunk(project, chunk, seen, seen_ids, report)
+        _write_chunk(project, chunk, seen, seen_ids, report, labels)
     if progress:
         progress(report.rows_total, source.total)
     planner_statistics_refresh(model=Document, rows_written=report.imported)
+    if report.labeled or (job is not None and Annotation.objects.filter(import_job=job).exists()):
+        _labels_imported(project=project, report=report, job=job, actor=actor, label_col=label_col)
     return report
 
 

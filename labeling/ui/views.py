@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET
 
 from labeling import roles
 from labeling.models import (
+    ACCEPT_SUGGESTION_KEY,
     COMMENT_KEYS,
     PAGE_KEYS,
     AcquisitionStrategy,
@@ -85,6 +86,7 @@ def label(request: HttpRequest, pk: int) -> HttpResponse:
         "keys": {"skip": PAGE_KEYS["skip"], "undo": PAGE_KEYS["undo"]},
         "progress": dash.labeling_progress(project=project, user=request.user),
         "strategies": dict(AcquisitionStrategy.choices),  # the "chosen by" line names them as declared
+        "accept_suggestion_key": ACCEPT_SUGGESTION_KEY,
     }
     return render(
         request, "ui/label.html",

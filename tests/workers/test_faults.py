@@ -16,7 +16,7 @@ import pytest
 from labeling.models import Annotation, Document, ImportJob, RunStatus, RunTrigger, TrainingRun, text_hash
 from labeling.services.annotations import annotation_submit
 from labeling.services.assignments import assignment_next
-from labeling.services.documents import document_import_start
+from labeling.services.import_jobs import import_job_start
 from labeling.services.training.triggers import training_run_request
 from tests.factories import ProjectFactory, UserFactory
 from tests.support.celery_worker import use_broker, wait_until
@@ -37,8 +37,8 @@ def test_a_worker_killed_mid_import_is_resumed_by_the_reconciliation(celery_work
     settings.UPLOAD_DIR = str(tmp_path / "uploads")
     worker = celery_worker_factory(queues="imports,scoring", env=BEAT_ENV, beat=True)
     project = ProjectFactory()
-    job = document_import_start(project=project, filename="big.csv", chunks=[_csv(ROWS)], file_format=None,
-                                text_col="text", external_id_col="id")
+    job = import_job_start(project=project, filename="big.csv", chunks=[_csv(ROWS)], file_format=None,
+                           text_col="text", external_id_col="id")
     upload = Path(job.file_path)
     wait_until(
         lambda: ImportJob.objects.filter(pk=job.pk, status=RunStatus.RUNNING, rows_total__gte=2_000,

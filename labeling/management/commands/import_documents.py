@@ -1,4 +1,8 @@
-"""``manage.py import_documents PROJECT FILE --text-col text [--label-col label] [--external-id-col id]``.
+"""``manage.py import_documents PROJECT FILE --text-col text [--label-col label] [--labels-as training]``.
+
+``--labels-as gold`` (the default) keeps the label column as evaluation-only gold labels;
+``--labels-as training`` stores each as an annotation with source ``import`` (see
+``labeling.services.imports``), and ``--source-col`` records a per-row source with it.
 
 FILE is a CSV/TSV, JSON Lines or Parquet file, a folder written by ``datasets.save_to_disk``, or
 (where a network exists) a Hugging Face hub dataset name. PROJECT is a project name or id.
@@ -11,7 +15,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from labeling.models import Project
+from labeling.models import LabelsAs, Project
 from labeling.services.imports import FORMATS, ImportFileError, import_file
 
 
@@ -22,7 +26,14 @@ class Command(BaseCommand):
         parser.add_argument("project", help="project name or id")
         parser.add_argument("file", help="CSV/TSV, JSONL, Parquet, a save_to_disk folder or a hub name")
         parser.add_argument("--text-col", default="text")
-        parser.add_argument("--label-col", default=None, help="gold labels, kept apart from annotations")
+        parser.add_argument("--label-col", default=None, help="the label column (see --labels-as)")
+        parser.add_argument("--labels-as", choices=LabelsAs.values, default=LabelsAs.GOLD,
+                            help="gold: evaluation only, kept apart from annotations (default); "
+                            "training: annotations with source import")
+        parser.add_argument("--source-col", default=None, help="with --labels-as training: each label's source")
+        parser.add_argument("--prediction-col", default=None,
+                            help="an external model's label: a suggestion on the labeling page, never trained on")
+        parser.add_argument("--prediction-score-col", default=None, help="its score, 0-1")
         parser.add_argument("--external-id-col", default=None)
         parser.add_argument("--format", choices=FORMATS, default=None, help="default: from the file name")
 
@@ -43,6 +54,8 @@ class Command(BaseCommand):
             report = import_file(
                 project=project, path=opts["file"], fmt=opts["format"], text_col=opts["text_col"],
                 label_col=opts["label_col"], external_id_col=opts["external_id_col"], progress=progress,
+                labels_as=opts["labels_as"], source_col=opts["source_col"], prediction_col=opts["prediction_col"],
+                prediction_score_col=opts["prediction_score_col"],
             )
         except ImportFileError as exc:
             raise CommandError(str(exc)) from exc
@@ -51,6 +64,8 @@ class Command(BaseCommand):
             f"{report.rows_total:,} rows: {report.imported:,} imported, {report.duplicates:,} duplicates, "
             f"{report.rejected:,} rejected"
         )
+        if opts["labels_as"] == LabelsAs.TRAINING:
+            self.stdout.write(f"{report.labeled:,} training labels stored (holdout documents keep theirs as gold)")
         for item in report.rejected_rows[:20]:
             self.stdout.write(f"  row {item['row']}: {item['reason']}")
         if report.rejected > 20:

@@ -9,6 +9,7 @@
   const RENEW_MS = Math.max(30, Math.min(120, config.project.lease_minutes * 20)) * 1000;
   const POLL_MS = 15000;
   const HIDE_KEY = "alabel.hideModelView";
+  const ACCEPT_KEY = config.accept_suggestion_key;  // declared once, in labeling/models.py
 
   const $ = function (id) { return document.getElementById(id); };
   const labelButtons = Array.from(document.querySelectorAll(".label-btn"));
@@ -18,7 +19,7 @@
   config.labels.forEach(function (l) { labelText[l.name] = l.text; });
 
   const state = {
-    current: null,      // {assignment, document, prediction, reason, shownAt}
+    current: null,      // {assignment, document, prediction, suggestion, reason, shownAt}
     history: [],        // [{annotationId, item, label}] most recent last
     undo: null,         // the history entry being re-labeled
     busy: false,
@@ -83,6 +84,21 @@
       b.setAttribute("aria-pressed", previousLabel && b.dataset.label === previousLabel ? "true" : "false");
     });
     renderModel(item);
+    renderSuggestion(item);
+  }
+
+  function renderSuggestion(item) {
+    const s = !state.undo && item.suggestion;  // never on a blind holdout item: the API sends none
+    $("suggestion").hidden = !s;
+    if (!s) return;
+    $("sugg-label").textContent = labelText[s.label] || s.label;
+    $("sugg-score").textContent = s.score === null || s.score === undefined ? "" : "(" + A.pct(s.score) + ")";
+  }
+
+  function acceptSuggestion() {
+    const s = state.current && !state.undo && state.current.suggestion;
+    if (!s || labelButtons[0].disabled) return;
+    submitLabel(s.label);
   }
 
   function renderModel(item) {
@@ -141,7 +157,8 @@
     alertBanner("");
     state.empty = false;
     state.current = { assignment: reply.data.assignment, document: reply.data.document,
-      prediction: reply.data.prediction, reason: reply.data.reason || {}, shownAt: performance.now() };
+      prediction: reply.data.prediction, suggestion: reply.data.suggestion || null,
+      reason: reply.data.reason || {}, shownAt: performance.now() };
     renderItem(state.current);
     setEnabled(true);
     $("doc-text").focus({ preventScroll: true });
@@ -336,11 +353,13 @@
     if (key === config.keys.undo) { ev.preventDefault(); startUndo(); return; }
     if (key === config.keys.skip) { ev.preventDefault(); skip(); return; }
     if (ev.key === "!") { ev.preventDefault(); openFlag(); return; }
+    if (key === ACCEPT_KEY) { ev.preventDefault(); acceptSuggestion(); return; }
     if (keyToLabel[key] && !labelButtons[0].disabled) { ev.preventDefault(); submitLabel(keyToLabel[key]); }
   });
 
   labelButtons.forEach(function (b) { b.addEventListener("click", function () { submitLabel(b.dataset.label); }); });
   $("skip-btn").addEventListener("click", skip);
+  $("accept-suggestion").addEventListener("click", acceptSuggestion);
   $("undo-btn").addEventListener("click", startUndo);
 
   function applyHide(hide) {
