@@ -76,25 +76,37 @@ def _outbox_write(event: Event | str, payload: dict[str, Any], *, project: Proje
         project_id = project.pk
     else:
         project_id = project
-    subscriptions = [
-        pk for pk, events in WebhookSubscription.objects.filter(project_id=project_id, active=True)
-        .values_list("pk", "events")
+    subscriptions = WebhookSubscription.objects.filter(project_id=project_id, active=True)
+    wanted = [
+        (pk, retry_at) for pk, events, retry_at in subscriptions.values_list("pk", "events", "retry_at")
         if str(event) in events
     ]
-    return deliveries_create(event=str(event), payload=payload, subscription_ids=subscriptions)
+    now = timezone.now()
+    failing = {pk: retry_at for pk, retry_at in wanted if retry_at is not None and retry_at > now}
+    return deliveries_create(
+        event=str(event), payload=payload, subscription_ids=[pk for pk, _ in wanted], wait_until=failing
+    )
 
 
-def deliveries_create(*, event: str, payload: dict[str, Any], subscription_ids: list[int]) -> list[int]:
-    """One pending delivery per subscription, each with its own idempotency id; sent after commit."""
+def deliveries_create(
+    *, event: str, payload: dict[str, Any], subscription_ids: list[int], wait_until: dict[int, Any] | None = None
+) -> list[int]:
+    """One pending delivery per subscription, each with its own idempotency id; sent after commit.
+
+    ``wait_until``: subscriptions whose receiver is failing, and when its next probe is due. Their
+    delivery is due then and gets no message now: it waits in the outbox for the probe's outcome (a
+    success sends what waits, ``services.webhooks``; beat sends whatever is left overdue).
+    """
     if not subscription_ids:
         return []
     now = timezone.now()
+    waits = wait_until or {}
     rows = WebhookDelivery.objects.bulk_create([
         WebhookDelivery(subscription_id=pk, event_id=uuid.uuid4(), event=event, payload=payload,
-                        created_at=now, next_attempt_at=now)
+                        created_at=now, next_attempt_at=waits.get(pk, now))
         for pk in subscription_ids
     ])
-    ids = [row.pk for row in rows]
+    ids = [row.pk for row in rows if row.subscription_id not in waits]
     for pk in ids:
         enqueue(TaskName.WEBHOOK_DELIVER, args=(pk,))
-    return ids
+    return [row.pk for row in rows]

@@ -280,6 +280,20 @@ def _hold_back_siblings(delivery: WebhookDelivery, *, until: Any, now: Any) -> N
     ).exclude(pk=delivery.pk).update(next_attempt_at=until)
 
 
+def _receiver_recovered(subscription: WebhookSubscription, *, now: Any) -> None:
+    """The receiver answered again: new events go out at once, and what waited for it is sent now."""
+    WebhookSubscription.objects.filter(pk=subscription.pk).update(retry_at=None)
+    waiting = list(
+        WebhookDelivery.objects.filter(subscription_id=subscription.pk, state=DeliveryState.PENDING)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:RECONCILE_BATCH]
+    )
+    WebhookDelivery.objects.filter(pk__in=waiting).update(next_attempt_at=now)
+    for pk in waiting:
+        enqueue(TaskName.WEBHOOK_DELIVER, args=(pk,))
+
+
 def delivery_attempt(*, delivery_id: int) -> str | None:
     """One attempt at a due delivery (the WEBHOOK_DELIVER task). Returns its new state, None: not due/held."""
     now = timezone.now()
@@ -300,12 +314,16 @@ def delivery_attempt(*, delivery_id: int) -> str | None:
                               "last_duration_ms": duration_ms}
     if code is not None and 200 <= code < 300:
         fields.update(state=DeliveryState.DELIVERED, delivered_at=done)
+        if subscription.retry_at is not None:
+            _receiver_recovered(subscription, now=done)
     elif delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS or not subscription.active and delivery.event != PING:
         fields.update(state=DeliveryState.FAILED)
     else:
         wait = backoff_s(delivery.attempts)
         fields.update(next_attempt_at=done + timedelta(seconds=wait))
         _hold_back_siblings(delivery, until=fields["next_attempt_at"], now=done)
+        # New events wait for this probe in the outbox (events._outbox_write) instead of trying on their own.
+        WebhookSubscription.objects.filter(pk=subscription.pk).update(retry_at=fields["next_attempt_at"])
     WebhookDelivery.objects.filter(pk=delivery_id).update(**fields)
     if "state" not in fields:  # the next attempt's message, after the row says when it is due
         enqueue(TaskName.WEBHOOK_DELIVER, args=(delivery_id,), countdown=wait)

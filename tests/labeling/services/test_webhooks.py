@@ -133,3 +133,32 @@ def test_a_failing_receiver_holds_back_its_other_deliveries_until_the_next_try(r
     assert {d.next_attempt_at for d in held} == {delivery.next_attempt_at}
     assert {d.attempts for d in held} == {0}  # waiting spends none of their attempts
     assert all(webhooks.delivery_attempt(delivery_id=pk) is None for pk in others)  # not due: no request
+
+
+def test_while_a_receiver_fails_new_events_wait_for_its_probe_and_its_recovery_sends_them(
+    receiver, delivery, django_capture_on_commit_callbacks, settings
+):
+    """An outage costs one probe per backoff step: a new event neither gets a message nor an attempt of
+    its own while the receiver is failing; the first success clears that and sends what waited."""
+    from labeling.models import WebhookSubscription
+    from labeling.services.events import Event, publish
+
+    settings.WEBHOOK_MAX_ATTEMPTS = 10
+    receiver.status = 503
+    assert webhooks.delivery_attempt(delivery_id=delivery.pk) == DeliveryState.PENDING
+    delivery.refresh_from_db()
+    subscription = WebhookSubscription.objects.get(pk=delivery.subscription_id)
+    assert subscription.retry_at == delivery.next_attempt_at  # the probe's time
+    project_id = subscription.project_id
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        (waiting,) = publish(Event.ANNOTATION_CREATED, {"project_id": project_id, "label": "b"}, project=project_id)
+    assert sent == []  # no message: it waits for the probe
+    assert WebhookDelivery.objects.get(pk=waiting).next_attempt_at == subscription.retry_at
+
+    receiver.status = 200
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())  # the probe is due
+    assert webhooks.delivery_attempt(delivery_id=delivery.pk) == DeliveryState.DELIVERED
+    subscription.refresh_from_db()
+    assert subscription.retry_at is None
+    assert WebhookDelivery.objects.get(pk=waiting).next_attempt_at <= timezone.now()  # sent at once
+    assert webhooks.delivery_attempt(delivery_id=waiting) == DeliveryState.DELIVERED
