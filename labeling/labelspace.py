@@ -23,6 +23,12 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 SINGLE_LABEL = "single_label"
+MULTI_LABEL = "multi_label"
+#: How a multi-label answer (a set of label names) is stored in one text column (``Annotation.label``,
+#: ``Prediction.predicted_label``, review decisions, gold): the names in label-set order joined by this
+#: separator, which a label name can never contain (``labeling.models.LABEL_NAME_RE``). The empty set (no
+#: label applies) is the empty string.
+SET_SEPARATOR = ","
 
 
 class _HasLabels(Protocol):
@@ -104,6 +110,14 @@ class LabelSpace(ABC):
         """The error message for an answer that is not valid in this space, or None when it is."""
 
     @abstractmethod
+    def store(self, value: Any) -> str:
+        """The stored (text column) form of a valid answer; ``parse`` reverses it."""
+
+    @abstractmethod
+    def parse(self, stored: str) -> Any:
+        """The answer a stored text stands for: a label name (single) or a tuple of names (multi)."""
+
+    @abstractmethod
     def encode(self, answers: Sequence[Any]) -> np.ndarray:
         """Training targets for N answers: (N,) int64 class indices for a single label."""
 
@@ -125,6 +139,12 @@ class SingleLabel(LabelSpace):
         if not isinstance(value, str) or value not in self._index:
             return f"must be one of {list(self.names)}"
         return None
+
+    def store(self, value: Any) -> str:
+        return str(value)
+
+    def parse(self, stored: str) -> str:
+        return stored
 
     def encode(self, answers: Sequence[Any]) -> np.ndarray:
         out = np.empty(len(answers), dtype=np.int64)
@@ -164,9 +184,102 @@ class SingleLabel(LabelSpace):
         return Consensus(top, share, ConsensusReason.AGREED, total)
 
 
+class MultiLabel(LabelSpace):
+    """Any subset of the labels per item (the empty set included); the model outputs C independent sigmoids.
+
+    An answer is a list/tuple/set of label names; it is stored as its names in label-set order joined by
+    ``SET_SEPARATOR`` (so two annotators who chose the same set store the same text, whatever order they
+    pressed the keys in). Training targets are an (N, C) 0/1 matrix; predictions are per-label calibrated
+    probabilities, the predicted set is the labels whose probability reaches its threshold (per label,
+    chosen on out-of-fold predictions by the model; 0.5 without one).
+    """
+
+    task_type = MULTI_LABEL
+
+    def validate_answer(self, value: object) -> str | None:
+        if not isinstance(value, list | tuple | set | frozenset):
+            return f"must be a list of labels from {list(self.names)} (an empty list when none applies)"
+        names = list(value)
+        unknown = [n for n in names if not isinstance(n, str) or n not in self._index]
+        if unknown:
+            return f"unknown labels {unknown!r}: each must be one of {list(self.names)}"
+        if len(set(names)) != len(names):
+            return "lists a label twice"
+        return None
+
+    def ordered(self, names: Any) -> tuple[str, ...]:
+        """The names of a set in label-set order (unknown names dropped: a label since removed)."""
+        chosen = set(names)
+        return tuple(n for n in self.names if n in chosen)
+
+    def store(self, value: Any) -> str:
+        return SET_SEPARATOR.join(self.ordered(value))
+
+    def parse(self, stored: str) -> tuple[str, ...]:
+        return self.ordered(stored.split(SET_SEPARATOR)) if stored else ()
+
+    def _as_set(self, answer: Any) -> tuple[str, ...]:
+        return self.parse(answer) if isinstance(answer, str) else self.ordered(answer)
+
+    def encode(self, answers: Sequence[Any]) -> np.ndarray:
+        """(N, C) float32 0/1 targets from N answers (stored texts or sequences of names)."""
+        out = np.zeros((len(answers), len(self.names)), dtype=np.float32)
+        for i, answer in enumerate(answers):
+            names = answer.split(SET_SEPARATOR) if isinstance(answer, str) and answer else answer or ()
+            for name in names:
+                if name not in self._index:
+                    raise ValueError(f"unknown label {name!r} (known: {', '.join(self.names)})")
+                out[i, self._index[name]] = 1.0
+        return out
+
+    def predicted_sets(self, probs: np.ndarray, thresholds: Sequence[float] | None = None) -> list[tuple[str, ...]]:
+        """The predicted set of each of N documents: labels whose probability reaches its threshold."""
+        probs = np.asarray(probs, dtype=np.float64)
+        t = np.full(len(self.names), 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+        chosen = probs >= t[None, :]
+        return [tuple(self.names[j] for j in np.flatnonzero(row)) for row in chosen]
+
+    def prediction_fields(self, probs: np.ndarray, thresholds: Sequence[float] | None = None) -> list[PredictionFields]:
+        # Confidence is the probability that the whole predicted set is right, the labels taken as
+        # independent (the product of max(p, 1 - p) over labels): what "how sure is the model of this
+        # answer" means when the answer is a set.
+        probs = np.asarray(probs, dtype=np.float64)
+        sets = self.predicted_sets(probs, thresholds)
+        confidence = np.prod(np.maximum(probs, 1.0 - probs), axis=1) if probs.size else np.zeros(len(probs))
+        return [
+            PredictionFields(
+                probabilities=[float(p) for p in probs[i]],
+                predicted_label=self.store(sets[i]),
+                confidence=float(confidence[i]),
+            )
+            for i in range(len(probs))
+        ]
+
+    def consensus(self, answers: Sequence[Any], min_agreement: float = 0.0) -> Consensus:
+        # Per-label majority: a label is in the consensus set when more than half of the valid answers
+        # include it. A label the answers split evenly on is a tie (no consensus: review). The agreement
+        # is the weakest label's majority share, so ``min_agreement`` asks every label to be agreed that well.
+        valid = [self._as_set(a) for a in answers if isinstance(a, str | list | tuple | set | frozenset)]
+        total = len(valid)
+        if not total:
+            return Consensus(None, 0.0, ConsensusReason.NO_ANSWER, 0)
+        counts = Counter(name for answer in valid for name in set(answer))
+        shares = {name: counts.get(name, 0) / total for name in self.names}
+        if any(2 * counts.get(name, 0) == total for name in self.names):
+            weakest = min(max(s, 1.0 - s) for s in shares.values())
+            return Consensus(None, weakest, ConsensusReason.TIE, total)
+        weakest = min(max(s, 1.0 - s) for s in shares.values()) if shares else 1.0
+        if weakest < min_agreement:
+            return Consensus(None, weakest, ConsensusReason.LOW_AGREEMENT, total)
+        return Consensus(self.store(n for n in self.names if shares[n] > 0.5), weakest, ConsensusReason.AGREED, total)
+
+
 # The task types a project can have; ``labeling.models.TaskType`` takes its choices from here.
-TASK_TYPES: dict[str, type[LabelSpace]] = {SINGLE_LABEL: SingleLabel}
-TASK_TYPE_LABELS: dict[str, str] = {SINGLE_LABEL: "Single-label classification"}
+TASK_TYPES: dict[str, type[LabelSpace]] = {SINGLE_LABEL: SingleLabel, MULTI_LABEL: MultiLabel}
+TASK_TYPE_LABELS: dict[str, str] = {
+    SINGLE_LABEL: "Single-label classification",
+    MULTI_LABEL: "Multi-label classification",
+}
 
 
 def label_space(task_type: str, names: Sequence[str]) -> LabelSpace:

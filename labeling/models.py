@@ -24,6 +24,9 @@ from modelsvc.config import fine_tune_top
 
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 KEY_RE = re.compile(r"^[1-9a-z]$")
+#: Room for a stored answer: one label name, or a multi-label set (up to 35 labels, one per key) as its
+#: names joined by ``labelspace.SET_SEPARATOR``. A varchar limit, not padding: short answers stay short.
+ANSWER_MAX_LENGTH = 35 * 64 + 34
 #: Keys the labeling and review pages keep for themselves, so no label may take them: a page key
 #: pressed first would leave that label unreachable by keyboard. The review page's comment key is
 #: chosen per project instead (``COMMENT_KEYS``: "c", or "0" where a label took "c").
@@ -233,10 +236,10 @@ class Document(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     split = models.CharField(max_length=8, choices=Split.choices, default=Split.POOL)
     # Gold labels from an imported file: for replay and evaluation only, never shown or trained on.
-    gold_label = models.CharField(max_length=64, null=True, blank=True)
+    gold_label = models.CharField(max_length=ANSWER_MAX_LENGTH, null=True, blank=True)
     # An external model's prediction brought with an import (a pre-annotation): shown on the labeling
     # page as a suggestion, never trained on (an annotator who accepts it gives that label themselves).
-    suggested_label = models.CharField(max_length=64, blank=True)
+    suggested_label = models.CharField(max_length=ANSWER_MAX_LENGTH, blank=True)
     suggested_score = models.FloatField(null=True, blank=True)
     # How many annotators label it: the project's overlap policy, applied on creation and on a policy change.
     labels_required = models.PositiveSmallIntegerField(default=1)
@@ -277,7 +280,7 @@ class AnnotationSource(models.TextChoices):
 class Annotation(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="annotations")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations")
-    label = models.CharField(max_length=64)
+    label = models.CharField(max_length=ANSWER_MAX_LENGTH)
     assignment = models.ForeignKey(
         "Assignment", null=True, blank=True, on_delete=models.SET_NULL, related_name="annotations"
     )
@@ -285,7 +288,7 @@ class Annotation(models.Model):
     model_version = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    predicted_label = models.CharField(max_length=64, blank=True)
+    predicted_label = models.CharField(max_length=ANSWER_MAX_LENGTH, blank=True)
     predicted_confidence = models.FloatField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     source = models.CharField(max_length=8, choices=AnnotationSource.choices, default=AnnotationSource.API)
@@ -319,8 +322,8 @@ class AnnotationRevision(models.Model):
     """Audit trail: one row each time an annotator changes a label they gave earlier."""
 
     annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="revisions")
-    previous_label = models.CharField(max_length=64)
-    new_label = models.CharField(max_length=64)
+    previous_label = models.CharField(max_length=ANSWER_MAX_LENGTH)
+    new_label = models.CharField(max_length=ANSWER_MAX_LENGTH)
     changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     changed_at = models.DateTimeField(default=timezone.now)
 
@@ -446,7 +449,7 @@ class Prediction(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="predictions")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="predictions")
     probabilities = models.JSONField(help_text="calibrated mean probabilities, in label_map order")
-    predicted_label = models.CharField(max_length=64)
+    predicted_label = models.CharField(max_length=ANSWER_MAX_LENGTH)
     confidence = models.FloatField(help_text="calibrated probability of the predicted label")
     entropy = models.FloatField(help_text="predictive entropy (total uncertainty), nats")
     expected_entropy = models.FloatField(help_text="mean entropy of the samples (aleatoric), nats")
@@ -797,9 +800,9 @@ class ReviewDecision(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="review_decisions")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     action = models.CharField(max_length=8, choices=ReviewAction.choices)
-    label = models.CharField(max_length=64)
+    label = models.CharField(max_length=ANSWER_MAX_LENGTH)
     # What it replaced: the document's final label before, and who had decided that.
-    replaced_label = models.CharField(max_length=64, blank=True)
+    replaced_label = models.CharField(max_length=ANSWER_MAX_LENGTH, blank=True)
     replaced_by = models.CharField(max_length=64, blank=True, help_text="annotators, reviewer:<name> or empty")
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)

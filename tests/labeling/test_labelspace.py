@@ -74,3 +74,42 @@ def test_consensus_needs_the_minimum_agreement() -> None:
     assert (low.label, low.reason) == (None, "low_agreement")
     assert space.consensus(["a", "a", "b", "c", "c"], 0.0).reason == "tie"
     assert space.consensus(["a", "a", "a"], min_agreement=1.0).label == "a"
+
+
+def test_a_multi_label_answer_is_a_set_stored_in_label_set_order() -> None:
+    from labeling.labelspace import MultiLabel
+
+    space = label_space("multi_label", ["food", "water", "shelter"])
+    assert isinstance(space, MultiLabel)
+    assert space.validate_answer(["shelter", "food"]) is None
+    assert space.validate_answer([]) is None  # no label applies
+    assert "unknown labels ['fire']" in (space.validate_answer(["fire", "food"]) or "")
+    assert "twice" in (space.validate_answer(["food", "food"]) or "")
+    assert "must be a list" in (space.validate_answer("food") or "")
+    assert space.store(["shelter", "food"]) == space.store(("food", "shelter")) == "food,shelter"
+    assert space.store([]) == "" and space.parse("") == ()
+    assert space.parse("food,shelter") == ("food", "shelter")
+    np.testing.assert_array_equal(space.encode(["food,shelter", ["water"], ""]), [[1, 0, 1], [0, 1, 0], [0, 0, 0]])
+    with pytest.raises(ValueError, match="unknown label 'fire'"):
+        space.encode([["fire"]])
+
+
+def test_multi_label_predictions_are_thresholded_per_label() -> None:
+    space = label_space("multi_label", ["food", "water", "shelter"])
+    probs = np.array([[0.9, 0.4, 0.2], [0.1, 0.1, 0.1]])
+    fields = space.prediction_fields(probs)
+    assert [f.predicted_label for f in fields] == ["food", ""]
+    assert fields[0].confidence == pytest.approx(0.9 * 0.6 * 0.8)
+    fields = space.prediction_fields(probs, thresholds=[0.95, 0.3, 0.5])
+    assert fields[0].predicted_label == "water"
+
+
+def test_multi_label_consensus_is_a_per_label_majority() -> None:
+    space = label_space("multi_label", ["food", "water", "shelter"])
+    agreed = space.consensus(["food,water", "food", "food,water"])
+    assert agreed.label == "food,water" and agreed.agreed and agreed.votes == 3
+    assert agreed.agreement == pytest.approx(2 / 3)  # the weakest label: water, 2 of 3
+    assert space.consensus(["food", "food,water"]).reason == "tie"  # water split 1-1
+    assert space.consensus(["", ""]).label == ""  # agreed that no label applies
+    assert space.consensus(["food,water", "food", "food,water"], min_agreement=0.75).reason == "low_agreement"
+    assert space.consensus([]).reason == "no_answer"
