@@ -31,7 +31,9 @@ from labeling.models import ImportJob, LabelsAs, Project, RunStatus
 from labeling.services import modeling
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.events import Event, publish
-from labeling.services.imports import ImportFileError, ImportLabelError, import_file, open_source, rows_check
+from labeling.services.import_readers import ImportFileError, open_source
+from labeling.services.import_rows import ImportLabelError, rows_check
+from labeling.services.imports import import_file
 
 logger = logging.getLogger(__name__)
 

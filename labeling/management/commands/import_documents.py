@@ -2,7 +2,7 @@
 
 ``--labels-as gold`` (the default) keeps the label column as evaluation-only gold labels;
 ``--labels-as training`` stores each as an annotation with source ``import`` (see
-``labeling.services.imports``), and ``--source-col`` records a per-row source with it.
+``labeling.services.import_rows``), and ``--source-col`` records a per-row source with it.
 
 FILE is a CSV/TSV, JSON Lines or Parquet file, a folder written by ``datasets.save_to_disk``, or
 (where a network exists) a Hugging Face hub dataset name. PROJECT is a project name or id.
@@ -16,7 +16,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from labeling.models import LabelsAs, Project
-from labeling.services.imports import FORMATS, ImportFileError, import_file
+from labeling.services.import_readers import FORMATS, ImportFileError
+from labeling.services.imports import import_file
 
 
 class Command(BaseCommand):
