@@ -557,6 +557,9 @@ class ImportJob(models.Model):
     source_col = models.CharField(max_length=200, blank=True, help_text="per-row source of an imported label")
     prediction_col = models.CharField(max_length=200, blank=True, help_text="an external model's label: a suggestion")
     prediction_score_col = models.CharField(max_length=200, blank=True, help_text="its score, 0-1")
+    annotator_col = models.CharField(
+        max_length=200, blank=True, help_text="per-row username of the member who gave an imported label"
+    )
     rows_labeled = models.PositiveIntegerField(default=0, help_text="training labels stored")
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
     progress = models.FloatField(default=0.0)

@@ -7,13 +7,22 @@ What the label column becomes (``labels_as``):
 - ``training``: every label is checked first, in a pass over the whole file; one label outside the
   label set fails the import before anything is written (``ImportLabelError`` names the row and the
   column). A new pool document gets the label as an ``Annotation`` with source ``import``, by the
-  service account ``IMPORT_ANNOTATOR``, recording the import job and the row's ``source_col``: it
+  service account ``IMPORT_ANNOTATOR`` or, with ``annotator_col``, by the member that row names
+  (see below), recording the import job and the row's ``source_col``: it
   trains models, counts towards consensus, and closes the document in the queue like any label
   (with overlap it is one of the document's labels). A new **holdout** document's label goes to
   ``gold_label`` instead: the holdout stays labeled blind by this project's annotators, so its
   evaluation never takes an outside label for an honest one. A document already stored is never
   relabeled (a re-import counts its rows as duplicates). Once training labels are stored the
   project's retrain rule is checked at once: a labeled file in an empty project queues its first run.
+
+Who gave each label (``annotator_col``, ``labels_as=training`` only): a column holding, per row, the
+username of the project member who gave that row's label. It is checked with the labels, before
+anything is written: a username that is not an active member of the project who labels (manager,
+reviewer, annotator) fails the import naming the row and the column. A row whose cell is empty is
+credited to ``IMPORT_ANNOTATOR``, as every row is without the column. The label then counts as that
+member's own (their queue skips the document, agreement and their statistics count it); a holdout
+row's label stays gold, whoever gave it.
 
 Pre-annotations (``prediction_col``, optional ``prediction_score_col``): an external model's label
 for a row, stored on the new document as ``suggested_label`` / ``suggested_score``. The labeling page
@@ -25,11 +34,12 @@ training labels: one outside the label set (or a score that is not a number in 0
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
 
+from labeling import roles
 from labeling.labelspace import LabelSpace
 from labeling.models import (
     Annotation,
@@ -39,6 +49,7 @@ from labeling.models import (
     ImportJob,
     LabelsAs,
     Project,
+    ProjectMembership,
     RunTrigger,
     Split,
 )
@@ -74,11 +85,32 @@ def import_annotator() -> Any:
 # Checks before anything is written
 
 
-def labels_as_check(labels_as: str, label_col: str | None) -> None:
+def labels_as_check(labels_as: str, label_col: str | None, annotator_col: str | None = None) -> None:
     if labels_as not in LabelsAs.values:
         raise ImportFileError(f"labels_as must be one of {', '.join(LabelsAs.values)}, not {labels_as!r}")
     if labels_as == LabelsAs.TRAINING and not label_col:
         raise ImportFileError("labels_as=training needs a label column (label_col)")
+    if annotator_col and labels_as != LabelsAs.TRAINING:
+        raise ImportFileError("annotator_col only with labels_as=training (gold labels have no annotator)")
+
+
+def project_labelers(project: Project) -> dict[str, int]:
+    """Username -> user id of the project's active members who may give labels."""
+    return dict(
+        ProjectMembership.objects.filter(project=project, role__in=roles.ANNOTATE, user__is_active=True).values_list(
+            "user__username", "user_id"
+        )
+    )
+
+
+def _not_a_labeler(project: Project, username: str) -> str:
+    """Why ``username`` cannot be credited with a label in ``project`` (it is not in ``project_labelers``)."""
+    member = ProjectMembership.objects.filter(project=project, user__username=username).select_related("user").first()
+    if member is None:
+        return f"is {username!r}, who is not a member of this project"
+    if not member.user.is_active:
+        return f"is {username!r}, whose account is deactivated"
+    return f"is {username!r}, a member with role {member.role}, which does not label"
 
 
 def columns_to_check(labels_as: str, label_col: str | None, prediction_col: str | None) -> list[str]:
@@ -102,14 +134,21 @@ def label_score(value: Any) -> float | None:
 
 
 def rows_check(
-    *, project: Project, rows: Iterable[dict[str, Any]], label_cols: list[str], score_col: str | None = None
+    *,
+    project: Project,
+    rows: Iterable[dict[str, Any]],
+    label_cols: list[str],
+    score_col: str | None = None,
+    annotator_col: str | None = None,
 ) -> None:
-    """Every non-empty value of ``label_cols`` is in the label set, every score a number in 0-1.
+    """Every non-empty value of ``label_cols`` is in the label set, every score a number in 0-1, every
+    annotator a member of the project who labels.
 
     Else ``ImportLabelError`` naming the first bad row and its column: read before anything is written.
     """
     space = project.label_space
     known = ", ".join(project.label_names)
+    labelers = project_labelers(project) if annotator_col else {}
     for row, raw in enumerate(rows, start=1):
         if not isinstance(raw, dict):
             continue
@@ -126,6 +165,10 @@ def rows_check(
                 raise ImportLabelError(
                     row=row, column=score_col, problem=f"is {raw.get(score_col)!r}, not a number from 0 to 1"
                 ) from None
+        if annotator_col:
+            username = label_text(raw.get(annotator_col))
+            if username and username not in labelers:
+                raise ImportLabelError(row=row, column=annotator_col, problem=_not_a_labeler(project, username))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,6 +183,7 @@ class RowColumns:
     label: str | None = None
     external_id: str | None = None
     source: str | None = None
+    annotator: str | None = None
     prediction: str | None = None
     prediction_score: str | None = None
 
@@ -176,6 +220,8 @@ def row_clean(raw: dict[str, Any], *, row: int, cols: RowColumns, space: LabelSp
             item["gold_label"] = gold
             if cols.source and raw.get(cols.source) is not None:
                 item["_source"] = str(raw[cols.source]).strip()[:200]
+            if cols.annotator and (username := label_text(raw.get(cols.annotator))):
+                item["_annotator"] = username  # checked before the import began (``rows_check``)
     if cols.prediction:
         suggested = label_text(raw.get(cols.prediction))
         if suggested:  # checked before the import began (``rows_check``)
@@ -192,8 +238,9 @@ def row_clean(raw: dict[str, Any], *, row: int, cols: RowColumns, space: LabelSp
 class TrainingLabels:
     """Where a training import's labels go: who gives them and which job brought them."""
 
-    annotator: Any
+    annotator: Any  # the service account: rows that name no annotator
     job: ImportJob | None
+    annotators: dict[str, int] = field(default_factory=dict)  # username -> user id, with annotator_col
 
 
 def training_labels(
@@ -209,10 +256,11 @@ def training_labels(
             doc.gold_label = item["gold_label"]
             gold.append(doc)
             continue
+        username = item.get("_annotator")
         annotations.append(
             Annotation(
                 document=doc,
-                annotator=labels.annotator,
+                annotator_id=labels.annotators[username] if username else labels.annotator.pk,
                 label=item["gold_label"],
                 source=AnnotationSource.IMPORT,
                 import_job=labels.job,
@@ -243,7 +291,14 @@ def suggestions(kept: list[dict[str, Any]], results: list[tuple[Document, bool]]
 
 
 def labels_imported(
-    *, project: Project, stored: int, documents_imported: int, job: ImportJob | None, actor: Any, label_col: str | None
+    *,
+    project: Project,
+    stored: int,
+    documents_imported: int,
+    job: ImportJob | None,
+    actor: Any,
+    label_col: str | None,
+    annotator_col: str | None = None,
 ) -> None:
     """Audit the stored training labels, then check the retrain rule (a first model, at once).
 
@@ -261,6 +316,7 @@ def labels_imported(
                 "import_job": job.pk if job else None,
                 "labels": labels,
                 "label_col": label_col,
+                "annotator_col": annotator_col,
                 "documents": documents_imported,
             },
         )

@@ -44,6 +44,7 @@ from labeling.services.import_rows import (
     import_annotator,
     labels_as_check,
     labels_imported,
+    project_labelers,
     row_clean,
     rows_check,
     suggestions,
@@ -175,11 +176,12 @@ def import_file(
     source_col: str | None = None,
     prediction_col: str | None = None,
     prediction_score_col: str | None = None,
+    annotator_col: str | None = None,
     job: ImportJob | None = None,
     actor: Any = None,
 ) -> ImportReport:
     """Import every row of ``path`` into ``project``; see the module docstring for the counting rules."""
-    labels_as_check(labels_as, label_col)
+    labels_as_check(labels_as, label_col, annotator_col)
     fmt = fmt or detect_format(path)
     source = open_source(path, fmt)
     columns_check(
@@ -192,15 +194,23 @@ def import_file(
             "source": source_col,
             "prediction": prediction_col,
             "prediction score": prediction_score_col,
+            "annotator": annotator_col,
         },
     )
     if cols := columns_to_check(labels_as, label_col, prediction_col):
-        rows_check(project=project, rows=open_source(path, fmt).rows, label_cols=cols, score_col=prediction_score_col)
+        rows_check(
+            project=project,
+            rows=open_source(path, fmt).rows,
+            label_cols=cols,
+            score_col=prediction_score_col,
+            annotator_col=annotator_col,
+        )
     columns = RowColumns(
         text=text_col,
         label=label_col,
         external_id=external_id_col,
         source=source_col,
+        annotator=annotator_col,
         prediction=prediction_col,
         prediction_score=prediction_score_col,
     )
@@ -221,19 +231,23 @@ def import_records(
     source_col: str | None = None,
     prediction_col: str | None = None,
     prediction_score_col: str | None = None,
+    annotator_col: str | None = None,
     actor: Any = None,
 ) -> ImportReport:
     """Like ``import_file`` for rows already in memory (the built-in datasets)."""
-    labels_as_check(labels_as, label_col)
+    labels_as_check(labels_as, label_col, annotator_col)
     if cols := columns_to_check(labels_as, label_col, prediction_col):
         records = list(records)
-        rows_check(project=project, rows=records, label_cols=cols, score_col=prediction_score_col)
+        rows_check(
+            project=project, rows=records, label_cols=cols, score_col=prediction_score_col, annotator_col=annotator_col
+        )
     source = Source(columns=None, total=None, rows=iter(records))
     columns = RowColumns(
         text=text_col,
         label=label_col,
         external_id=external_id_col,
         source=source_col,
+        annotator=annotator_col,
         prediction=prediction_col,
         prediction_score=prediction_score_col,
     )
@@ -253,7 +267,10 @@ def _import(
     actor: Any,
 ) -> ImportReport:
     space = project.label_space
-    labels = TrainingLabels(annotator=import_annotator(), job=job) if labels_as == LabelsAs.TRAINING else None
+    labels = None
+    if labels_as == LabelsAs.TRAINING:
+        annotators = project_labelers(project) if cols.annotator else {}
+        labels = TrainingLabels(annotator=import_annotator(), job=job, annotators=annotators)
     report = ImportReport()
     seen: set[str] = set()
     seen_ids: dict[str, str] = {}  # external id -> text hash, for rows earlier in this file
@@ -283,5 +300,6 @@ def _import(
             job=job,
             actor=actor,
             label_col=cols.label,
+            annotator_col=cols.annotator,
         )
     return report
