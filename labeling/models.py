@@ -665,6 +665,7 @@ class AuditAction(models.TextChoices):
     GUIDELINES_UPDATED = "guidelines.updated", "Guidelines changed"
     LABEL_SET_CHANGED = "label_set.changed", "Label set changed (add, rename, retire, merge, split)"
     LABELS_IMPORTED = "labels.imported", "Training labels imported"
+    REVIEW_CLOSED = "review.closed", "Review item closed by a label-set change"
 
 
 #: Membership events of the audit log, and their names in ``GET /members/changes``.
@@ -750,6 +751,7 @@ class ReviewReason(models.TextChoices):
 class ReviewState(models.TextChoices):
     OPEN = "open", "Open"
     DECIDED = "decided", "Decided"
+    CLOSED = "closed", "Closed without a decision (a label-set change dissolved the disagreement)"
 
 
 class ReviewItem(models.Model):
@@ -767,6 +769,9 @@ class ReviewItem(models.Model):
     leased_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     decided_at = models.DateTimeField(null=True, blank=True)
+    closed_reason = models.CharField(
+        max_length=300, blank=True, help_text="why it was closed without a decision (state closed)"
+    )
 
     class Meta:
         ordering = ["id"]
