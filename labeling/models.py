@@ -560,6 +560,9 @@ class ImportJob(models.Model):
     source_col = models.CharField(max_length=200, blank=True, help_text="per-row source of an imported label")
     prediction_col = models.CharField(max_length=200, blank=True, help_text="an external model's label: a suggestion")
     prediction_score_col = models.CharField(max_length=200, blank=True, help_text="its score, 0-1")
+    annotator_col = models.CharField(
+        max_length=200, blank=True, help_text="per-row username of the member who gave an imported label"
+    )
     rows_labeled = models.PositiveIntegerField(default=0, help_text="training labels stored")
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
     progress = models.FloatField(default=0.0)
@@ -665,6 +668,7 @@ class AuditAction(models.TextChoices):
     GUIDELINES_UPDATED = "guidelines.updated", "Guidelines changed"
     LABEL_SET_CHANGED = "label_set.changed", "Label set changed (add, rename, retire, merge, split)"
     LABELS_IMPORTED = "labels.imported", "Training labels imported"
+    REVIEW_CLOSED = "review.closed", "Review item closed by a label-set change"
 
 
 #: Membership events of the audit log, and their names in ``GET /members/changes``.
@@ -750,6 +754,7 @@ class ReviewReason(models.TextChoices):
 class ReviewState(models.TextChoices):
     OPEN = "open", "Open"
     DECIDED = "decided", "Decided"
+    CLOSED = "closed", "Closed without a decision (a label-set change dissolved the disagreement)"
 
 
 class ReviewItem(models.Model):
@@ -767,6 +772,9 @@ class ReviewItem(models.Model):
     leased_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     decided_at = models.DateTimeField(null=True, blank=True)
+    closed_reason = models.CharField(
+        max_length=300, blank=True, help_text="why it was closed without a decision (state closed)"
+    )
 
     class Meta:
         ordering = ["id"]

@@ -284,6 +284,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "source_col",
             "prediction_col",
             "prediction_score_col",
+            "annotator_col",
             "status",
             "progress",
             "rows_total",
@@ -341,6 +342,13 @@ class ImportCreateApi(BaseApi):
             required=False, allow_blank=True, default="", max_length=200,
             help_text="with prediction_col: its score, a number from 0 to 1",
         )
+        annotator_col = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=200,
+            help_text="with labels_as=training: a column naming, per row, the username of the project member "
+            "who gave the label (manager, reviewer or annotator); empty cells and imports without it are "
+            "credited to the alabel-import account; an unknown or non-member username is a 400 naming the row, "
+            "and nothing is stored",
+        )
 
         class Meta:
             ref_name = "ImportCreate"
@@ -368,6 +376,7 @@ class ImportCreateApi(BaseApi):
             source_col=data.validated_data["source_col"],
             prediction_col=data.validated_data["prediction_col"],
             prediction_score_col=data.validated_data["prediction_score_col"],
+            annotator_col=data.validated_data["annotator_col"],
             created_by=request.user,
         )
         return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

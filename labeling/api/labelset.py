@@ -47,6 +47,9 @@ class LabelSetChangeOutputSerializer(serializers.Serializer):
     operation = serializers.CharField(source="version.operation")
     migrated = serializers.IntegerField(help_text="annotations moved to another label (rename, merge)")
     reopened = serializers.IntegerField(help_text="documents sent back to the queue (split)")
+    review_closed = serializers.IntegerField(
+        help_text="open disagreement review items the change dissolved: closed with a recorded, audited reason"
+    )
     retrain_run = serializers.IntegerField(
         source="run.pk", allow_null=True, default=None, help_text="the training run requested on the new set"
     )

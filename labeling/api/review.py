@@ -173,6 +173,9 @@ class ReviewListApi(_ItemApi):
                         "reason": serializers.CharField(),
                         "score": serializers.FloatField(allow_null=True),
                         "state": serializers.CharField(),
+                        "closed_reason": serializers.CharField(
+                            help_text="state closed: why a label-set change closed it without a decision"
+                        ),
                         "reviewer": serializers.CharField(allow_null=True),
                         "created_at": serializers.DateTimeField(),
                     },
@@ -194,6 +197,7 @@ class ReviewListApi(_ItemApi):
                 "reason": i.reason,
                 "score": i.score,
                 "state": i.state,
+                "closed_reason": i.closed_reason,
                 "reviewer": i.reviewer.get_username() if i.reviewer else None,
                 "created_at": i.created_at,
             }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from labeling.models import LabelSetOperation, LabelSetVersion, Project
+from django.db.models import Count
+
+from labeling.models import Annotation, LabelSetOperation, LabelSetVersion, Project
 
 
 def label_set_versions(*, project: Project) -> list[LabelSetVersion]:
@@ -19,3 +21,9 @@ def label_set_versions(*, project: Project) -> list[LabelSetVersion]:
             )
         ]
     return versions
+
+
+def label_set_usage(*, project: Project) -> dict[str, int]:
+    """{label: annotations with it} over the project, retired labels included (their annotations stay)."""
+    rows = Annotation.objects.filter(document__project=project).values("label").annotate(n=Count("id"))
+    return {row["label"]: row["n"] for row in rows}

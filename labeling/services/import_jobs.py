@@ -31,7 +31,9 @@ from labeling.models import ImportJob, LabelsAs, Project, RunStatus
 from labeling.services import modeling
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.events import Event, publish
-from labeling.services.imports import ImportFileError, ImportLabelError, import_file, open_source, rows_check
+from labeling.services.import_readers import ImportFileError, open_source
+from labeling.services.import_rows import ImportLabelError, rows_check
+from labeling.services.imports import import_file
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +53,9 @@ UPLOAD_FORMATS = {
 
 def _upload_check(*, project: Project, path: Path, fmt: str, columns: dict[str, str], labels_as: str) -> None:
     """Training labels and predictions are checked before the job exists: a bad one is a 400 storing nothing."""
-    if labels_as != LabelsAs.TRAINING and columns["source_col"]:
-        raise ValidationError({"source_col": "only with labels_as=training"})
+    for only_training in ("source_col", "annotator_col"):
+        if labels_as != LabelsAs.TRAINING and columns[only_training]:
+            raise ValidationError({only_training: "only with labels_as=training"})
     if labels_as == LabelsAs.TRAINING and not columns["label_col"]:
         raise ValidationError({"label_col": "labels_as=training needs the label column"})
     if columns["prediction_score_col"] and not columns["prediction_col"]:
@@ -61,14 +64,15 @@ def _upload_check(*, project: Project, path: Path, fmt: str, columns: dict[str, 
     checked += ["prediction_col"] if columns["prediction_col"] else []
     if not checked:
         return
-    fields = {columns[f]: f for f in checked}
+    annotator_col = columns["annotator_col"] or None
+    fields = {columns[f]: f for f in [*checked, *(["annotator_col"] if annotator_col else [])]}
     try:
         source = open_source(path, fmt)
         for field, column in columns.items():
             if column and source.columns is not None and column not in source.columns:
                 raise ValidationError({field: f"column {column!r} not found (columns: {', '.join(source.columns)})"})
         rows_check(project=project, rows=source.rows, label_cols=[columns[f] for f in checked],
-                   score_col=columns["prediction_score_col"] or None)
+                   score_col=columns["prediction_score_col"] or None, annotator_col=annotator_col)
     except ImportLabelError as exc:
         raise ValidationError({fields.get(exc.column, "prediction_score_col"): str(exc)}) from exc
     except ImportFileError as exc:
@@ -88,13 +92,14 @@ def import_job_start(
     source_col: str = "",
     prediction_col: str = "",
     prediction_score_col: str = "",
+    annotator_col: str = "",
     created_by: Any = None,
 ) -> ImportJob:
     """Stream an uploaded file into UPLOAD_DIR, record an ImportJob and queue the import worker.
 
     With ``labels_as=training`` or a ``prediction_col`` the file is read once here: a missing column, a
-    label outside the label set or a bad score is a ``ValidationError`` naming the field (and the row),
-    and nothing is stored.
+    label outside the label set, a bad score or an ``annotator_col`` username that is not a member who
+    labels is a ``ValidationError`` naming the field (and the row), and nothing is stored.
     """
     fmt = file_format or UPLOAD_FORMATS.get(Path(filename).suffix.lower())
     if fmt not in set(UPLOAD_FORMATS.values()):
@@ -117,7 +122,7 @@ def import_job_start(
     try:
         columns = {"text_col": text_col, "label_col": label_col, "external_id_col": external_id_col,
                    "source_col": source_col, "prediction_col": prediction_col,
-                   "prediction_score_col": prediction_score_col}
+                   "prediction_score_col": prediction_score_col, "annotator_col": annotator_col}
         _upload_check(project=project, path=target, fmt=fmt, columns=columns, labels_as=labels_as)
     except ValidationError:
         target.unlink(missing_ok=True)
@@ -134,6 +139,7 @@ def import_job_start(
             source_col=source_col,
             prediction_col=prediction_col,
             prediction_score_col=prediction_score_col,
+            annotator_col=annotator_col,
             created_by=created_by,
         )
         enqueue(TaskName.IMPORT_FILE, args=(job.id,))
@@ -187,7 +193,8 @@ def import_job_run(job_id: int) -> ImportJob | None:
                 project=job.project, path=job.file_path, fmt=job.file_format or None, text_col=job.text_col,
                 label_col=job.label_col or None, external_id_col=job.external_id_col or None, progress=progress,
                 labels_as=job.labels_as, source_col=job.source_col or None, prediction_col=job.prediction_col or None,
-                prediction_score_col=job.prediction_score_col or None, job=job, actor=job.created_by,
+                prediction_score_col=job.prediction_score_col or None, annotator_col=job.annotator_col or None,
+                job=job, actor=job.created_by,
             )
         except Exception as exc:
             # A user error (bad column, unreadable file) or a crash: either way the job must not stay

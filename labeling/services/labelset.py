@@ -14,6 +14,10 @@ a retired label is no longer offered nor accepted), bumps ``Project.label_set_ve
 - retire keeps every annotation as it was; a label no longer in the set does not vote and is not
   trained on.
 
+After rename, retire, merge and split the project's open disagreement review items are judged again
+(``review_labelset``): one whose disagreement the change dissolved is closed with its reason recorded
+and audited; one still in disagreement stays open, showing the renamed labels.
+
 The champion was trained on the old set: it is retired at once (the queue falls back to its seeded
 order, nothing ranks or shows predictions of the old labels) and a retrain is requested.
 """
@@ -53,6 +57,7 @@ from labeling.models import (
 )
 from labeling.selectors.models import latest_trained_version
 from labeling.services.audit import audit_record
+from labeling.services.review_labelset import review_items_relabeled
 from labeling.services.training.triggers import training_run_request
 
 _FREE_KEYS = [str(d) for d in range(1, 10)] + [c for c in "abcdefghijklmnopqrtvwxyz"]
@@ -87,6 +92,7 @@ class LabelSetChange:
     version: LabelSetVersion
     migrated: int = 0  # annotations moved to another label (rename, merge)
     reopened: int = 0  # documents sent back to the queue (split)
+    review_closed: int = 0  # open disagreement review items the change dissolved (closed, audited)
     run: TrainingRun | None = None  # the retrain it requested (None: no model trained yet)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -260,7 +266,8 @@ def labelset_rename(
         locked, labels, operation=LabelSetOperation.RENAME,
         data={"label": old, "new_name": new, "migrated": migrated}, by=by, field_name="new_name",
     )
-    return LabelSetChange(version=version, migrated=migrated, run=_retrain(locked, project))
+    closed = review_items_relabeled(project=locked, operation=LabelSetOperation.RENAME, version=version.version, by=by)
+    return LabelSetChange(version=version, migrated=migrated, review_closed=closed, run=_retrain(locked, project))
 
 
 @transaction.atomic
@@ -276,7 +283,8 @@ def labelset_retire(*, project: Project, label: object, by: Any = None) -> Label
         locked, labels, operation=LabelSetOperation.RETIRE, data={"label": name, "annotations_kept": kept},
         by=by, field_name="label",
     )
-    return LabelSetChange(version=version, run=_retrain(locked, project))
+    closed = review_items_relabeled(project=locked, operation=LabelSetOperation.RETIRE, version=version.version, by=by)
+    return LabelSetChange(version=version, review_closed=closed, run=_retrain(locked, project))
 
 
 @transaction.atomic
@@ -302,7 +310,8 @@ def labelset_merge(*, project: Project, labels: object, into: object, by: Any = 
         locked, remaining, operation=LabelSetOperation.MERGE,
         data={"labels": sources, "into": target, "migrated": migrated}, by=by, field_name="labels",
     )
-    return LabelSetChange(version=version, migrated=migrated, run=_retrain(locked, project))
+    closed = review_items_relabeled(project=locked, operation=LabelSetOperation.MERGE, version=version.version, by=by)
+    return LabelSetChange(version=version, migrated=migrated, review_closed=closed, run=_retrain(locked, project))
 
 
 def _split_entries(project: Project, new_labels: object, used_keys: set[str]) -> list[dict[str, Any]]:
@@ -358,5 +367,6 @@ def labelset_split(*, project: Project, label: object, new_labels: object, by: A
         data={"label": old["name"], "new_labels": [e["name"] for e in entries], "reopened": reopened},
         by=by, field_name="new_labels",
     )
-    return LabelSetChange(version=version, reopened=reopened, run=_retrain(locked, project))
+    closed = review_items_relabeled(project=locked, operation=LabelSetOperation.SPLIT, version=version.version, by=by)
+    return LabelSetChange(version=version, reopened=reopened, review_closed=closed, run=_retrain(locked, project))
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from labeling.ui import members, sso, views
+from labeling.ui import labelset, members, sso, views
 
 app_name = "ui"
 urlpatterns = [
@@ -16,6 +16,7 @@ urlpatterns = [
     path("projects/<int:pk>/dashboard/", views.dashboard, name="dashboard"),
     path("projects/<int:pk>/documents/<int:doc_id>/", views.document_detail, name="document"),
     path("projects/<int:pk>/members/", members.members, name="members"),
+    path("projects/<int:pk>/labelset/", labelset.labelset, name="labelset"),
     path("ui/projects/<int:pk>/progress.json", views.progress_json, name="progress-json"),
     path("ui/projects/<int:pk>/dashboard.json", views.dashboard_json, name="dashboard-json"),
     path(

@@ -29,7 +29,8 @@ from labeling.models import (
 from labeling.services.annotations import annotation_submit
 from labeling.services.assignments import assignment_next
 from labeling.services.import_jobs import import_job_run
-from labeling.services.imports import IMPORT_ANNOTATOR, ImportLabelError, import_file, import_records
+from labeling.services.import_rows import IMPORT_ANNOTATOR, ImportLabelError
+from labeling.services.imports import import_file, import_records
 from labeling.services.memberships import membership_ensure
 from tests.factories import ProjectFactory, UserFactory
 from tests.support.data import rt_snippets

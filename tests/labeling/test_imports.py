@@ -11,7 +11,8 @@ from django.core.management import CommandError, call_command
 
 from labeling.models import Annotation, Document, ImportJob, RunStatus
 from labeling.services.import_jobs import import_job_run
-from labeling.services.imports import ImportFileError, import_file
+from labeling.services.import_readers import ImportFileError
+from labeling.services.imports import import_file
 from tests.factories import ImportJobFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
@@ -157,7 +158,7 @@ def test_padded_text_counts_its_whitespace_against_the_limit(tmp_path: Path) -> 
 
 
 def test_an_oversized_csv_field_is_its_rows_error_and_nothing_after_it_is_guessed(tmp_path: Path) -> None:
-    from labeling.services.imports import CSV_FIELD_LIMIT
+    from labeling.services.import_readers import CSV_FIELD_LIMIT
 
     project = ProjectFactory()
     big = "word " * (CSV_FIELD_LIMIT // 5 + 10) + "\nsecond line of the same field,with a comma"

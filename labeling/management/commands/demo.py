@@ -24,7 +24,7 @@ from django.db import transaction
 
 from labeling.models import Document, Project
 from labeling.roles import ANNOTATOR
-from labeling.services import imports, projects
+from labeling.services import import_readers, imports, projects
 from labeling.services.memberships import membership_ensure
 
 # Demo accounts; the passwords are printed and can be overridden with DEMO_PASSWORD.
@@ -97,8 +97,8 @@ class Command(BaseCommand):
         else:
             label_col = opts["label_col"] or "label"
             try:
-                label_names = imports.file_label_names(path=dataset, label_col=label_col)
-            except imports.ImportFileError as exc:
+                label_names = import_readers.file_label_names(path=dataset, label_col=label_col)
+            except import_readers.ImportFileError as exc:
                 raise CommandError(f"{exc}; pass LABEL_COL=... or LABELS=a,b") from exc
         try:
             with transaction.atomic():
@@ -124,7 +124,7 @@ class Command(BaseCommand):
             try:
                 report = imports.import_file(project=project, path=dataset, text_col=opts["text_col"],
                                              label_col=label_col)
-            except imports.ImportFileError as exc:
+            except import_readers.ImportFileError as exc:
                 raise CommandError(str(exc)) from exc
         self.stdout.write(
             f"project {project.name!r}: imported {report.imported:,} documents "

@@ -2,7 +2,7 @@
 
 ``--labels-as gold`` (the default) keeps the label column as evaluation-only gold labels;
 ``--labels-as training`` stores each as an annotation with source ``import`` (see
-``labeling.services.imports``), and ``--source-col`` records a per-row source with it.
+``labeling.services.import_rows``), and ``--source-col`` records a per-row source with it.
 
 FILE is a CSV/TSV, JSON Lines or Parquet file, a folder written by ``datasets.save_to_disk``, or
 (where a network exists) a Hugging Face hub dataset name. PROJECT is a project name or id.
@@ -16,7 +16,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from labeling.models import LabelsAs, Project
-from labeling.services.imports import FORMATS, ImportFileError, import_file
+from labeling.services.import_readers import FORMATS, ImportFileError
+from labeling.services.imports import import_file
 
 
 class Command(BaseCommand):
@@ -31,6 +32,8 @@ class Command(BaseCommand):
                             help="gold: evaluation only, kept apart from annotations (default); "
                             "training: annotations with source import")
         parser.add_argument("--source-col", default=None, help="with --labels-as training: each label's source")
+        parser.add_argument("--annotator-col", default=None,
+                            help="with --labels-as training: the username of the project member who gave each label")
         parser.add_argument("--prediction-col", default=None,
                             help="an external model's label: a suggestion on the labeling page, never trained on")
         parser.add_argument("--prediction-score-col", default=None, help="its score, 0-1")
@@ -55,7 +58,7 @@ class Command(BaseCommand):
                 project=project, path=opts["file"], fmt=opts["format"], text_col=opts["text_col"],
                 label_col=opts["label_col"], external_id_col=opts["external_id_col"], progress=progress,
                 labels_as=opts["labels_as"], source_col=opts["source_col"], prediction_col=opts["prediction_col"],
-                prediction_score_col=opts["prediction_score_col"],
+                prediction_score_col=opts["prediction_score_col"], annotator_col=opts["annotator_col"],
             )
         except ImportFileError as exc:
             raise CommandError(str(exc)) from exc
