@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("labeling", "0024_webhook_retry_at"),
+        ("labeling", "0025_multilabel_task_type"),
     ]
 
     operations = [

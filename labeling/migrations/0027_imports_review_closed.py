@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("labeling", "0025_imports_annotator_col"),
+        ("labeling", "0026_imports_annotator_col"),
     ]
 
     operations = [
