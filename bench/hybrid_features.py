@@ -1,7 +1,7 @@
 """Hybrid features against the embedding alone, at the modelsvc level; one JSON line per run, then a summary.
 
     HF_HUB_OFFLINE=1 nice .venv/bin/python -m bench.hybrid_features [--seeds 0 1] [--labels 250 500 1000]
-        [--dims 256] [--datasets trec rt-snippets] [--cache var/bench-cache.sqlite]
+        [--dims 256] [--datasets trec rt-snippets] [--cache var/bench-cache.sqlite] [--no-embedding]
 
 Per data set and seed: 2,000 test documents drawn at random (never labeled, never fitted on by the
 head), the rest is the pool, taken in a seeded random order; the first n pool documents are the labels.
@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--labels", nargs="+", type=int, default=[250, 500, 1000])
     parser.add_argument("--dims", nargs="+", type=int, default=[256])
     parser.add_argument("--cache", default="var/bench-cache.sqlite")
+    parser.add_argument("--no-embedding", action="store_true", help="hybrid runs only (the baseline rows exist)")
     args = parser.parse_args()
     config = ModelConfig()
     encoder = TextEncoder(config)
@@ -118,7 +119,7 @@ def main() -> None:
         for seed in args.seeds:
             pool_features: dict[int, Any] = {}
             for n in args.labels:
-                for dims in [None, *args.dims]:
+                for dims in [*([] if args.no_embedding else [None]), *args.dims]:
                     row = run_one(
                         texts,
                         y,
