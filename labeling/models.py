@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from typing import Any, get_args
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -20,7 +20,7 @@ from knox.models import AbstractAuthToken
 
 from labeling.labelspace import TASK_TYPE_LABELS, LabelSpace, label_space_for_project
 from modelsvc import acquisition
-from modelsvc.config import fine_tune_top
+from modelsvc.config import Features, fine_tune_top
 
 LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 KEY_RE = re.compile(r"^[1-9a-z]$")
@@ -53,6 +53,10 @@ AcquisitionStrategy = models.TextChoices(
 TaskType = models.TextChoices(  # type: ignore[misc]
     "TaskType", [(value.upper(), (value, text)) for value, text in TASK_TYPE_LABELS.items()]
 )
+
+
+#: The fast tier's input choices (``Project.model_features``), declared once in modelsvc.
+MODEL_FEATURES: tuple[str, ...] = get_args(Features)
 
 
 def validate_fine_tune(value: str) -> None:
@@ -155,6 +159,13 @@ class Project(models.Model):
         validators=[validate_fine_tune],
         help_text="frozen (only the head trains, from cached vectors), topN (the top N encoder layers "
         "train with it, e.g. top2) or full; see docs/MODELSVC.md",
+    )
+    model_features = models.CharField(
+        max_length=16,
+        choices=[(name, name) for name in MODEL_FEATURES],
+        default="embedding",
+        help_text="the fast tier's input: embedding (the encoder's vector) or hybrid (with a TF-IDF block "
+        "fitted on the pool); see docs/MODELSVC.md",
     )
     seed = models.PositiveIntegerField(default=0, help_text="seeds the holdout draw and training")
     # --- team policy: overlap, consensus, review ---

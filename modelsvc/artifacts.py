@@ -9,6 +9,10 @@ Layout of an artifact folder::
                         only for a fine-tuned classifier: the tuned encoder layers (``layer.<i>.*``);
                         ``classifier.json`` then has ``fine_tune`` (mode, first layer, layer count,
                         base encoder identity, digest) and ``encoder_id`` = the tuned identity
+    features.safetensors, features.json
+                        only for ``features="hybrid"``: the TF-IDF idf weights and SVD components
+                        (``word_idf``, ``char_idf``, ``components``) and the two vocabularies in
+                        column order; ``classifier.json`` then has ``features`` (dims, term counts)
 
 ``save_classifier`` writes into a temporary sibling folder and renames it into place, so a reader
 never sees a half-written artifact. ``load_classifier`` validates everything and raises
@@ -34,6 +38,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from modelsvc.config import ModelConfig
+from modelsvc.features import HybridFeatures
 from modelsvc.model import Classifier, build_head
 from modelsvc.tuning import TunedLayers
 
@@ -41,6 +46,8 @@ FORMAT_VERSION = 1
 META_FILE = "classifier.json"
 WEIGHTS_FILE = "head.safetensors"
 TUNED_FILE = "encoder_layers.safetensors"
+FEATURES_FILE = "features.safetensors"
+VOCABULARY_FILE = "features.json"
 
 
 class ArtifactError(RuntimeError):
@@ -126,6 +133,8 @@ def save_classifier(classifier: Classifier, directory: str | os.PathLike[str]) -
                 "digest": tuned.digest,
                 "file": TUNED_FILE,
             }
+        if classifier.features is not None:
+            meta["features"] = _save_features(classifier.features, tmp)
         with (tmp / META_FILE).open("w", encoding="utf-8") as fh:
             json.dump(meta, fh, indent=2, sort_keys=True, allow_nan=False)
             fh.flush()
@@ -230,6 +239,7 @@ def load_classifier(
     if not temperature > 0:
         raise ArtifactError(f"{folder / META_FILE}: temperature must be > 0")
     tuned = _load_tuned(folder, meta) if meta.get("fine_tune") is not None else None
+    features = _load_features(folder, meta, config)
     return Classifier(
         config=config,
         label_names=[str(x) for x in labels],
@@ -239,7 +249,60 @@ def load_classifier(
         calibration=dict(meta.get("calibration") or {}),
         metrics=dict(meta.get("metrics") or {}),
         tuned=tuned,
+        features=features,
     )
+
+
+def _save_features(features: HybridFeatures, folder: Path) -> dict[str, Any]:
+    """Write a hybrid classifier's TF-IDF + SVD state into ``folder``; returns its ``classifier.json`` entry."""
+    tensors = {
+        "word_idf": torch.from_numpy(features.word_idf.copy()),
+        "char_idf": torch.from_numpy(features.char_idf.copy()),
+        "components": torch.from_numpy(features.components.copy()),
+    }
+    save_file(tensors, str(folder / FEATURES_FILE), metadata={"format_version": str(FORMAT_VERSION)})
+    vocabularies = {"word": features.word_vocabulary, "char": features.char_vocabulary}
+    with (folder / VOCABULARY_FILE).open("w", encoding="utf-8") as fh:
+        json.dump(vocabularies, fh, ensure_ascii=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return {
+        "dims": features.dims,
+        "word_terms": len(features.word_vocabulary),
+        "char_terms": len(features.char_vocabulary),
+        "file": FEATURES_FILE,
+        "vocabulary_file": VOCABULARY_FILE,
+    }
+
+
+def _load_features(folder: Path, meta: dict[str, Any], config: ModelConfig) -> HybridFeatures | None:
+    """The hybrid TF-IDF + SVD state, present exactly when ``config.features`` is ``hybrid``."""
+    where = folder / META_FILE
+    info = meta.get("features")
+    if config.features == "embedding":
+        if info is not None:
+            raise ArtifactError(f"{where}: features state present but model_config.features is 'embedding'")
+        return None
+    if not isinstance(info, dict):
+        raise ArtifactError(f"{where}: model_config.features is 'hybrid' but the features entry is missing")
+    tensors = _load_tensors(folder, FEATURES_FILE, what=" (the hybrid TF-IDF + SVD state)")
+    path = folder / VOCABULARY_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{folder}: missing file {VOCABULARY_FILE} (the hybrid vocabularies)")
+    try:
+        vocabularies = json.loads(path.read_text(encoding="utf-8"))
+        features = HybridFeatures(
+            word_vocabulary=[str(t) for t in vocabularies["word"]],
+            char_vocabulary=[str(t) for t in vocabularies["char"]],
+            word_idf=tensors["word_idf"].numpy(),
+            char_idf=tensors["char_idf"].numpy(),
+            components=tensors["components"].numpy(),
+        )
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{folder}: invalid hybrid features state ({exc})") from exc
+    if features.dims != info.get("dims"):
+        raise ArtifactError(f"{where}: features dims {info.get('dims')!r}, the components carry {features.dims}")
+    return features
 
 
 def _load_tuned(folder: Path, meta: dict[str, Any]) -> TunedLayers:

@@ -83,13 +83,22 @@ def attribute(
     weights = weights / weights.sum()
     embed = model.get_input_embeddings()  # type: ignore[operator]
     head = classifier.head
+    # A hybrid head also reads the text's TF-IDF block: held at its value, so the scores explain the
+    # encoder's share of the log-odds (the n-gram block is not a function of the token embeddings).
+    block = (
+        torch.as_tensor(classifier.features.transform([text])) if classifier.features is not None else None
+    )  # (1, R)
+
+    def head_input(doc: torch.Tensor) -> torch.Tensor:  # (S, H) -> (S, H [+ R])
+        return doc if block is None else torch.cat([doc, block.expand(doc.shape[0], -1)], 1)
+
     with torch.no_grad():
         inp = embed(ids).float()  # (W, T, E)
         pad = embed(torch.full_like(ids, tok.pad_token_id or 0)).float()
         base = torch.where(special.unsqueeze(-1), inp, pad)  # (W, T, E)
         if target is None:
             pooled = pooled_forward(model, mask, cfg.pooling, inputs_embeds=inp)
-            target = int(head.mean_logits((weights[:, None] * pooled).sum(0, keepdim=True)).argmax())
+            target = int(head.mean_logits(head_input((weights[:, None] * pooled).sum(0, keepdim=True))).argmax())
     alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
     grads = torch.zeros_like(inp)
     per_batch = max(1, cfg.batch_tokens // max(1, n_win * width))
@@ -103,7 +112,7 @@ def attribute(
             flat = x.reshape(s * n_win, width, -1)
             pooled = pooled_forward(model, m, cfg.pooling, inputs_embeds=flat).view(s, n_win, -1)  # (S, W, H)
             doc = (weights.view(1, -1, 1) * pooled).sum(1)  # (S, H)
-            log_odds = target_log_odds(head.mean_logits(doc) / classifier.temperature, target)  # (S,)
+            log_odds = target_log_odds(head.mean_logits(head_input(doc)) / classifier.temperature, target)  # (S,)
             (g,) = torch.autograd.grad(log_odds.sum(), x)
             grads += g.sum(0)
     scores = ((inp - base) * grads / steps).sum(-1)  # (W, T)

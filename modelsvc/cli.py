@@ -13,13 +13,13 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from modelsvc.artifacts import ArtifactError, load_classifier, save_classifier
 from modelsvc.calibration import evaluate_predictions
-from modelsvc.config import ModelConfig, TrainConfig
+from modelsvc.config import Features, ModelConfig, TrainConfig
 from modelsvc.encoder import EmbeddingCache, EncoderError
 from modelsvc.fitting import TrainingError, encode_labels
 from modelsvc.inference import encoder_for, score_texts
@@ -45,6 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         stride=args.stride if args.stride is not None else min(ModelConfig.stride, args.max_length // 4),
         n_members=args.members,
+        features=args.features,
         device=args.device,
         precision=args.precision,
     )
@@ -166,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=TrainConfig.max_epochs, help="maximum epochs")
     t.add_argument("--samples", type=int, default=ModelConfig.samples, help="MC samples k")
     t.add_argument("--members", type=int, default=ModelConfig.n_members, help="ensemble heads per fold")
+    t.add_argument(
+        "--features",
+        default=ModelConfig.features,
+        choices=list(get_args(Features)),
+        help="head input: embedding, or hybrid (beside an SVD block of a TF-IDF fitted on the training texts)",
+    )
     t.add_argument(
         "--folds", type=int, default=TrainConfig.folds, help="cross-fitting folds; 0 = single calibration split"
     )

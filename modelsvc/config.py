@@ -18,6 +18,7 @@ PACKAGED_ENCODER = "packaged:all-MiniLM-L6-v2"
 Pooling = Literal["mean", "cls", "mean_max", "mean_mid"]
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16"]
+Features = Literal["embedding", "hybrid"]
 #: ``"frozen"``, ``"topN"`` (N >= 1: the top N transformer layers train with the head) or ``"full"``.
 FineTune = str
 
@@ -83,6 +84,12 @@ class ModelConfig:
     """Token budget of one encoder batch (length-sorted, dynamically padded)."""
     num_threads: int = 0
     """torch intra-op threads for CPU encoding; 0 keeps torch's choice (the physical cores)."""
+    features: Features = "embedding"
+    """The head's input: ``embedding`` (the encoder's vector alone) or ``hybrid`` (that vector beside
+    ``sparse_dims`` SVD columns of a word + char n-gram TF-IDF fitted on the project's texts;
+    ``modelsvc.features``). See docs/MODELSVC.md "Hybrid sparse + dense features"."""
+    sparse_dims: int = 256
+    """With ``features="hybrid"``: TruncatedSVD components kept from the TF-IDF (fewer on a tiny corpus)."""
 
     def __post_init__(self) -> None:
         if not self.encoder:
@@ -113,6 +120,10 @@ class ModelConfig:
             raise ValueError("batch_tokens must be >= max_length")
         if self.num_threads < 0:
             raise ValueError("num_threads must be >= 0")
+        if self.features not in ("embedding", "hybrid"):
+            raise ValueError(f"features must be embedding or hybrid, got {self.features!r}")
+        if not 1 <= self.sparse_dims <= 4096:
+            raise ValueError(f"sparse_dims must be in [1, 4096], got {self.sparse_dims}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -28,7 +28,7 @@ class ScoreResult:
     mutual_info: np.ndarray  # (N,) epistemic (BALD)
     margin: np.ndarray  # (N,) top1 - top2 of the calibrated mean
     variation_ratio: np.ndarray  # (N,)
-    embeddings: np.ndarray  # (N, H)
+    embeddings: np.ndarray  # (N, H) the encoder's vectors (without a hybrid model's TF-IDF block)
     error_probability: np.ndarray | None = None  # (N,) when the classifier has an error mapping
 
     def uncertainty(self) -> dict[str, np.ndarray]:
@@ -78,14 +78,20 @@ def score_embeddings(
     *,
     return_samples: bool = False,
     k: int | None = None,
+    encoder_embeddings: np.ndarray | None = None,
 ) -> ScoreResult:
-    """Score document vectors (N, H): k MC samples of the head in one batched call per chunk."""
+    """Score head inputs (N, H): k MC samples of the head in one batched call per chunk.
+
+    ``embeddings`` are what the head reads: the encoder's vectors, or for a hybrid classifier
+    ``classifier.head_inputs(texts, vectors)`` (``score_texts`` does that). ``encoder_embeddings``
+    (N, H'), when given, are kept in the result instead (the encoder's vectors, which the map projects).
+    """
     logits = classifier.sample_logits(embeddings, k=k)  # (N, K, C)
     return summarize_logits(
         logits,
         temperature=classifier.temperature,
         error_mapping=classifier.calibration.get("error_mapping"),
-        embeddings=embeddings,
+        embeddings=embeddings if encoder_embeddings is None else encoder_embeddings,
         return_samples=return_samples,
     )
 
@@ -140,4 +146,5 @@ def score_texts(
             f"encoder mismatch: classifier was trained on {classifier.encoder_id}, the encoder is {encoder.encoder_id}"
         )
     emb = encoder.encode(texts, cache=cache, progress=progress)
-    return score_embeddings(classifier, emb, return_samples=return_samples)
+    inputs = classifier.head_inputs(texts, emb)  # the same TF-IDF block as in training when hybrid
+    return score_embeddings(classifier, inputs, return_samples=return_samples, encoder_embeddings=emb)

@@ -14,7 +14,7 @@ samples of all members fold into the weights: two matmuls, (B, H) @ (H, M*D) and
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from modelsvc.config import ModelConfig
+from modelsvc.features import HybridFeatures
 from modelsvc.tuning import TunedLayers
 
 
@@ -163,7 +164,9 @@ class Classifier:
     """A trained head plus everything needed to use it: labels, encoder identity, calibration.
 
     ``tuned`` holds the fine-tuned encoder layers (``TrainConfig.fine_tune`` other than frozen);
-    ``encoder_id`` is then their tuned identity (``tuned.encoder_id``).
+    ``encoder_id`` is then their tuned identity (``tuned.encoder_id``). ``features`` holds the fitted
+    TF-IDF + SVD block of a ``features="hybrid"`` model: the head's inputs are then ``head_inputs``,
+    not the bare embeddings.
     """
 
     config: ModelConfig
@@ -174,10 +177,17 @@ class Classifier:
     calibration: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     tuned: TunedLayers | None = None
+    features: HybridFeatures | None = None
 
     @property
     def n_classes(self) -> int:
         return len(self.label_names)
+
+    def head_inputs(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
+        """What the head reads for ``texts`` (N) with encoder vectors (N, H): (N, H), or (N, H + R) when hybrid."""
+        if self.features is None:
+            return np.asarray(embeddings, dtype=np.float32)
+        return self.features.augment(texts, embeddings)
 
     def sample_logits(self, embeddings: np.ndarray, k: int | None = None, batch_size: int = 4096) -> np.ndarray:
         """MC samples of uncalibrated logits (N, K, C) from embeddings (N, H); K = config.samples.

@@ -14,6 +14,7 @@ from typing import Any
 
 from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.encoder import EmbeddingCache, ProgressFn, TextEncoder
+from modelsvc.features import fit_hybrid
 from modelsvc.finetune import train_fine_tuned
 from modelsvc.fitting import TrainingError, TrainResult, encode_labels, train_embeddings
 
@@ -30,6 +31,7 @@ def train(
     cache: EmbeddingCache | None = None,
     encoder: TextEncoder | None = None,
     progress: ProgressFn | None = None,
+    unlabeled_texts: Sequence[str] = (),
 ) -> TrainResult:
     """Train a calibrated classifier on labeled texts.
 
@@ -38,6 +40,10 @@ def train(
     ``classifier`` can be saved with ``artifacts.save_classifier``. ``train_config.fine_tune`` other
     than ``"frozen"`` trains encoder layers too (``modelsvc.finetune.train_fine_tuned``; the cache is
     not read then: the tuned encoder's vectors are new).
+
+    ``model_config.features == "hybrid"``: the TF-IDF + SVD block (``modelsvc.features``) is fitted on
+    ``texts`` plus ``unlabeled_texts`` (the project's pool; no labels are used), seeded by
+    ``train_config.seed``, and the classifier carries it (``Classifier.features``).
     """
     model_config = model_config or (encoder.config if encoder is not None else ModelConfig())
     if len(texts) != len(labels):
@@ -50,6 +56,11 @@ def train(
         if any(getattr(encoder.config, k) != getattr(model_config, k) for k in keys):
             raise TrainingError("encoder and model_config disagree on encoder/max_length/stride/pooling")
     if train_config is not None and train_config.fine_tune != "frozen":
+        if model_config.features != "embedding":
+            raise TrainingError(
+                f"features={model_config.features!r} is for the frozen tier: fine_tune="
+                f"{train_config.fine_tune!r} trains on the encoder's vectors alone"
+            )
         return train_fine_tuned(
             texts,
             labels,
@@ -63,6 +74,12 @@ def train(
     t0 = time.perf_counter()
     emb = encoder.encode(texts, cache=cache, progress=progress)
     encode_s = time.perf_counter() - t0
+    features = None
+    if model_config.features == "hybrid":
+        seed = train_config.seed if train_config is not None else 0
+        features = fit_hybrid([*texts, *unlabeled_texts], dims=model_config.sparse_dims, seed=seed)
+        emb = features.augment(texts, emb)
+    features_s = time.perf_counter() - t0 - encode_s
     result = train_embeddings(
         emb,
         labels,
@@ -73,4 +90,7 @@ def train(
         progress=progress,
     )
     result.timings["encode"] = encode_s
+    if features is not None:
+        result.classifier.features = features
+        result.timings["features"] = features_s
     return result

@@ -16,6 +16,7 @@ from labeling.api.permissions import IsAdmin, IsProjectManager, IsProjectMember
 from labeling.models import (
     MAX_NOISE_REVIEW_SHARE,
     MAX_OVERLAP,
+    MODEL_FEATURES,
     AcquisitionStrategy,
     OverlapScope,
     Project,
@@ -66,6 +67,11 @@ class PolicyFieldsSerializer(serializers.Serializer):
         required=False,
         validators=[validate_fine_tune],
         help_text="frozen (default), topN (e.g. top2: the top N encoder layers train with the head) or full",
+    )
+    model_features = serializers.ChoiceField(
+        choices=list(MODEL_FEATURES),
+        required=False,
+        help_text="embedding (default) or hybrid: the encoder's vector beside a TF-IDF block fitted on the pool",
     )
     seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
     overlap = serializers.IntegerField(

@@ -122,7 +122,7 @@ def champion_metrics(project: Project, texts: list[str], y: np.ndarray) -> dict[
         **{k: metrics[k] for k in ("accuracy", "macro_f1", "ece", "ece_uncalibrated", "nll", "brier")},
         # What a perfectly calibrated model would score on this test set: the ECE's noise floor.
         "ece_floor": ece_noise_floor(result.probs),
-        **temperature_diagnosis(classifier, result.embeddings, y),
+        **temperature_diagnosis(classifier, classifier.head_inputs(texts, result.embeddings), y),
         **holdout_diagnosis(project, classifier),
         **newest_model_metrics(project, champion.version, texts, y, metrics),
     }
@@ -145,7 +145,7 @@ def newest_model_metrics(
     return {"newest_model_version": version, "newest_accuracy": metrics["accuracy"], "newest_ece": metrics["ece"]}
 
 
-def temperature_diagnosis(classifier: Classifier, embeddings: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+def temperature_diagnosis(classifier: Classifier, inputs: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """The deployed temperature beside the one the test split itself would choose (diagnosis only).
 
     ``temperature_test_optimal`` and ``ece_test_optimal_temperature`` are fitted on the test labels, so
@@ -153,7 +153,7 @@ def temperature_diagnosis(classifier: Classifier, embeddings: np.ndarray, y: np.
     remove (the rest is not a temperature's to fix) and how far the deployed one is from it.
     """
     calibration = classifier.calibration
-    logits = classifier.sample_logits(embeddings)  # (N, K, C), uncalibrated
+    logits = classifier.sample_logits(inputs)  # (N, K, C), uncalibrated; inputs: classifier.head_inputs
     optimal = fit_temperature(logits, y)
     return {
         "temperature": classifier.temperature,
@@ -175,9 +175,10 @@ def holdout_diagnosis(project: Project, classifier: Classifier) -> dict[str, Any
     holdout = majority_labels(project=project, split=DocumentSplit.HOLDOUT)
     if not holdout:
         return {"n_holdout": 0}
-    result = modeling.classifier_score(classifier, [t for _, t, _ in holdout])
+    texts = [t for _, t, _ in holdout]
+    result = modeling.classifier_score(classifier, texts)
     y = label_space(project.task_type, classifier.label_names).encode([lab for _, _, lab in holdout])
-    logits = classifier.sample_logits(result.embeddings)  # (N, K, C)
+    logits = classifier.sample_logits(classifier.head_inputs(texts, result.embeddings))  # (N, K, C)
     return {
         "n_holdout": len(y),
         "holdout_accuracy": float(np.mean(result.probs.argmax(1) == y)),

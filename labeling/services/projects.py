@@ -24,6 +24,7 @@ POLICY_FIELDS = (
     "review_threshold",
     "promotion_tolerance",
     "fine_tune",
+    "model_features",
     "seed",
     "overlap",
     "overlap_scope",

@@ -31,12 +31,14 @@ def holdout_prior_sd(project: Project) -> float:
 
 
 def holdout_arrays(project: Project, classifier: Classifier, holdout: HoldoutRows) -> tuple[np.ndarray, np.ndarray]:
-    """The holdout as the classifier sees it: vectors (N, H) from its encoder's cache, labels (N,) int."""
+    """The holdout as the classifier sees it: head inputs (N, H) (the encoder's vectors from its cache, with a
+    hybrid model's TF-IDF block beside them), labels (N,) int."""
     encoder = modeling.classifier_encoder(classifier)
     cache = modeling.embedding_cache_for(encoder.encoder_id)
-    embeddings = encoder.encode([text for _, text, _ in holdout], cache=cache)
+    texts = [text for _, text, _ in holdout]
+    embeddings = encoder.encode(texts, cache=cache)
     space = label_space(project.task_type, classifier.label_names)
-    return embeddings, space.encode([label for _, _, label in holdout])
+    return classifier.head_inputs(texts, embeddings), space.encode([label for _, _, label in holdout])
 
 
 def champion_recalibrate(*, project: Project, holdout: HoldoutRows | None = None) -> str | None:

@@ -8,6 +8,7 @@ leaves the champion serving.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from labeling.models import Document, ModelStatus, ModelVersion, RunStatus, Split, TrainingRun
+from labeling.models import Document, ModelStatus, ModelVersion, Project, RunStatus, Split, TrainingRun
 from labeling.selectors.consensus import flagged_pending
 from labeling.selectors.models import OPEN_RUN_STATES, majority_labels
 from labeling.services import modeling
@@ -127,8 +128,8 @@ def _execute(run: TrainingRun) -> None:
         raise TrainingDataError(f"{len(labeled)} labeled pool documents cover fewer than 2 classes")
     _stage(run.pk, "train", labels_used=len(labeled))
     texts, labels = [t for _, t, _ in labeled], [lab for _, _, lab in labeled]
-    config = modeling.model_config()
-    encoder = modeling.encoder_for(config)
+    encoder = modeling.encoder_for()  # the host's encoder: the features setting does not change its vectors
+    config = dataclasses.replace(encoder.config, features=project.model_features)
     result = train(
         texts,
         labels,
@@ -138,6 +139,7 @@ def _execute(run: TrainingRun) -> None:
         cache=modeling.embedding_cache_for(encoder.encoder_id),
         encoder=encoder,
         progress=_progress_writer(run.pk),
+        unlabeled_texts=_pool_texts(project) if config.features == "hybrid" else (),
     )
     _stage(run.pk, "calibrate", 1.0)
     result.calibration["device"] = encoder.device_name  # where the encoder ran (and fine-tuned), for the record
@@ -181,6 +183,11 @@ def _execute(run: TrainingRun) -> None:
     )
     if not promote:
         _champion_recalibrate_after_rejection(run, holdout)
+
+
+def _pool_texts(project: Project) -> list[str]:
+    """The pool's texts (labeled or not; never the holdout): what a hybrid model's TF-IDF block is fitted on."""
+    return list(Document.objects.filter(project=project, split=Split.POOL).values_list("text", flat=True))
 
 
 def _champion_recalibrate_after_rejection(run: TrainingRun, holdout: list[tuple[int, str, str]]) -> None:

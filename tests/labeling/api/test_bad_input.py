@@ -300,6 +300,16 @@ CASES = [
         "acquisition_strategy",
     ),
     (
+        "project-bad-model-features",
+        "admin",
+        "post",
+        PRJ,
+        {"name": "p", "labels": ["a", "b"], "model_features": "tfidf"},
+        400,
+        "invalid",
+        "model_features",
+    ),
+    (
         "project-zero-lease",
         "admin",
         "post",

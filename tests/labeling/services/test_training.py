@@ -341,3 +341,21 @@ def test_retrain_command_sync_prints_stages_decision_and_rescores() -> None:
     assert run.trigger == RunTrigger.MANUAL and run.stage == "done"
     with pytest.raises(CommandError, match="no project named"):
         call_command("retrain", "no such project", stdout=io.StringIO())
+
+
+@pytest.mark.usefixtures("shared_embedding_cache")
+def test_a_hybrid_project_trains_saves_and_scores_with_its_tfidf_block() -> None:
+    project = labeled_project(pool=60, holdout=30, unlabeled=40, retrain_after=10, model_features="hybrid")
+    run = train_now(project)
+    assert run.status == RunStatus.SUCCEEDED and run.promoted, run.error
+    champion = champion_get(project_id=project.pk)
+    assert champion is not None
+    classifier = modeling.classifier_for(champion)  # loaded back from the artifact
+    assert classifier.config.features == "hybrid" and classifier.features is not None
+    # fitted on the pool (labeled and unlabeled), never on the holdout
+    pool_texts = list(project.documents.filter(split="pool").values_list("text", flat=True))
+    assert classifier.head.in_dim == modeling.classifier_encoder(classifier).hidden_size + classifier.features.dims
+    assert champion.metrics["holdout_count"] == 30  # the gate scored the holdout through the same block
+    result = modeling.classifier_score(classifier, pool_texts[:20], return_samples=True)
+    assert result.embeddings.shape[1] == modeling.classifier_encoder(classifier).hidden_size
+    assert len(set(result.mutual_info.round(6))) > 5  # uncertainty per document, not one constant
