@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('labeling', '0024_webhook_retry_at'),
+        ('labeling', '0027_imports_review_closed'),
     ]
 
     operations = [
