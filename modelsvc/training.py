@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.encoder import EmbeddingCache, ProgressFn, TextEncoder
 from modelsvc.finetune import train_fine_tuned
@@ -30,6 +32,7 @@ def train(
     cache: EmbeddingCache | None = None,
     encoder: TextEncoder | None = None,
     progress: ProgressFn | None = None,
+    calibration_weights: Sequence[float] | None = None,
 ) -> TrainResult:
     """Train a calibrated classifier on labeled texts.
 
@@ -37,7 +40,8 @@ def train(
     with (stage, fraction) for stages ``encode``, ``fit``, ``calibrate``. Returns a TrainResult whose
     ``classifier`` can be saved with ``artifacts.save_classifier``. ``train_config.fine_tune`` other
     than ``"frozen"`` trains encoder layers too (``modelsvc.finetune.train_fine_tuned``; the cache is
-    not read then: the tuned encoder's vectors are new).
+    not read then: the tuned encoder's vectors are new). ``calibration_weights`` (N,): importance weights
+    of the labels in the temperature fit (``fitting.train_embeddings``); the fine-tuning path ignores them.
     """
     model_config = model_config or (encoder.config if encoder is not None else ModelConfig())
     if len(texts) != len(labels):
@@ -71,6 +75,7 @@ def train(
         model_config=model_config,
         train_config=train_config,
         progress=progress,
+        calibration_weights=None if calibration_weights is None else np.asarray(calibration_weights),
     )
     result.timings["encode"] = encode_s
     return result
