@@ -218,8 +218,9 @@ def lease_next(*, project: Project, annotator: AbstractBaseUser) -> Lease | None
     An annotator holds at most one active lease per project, also under parallel calls. Five
     statements on the usual path: begin (no-flush commit, per-annotator lock), expire lapsed leases,
     read the lease context, read the ranking, lock-and-insert (plus one for the near-copy rule when
-    others hold leases under a batch-aware strategy). No retry loop: a lost race is an insert that
-    does nothing, and the next candidate is tried.
+    others hold leases under a batch-aware strategy, or one for the draw's size and weight sum under a
+    stochastic one: an aggregate over the champion's open ranking, so it grows with the pool). No retry
+    loop: a lost race is an insert that does nothing, and the next candidate is tried.
     """
     with transaction.atomic():
         _lease_transaction_begin(annotator)
