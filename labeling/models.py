@@ -364,6 +364,11 @@ class Assignment(models.Model):
     leased_until = models.DateTimeField()
     # Why the queue chose it: {"strategy", "score", "holdout", "model_version"}.
     reason = models.JSONField(default=dict, blank=True)
+    # Under a stochastic strategy (``modelsvc.acquisition``, ``Strategy.power``): the probability with
+    # which the queue's draw picked this document, and how many documents were in the draw. The label's
+    # importance weight in the temperature fit is 1 / (pool size x probability); empty otherwise.
+    selection_probability = models.FloatField(null=True, blank=True)
+    selection_pool_size = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -8,6 +8,11 @@ Batch-aware means: concurrent annotators build a batch one lease at a time, and 
 over candidates that duplicate, or sit next to, an item someone else already holds
 (``near_copy_order``), so simultaneous annotators do not all get the top of one uncertain cluster.
 ``diverse`` is BALD with that rule; every other strategy serves its scores in order.
+
+Stochastic means: the stored score is a Gumbel-perturbed key, so serving the pool in descending key
+order samples it without replacement with probability proportional to ``base ** power`` (Gumbel-top-k;
+Kirsch et al. 2023, "Stochastic Batch Acquisition"). Each lease's selection probability is then known
+(``selection_probability``), which lets the temperature fit weight labels back to the pool.
 """
 
 from __future__ import annotations
@@ -30,18 +35,55 @@ class Strategy:
 
     name: the stored value (a project's ``acquisition_strategy``); never rename one.
     label: what a person reads in forms and the admin.
-    score: (samples (N, K, C), seed) -> (N,) informativeness; only ``random`` uses the seed.
+    score: (samples (N, K, C), seed) -> (N,) informativeness; only ``random`` and stochastic ones use the seed.
     batch_aware: the live queue pushes near-copies of documents leased to others to the back.
+    power: set for a stochastic strategy: ``score`` is ``power * log(base + floor) + Gumbel`` where
+        ``base`` is the per-document BALD (``Prediction.mutual_info``), so the queue's order is a draw
+        proportional to ``(base + floor) ** power`` and each lease records its probability.
     """
 
     name: str
     label: str
     score: Scorer
     batch_aware: bool = False
+    power: float | None = None
+
+
+#: Added to the base score before the power, so a document whose BALD is 0 keeps a (small) chance of
+#: being drawn and a finite importance weight.
+POWER_FLOOR = 1e-6
+#: beta of power-BALD: 1 is the paper's default (beta = 0 would be random, beta -> inf top-k BALD).
+POWER_BETA = 1.0
 
 
 def _random(s: np.ndarray, seed: int) -> np.ndarray:
     return np.asarray(np.random.default_rng(seed).random(s.shape[0]))
+
+
+def power_weights(base: np.ndarray, power: float) -> np.ndarray:
+    """(N,) unnormalised sampling weights ``(base + POWER_FLOOR) ** power`` of base scores (N,) >= 0."""
+    return (np.maximum(np.asarray(base, dtype=np.float64), 0.0) + POWER_FLOOR) ** power
+
+
+def gumbel_keys(base: np.ndarray, power: float, seed: int) -> np.ndarray:
+    """(N,) keys whose descending order is a draw without replacement proportional to ``power_weights``.
+
+    Gumbel-top-k: ``log w_i + G_i`` with G_i ~ Gumbel(0, 1) i.i.d. (seeded); the top item is item i with
+    probability w_i / sum(w), and conditionally on it the next one likewise among the rest, and so on.
+    """
+    g = np.random.default_rng(seed).gumbel(size=np.shape(base))
+    return np.log(power_weights(base, power)) + g
+
+
+def selection_probability(base: float, power: float, normaliser: float) -> float:
+    """The probability that a draw proportional to ``power_weights`` picks this item among a pool whose
+    weights sum to ``normaliser`` (the item included)."""
+    w = float(power_weights(np.array([base]), power)[0])
+    return w / normaliser if normaliser > 0 else 0.0
+
+
+def _power_bald(s: np.ndarray, seed: int) -> np.ndarray:
+    return gumbel_keys(U.mutual_information(s), POWER_BETA, seed)
 
 
 REGISTRY: Mapping[str, Strategy] = MappingProxyType({s.name: s for s in (
@@ -52,6 +94,8 @@ REGISTRY: Mapping[str, Strategy] = MappingProxyType({s.name: s for s in (
     Strategy("bald", "BALD (mutual information)", lambda s, seed: U.mutual_information(s)),
     Strategy("diverse", "BALD, diversified across the batch", lambda s, seed: U.mutual_information(s),
              batch_aware=True),
+    Strategy("power_bald", "Stochastic power-BALD (sampled, calibration-weighted)", _power_bald,
+             power=POWER_BETA),
 )})
 STRATEGIES: tuple[str, ...] = tuple(REGISTRY)
 

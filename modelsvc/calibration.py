@@ -35,28 +35,69 @@ def tempered_samples(sample_logits: np.ndarray, temperature: float) -> np.ndarra
     return softmax(np.asarray(sample_logits, dtype=np.float64) / temperature)
 
 
-def _nll(probs: np.ndarray, y: np.ndarray) -> float:
-    return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)).mean())
+def _nll(probs: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    per_item = -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))
+    if weights is None:
+        return float(per_item.mean())
+    return float((per_item * weights).sum() / weights.sum())
 
 
-def fit_temperature(sample_logits: np.ndarray, y: np.ndarray) -> float:
-    """T in [0.05, 20] minimizing the NLL of the mean tempered probabilities; 1.0 when y is empty.
+#: An importance weight is clipped to [1 / IMPORTANCE_CLIP, IMPORTANCE_CLIP] before normalising: a
+#: label drawn with a tiny probability would otherwise carry the whole fit (the variance of an
+#: importance-weighted mean grows with the largest weight).
+IMPORTANCE_CLIP = 10.0
 
-    sample_logits (N, K, C), y (N,) int.
+
+def importance_weights(probability: np.ndarray, pool_size: np.ndarray, *, clip: float = IMPORTANCE_CLIP) -> np.ndarray:
+    """Importance weights (N,) that turn a mean over actively drawn labels into a pool-level mean.
+
+    probability (N,): the probability with which the queue's draw picked each labeled item, NaN where
+    none was recorded (a uniform draw: cold start, or a deterministic strategy before the switch), which
+    counts as 1 / pool size; pool_size (N,): how many items that draw chose among. The raw weight is
+    1 / (pool_size * probability) (1 for a uniform draw; its mean under the draw is 1), clipped to
+    [1/clip, clip] and normalised to mean 1.
+    """
+    q = np.asarray(probability, dtype=np.float64)
+    n = np.asarray(pool_size, dtype=np.float64)
+    if q.shape != n.shape or q.ndim != 1:
+        raise ValueError(f"probability {q.shape} and pool_size {n.shape} must be the same (N,)")
+    if len(q) == 0:
+        return np.ones(0)
+    known = np.isfinite(q) & (q > 0) & np.isfinite(n) & (n > 0)
+    raw = np.ones(len(q))
+    raw[known] = 1.0 / (n[known] * q[known])
+    # 1 / (N q) has mean 1 under the draw itself, so the clip is absolute: relative to the sample mean, one
+    # tiny q would lift the mean and push every other weight to the lower bound.
+    w = np.clip(raw, 1.0 / clip, clip)
+    return np.asarray(w / w.mean())
+
+
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's effective number of items (sum w)^2 / sum w^2 of weights (N,)."""
+    w = np.asarray(weights, dtype=np.float64)
+    return float(w.sum() ** 2 / (w**2).sum()) if len(w) else 0.0
+
+
+def fit_temperature(sample_logits: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """T in [0.05, 20] minimizing the (weighted) NLL of the mean tempered probabilities; 1.0 when y is empty.
+
+    sample_logits (N, K, C), y (N,) int, weights (N,) >= 0 or None (all 1): an item's share of the NLL.
     """
     y = np.asarray(y, dtype=np.int64)
     if len(y) == 0:
         return 1.0
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
 
     def objective(log_t: float) -> float:
-        return _nll(tempered_samples(sample_logits, float(np.exp(log_t))).mean(1), y)
+        return _nll(tempered_samples(sample_logits, float(np.exp(log_t))).mean(1), y, w)
 
     res = minimize_scalar(objective, bounds=LOG_TEMPERATURE_BOUNDS, method="bounded")
     t = float(np.exp(res.x))
     return t if objective(res.x) <= objective(0.0) else 1.0
 
 
-TemperatureFit = Callable[[np.ndarray, np.ndarray], float]
+#: (sample_logits (N, K, C), y (N,)) -> T; called with a third argument, weights (N,), by a weighted choice.
+TemperatureFit = Callable[..., float]
 
 
 @dataclass(frozen=True)
@@ -76,10 +117,14 @@ class TemperatureChoice:
     nll_fitted: float
     n: int
     groups: int
+    # Kish effective n of the importance weights; None: unweighted (every item counts once).
+    effective_n: float | None = None
 
     def as_record(self) -> dict[str, Any]:
         """JSON-ready, for a run's calibration record."""
         return {
+            "weighted": self.effective_n is not None,
+            "effective_n": self.effective_n,
             "chosen": self.chosen,
             "temperature": self.temperature,
             "candidate": self.candidate,
@@ -99,6 +144,7 @@ def temperature_choose(
     *,
     baseline: float = 1.0,
     fit: TemperatureFit = fit_temperature,
+    weights: np.ndarray | None = None,
 ) -> TemperatureChoice:
     """Fit a temperature on all items, and apply it only if it beats ``baseline`` out of sample.
 
@@ -108,26 +154,41 @@ def temperature_choose(
     little (one free parameter buys about half a nat by chance), so an in-sample check alone lets
     temperatures through that make unseen documents worse (docs/MODELSVC.md, "Calibration that never
     makes things worse").
+
+    ``weights`` (N,) (``importance_weights``): each item's share in the fit and in both NLLs, so that
+    under a stochastic acquisition both estimate the NLL over the pool rather than over the items the
+    strategy preferred; None weighs every item once (a random holdout needs no weights).
     """
     y = np.asarray(y, dtype=np.int64)
     groups = np.asarray(groups)
-    candidate = fit(sample_logits, y)
-    ids = np.unique(groups)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
+    if w is not None and w.shape != y.shape:
+        raise ValueError(f"weights {w.shape} must match y {y.shape}")
+
+    def fit_on(mask: np.ndarray) -> float:
+        return fit(sample_logits[mask], y[mask]) if w is None else fit(sample_logits[mask], y[mask], w[mask])
+
     n = len(y)
+    ess = None if w is None else effective_sample_size(w)
+    candidate = fit_on(np.ones(n, dtype=bool))
+    ids = np.unique(groups)
     if n == 0:
-        return TemperatureChoice(baseline, candidate, baseline, "baseline", 0.0, 0.0, 0, 0)
-    nll_baseline = _nll(tempered_samples(sample_logits, baseline).mean(1), y)
+        return TemperatureChoice(baseline, candidate, baseline, "baseline", 0.0, 0.0, 0, 0, ess)
+    ones = np.ones(n) if w is None else w
+    nll_baseline = _nll(tempered_samples(sample_logits, baseline).mean(1), y, ones)
     if len(ids) < 2:
-        return TemperatureChoice(baseline, candidate, baseline, "baseline", nll_baseline, nll_baseline, n, len(ids))
+        return TemperatureChoice(
+            baseline, candidate, baseline, "baseline", nll_baseline, nll_baseline, n, len(ids), ess
+        )
     total = 0.0
     for g in ids:
         held = groups == g
-        t = fit(sample_logits[~held], y[~held])
-        total += _nll(tempered_samples(sample_logits[held], t).mean(1), y[held]) * int(held.sum())
-    nll_fitted = total / n
+        t = fit_on(~held)
+        total += _nll(tempered_samples(sample_logits[held], t).mean(1), y[held], ones[held]) * ones[held].sum()
+    nll_fitted = total / ones.sum()
     chosen = "fitted" if nll_fitted < nll_baseline else "baseline"
     temperature = candidate if chosen == "fitted" else baseline
-    return TemperatureChoice(temperature, candidate, baseline, chosen, nll_baseline, nll_fitted, n, len(ids))
+    return TemperatureChoice(temperature, candidate, baseline, chosen, nll_baseline, nll_fitted, n, len(ids), ess)
 
 
 def log_temperature_prior_penalty(log_t: Any, log_prior: float, prior_sd: float) -> Any:

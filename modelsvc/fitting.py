@@ -177,8 +177,14 @@ def train_embeddings(
     model_config: ModelConfig | None = None,
     train_config: TrainConfig | None = None,
     progress: ProgressFn | None = None,
+    calibration_weights: np.ndarray | None = None,
 ) -> TrainResult:
-    """``train`` on precomputed document vectors (N, H) (e.g. from the cache)."""
+    """``train`` on precomputed document vectors (N, H) (e.g. from the cache).
+
+    ``calibration_weights`` (N,): importance weights of the labels in the temperature fit and its
+    cross-fitted check (``calibration.importance_weights``); None weighs each label once. The heads
+    themselves train unweighted.
+    """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
     names = [str(n) for n in label_names]
@@ -193,9 +199,12 @@ def train_embeddings(
             f"fine_tune={train_config.fine_tune!r} trains encoder layers, so it needs the texts: use train(...)"
         )
     y = encode_labels(labels, names)
+    weights = None if calibration_weights is None else np.asarray(calibration_weights, dtype=np.float64)
+    if weights is not None and weights.shape != y.shape:
+        raise TrainingError(f"{len(y)} labels but {weights.shape[0]} calibration weights")
     k = n_folds(y, train_config.folds)
     if k:
-        return _train_cross_fitted(embeddings, y, k, names, encoder_id, model_config, train_config, progress)
+        return _train_cross_fitted(embeddings, y, k, names, encoder_id, model_config, train_config, progress, weights)
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_config.seed)
@@ -209,7 +218,8 @@ def train_embeddings(
     clf = Classifier(config=model_config, label_names=names, encoder_id=encoder_id, head=head)
     val = fit_idx[val_idx]
     calibration, metrics = calibrate_held_out(
-        clf, embeddings[cal_idx], y[cal_idx], embeddings[val], y[val], train_config
+        clf, embeddings[cal_idx], y[cal_idx], embeddings[val], y[val], train_config,
+        weights=None if weights is None else (weights[cal_idx], weights[val]),
     )
     if progress is not None:
         progress("calibrate", 1.0)
@@ -225,11 +235,14 @@ def calibrate_held_out(
     val_embeddings: np.ndarray,
     y_val: np.ndarray,
     train_config: TrainConfig,
+    *,
+    weights: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Single-split calibration: temperature, error mapping and metrics from held-out vectors.
 
     cal_embeddings (Nc, H) with labels (Nc,): never trained on; val_embeddings (Nv, H): only chose the
-    stopping epoch, so they join the temperature fit when ``temperature_on_validation``. Sets the
+    stopping epoch, so they join the temperature fit when ``temperature_on_validation``. ``weights``:
+    importance weights of the (calibration, validation) items in the temperature fit. Sets the
     classifier's temperature, calibration and metrics; returns (calibration, metrics).
     """
     calibration: dict[str, Any] = {"temperature": 1.0, "n": int(len(y_cal)), "error_mapping": None}
@@ -237,14 +250,17 @@ def calibrate_held_out(
     if len(y_cal):
         # The temperature is one scalar: fit it on the calibration part plus the validation part
         # (which only chose the stopping epoch), so small label sets still calibrate stably.
+        t_w = None
         if train_config.temperature_on_validation:
             t_emb, t_y = np.concatenate([cal_embeddings, val_embeddings]), np.concatenate([y_cal, y_val])
+            t_w = None if weights is None else np.concatenate(weights)
         else:
             t_emb, t_y = cal_embeddings, y_cal
+            t_w = None if weights is None else weights[0]
         logits = clf.sample_logits(t_emb)
         # Seeded groups for the cross-fitted check of the temperature (at most 5, at least 2 items each).
         groups = np.random.default_rng(train_config.seed + 2).permutation(len(t_y)) % max(1, min(5, len(t_y) // 2))
-        choice = temperature_choose(logits, t_y, groups)
+        choice = temperature_choose(logits, t_y, groups, weights=t_w)
         calibration["temperature"] = choice.temperature
         calibration["temperature_choice"] = choice.as_record()
         calibration["n_temperature"] = int(len(t_y))
@@ -271,8 +287,12 @@ def _train_cross_fitted(
     model_config: ModelConfig,
     train_config: TrainConfig,
     progress: ProgressFn | None,
+    weights: np.ndarray | None = None,
 ) -> TrainResult:
-    """K fold heads; temperature, error mapping and metrics from all N out-of-fold predictions."""
+    """K fold heads; temperature, error mapping and metrics from all N out-of-fold predictions.
+
+    ``weights`` (N,): importance weights of the out-of-fold items in the temperature choice.
+    """
     t0 = time.perf_counter()
     fold = fold_assignment(y, k, np.random.default_rng(train_config.seed + 1))
     with torch.random.fork_rng(devices=[]):
@@ -287,7 +307,8 @@ def _train_cross_fitted(
     draws = draws_per_member(model_config.samples, per_fold)
     logits = out_of_fold_logits(clf.sample_logits(embeddings, k=head.n_members * draws), fold, per_fold)
     # Applied only when a temperature fitted on the other folds lowers each fold's NLL (cross-fitted).
-    choice = temperature_choose(logits, y, fold)
+    # Under a stochastic acquisition the weights make both NLLs estimates over the pool.
+    choice = temperature_choose(logits, y, fold, weights=weights)
     temperature = choice.temperature
     oof = summarize_logits(logits, temperature=temperature, error_mapping=None, embeddings=embeddings)
     calibration: dict[str, Any] = {

@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.encoder import EmbeddingCache, ProgressFn, TextEncoder
 from modelsvc.features import fit_hybrid
@@ -32,6 +34,7 @@ def train(
     encoder: TextEncoder | None = None,
     progress: ProgressFn | None = None,
     unlabeled_texts: Sequence[str] = (),
+    calibration_weights: Sequence[float] | None = None,
 ) -> TrainResult:
     """Train a calibrated classifier on labeled texts.
 
@@ -44,6 +47,9 @@ def train(
     ``model_config.features == "hybrid"``: the TF-IDF + SVD block (``modelsvc.features``) is fitted on
     ``texts`` plus ``unlabeled_texts`` (the project's pool; no labels are used), seeded by
     ``train_config.seed``, and the classifier carries it (``Classifier.features``).
+
+    ``calibration_weights`` (N,): importance weights of the labels in the temperature fit
+    (``fitting.train_embeddings``); the fine-tuning path ignores them.
     """
     model_config = model_config or (encoder.config if encoder is not None else ModelConfig())
     if len(texts) != len(labels):
@@ -88,6 +94,7 @@ def train(
         model_config=model_config,
         train_config=train_config,
         progress=progress,
+        calibration_weights=None if calibration_weights is None else np.asarray(calibration_weights),
     )
     result.timings["encode"] = encode_s
     if features is not None:

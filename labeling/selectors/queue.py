@@ -42,7 +42,7 @@ from labeling.models import (
     Project,
     Split,
 )
-from modelsvc.acquisition import near_copy_order
+from modelsvc.acquisition import POWER_FLOOR, near_copy_order
 
 CANDIDATES = 50
 # The ranking window read from the index per try: the candidates plus room for leased and skipped rows.
@@ -202,6 +202,50 @@ def _more_ranked(champion_id: int, window: int) -> bool:
         " ORDER BY acquisition_score DESC LIMIT 1 OFFSET %s"
     )
     return bool(_fetch(sql, [champion_id, window]))
+
+
+@dataclass(frozen=True)
+class Draw:
+    """The pool a stochastic strategy's lease is drawn from: its size and the sum of its sampling weights."""
+
+    pool_size: int
+    normaliser: float
+
+
+def stochastic_draw(champion: ModelVersion, *, power: float) -> Draw:
+    """The champion's open ranking as a draw proportional to ``(mutual_info + floor) ** power`` (one query).
+
+    The same weights as ``modelsvc.acquisition.power_weights``; every ``in_queue`` row counts, also rows
+    leased to others at this moment (a batch's worth against the whole pool).
+    """
+    base = f"(CASE WHEN mutual_info > 0 THEN mutual_info ELSE 0 END + {float(POWER_FLOOR)!r})"
+    weight = base if power == 1.0 else f"POWER({base}, {float(power)!r})"
+    sql = f"SELECT COUNT(*), SUM({weight}) FROM {PREDICTION} WHERE model_version_id = %s AND in_queue"
+    [(count, total)] = _fetch(sql, [champion.pk])
+    return Draw(pool_size=int(count), normaliser=float(total or 0.0))
+
+
+def candidate_base_score(candidate: Candidate) -> float:
+    """The BALD (``mutual_info``) a stochastic strategy's draw weighted this candidate by."""
+    return float(candidate.row[len(_DOC_COLUMNS) + _PREDICTION_COLUMNS.index("mutual_info")])
+
+
+def selection_draws(*, document_ids: Sequence[int]) -> dict[int, tuple[float, int]]:
+    """(selection probability, pool size) of the labeled lease of each document a stochastic draw served.
+
+    With overlap a document has several labeled leases; its first draw is the one that chose it.
+    """
+    rows = (
+        Assignment.objects.filter(
+            document_id__in=list(document_ids), state=AssignmentState.DONE, selection_probability__isnull=False
+        )
+        .order_by("document_id", "id")
+        .values_list("document_id", "selection_probability", "selection_pool_size")
+    )
+    out: dict[int, tuple[float, int]] = {}
+    for doc_id, probability, pool_size in rows:
+        out.setdefault(doc_id, (probability, pool_size))
+    return out
 
 
 def leased_points(project: Project, champion: ModelVersion) -> tuple[set[str], list[tuple[float, float]]]:

@@ -25,7 +25,7 @@ from django.utils import timezone
 from labeling import roles
 from labeling.models import MAX_OVERLAP, Assignment, AssignmentState, Document, Prediction, Project, Split
 from labeling.selectors import queue as q
-from modelsvc.acquisition import strategy_get
+from modelsvc.acquisition import selection_probability, strategy_get
 
 
 class LeaseExpiredError(Exception):
@@ -94,16 +94,22 @@ def _serve_holdout(project: Project, annotator: AbstractBaseUser, lease_count: i
 
 
 def _insert_lease(
-    document: Document, annotator: AbstractBaseUser, reason: dict[str, Any], minutes: int
+    document: Document,
+    annotator: AbstractBaseUser,
+    reason: dict[str, Any],
+    minutes: int,
+    *,
+    selection: tuple[float, int] | None = None,
 ) -> Assignment | None:
     """Lock the document row and insert the lease on its lowest free place, in one statement.
 
     None when no place is free. The row lock (``FOR UPDATE SKIP LOCKED`` where the database has it)
     keeps a document being labeled right now out; ``INSERT ... ON CONFLICT DO NOTHING`` against
     ``one_live_assignment_per_document_slot`` decides a race with another lease: the loser inserts
-    nothing. No savepoint, no error path.
+    nothing. No savepoint, no error path. ``selection``: (probability, pool size) of a stochastic draw.
     """
     now = timezone.now()
+    probability, pool_size = selection if selection is not None else (None, None)
     lease = Assignment(
         document=document,
         project_id=document.project_id,
@@ -111,9 +117,14 @@ def _insert_lease(
         state=AssignmentState.ACTIVE,
         leased_until=now + timedelta(minutes=minutes),
         reason=reason,
+        selection_probability=probability,
+        selection_pool_size=pool_size,
         created_at=now,
     )
-    columns = ("project_id", "annotator_id", "state", "leased_until", "reason", "created_at")
+    columns = (
+        "project_id", "annotator_id", "state", "leased_until", "reason",
+        "selection_probability", "selection_pool_size", "created_at",
+    )
     values = [Assignment._meta.get_field(name).get_db_prep_save(getattr(lease, name), connection) for name in columns]
     lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     places = " UNION ALL ".join(f"SELECT {n} AS n" for n in range(MAX_OVERLAP))
@@ -157,10 +168,13 @@ def _lease_pool(
     if champion is not None:
         candidates = q.pool_candidates(champion, annotator_id=annotator.pk)
         if candidates:
+            strategy = strategy_get(project.acquisition_strategy)
             ordered = candidates
             # Only a batch-aware strategy passes over near-copies of what others hold (modelsvc.acquisition).
-            if context.live_leases and strategy_get(project.acquisition_strategy).batch_aware:
+            if context.live_leases and strategy.batch_aware:
                 ordered = q.diversify(candidates, *q.leased_points(project, champion))
+            # A stochastic strategy's ranking is a seeded draw; its probability is recorded per lease.
+            draw = q.stochastic_draw(champion, power=strategy.power) if strategy.power is not None else None
             for c in ordered:
                 document, prediction = q.offer(c, champion)
                 reason = {
@@ -170,7 +184,13 @@ def _lease_pool(
                     "model_version": champion.version,
                     "rank": candidates.index(c) + 1,
                 }
-                lease = _insert_lease(document, annotator, reason, project.lease_minutes)
+                selection = None
+                if draw is not None and strategy.power is not None:
+                    base = q.candidate_base_score(c)
+                    probability = selection_probability(base, strategy.power, draw.normaliser)
+                    selection = (probability, draw.pool_size)
+                    reason |= {"power": strategy.power, "base": base, "normaliser": draw.normaliser}
+                lease = _insert_lease(document, annotator, reason, project.lease_minutes, selection=selection)
                 if lease is not None:
                     return Lease(lease, prediction)
     # Cold start (no champion yet, or documents it has not scored): a seeded random order.
@@ -198,8 +218,9 @@ def lease_next(*, project: Project, annotator: AbstractBaseUser) -> Lease | None
     An annotator holds at most one active lease per project, also under parallel calls. Five
     statements on the usual path: begin (no-flush commit, per-annotator lock), expire lapsed leases,
     read the lease context, read the ranking, lock-and-insert (plus one for the near-copy rule when
-    others hold leases under a batch-aware strategy). No retry loop: a lost race is an insert that
-    does nothing, and the next candidate is tried.
+    others hold leases under a batch-aware strategy, or one for the draw's size and weight sum under a
+    stochastic one: an aggregate over the champion's open ranking, so it grows with the pool). No retry
+    loop: a lost race is an insert that does nothing, and the next candidate is tried.
     """
     with transaction.atomic():
         _lease_transaction_begin(annotator)

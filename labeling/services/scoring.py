@@ -29,7 +29,7 @@ from labeling.services.assignments import assignments_expire
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import ScoringBusyError
 from labeling.services.planner import planner_statistics_refresh
-from modelsvc.acquisition import acquisition_scores
+from modelsvc.acquisition import acquisition_scores, strategy_get
 from modelsvc.inference import ScoreResult
 from modelsvc.projection import map_fit, map_project
 
@@ -82,10 +82,24 @@ def acquisition_for(strategy: str, result: ScoreResult, *, seed: int = 0) -> np.
     """The project's acquisition score per document (N,); higher = ask sooner.
 
     A batch-aware strategy stores its plain score too: the queue applies the batch rule at lease time.
-    ``seed`` only matters for "random": it differs per batch so batches do not repeat one sequence.
+    ``seed`` only matters for "random" and stochastic strategies: it differs per batch so batches do not
+    repeat one sequence.
     """
     assert result.samples is not None
     return np.asarray(acquisition_scores(strategy, result.samples, seed=seed), dtype=float)
+
+
+def acquisition_seed(project: Project, model_version: ModelVersion, first_document_id: int) -> int:
+    """The seed of one scoring batch's acquisition draw.
+
+    A stochastic strategy (``Strategy.power``) draws afresh for every model version, so the Gumbel noise
+    of a document is independent from one round to the next (with one noise per document for all
+    versions, a document that drew a high key once would stay near the top of every later queue).
+    """
+    seed = project.seed + first_document_id
+    if strategy_get(project.acquisition_strategy).power is not None:
+        seed += 1_000_003 * model_version.version
+    return seed
 
 
 def prediction_bulk_upsert(
@@ -95,7 +109,9 @@ def prediction_bulk_upsert(
     space = label_space_for_model(model_version, task_type=project.task_type)
     fields = space.prediction_fields(result.probs)
     points = map_project(map_projection_for(model_version, result.embeddings), result.embeddings)
-    acquisition = acquisition_for(project.acquisition_strategy, result, seed=project.seed + document_ids[0])
+    acquisition = acquisition_for(
+        project.acquisition_strategy, result, seed=acquisition_seed(project, model_version, document_ids[0])
+    )
     now = timezone.now()
     open_docs = set(
         Document.objects.filter(pk__in=document_ids, is_labeled=False, split=Split.POOL).values_list("pk", flat=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from modelsvc.calibration import (
     MIN_N_TO_JUDGE,
@@ -11,6 +12,7 @@ from modelsvc.calibration import (
     ece_mce,
     ece_noise_floor,
     evaluate_predictions,
+    fit_temperature,
     small_sample_summary,
     temperature_choose,
     tempered_samples,
@@ -138,3 +140,66 @@ def test_on_ten_items_a_perfectly_calibrated_model_shows_a_large_ece() -> None:
     p = rng.uniform(0.5, 1.0, 10)
     summary = small_sample_summary(_binary(p), (rng.random(10) >= p).astype(int))
     assert summary["ece_noise_floor"] > 0.1  # an ECE of 0.28 on 10 items says nothing
+
+
+def test_importance_weights_are_normalised_clipped_and_uniform_without_a_draw() -> None:
+    from modelsvc.calibration import importance_weights
+
+    q = np.array([0.01, 0.001, np.nan, 1e-9])
+    n = np.array([100, 100, np.nan, 100])
+    w = importance_weights(q, n)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[1] == pytest.approx(10 * w[0])  # 1 / (N q): ten times less likely, ten times the weight
+    assert w[3] == pytest.approx(10 * w[2])  # the 1e-9 draw is clipped at 10, not allowed to carry the fit
+    assert importance_weights(np.full(3, np.nan), np.full(3, np.nan)).tolist() == [1.0, 1.0, 1.0]
+
+
+def _biased_sample() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A pool whose uncertain half is overconfident (true T 3) and confident half underconfident (true T 0.6),
+    and a draw of 600 items with probability proportional to an uncertainty score, as power sampling does."""
+    rng = np.random.default_rng(0)
+    n = 6000
+    uncertain = np.arange(n) < n // 2
+    z = np.where(uncertain, rng.normal(0, 1.5, n), rng.normal(0, 3.0, n))  # model logit of class 1
+    true_t = np.where(uncertain, 3.0, 0.6)
+    y = (rng.random(n) < 1 / (1 + np.exp(-z / true_t))).astype(np.int64)
+    logits = np.stack([np.zeros(n), z], axis=1)[:, None, :]  # (N, 1, 2)
+    score = np.where(uncertain, 1.0, 0.05)
+    q = score / score.sum()
+    keys = np.log(score) + rng.gumbel(size=n)
+    drawn = np.argsort(-keys)[:600]
+    return logits, y, drawn, q
+
+
+def test_importance_weights_pull_the_temperature_fit_to_the_pool() -> None:
+    from modelsvc.calibration import fit_temperature, importance_weights
+
+    logits, y, drawn, q = _biased_sample()
+    pool_t = fit_temperature(logits, y)
+    plain = fit_temperature(logits[drawn], y[drawn])
+    w = importance_weights(q[drawn], np.full(len(drawn), len(y)))
+    weighted = fit_temperature(logits[drawn], y[drawn], w)
+    # The draw is ~95 % uncertain items, so the plain fit lands near their T; the weights undo that.
+    assert abs(np.log(weighted / pool_t)) < 0.5 * abs(np.log(plain / pool_t))
+
+
+def test_temperature_choose_weights_the_fit_and_both_nlls() -> None:
+    from modelsvc.calibration import importance_weights
+
+    logits, y, drawn, q = _biased_sample()
+    w = importance_weights(q[drawn], np.full(len(drawn), len(y)))
+    seen: list[np.ndarray | None] = []
+
+    def fit(lg: np.ndarray, yy: np.ndarray, weights: np.ndarray | None = None) -> float:
+        seen.append(weights)
+        return fit_temperature(lg, yy, weights)
+
+    groups = np.arange(len(drawn)) % 5
+    choice = temperature_choose(logits[drawn], y[drawn], groups, fit=fit, weights=w)
+    assert len(seen) == 6 and all(s is not None for s in seen)  # the candidate and each of the 5 folds
+    assert sum(len(s) for s in seen[1:]) == 4 * len(drawn)  # each fold fit sees the others' weights
+    record = choice.as_record()
+    assert record["weighted"] and 0 < record["effective_n"] < len(drawn)
+    unweighted = temperature_choose(logits[drawn], y[drawn], groups)
+    assert unweighted.as_record()["weighted"] is False
+    assert choice.nll_baseline != pytest.approx(unweighted.nll_baseline)

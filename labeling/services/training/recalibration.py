@@ -6,6 +6,7 @@ The math (the holdout fit shrunk toward the pool's temperature) is ``modelsvc.ho
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 from django.utils import timezone
@@ -13,8 +14,11 @@ from django.utils import timezone
 from labeling.labelspace import label_space
 from labeling.models import AcquisitionStrategy, ModelStatus, ModelVersion, Project, Split
 from labeling.selectors.models import champion_get, majority_labels
+from labeling.selectors.queue import selection_draws
 from labeling.services import modeling
 from labeling.services.scoring import model_version_predictions_refresh
+from modelsvc.acquisition import strategy_get
+from modelsvc.calibration import importance_weights
 from modelsvc.holdout import holdout_temperature_fit, holdout_usable, pool_prior_sd
 from modelsvc.model import Classifier
 
@@ -26,8 +30,29 @@ HoldoutRows = list[tuple[int, str, str]]
 
 
 def holdout_prior_sd(project: Project) -> float:
-    """The project's prior spread for the holdout temperature fit (tight when the pool was drawn at random)."""
-    return pool_prior_sd(random_pool=project.acquisition_strategy == AcquisitionStrategy.RANDOM)
+    """The project's prior spread for the holdout temperature fit.
+
+    Tight when the pool's temperature estimates the pool: labels drawn at random, or drawn by a
+    stochastic strategy whose fit is importance-weighted back to the pool (``pool_calibration_weights``).
+    """
+    representative = project.acquisition_strategy == AcquisitionStrategy.RANDOM
+    return pool_prior_sd(random_pool=representative or strategy_get(project.acquisition_strategy).power is not None)
+
+
+def pool_calibration_weights(*, document_ids: list[int]) -> np.ndarray | None:
+    """Importance weights (N,) of labeled pool documents for the temperature fit; None: no draw recorded.
+
+    A document leased by a stochastic draw weighs 1 / (pool size x its selection probability); one
+    with no recorded draw (cold start, or labeled under a deterministic strategy) counts as drawn
+    uniformly (``modelsvc.calibration.importance_weights``).
+    """
+    draws = selection_draws(document_ids=document_ids)
+    if not draws:
+        return None
+    missing = (math.nan, math.nan)
+    probability = np.array([draws.get(d, missing)[0] for d in document_ids], dtype=np.float64)
+    pool_size = np.array([draws.get(d, missing)[1] for d in document_ids], dtype=np.float64)
+    return importance_weights(probability, pool_size)
 
 
 def holdout_arrays(project: Project, classifier: Classifier, holdout: HoldoutRows) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,12 @@ from labeling.services.training.label_issues import (
     reviewer_decided,
 )
 from labeling.services.training.promotion import challenger_decide
-from labeling.services.training.recalibration import champion_recalibrate, holdout_arrays, holdout_prior_sd
+from labeling.services.training.recalibration import (
+    champion_recalibrate,
+    holdout_arrays,
+    holdout_prior_sd,
+    pool_calibration_weights,
+)
 from modelsvc.config import TrainConfig
 from modelsvc.fitting import TrainResult
 from modelsvc.holdout import holdout_assess
@@ -140,6 +145,7 @@ def _execute(run: TrainingRun) -> None:
         encoder=encoder,
         progress=_progress_writer(run.pk),
         unlabeled_texts=_pool_texts(project) if config.features == "hybrid" else (),
+        calibration_weights=pool_calibration_weights(document_ids=[doc_id for doc_id, _, _ in labeled]),
     )
     _stage(run.pk, "calibrate", 1.0)
     result.calibration["device"] = encoder.device_name  # where the encoder ran (and fine-tuned), for the record

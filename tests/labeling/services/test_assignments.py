@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from labeling.models import Assignment, AssignmentState, Document, ModelStatus, Split
 from labeling.services.annotations import annotation_submit
-from labeling.services.assignments import assignment_next
+from labeling.services.assignments import assignment_next, assignment_skip
 from labeling.services.documents import document_bulk_create
 from labeling.services.projects import project_create
 from tests.factories import ModelVersionFactory, PredictionFactory, UserFactory
@@ -108,3 +108,46 @@ def test_parallel_callers_never_share_a_document():
     for t in threads:
         t.join()
     assert len(got) == 24 and len(set(got)) == 24
+
+
+def test_power_bald_serves_its_draw_and_records_each_leases_probability():
+    import numpy as np
+
+    from modelsvc.acquisition import POWER_FLOOR, gumbel_keys
+
+    project, docs = make_project(12, acquisition_strategy="power_bald")
+    champion = ModelVersionFactory(project=project, version=1, status=ModelStatus.CHAMPION)
+    bald = np.linspace(0.01, 0.3, len(docs))
+    keys = gumbel_keys(bald, 1.0, seed=5)
+    for doc, b, k in zip(docs, bald, keys, strict=True):
+        PredictionFactory(document=doc, model_version=champion, mutual_info=float(b), acquisition_score=float(k))
+    user = annotator()
+    served: list[int] = []
+    labeled: set[int] = set()
+    for i in range(len(docs)):
+        # The draw's pool: every document still waiting for a label (a skipped one waits for others).
+        open_bald = bald[[d.pk not in labeled for d in docs]]
+        lease = assignment_next(project=project, annotator=user)
+        served.append(lease.document_id)
+        b = bald[[d.pk for d in docs].index(lease.document_id)]
+        assert lease.selection_probability == pytest.approx((b + POWER_FLOOR) / (open_bald + POWER_FLOOR).sum())
+        assert lease.selection_pool_size == len(open_bald)
+        assert lease.reason["power"] == 1.0
+        if i % 3 == 2:  # a skip hands the document back to others, never to the same annotator
+            assignment_skip(assignment=lease, user=user)
+        else:
+            annotation_submit(assignment=lease, user=user, label="a")
+            labeled.add(lease.document_id)
+    # The order is the Gumbel-top-k draw, each document once.
+    assert served == [docs[i].pk for i in np.argsort(-keys)]
+    assert assignment_next(project=project, annotator=user) is None
+    stored = Assignment.objects.filter(project=project, state=AssignmentState.DONE).first()
+    assert stored.selection_probability is not None and stored.selection_pool_size == len(docs)
+
+
+def test_deterministic_strategies_record_no_selection_probability():
+    project, docs = make_project(3, acquisition_strategy="bald")
+    champion = ModelVersionFactory(project=project, version=1, status=ModelStatus.CHAMPION)
+    PredictionFactory(document=docs[0], model_version=champion, acquisition_score=0.9)
+    lease = assignment_next(project=project, annotator=annotator())
+    assert lease.selection_probability is None and "power" not in lease.reason

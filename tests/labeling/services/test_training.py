@@ -359,3 +359,33 @@ def test_a_hybrid_project_trains_saves_and_scores_with_its_tfidf_block() -> None
     result = modeling.classifier_score(classifier, pool_texts[:20], return_samples=True)
     assert result.embeddings.shape[1] == modeling.classifier_encoder(classifier).hidden_size
     assert len(set(result.mutual_info.round(6))) > 5  # uncertainty per document, not one constant
+
+
+def test_the_draws_importance_weights_reach_the_temperature_fit(monkeypatch) -> None:
+    from labeling.models import AssignmentState, Split
+    from labeling.services.training import runs
+    from tests.factories import AssignmentFactory
+
+    project = labeled_project(pool=80, acquisition_strategy="power_bald")
+    pool_docs = list(project.documents.filter(split=Split.POOL, is_labeled=True).order_by("id"))
+    # Half the pool was drawn by power sampling (probabilities from 1/400 to 1/40 in a pool of 400), the
+    # rest came from the cold start (uniform: weight 1).
+    for i, doc in enumerate(pool_docs[:40]):
+        AssignmentFactory(
+            document=doc, state=AssignmentState.DONE, selection_probability=(1 + i % 10) / 400, selection_pool_size=400
+        )
+    seen: list = []
+    real_train = runs.train
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["calibration_weights"])
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "train", spy)
+    run = train_now(project)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    [weights] = seen
+    assert len(weights) == 80 and weights.mean() == pytest.approx(1.0)
+    assert weights.max() / weights.min() == pytest.approx(10.0)  # 1/(400 q): from 10 down to 1
+    choice = ModelVersion.objects.get(pk=run.model_version_id).calibration["temperature_choice"]
+    assert choice["weighted"] is True and 0 < choice["effective_n"] < 80
