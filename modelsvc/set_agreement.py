@@ -1,0 +1,184 @@
+"""Agreement on sets of labels (multi-label answers): pure functions, each figure with a bootstrap interval.
+
+``indicators`` has shape (N, R, C): N items, R raters, C labels; ``indicators[i, r, c]`` is 1 when rater r
+put label c in item i's set, 0 when they left it out, and -1 on every label when r did not rate i. The
+figures:
+
+- per label      Krippendorff's alpha (``krippendorff``, nominal) and Fleiss' kappa (``statsmodels``) of the
+                 label's 0/1 indicators: how well raters agree on whether THIS label applies.
+- overall        the same two statistics pooled over every (item, label) unit: one binary judgement per
+                 label per item, so a common label and a rare one weigh by how often they are judged.
+- MASI alpha     Krippendorff's alpha over whole sets with the MASI distance (Passonneau 2006):
+                 1 - Jaccard x monotonicity (1 equal sets, 2/3 one inside the other, 1/3 overlapping,
+                 0 disjoint); two empty sets are at distance 0. ``krippendorff.alpha`` takes the distance
+                 as its level of measurement.
+
+Intervals are percentile bootstraps that resample ITEMS (an item's labels stay together, so the pooled
+figure's interval is not narrowed by treating one item's labels as independent), sharing one seeded set
+of replicates with ``modelsvc.agreement``'s conventions: undefined replicates are dropped, a figure is
+undefined (None) with fewer than 2 usable items or a single value among them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import partial
+
+import krippendorff
+import numpy as np
+
+from modelsvc.agreement import (
+    MISSING,
+    Estimate,
+    _alpha,
+    _check_boot,
+    _defined,
+    _estimate,
+    _fleiss,
+    _fleiss_items,
+    _resamples,
+)
+
+
+@dataclass(frozen=True)
+class LabelAgreement:
+    """One label's agreement: alpha and Fleiss' kappa of its 0/1 indicators, and how often it was given."""
+
+    alpha: Estimate
+    fleiss_kappa: Estimate
+    share: float  # the share of (rater, item) answers that include the label, in [0, 1]
+
+
+@dataclass(frozen=True)
+class SetAgreementReport:
+    per_label: tuple[LabelAgreement, ...]  # (C,)
+    alpha: Estimate  # pooled over (item, label) units
+    fleiss_kappa: Estimate  # pooled over (item, label) units
+    masi_alpha: Estimate  # whole sets, MASI distance
+    n_items: int
+    n_raters: int
+    n_labels: int
+
+
+def masi_distance(a: frozenset[int], b: frozenset[int]) -> float:
+    """MASI distance between two sets: 1 - |a & b| / |a | b| x m (m: 1 equal, 2/3 subset, 1/3 overlap, 0)."""
+    if a == b:
+        return 0.0
+    inter = len(a & b)
+    if not inter:
+        return 1.0
+    m = 2 / 3 if (a <= b or b <= a) else 1 / 3
+    return 1.0 - inter / len(a | b) * m
+
+
+def _binary_counts(indicators: np.ndarray) -> np.ndarray:
+    """(N, R, C) indicators -> (N, C, 2) how many raters left each label out / put it in."""
+    rated = indicators != MISSING
+    ones = ((indicators == 1) & rated).sum(axis=1)
+    zeros = ((indicators == 0) & rated).sum(axis=1)
+    return np.stack([zeros, ones], axis=2).astype(np.int64)
+
+
+def _set_codes(indicators: np.ndarray) -> tuple[np.ndarray, list[frozenset[int]]]:
+    """(N, R) codes of the distinct sets given (-1 where not rated), and the sets in code order."""
+    n, r, _ = indicators.shape
+    codes = np.full((n, r), MISSING, dtype=np.int64)
+    seen: dict[frozenset[int], int] = {}
+    for i in range(n):
+        for k in range(r):
+            row = indicators[i, k]
+            if (row == MISSING).all():
+                continue
+            key = frozenset(np.flatnonzero(row == 1).tolist())
+            codes[i, k] = seen.setdefault(key, len(seen))
+    return codes, list(seen)
+
+
+def _masi_alpha(value_counts: np.ndarray, distances: np.ndarray) -> float | None:
+    pairable = value_counts[value_counts.sum(axis=1) >= 2]
+    if len(pairable) < 2 or np.count_nonzero(pairable.sum(axis=0)) < 2:
+        return None
+
+    def metric(v1, v2, i1, i2, n_v, dtype=np.float64):  # type: ignore[no-untyped-def]
+        return distances[i1, i2].astype(dtype)
+
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore")
+        return _defined(
+            float(krippendorff.alpha(value_counts=pairable, level_of_measurement=metric))  # type: ignore[arg-type]
+        )
+
+
+def _subset_alpha(binary: np.ndarray, idx: np.ndarray) -> float | None:
+    return _alpha(binary[idx])
+
+
+def _subset_fleiss(binary: np.ndarray, in_fleiss: np.ndarray, idx: np.ndarray) -> float | None:
+    return _fleiss(binary[idx][in_fleiss[idx]])
+
+
+def set_agreement_report(
+    indicators: np.ndarray, *, seed: int = 0, n_boot: int = 1000, level: float = 0.95
+) -> SetAgreementReport:
+    """Per-label, pooled and MASI agreement of R raters' label sets on N items over C labels.
+
+    indicators: (N, R, C) 0/1, -1 where a rater did not rate an item. Every interval comes from the
+    same ``n_boot`` seeded resamples of the N items, at confidence ``level``.
+    """
+    _check_boot(n_boot, level)
+    ind = np.asarray(indicators, dtype=np.int64)
+    if ind.ndim != 3:
+        raise ValueError(f"indicators must be (N, R, C), got shape {ind.shape}")
+    n, n_raters, n_labels = ind.shape
+    counts = _binary_counts(ind)  # (N, C, 2)
+    raters = counts[:, 0, :].sum(axis=1) if n_labels else np.zeros(n, dtype=np.int64)  # (N,)
+    pairable = int((raters >= 2).sum())
+    draws = _resamples(n, seed, n_boot)
+    in_fleiss = _fleiss_items(np.stack([raters, np.zeros_like(raters)], axis=1))
+
+    per_label = []
+    answered = int((ind[:, :, 0] != MISSING).sum()) if n_labels else 0
+    for c in range(n_labels):
+        binary = counts[:, c, :]  # (N, 2)
+        alpha = _estimate(partial(_subset_alpha, binary), n, draws, level)
+        fleiss = _estimate(partial(_subset_fleiss, binary, in_fleiss), n, draws, level)
+        share = float(binary[:, 1].sum() / answered) if answered else 0.0
+        per_label.append(
+            LabelAgreement(
+                Estimate(alpha.value, alpha.low, alpha.high, pairable),
+                Estimate(fleiss.value, fleiss.low, fleiss.high, int(in_fleiss.sum())),
+                share,
+            )
+        )
+
+    def pooled(idx: np.ndarray) -> np.ndarray | None:
+        # Units of fewer than 2 items are one item's labels: not a sample of items to measure on.
+        return counts[idx].reshape(-1, 2) if int((raters[idx] >= 2).sum()) >= 2 else None
+
+    def pooled_alpha(idx: np.ndarray) -> float | None:
+        units = pooled(idx)
+        return None if units is None else _alpha(units)
+
+    def pooled_fleiss(idx: np.ndarray) -> float | None:
+        units = pooled(idx[in_fleiss[idx]])
+        return None if units is None else _fleiss(units)
+
+    alpha = _estimate(pooled_alpha, n, draws, level)
+    fleiss = _estimate(pooled_fleiss, n, draws, level)
+
+    codes, sets = _set_codes(ind)
+    value_counts = np.zeros((n, max(len(sets), 1)), dtype=np.int64)
+    rows, cols = np.nonzero(codes != MISSING)
+    np.add.at(value_counts, (rows, codes[rows, cols]), 1)
+    distances = np.array([[masi_distance(a, b) for b in sets] for a in sets]) if sets else np.zeros((1, 1))
+    masi = _estimate(lambda idx: _masi_alpha(value_counts[idx], distances), n, draws, level)
+    return SetAgreementReport(
+        per_label=tuple(per_label),
+        alpha=Estimate(alpha.value, alpha.low, alpha.high, pairable),
+        fleiss_kappa=Estimate(fleiss.value, fleiss.low, fleiss.high, int(in_fleiss.sum())),
+        masi_alpha=Estimate(masi.value, masi.low, masi.high, pairable),
+        n_items=n,
+        n_raters=n_raters,
+        n_labels=n_labels,
+    )
