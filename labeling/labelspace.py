@@ -128,6 +128,15 @@ class LabelSpace(ABC):
         """The label names a stored answer holds (one for a single label; empty for "")."""
         return (stored,) if stored else ()
 
+    def answer_from_cell(self, value: Any) -> str | None:
+        """The stored answer an import file's cell holds; None for an empty cell; ValueError saying why not."""
+        text = "" if value is None else str(value).strip()
+        if not text:
+            return None
+        if text not in self._index:
+            raise ValueError(f"is {text!r}, which is not in the project's label set ({', '.join(self.names)})")
+        return text
+
     @abstractmethod
     def validate_answer(self, value: object) -> str | None:
         """The error message for an answer that is not valid in this space, or None when it is."""
@@ -230,6 +239,25 @@ class MultiLabel(LabelSpace):
 
     def as_names(self, stored: str) -> tuple[str, ...]:
         return tuple(stored.split(SET_SEPARATOR)) if stored else ()
+
+    def answer_from_cell(self, value: Any) -> str | None:
+        # A list (JSONL, Parquet: [] is the empty set) or the names joined by SET_SEPARATOR (CSV, where an
+        # empty cell is no label: a spreadsheet cell cannot tell "none applies" from "not labeled").
+        if value is None:
+            return None
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return None
+            names = [name.strip() for name in text.split(SET_SEPARATOR)]
+        elif isinstance(value, list | tuple):
+            names = [name.strip() if isinstance(name, str) else name for name in value]
+        else:
+            raise ValueError(f"is {value!r}: a set of labels is a list, or names joined by {SET_SEPARATOR!r}")
+        problem = self.validate_answer(names)
+        if problem is not None:
+            raise ValueError(f"is {value!r}, which {problem}" if problem.startswith("lists") else f"{problem}")
+        return self.store(names)
 
     def validate_answer(self, value: object) -> str | None:
         if not isinstance(value, list | tuple | set | frozenset):

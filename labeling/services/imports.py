@@ -318,18 +318,18 @@ def _clean_row(
                 return None
             item["external_id"] = ext
     if label_col:
-        gold = raw.get(label_col)
-        gold = None if gold is None else str(gold).strip()
-        if gold:
-            if gold not in space:
-                report.reject(row, f"label {gold!r} is not in the project's label set")
-                return None
+        try:
+            gold = space.answer_from_cell(raw.get(label_col))
+        except ValueError as problem:
+            report.reject(row, f"label {problem}")
+            return None
+        if gold is not None:
             item["gold_label"] = gold
             if source_col and raw.get(source_col) is not None:
                 item["_source"] = str(raw[source_col]).strip()[:200]
     if prediction is not None:
-        suggested = _text(raw.get(prediction[0]))
-        if suggested:  # checked before the import began (``rows_check``)
+        suggested = space.answer_from_cell(raw.get(prediction[0]))  # checked before the import (``rows_check``)
+        if suggested is not None:
             item["_suggested"] = (suggested, _score(raw.get(prediction[1])) if prediction[1] else None)
     return item
 
@@ -404,7 +404,7 @@ def _label_training(
     annotations: list[Annotation] = []
     gold: list[Document] = []
     for item, (doc, was_created) in zip(kept, results, strict=True):
-        if not (was_created and item.get("gold_label")):
+        if not (was_created and item.get("gold_label") is not None):  # "" is a multi-label empty set
             continue
         if doc.split == Split.HOLDOUT:
             doc.gold_label = item["gold_label"]
@@ -451,7 +451,7 @@ def _write_chunk(
             report.labeled += len(annotations)
         else:
             for item, (doc, was_created) in zip(kept, results, strict=True):
-                if was_created and item.get("gold_label"):
+                if was_created and item.get("gold_label") is not None:
                     doc.gold_label = item["gold_label"]
                     gold.append(doc)
         if gold:
@@ -476,15 +476,14 @@ def rows_check(
     Else ``ImportLabelError`` naming the first bad row and its column: read before anything is written.
     """
     space = project.label_space
-    known = ", ".join(project.label_names)
     for row, raw in enumerate(rows, start=1):
         if not isinstance(raw, dict):
             continue
         for column in label_cols:
-            label = _text(raw.get(column))
-            if label and label not in space:
-                raise ImportLabelError(row=row, column=column,
-                                       problem=f"is {label!r}, which is not in the project's label set ({known})")
+            try:  # one name, or a multi-label set (a list, or names joined by ","): the label space says
+                space.answer_from_cell(raw.get(column))
+            except ValueError as problem:
+                raise ImportLabelError(row=row, column=column, problem=str(problem)) from None
         if score_col:
             try:
                 _score(raw.get(score_col))
