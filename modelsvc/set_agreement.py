@@ -13,6 +13,15 @@ figures:
                  0 disjoint); two empty sets are at distance 0. ``krippendorff.alpha`` takes the distance
                  as its level of measurement.
 
+Point values come from the libraries. The per-label and MASI bootstrap replicates (C labels x n_boot
+draws, the bulk of the work) use closed forms of the same statistics, vectorised over the draws
+(``binary_alpha``, ``binary_fleiss``, ``masi_alpha_draws``; tests check each against the library on
+every draw):
+
+- alpha = 1 - (n - 1) * sum_u [2 n0_u n1_u / (m_u - 1)] / (2 n0 n1) over units u with m_u >= 2 ratings,
+  n0 / n1 the 0s / 1s among them and n = n0 + n1 (Krippendorff 2011, nominal, two values);
+- kappa = (P - Pe) / (1 - Pe), P the mean over items of (n0^2 + n1^2 - m) / (m (m - 1)), Pe = p0^2 + p1^2.
+
 Intervals are percentile bootstraps that resample ITEMS (an item's labels stay together, so the pooled
 figure's interval is not narrowed by treating one item's labels as independent), sharing one seeded set
 of replicates with ``modelsvc.agreement``'s conventions: undefined replicates are dropped, a figure is
@@ -23,7 +32,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from functools import partial
 
 import krippendorff
 import numpy as np
@@ -37,6 +45,7 @@ from modelsvc.agreement import (
     _estimate,
     _fleiss,
     _fleiss_items,
+    _interval,
     _resamples,
 )
 
@@ -110,12 +119,65 @@ def _masi_alpha(value_counts: np.ndarray, distances: np.ndarray) -> float | None
         )
 
 
-def _subset_alpha(binary: np.ndarray, idx: np.ndarray) -> float | None:
-    return _alpha(binary[idx])
+def binary_alpha(binary: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Nominal alpha of (N, 2) 0/1 counts on each of B item draws (B, N); NaN where undefined. -> (B,)"""
+    m = binary.sum(axis=1)
+    pairable = m >= 2
+    n0 = np.where(pairable, binary[:, 0], 0).astype(np.float64)
+    n1 = np.where(pairable, binary[:, 1], 0).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d_unit = np.where(pairable, 2.0 * n0 * n1 / np.maximum(m - 1, 1), 0.0)
+        big_n0, big_n1 = n0[draws].sum(axis=1), n1[draws].sum(axis=1)
+        n = big_n0 + big_n1
+        alpha = 1.0 - (n - 1.0) * d_unit[draws].sum(axis=1) / (2.0 * big_n0 * big_n1)
+    units = pairable[draws].sum(axis=1)
+    return np.where((units >= 2) & (big_n0 > 0) & (big_n1 > 0), alpha, np.nan)
 
 
-def _subset_fleiss(binary: np.ndarray, in_fleiss: np.ndarray, idx: np.ndarray) -> float | None:
-    return _fleiss(binary[idx][in_fleiss[idx]])
+def masi_alpha_draws(value_counts: np.ndarray, distances: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Alpha with a distance matrix (V, V) over values, from (N, V) value counts, on B item draws (B, N).
+
+    The closed form alpha = 1 - (n - 1) * sum_u [v_u D v_u / (m_u - 1)] / (t D t), over units with
+    m_u >= 2 ratings, t their value totals and n their ratings; NaN where undefined. -> (B,)
+    """
+    if not len(draws):
+        return np.zeros(0)
+    m = value_counts.sum(axis=1)
+    pairable = m >= 2
+    vc = np.where(pairable[:, None], value_counts, 0).astype(np.float64)  # (N, V)
+    d_unit = np.einsum("uk,kl,ul->u", vc, distances, vc) / np.maximum(m - 1, 1)  # (N,)
+    weights = np.stack([np.bincount(idx, minlength=len(vc)) for idx in draws]).astype(np.float64)  # (B, N)
+    totals = weights @ vc  # (B, V)
+    n = totals.sum(axis=1)
+    expected = np.einsum("bk,kl,bl->b", totals, distances, totals)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = 1.0 - (n - 1.0) * (weights @ d_unit) / expected
+    units = (weights * pairable[None, :]).sum(axis=1)
+    return np.where((units >= 2) & (expected > 0), alpha, np.nan)
+
+
+def _label_estimate(value: float | None, replicates: np.ndarray, n_items: int, level: float) -> Estimate:
+    if value is None:
+        return Estimate(None, None, None, n_items)
+    low, high = _interval([float(v) if np.isfinite(v) else None for v in replicates], level)
+    return Estimate(value, low, high, n_items)
+
+
+def binary_fleiss(binary: np.ndarray, in_fleiss: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Fleiss' kappa of (N, 2) 0/1 counts on each of B item draws (B, N), on the drawn items that have the
+    modal rating count (``in_fleiss``, as ``modelsvc.agreement`` does); NaN where undefined. -> (B,)"""
+    if not len(draws):
+        return np.zeros(0)
+    weight = in_fleiss[draws].astype(np.float64)  # (B, N)
+    m = binary.sum(axis=1).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_item = np.where(m >= 2, ((binary.astype(np.float64) ** 2).sum(axis=1) - m) / (m * (m - 1)), 0.0)
+        kept = weight.sum(axis=1)
+        total = (m[draws] * weight).sum(axis=1)
+        p1 = (binary[:, 1][draws] * weight).sum(axis=1) / total
+        p_e = p1**2 + (1.0 - p1) ** 2
+        kappa = ((p_item[draws] * weight).sum(axis=1) / kept - p_e) / (1.0 - p_e)
+    return np.where((kept >= 2) & (p_e < 1.0), kappa, np.nan)
 
 
 def set_agreement_report(
@@ -139,15 +201,18 @@ def set_agreement_report(
 
     per_label = []
     answered = int((ind[:, :, 0] != MISSING).sum()) if n_labels else 0
+    draw_matrix = np.stack(draws) if draws else np.zeros((0, n), dtype=np.int64)  # (B, N)
+    fleiss_items = np.flatnonzero(in_fleiss)
     for c in range(n_labels):
         binary = counts[:, c, :]  # (N, 2)
-        alpha = _estimate(partial(_subset_alpha, binary), n, draws, level)
-        fleiss = _estimate(partial(_subset_fleiss, binary, in_fleiss), n, draws, level)
+        alpha_reps = binary_alpha(binary, draw_matrix)
+        # Fleiss' kappa on the drawn items that have the modal rating count, as modelsvc.agreement does.
+        fleiss_reps = binary_fleiss(binary, in_fleiss, draw_matrix)
         share = float(binary[:, 1].sum() / answered) if answered else 0.0
         per_label.append(
             LabelAgreement(
-                Estimate(alpha.value, alpha.low, alpha.high, pairable),
-                Estimate(fleiss.value, fleiss.low, fleiss.high, int(in_fleiss.sum())),
+                _label_estimate(_alpha(binary), alpha_reps, pairable, level),
+                _label_estimate(_fleiss(binary[fleiss_items]), fleiss_reps, int(in_fleiss.sum()), level),
                 share,
             )
         )
@@ -172,7 +237,8 @@ def set_agreement_report(
     rows, cols = np.nonzero(codes != MISSING)
     np.add.at(value_counts, (rows, codes[rows, cols]), 1)
     distances = np.array([[masi_distance(a, b) for b in sets] for a in sets]) if sets else np.zeros((1, 1))
-    masi = _estimate(lambda idx: _masi_alpha(value_counts[idx], distances), n, draws, level)
+    masi_reps = masi_alpha_draws(value_counts, distances, draw_matrix)
+    masi = _label_estimate(_masi_alpha(value_counts, distances), masi_reps, pairable, level)
     return SetAgreementReport(
         per_label=tuple(per_label),
         alpha=Estimate(alpha.value, alpha.low, alpha.high, pairable),

@@ -75,3 +75,38 @@ def test_too_little_to_measure_is_undefined_not_a_number() -> None:
     one = set_agreement_report(_indicators([[{0}, {0}]]), n_boot=10)
     assert one.alpha.value is None and one.masi_alpha.value is None
     assert all(label.alpha.value is None for label in one.per_label)
+
+
+def test_the_vectorised_replicates_are_the_libraries_figures_on_each_draw() -> None:
+    from modelsvc.agreement import _alpha, _fleiss, _fleiss_items, _resamples
+    from modelsvc.set_agreement import binary_alpha, binary_fleiss
+
+    ind = _indicators(SETS)
+    draws = _resamples(len(SETS), 7, 40)
+    matrix = np.stack(draws)
+    for c in range(3):
+        binary = np.stack([(ind[:, :, c] == 0).sum(axis=1), (ind[:, :, c] == 1).sum(axis=1)], axis=1)
+        in_fleiss = _fleiss_items(binary)
+        fast_alpha, fast_fleiss = binary_alpha(binary, matrix), binary_fleiss(binary, in_fleiss, matrix)
+        for b, idx in enumerate(draws):
+            slow = _alpha(binary[idx])
+            assert (slow is None and np.isnan(fast_alpha[b])) or fast_alpha[b] == pytest.approx(slow)
+            slow_k = _fleiss(binary[idx][in_fleiss[idx]])
+            assert (slow_k is None and np.isnan(fast_fleiss[b])) or fast_fleiss[b] == pytest.approx(slow_k)
+
+
+def test_the_masi_replicates_are_krippendorffs_alpha_on_each_draw() -> None:
+    from modelsvc.agreement import _resamples
+    from modelsvc.set_agreement import _masi_alpha, _set_codes, masi_alpha_draws
+
+    ind = _indicators(SETS)
+    codes, sets = _set_codes(ind)
+    value_counts = np.zeros((len(SETS), len(sets)), dtype=np.int64)
+    rows, cols = np.nonzero(codes >= 0)
+    np.add.at(value_counts, (rows, codes[rows, cols]), 1)
+    distances = np.array([[masi_distance(a, b) for b in sets] for a in sets])
+    draws = _resamples(len(SETS), 11, 40)
+    fast = masi_alpha_draws(value_counts, distances, np.stack(draws))
+    for b, idx in enumerate(draws):
+        slow = _masi_alpha(value_counts[idx], distances)
+        assert (slow is None and np.isnan(fast[b])) or fast[b] == pytest.approx(slow)
