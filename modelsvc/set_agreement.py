@@ -42,7 +42,6 @@ from modelsvc.agreement import (
     _alpha,
     _check_boot,
     _defined,
-    _estimate,
     _fleiss,
     _fleiss_items,
     _interval,
@@ -145,15 +144,77 @@ def masi_alpha_draws(value_counts: np.ndarray, distances: np.ndarray, draws: np.
     m = value_counts.sum(axis=1)
     pairable = m >= 2
     vc = np.where(pairable[:, None], value_counts, 0).astype(np.float64)  # (N, V)
-    d_unit = np.einsum("uk,kl,ul->u", vc, distances, vc) / np.maximum(m - 1, 1)  # (N,)
-    weights = np.stack([np.bincount(idx, minlength=len(vc)) for idx in draws]).astype(np.float64)  # (B, N)
+    d_unit = np.zeros(len(vc))  # (N,) v_u D v_u over the few values each unit holds (R at most)
+    for u in np.flatnonzero(pairable):
+        held = np.flatnonzero(vc[u])
+        v = vc[u, held]
+        d_unit[u] = v @ distances[np.ix_(held, held)] @ v / (m[u] - 1)
+    weights = _weights(draws, len(vc))  # (B, N)
     totals = weights @ vc  # (B, V)
     n = totals.sum(axis=1)
-    expected = np.einsum("bk,kl,bl->b", totals, distances, totals)
+    expected = ((totals @ distances) * totals).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         alpha = 1.0 - (n - 1.0) * (weights @ d_unit) / expected
     units = (weights * pairable[None, :]).sum(axis=1)
     return np.where((units >= 2) & (expected > 0), alpha, np.nan)
+
+
+def _weights(draws: np.ndarray, n_items: int) -> np.ndarray:
+    """(B, N) how many times each item is in each draw."""
+    if not len(draws):
+        return np.zeros((0, n_items))
+    return np.stack([np.bincount(idx, minlength=n_items) for idx in draws]).astype(np.float64)
+
+
+def pooled_alpha_draws(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Nominal alpha over every (item, label) unit of (N, C, 2) 0/1 counts, per draw (weights (B, N)). -> (B,)"""
+    if not len(weights):
+        return np.zeros(0)
+    m = counts[:, 0, :].sum(axis=1) if counts.shape[1] else np.zeros(len(counts))  # (N,) raters per item
+    pairable = m >= 2
+    n0 = np.where(pairable[:, None], counts[:, :, 0], 0).astype(np.float64)  # (N, C)
+    n1 = np.where(pairable[:, None], counts[:, :, 1], 0).astype(np.float64)
+    d_item = (2.0 * n0 * n1).sum(axis=1) / np.maximum(m - 1, 1)  # (N,) every label's disagreement
+    big_n0, big_n1 = weights @ n0.sum(axis=1), weights @ n1.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = 1.0 - (big_n0 + big_n1 - 1.0) * (weights @ d_item) / (2.0 * big_n0 * big_n1)
+    items = weights @ pairable.astype(np.float64)
+    return np.where((items >= 2) & (big_n0 > 0) & (big_n1 > 0), alpha, np.nan)
+
+
+def pooled_fleiss_draws(counts: np.ndarray, in_fleiss: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Fleiss' kappa over the (item, label) units of the modal-count items, per draw (weights (B, N)). -> (B,)"""
+    if not len(weights):
+        return np.zeros(0)
+    c = counts.astype(np.float64)
+    m = c[:, 0, :].sum(axis=1) if counts.shape[1] else np.zeros(len(counts))
+    keep = in_fleiss.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_units = np.where(m >= 2, ((c**2).sum(axis=2).sum(axis=1) - m * c.shape[1]) / (m * (m - 1)), 0.0)
+        w = weights * keep[None, :]
+        units = w @ np.full(len(c), float(c.shape[1]))
+        p_bar = (w @ p_units) / units
+        p1 = (w @ c[:, :, 1].sum(axis=1)) / (w @ (m * c.shape[1]))
+        p_e = p1**2 + (1.0 - p1) ** 2
+        kappa = (p_bar - p_e) / (1.0 - p_e)
+    items = w @ np.ones(len(c))
+    return np.where((items >= 2) & (p_e < 1.0), kappa, np.nan)
+
+
+def masi_distances(sets: list[frozenset[int]], n_labels: int) -> np.ndarray:
+    """(V, V) MASI distances between V sets of label indices (``masi_distance``, vectorised)."""
+    s = np.zeros((len(sets), n_labels), dtype=np.float64)
+    for i, chosen in enumerate(sets):
+        s[i, list(chosen)] = 1.0
+    size = s.sum(axis=1)
+    inter = s @ s.T
+    union = size[:, None] + size[None, :] - inter
+    equal = (inter == size[:, None]) & (inter == size[None, :])
+    subset = (inter == size[:, None]) | (inter == size[None, :])
+    mono = np.where(equal, 1.0, np.where(subset, 2 / 3, np.where(inter > 0, 1 / 3, 0.0)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        jaccard = np.where(union > 0, inter / union, 1.0)
+    return np.where(equal, 0.0, 1.0 - jaccard * mono)
 
 
 def _label_estimate(value: float | None, replicates: np.ndarray, n_items: int, level: float) -> Estimate:
@@ -217,28 +278,29 @@ def set_agreement_report(
             )
         )
 
-    def pooled(idx: np.ndarray) -> np.ndarray | None:
-        # Units of fewer than 2 items are one item's labels: not a sample of items to measure on.
-        return counts[idx].reshape(-1, 2) if int((raters[idx] >= 2).sum()) >= 2 else None
-
-    def pooled_alpha(idx: np.ndarray) -> float | None:
-        units = pooled(idx)
-        return None if units is None else _alpha(units)
-
-    def pooled_fleiss(idx: np.ndarray) -> float | None:
-        units = pooled(idx[in_fleiss[idx]])
-        return None if units is None else _fleiss(units)
-
-    alpha = _estimate(pooled_alpha, n, draws, level)
-    fleiss = _estimate(pooled_fleiss, n, draws, level)
+    # Pooled over (item, label) units; units of fewer than 2 items are one item's labels: not a sample.
+    weights = _weights(draw_matrix, n)  # (B, N) how often each item is drawn
+    enough = int((raters >= 2).sum()) >= 2
+    alpha = _label_estimate(
+        _alpha(counts.reshape(-1, 2)) if enough else None, pooled_alpha_draws(counts, weights), pairable, level
+    )
+    kept = counts[in_fleiss].reshape(-1, 2)
+    fleiss = _label_estimate(
+        _fleiss(kept) if int(in_fleiss.sum()) >= 2 else None,
+        pooled_fleiss_draws(counts, in_fleiss, weights),
+        int(in_fleiss.sum()),
+        level,
+    )
 
     codes, sets = _set_codes(ind)
     value_counts = np.zeros((n, max(len(sets), 1)), dtype=np.int64)
     rows, cols = np.nonzero(codes != MISSING)
     np.add.at(value_counts, (rows, codes[rows, cols]), 1)
-    distances = np.array([[masi_distance(a, b) for b in sets] for a in sets]) if sets else np.zeros((1, 1))
+    distances = masi_distances(sets, n_labels) if sets else np.zeros((1, 1))
     masi_reps = masi_alpha_draws(value_counts, distances, draw_matrix)
-    masi = _label_estimate(_masi_alpha(value_counts, distances), masi_reps, pairable, level)
+    # The point value by the same closed form (krippendorff's coincidences are (N, V, V) for V distinct sets).
+    point = masi_alpha_draws(value_counts, distances, np.arange(n)[None, :])
+    masi = _label_estimate(_defined(float(point[0])) if n else None, masi_reps, pairable, level)
     return SetAgreementReport(
         per_label=tuple(per_label),
         alpha=Estimate(alpha.value, alpha.low, alpha.high, pairable),

@@ -110,3 +110,31 @@ def test_the_masi_replicates_are_krippendorffs_alpha_on_each_draw() -> None:
     for b, idx in enumerate(draws):
         slow = _masi_alpha(value_counts[idx], distances)
         assert (slow is None and np.isnan(fast[b])) or fast[b] == pytest.approx(slow)
+
+
+def test_the_pooled_replicates_and_masi_matrix_match_the_slow_forms() -> None:
+    from modelsvc.agreement import _alpha, _fleiss, _fleiss_items, _resamples
+    from modelsvc.set_agreement import (
+        _binary_counts,
+        _weights,
+        masi_distances,
+        pooled_alpha_draws,
+        pooled_fleiss_draws,
+    )
+
+    ind = _indicators(SETS)
+    counts = _binary_counts(ind)
+    raters = counts[:, 0, :].sum(axis=1)
+    in_fleiss = _fleiss_items(np.stack([raters, np.zeros_like(raters)], axis=1))
+    draws = _resamples(len(SETS), 5, 40)
+    weights = _weights(np.stack(draws), len(SETS))
+    fast_a, fast_k = pooled_alpha_draws(counts, weights), pooled_fleiss_draws(counts, in_fleiss, weights)
+    for b, idx in enumerate(draws):
+        slow_a = _alpha(counts[idx].reshape(-1, 2)) if (raters[idx] >= 2).sum() >= 2 else None
+        assert (slow_a is None and np.isnan(fast_a[b])) or fast_a[b] == pytest.approx(slow_a)
+        kept = idx[in_fleiss[idx]]
+        slow_k = _fleiss(counts[kept].reshape(-1, 2)) if len(kept) >= 2 else None
+        assert (slow_k is None and np.isnan(fast_k[b])) or fast_k[b] == pytest.approx(slow_k)
+    sets = [frozenset(), frozenset({0}), frozenset({0, 1}), frozenset({1, 2}), frozenset({2})]
+    expected = np.array([[masi_distance(a, b) for b in sets] for a in sets])
+    assert masi_distances(sets, 3) == pytest.approx(expected)
