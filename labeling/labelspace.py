@@ -134,7 +134,7 @@ class LabelSpace(ABC):
         if not text:
             return None
         if text not in self._index:
-            raise ValueError(f"is {text!r}, which is not in the project's label set ({', '.join(self.names)})")
+            raise ValueError(f"{text!r} is not in the project's label set")
         return text
 
     @abstractmethod
@@ -253,10 +253,10 @@ class MultiLabel(LabelSpace):
         elif isinstance(value, list | tuple):
             names = [name.strip() if isinstance(name, str) else name for name in value]
         else:
-            raise ValueError(f"is {value!r}: a set of labels is a list, or names joined by {SET_SEPARATOR!r}")
+            raise ValueError(f"{value!r} is not a set of labels: a list, or names joined by {SET_SEPARATOR!r}")
         problem = self.validate_answer(names)
         if problem is not None:
-            raise ValueError(f"is {value!r}, which {problem}" if problem.startswith("lists") else f"{problem}")
+            raise ValueError(f"{value!r} {problem}" if problem.startswith("lists") else f"{value!r}: {problem}")
         return self.store(names)
 
     def validate_answer(self, value: object) -> str | None:

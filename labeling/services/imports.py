@@ -483,7 +483,10 @@ def rows_check(
             try:  # one name, or a multi-label set (a list, or names joined by ","): the label space says
                 space.answer_from_cell(raw.get(column))
             except ValueError as problem:
-                raise ImportLabelError(row=row, column=column, problem=str(problem)) from None
+                known = ", ".join(space.names)
+                raise ImportLabelError(
+                    row=row, column=column, problem=f"is not valid: {problem} (labels: {known})"
+                ) from None
         if score_col:
             try:
                 _score(raw.get(score_col))
