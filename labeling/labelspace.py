@@ -83,6 +83,8 @@ class LabelSpace(ABC):
     """An ordered label set of one task type. Subclasses say what an answer and an output are."""
 
     task_type: ClassVar[str]
+    #: The request field an answer travels in: ``label`` (one name) or ``labels`` (a list of names).
+    answer_field: ClassVar[str]
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names: tuple[str, ...] = tuple(str(n) for n in names)
@@ -104,6 +106,36 @@ class LabelSpace(ABC):
     def probabilities(self, stored: Sequence[float] | None) -> dict[str, float]:
         """{name: probability} from a stored probability row; a row of another length is cut to fit."""
         return dict(zip(self.names, stored if isinstance(stored, list | tuple) else [], strict=False))
+
+    def is_current(self, stored: str) -> bool:
+        """Whether a stored answer counts in this label set (not one of a label since removed)."""
+        return stored in self._index
+
+    def as_json(self, stored: str) -> Any:
+        """A stored answer as the API and exports show it: a name (single) or a list of names (multi)."""
+        return stored
+
+    def indicators(self, stored: Sequence[str]) -> np.ndarray:
+        """(N, C) int64 0/1: which labels each of N stored answers holds (unknown names count nowhere)."""
+        out = np.zeros((len(stored), len(self.names)), dtype=np.int64)
+        for i, answer in enumerate(stored):
+            for name in self.as_names(answer):
+                if name in self._index:
+                    out[i, self._index[name]] = 1
+        return out
+
+    def as_names(self, stored: str) -> tuple[str, ...]:
+        """The label names a stored answer holds (one for a single label; empty for "")."""
+        return (stored,) if stored else ()
+
+    def answer_from_cell(self, value: Any) -> str | None:
+        """The stored answer an import file's cell holds; None for an empty cell; ValueError saying why not."""
+        text = "" if value is None else str(value).strip()
+        if not text:
+            return None
+        if text not in self._index:
+            raise ValueError(f"{text!r} is not in the project's label set")
+        return text
 
     @abstractmethod
     def validate_answer(self, value: object) -> str | None:
@@ -134,6 +166,7 @@ class SingleLabel(LabelSpace):
     """Exactly one label per item; the model outputs a softmax over the C labels."""
 
     task_type = SINGLE_LABEL
+    answer_field = "label"
 
     def validate_answer(self, value: object) -> str | None:
         if not isinstance(value, str) or value not in self._index:
@@ -195,6 +228,36 @@ class MultiLabel(LabelSpace):
     """
 
     task_type = MULTI_LABEL
+    answer_field = "labels"
+
+    def is_current(self, stored: str) -> bool:
+        # An empty set is an answer; a set naming a label since removed does not count as given.
+        return not stored or all(name in self._index for name in stored.split(SET_SEPARATOR))
+
+    def as_json(self, stored: str) -> Any:
+        return list(self.parse(stored))
+
+    def as_names(self, stored: str) -> tuple[str, ...]:
+        return tuple(stored.split(SET_SEPARATOR)) if stored else ()
+
+    def answer_from_cell(self, value: Any) -> str | None:
+        # A list (JSONL, Parquet: [] is the empty set) or the names joined by SET_SEPARATOR (CSV, where an
+        # empty cell is no label: a spreadsheet cell cannot tell "none applies" from "not labeled").
+        if value is None:
+            return None
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return None
+            names = [name.strip() for name in text.split(SET_SEPARATOR)]
+        elif isinstance(value, list | tuple):
+            names = [name.strip() if isinstance(name, str) else name for name in value]
+        else:
+            raise ValueError(f"{value!r} is not a set of labels: a list, or names joined by {SET_SEPARATOR!r}")
+        problem = self.validate_answer(names)
+        if problem is not None:
+            raise ValueError(f"{value!r} {problem}" if problem.startswith("lists") else f"{value!r}: {problem}")
+        return self.store(names)
 
     def validate_answer(self, value: object) -> str | None:
         if not isinstance(value, list | tuple | set | frozenset):

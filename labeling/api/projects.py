@@ -20,6 +20,7 @@ from labeling.models import (
     AcquisitionStrategy,
     OverlapScope,
     Project,
+    TaskType,
     validate_fine_tune,
 )
 from labeling.services.projects import POLICY_FIELDS, project_create, project_update_policy
@@ -50,6 +51,10 @@ class StrictBooleanField(serializers.BooleanField):
         if not isinstance(data, bool):
             self.fail("invalid", input=data)
         return bool(data)
+
+
+#: Fields given when a project is created that no update may change.
+FIXED_FIELDS = ("task_type",)
 
 
 class PolicyFieldsSerializer(serializers.Serializer):
@@ -104,7 +109,10 @@ class PolicyFieldsSerializer(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = set(self.initial_data) - set(self.fields)
         if unknown:
-            raise serializers.ValidationError({field: "unknown field" for field in sorted(unknown)})
+            raise serializers.ValidationError({
+                field: "fixed at creation: it cannot be changed" if field in FIXED_FIELDS else "unknown field"
+                for field in sorted(unknown)
+            })
         return attrs
 
 
@@ -121,6 +129,12 @@ class ProjectCreateApi(BaseApi):
 
     class InputSerializer(PolicyFieldsSerializer):
         name = serializers.CharField(max_length=200)
+        task_type = serializers.ChoiceField(
+            choices=TaskType.choices,
+            required=False,
+            help_text="single_label (default): one label per document; multi_label: any set of labels "
+            "(answered with `labels`). Fixed at creation",
+        )
         labels = serializers.JSONField(
             help_text='["a", "b"] or [{"name": "a", "text": "Label A", "key": "1"}, ...]'
         )

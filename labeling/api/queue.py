@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from labeling import roles
+from labeling.api.answers import AnswerInputSerializer, AnswerOutputMixin, answer_of
 from labeling.api.base import BaseApi, get_or_404, project_or_404
 from labeling.api.permissions import IsProjectAnnotator
 from labeling.labelspace import label_space_for_model
@@ -89,6 +90,9 @@ class QueueItemSerializer(serializers.Serializer):
         "and documents without one. Never trained on: accepting it is submitting that label",
     )
     labels = serializers.ListField(child=serializers.DictField())
+    task_type = serializers.CharField(
+        help_text="single_label: answer with `label`; multi_label: answer with `labels` (a list)"
+    )
 
     class Meta:
         ref_name = "QueueItem"
@@ -144,6 +148,7 @@ def queue_item(assignment: Assignment, prediction: Prediction | None = None) -> 
         "prediction": _prediction(assignment, prediction),
         "suggestion": _suggestion(assignment),
         "labels": doc.project.labels,
+        "task_type": doc.project.task_type,
     }
 
 
@@ -206,7 +211,7 @@ class AssignmentReleaseApi(_AssignmentActionApi):
         return self.act(request, assignment_id, assignment_release)
 
 
-class AnnotationOutputSerializer(serializers.ModelSerializer):
+class AnnotationOutputSerializer(AnswerOutputMixin, serializers.ModelSerializer):
     annotator = serializers.CharField(source="annotator.username")
     model_version = serializers.IntegerField(source="model_version.version", allow_null=True, default=None)
     revisions = serializers.SerializerMethodField(help_text="how many times the label was changed")
@@ -220,6 +225,7 @@ class AnnotationOutputSerializer(serializers.ModelSerializer):
             "assignment",
             "annotator",
             "label",
+            "labels",
             "duration_ms",
             "source",
             "model_version",
@@ -238,8 +244,7 @@ class AnnotationOutputSerializer(serializers.ModelSerializer):
 class AnnotationCreateApi(BaseApi):
     permission_classes = [IsProjectAnnotator]
 
-    class InputSerializer(serializers.Serializer):
-        label = serializers.CharField(max_length=64)
+    class InputSerializer(AnswerInputSerializer):
         duration_ms = serializers.IntegerField(min_value=0, max_value=MAX_DURATION_MS, required=False, allow_null=True)
         source = serializers.ChoiceField(choices=[AnnotationSource.API, AnnotationSource.UI], default="api")
 
@@ -250,7 +255,9 @@ class AnnotationCreateApi(BaseApi):
         operation_id="annotations_create",
         request=InputSerializer,
         responses={201: AnnotationOutputSerializer, 200: AnnotationOutputSerializer},
-        description="Label the leased document. Idempotent: a retry returns the stored annotation with 200.",
+        description="Label the leased document: `label` (one name) in a single-label project, `labels` (a list "
+        "of names, [] when none applies) in a multi-label one; the other field is a 400 naming it. Idempotent: "
+        "a retry returns the stored annotation with 200.",
     )
     def post(self, request: Request, assignment_id: int) -> Response:
         assignment = get_or_404(Assignment, assignment_id)
@@ -259,7 +266,7 @@ class AnnotationCreateApi(BaseApi):
         annotation, created = annotation_submit(
             assignment=assignment,
             user=request.user,
-            label=data.validated_data["label"],
+            **answer_of(data.validated_data),
             duration_ms=data.validated_data.get("duration_ms"),
             source=data.validated_data["source"],
         )
@@ -274,9 +281,7 @@ class AnnotationCreateApi(BaseApi):
 class AnnotationUpdateApi(BaseApi):
     permission_classes = [IsProjectAnnotator]
 
-    class InputSerializer(serializers.Serializer):
-        label = serializers.CharField(max_length=64)
-
+    class InputSerializer(AnswerInputSerializer):
         class Meta:
             ref_name = "AnnotationUpdate"
 
@@ -290,7 +295,7 @@ class AnnotationUpdateApi(BaseApi):
         annotation = get_or_404(Annotation, annotation_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        updated = annotation_update(annotation=annotation, user=request.user, label=data.validated_data["label"])
+        updated = annotation_update(annotation=annotation, user=request.user, **answer_of(data.validated_data))
         return Response(AnnotationOutputSerializer(updated).data)
 
 
@@ -324,4 +329,8 @@ class AnnotationListApi(BaseApi):
             .annotate(revision_count=Count("revisions"))
             .order_by("-updated_at", "-pk")
         )
-        return Response(AnnotationOutputSerializer(qs[: params.validated_data["limit"]], many=True).data)
+        return Response(
+            AnnotationOutputSerializer(
+                qs[: params.validated_data["limit"]], many=True, context={"space": project.label_space}
+            ).data
+        )

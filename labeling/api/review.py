@@ -14,6 +14,7 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from labeling.api.answers import AnswerInputSerializer
 from labeling.api.base import BaseApi, get_or_404, project_or_404
 from labeling.api.permissions import IsProjectReviewer
 from labeling.models import FlagKind, ReviewItem, ReviewReason, ReviewState
@@ -31,7 +32,10 @@ from labeling.services.review import (
 class ReviewLabelSerializer(serializers.Serializer):
     annotation_id = serializers.IntegerField()
     annotator = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField(allow_blank=True)
+    labels = serializers.ListField(
+        child=serializers.CharField(), allow_null=True, help_text="multi-label: the set as a list; else null"
+    )
     labeled_at = serializers.DateTimeField()
     duration_ms = serializers.IntegerField(allow_null=True)
 
@@ -43,8 +47,13 @@ class ReviewDecisionSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     reviewer = serializers.CharField()
     action = serializers.ChoiceField(choices=["accept", "override"])
-    label = serializers.CharField()
-    replaced_label = serializers.CharField(help_text="the final label before (empty: there was none)")
+    label = serializers.CharField(allow_blank=True)
+    labels = serializers.ListField(
+        child=serializers.CharField(), allow_null=True, help_text="multi-label: the decided set as a list; else null"
+    )
+    replaced_label = serializers.CharField(
+        allow_blank=True, help_text="the final label before (empty: there was none)"
+    )
     replaced_by = serializers.CharField(help_text="who had decided it: annotators, reviewer:<name> or empty")
     comment = serializers.CharField(allow_blank=True)
     created_at = serializers.DateTimeField()
@@ -98,12 +107,20 @@ class ReviewItemSerializer(serializers.Serializer):
     consensus = inline_serializer(
         "ReviewConsensus",
         {
-            "label": serializers.CharField(allow_null=True),
+            "label": serializers.CharField(allow_null=True, allow_blank=True),
+            "labels": serializers.ListField(
+                child=serializers.CharField(), allow_null=True, help_text="multi-label: the agreed set"
+            ),
             "agreement": serializers.FloatField(help_text="the top label's share of the labels"),
             "reason": serializers.CharField(help_text="agreed, tie, low_agreement or no_answer"),
         },
     )
-    final_label = serializers.CharField(allow_null=True, help_text="what the model trains on now")
+    final_label = serializers.CharField(
+        allow_null=True, allow_blank=True, help_text="what the model trains on now (multi-label: names joined by ',')"
+    )
+    final_labels = serializers.ListField(
+        child=serializers.CharField(), allow_null=True, help_text="multi-label: the final set as a list"
+    )
     decided_by = serializers.CharField(allow_blank=True, help_text="annotators, reviewer, or empty")
     prediction = serializers.JSONField(
         allow_null=True, help_text="the champion's {model_version, label, confidence, probabilities}; null on holdout"
@@ -112,6 +129,7 @@ class ReviewItemSerializer(serializers.Serializer):
     comments = ReviewCommentSerializer(many=True)
     flags = ReviewFlagSerializer(many=True, help_text="annotators' flags on this item (unclear, offensive, duplicate)")
     label_set = serializers.JSONField(help_text="the project's labels [{name, text, key}]")
+    task_type = serializers.CharField(help_text="single_label (decide with `label`) or multi_label (`labels`)")
 
     class Meta:
         ref_name = "ReviewItem"
@@ -221,8 +239,7 @@ class _Strict(serializers.Serializer):
 
 
 class ReviewDecideApi(_ItemApi):
-    class InputSerializer(_Strict):
-        label = serializers.CharField(max_length=64, help_text="one of the given labels (accept) or another (override)")
+    class InputSerializer(_Strict, AnswerInputSerializer):
         comment = serializers.CharField(required=False, allow_blank=True, max_length=MAX_COMMENT_CHARS)
 
         class Meta:
@@ -234,7 +251,9 @@ class ReviewDecideApi(_ItemApi):
         responses={201: ReviewItemSerializer},
         description="Decide an open item: the label becomes the document's final label; the annotators' "
         "labels stay as given. 409 not_in_review for a decided item, 409 review_leased when another "
-        "reviewer holds it; 400 names the field for a label outside the set.",
+        "reviewer holds it; 400 names the field for a label outside the set. A single-label item is decided "
+        "with `label`, a multi-label one with `labels` (a set: one annotator's set accepts it, another set "
+        "overrides).",
     )
     def post(self, request: Request, project_id: int, item_id: int) -> Response:
         item = self.item(project_id, item_id)

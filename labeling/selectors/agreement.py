@@ -24,6 +24,7 @@ from django.core.cache import cache
 
 from labeling.models import Annotation, Document, Project, ReviewDecision
 from labeling.selectors.consensus import final_labels
+from labeling.selectors.set_agreement import set_agreement
 from modelsvc.agreement import Estimate, agreement_report, agreement_with_reference
 
 #: Fewer overlapped items than this: the figures say "too few overlapped items" instead of a number.
@@ -83,9 +84,16 @@ def project_agreement(*, project: Project, n_boot: int = 1000) -> dict[str, Any]
     cached = cache.get(key)
     if cached is not None:
         return cached
+    if project.label_space.answer_field == "labels":  # a set per answer: labeling/selectors/set_agreement.py
+        out = set_agreement(project=project, n_boot=n_boot, figure=_figure)
+        out["min_items"] = MIN_ITEMS
+        out["enough"] = out["n_items"] >= MIN_ITEMS
+        out["note"] = None if out["enough"] else TOO_FEW
+        cache.set(key, out, CACHE_SECONDS)
+        return out
     ratings = ratings_matrix(project=project)
     n = len(ratings.document_ids)
-    out: dict[str, Any] = {"n_items": n, "n_annotators": len(ratings.annotators), "min_items": MIN_ITEMS}
+    out = {"n_items": n, "n_annotators": len(ratings.annotators), "min_items": MIN_ITEMS}
     if n == 0:
         empty = _figure(Estimate(None, None, None, 0))
         out.update(alpha=empty, fleiss_kappa=empty, per_label={}, per_annotator={}, pairwise=[])
@@ -138,11 +146,20 @@ def annotator_quality(*, project: Project, n_boot: int = 500) -> dict[str, Any]:
     pairs: dict[str, dict[str, tuple[list[int], list[int]]]] = defaultdict(
         lambda: {"consensus": ([], []), "reviewer": ([], []), "gold": ([], []), "final": ([], [])}
     )
+    # A multi-label answer is judged label by label: each (item, label) is one 0/1 judgement, compared
+    # with the reference's, so accuracy is the share of labels judged as the reference did.
+    multi = space.answer_field == "labels"
+    n_codes = 2 if multi else len(space)
+    code_names = ["not given", "given"] if multi else list(space.names)
+
+    def codes(stored: str) -> list[int]:
+        return [int(v) for v in space.indicators([stored])[0]] if multi else [space.index(stored)]
+
     for doc_id, given in by_doc.items():
         for username, label in given:
-            if label not in space:
+            if not space.is_current(label):
                 continue
-            mine = space.index(label)
+            mine = codes(label)
             others = [other for name, other in given if name != username]
             refs = {
                 "consensus": space.consensus(others, project.min_agreement).label if others else None,
@@ -151,9 +168,9 @@ def annotator_quality(*, project: Project, n_boot: int = 500) -> dict[str, Any]:
                 "final": finals[doc_id].label,
             }
             for kind, ref in refs.items():
-                if ref is not None and ref in space:
-                    pairs[username][kind][0].append(mine)
-                    pairs[username][kind][1].append(space.index(ref))
+                if ref is not None and space.is_current(ref):
+                    pairs[username][kind][0].extend(mine)
+                    pairs[username][kind][1].extend(codes(ref))
     durations: dict[str, list[int]] = defaultdict(list)
     counts: dict[str, int] = defaultdict(int)
     for _, username, _, duration_ms, _ in rows:
@@ -164,7 +181,7 @@ def annotator_quality(*, project: Project, n_boot: int = 500) -> dict[str, Any]:
     for username in sorted(counts):
         mine = pairs[username]
         final_labels_, final_refs = mine["final"]
-        confusion = np.zeros((len(space), len(space)), dtype=np.int64)
+        confusion = np.zeros((n_codes, n_codes), dtype=np.int64)
         for lab, ref in zip(final_labels_, final_refs, strict=True):
             confusion[ref, lab] += 1
         spent = durations[username]
@@ -174,10 +191,10 @@ def annotator_quality(*, project: Project, n_boot: int = 500) -> dict[str, Any]:
                 "labels": counts[username],
                 "median_seconds": statistics.median(spent) / 1000 if spent else None,
                 "labels_per_hour": round(3600 * 1000 * len(spent) / sum(spent), 1) if spent and sum(spent) else None,
-                "vs_consensus": _versus(*mine["consensus"], len(space), project.seed, n_boot),
-                "vs_reviewers": _versus(*mine["reviewer"], len(space), project.seed, n_boot),
-                "vs_gold": _versus(*mine["gold"], len(space), project.seed, n_boot) if gold else None,
-                "confusion": {"rows_are": "final label", "labels": list(space.names), "matrix": confusion.tolist()},
+                "vs_consensus": _versus(*mine["consensus"], n_codes, project.seed, n_boot),
+                "vs_reviewers": _versus(*mine["reviewer"], n_codes, project.seed, n_boot),
+                "vs_gold": _versus(*mine["gold"], n_codes, project.seed, n_boot) if gold else None,
+                "confusion": {"rows_are": "final label", "labels": code_names, "matrix": confusion.tolist()},
             }
         )
     out = {"annotators": people, "has_gold": bool(gold)}

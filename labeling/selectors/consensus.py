@@ -72,7 +72,7 @@ def final_labels(
     for doc_id, labels in given.items():
         consensus = space.consensus([label for _, label in labels], project.min_agreement)
         complete = len(labels) >= required[doc_id]
-        if doc_id in decided and decided[doc_id][0] in space:
+        if doc_id in decided and space.is_current(decided[doc_id][0]):
             label, username, reviewer_id = decided[doc_id]
             out[doc_id] = FinalLabel(
                 doc_id, labels, required[doc_id], consensus, label, REVIEWER, username, reviewer_id

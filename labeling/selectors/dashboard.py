@@ -33,6 +33,7 @@ from labeling.selectors.agreement import annotator_quality, project_agreement
 from labeling.selectors.documents import BLIND
 from labeling.selectors.flags import flag_counts
 from labeling.selectors.models import champion_get, model_figures
+from labeling.selectors.multilabel import multi_label_summary
 from labeling.selectors.queue import queue_size
 from labeling.selectors.review import review_summary
 
@@ -279,7 +280,11 @@ def team(*, project: Project) -> dict[str, Any]:
         "min_agreement": project.min_agreement,
         "noise_review_share": project.noise_review_share,
         "noise_hold_flagged": project.noise_hold_flagged,
-        "agreement": {k: agreement[k] for k in ("n_items", "enough", "note", "alpha", "fleiss_kappa", "per_label")},
+        "agreement": {
+            k: agreement[k]
+            for k in ("n_items", "enough", "note", "alpha", "fleiss_kappa", "masi_alpha", "per_label")
+            if k in agreement  # masi_alpha: multi-label projects only
+        },
         "review": review_summary(project=project),
     }
 
@@ -291,7 +296,10 @@ def dashboard(
     champion = champion_get(project_id=project.pk)
     docs = Document.objects.filter(project=project)
     return {
-        "project": {"id": project.pk, "name": project.name, "labels": list(project.label_space.names)},
+        "project": {
+            "id": project.pk, "name": project.name, "labels": list(project.label_space.names),
+            "task_type": project.task_type,
+        },
         "counts": {
             "documents": docs.count(),
             "labeled": docs.filter(is_labeled=True).count(),
@@ -314,6 +322,9 @@ def dashboard(
         "versions": model_versions(project=project),
         "map": embedding_map(champion=champion) if champion else [],
         "team": team(project=project),
+        "multi_label": multi_label_summary(project=project, champion=champion, n_boot=DASHBOARD_BOOT)
+        if project.label_space.answer_field == "labels"
+        else None,
         **({"quality": annotator_quality(project=project, n_boot=DASHBOARD_BOOT)} if include_quality else {}),
         **({"flags": flag_counts(project=project)} if include_flags else {}),
     }

@@ -5,6 +5,12 @@ who decided it (``annotators`` or ``reviewer:<name>``) and why it is in review n
 in review as ``noise`` does not train until it is decided), so a team's disagreements and adjudications
 survive the export.
 
+A multi-label project's answers (``label``, ``predicted_label``, ``consensus_label``, ``final_label``) are
+sets: a list in JSONL, Parquet (``list<string>``) and the HF zip (whose ``label_id`` is then a
+``Sequence(ClassLabel)``, declared in the dataset card), and the stored names joined by ``,`` in CSV (an
+empty cell for the empty set there; ``[]`` elsewhere). An empty consensus or final label is the agreed
+empty set; ``null`` means there is none.
+
 The project's agreement summary (``selectors.agreement.project_agreement``) goes where the format has
 room for it: ``agreement.json`` in the HF zip, the ``alabel.agreement`` key of the Parquet file's
 metadata. JSONL and CSV are bare rows with nowhere to put it; the API links it from their response
@@ -21,6 +27,7 @@ import zipfile
 from collections.abc import Iterator
 from typing import IO, Any
 
+from labeling.labelspace import LabelSpace
 from labeling.models import Annotation, Project, ReviewItem, ReviewState
 from labeling.selectors.agreement import project_agreement
 from labeling.selectors.consensus import REVIEWER, FinalLabel, final_labels
@@ -102,15 +109,29 @@ def export_rows(project: Project) -> Iterator[dict[str, Any]]:
             decided_by=_decided_by(final),
             in_review=in_review.get(row["document_id"]),
             # A label renamed or merged since carries its new name; one retired or split is not current.
-            label_current=row["label"] in space,
+            label_current=space.is_current(row["label"]),
             current_label_set_version=project.label_set_version,
         )
         yield row
 
 
+#: The columns that hold an answer: a set (list) in a multi-label project's JSONL, Parquet and HF exports.
+ANSWER_COLUMNS = ("label", "predicted_label", "consensus_label", "final_label")
+
+
+def answer_rows(project: Project) -> Iterator[dict[str, Any]]:
+    """``export_rows`` with each answer as the label space shows it (a multi-label set as a list)."""
+    space = project.label_space
+    for row in export_rows(project):
+        for column in ANSWER_COLUMNS:
+            if row[column] is not None:
+                row[column] = space.as_json(row[column])
+        yield row
+
+
 def jsonl_chunks(project: Project) -> Iterator[bytes]:
     buffer: list[str] = []
-    for row in export_rows(project):
+    for row in answer_rows(project):
         buffer.append(json.dumps(row, ensure_ascii=False))
         if len(buffer) >= 500:
             yield ("\n".join(buffer) + "\n").encode()
@@ -149,6 +170,7 @@ def write_parquet(project: Project, target: IO[bytes]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    answer = pa.list_(pa.string()) if project.label_space.answer_field == "labels" else pa.string()
     schema = pa.schema(
         [
             ("annotation_id", pa.int64()),
@@ -157,18 +179,18 @@ def write_parquet(project: Project, target: IO[bytes]) -> None:
             ("text", pa.string()),
             ("split", pa.string()),
             ("annotator", pa.string()),
-            ("label", pa.string()),
+            ("label", answer),
             ("label_set_version", pa.int64()),
             ("labeled_at", pa.string()),
             ("duration_ms", pa.int64()),
             ("source", pa.string()),
             ("model_version", pa.int64()),
-            ("predicted_label", pa.string()),
+            ("predicted_label", answer),
             ("predicted_confidence", pa.float64()),
             ("labels_required", pa.int64()),
-            ("consensus_label", pa.string()),
+            ("consensus_label", answer),
             ("consensus_agreement", pa.float64()),
-            ("final_label", pa.string()),
+            ("final_label", answer),
             ("decided_by", pa.string()),
             ("in_review", pa.string()),
             ("label_current", pa.bool_()),
@@ -177,7 +199,7 @@ def write_parquet(project: Project, target: IO[bytes]) -> None:
     ).with_metadata({PARQUET_AGREEMENT_KEY: _agreement_json(project)})
     with pq.ParquetWriter(target, schema) as writer:
         batch: list[dict[str, Any]] = []
-        for row in export_rows(project):
+        for row in answer_rows(project):
             batch.append(row)
             if len(batch) >= _CHUNK:
                 writer.write_table(pa.Table.from_pylist(batch, schema=schema))
@@ -196,7 +218,7 @@ def _dataset_card(project: Project, rows: int) -> str:
 pretty_name: {json.dumps(project.name)}
 task_categories:
 - text-classification
-configs:
+{_features_yaml(project)}configs:
 - config_name: default
   data_files:
   - split: train
@@ -250,14 +272,53 @@ def _label_sets(project: Project) -> dict[str, Any]:
     }
 
 
+def _label_ids(space: LabelSpace, answer: Any) -> Any:
+    """A label's position (-1: not in the set now), or a set's positions (labels since removed left out)."""
+    if isinstance(answer, list):
+        return [space.index(name) for name in answer if space.index(name) >= 0]
+    return space.index(answer)
+
+
+# Every other column's type in the HF card (a declared feature list must name every column).
+_HF_DTYPES = {
+    "annotation_id": "int64", "document_id": "int64", "external_id": "string", "split": "string",
+    "annotator": "string", "label_set_version": "int64", "labeled_at": "string", "duration_ms": "int64",
+    "source": "string", "model_version": "int64", "predicted_confidence": "float64", "labels_required": "int64",
+    "consensus_agreement": "float64", "decided_by": "string", "in_review": "string", "label_current": "bool",
+    "current_label_set_version": "int64",
+}
+
+
+def _features_yaml(project: Project) -> str:
+    """The card's ``dataset_info`` for a multi-label project: ``label_id`` is a Sequence(ClassLabel)."""
+    if project.label_space.answer_field != "labels":
+        return ""
+    names = "\n".join(f"          '{i}': {name}" for i, name in enumerate(project.label_space.names))
+    kinds = {column: "sequence: string" if column in ANSWER_COLUMNS else f"dtype: {_HF_DTYPES.get(column)}"
+             for column in COLUMNS if column not in ("text", "label")}
+    others = "".join(f"  - name: {column}\n    {kind}\n" for column, kind in kinds.items())
+    return f"""dataset_info:
+  features:
+  - name: text
+    dtype: string
+  - name: label
+    sequence: string
+  - name: label_id
+    sequence:
+      class_label:
+        names:
+{names}
+{others}"""
+
+
 def write_hf_zip(project: Project, target: IO[bytes]) -> None:
     """A zip with data/train.jsonl, label_names.json and a dataset card (README.md)."""
     space = project.label_space
     rows = 0
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         with archive.open("data/train.jsonl", "w", force_zip64=True) as data:
-            for row in export_rows(project):
-                record = {"text": row["text"], "label": row["label"], "label_id": space.index(row["label"])}
+            for row in answer_rows(project):
+                record = {"text": row["text"], "label": row["label"], "label_id": _label_ids(space, row["label"])}
                 record.update({k: v for k, v in row.items() if k not in record})
                 data.write((json.dumps(record, ensure_ascii=False) + "\n").encode())
                 rows += 1

@@ -26,6 +26,11 @@ def review_item_detail(item: ReviewItem) -> dict[str, Any]:
     """
     document = item.document
     project = item.project
+    space = project.label_space
+    multi = space.answer_field == "labels"
+
+    def as_list(stored: str | None) -> list[str] | None:
+        return space.as_json(stored) if multi and stored is not None else None
     final = final_labels(project=project, document_ids=[document.pk]).get(document.pk)
     labels = (
         Annotation.objects.filter(document=document)
@@ -67,6 +72,7 @@ def review_item_detail(item: ReviewItem) -> dict[str, Any]:
                 "annotation_id": row["id"],
                 "annotator": row["annotator__username"],
                 "label": row["label"],
+                "labels": as_list(row["label"]),
                 "labeled_at": row["created_at"],
                 "duration_ms": row["duration_ms"],
             }
@@ -74,10 +80,12 @@ def review_item_detail(item: ReviewItem) -> dict[str, Any]:
         ],
         "consensus": {
             "label": final.consensus.label if final else None,
+            "labels": as_list(final.consensus.label if final else None),
             "agreement": final.consensus.agreement if final else 0.0,
             "reason": final.consensus.reason if final else "no_answer",
         },
         "final_label": final.label if final else None,
+        "final_labels": as_list(final.label if final else None),
         "decided_by": final.decided_by if final else "",
         "prediction": prediction,
         "decisions": [
@@ -86,6 +94,7 @@ def review_item_detail(item: ReviewItem) -> dict[str, Any]:
                 "reviewer": d.reviewer.get_username(),
                 "action": d.action,
                 "label": d.label,
+                "labels": as_list(d.label),
                 "replaced_label": d.replaced_label,
                 "replaced_by": d.replaced_by,
                 "comment": d.comment,
@@ -103,6 +112,7 @@ def review_item_detail(item: ReviewItem) -> dict[str, Any]:
             for fl in flags
         ],
         "label_set": project.labels,
+        "task_type": project.task_type,
     }
 
 

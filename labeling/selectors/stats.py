@@ -16,7 +16,10 @@ from modelsvc.calibration import MIN_N_TO_JUDGE, accuracy_interval
 
 
 def label_counts(project: Project) -> dict[str, dict[str, int]]:
-    """{split: {label: count}} over all annotations, every label of the set present (0 when unused)."""
+    """{split: {label: count}} over all annotations, every label of the set present (0 when unused).
+
+    In a multi-label project a label's count is how many answers include it.
+    """
     counts: dict[str, dict[str, int]] = {
         split: dict.fromkeys(project.label_space.names, 0) for split in ("pool", "holdout")
     }
@@ -25,8 +28,12 @@ def label_counts(project: Project) -> dict[str, dict[str, int]]:
         .values("document__split", "label")
         .annotate(n=Count("id"))
     )
+    space = project.label_space
     for row in rows:
-        counts.setdefault(row["document__split"], {})[row["label"]] = row["n"]
+        # A multi-label answer counts once for each label in its set (the empty set for none).
+        bucket = counts.setdefault(row["document__split"], {})
+        for name in space.as_names(row["label"]):
+            bucket[name] = bucket.get(name, 0) + row["n"]
     return counts
 
 

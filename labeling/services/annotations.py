@@ -20,6 +20,7 @@ from labeling.models import (
     Project,
 )
 from labeling.selectors.models import champion_prediction
+from labeling.services.answers import UNSET, answer_validate
 from labeling.services.assignments import assignment_locked_for, assignment_require_live
 from labeling.services.audit import audit_record
 from labeling.services.dispatch import TaskName, enqueue
@@ -38,12 +39,9 @@ class AnnotationConflictError(Exception):
     """A retry that disagrees with the label already stored for this assignment."""
 
 
-def label_validate(project: Project, label: object) -> str:
-    problem = project.label_space.validate_answer(label)
-    if problem is not None:
-        raise ValidationError({"label": problem})
-    assert isinstance(label, str)
-    return label
+def label_validate(project: Project, label: object = UNSET, labels: object = UNSET) -> str:
+    """The stored text of an answer (``label`` for a single-label project, ``labels`` for a multi-label one)."""
+    return answer_validate(project, label=label, labels=labels)
 
 
 def _event_payload(annotation: Annotation, *, project_id: int) -> dict[str, object]:
@@ -69,19 +67,23 @@ def annotation_submit(
     *,
     assignment: Assignment,
     user: AbstractBaseUser,
-    label: object,
+    label: object = UNSET,
+    labels: object = UNSET,
     duration_ms: int | None = None,
     source: str = AnnotationSource.API,
 ) -> tuple[Annotation, bool]:
-    """Label the leased document; returns (annotation, created). A retry returns the stored one."""
+    """Label the leased document; returns (annotation, created). A retry returns the stored one.
+
+    ``label`` (one name) answers a single-label project, ``labels`` (a list of names) a multi-label one.
+    """
     if duration_ms is not None and not (0 <= duration_ms <= MAX_DURATION_MS):
         raise ValidationError({"duration_ms": f"must be between 0 and {MAX_DURATION_MS}"})
     with transaction.atomic():
-        labels, version = label_set_shared(project_id=assignment.project_id)
+        label_set, version = label_set_shared(project_id=assignment.project_id)
         locked = assignment_locked_for(assignment, user, admin_may=False, lock_document=True)
         project = locked.document.project
-        project.labels, project.label_set_version = labels, version
-        label = label_validate(project, label)
+        project.labels, project.label_set_version = label_set, version
+        label = label_validate(project, label, labels)
         if locked.state == AssignmentState.DONE:
             existing = Annotation.objects.filter(assignment=locked).first()
             if existing is not None:
@@ -129,31 +131,34 @@ def annotation_submit(
         # The document closes once it has its labels (one without overlap: this one, nothing to read);
         # with overlap one read gives both the count and the labels the review check needs. Answers of a
         # label no longer in the set (split, retired) do not fill a place.
-        labels = [label] if document.labels_required <= 1 else list(
-            Annotation.objects.filter(document=document, label__in=project.label_names)
-            .order_by("id")
-            .values_list("label", flat=True)
-        )
-        if len(labels) >= document.labels_required and not document.is_labeled:
+        space = project.label_space
+        given = [label] if document.labels_required <= 1 else [
+            answer
+            for answer in Annotation.objects.filter(document=document).order_by("id").values_list("label", flat=True)
+            if space.is_current(answer)
+        ]
+        if len(given) >= document.labels_required and not document.is_labeled:
             Document.objects.filter(pk=document.pk).update(is_labeled=True)
             Prediction.objects.filter(document=document, in_queue=True).update(in_queue=False)
             document.is_labeled = True
-            document_completed(project=project, document=document, labels=labels)
+            document_completed(project=project, document=document, labels=given)
         _request_retrain_check(project.id)
         if created:
             publish(Event.ANNOTATION_CREATED, _event_payload(annotation, project_id=project.id), project=project)
     return annotation, created
 
 
-def annotation_update(*, annotation: Annotation, user: AbstractBaseUser, label: object) -> Annotation:
+def annotation_update(
+    *, annotation: Annotation, user: AbstractBaseUser, label: object = UNSET, labels: object = UNSET
+) -> Annotation:
     """Change a label given earlier (its annotator or an admin); every change leaves a revision."""
     with transaction.atomic():
-        labels, version = label_set_shared(document_id=annotation.document_id)
+        label_set, version = label_set_shared(document_id=annotation.document_id)
         locked = Annotation.objects.select_for_update().select_related("document__project").get(pk=annotation.pk)
-        locked.document.project.labels, locked.document.project.label_set_version = labels, version
+        locked.document.project.labels, locked.document.project.label_set_version = label_set, version
         if locked.annotator_id != user.pk and not roles.is_admin(user):
             raise PermissionDenied("only the annotator who gave this label, or an admin, may change it")
-        label = label_validate(locked.document.project, label)
+        label = label_validate(locked.document.project, label, labels)
         if label != locked.label:
             previous = locked.label
             AnnotationRevision.objects.create(

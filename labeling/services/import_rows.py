@@ -147,17 +147,18 @@ def rows_check(
     Else ``ImportLabelError`` naming the first bad row and its column: read before anything is written.
     """
     space = project.label_space
-    known = ", ".join(project.label_names)
     labelers = project_labelers(project) if annotator_col else {}
     for row, raw in enumerate(rows, start=1):
         if not isinstance(raw, dict):
             continue
         for column in label_cols:
-            label = label_text(raw.get(column))
-            if label and label not in space:
+            try:  # one name, or a multi-label set (a list, or names joined by ","): the label space says
+                space.answer_from_cell(raw.get(column))
+            except ValueError as problem:
+                known = ", ".join(space.names)
                 raise ImportLabelError(
-                    row=row, column=column, problem=f"is {label!r}, which is not in the project's label set ({known})"
-                )
+                    row=row, column=column, problem=f"is not valid: {problem} (labels: {known})"
+                ) from None
         if score_col:
             try:
                 label_score(raw.get(score_col))
@@ -212,19 +213,19 @@ def row_clean(raw: dict[str, Any], *, row: int, cols: RowColumns, space: LabelSp
                 return f"external id {problem}"
             item["external_id"] = ext
     if cols.label:
-        gold = raw.get(cols.label)
-        gold = None if gold is None else str(gold).strip()
-        if gold:
-            if gold not in space:
-                return f"label {gold!r} is not in the project's label set"
+        try:
+            gold = space.answer_from_cell(raw.get(cols.label))
+        except ValueError as problem:
+            return f"label {problem}"
+        if gold is not None:
             item["gold_label"] = gold
             if cols.source and raw.get(cols.source) is not None:
                 item["_source"] = str(raw[cols.source]).strip()[:200]
             if cols.annotator and (username := label_text(raw.get(cols.annotator))):
                 item["_annotator"] = username  # checked before the import began (``rows_check``)
     if cols.prediction:
-        suggested = label_text(raw.get(cols.prediction))
-        if suggested:  # checked before the import began (``rows_check``)
+        suggested = space.answer_from_cell(raw.get(cols.prediction))  # checked before the import (``rows_check``)
+        if suggested is not None:
             score = label_score(raw.get(cols.prediction_score)) if cols.prediction_score else None
             item["_suggested"] = (suggested, score)
     return item
@@ -250,7 +251,7 @@ def training_labels(
     annotations: list[Annotation] = []
     gold: list[Document] = []
     for item, (doc, was_created) in zip(kept, results, strict=True):
-        if not (was_created and item.get("gold_label")):
+        if not (was_created and item.get("gold_label") is not None):  # "" is a multi-label empty set
             continue
         if doc.split == Split.HOLDOUT:
             doc.gold_label = item["gold_label"]
@@ -274,7 +275,7 @@ def gold_labels(kept: list[dict[str, Any]], results: list[tuple[Document, bool]]
     """New documents given their row's label as ``gold_label`` (``labels_as=gold``)."""
     gold = []
     for item, (doc, was_created) in zip(kept, results, strict=True):
-        if was_created and item.get("gold_label"):
+        if was_created and item.get("gold_label") is not None:
             doc.gold_label = item["gold_label"]
             gold.append(doc)
     return gold

@@ -33,6 +33,7 @@ from labeling.models import (
     ReviewState,
 )
 from labeling.selectors.consensus import REVIEWER, final_labels
+from labeling.services.answers import UNSET, answer_validate
 from labeling.services.audit import audit_record
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import ServiceConflict
@@ -108,8 +109,10 @@ def document_completed(*, project: Project, document: Document, labels: list[str
 def labels_changed(*, project: Project, document: Document) -> None:
     """An annotator changed a label of a complete document: a new disagreement goes to review."""
     if document.is_labeled and document.labels_required >= 2:
-        labels = list(Annotation.objects.filter(document=document).values_list("label", flat=True))
-        if project.label_space.consensus(labels, project.min_agreement).label is None:
+        space = project.label_space
+        given = [a for a in Annotation.objects.filter(document=document).values_list("label", flat=True)
+                 if space.is_current(a)]
+        if space.consensus(given, project.min_agreement).label is None:
             _open_items(project, [document.pk], ReviewReason.DISAGREEMENT, None)
 
 
@@ -179,19 +182,27 @@ def _locked_open(item: ReviewItem, reviewer: AbstractBaseUser) -> ReviewItem:
     return locked
 
 
-def review_decide(*, item: ReviewItem, reviewer: AbstractBaseUser, label: object, comment: str = "") -> ReviewDecision:
-    """Decide an open item: ``label`` becomes the document's final label (accept or override)."""
+def review_decide(
+    *,
+    item: ReviewItem,
+    reviewer: AbstractBaseUser,
+    label: object = UNSET,
+    labels: object = UNSET,
+    comment: str = "",
+) -> ReviewDecision:
+    """Decide an open item: the answer becomes the document's final label (accept or override).
+
+    ``label`` (one name) decides a single-label project's item, ``labels`` (a set) a multi-label one's;
+    accepting is giving an answer one of the annotators gave (a set: the same set).
+    """
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS:
         raise ValidationError({"comment": f"must be text of at most {MAX_COMMENT_CHARS:,} characters"})
     with transaction.atomic():
-        labels, version = label_set_shared(project_id=item.project_id)  # a label-set change waits for it
+        label_set, version = label_set_shared(project_id=item.project_id)  # a label-set change waits for it
         locked = _locked_open(item, reviewer)
         project = locked.project
-        project.labels, project.label_set_version = labels, version
-        problem = project.label_space.validate_answer(label)
-        if problem is not None:
-            raise ValidationError({"label": problem})
-        assert isinstance(label, str)
+        project.labels, project.label_set_version = label_set, version
+        label = answer_validate(project, label=label, labels=labels)
         before = final_labels(project=project, document_ids=[locked.document_id]).get(locked.document_id)
         given = {answer for _, answer in before.labels} if before else set()
         replaced_by = ""

@@ -20,6 +20,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from labeling import roles
+from labeling.labelspace import SET_SEPARATOR
 from labeling.models import (
     ACCEPT_SUGGESTION_KEY,
     COMMENT_KEYS,
@@ -87,12 +88,22 @@ def label(request: HttpRequest, pk: int) -> HttpResponse:
         "progress": dash.labeling_progress(project=project, user=request.user),
         "strategies": dict(AcquisitionStrategy.choices),  # the "chosen by" line names them as declared
         "accept_suggestion_key": ACCEPT_SUGGESTION_KEY,
+        **_answer_config(project),
     }
     return render(
         request, "ui/label.html",
         {"project": project, "config": config, "guidelines": guidelines_get(project=project),
          "flag_kinds": FlagKind.choices, **nav_links(request.user, project.pk)},
     )
+
+
+def _answer_config(project: Project) -> dict[str, object]:
+    """How the pages answer: one label per key press, or (multi-label) keys toggle a set that Enter confirms."""
+    return {
+        "task_type": project.task_type,
+        "multi": project.label_space.answer_field == "labels",
+        "set_separator": SET_SEPARATOR,
+    }
 
 
 def _label_buttons(project: Project) -> list[dict[str, str]]:
@@ -117,6 +128,7 @@ def review(request: HttpRequest, pk: int) -> HttpResponse:
         "keys": {"skip": PAGE_KEYS["skip"], "comment": comment_key},
         "reasons": dict(ReviewReason.choices),
         "summary": review_summary(project=project),
+        **_answer_config(project),
     }
     return render(
         request, "ui/review.html",

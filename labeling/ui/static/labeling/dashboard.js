@@ -180,6 +180,31 @@
     return [A.num(f.value, 2), A.num(f.low, 2) + " – " + A.num(f.high, 2), f.n_items];
   }
 
+  function renderMultiLabel(d) {
+    const ml = d.multi_label;
+    if (!ml || !$("ml-body")) return;
+    const names = { micro_f1: "micro-F1", macro_f1: "macro-F1", samples_f1: "samples-F1", subset_accuracy: "subset accuracy",
+      hamming_loss: "Hamming loss", ece: "ECE", mean_label_ece: "mean per-label ECE" };
+    const shown = Object.keys(names).filter(function (k) { return ml.model[k] !== null && ml.model[k] !== undefined; });
+    $("ml-model").textContent = ml.model_note
+      ? "Model: " + ml.model_note + "."
+      : "Model v" + ml.model_version + ": " + shown.map(function (k) {
+        return names[k] + " " + (k === "hamming_loss" ? A.num(ml.model[k], 3) : A.pct(ml.model[k], 1));
+      }).join(" · ") + ".";
+    const body = $("ml-body");
+    body.replaceChildren();
+    ml.labels.forEach(function (l) {
+      const a = l.agreement;
+      const f1 = l.model && l.model.f1 !== undefined ? A.pct(l.model.f1, 1) : "–";
+      const tr = A.el("tr");
+      [l.name, l.pool, l.holdout, a && a.value !== null ? A.num(a.value, 2) : "–", f1,
+        l.threshold === null || l.threshold === undefined ? "–" : A.num(l.threshold, 2)].forEach(function (v) { tr.appendChild(A.el("td", {}, v)); });
+      body.appendChild(tr);
+    });
+    $("ml-none").textContent = "“None applies” (the empty set): " + ml.none_applies.pool + " answers in the pool, " +
+      ml.none_applies.holdout + " on the holdout.";
+  }
+
   function renderTeam(d) {
     const t = d.team;
     if (!t) return;
@@ -189,7 +214,10 @@
       (t.noise_hold_flagged ? " and stop training until decided." : " and keep training until decided.");
     const body = $("agreement-body");
     body.replaceChildren();
-    const rows = [["Krippendorff's alpha", t.agreement.alpha], ["Fleiss' kappa", t.agreement.fleiss_kappa]];
+    const multi = !!t.agreement.masi_alpha;  // multi-label: pooled over (item, label) units, plus MASI on sets
+    const rows = [[multi ? "Krippendorff's alpha (all labels)" : "Krippendorff's alpha", t.agreement.alpha],
+      [multi ? "Fleiss' kappa (all labels)" : "Fleiss' kappa", t.agreement.fleiss_kappa]];
+    if (multi) rows.push(["alpha on whole sets (MASI distance)", t.agreement.masi_alpha]);
     Object.keys(t.agreement.per_label || {}).forEach(function (name) { rows.push(["alpha, label " + name, t.agreement.per_label[name]]); });
     rows.forEach(function (r) {
       const tr = A.el("tr");
@@ -344,7 +372,7 @@
     const reply = await A.api("GET", "/ui/projects/" + pid + "/dashboard.json");
     if (reply.ok) {
       data = reply.data;
-      renderSummary(data); renderRuns(data); renderCharts(data); renderPeople(data); renderTeam(data); drawMap();
+      renderSummary(data); renderRuns(data); renderCharts(data); renderPeople(data); renderTeam(data); renderMultiLabel(data); drawMap();
       $("updated").textContent = "Updated " + new Date().toLocaleTimeString() + (data.running_run ? " · refreshing every 3 s while a retrain runs" : " · refreshes every 15 s");
     } else {
       alertBanner(A.detail(reply, "Could not load the dashboard."));

@@ -10,6 +10,11 @@
   const POLL_MS = 15000;
   const HIDE_KEY = "alabel.hideModelView";
   const ACCEPT_KEY = config.accept_suggestion_key;  // declared once, in labeling/models.py
+  // Multi-label projects: label keys toggle labels in a set, Enter confirms it (an empty set: "none applies").
+  const MULTI = !!config.multi;
+  const SEP = config.set_separator || ",";
+  const ORDER = config.labels.map(function (l) { return l.name; });
+  if (MULTI) document.body.classList.add("multi");
 
   const $ = function (id) { return document.getElementById(id); };
   const labelButtons = Array.from(document.querySelectorAll(".label-btn"));
@@ -18,10 +23,21 @@
   const labelText = {};
   config.labels.forEach(function (l) { labelText[l.name] = l.text; });
 
+  /* A set answer: its names in label-set order, stored joined by SEP ("" is the empty set). */
+  function ordered(names) { const on = new Set(names); return ORDER.filter(function (n) { return on.has(n); }); }
+  function stored(names) { return ordered(names).join(SEP); }
+  function parse(text) { return text ? text.split(SEP) : []; }
+  function answerText(answer) {
+    if (!MULTI) return labelText[answer] || answer;
+    const names = parse(answer);
+    return names.length ? names.map(function (n) { return labelText[n] || n; }).join(", ") : "none applies";
+  }
+
   const state = {
     current: null,      // {assignment, document, prediction, suggestion, reason, shownAt}
     history: [],        // [{annotationId, item, label}] most recent last
     undo: null,         // the history entry being re-labeled
+    toggled: new Set(), // multi-label: the labels toggled on for the shown item
     busy: false,
     expired: false,
     empty: false,
@@ -80,18 +96,42 @@
     $("doc-text").textContent = doc.text;
     $("doc-text").scrollTop = 0;
     $("reason").textContent = reasonText(item);
-    labelButtons.forEach(function (b) {
-      b.setAttribute("aria-pressed", previousLabel && b.dataset.label === previousLabel ? "true" : "false");
-    });
+    if (MULTI) {
+      state.toggled = new Set(previousLabel ? parse(previousLabel) : []);
+      renderToggled();
+    } else {
+      labelButtons.forEach(function (b) {
+        b.setAttribute("aria-pressed", previousLabel && b.dataset.label === previousLabel ? "true" : "false");
+      });
+    }
     renderModel(item);
     renderSuggestion(item);
+  }
+
+  function renderToggled() {
+    labelButtons.forEach(function (b) { b.setAttribute("aria-pressed", state.toggled.has(b.dataset.label) ? "true" : "false"); });
+    const names = ordered(Array.from(state.toggled));
+    $("set-chosen").textContent = names.length
+      ? "Toggled: " + names.map(function (n) { return labelText[n] || n; }).join(", ") + ". Enter confirms this set."
+      : "Nothing toggled: Enter confirms “none applies”.";
+  }
+
+  function toggle(name) {
+    if (state.busy || labelButtons[0].disabled) return;
+    if (state.toggled.has(name)) state.toggled.delete(name); else state.toggled.add(name);
+    renderToggled();
+  }
+
+  function confirmSet() {
+    if (state.busy || labelButtons[0].disabled) return;
+    submitLabel(stored(Array.from(state.toggled)));
   }
 
   function renderSuggestion(item) {
     const s = !state.undo && item.suggestion;  // never on a blind holdout item: the API sends none
     $("suggestion").hidden = !s;
     if (!s) return;
-    $("sugg-label").textContent = labelText[s.label] || s.label;
+    $("sugg-label").textContent = answerText(s.label);
     $("sugg-score").textContent = s.score === null || s.score === undefined ? "" : "(" + A.pct(s.score) + ")";
   }
 
@@ -109,7 +149,7 @@
     $("model-pred").hidden = !pred;
     $("attr-tokens").replaceChildren();
     if (!pred) return;
-    $("pred-label").textContent = labelText[pred.label] || pred.label;
+    $("pred-label").textContent = answerText(pred.label);
     $("pred-conf").textContent = A.pct(pred.confidence);
     $("pred-meter").style.width = A.pct(pred.confidence, 1);
     $("u-entropy").textContent = A.num(pred.entropy, 3);
@@ -184,8 +224,9 @@
     if (!item || state.expired) return;
     state.busy = true; setEnabled(false);
     const duration = Math.round(performance.now() - item.shownAt);
-    const reply = await A.api("POST", API + "/assignments/" + item.assignment.id + "/annotation",
-      { label: name, duration_ms: Math.min(duration, 86400000), source: "ui" });
+    const body = { duration_ms: Math.min(duration, 86400000), source: "ui" };
+    if (MULTI) body.labels = parse(name); else body.label = name;
+    const reply = await A.api("POST", API + "/assignments/" + item.assignment.id + "/annotation", body);
     state.busy = false;
     if (!reply.ok) {
       if (leaseLost(reply)) { explainExpired(); return; }
@@ -195,7 +236,7 @@
     const ann = reply.data && (reply.data.annotation || reply.data);
     state.history.push({ annotationId: ann.id, item: item, label: name });
     if (state.history.length > 50) state.history.shift();
-    announce("Saved “" + (labelText[name] || name) + "” for item #" + item.document.id + ".");
+    announce("Saved “" + answerText(name) + "” for item #" + item.document.id + ".");
     bumpMine(1);
     await loadNext();
     pollProgress();  // queue and team counts move with every label
@@ -219,12 +260,12 @@
     const entry = state.history[state.history.length - 1];
     if (!entry) { announce("Nothing to undo yet."); return; }
     state.undo = entry;
-    $("undo-was").textContent = labelText[entry.label] || entry.label;
+    $("undo-was").textContent = answerText(entry.label);
     $("undo-banner").hidden = false;
     renderItem(entry.item, entry.label);
     setEnabled(true);
-    announce("Re-opened item #" + entry.item.document.id + ". Choose its new label.");
-    const pressed = labelButtons.find(function (b) { return b.dataset.label === entry.label; });
+    announce("Re-opened item #" + entry.item.document.id + (MULTI ? ". Toggle its labels and press Enter." : ". Choose its new label."));
+    const pressed = MULTI ? null : labelButtons.find(function (b) { return b.dataset.label === entry.label; });
     (pressed || $("doc-text")).focus({ preventScroll: true });
   }
 
@@ -238,15 +279,15 @@
 
   async function relabel(name) {
     const entry = state.undo;
-    if (name === entry.label) { announce("Kept “" + (labelText[name] || name) + "”."); state.history.pop(); leaveUndo(); return; }
+    if (name === entry.label) { announce("Kept “" + answerText(name) + "”."); state.history.pop(); leaveUndo(); return; }
     state.busy = true;
-    const reply = await A.api("PATCH", API + "/annotations/" + entry.annotationId, { label: name });
+    const reply = await A.api("PATCH", API + "/annotations/" + entry.annotationId, MULTI ? { labels: parse(name) } : { label: name });
     state.busy = false;
     if (!reply.ok) { alertBanner(A.detail(reply, "The change was not saved.")); return; }
     alertBanner("");
     state.history.pop();
-    announce("Changed item #" + entry.item.document.id + " from “" + (labelText[entry.label] || entry.label) +
-      "” to “" + (labelText[name] || name) + "”.");
+    announce("Changed item #" + entry.item.document.id + " from “" + answerText(entry.label) +
+      "” to “" + answerText(name) + "”.");
     leaveUndo();
   }
 
@@ -354,10 +395,18 @@
     if (key === config.keys.skip) { ev.preventDefault(); skip(); return; }
     if (ev.key === "!") { ev.preventDefault(); openFlag(); return; }
     if (key === ACCEPT_KEY) { ev.preventDefault(); acceptSuggestion(); return; }
-    if (keyToLabel[key] && !labelButtons[0].disabled) { ev.preventDefault(); submitLabel(keyToLabel[key]); }
+    // Enter confirms the set, unless it is pressing another focused button (skip, undo, guidelines ...).
+    const otherButton = t && t.tagName === "BUTTON" && !t.classList.contains("label-btn");
+    if (MULTI && ev.key === "Enter" && !otherButton && !$("flag-form").contains(t)) { ev.preventDefault(); confirmSet(); return; }
+    if (keyToLabel[key] && !labelButtons[0].disabled) {
+      ev.preventDefault();
+      if (MULTI) toggle(keyToLabel[key]); else submitLabel(keyToLabel[key]);
+    }
   });
 
-  labelButtons.forEach(function (b) { b.addEventListener("click", function () { submitLabel(b.dataset.label); }); });
+  labelButtons.forEach(function (b) {
+    b.addEventListener("click", function () { if (MULTI) toggle(b.dataset.label); else submitLabel(b.dataset.label); });
+  });
   $("skip-btn").addEventListener("click", skip);
   $("accept-suggestion").addEventListener("click", acceptSuggestion);
   $("undo-btn").addEventListener("click", startUndo);

@@ -16,7 +16,34 @@
   buttons.forEach(function (b) { if (b.dataset.key) keyToLabel[b.dataset.key] = b.dataset.label; });
   const labelText = {};
   config.labels.forEach(function (l) { labelText[l.name] = l.text; });
-  const textOf = function (name) { return labelText[name] || name; };
+  // Multi-label projects: an answer is a set stored as its names in label-set order joined by SEP.
+  const MULTI = !!config.multi;
+  const SEP = config.set_separator || ",";
+  const ORDER = config.labels.map(function (l) { return l.name; });
+  if (MULTI) document.body.classList.add("multi");
+  function parse(text) { return text ? text.split(SEP) : []; }
+  function stored(names) { const on = new Set(names); return ORDER.filter(function (n) { return on.has(n); }).join(SEP); }
+  const textOf = function (name) {
+    if (!MULTI) return labelText[name] || name;
+    const names = parse(name);
+    return names.length ? names.map(function (n) { return labelText[n] || n; }).join(", ") : "none applies";
+  };
+  let toggled = new Set();
+
+  function renderToggled() {
+    if (!MULTI) return;
+    buttons.forEach(function (b) { b.setAttribute("aria-pressed", toggled.has(b.dataset.label) ? "true" : "false"); });
+    const names = stored(Array.from(toggled));
+    $("set-chosen").textContent = names
+      ? "Toggled: " + textOf(names) + ". Enter decides this set."
+      : "Nothing toggled: Enter decides “none applies”.";
+  }
+
+  function toggle(name) {
+    if (state.busy || buttons[0].disabled) return;
+    if (toggled.has(name)) toggled.delete(name); else toggled.add(name);
+    renderToggled();
+  }
 
   const state = {
     item: null,      // the review item as the API returns it
@@ -87,11 +114,11 @@
     const c = item.consensus || {};
     const share = A.pct(c.agreement);
     let s;
-    if (c.reason === "agreed" && c.label) s = "Consensus: " + textOf(c.label) + " (" + share + " agreement).";
+    if (c.reason === "agreed" && c.label !== null && c.label !== undefined && (MULTI || c.label)) s = "Consensus: " + textOf(c.label) + " (" + share + " agreement).";
     else if (c.reason === "tie") s = "No consensus: a tie between the labels given.";
     else if (c.reason === "low_agreement") s = "No consensus: the most given label has " + share + ", below the project's minimum agreement.";
     else s = "No consensus yet.";
-    if (item.final_label) {
+    if (item.final_label !== null && item.final_label !== undefined && (MULTI || item.final_label)) {
       s += " Trains on " + textOf(item.final_label) + " now (decided by " + (item.decided_by || "annotators") + ").";
     } else {
       s += " The model does not train on it until it is decided.";
@@ -110,18 +137,29 @@
     body.replaceChildren();
     const givenBy = {};
     item.labels.forEach(function (l) {
-      (givenBy[l.label] = givenBy[l.label] || []).push(l.annotator);
+      (MULTI ? parse(l.label) : [l.label]).forEach(function (name) {
+        (givenBy[name] = givenBy[name] || []).push(l.annotator);
+      });
       const tr = A.el("tr");
       tr.appendChild(A.el("td", {}, l.annotator));
       tr.appendChild(A.el("td", { class: "given-label" }, textOf(l.label)));
       tr.appendChild(A.el("td", { class: "muted", title: l.labeled_at }, A.ago(l.labeled_at)));
+      if (MULTI) {
+        const accept = A.el("button", { type: "button", class: "accept-set" }, "Accept this set");
+        accept.addEventListener("click", function () { decide(l.label); });
+        tr.appendChild(A.el("td")).appendChild(accept);
+      }
       body.appendChild(tr);
     });
+    toggled = new Set();
+    renderToggled();
     if (!item.labels.length) body.appendChild(A.el("tr")).appendChild(A.el("td", { colspan: "3", class: "muted" }, "No labels."));
     buttons.forEach(function (b) {
       const who = givenBy[b.dataset.label] || [];
       b.classList.toggle("given", who.length > 0);
-      b.querySelector(".given-by").textContent = who.length ? "accept · " + who.join(", ") : "override";
+      b.querySelector(".given-by").textContent = MULTI
+        ? (who.length ? "in " + who.length + " of " + item.labels.length + " sets" : "in no set")
+        : (who.length ? "accept · " + who.join(", ") : "override");
     });
     $("consensus").textContent = consensusText(item);
     renderHistory(item);
@@ -216,7 +254,7 @@
     const item = state.item;
     if (state.busy || state.lost || !item) return;
     state.busy = true; setEnabled(false);
-    const reply = await A.api("POST", BASE + "/items/" + item.id + "/decision", { label: name });
+    const reply = await A.api("POST", BASE + "/items/" + item.id + "/decision", MULTI ? { labels: parse(name) } : { label: name });
     state.busy = false;
     if (!reply.ok) {
       if (holdLost(reply)) { explainLost(reply); return; }
@@ -314,10 +352,19 @@
     const key = ev.key.toLowerCase();
     if (key === config.keys.comment) { ev.preventDefault(); openComment(); return; }
     if (key === config.keys.skip) { ev.preventDefault(); skip(); return; }
-    if (keyToLabel[key] && !buttons[0].disabled) { ev.preventDefault(); decide(keyToLabel[key]); }
+    const otherButton = t && t.tagName === "BUTTON" && !t.classList.contains("decide-btn");
+    if (MULTI && ev.key === "Enter" && !otherButton && !buttons[0].disabled) {
+      ev.preventDefault(); decide(stored(Array.from(toggled))); return;
+    }
+    if (keyToLabel[key] && !buttons[0].disabled) {
+      ev.preventDefault();
+      if (MULTI) toggle(keyToLabel[key]); else decide(keyToLabel[key]);
+    }
   });
 
-  buttons.forEach(function (b) { b.addEventListener("click", function () { decide(b.dataset.label); }); });
+  buttons.forEach(function (b) {
+    b.addEventListener("click", function () { if (MULTI) toggle(b.dataset.label); else decide(b.dataset.label); });
+  });
   $("skip-btn").addEventListener("click", skip);
   $("comment-btn").addEventListener("click", openComment);
 
