@@ -28,7 +28,7 @@ from labeling.models import (
     Split,
     TrainingRun,
 )
-from labeling.selectors import stats
+from labeling.selectors import poolcache, stats
 from labeling.selectors.agreement import annotator_quality, project_agreement
 from labeling.selectors.documents import BLIND
 from labeling.selectors.flags import flag_counts
@@ -284,35 +284,48 @@ def team(*, project: Project) -> dict[str, Any]:
     }
 
 
+def _pool_wide(project: Project, champion: ModelVersion | None) -> dict[str, Any]:
+    """The dashboard's figures over every document or champion prediction (labeling/selectors/poolcache.py)."""
+    docs = stats.document_counts(project)
+    return {
+        "counts": {
+            "documents": sum(split["total"] for split in docs.values()),
+            "labeled": sum(split["labeled"] for split in docs.values()),
+            "holdout": docs["holdout"]["total"],
+            "holdout_labeled": docs["holdout"]["labeled"],
+        },
+        "histogram": uncertainty_histogram(champion=champion) if champion else None,
+        "class_balance": class_balance(champion=champion) if champion else [],
+        "coverage": stats.champion_coverage(project, champion, pool_documents=docs["pool"]["total"]),
+        "map": embedding_map(champion=champion) if champion else [],
+    }
+
+
 def dashboard(
     *, project: Project, user: Any, include_quality: bool = False, include_flags: bool = False
 ) -> dict[str, Any]:
     """Everything the dashboard draws for ``user``, in one JSON document (annotator quality and flags for managers)."""
     champion = champion_get(project_id=project.pk)
-    docs = Document.objects.filter(project=project)
+    pool = poolcache.pool_figures(
+        project_id=project.pk, champion_id=champion.pk if champion else None, name="dashboard",
+        compute=lambda: _pool_wide(project, champion),
+    )
     return {
         "project": {"id": project.pk, "name": project.name, "labels": list(project.label_space.names)},
         "counts": {
-            "documents": docs.count(),
-            "labeled": docs.filter(is_labeled=True).count(),
-            "holdout": docs.filter(split=Split.HOLDOUT).count(),
-            "holdout_labeled": docs.filter(split=Split.HOLDOUT, is_labeled=True).count(),
+            **pool["counts"],
             "annotations": Annotation.objects.filter(document__project=project).count(),
             "active_leases": active_leases(project=project),
         },
         "champion": model_summary(champion),
         "learning_curve": learning_curve(project=project),
         "calibration": calibration(champion=champion),
-        "pool": {
-            "histogram": uncertainty_histogram(champion=champion) if champion else None,
-            "class_balance": class_balance(champion=champion) if champion else [],
-            "coverage": stats.champion_coverage(project, champion),
-        },
+        "pool": {key: pool[key] for key in ("histogram", "class_balance", "coverage", "as_of")},
         "annotators": annotator_stats(project=project, user=user),
         "runs": training_runs(project=project),
         "running_run": running_run(project),
         "versions": model_versions(project=project),
-        "map": embedding_map(champion=champion) if champion else [],
+        "map": pool["map"],
         "team": team(project=project),
         **({"quality": annotator_quality(project=project, n_boot=DASHBOARD_BOOT)} if include_quality else {}),
         **({"flags": flag_counts(project=project)} if include_flags else {}),
