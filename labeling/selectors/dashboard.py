@@ -33,7 +33,6 @@ from labeling.selectors.agreement import annotator_quality, project_agreement
 from labeling.selectors.documents import BLIND
 from labeling.selectors.flags import flag_counts
 from labeling.selectors.models import champion_get, model_figures
-from labeling.selectors.queue import queue_size
 from labeling.selectors.review import review_summary
 
 MAP_MAX_POINTS = 3000
@@ -96,14 +95,31 @@ def labeling_progress(*, project: Project, user: Any) -> dict[str, Any]:
     """The labeling page's strip: labeled today (mine and all), queue remaining, champion, running run."""
     start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     today = Annotation.objects.filter(document__project=project, created_at__gte=start_of_day)
-    docs = Document.objects.filter(project=project)
+    champion = champion_get(project_id=project.pk)
+    # Every annotator's page polls this: the two whole-pool counts are one grouped read, cached on
+    # large projects (labeling/selectors/poolcache.py).
+    pool = poolcache.pool_figures(
+        project_id=project.pk, champion_id=None, name="progress", compute=lambda: _document_totals(project)
+    )
     return {
         "labeled_today_mine": today.filter(annotator=user).count(),
         "labeled_today": today.count(),
-        "queue_remaining": queue_size(project),
-        "labeled_total": docs.filter(is_labeled=True).count(),
-        "champion": model_summary(champion_get(project_id=project.pk)),
+        "queue_remaining": pool["documents"] - pool["labeled"],
+        "labeled_total": pool["labeled"],
+        "pool_figures_as_of": pool["as_of"],
+        "champion": model_summary(champion),
         "running_run": running_run(project),
+    }
+
+
+def _document_totals(project: Project) -> dict[str, int]:
+    return _document_totals_of(stats.document_counts(project))
+
+
+def _document_totals_of(docs: dict[str, dict[str, int]]) -> dict[str, int]:
+    return {
+        "documents": sum(split["total"] for split in docs.values()),
+        "labeled": sum(split["labeled"] for split in docs.values()),
     }
 
 
@@ -289,8 +305,7 @@ def _pool_wide(project: Project, champion: ModelVersion | None) -> dict[str, Any
     docs = stats.document_counts(project)
     return {
         "counts": {
-            "documents": sum(split["total"] for split in docs.values()),
-            "labeled": sum(split["labeled"] for split in docs.values()),
+            **_document_totals_of(docs),
             "holdout": docs["holdout"]["total"],
             "holdout_labeled": docs["holdout"]["labeled"],
         },

@@ -6,7 +6,7 @@ import pytest
 from django.core.cache import cache
 
 from labeling.models import Document, ModelStatus
-from labeling.selectors.dashboard import dashboard
+from labeling.selectors.dashboard import dashboard, labeling_progress
 from labeling.selectors.stats import project_stats
 from tests.factories import DocumentFactory, ModelVersionFactory, PredictionFactory, ProjectFactory, UserFactory
 
@@ -75,3 +75,24 @@ def test_a_new_champion_is_shown_at_once(scored_project, settings):
     newer = ModelVersionFactory(project=project, status=ModelStatus.CHAMPION)
     PredictionFactory(document=Document.objects.filter(project=project).first(), model_version=newer)
     assert dashboard(project=project, user=user)["pool"]["coverage"]["scored_by_champion"] == 1
+
+
+def test_the_labeling_pages_progress_strip_is_cached_on_a_large_project(scored_project, settings):
+    project, _ = scored_project
+    user = UserFactory()
+    settings.POOL_FIGURES_EXACT_MAX_DOCUMENTS = 5
+    _label_one(project)
+    assert labeling_progress(project=project, user=user)["queue_remaining"] == 3
+    cache.clear()
+    settings.POOL_FIGURES_EXACT_MAX_DOCUMENTS = 4
+    first = labeling_progress(project=project, user=user)
+    assert (first["queue_remaining"], first["labeled_total"]) == (3, 1)
+    _label_one_more(project)
+    again = labeling_progress(project=project, user=user)
+    assert (again["queue_remaining"], again["pool_figures_as_of"]) == (3, first["pool_figures_as_of"])
+
+
+def _label_one_more(project) -> None:
+    Document.objects.filter(
+        pk=Document.objects.filter(project=project, is_labeled=False).order_by("id").values("pk")[:1]
+    ).update(is_labeled=True)
