@@ -220,6 +220,10 @@ def start_server(port: int) -> Any:
         "5",
         "--worker-class",
         "gthread",
+        # A shared machine at load 20-40 stalls a worker past gunicorn's default 30 s; its clients'
+        # connections were reset. The bench measures latency, so it waits.
+        "--timeout",
+        "300",
         env_extra={
             "CONN_MAX_AGE": "60",
             "DJANGO_SETTINGS_MODULE": "_stack_settings",
@@ -369,6 +373,17 @@ def read_rows(project: Project, repeats: int) -> None:
                 )
 
 
+def disk_row() -> dict[str, Any]:
+    """Bytes per row of the two tables that grow with N (every project in the bench database, indexes included)."""
+    out: dict[str, Any] = {"row": "disk (pg_total_relation_size / rows, all projects in this database)"}
+    with connection.cursor() as cursor:
+        for table in ("labeling_document", "labeling_prediction"):
+            cursor.execute(f"SELECT pg_total_relation_size('{table}'), (SELECT count(*) FROM {table})")
+            size, rows = cursor.fetchone()
+            out[table] = {"rows": rows, "mb": round(size / 1e6), "bytes_per_row": round(size / max(rows, 1))}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=100_000)
@@ -407,6 +422,7 @@ def main() -> None:
         )
         analyze()
     membership_ensure(project=project, user=owner, role=MANAGER)
+    emit(disk_row())
     emit({"row": "queue/next profile: lease_next in process, EXPLAIN ANALYZE per SELECT", **lease_profile(project)})
     if "reads" not in skip:
         read_rows(project, args.repeats)

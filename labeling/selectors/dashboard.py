@@ -20,7 +20,6 @@ from labeling.models import (
     Annotation,
     Assignment,
     AssignmentState,
-    Document,
     ModelVersion,
     Prediction,
     Project,
@@ -30,7 +29,6 @@ from labeling.models import (
 )
 from labeling.selectors import poolcache, stats
 from labeling.selectors.agreement import annotator_quality, project_agreement
-from labeling.selectors.documents import BLIND
 from labeling.selectors.flags import flag_counts
 from labeling.selectors.models import champion_get, model_figures
 from labeling.selectors.review import review_summary
@@ -193,7 +191,9 @@ def uncertainty_histogram(*, champion: ModelVersion) -> dict[str, Any]:
 def class_balance(*, champion: ModelVersion) -> list[dict[str, Any]]:
     """Predicted labels over the champion's scored documents, blind ones left out."""
     rows = (
-        _champion_predictions(champion).exclude(document__in=Document.objects.filter(BLIND)).values("predicted_label").annotate(n=Count("id")).order_by("-n")
+        # A join on the document, not NOT IN (blind ids): 1.1 s of the dashboard's 2.6 s at 100,000 docs
+        _champion_predictions(champion).exclude(document__split=Split.HOLDOUT, document__is_labeled=False)
+        .values("predicted_label").annotate(n=Count("id")).order_by("-n")
     )
     return [{"label": r["predicted_label"], "count": r["n"]} for r in rows]
 
