@@ -345,6 +345,11 @@ if METRICS_TOKEN and len(METRICS_TOKEN) < 24:
 METRICS_CACHE_SECONDS: float = env.float("METRICS_CACHE_SECONDS", default=30.0)
 # Those counts are linear in the rows counted, so they run under this statement timeout, not the web's.
 METRICS_STATEMENT_TIMEOUT_MS: int = env.int("METRICS_STATEMENT_TIMEOUT_MS", default=60000)
+# The dashboard's and /stats' figures over a whole pool (labeling/selectors/poolcache.py): exact per
+# request below this many documents; at or above, computed at most once per POOL_FIGURES_CACHE_SECONDS
+# per project and champion (one cache for all processes with CACHE_URL) and stamped with their time.
+POOL_FIGURES_EXACT_MAX_DOCUMENTS: int = env.int("POOL_FIGURES_EXACT_MAX_DOCUMENTS", default=100_000)
+POOL_FIGURES_CACHE_SECONDS: float = env.float("POOL_FIGURES_CACHE_SECONDS", default=60.0)
 # A Celery worker with WORKER_METRICS_PORT set serves its task metrics on METRICS_BIND:port (the same
 # bearer token); its processes share PROMETHEUS_MULTIPROC_DIR, a directory of its own (0 = off).
 WORKER_METRICS_PORT: int = env.int("WORKER_METRICS_PORT", default=0)

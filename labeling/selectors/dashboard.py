@@ -20,7 +20,6 @@ from labeling.models import (
     Annotation,
     Assignment,
     AssignmentState,
-    Document,
     ModelVersion,
     Prediction,
     Project,
@@ -28,13 +27,11 @@ from labeling.models import (
     Split,
     TrainingRun,
 )
-from labeling.selectors import stats
+from labeling.selectors import poolcache, stats
 from labeling.selectors.agreement import annotator_quality, project_agreement
-from labeling.selectors.documents import BLIND
 from labeling.selectors.flags import flag_counts
 from labeling.selectors.models import champion_get, model_figures
 from labeling.selectors.multilabel import multi_label_summary
-from labeling.selectors.queue import queue_size
 from labeling.selectors.review import review_summary
 
 MAP_MAX_POINTS = 3000
@@ -97,14 +94,31 @@ def labeling_progress(*, project: Project, user: Any) -> dict[str, Any]:
     """The labeling page's strip: labeled today (mine and all), queue remaining, champion, running run."""
     start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     today = Annotation.objects.filter(document__project=project, created_at__gte=start_of_day)
-    docs = Document.objects.filter(project=project)
+    champion = champion_get(project_id=project.pk)
+    # Every annotator's page polls this: the two whole-pool counts are one grouped read, cached on
+    # large projects (labeling/selectors/poolcache.py).
+    pool = poolcache.pool_figures(
+        project_id=project.pk, champion_id=None, name="progress", compute=lambda: _document_totals(project)
+    )
     return {
         "labeled_today_mine": today.filter(annotator=user).count(),
         "labeled_today": today.count(),
-        "queue_remaining": queue_size(project),
-        "labeled_total": docs.filter(is_labeled=True).count(),
-        "champion": model_summary(champion_get(project_id=project.pk)),
+        "queue_remaining": pool["documents"] - pool["labeled"],
+        "labeled_total": pool["labeled"],
+        "pool_figures_as_of": pool["as_of"],
+        "champion": model_summary(champion),
         "running_run": running_run(project),
+    }
+
+
+def _document_totals(project: Project) -> dict[str, int]:
+    return _document_totals_of(stats.document_counts(project))
+
+
+def _document_totals_of(docs: dict[str, dict[str, int]]) -> dict[str, int]:
+    return {
+        "documents": sum(split["total"] for split in docs.values()),
+        "labeled": sum(split["labeled"] for split in docs.values()),
     }
 
 
@@ -178,7 +192,9 @@ def uncertainty_histogram(*, champion: ModelVersion) -> dict[str, Any]:
 def class_balance(*, champion: ModelVersion) -> list[dict[str, Any]]:
     """Predicted labels over the champion's scored documents, blind ones left out."""
     rows = (
-        _champion_predictions(champion).exclude(document__in=Document.objects.filter(BLIND)).values("predicted_label").annotate(n=Count("id")).order_by("-n")
+        # A join on the document, not NOT IN (blind ids): 1.1 s of the dashboard's 2.6 s at 100,000 docs
+        _champion_predictions(champion).exclude(document__split=Split.HOLDOUT, document__is_labeled=False)
+        .values("predicted_label").annotate(n=Count("id")).order_by("-n")
     )
     return [{"label": r["predicted_label"], "count": r["n"]} for r in rows]
 
@@ -289,38 +305,50 @@ def team(*, project: Project) -> dict[str, Any]:
     }
 
 
+def _pool_wide(project: Project, champion: ModelVersion | None) -> dict[str, Any]:
+    """The dashboard's figures over every document or champion prediction (labeling/selectors/poolcache.py)."""
+    docs = stats.document_counts(project)
+    return {
+        "counts": {
+            **_document_totals_of(docs),
+            "holdout": docs["holdout"]["total"],
+            "holdout_labeled": docs["holdout"]["labeled"],
+        },
+        "histogram": uncertainty_histogram(champion=champion) if champion else None,
+        "class_balance": class_balance(champion=champion) if champion else [],
+        "coverage": stats.champion_coverage(project, champion, pool_documents=docs["pool"]["total"]),
+        "map": embedding_map(champion=champion) if champion else [],
+    }
+
+
 def dashboard(
     *, project: Project, user: Any, include_quality: bool = False, include_flags: bool = False
 ) -> dict[str, Any]:
     """Everything the dashboard draws for ``user``, in one JSON document (annotator quality and flags for managers)."""
     champion = champion_get(project_id=project.pk)
-    docs = Document.objects.filter(project=project)
+    pool = poolcache.pool_figures(
+        project_id=project.pk, champion_id=champion.pk if champion else None, name="dashboard",
+        compute=lambda: _pool_wide(project, champion),
+    )
     return {
         "project": {
             "id": project.pk, "name": project.name, "labels": list(project.label_space.names),
             "task_type": project.task_type,
         },
         "counts": {
-            "documents": docs.count(),
-            "labeled": docs.filter(is_labeled=True).count(),
-            "holdout": docs.filter(split=Split.HOLDOUT).count(),
-            "holdout_labeled": docs.filter(split=Split.HOLDOUT, is_labeled=True).count(),
+            **pool["counts"],
             "annotations": Annotation.objects.filter(document__project=project).count(),
             "active_leases": active_leases(project=project),
         },
         "champion": model_summary(champion),
         "learning_curve": learning_curve(project=project),
         "calibration": calibration(champion=champion),
-        "pool": {
-            "histogram": uncertainty_histogram(champion=champion) if champion else None,
-            "class_balance": class_balance(champion=champion) if champion else [],
-            "coverage": stats.champion_coverage(project, champion),
-        },
+        "pool": {key: pool[key] for key in ("histogram", "class_balance", "coverage", "as_of")},
         "annotators": annotator_stats(project=project, user=user),
         "runs": training_runs(project=project),
         "running_run": running_run(project),
         "versions": model_versions(project=project),
-        "map": embedding_map(champion=champion) if champion else [],
+        "map": pool["map"],
         "team": team(project=project),
         "multi_label": multi_label_summary(project=project, champion=champion, n_boot=DASHBOARD_BOOT)
         if project.label_space.answer_field == "labels"

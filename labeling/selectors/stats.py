@@ -10,8 +10,8 @@ from django.db.models import Count, F
 from django.db.models.functions import TruncHour
 
 from labeling.models import Annotation, Document, ModelStatus, ModelVersion, Prediction, Project
+from labeling.selectors import poolcache
 from labeling.selectors.models import champion_get, model_figures
-from labeling.selectors.queue import queue_size
 from modelsvc.calibration import MIN_N_TO_JUDGE, accuracy_interval
 
 
@@ -47,8 +47,13 @@ def document_counts(project: Project) -> dict[str, dict[str, int]]:
     return out
 
 
-def champion_coverage(project: Project, champion: ModelVersion | None) -> dict[str, Any]:
-    pool = Document.objects.filter(project=project, split="pool").count()
+def champion_coverage(
+    project: Project, champion: ModelVersion | None, *, pool_documents: int | None = None
+) -> dict[str, Any]:
+    """Pool documents the champion has scored; ``pool_documents`` when the caller has counted them."""
+    pool = pool_documents
+    if pool is None:
+        pool = Document.objects.filter(project=project, split="pool").count()
     scored = (
         Prediction.objects.filter(model_version=champion, document__split="pool").count() if champion else 0
     )
@@ -106,15 +111,31 @@ def learning_curve(project: Project) -> list[dict[str, Any]]:
     return points
 
 
+def _pool_wide(project: Project, champion: ModelVersion | None) -> dict[str, Any]:
+    """The counts over every document (one grouped read) and the champion's coverage of the pool."""
+    documents = document_counts(project)
+    return {
+        "documents": documents,
+        # queue_size: documents waiting for a label, pool and holdout, leased or not
+        "queue_size": sum(split["total"] - split["labeled"] for split in documents.values()),
+        "coverage": champion_coverage(project, champion, pool_documents=documents["pool"]["total"]),
+    }
+
+
 def project_stats(project: Project) -> dict[str, Any]:
     champion = champion_get(project_id=project.pk)
+    pool = poolcache.pool_figures(
+        project_id=project.pk, champion_id=champion.pk if champion else None, name="stats",
+        compute=lambda: _pool_wide(project, champion),
+    )
     return {
         "project": project.pk,
-        "documents": document_counts(project),
+        "documents": pool["documents"],
         "labels": label_counts(project),
-        "queue_size": queue_size(project),
+        "queue_size": pool["queue_size"],
         "champion": champion.version if champion else None,
-        "coverage": champion_coverage(project, champion),
+        "coverage": pool["coverage"],
+        "pool_figures_as_of": pool["as_of"],
         "annotators": annotator_throughput(project),
         "learning_curve": learning_curve(project),
         "agreement_with_model": (agreement := _agreement(project))["value"],

@@ -74,11 +74,18 @@ def _lease_transaction_begin(annotator: AbstractBaseUser) -> None:
     - One lease transaction at a time per annotator (an advisory lock released at commit). Without
       it, parallel ``queue/next`` calls each see no active lease and each insert one, so a client
       could hoard the queue; serialised, the second call finds the first's lease and returns it.
+    - No sort where an index gives the order (``enable_sort`` off, this transaction only). While a
+      large pool is first scored the planner's statistics say the champion has almost no
+      predictions, and it read all of them through the model-version index and sorted them instead
+      of reading 50 rows of ``prediction_queue_open``: 31-121 ms at 63,000 scored of 1,000,000
+      documents, growing with every scored row, against 0.6 ms (docs/BENCHMARKS.md). A sort with
+      no alternative still runs.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(%s, %s)",
+                "SELECT set_config('synchronous_commit', 'off', true), set_config('enable_sort', 'off', true),"
+                " pg_advisory_xact_lock(%s, %s)",
                 [LOCK_LEASING, annotator.pk],
             )
 

@@ -53,6 +53,30 @@ def test_a_lease_is_a_fixed_handful_of_statements(
     assert response.json()["prediction"] is not None
 
 
+def test_a_leases_statements_do_not_grow_with_the_pool(annotator_client, other_client, project, docs, champion):
+    """The same request on a pool 25x larger (past the ranking's 200-row window, so the end-of-ranking
+    probe of a small pool no longer runs) issues no more statements: nothing per candidate, nothing
+    that counts the pool."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from labeling.services.documents import document_bulk_create
+    from tests.factories import PredictionFactory
+
+    def statements() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            lease = next_item(annotator_client, project).json()["assignment"]["id"]
+        annotator_client.post(f"/api/v1/assignments/{lease}/skip")
+        return len(ctx.captured_queries)
+
+    next_item(other_client, project)  # another live lease, so the diversity read runs in both
+    small = statements()
+    items = [{"text": f"Another review, number {i}.", "external_id": f"big{i}"} for i in range(300)]
+    for i, (doc, _) in enumerate(document_bulk_create(project=project, items=items)):
+        PredictionFactory(document=doc, model_version=champion, acquisition_score=0.5 + i / 1000)
+    assert statements() <= small
+
+
 def test_a_label_is_a_fixed_handful_of_statements(
     annotator_client, project, docs, champion, django_assert_max_num_queries
 ):

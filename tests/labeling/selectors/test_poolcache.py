@@ -1,0 +1,98 @@
+"""Whole-pool figures of the dashboard and /stats: exact on small projects, cached and stamped on large ones."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+
+from labeling.models import Document, ModelStatus
+from labeling.selectors.dashboard import dashboard, labeling_progress
+from labeling.selectors.stats import project_stats
+from tests.factories import DocumentFactory, ModelVersionFactory, PredictionFactory, ProjectFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def scored_project():
+    project = ProjectFactory()
+    champion = ModelVersionFactory(project=project, status=ModelStatus.CHAMPION)
+    for _ in range(4):
+        PredictionFactory(document=DocumentFactory(project=project), model_version=champion)
+    return project, champion
+
+
+def _label_one(project) -> None:
+    Document.objects.filter(pk=Document.objects.filter(project=project).order_by("id").values("pk")[:1]).update(
+        is_labeled=True
+    )
+
+
+def test_a_small_project_is_counted_on_every_request(scored_project, settings):
+    settings.POOL_FIGURES_EXACT_MAX_DOCUMENTS = 5  # 4 documents: below
+    project, _ = scored_project
+    user = UserFactory()
+    first = dashboard(project=project, user=user)
+    assert first["counts"]["labeled"] == 0 and first["pool"]["as_of"] is None
+    _label_one(project)
+    again = dashboard(project=project, user=user)
+    assert again["counts"]["labeled"] == 1
+    assert sum(b["count"] for b in again["pool"]["histogram"]["bins"]) == 3  # the unlabeled pool only
+    assert project_stats(project)["queue_size"] == 3
+
+
+def test_a_large_project_reads_its_pool_figures_from_the_cache_until_they_lapse(scored_project, settings):
+    settings.POOL_FIGURES_EXACT_MAX_DOCUMENTS = 4  # 4 documents: at the limit
+    project, _ = scored_project
+    user = UserFactory()
+    first = dashboard(project=project, user=user)
+    stats = project_stats(project)
+    assert first["pool"]["as_of"] is not None and stats["pool_figures_as_of"] is not None
+    _label_one(project)
+    cached = dashboard(project=project, user=user)
+    assert cached["counts"]["labeled"] == 0  # up to POOL_FIGURES_CACHE_SECONDS old, and says so
+    assert cached["pool"]["as_of"] == first["pool"]["as_of"]
+    assert project_stats(project)["queue_size"] == 4
+    cache.clear()  # the period lapsed
+    assert dashboard(project=project, user=user)["counts"]["labeled"] == 1
+    assert project_stats(project)["queue_size"] == 3
+
+
+def test_a_new_champion_is_shown_at_once(scored_project, settings):
+    settings.POOL_FIGURES_EXACT_MAX_DOCUMENTS = 4
+    project, champion = scored_project
+    user = UserFactory()
+    assert dashboard(project=project, user=user)["pool"]["coverage"]["scored_by_champion"] == 4
+    champion.status = ModelStatus.RETIRED
+    champion.save(update_fields=["status"])
+    newer = ModelVersionFactory(project=project, status=ModelStatus.CHAMPION)
+    PredictionFactory(document=Document.objects.filter(project=project).first(), model_version=newer)
+    assert dashboard(project=project, user=user)["pool"]["coverage"]["scored_by_champion"] == 1
+
+
+def test_the_labeling_pages_progress_strip_is_cached_on_a_large_project(scored_project, settings):
+    project, _ = scored_project
+    user = UserFactory()
+    settings.POOL_FIGURES_EXACT_MAX_DOCUMENTS = 5
+    _label_one(project)
+    assert labeling_progress(project=project, user=user)["queue_remaining"] == 3
+    cache.clear()
+    settings.POOL_FIGURES_EXACT_MAX_DOCUMENTS = 4
+    first = labeling_progress(project=project, user=user)
+    assert (first["queue_remaining"], first["labeled_total"]) == (3, 1)
+    _label_one_more(project)
+    again = labeling_progress(project=project, user=user)
+    assert (again["queue_remaining"], again["pool_figures_as_of"]) == (3, first["pool_figures_as_of"])
+
+
+def _label_one_more(project) -> None:
+    Document.objects.filter(
+        pk=Document.objects.filter(project=project, is_labeled=False).order_by("id").values("pk")[:1]
+    ).update(is_labeled=True)
