@@ -9,7 +9,8 @@ from django.urls import reverse
 
 from labeling import roles
 from labeling.models import Annotation, Document, ImportJob, LabelsAs
-from labeling.services.imports import ImportLabelError, import_file
+from labeling.services.import_rows import ImportLabelError
+from labeling.services.imports import import_file
 from labeling.services.memberships import membership_ensure
 from labeling.services.projects import project_create
 from tests.factories import UserFactory
