@@ -297,6 +297,11 @@ MODEL_DEVICE: str = env.str("MODEL_DEVICE", default="auto")
 # member gets the same number of dropout draws.
 MODEL_MC_SAMPLES: int = env.int("MODEL_MC_SAMPLES", default=20)
 SCORING_BATCH_SIZE: int = env.int("SCORING_BATCH_SIZE", default=256)
+# A promotion's re-score is split into this many disjoint document id ranges, one RESCORE_SLICE task
+# each, so several scoring worker processes share one project's pool (docs/WORKERS.md). 1 = one task
+# walks the whole pool, as before. Pools smaller than SCORING_SLICE_MIN_DOCS per slice are not split.
+SCORING_SLICES: int = env.int("SCORING_SLICES", default=1)
+SCORING_SLICE_MIN_DOCS: int = env.int("SCORING_SLICE_MIN_DOCS", default=2000)
 
 LOGGING = {
     "version": 1,

@@ -190,25 +190,29 @@ def prediction_attributions(*, prediction: Prediction) -> list[list[Any]]:
 LOCK_SCORING = 7301  # (LOCK_SCORING, project id): one scorer per project
 LOCK_TRAINING = 7302  # (LOCK_TRAINING, run id): held while a run executes
 LOCK_IMPORT = 7304  # (LOCK_IMPORT, import job id): held while an import executes
+# A re-score split over workers: each slice task holds (LOCK_SCORING, project id) *shared*, so slices run
+# side by side while a whole-project scorer (exclusive) waits, and (-model version id, slice index)
+# exclusively, so a redelivered slice message never scores the slice twice at once. The negative first
+# key keeps these apart from the namespaced locks above.
 
 
 def _postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def lock_try(namespace: int, key: int) -> bool:
+def lock_try(namespace: int, key: int, *, shared: bool = False) -> bool:
     if not _postgres():
         return True
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [namespace, key])
+        cursor.execute(f"SELECT pg_try_advisory_lock{'_shared' if shared else ''}(%s, %s)", [namespace, key])
         return bool(cursor.fetchone()[0])
 
 
-def lock_release(namespace: int, key: int) -> None:
+def lock_release(namespace: int, key: int, *, shared: bool = False) -> None:
     if not _postgres():
         return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
+        cursor.execute(f"SELECT pg_advisory_unlock{'_shared' if shared else ''}(%s, %s)", [namespace, key])
 
 
 def lock_is_free(namespace: int, key: int) -> bool:
@@ -222,11 +226,11 @@ def lock_is_free(namespace: int, key: int) -> bool:
 
 
 @contextlib.contextmanager
-def lock_held(namespace: int, key: int) -> Iterator[bool]:
-    """Yield whether the lock was taken; release it on the way out."""
-    got = lock_try(namespace, key)
+def lock_held(namespace: int, key: int, *, shared: bool = False) -> Iterator[bool]:
+    """Yield whether the lock was taken (``shared``: alongside other shared holders); release it on the way out."""
+    got = lock_try(namespace, key, shared=shared)
     try:
         yield got
     finally:
         if got:
-            lock_release(namespace, key)
+            lock_release(namespace, key, shared=shared)
