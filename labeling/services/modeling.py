@@ -35,7 +35,7 @@ from modelsvc.tuning import TunedLayers
 _CLASSIFIERS_KEPT = 8
 _lock = threading.Lock()
 _classifiers: OrderedDict[tuple[int, str], Classifier] = OrderedDict()
-_encoders: dict[tuple[ModelConfig, str | None], TextEncoder] = {}
+_encoders: dict[tuple[ModelConfig, str | None, str], TextEncoder] = {}
 _caches: dict[tuple[Path, bool], EmbeddingCache] = {}
 
 
@@ -55,11 +55,12 @@ def encoder_for(config: ModelConfig | None = None, tuned: TunedLayers | None = N
     tuned identity, so it reads and writes its own rows of the embedding cache.
     """
     config = config or model_config()
-    key = (config, tuned.encoder_id if tuned is not None else None)
+    backend = str(settings.MODEL_ENCODER_BACKEND)
+    key = (config, tuned.encoder_id if tuned is not None else None, backend)
     with _lock:
         encoder = _encoders.get(key)
         if encoder is None:
-            encoder = _encoders[key] = TextEncoder(config, tuned=tuned)
+            encoder = _encoders[key] = TextEncoder(config, tuned=tuned, backend=backend)
         return encoder
 
 
