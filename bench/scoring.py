@@ -223,12 +223,14 @@ def main() -> None:
 
     def run_naive() -> None:
         model = service.inference_model  # the weights encode runs (bf16 where the service uses bf16)
+        backend, service.backend = service.backend, "torch"  # dropout lives in the torch model
         model.train()
         try:
             for _ in range(args.samples):
                 service.encode_uncached(naive)
         finally:
             model.eval()
+            service.backend = backend
 
     t_naive, _ = timed(run_naive)
     t_naive_service, _ = timed(lambda: score_texts(clf, naive, encoder=service))
