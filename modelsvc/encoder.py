@@ -425,13 +425,14 @@ class TextEncoder:
     """
 
     def __init__(
-        self, config: ModelConfig | None = None, tuned: TunedLayers | None = None, *, backend: str = "auto"
+        self, config: ModelConfig | None = None, tuned: TunedLayers | None = None, *, backend: str = "torch"
     ) -> None:
         self.config = config or ModelConfig()
         self.folder = resolve_encoder(self.config.encoder)
         self.device = select_device(self.config.device)
         self.dtype = select_dtype(self.config.precision, self.device)
-        # "onnx": ONNX Runtime runs the frozen encoder (modelsvc/onnx_backend.py); "torch" otherwise.
+        # "onnx": ONNX Runtime runs the frozen encoder (modelsvc/onnx_backend.py); "auto" picks it on CPUs
+        # without native bf16 (the service's default, MODEL_ENCODER_BACKEND); the library defaults to torch.
         self.backend = onnx_backend.select_backend(
             backend, device=self.device, dtype=self.dtype, tuned=tuned is not None
         )
