@@ -571,8 +571,10 @@ class TextEncoder:
         if self.backend != "onnx":
             return None
         try:
+            pooling = self.config.pooling
             return onnx_backend.session_for(
                 self.model,
+                lambda model, ids, mask: pooled_forward(model, mask, pooling, input_ids=ids),
                 encoder_id=self.encoder_id,
                 pooling=self.config.pooling,
                 threads=self.config.num_threads or threads,

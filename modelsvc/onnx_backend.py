@@ -17,6 +17,7 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,23 +64,25 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "alabel" / "onnx"
 
 
+#: (model, input ids (B, T), attention mask (B, T)) -> pooled (B, H'): the encoder's own forward + pooling.
+PooledForward = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 class _Pooled(torch.nn.Module):
     """The encoder plus its window pooling, as one graph: (B, T) ids and mask -> (B, H') float32."""
 
-    def __init__(self, model: torch.nn.Module, pooling: str) -> None:
+    def __init__(self, model: torch.nn.Module, forward: PooledForward) -> None:
         super().__init__()
-        self.model, self.pooling = model, pooling
+        self.model, self.pooled_forward = model, forward
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        from modelsvc.encoder import pooled_forward
-
-        return pooled_forward(self.model, attention_mask, self.pooling, input_ids=input_ids)
+        return self.pooled_forward(self.model, input_ids, attention_mask)
 
 
-def export(model: torch.nn.Module, pooling: str, path: Path) -> None:
+def export(model: torch.nn.Module, forward: PooledForward, path: Path) -> None:
     """Write ``model`` + pooling as an ONNX graph at ``path`` (atomically: temp file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = _Pooled(model, pooling).eval()
+    wrapper = _Pooled(model, forward).eval()
     ids = torch.tensor([[101, 2023, 2003, 102], [101, 7592, 102, 0]], dtype=torch.long)
     mask = (ids != 0).long()
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
@@ -102,8 +105,11 @@ def export(model: torch.nn.Module, pooling: str, path: Path) -> None:
             os.unlink(tmp)
 
 
-def session_for(model: torch.nn.Module, *, encoder_id: str, pooling: str, threads: int, cache_dir: Path) -> Any:
-    """An InferenceSession for ``model`` (exported on first use), one per graph and thread count per process."""
+def session_for(
+    model: torch.nn.Module, forward: PooledForward, *, encoder_id: str, pooling: str, threads: int, cache_dir: Path
+) -> Any:
+    """An InferenceSession for ``model`` and its pooling ``forward`` (exported on first use), one per
+    graph and thread count per process."""
     import onnxruntime as ort
 
     digest = hashlib.sha256(f"{encoder_id}|{pooling}|opset{OPSET}|torch{torch.__version__}".encode()).hexdigest()[:16]
@@ -114,7 +120,7 @@ def session_for(model: torch.nn.Module, *, encoder_id: str, pooling: str, thread
             return _sessions[key]
         if not path.is_file():
             log.info("exporting the encoder to %s (once)", path)
-            export(model, pooling, path)
+            export(model, forward, path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
