@@ -99,6 +99,10 @@ def main() -> None:
     parser.add_argument("--device", default=ModelConfig.device, choices=["auto", "cpu", "cuda"])
     parser.add_argument("--batch-tokens", type=int, default=ModelConfig.batch_tokens,
                         help="padded tokens per encoder batch")
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
+                        help="the service encoder's runtime (MODEL_ENCODER_BACKEND)")
+    parser.add_argument("--precision", default=ModelConfig.precision, choices=["auto", "fp32", "bf16"],
+                        help="fp32 emulates a CPU without native bf16")
     args = parser.parse_args()
     n_docs = 500 if args.quick else args.docs
     n_pipe = 200 if args.quick else 500
@@ -117,12 +121,15 @@ def main() -> None:
     texts = [texts_all[i] for i in order[:n_docs]]
     train_idx = order[n_docs : n_docs + 1000]
 
-    base = ModelConfig(samples=args.samples, device=args.device, batch_tokens=args.batch_tokens)
-    service = TextEncoder(base)
-    fp32 = TextEncoder(dataclasses.replace(base, precision="fp32"))
+    base = ModelConfig(
+        samples=args.samples, device=args.device, batch_tokens=args.batch_tokens, precision=args.precision
+    )
+    service = TextEncoder(base, backend=args.backend)
+    fp32 = TextEncoder(dataclasses.replace(base, precision="fp32"), backend="torch")  # the reference
     device = service.device
     dtype = str(service.dtype).replace("torch.", "")
-    emit(device=service.device_name, batch_tokens=args.batch_tokens)
+    emit(device=service.device_name, batch_tokens=args.batch_tokens, backend=service.backend,
+         dtype=str(service.dtype).replace("torch.", ""))
     warm = texts if device.type == "cuda" else texts[:64]  # a GPU picks kernels per new batch shape
     service.encode(warm)
     fp32.encode(warm)  # warm up (loads weights, first-call allocations)
@@ -216,12 +223,14 @@ def main() -> None:
 
     def run_naive() -> None:
         model = service.inference_model  # the weights encode runs (bf16 where the service uses bf16)
+        backend, service.backend = service.backend, "torch"  # dropout lives in the torch model
         model.train()
         try:
             for _ in range(args.samples):
                 service.encode_uncached(naive)
         finally:
             model.eval()
+            service.backend = backend
 
     t_naive, _ = timed(run_naive)
     t_naive_service, _ = timed(lambda: score_texts(clf, naive, encoder=service))

@@ -293,10 +293,19 @@ WEBHOOK_RECONCILE_SECONDS: float = env.float("WEBHOOK_RECONCILE_SECONDS", defaul
 # Empty = the packaged all-MiniLM-L6-v2 folder; any local folder (or hub name where a network exists).
 MODEL_ENCODER: str = env.str("MODEL_ENCODER", default="")
 MODEL_DEVICE: str = env.str("MODEL_DEVICE", default="auto")
+# Encoder runtime: "auto" = ONNX Runtime on CPUs without native bf16 (fp32), torch elsewhere; "torch" or
+# "onnx" to force one (modelsvc/onnx_backend.py). The graph is exported once into ALABEL_ONNX_DIR
+# (default ~/.cache/alabel/onnx); any failure falls back to torch.
+MODEL_ENCODER_BACKEND: str = env.str("MODEL_ENCODER_BACKEND", default="auto")
 # A multiple of the deployed ensemble size (10 heads: 5 folds x 2 members, modelsvc.crossfit) so every
 # member gets the same number of dropout draws.
 MODEL_MC_SAMPLES: int = env.int("MODEL_MC_SAMPLES", default=20)
 SCORING_BATCH_SIZE: int = env.int("SCORING_BATCH_SIZE", default=256)
+# A promotion's re-score is split into this many disjoint document id ranges, one RESCORE_SLICE task
+# each, so several scoring worker processes share one project's pool (docs/WORKERS.md). 1 = one task
+# walks the whole pool, as before. Pools smaller than SCORING_SLICE_MIN_DOCS per slice are not split.
+SCORING_SLICES: int = env.int("SCORING_SLICES", default=1)
+SCORING_SLICE_MIN_DOCS: int = env.int("SCORING_SLICE_MIN_DOCS", default=2000)
 
 LOGGING = {
     "version": 1,

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from modelsvc import onnx_backend
 from modelsvc.config import PACKAGED_ENCODER, ModelConfig
 from modelsvc.tuning import TunedLayers
 
@@ -423,11 +424,18 @@ class TextEncoder:
     with trained ones; ``encoder_id`` is then the tuned identity, so the cache keeps its vectors apart.
     """
 
-    def __init__(self, config: ModelConfig | None = None, tuned: TunedLayers | None = None) -> None:
+    def __init__(
+        self, config: ModelConfig | None = None, tuned: TunedLayers | None = None, *, backend: str = "torch"
+    ) -> None:
         self.config = config or ModelConfig()
         self.folder = resolve_encoder(self.config.encoder)
         self.device = select_device(self.config.device)
         self.dtype = select_dtype(self.config.precision, self.device)
+        # "onnx": ONNX Runtime runs the frozen encoder (modelsvc/onnx_backend.py); "auto" picks it on CPUs
+        # without native bf16 (the service's default, MODEL_ENCODER_BACKEND); the library defaults to torch.
+        self.backend = onnx_backend.select_backend(
+            backend, device=self.device, dtype=self.dtype, tuned=tuned is not None
+        )
         self.base_encoder_id = encoder_identity(self.config)
         if tuned is not None and tuned.base_encoder_id != self.base_encoder_id:
             raise EncoderError(
@@ -532,14 +540,18 @@ class TextEncoder:
         if self.device.type == "cpu" and self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
         done = 0
-        model = self.inference_model
+        session = self._onnx_session(threads)
+        model = self.inference_model if session is None else self.model  # torch: the fallback
         try:
             with torch.inference_mode(), self.autocast():
                 for idx in self._batches(lengths):
                     ids, mask = padded_batch([win.input_ids[w] for w in idx], pad_id)
-                    ids, mask = ids.to(self.device), mask.to(self.device)
-                    vecs = pooled_forward(model, mask, self.config.pooling, input_ids=ids)  # (B, H')
-                    pooled[idx] = vecs.cpu().numpy()
+                    if session is not None:
+                        pooled[idx] = onnx_backend.run(session, ids, mask)  # (B, H')
+                    else:
+                        ids, mask = ids.to(self.device), mask.to(self.device)
+                        vecs = pooled_forward(model, mask, self.config.pooling, input_ids=ids)  # (B, H')
+                        pooled[idx] = vecs.cpu().numpy()
                     self.forward_calls += 1
                     self.windows_encoded += len(idx)
                     done += len(idx)
@@ -553,6 +565,25 @@ class TextEncoder:
         np.add.at(out, win.doc_index, pooled * weights[:, None])
         totals = np.bincount(win.doc_index, weights=weights, minlength=n)
         return (out / np.maximum(totals, 1.0)[:, None]).astype(np.float32)
+
+    def _onnx_session(self, threads: int) -> Any:
+        """The ONNX Runtime session when the backend is ``onnx``; on any failure, torch from now on."""
+        if self.backend != "onnx":
+            return None
+        try:
+            pooling = self.config.pooling
+            return onnx_backend.session_for(
+                self.model,
+                lambda model, ids, mask: pooled_forward(model, mask, pooling, input_ids=ids),
+                encoder_id=self.encoder_id,
+                pooling=self.config.pooling,
+                threads=self.config.num_threads or threads,
+                cache_dir=onnx_backend.default_cache_dir(),
+            )
+        except Exception as exc:  # noqa: BLE001 - any export or load failure: the torch path still works
+            onnx_backend.log.warning("ONNX Runtime unavailable for %s, using torch: %s", self.encoder_id, exc)
+            self.backend = "torch"
+            return None
 
     def encode(
         self,
@@ -588,4 +619,5 @@ class TextEncoder:
             "fine_tune": self.tuned.mode if self.tuned is not None else "frozen",
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
+            "backend": self.backend,
         }

@@ -26,6 +26,13 @@ from modelsvc.config import ModelConfig
 from modelsvc.features import HybridFeatures
 from modelsvc.tuning import TunedLayers
 
+#: torch intra-op threads for the head's scoring matmuls. They are small (256 x 768 @ 768 x 1280 per
+#: scoring batch), so a second thread saves little on an idle CPU, and on a shared one its barrier waits
+#: for a descheduled thread: measured on a 2-core Xeon at load 13-17, 1 thread 15-30 ms a 256-document
+#: batch against 160-345 ms with 2 (bench/rescore.py, docs/BENCHMARKS.md). Several worker processes
+#: per host (docs/WORKERS.md) want one each anyway.
+HEAD_THREADS = 1
+
 
 class StochasticHead(nn.Module):
     """Standardize -> [input dropout] -> Linear(H, D) -> GELU -> dropout -> Linear(D, C), M members.
@@ -116,20 +123,49 @@ class StochasticHead(nn.Module):
         one block matrix (M*D, k*C) whose other members' rows are zero. The module stays in eval mode.
         """
         self.forward_calls += 1
-        mask_in, mask_hidden = self.dropout_masks(k, seed)
-        m, h, d, c = self.n_members, self.in_dim, self.hidden_dim, self.n_classes
-        member = torch.arange(k) % m  # (k,)
-        scale = 1.0 / self.feature_std  # (H,) standardization folded into the first layer
-        w1 = self.w1 * scale[None, :, None]  # (M, H, D)
-        b1 = self.b1 - torch.einsum("h,mhd->md", self.feature_mean * scale, self.w1)  # (M, D)
-        if mask_in is not None:  # the first layer differs per sample: (B, k, D)
+        if self.drop_in.p > 0:  # the first layer differs per sample: (B, k, D)
+            mask_in, mask_hidden = self.dropout_masks(k, seed)
+            assert mask_in is not None
+            w1, b1 = self._folded_first_layer()
+            member = torch.arange(k) % self.n_members  # (k,)
             hk = torch.einsum("bh,khd->bkd", x, mask_in[:, :, None] * w1[member]) + b1[member]
             hk = nn.functional.gelu(hk) * mask_hidden  # (B, k, D)
             return torch.einsum("bkd,kdc->bkc", hk, self.w2[member]) + self.b2[member]
-        hidden = nn.functional.gelu(x @ w1.permute(1, 0, 2).reshape(h, m * d) + b1.reshape(m * d))  # (B, M*D)
-        w2 = torch.zeros(m, d, k, c, dtype=x.dtype)  # block matrix: member rows x sample columns
-        w2[member, :, torch.arange(k)] = mask_hidden[:, :, None] * self.w2[member]  # (k, D, C) blocks
-        return (hidden @ w2.view(m * d, k * c)).view(-1, k, c) + self.b2[member]  # (B, k, C)
+        w1_flat, b1_flat, w2_block, b2_k = self._folded(k, seed)
+        hidden = nn.functional.gelu(torch.addmm(b1_flat, x, w1_flat))  # (B, M*D)
+        return torch.addmm(b2_k, hidden, w2_block).view(-1, k, self.n_classes)  # (B, k, C)
+
+    def _folded_first_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The standardization folded into the first layer: w1 (M, H, D), b1 (M, D)."""
+        scale = 1.0 / self.feature_std  # (H,)
+        w1 = self.w1 * scale[None, :, None]
+        b1 = self.b1 - torch.einsum("h,mhd->md", self.feature_mean * scale, self.w1)
+        return w1, b1
+
+    def _folded(self, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Scoring weights for k consistent samples, built once per (k, seed) and weights version.
+
+        w1 (H, M*D), b1 (M*D,), the block matrix w2 (M*D, k*C) and b2 (k*C,). Rebuilding them per
+        256-document batch was most of a re-score's head time (measured: ~60 % of ``sample`` on a
+        2-core Xeon); the key holds every tensor's version counter and storage, so a training step,
+        ``load_state_dict`` or ``set_standardization`` rebuilds them.
+        """
+        tensors = (self.w1, self.b1, self.w2, self.b2, self.feature_mean, self.feature_std)
+        key = (k, seed, self.drop_hidden.p, tuple((t._version, t.data_ptr()) for t in tensors))
+        cached = getattr(self, "_folded_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.no_grad():
+            _, mask_hidden = self.dropout_masks(k, seed)
+            m, h, d, c = self.n_members, self.in_dim, self.hidden_dim, self.n_classes
+            member = torch.arange(k) % m  # (k,)
+            w1, b1 = self._folded_first_layer()
+            w1_flat = w1.permute(1, 0, 2).reshape(h, m * d).contiguous()  # (H, M*D)
+            w2 = torch.zeros(m, d, k, c, dtype=w1.dtype)  # block matrix: member rows x sample columns
+            w2[member, :, torch.arange(k)] = mask_hidden[:, :, None] * self.w2[member]  # (k, D, C) blocks
+            folded = (w1_flat, b1.reshape(m * d).contiguous(), w2.view(m * d, k * c), self.b2[member].reshape(k * c))
+        self._folded_cache = (key, folded)
+        return folded
 
     def mean_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic logits (B, C): dropout off, averaged over members (used by attribution)."""
@@ -197,9 +233,14 @@ class Classifier:
         k = k or self.config.samples
         x = torch.as_tensor(np.ascontiguousarray(embeddings, dtype=np.float32))
         out = np.empty((x.shape[0], k, self.n_classes), dtype=np.float32)
-        with torch.inference_mode(), eval_mode(self.head):
-            for s in range(0, x.shape[0], batch_size):
-                out[s : s + batch_size] = self.head.sample(x[s : s + batch_size], k).numpy()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(min(threads, HEAD_THREADS))
+        try:
+            with torch.inference_mode(), eval_mode(self.head):
+                for s in range(0, x.shape[0], batch_size):
+                    out[s : s + batch_size] = self.head.sample(x[s : s + batch_size], k).numpy()
+        finally:
+            torch.set_num_threads(threads)
         return out
 
 

@@ -30,6 +30,13 @@ def rescore_pool(run_id: int, model_version_id: int) -> dict[str, Any]:
     return dataclasses.asdict(scoring.model_version_rescore(run_id=run_id, model_version_id=model_version_id))
 
 
+@task(TaskName.RESCORE_SLICE, retry_also=(ScoringBusyError,))
+def rescore_slice(run_id: int, model_version_id: int, slice_index: int, first_id: int, last_id: int) -> dict[str, Any]:
+    id_slice = scoring.IdSlice(slice_index, first_id, last_id)
+    report = scoring.model_version_rescore_slice(run_id=run_id, model_version_id=model_version_id, id_slice=id_slice)
+    return dataclasses.asdict(report)
+
+
 @task(TaskName.RECONCILE)
 def reconcile() -> dict[str, Any]:
     return {**scoring.scoring_reconcile(), **reconciliation.training_reconcile(), **import_jobs.imports_reconcile()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.db import connection
 from django.db.models import Exists, OuterRef
 
 from labeling.models import (
@@ -56,9 +57,11 @@ def training_run_open(*, project_id: int) -> TrainingRun | None:
 
 
 def documents_unscored_page(
-    model_version: ModelVersion, *, below: int | None, size: int
+    model_version: ModelVersion, *, below: int | None, size: int, at_least: int | None = None
 ) -> tuple[list[tuple[int, str]], int | None]:
     """The next ``size`` documents below id ``below`` (newest first), less those already scored.
+
+    ``at_least``: the walk ends at this id (a slice of the project's ids, ``documents_id_slices``).
 
     Returns (unscored (id, text) pairs, the new cursor); the cursor is None once no document is left.
     A keyset walk with two index lookups per page, instead of a NOT EXISTS anti-join: the planner
@@ -68,6 +71,8 @@ def documents_unscored_page(
     documents = Document.objects.filter(project_id=model_version.project_id)
     if below is not None:
         documents = documents.filter(id__lt=below)
+    if at_least is not None:
+        documents = documents.filter(id__gte=at_least)
     ids = list(documents.order_by("-id").values_list("id", flat=True)[:size])
     if not ids:
         return [], None
@@ -79,6 +84,22 @@ def documents_unscored_page(
     missing = [i for i in ids if i not in scored]
     texts = dict(Document.objects.filter(id__in=missing).values_list("id", "text")) if missing else {}
     return [(i, texts[i]) for i in missing if i in texts], ids[-1]
+
+
+def documents_id_slices(*, project_id: int, slices: int) -> list[tuple[int, int]]:
+    """The project's document ids cut into ``slices`` disjoint ranges of about equal counts.
+
+    [(first id, last id)] ascending, each inclusive; fewer when the project has fewer documents. One
+    window-function statement (ntile over the project's id index).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT MIN(id), MAX(id) FROM (SELECT id, NTILE(%s) OVER (ORDER BY id) AS part"
+            f" FROM {connection.ops.quote_name(Document._meta.db_table)} WHERE project_id = %s) AS parts"
+            f" GROUP BY part ORDER BY part",
+            [slices, project_id],
+        )
+        return [(int(lo), int(hi)) for lo, hi in cursor.fetchall()]
 
 
 def champion_has_gaps(model_version: ModelVersion) -> bool:

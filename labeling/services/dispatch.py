@@ -26,6 +26,7 @@ from django.db import transaction
 class TaskName(enum.StrEnum):
     SCORE_PENDING = "alabel.scoring.score_pending"
     RESCORE_POOL = "alabel.scoring.rescore_pool"
+    RESCORE_SLICE = "alabel.scoring.rescore_slice"
     RECONCILE = "alabel.scoring.reconcile"
     PRUNE_PREDICTIONS = "alabel.scoring.prune_predictions"
     ATTRIBUTE = "alabel.scoring.attribute"
@@ -89,6 +90,14 @@ class RescoreArgs(NamedTuple):
     model_version_id: int
 
 
+class SliceArgs(NamedTuple):
+    run_id: int
+    model_version_id: int
+    slice_index: int
+    first_id: int
+    last_id: int
+
+
 class PredictionArgs(NamedTuple):
     prediction_id: int
 
@@ -138,6 +147,8 @@ TASKS: Mapping[TaskName, TaskSpec] = MappingProxyType({spec.name: spec for spec 
              doc="coalesced scoring of new documents"),
     TaskSpec(TaskName.RESCORE_POOL, QueueKind.SCORING, RescoreArgs, 300, 360,
              doc="the pool under a new champion, chunked and resumable"),
+    TaskSpec(TaskName.RESCORE_SLICE, QueueKind.SCORING, SliceArgs, 300, 360,
+             doc="one id range of a re-score split over several workers (SCORING_SLICES)"),
     TaskSpec(TaskName.RECONCILE, QueueKind.SCORING, NoArgs, 60, 90,
              doc="beat: unscored documents, lapsed leases, orphaned runs"),
     # Its own 120 s budget (retention.PRUNE_TIME_BUDGET_S) stops it well inside the limit; beat resumes.

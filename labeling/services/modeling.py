@@ -35,7 +35,7 @@ from modelsvc.tuning import TunedLayers
 _CLASSIFIERS_KEPT = 8
 _lock = threading.Lock()
 _classifiers: OrderedDict[tuple[int, str], Classifier] = OrderedDict()
-_encoders: dict[tuple[ModelConfig, str | None], TextEncoder] = {}
+_encoders: dict[tuple[ModelConfig, str | None, str], TextEncoder] = {}
 _caches: dict[tuple[Path, bool], EmbeddingCache] = {}
 
 
@@ -55,11 +55,12 @@ def encoder_for(config: ModelConfig | None = None, tuned: TunedLayers | None = N
     tuned identity, so it reads and writes its own rows of the embedding cache.
     """
     config = config or model_config()
-    key = (config, tuned.encoder_id if tuned is not None else None)
+    backend = str(settings.MODEL_ENCODER_BACKEND)
+    key = (config, tuned.encoder_id if tuned is not None else None, backend)
     with _lock:
         encoder = _encoders.get(key)
         if encoder is None:
-            encoder = _encoders[key] = TextEncoder(config, tuned=tuned)
+            encoder = _encoders[key] = TextEncoder(config, tuned=tuned, backend=backend)
         return encoder
 
 
@@ -190,25 +191,29 @@ def prediction_attributions(*, prediction: Prediction) -> list[list[Any]]:
 LOCK_SCORING = 7301  # (LOCK_SCORING, project id): one scorer per project
 LOCK_TRAINING = 7302  # (LOCK_TRAINING, run id): held while a run executes
 LOCK_IMPORT = 7304  # (LOCK_IMPORT, import job id): held while an import executes
+# A re-score split over workers: each slice task holds (LOCK_SCORING, project id) *shared*, so slices run
+# side by side while a whole-project scorer (exclusive) waits, and (-model version id, slice index)
+# exclusively, so a redelivered slice message never scores the slice twice at once. The negative first
+# key keeps these apart from the namespaced locks above.
 
 
 def _postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def lock_try(namespace: int, key: int) -> bool:
+def lock_try(namespace: int, key: int, *, shared: bool = False) -> bool:
     if not _postgres():
         return True
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [namespace, key])
+        cursor.execute(f"SELECT pg_try_advisory_lock{'_shared' if shared else ''}(%s, %s)", [namespace, key])
         return bool(cursor.fetchone()[0])
 
 
-def lock_release(namespace: int, key: int) -> None:
+def lock_release(namespace: int, key: int, *, shared: bool = False) -> None:
     if not _postgres():
         return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
+        cursor.execute(f"SELECT pg_advisory_unlock{'_shared' if shared else ''}(%s, %s)", [namespace, key])
 
 
 def lock_is_free(namespace: int, key: int) -> bool:
@@ -222,11 +227,11 @@ def lock_is_free(namespace: int, key: int) -> bool:
 
 
 @contextlib.contextmanager
-def lock_held(namespace: int, key: int) -> Iterator[bool]:
-    """Yield whether the lock was taken; release it on the way out."""
-    got = lock_try(namespace, key)
+def lock_held(namespace: int, key: int, *, shared: bool = False) -> Iterator[bool]:
+    """Yield whether the lock was taken (``shared``: alongside other shared holders); release it on the way out."""
+    got = lock_try(namespace, key, shared=shared)
     try:
         yield got
     finally:
         if got:
-            lock_release(namespace, key)
+            lock_release(namespace, key, shared=shared)

@@ -10,6 +10,8 @@ rewrites the same rows instead of adding new ones.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -23,7 +25,12 @@ from django.utils import timezone
 
 from labeling.labelspace import label_space_for_model
 from labeling.models import PREDICTION_SCORE_FIELDS, Document, ModelVersion, Prediction, Project, Split, TrainingRun
-from labeling.selectors.models import champion_get, champion_has_gaps, documents_unscored_page
+from labeling.selectors.models import (
+    champion_get,
+    champion_has_gaps,
+    documents_id_slices,
+    documents_unscored_page,
+)
 from labeling.services import modeling
 from labeling.services.assignments import assignments_expire
 from labeling.services.dispatch import TaskName, enqueue
@@ -54,6 +61,16 @@ class ScoreReport:
     remaining: bool = False  # stopped on the time budget; a continuation was enqueued
     busy: bool = False  # another scorer holds the project
     stale: bool = False  # the message named a model that is no longer the champion
+    slices: int = 0  # the re-score was split into this many RESCORE_SLICE tasks
+
+
+@dataclass(frozen=True)
+class IdSlice:
+    """One slice of a split re-score: document ids ``first_id`` to ``last_id`` inclusive."""
+
+    index: int
+    first_id: int
+    last_id: int
 
 
 # --- the 2-D map -------------------------------------------------------------------------------
@@ -195,6 +212,7 @@ def project_score_pending(
     model_version_id: int | None = None,
     run_id: int | None = None,
     time_budget_s: float | None = None,
+    id_slice: IdSlice | None = None,
 ) -> ScoreReport:
     """Score every document of the project that lacks a prediction from the current champion.
 
@@ -203,6 +221,9 @@ def project_score_pending(
     champion shows the progress (stage "rescore", then "done"), whichever message did the work, so
     a re-scoring resumed by the reconciliation still finishes its run. Stops after
     ``time_budget_s`` and enqueues its continuation (``RESCORE_POOL`` when ``run_id`` is given).
+
+    ``id_slice``: only that range of ids (a ``RESCORE_SLICE`` task), beside the other slices' scorers;
+    the scorer that finds the champion without gaps closes the run. Its continuation is the same slice.
     """
     report = ScoreReport(project_id=project_id, model_version_id=model_version_id)
     budget = SCORING_TIME_BUDGET_S if time_budget_s is None else time_budget_s
@@ -210,7 +231,11 @@ def project_score_pending(
     walking: int | None = None
     cursor: int | None = None
     shown = -PROGRESS_EVERY_S
-    with modeling.lock_held(modeling.LOCK_SCORING, project_id) as got:
+    with contextlib.ExitStack() as locks:
+        # Whole-project scorers exclude each other and the slices; slices share the project lock.
+        got = locks.enter_context(modeling.lock_held(modeling.LOCK_SCORING, project_id, shared=id_slice is not None))
+        if got and id_slice is not None and model_version_id is not None:
+            got = locks.enter_context(modeling.lock_held(-model_version_id, id_slice.index))
         if not got:
             report.busy = True
             return report
@@ -220,10 +245,17 @@ def project_score_pending(
                 report.stale = model_version_id is not None
                 return report
             report.model_version_id = champion.pk
-            if champion.pk != walking:
-                walking, cursor = champion.pk, None  # a new champion: walk the whole project again
-            batch, cursor = documents_unscored_page(champion, below=cursor, size=settings.SCORING_BATCH_SIZE)
-            if cursor is None:  # walked past the oldest document
+            if champion.pk != walking:  # a new champion: walk the whole project (or slice) again
+                walking, cursor = champion.pk, (id_slice.last_id + 1 if id_slice is not None else None)
+            batch, cursor = documents_unscored_page(
+                champion,
+                below=cursor,
+                size=settings.SCORING_BATCH_SIZE,
+                at_least=id_slice.first_id if id_slice is not None else None,
+            )
+            if cursor is None:  # walked past the oldest document (of the slice)
+                if id_slice is not None and champion_has_gaps(champion):
+                    return report  # other slices (or documents added since the split) are still to score
                 _rescore_progress(champion, done=True)
                 if run_id is not None:  # a promotion's full re-score: the queue reads these rows next
                     planner_statistics_refresh(model=Prediction, rows_written=champion.predictions.count())
@@ -240,6 +272,9 @@ def project_score_pending(
             if out_of_time:
                 report.remaining = True
                 break
+    if id_slice is not None and run_id is not None and model_version_id is not None:
+        enqueue(TaskName.RESCORE_SLICE, args=(run_id, model_version_id, *dataclasses.astuple(id_slice)))
+        return report
     name = TaskName.RESCORE_POOL if run_id is not None else TaskName.SCORE_PENDING
     args: tuple[Any, ...] = (run_id, model_version_id) if run_id is not None else (project_id,)
     enqueue(name, args=args)
@@ -286,11 +321,49 @@ def model_version_rescore(*, run_id: int, model_version_id: int) -> ScoreReport:
     model_version = ModelVersion.objects.filter(pk=model_version_id).first()
     if model_version is None:
         return ScoreReport(project_id=0, model_version_id=model_version_id, stale=True)
+    split = rescore_split(model_version=model_version, run_id=run_id)
+    if split is not None:
+        return split
     report = project_score_pending(
         project_id=model_version.project_id, model_version_id=model_version_id, run_id=run_id
     )
     if report.busy:
         raise ScoringBusyError(f"project {model_version.project_id} is being scored; retry")
+    return report
+
+
+def rescore_split(*, model_version: ModelVersion, run_id: int) -> ScoreReport | None:
+    """Split a promotion's re-score into ``SCORING_SLICES`` RESCORE_SLICE tasks; None when it stays whole.
+
+    Whole when the setting is 1, the pool has under ``SCORING_SLICE_MIN_DOCS`` documents a slice, or the
+    model is no longer the champion. The slices are disjoint id ranges: no document is scored by two
+    of them, and a redelivered RESCORE_POOL only sends slices that find their documents scored.
+    """
+    project_id = model_version.project_id
+    wanted = min(
+        settings.SCORING_SLICES,
+        Document.objects.filter(project_id=project_id).count() // max(settings.SCORING_SLICE_MIN_DOCS, 1),
+    )
+    champion = champion_get(project_id=project_id)
+    if wanted < 2 or champion is None or champion.pk != model_version.pk:
+        return None
+    slices = documents_id_slices(project_id=project_id, slices=wanted)
+    for index, (first_id, last_id) in enumerate(slices):
+        enqueue(TaskName.RESCORE_SLICE, args=(run_id, model_version.pk, index, first_id, last_id))
+    return ScoreReport(project_id=project_id, model_version_id=model_version.pk, slices=len(slices))
+
+
+def model_version_rescore_slice(*, run_id: int, model_version_id: int, id_slice: IdSlice) -> ScoreReport:
+    """One slice of a split re-score (``RESCORE_SLICE``); raises ScoringBusyError while another scorer
+    holds the project exclusively or the same slice (a redelivered message)."""
+    model_version = ModelVersion.objects.filter(pk=model_version_id).first()
+    if model_version is None:
+        return ScoreReport(project_id=0, model_version_id=model_version_id, stale=True)
+    report = project_score_pending(
+        project_id=model_version.project_id, model_version_id=model_version_id, run_id=run_id, id_slice=id_slice
+    )
+    if report.busy:
+        raise ScoringBusyError(f"project {model_version.project_id} slice {id_slice.index} is being scored; retry")
     return report
 
 

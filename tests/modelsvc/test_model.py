@@ -55,8 +55,7 @@ def test_consistent_samples_match_a_hand_computed_pass() -> None:
     z = (x - head.feature_mean) / head.feature_std
     expected = torch.stack(
         [
-            (torch.nn.functional.gelu(z @ head.w1[j % 2] + head.b1[j % 2]) * masks[j]) @ head.w2[j % 2]
-            + head.b2[j % 2]
+            (torch.nn.functional.gelu(z @ head.w1[j % 2] + head.b1[j % 2]) * masks[j]) @ head.w2[j % 2] + head.b2[j % 2]
             for j in range(6)
         ],
         dim=1,
@@ -95,3 +94,48 @@ def test_ensemble_members_are_spread_over_samples() -> None:
     logits = clf.sample_logits(np.ones((1, 6), dtype=np.float32))[0]  # (K, C)
     np.testing.assert_allclose(logits[:4], logits[4:], atol=1e-5)  # sample j uses member j % 4
     assert np.ptp(logits[:4], axis=0).max() > 0  # members differ
+
+
+def test_scoring_weights_follow_every_change_of_the_head() -> None:
+    """The folded scoring weights are cached between calls; a training step, a loaded state or a new
+    standardization must rebuild them (a stale cache would score with the previous model)."""
+    clf = _classifier(n_members=2, samples=6)
+    emb = np.random.default_rng(4).normal(size=(5, 6)).astype(np.float32)
+    first = clf.sample_logits(emb)
+    np.testing.assert_array_equal(clf.sample_logits(emb), first)  # served from the cache
+
+    opt = torch.optim.SGD(clf.head.parameters(), lr=0.5)
+    clf.head.train()
+    clf.head(torch.as_tensor(emb), k=2).sum().backward()
+    opt.step()
+    clf.head.eval()
+    stepped = clf.sample_logits(emb)
+    assert not np.allclose(stepped, first)
+    fresh = _classifier(n_members=2, samples=6)
+    fresh.head.load_state_dict(clf.head.state_dict())
+    np.testing.assert_allclose(fresh.sample_logits(emb), stepped, rtol=1e-5, atol=1e-6)
+
+    clf.head.load_state_dict(_classifier(n_members=2, samples=6).head.state_dict())
+    np.testing.assert_allclose(clf.sample_logits(emb), first, rtol=1e-5, atol=1e-6)
+    clf.head.set_standardization(torch.as_tensor(emb))
+    assert not np.allclose(clf.sample_logits(emb), first)
+
+
+def test_the_head_scores_on_few_threads_and_restores_the_callers(monkeypatch: pytest.MonkeyPatch) -> None:
+    clf = _classifier()
+    seen: list[int] = []
+    sample = clf.head.sample
+
+    def spy(*args: object, **kwargs: object) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return sample(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(clf.head, "sample", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        clf.sample_logits(np.ones((3, 6), dtype=np.float32))
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from labeling.models import AssignmentState, Document, ModelStatus, Prediction, RunStatus, Split, TrainingRun
-from labeling.selectors.models import champion_get
+from labeling.selectors.models import champion_get, documents_id_slices
 from labeling.services import modeling, scoring
 from tests.factories import (
     AssignmentFactory,
@@ -230,3 +230,77 @@ def test_the_copy_write_stores_exactly_what_the_orm_upsert_stores() -> None:
     assert stored(by_copy) == stored(by_orm)
     assert stored(by_copy)[0][2] == [0.05, 0.95] and stored(by_copy)[0][-1] == [["good", 0.5]]
     assert set(Prediction.objects.filter(model_version=by_copy).values_list("id", flat=True)) == ids
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("shared_embedding_cache")
+def test_a_split_rescore_covers_every_document_once_in_disjoint_slices(
+    settings, django_capture_on_commit_callbacks
+) -> None:
+    settings.SCORING_BATCH_SIZE = 8
+    settings.SCORING_SLICES, settings.SCORING_SLICE_MIN_DOCS = 3, 10
+    project = labeled_project(pool=30, holdout=0, unlabeled=40)
+    run = train_now(project)
+    assert run.promoted and run.stage == "rescore"
+    champion = run.model_version
+    with django_capture_on_commit_callbacks() as sent:
+        split = scoring.model_version_rescore(run_id=run.pk, model_version_id=champion.pk)
+    assert split.slices == 3 and split.scored == 0
+    assert len(sent) == 3
+    slices = documents_id_slices(project_id=project.pk, slices=3)
+    ids = sorted(project.documents.values_list("id", flat=True))
+    covered = [i for lo, hi in slices for i in ids if lo <= i <= hi]
+    assert covered == ids  # disjoint, ascending, nothing left out
+
+    scored = 0
+    for index, (lo, hi) in enumerate(slices):
+        report = scoring.model_version_rescore_slice(
+            run_id=run.pk, model_version_id=champion.pk, id_slice=scoring.IdSlice(index, lo, hi)
+        )
+        in_slice = Prediction.objects.filter(model_version=champion, document_id__gte=lo, document_id__lte=hi)
+        assert report.scored == in_slice.count() == sum(lo <= i <= hi for i in ids)
+        scored += report.scored
+        run.refresh_from_db()
+        assert run.stage == ("done" if index == 2 else "rescore")  # the last slice closes the run
+    assert scored == len(ids)
+    assert predictions_per_document(champion.pk, project.pk) == [1] * len(ids)
+    again = scoring.model_version_rescore_slice(  # a redelivered slice message finds nothing to do
+        run_id=run.pk, model_version_id=champion.pk, id_slice=scoring.IdSlice(0, *slices[0])
+    )
+    assert again.scored == 0
+
+
+def test_slices_share_the_project_but_not_a_slice_and_a_whole_project_scorer_waits() -> None:
+    champion = ModelVersionFactory(status=ModelStatus.CHAMPION)
+    DocumentFactory(project=champion.project)
+    other = psycopg.connect(database_url().replace("postgres://", "postgresql://"), autocommit=True)
+    id_slice = scoring.IdSlice(1, 0, 0)  # no document: the lock is what this test is about
+    try:
+        # Another worker scoring slice 0: this one may score slice 1, a whole-project scorer stands aside.
+        other.execute("SELECT pg_advisory_lock_shared(%s, %s)", [modeling.LOCK_SCORING, champion.project_id])
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [-champion.pk, 0])
+        assert scoring.project_score_pending(project_id=champion.project_id).busy
+        assert not scoring.model_version_rescore_slice(run_id=0, model_version_id=champion.pk, id_slice=id_slice).busy
+        # The same slice held elsewhere (a redelivered message): retried later, never scored twice at once.
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [-champion.pk, 1])
+        with pytest.raises(scoring.ScoringBusyError):
+            scoring.model_version_rescore_slice(run_id=0, model_version_id=champion.pk, id_slice=id_slice)
+        other.execute("SELECT pg_advisory_unlock_all()")
+        # A whole-project scorer at work: the slices wait for it.
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [modeling.LOCK_SCORING, champion.project_id])
+        with pytest.raises(scoring.ScoringBusyError):
+            scoring.model_version_rescore_slice(run_id=0, model_version_id=champion.pk, id_slice=id_slice)
+    finally:
+        other.close()
+
+
+def test_a_small_pool_or_one_slice_is_not_split(settings, django_capture_on_commit_callbacks) -> None:
+    champion = ModelVersionFactory(status=ModelStatus.CHAMPION)
+    for _ in range(5):
+        DocumentFactory(project=champion.project)
+    settings.SCORING_SLICES, settings.SCORING_SLICE_MIN_DOCS = 4, 2  # 5 documents: 2 slices at most
+    assert scoring.rescore_split(model_version=champion, run_id=0).slices == 2
+    settings.SCORING_SLICE_MIN_DOCS = 10
+    assert scoring.rescore_split(model_version=champion, run_id=0) is None
+    settings.SCORING_SLICES, settings.SCORING_SLICE_MIN_DOCS = 1, 1
+    assert scoring.rescore_split(model_version=champion, run_id=0) is None
