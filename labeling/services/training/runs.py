@@ -29,6 +29,7 @@ from labeling.services.training.evaluation import challenger_evaluate, metrics_c
 from labeling.services.training.label_issues import (
     label_issues_flag,
     label_issues_rank,
+    noise_flags_leased,
     reviewer_decided,
 )
 from labeling.services.training.promotion import challenger_decide
@@ -158,21 +159,23 @@ def _execute(run: TrainingRun) -> None:
     promote, reason = evaluation.decide(project.promotion_tolerance)
     metrics = dict(evaluation.metrics)
     if result.oof_probs is not None:
-        # Flags still waiting are not ranked again (whether they trained or were held back) and use up the
-        # share first, so an unreviewed backlog cannot grow past it.
-        pending = flagged_pending(project=project, split=Split.POOL)
-        ranked = [i for i, (doc_id, _, _) in enumerate(labeled) if doc_id not in pending]
+        # Every training label is ranked again, the flags still waiting included; those held back from
+        # training are not (no out-of-fold probabilities) and use up the share first.
+        waiting = flagged_pending(project=project, split=Split.POOL)
+        trained = {doc_id for doc_id, _, _ in labeled}
         metrics["label_issues"] = label_issues_rank(
-            document_ids=[labeled[i][0] for i in ranked],
-            labels=[labels[i] for i in ranked],
+            document_ids=[doc_id for doc_id, _, _ in labeled],
+            labels=labels,
             label_names=result.classifier.label_names,
-            oof_probs=result.oof_probs[ranked],
+            oof_probs=result.oof_probs,
             share=project.noise_review_share,
             decided=reviewer_decided(project=project),
-            pending=len(pending),
+            waiting=waiting & trained,
+            kept=noise_flags_leased(project=project),
+            pending=len(waiting - trained),
         )
         metrics["label_issues"]["opened_for_review"] = label_issues_flag(
-            project=project, issues=metrics["label_issues"]
+            project=project, issues=metrics["label_issues"], model_version=challenger
         )
     ModelVersion.objects.filter(pk=challenger.pk).update(metrics=metrics, decision_reason=reason)
     challenger_decide(
