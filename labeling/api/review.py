@@ -164,9 +164,7 @@ class ReviewListApi(_ItemApi):
         responses=inline_serializer(
             "ReviewList",
             {
-                "summary": serializers.JSONField(
-                    help_text="open (by reason), decided, changed_label, flagged_noise, released_noise"
-                ),
+                "summary": serializers.JSONField(help_text="open (by reason), decided, changed_label, flagged_noise"),
                 "items": inline_serializer(
                     "ReviewListItem",
                     {

@@ -119,16 +119,12 @@ def review_summary(*, project: Project) -> dict[str, Any]:
         changed=Count("id", filter=~Q(replaced_label="") & ~Q(label=F("replaced_label"))),
         overrides=Count("id", filter=Q(action="override")),
     )
-    noise = ReviewItem.objects.filter(project=project, reason="noise").aggregate(
-        flagged=Count("id"), released=Count("id", filter=Q(state=ReviewState.RELEASED))
-    )
+    flagged = ReviewItem.objects.filter(project=project, reason="noise").count()
     return {
         "open": sum(by_reason.values()),
         "open_by_reason": by_reason,
         "decided": decisions["total"],
         "changed_label": decisions["changed"],
         "overrides": decisions["overrides"],
-        "flagged_noise": noise["flagged"],
-        # flags a newer model no longer doubted, closed without a review
-        "released_noise": noise["released"],
+        "flagged_noise": flagged,
     }

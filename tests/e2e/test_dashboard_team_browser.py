@@ -79,7 +79,7 @@ def test_the_manager_sees_agreement_review_and_quality_and_an_annotator_no_quali
     names += [f"alpha, label {name}" for name in expected["team"]["agreement"]["per_label"]]
     expect(page.locator("#agreement-body tr td:nth-child(1)")).to_have_text(names)
     expect(page.locator("#review-summary")).to_have_text(
-        "Review: 1 open, 2 decided, 1 changed a label; 1 flagged as likely mislabeled (0 released by a newer model)."
+        "Review: 1 open, 2 decided, 1 changed a label; 1 flagged as likely mislabeled."
     )
     expect(page.locator("#quality-body tr")).to_have_count(2)
     quality = {p["annotator"]: p for p in expected["quality"]["annotators"]}

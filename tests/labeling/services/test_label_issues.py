@@ -48,31 +48,3 @@ def test_only_labels_cleanlab_counts_as_issues_are_flagged_however_large_the_sha
         document_ids=list(range(20)), labels=labels, label_names=["a", "b"], oof_probs=probs, share=0.5
     )
     assert issues["n_issues"] == 2 and sorted(issues["document_ids"]) == [3, 14]
-
-
-def _ranked(probs_a: np.ndarray, **kwargs):
-    probs = np.stack([probs_a, 1 - probs_a], axis=1)
-    n = len(probs_a)
-    return label_issues_rank(
-        document_ids=list(range(n)), labels=["a"] * n, label_names=["a", "b"], oof_probs=probs, **kwargs
-    )
-
-
-def test_waiting_flags_are_ranked_again_and_released_once_the_newest_model_no_longer_doubts_them() -> None:
-    # 20 labels "a"; the new model doubts 17, 18, 19 most, and no longer doubts 2 and 5, flagged before
-    probs_a = np.linspace(0.95, 0.05, 20)
-    issues = _ranked(probs_a, share=0.1, waiting={2, 19})
-    assert issues["document_ids"] == [19, 18]  # 10 % of 20: still 19, and 18 takes 2's place
-    assert issues["released"] == [2]
-    kept = _ranked(probs_a, share=0.1, waiting={2, 19}, kept={2})
-    # a flag a reviewer holds on lease stays whatever its rank, and uses up the share first
-    assert kept["document_ids"] == [19, 2] and kept["released"] == []
-    # flags held back from training (not ranked here) still use up the share first
-    held = _ranked(probs_a, share=0.1, waiting={2, 19}, pending=2)  # 10 % of 22: 3, 2 of them held
-    assert held["document_ids"] == [19] and held["released"] == [2]
-
-
-def test_a_decided_document_is_never_flagged_again_and_a_waiting_flag_on_it_is_released() -> None:
-    probs_a = np.linspace(0.95, 0.05, 20)
-    issues = _ranked(probs_a, share=0.1, decided={19}, waiting={18})
-    assert issues["document_ids"] == [18, 17] and issues["released"] == []

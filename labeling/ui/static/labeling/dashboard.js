@@ -198,8 +198,7 @@
     });
     const rv = t.review;
     $("review-summary").textContent = "Review: " + rv.open + " open, " + rv.decided + " decided, " +
-      rv.changed_label + " changed a label; " + rv.flagged_noise + " flagged as likely mislabeled (" +
-      rv.released_noise + " released by a newer model).";
+      rv.changed_label + " changed a label; " + rv.flagged_noise + " flagged as likely mislabeled.";
     const fl = d.flags;
     if (fl && $("flag-summary")) {
       const k = fl.open_by_kind;
