@@ -657,7 +657,6 @@ class AuditAction(models.TextChoices):
     EXPORT_DOWNLOADED = "export.downloaded", "Labels exported"
     ANNOTATION_CHANGED = "annotation.changed", "Label edited"
     REVIEW_DECIDED = "review.decided", "Review decision"
-    REVIEW_RELEASED = "review.released", "Label-noise flags released by a newer model"
     TOKEN_CREATED = "token.created", "API token created or rotated"
     TOKEN_REVOKED = "token.revoked", "API token revoked"
     GUIDELINES_UPDATED = "guidelines.updated", "Guidelines changed"
@@ -748,7 +747,6 @@ class ReviewReason(models.TextChoices):
 class ReviewState(models.TextChoices):
     OPEN = "open", "Open"
     DECIDED = "decided", "Decided"
-    RELEASED = "released", "Released (a newer model no longer doubts the label)"
 
 
 class ReviewItem(models.Model):

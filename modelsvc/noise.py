@@ -11,8 +11,7 @@ probabilities have memorised the very labels under suspicion.
   count-based confident joint says the label is off. Not needed for a top-share review budget, but a
   useful "how many look wrong" figure.
 
-A review budget takes the top share of ``order`` (``flag_top``), or of its eligible labels
-(``flag_select``: not decided by a reviewer, counted as issues); the replay measures how many of the
+A review budget takes the top share of ``order`` (``flag_top``); the replay measures how many of the
 wrong labels a share catches (docs/REPLAY.md, "Label noise").
 """
 
@@ -77,21 +76,6 @@ def rank_label_issues(labels: np.ndarray, probs: np.ndarray) -> LabelIssueRankin
             # and takes milliseconds; cleanlab documents that n_jobs changes runtime, never results.
             is_issue[find_label_issues(y, p, filter_by="prune_by_noise_rate", n_jobs=1)] = True
     return LabelIssueRanking(scores, order, is_issue, verdict)
-
-
-def flag_select(order: np.ndarray, eligible: np.ndarray, budget: int) -> np.ndarray:
-    """The first ``budget`` eligible indices of a most-suspect-first ``order`` (N,); eligible: (N,) bool.
-
-    The labels under suspicion after a run: re-ranked each time, so a label the newest model no longer
-    doubts drops out of the set and a newly doubted one takes its place.
-    """
-    if budget < 0:
-        raise ValueError(f"budget must be >= 0, got {budget}")
-    ok = np.asarray(eligible, dtype=bool)
-    if ok.shape != np.shape(order):
-        raise ValueError(f"need eligible (N,) like order, got {ok.shape} and {np.shape(order)}")
-    picked = [int(i) for i in order if ok[i]][:budget]
-    return np.asarray(picked, dtype=np.int64)
 
 
 def flag_top(order: np.ndarray, share: float) -> np.ndarray:

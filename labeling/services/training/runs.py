@@ -29,7 +29,6 @@ from labeling.services.training.evaluation import challenger_evaluate, metrics_c
 from labeling.services.training.label_issues import (
     label_issues_flag,
     label_issues_rank,
-    noise_flags_leased,
     reviewer_decided,
 )
 from labeling.services.training.promotion import challenger_decide
@@ -159,23 +158,21 @@ def _execute(run: TrainingRun) -> None:
     promote, reason = evaluation.decide(project.promotion_tolerance)
     metrics = dict(evaluation.metrics)
     if result.oof_probs is not None:
-        # Every training label is ranked again, the flags still waiting included; those held back from
-        # training are not (no out-of-fold probabilities) and use up the share first.
-        waiting = flagged_pending(project=project, split=Split.POOL)
-        trained = {doc_id for doc_id, _, _ in labeled}
+        # Flags still waiting are not ranked again (whether they trained or were held back) and use up the
+        # share first, so an unreviewed backlog cannot grow past it.
+        pending = flagged_pending(project=project, split=Split.POOL)
+        ranked = [i for i, (doc_id, _, _) in enumerate(labeled) if doc_id not in pending]
         metrics["label_issues"] = label_issues_rank(
-            document_ids=[doc_id for doc_id, _, _ in labeled],
-            labels=labels,
+            document_ids=[labeled[i][0] for i in ranked],
+            labels=[labels[i] for i in ranked],
             label_names=result.classifier.label_names,
-            oof_probs=result.oof_probs,
+            oof_probs=result.oof_probs[ranked],
             share=project.noise_review_share,
             decided=reviewer_decided(project=project),
-            waiting=waiting & trained,
-            kept=noise_flags_leased(project=project),
-            pending=len(waiting - trained),
+            pending=len(pending),
         )
         metrics["label_issues"]["opened_for_review"] = label_issues_flag(
-            project=project, issues=metrics["label_issues"], model_version=challenger
+            project=project, issues=metrics["label_issues"]
         )
     ModelVersion.objects.filter(pk=challenger.pk).update(metrics=metrics, decision_reason=reason)
     challenger_decide(
