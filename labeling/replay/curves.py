@@ -209,6 +209,10 @@ def noise_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         if noisy and "flag_recall" in noisy:
             row["flag_precision"], row["flag_recall"] = noisy["flag_precision"], noisy["flag_recall"]
             row["wrong_labels"], row["pool_labels"] = noisy["wrong_labels"], noisy["pool_labels"]
+        if noisy and "open_recall" in noisy:
+            # every label under suspicion after the last run (the "flagged top 10 %")
+            row["open_flagged"], row["open_flagged_wrong"] = noisy["flags_waiting"], noisy["open_flagged_wrong"]
+            row["open_precision"], row["open_recall"] = noisy["open_precision"], noisy["open_recall"]
         if noisy and noisy.get("held_back"):
             # What the noise loop keeps out of training (flagged, not reviewed): how many of those are
             # wrong, and what share of the wrong labels it keeps out.

@@ -42,6 +42,10 @@ def team_round(state: TeamState, project: Project) -> dict[str, Any]:
         "held_back": len(held) if project.noise_hold_flagged else 0,
         "held_back_wrong": len(held & wrong_ids) if project.noise_hold_flagged else 0,
     }
+    # The issue's "flagged top 10 %": every label under suspicion now (open noise flags, at most the
+    # project's share of the labels), against every wrong pool label.
+    open_precision, open_recall = open_flags_precision_recall(held, wrong_ids)
+    out |= {"open_flagged_wrong": len(held & wrong_ids), "open_precision": open_precision, "open_recall": open_recall}
     newest = ModelVersion.objects.filter(project=project).exclude(artifact_path="").order_by("-version").first()
     issues = (newest.metrics or {}).get("label_issues") if newest else None
     if issues:
@@ -62,6 +66,12 @@ def team_round(state: TeamState, project: Project) -> dict[str, Any]:
     if state.policy.holdout_overlap > 1:
         out |= holdout_agreement(state, project)
     return out
+
+
+def open_flags_precision_recall(open_flags: set[int], wrong_ids: set[int]) -> tuple[float, float]:
+    """Share of the open flags that are wrong, and share of the wrong labels under an open flag."""
+    hits = len(open_flags & wrong_ids)
+    return (hits / len(open_flags) if open_flags else 0.0), (hits / len(wrong_ids) if wrong_ids else 1.0)
 
 
 def holdout_agreement(state: TeamState, project: Project) -> dict[str, Any]:

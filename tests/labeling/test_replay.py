@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from labeling.models import Annotation, Project
 from labeling.replay import curves
 from labeling.replay.curves import DIAGNOSIS_TEMPERATURES
+from labeling.replay.noise import open_flags_precision_recall
 from labeling.replay.team import TeamPolicy, TeamState
 
 pytestmark = [pytest.mark.slow]
@@ -184,7 +185,8 @@ def test_noise_summary_reads_the_targets_off_the_last_round_of_each_curve() -> N
         {**base, "labels": 500, "strategy": "random flip0.15 overlap2", "accuracy": 0.60},
         {**base, "strategy": "random flip0.15 overlap2", "accuracy": 0.70, "wrong_labels": 120, "pool_labels": 800,
          "flag_precision": 0.8, "flag_recall": 0.6, "agreement_truth": 0.45, "alpha": figure,
-         "held_back": 80, "held_back_wrong": 60},
+         "held_back": 80, "held_back_wrong": 60, "flags_waiting": 80, "open_flagged_wrong": 60,
+         "open_precision": 0.75, "open_recall": 0.5},
         {**base, "strategy": "random flip0.15 overlap2 review0.1", "accuracy": 0.76, "reviews": 90,
          "reviews_changed": 60, "agreement_truth": 0.65, "alpha": figure},
     ]
@@ -193,5 +195,11 @@ def test_noise_summary_reads_the_targets_off_the_last_round_of_each_curve() -> N
     assert row["accuracy_lost"] == pytest.approx(0.10) and row["recovered_share"] == pytest.approx(0.6)
     assert (row["flag_precision"], row["flag_recall"], row["reviews_changed"]) == (0.8, 0.6, 60)
     assert (row["held_back_precision"], row["held_back_recall"]) == (0.75, 0.5)
+    # every open flag against every wrong label: the "flagged top 10 % holds half of the wrong labels"
+    assert (row["open_flagged"], row["open_flagged_wrong"], row["open_precision"], row["open_recall"]) == (
+        80, 60, 0.75, 0.5
+    )
+    assert open_flags_precision_recall({1, 2, 3, 4}, {2, 3, 9}) == (0.5, pytest.approx(2 / 3))
+    assert open_flags_precision_recall(set(), set()) == (0.0, 1.0)
     assert row["agreement_noisy"]["alpha"]["contains_truth"] is True
     assert row["agreement_review"]["alpha"]["contains_truth"] is False
