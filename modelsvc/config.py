@@ -18,6 +18,9 @@ PACKAGED_ENCODER = "packaged:all-MiniLM-L6-v2"
 Pooling = Literal["mean", "cls", "mean_max", "mean_mid"]
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16"]
+#: ``"softmax"``: one label per document (C mutually exclusive classes, cross-entropy);
+#: ``"sigmoid"``: any subset of the labels (C independent Bernoulli outputs, binary cross-entropy).
+Output = Literal["softmax", "sigmoid"]
 #: ``"frozen"``, ``"topN"`` (N >= 1: the top N transformer layers train with the head) or ``"full"``.
 FineTune = str
 
@@ -83,6 +86,9 @@ class ModelConfig:
     """Token budget of one encoder batch (length-sorted, dynamically padded)."""
     num_threads: int = 0
     """torch intra-op threads for CPU encoding; 0 keeps torch's choice (the physical cores)."""
+    output: Output = "softmax"
+    """What the head's C logits mean: a softmax over exclusive classes (single-label) or C independent
+    sigmoids (multi-label, ``modelsvc.multilabel``: per-label temperatures and thresholds)."""
 
     def __post_init__(self) -> None:
         if not self.encoder:
@@ -113,6 +119,8 @@ class ModelConfig:
             raise ValueError("batch_tokens must be >= max_length")
         if self.num_threads < 0:
             raise ValueError("num_threads must be >= 0")
+        if self.output not in ("softmax", "sigmoid"):
+            raise ValueError(f"output must be softmax or sigmoid, got {self.output!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
