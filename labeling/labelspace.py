@@ -83,6 +83,8 @@ class LabelSpace(ABC):
     """An ordered label set of one task type. Subclasses say what an answer and an output are."""
 
     task_type: ClassVar[str]
+    #: The model head this task type trains (``modelsvc.config.ModelConfig.output``).
+    output: ClassVar[str]
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names: tuple[str, ...] = tuple(str(n) for n in names)
@@ -121,9 +123,16 @@ class LabelSpace(ABC):
     def encode(self, answers: Sequence[Any]) -> np.ndarray:
         """Training targets for N answers: (N,) int64 class indices for a single label."""
 
+    def training_targets(self, answers: Sequence[Any]) -> Any:
+        """What ``modelsvc.training.train`` takes as labels for N stored answers (names, or (N, C) targets)."""
+        return self.encode(answers)
+
     @abstractmethod
-    def prediction_fields(self, probs: np.ndarray) -> list[PredictionFields]:
-        """The stored prediction columns for N documents from calibrated probabilities (N, C)."""
+    def prediction_fields(self, probs: np.ndarray, thresholds: Sequence[float] | None = None) -> list[PredictionFields]:
+        """The stored prediction columns for N documents from calibrated probabilities (N, C).
+
+        ``thresholds`` (C,): the model's per-label thresholds where its task type has them (multi-label).
+        """
 
     @abstractmethod
     def consensus(self, answers: Sequence[str], min_agreement: float = 0.0) -> Consensus:
@@ -134,6 +143,7 @@ class SingleLabel(LabelSpace):
     """Exactly one label per item; the model outputs a softmax over the C labels."""
 
     task_type = SINGLE_LABEL
+    output = "softmax"
 
     def validate_answer(self, value: object) -> str | None:
         if not isinstance(value, str) or value not in self._index:
@@ -146,6 +156,9 @@ class SingleLabel(LabelSpace):
     def parse(self, stored: str) -> str:
         return stored
 
+    def training_targets(self, answers: Sequence[Any]) -> list[str]:
+        return [str(a) for a in answers]  # modelsvc maps names to indices itself (and names an unknown one)
+
     def encode(self, answers: Sequence[Any]) -> np.ndarray:
         out = np.empty(len(answers), dtype=np.int64)
         for i, answer in enumerate(answers):
@@ -154,8 +167,8 @@ class SingleLabel(LabelSpace):
             out[i] = self._index[answer]
         return out
 
-    def prediction_fields(self, probs: np.ndarray) -> list[PredictionFields]:
-        probs = np.asarray(probs)
+    def prediction_fields(self, probs: np.ndarray, thresholds: Sequence[float] | None = None) -> list[PredictionFields]:
+        probs = np.asarray(probs)  # a softmax has no thresholds: the top label is the answer
         predicted = probs.argmax(1)  # (N,)
         confidence = probs.max(1)  # (N,)
         return [
@@ -195,6 +208,7 @@ class MultiLabel(LabelSpace):
     """
 
     task_type = MULTI_LABEL
+    output = "sigmoid"
 
     def validate_answer(self, value: object) -> str | None:
         if not isinstance(value, list | tuple | set | frozenset):

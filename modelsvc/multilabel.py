@@ -104,6 +104,7 @@ class MultiLabelScore:
     mutual_info: np.ndarray  # (N, C)
     score: np.ndarray  # (N,) item score for the queue: sum of per-label mutual information
     embeddings: np.ndarray  # (N, H)
+    thresholds_used: np.ndarray  # (C,)
     samples: np.ndarray | None = None  # (N, K, C) calibrated sample probabilities, if requested
 
     def uncertainty(self) -> dict[str, np.ndarray]:
@@ -114,6 +115,10 @@ class MultiLabelScore:
             "expected_entropy": self.expected_entropy.sum(1),
             "least_confidence": 1.0 - self.confidence,
         }
+
+    def margin(self) -> np.ndarray:
+        """(N,) distance of the closest label to its threshold: small = the set is nearly different."""
+        return np.abs(self.probs - self.thresholds_used).min(axis=1)
 
     def records(self, label_names: Sequence[str]) -> list[dict[str, Any]]:
         """One JSON-ready dict per document (the CLI's ``score`` output)."""
@@ -153,8 +158,22 @@ def summarize_multilabel(
         mutual_info=unc["mutual_info"],
         score=item_score(unc["mutual_info"]),
         embeddings=np.asarray(embeddings, dtype=np.float32),
+        thresholds_used=t,
         samples=samples if return_samples else None,
     )
+
+
+def multilabel_acquisition(strategy: str, score: MultiLabelScore, *, seed: int = 0) -> np.ndarray:
+    """The queue's score (N,) of a multi-label batch under a project's strategy; higher = ask first.
+
+    ``random`` stays random; every uncertainty strategy ranks by the item score (summed per-label
+    mutual information): least-confidence, margin and entropy are softmax notions with no single
+    multi-label reading, while the summed BALD is the expected information of labeling the whole set.
+    A batch-aware strategy (``diverse``) keeps its batch rule at lease time, on this score.
+    """
+    if strategy == "random":
+        return np.random.default_rng(seed).random(len(score.score))
+    return np.asarray(score.score, dtype=np.float64)
 
 
 def label_temperatures_choose(
