@@ -52,7 +52,9 @@ def _targets(sets: Sequence[str], names: Sequence[str], where: str) -> np.ndarra
     return y
 
 
-def _labeled(args: argparse.Namespace, names: Sequence[str] | None = None) -> tuple[list[str], Any, list[str], bool]:
+def _labeled(
+    args: argparse.Namespace, names: Sequence[str] | None = None, *, multi: bool = False
+) -> tuple[list[str], Any, list[str], bool]:
     """(texts, labels, label names, multi-label?) from ``--data``; labels are (N, C) targets when multi-label."""
     limit = getattr(args, "limit", None)
     if args.data in BUILTIN and not Path(args.data).exists():
@@ -71,7 +73,7 @@ def _labeled(args: argparse.Namespace, names: Sequence[str] | None = None) -> tu
         return texts, single, list(names or sorted(set(single))), False
     texts, labels = read_labeled(args.data, args.text_col, args.label_col)
     texts, labels = texts[:limit], labels[:limit]
-    if args.multi_label:
+    if args.multi_label or multi:
         found = names or sorted({n for s in labels for n in str(s).split(",") if n})
         return texts, _targets(labels, found, args.data), list(found), True
     return texts, labels, list(names or sorted(set(labels))), False
@@ -171,7 +173,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     clf = load_classifier(args.model)
     if clf.multi_label:
-        texts, targets, _, _ = _labeled(args, clf.label_names)
+        texts, targets, _, _ = _labeled(args, clf.label_names, multi=True)
         emb = encoder_for(clf).encode(texts, cache=_cache(args))
         scored = score_multilabel_embeddings(clf, emb)
         ml = evaluate_multilabel(scored.probs_uncalibrated, scored.probs, targets, clf.thresholds, clf.label_names)

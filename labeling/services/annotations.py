@@ -42,8 +42,7 @@ def label_validate(project: Project, label: object) -> str:
     problem = project.label_space.validate_answer(label)
     if problem is not None:
         raise ValidationError({"label": problem})
-    assert isinstance(label, str)
-    return label
+    return project.label_space.store(label)  # the stored text: a set in label-set order
 
 
 def _event_payload(annotation: Annotation, *, project_id: int) -> dict[str, object]:
