@@ -4,7 +4,10 @@
         [--labels 100 200 500 1000] [--pool 2000] [--test 1000] [--seeds 0] [--no-head]
 
 The pool is the first ``--pool`` messages of the file's ``train`` split, the test set the first
-``--test`` of its ``test`` split (35 labels, ``modelsvc.datasets.load_multilabel``). Per (labels, seed)
+``--test`` of its ``test`` split (35 labels, ``modelsvc.datasets.load_multilabel``); with
+``--replay-seed S`` they are instead the replay's own pool and test split of seed S
+(``manage.py replay --data disaster --pool-size P --test-size T``: exact repeats dropped, then
+``modelsvc.datasets.random_split``), so the baseline reads on the replay's documents. Per (labels, seed)
 ``labels`` pool messages are drawn at random (``default_rng(seed)``, the same draw for both models):
 
 - ``tfidf_lr``: TF-IDF (1-2 grams) + one logistic regression per label (labels with one outcome in the
@@ -30,7 +33,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from modelsvc.config import ModelConfig, TrainConfig
-from modelsvc.datasets import load_multilabel
+from modelsvc.datasets import load_multilabel, random_split
 from modelsvc.encoder import EmbeddingCache, TextEncoder
 from modelsvc.inference import score_multilabel_embeddings
 from modelsvc.multilabel import evaluate_multilabel
@@ -68,6 +71,7 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--no-head", action="store_true", help="the TF-IDF baseline only (no encoder)")
+    parser.add_argument("--replay-seed", type=int, help="use the replay's pool and test split of this seed")
     args = parser.parse_args()
     load = os.getloadavg()
     print(
@@ -80,11 +84,18 @@ def main() -> None:
         )
     )
     data = load_multilabel("disaster")
-    pool = [i for i, s in enumerate(data.split) if s == "train"][: args.pool]
-    test = [i for i, s in enumerate(data.split) if s == "test"][: args.test]
-    texts = data.texts
-    y = data.targets
-    names = data.label_names
+    texts, y, names = data.texts, data.targets, data.label_names
+    if args.replay_seed is None:
+        pool = [i for i, s in enumerate(data.split) if s == "train"][: args.pool]
+        test = [i for i, s in enumerate(data.split) if s == "test"][: args.test]
+    else:  # the replay's documents: first of exact repeats kept (``labeling.replay.loop.dedupe``), then its split
+        first: dict[str, int] = {}
+        for i, t in enumerate(texts):
+            first.setdefault(t, i)
+        keep = sorted(first.values())
+        texts, y = [texts[i] for i in keep], y[keep]
+        pool_idx, test_idx = random_split(len(texts), seed=args.replay_seed, test_size=args.test, pool_size=args.pool)
+        pool, test = pool_idx.tolist(), test_idx.tolist()
     y_test = y[test]
     emb_pool = emb_test = None
     encoder_id = ""

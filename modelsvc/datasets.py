@@ -86,6 +86,17 @@ class MultiLabelData:
         return [SET_SEPARATOR.join(self.label_names[j] for j in np.flatnonzero(row)) for row in self.targets]
 
 
+def random_split(n: int, *, seed: int, test_size: int, pool_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(pool, test) sorted indices of n items: a seeded random test split, the pool the rest (optionally a
+    seeded sample of it). The replay's split of a multi-label data set (no single class to stratify on)."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    test, rest = np.sort(order[:test_size]), np.sort(order[test_size:])
+    if pool_size is not None and pool_size < len(rest):
+        rest = np.sort(rng.choice(rest, size=pool_size, replace=False))
+    return rest, test
+
+
 class DatasetError(RuntimeError):
     """A built-in dataset could not be fetched or did not verify."""
 

@@ -49,6 +49,7 @@ from labeling.services import assignments, imports, memberships, modeling, proje
 from labeling.services.annotations import annotation_submit
 from labeling.services.training.triggers import training_run_request
 from modelsvc.calibration import ece_mce, ece_noise_floor, evaluate_predictions, fit_temperature, tempered_samples
+from modelsvc.datasets import random_split
 from modelsvc.holdout import summed_nll
 from modelsvc.model import Classifier
 from modelsvc.multilabel import MultiLabelScore, evaluate_multilabel
@@ -90,11 +91,8 @@ def split_for_seed(data: ReplayData, *, seed: int, test_size: int, pool_size: in
     y = np.asarray(data.labels)
     n = len(y)
     if data.task_type != SINGLE_LABEL:  # sets: a seeded random test split (no one class to stratify on)
-        order = rng.permutation(n)
-        test_arr, rest = np.sort(order[:test_size]), np.sort(order[test_size:])
-        if pool_size is not None and pool_size < len(rest):
-            rest = np.sort(rng.choice(rest, size=pool_size, replace=False))
-        return Split(pool=rest, test=test_arr)
+        pool, test_idx = random_split(n, seed=seed, test_size=test_size, pool_size=pool_size)
+        return Split(pool=pool, test=test_idx)
     test: list[int] = []
     for name in data.label_names:
         idx = rng.permutation(np.flatnonzero(y == name))
