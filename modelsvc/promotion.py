@@ -112,10 +112,16 @@ def promotion_decision(
         if champion_only_correct is None or challenger_only_correct is None:
             return False, head + "rejected (worse than the champion by more than the tolerance)"
         p_value = mcnemar_worse_p(champion_only_correct, challenger_only_correct)
-        evidence = (
-            f"champion alone right on {champion_only_correct}, challenger alone on {challenger_only_correct}, "
-            f"McNemar p={p_value:.3f}"
-        )
+        if measure == "accuracy":
+            evidence = (
+                f"champion alone right on {champion_only_correct}, challenger alone on {challenger_only_correct}, "
+                f"McNemar p={p_value:.3f}"
+            )
+        else:  # a graded per-item outcome: the same binomial, over the items one model scores better on
+            evidence = (
+                f"champion better on {champion_only_correct} items, challenger on {challenger_only_correct}, "
+                f"sign test p={p_value:.3f}"
+            )
         if p_value < PROMOTION_ALPHA:
             return False, head + f"rejected: significantly worse ({evidence})"
         return False, head + (
