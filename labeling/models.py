@@ -416,7 +416,7 @@ class ModelVersion(models.Model):
     thresholds = models.JSONField(
         null=True,
         blank=True,
-        help_text="multi-label only: per-label probability thresholds in label_map order (chosen on out-of-fold predictions)",
+        help_text="multi-label only: per-label probability thresholds in label_map order (out-of-fold max F1)",
     )
     decision_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('labeling', '0025_multilabel_task_type'),
+        ("labeling", "0025_multilabel_task_type"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='modelversion',
-            name='thresholds',
-            field=models.JSONField(blank=True, help_text='multi-label only: per-label probability thresholds in label_map order (chosen on out-of-fold predictions)', null=True),
+            model_name="modelversion",
+            name="thresholds",
+            field=models.JSONField(
+                blank=True,
+                help_text="multi-label only: per-label probability thresholds in label_map order (out-of-fold max F1)",
+                null=True,
+            ),
         ),
     ]
