@@ -85,6 +85,8 @@ class LabelSpace(ABC):
     task_type: ClassVar[str]
     #: The request field an answer travels in: ``label`` (one name) or ``labels`` (a list of names).
     answer_field: ClassVar[str]
+    #: The model head this task type trains (``modelsvc.config.ModelConfig.output``).
+    output: ClassVar[str]
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names: tuple[str, ...] = tuple(str(n) for n in names)
@@ -153,9 +155,16 @@ class LabelSpace(ABC):
     def encode(self, answers: Sequence[Any]) -> np.ndarray:
         """Training targets for N answers: (N,) int64 class indices for a single label."""
 
+    def training_targets(self, answers: Sequence[Any]) -> Any:
+        """What ``modelsvc.training.train`` takes as labels for N stored answers (names, or (N, C) targets)."""
+        return self.encode(answers)
+
     @abstractmethod
-    def prediction_fields(self, probs: np.ndarray) -> list[PredictionFields]:
-        """The stored prediction columns for N documents from calibrated probabilities (N, C)."""
+    def prediction_fields(self, probs: np.ndarray, thresholds: Sequence[float] | None = None) -> list[PredictionFields]:
+        """The stored prediction columns for N documents from calibrated probabilities (N, C).
+
+        ``thresholds`` (C,): the model's per-label thresholds where its task type has them (multi-label).
+        """
 
     @abstractmethod
     def consensus(self, answers: Sequence[str], min_agreement: float = 0.0) -> Consensus:
@@ -167,6 +176,7 @@ class SingleLabel(LabelSpace):
 
     task_type = SINGLE_LABEL
     answer_field = "label"
+    output = "softmax"
 
     def validate_answer(self, value: object) -> str | None:
         if not isinstance(value, str) or value not in self._index:
@@ -179,6 +189,9 @@ class SingleLabel(LabelSpace):
     def parse(self, stored: str) -> str:
         return stored
 
+    def training_targets(self, answers: Sequence[Any]) -> list[str]:
+        return [str(a) for a in answers]  # modelsvc maps names to indices itself (and names an unknown one)
+
     def encode(self, answers: Sequence[Any]) -> np.ndarray:
         out = np.empty(len(answers), dtype=np.int64)
         for i, answer in enumerate(answers):
@@ -187,8 +200,8 @@ class SingleLabel(LabelSpace):
             out[i] = self._index[answer]
         return out
 
-    def prediction_fields(self, probs: np.ndarray) -> list[PredictionFields]:
-        probs = np.asarray(probs)
+    def prediction_fields(self, probs: np.ndarray, thresholds: Sequence[float] | None = None) -> list[PredictionFields]:
+        probs = np.asarray(probs)  # a softmax has no thresholds: the top label is the answer
         predicted = probs.argmax(1)  # (N,)
         confidence = probs.max(1)  # (N,)
         return [
@@ -229,6 +242,7 @@ class MultiLabel(LabelSpace):
 
     task_type = MULTI_LABEL
     answer_field = "labels"
+    output = "sigmoid"
 
     def is_current(self, stored: str) -> bool:
         # An empty set is an answer; a set naming a label since removed does not count as given.

@@ -429,6 +429,11 @@ class ModelVersion(models.Model):
     # accuracy, macro_f1, ece, ece_uncalibrated, nll, brier, auroc_error, holdout_count, reliability ...
     metrics = models.JSONField(default=dict, blank=True)
     calibration = models.JSONField(default=dict, blank=True)
+    thresholds = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="multi-label only: per-label probability thresholds in label_map order (out-of-fold max F1)",
+    )
     decision_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     promoted_at = models.DateTimeField(null=True, blank=True)

@@ -3,7 +3,8 @@
 Layout of an artifact folder::
 
     classifier.json     format_version, model config, label names, encoder identity, temperature,
-                        calibration, metrics, versions
+                        calibration, metrics, versions; a multi-label (sigmoid) classifier also
+                        ``label_temperatures`` and ``thresholds``, one per label
     head.safetensors    the head's tensors (w1, b1, w2, b2, feature_mean, feature_std)
     encoder_layers.safetensors
                         only for a fine-tuned classifier: the tuned encoder layers (``layer.<i>.*``);
@@ -118,6 +119,10 @@ def save_classifier(classifier: Classifier, directory: str | os.PathLike[str]) -
             "versions": _versions(),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        for key in ("label_temperatures", "thresholds"):
+            values = getattr(classifier, key)
+            if values is not None:
+                meta[key] = [float(v) for v in values]
         tuned = classifier.tuned
         if tuned is not None:
             save_file(
@@ -240,6 +245,7 @@ def load_classifier(
         raise ArtifactError(f"{folder / META_FILE}: temperature must be > 0")
     tuned = _load_tuned(folder, meta) if meta.get("fine_tune") is not None else None
     features = _load_features(folder, meta, config)
+    per_label = {key: _per_label(meta, key, len(labels), folder) for key in ("label_temperatures", "thresholds")}
     return Classifier(
         config=config,
         label_names=[str(x) for x in labels],
@@ -250,6 +256,8 @@ def load_classifier(
         metrics=dict(meta.get("metrics") or {}),
         tuned=tuned,
         features=features,
+        label_temperatures=per_label["label_temperatures"],
+        thresholds=per_label["thresholds"],
     )
 
 
@@ -303,6 +311,23 @@ def _load_features(folder: Path, meta: dict[str, Any], config: ModelConfig) -> H
     if features.dims != info.get("dims"):
         raise ArtifactError(f"{where}: features dims {info.get('dims')!r}, the components carry {features.dims}")
     return features
+
+
+def _per_label(meta: dict[str, Any], key: str, n_labels: int, folder: Path) -> list[float] | None:
+    """A per-label list of a multi-label artifact (temperatures > 0, thresholds in (0, 1)), validated."""
+    values = meta.get(key)
+    if values is None:
+        if meta["model_config"].get("output") == "sigmoid":
+            raise ArtifactError(f"{folder / META_FILE}: a multi-label artifact needs {key!r}")
+        return None
+    if not isinstance(values, list) or len(values) != n_labels:
+        raise ArtifactError(f"{folder / META_FILE}: {key} must list one number per label ({n_labels})")
+    out = [float(v) for v in values]
+    low_ok = all(v > 0 for v in out)
+    high_ok = key == "label_temperatures" or all(v < 1 for v in out)
+    if not (low_ok and high_ok):
+        raise ArtifactError(f"{folder / META_FILE}: {key} out of range: {out}")
+    return out
 
 
 def _load_tuned(folder: Path, meta: dict[str, Any]) -> TunedLayers:

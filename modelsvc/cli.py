@@ -1,5 +1,10 @@
 """Command line: ``python -m modelsvc {train,score,evaluate}``.
 
+``--data`` is a file, or the name of a built-in data set (``modelsvc.datasets``: ``rt-snippets``,
+``trec``, ``disaster``); ``--split`` picks the file's own split of a built-in that has one (disaster).
+A multi-label built-in (or ``--multi-label`` with a label column of comma-joined sets) trains a sigmoid
+head and evaluates with the multi-label metrics (``modelsvc.multilabel``).
+
 User errors (missing column, unknown label, empty file, bad artifact) print one line on stderr and
 exit with status 2; no traceback.
 """
@@ -20,10 +25,12 @@ import numpy as np
 from modelsvc.artifacts import ArtifactError, load_classifier, save_classifier
 from modelsvc.calibration import evaluate_predictions
 from modelsvc.config import Features, ModelConfig, TrainConfig
+from modelsvc.datasets import BUILTIN, is_multilabel, load_builtin, load_multilabel
 from modelsvc.encoder import EmbeddingCache, EncoderError
 from modelsvc.fitting import TrainingError, encode_labels
-from modelsvc.inference import encoder_for, score_texts
+from modelsvc.inference import encoder_for, score_multilabel_embeddings, score_texts
 from modelsvc.io import DataError, column, read_labeled, read_table
+from modelsvc.multilabel import evaluate_multilabel
 from modelsvc.training import train
 
 USER_ERRORS = (DataError, ArtifactError, TrainingError, EncoderError, ValueError)
@@ -33,9 +40,47 @@ def _cache(args: argparse.Namespace) -> EmbeddingCache | None:
     return EmbeddingCache(args.cache) if args.cache else None
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _targets(sets: Sequence[str], names: Sequence[str], where: str) -> np.ndarray:
+    """(N, C) 0/1 from stored sets ("a,b"; "" = none) in ``names`` order; DataError on an unknown name."""
+    index = {n: i for i, n in enumerate(names)}
+    y = np.zeros((len(sets), len(names)), dtype=np.float32)
+    for i, stored in enumerate(sets):
+        for name in filter(None, str(stored).split(",")):
+            if name not in index:
+                raise DataError(f"{where}: unknown label {name!r} (known: {', '.join(names)})")
+            y[i, index[name]] = 1.0
+    return y
+
+
+def _labeled(
+    args: argparse.Namespace, names: Sequence[str] | None = None, *, multi: bool = False
+) -> tuple[list[str], Any, list[str], bool]:
+    """(texts, labels, label names, multi-label?) from ``--data``; labels are (N, C) targets when multi-label."""
+    limit = getattr(args, "limit", None)
+    if args.data in BUILTIN and not Path(args.data).exists():
+        if is_multilabel(args.data):
+            data = load_multilabel(args.data)
+            rows = [i for i, part in enumerate(data.split) if args.split in (None, part)][:limit]
+            texts = [data.texts[i] for i in rows]
+            return (
+                texts,
+                _targets([data.label_sets()[i] for i in rows], names or data.label_names, args.data),
+                list(names or data.label_names),
+                True,
+            )
+        texts, single = load_builtin(args.data)
+        texts, single = texts[:limit], single[:limit]
+        return texts, single, list(names or sorted(set(single))), False
     texts, labels = read_labeled(args.data, args.text_col, args.label_col)
-    names = args.labels.split(",") if args.labels else sorted(set(labels))
+    texts, labels = texts[:limit], labels[:limit]
+    if args.multi_label or multi:
+        found = names or sorted({n for s in labels for n in str(s).split(",") if n})
+        return texts, _targets(labels, found, args.data), list(found), True
+    return texts, labels, list(names or sorted(set(labels))), False
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    texts, labels, names, multi = _labeled(args, args.labels.split(",") if args.labels else None)
     if len(names) < 2:
         raise DataError(f"{args.data}: column {args.label_col!r} has fewer than 2 distinct labels")
     model_config = ModelConfig(
@@ -48,6 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         features=args.features,
         device=args.device,
         precision=args.precision,
+        output="sigmoid" if multi else "softmax",
     )
     train_config = TrainConfig(
         seed=args.seed,
@@ -80,7 +126,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "out": str(args.out),
         "labels": names,
         "split_sizes": result.split_sizes,
-        "temperature": result.classifier.temperature,
+        "temperature": result.classifier.label_temperatures or result.classifier.temperature,
+        "thresholds": result.classifier.thresholds,
         "encoder_id": result.classifier.encoder_id,
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
         "calibration_metrics": result.classifier.metrics,
@@ -107,9 +154,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     df = read_table(args.data)
     texts = column(df, args.text_col, args.data)
     ids = column(df, args.id_col, args.data) if args.id_col in df.columns else None
-    res = score_texts(clf, texts, cache=_cache(args), encoder=encoder_for(clf))
+    encoder = encoder_for(clf)
+    if clf.multi_label:
+        records = score_multilabel_embeddings(clf, encoder.encode(texts, cache=_cache(args))).records(clf.label_names)
+    else:
+        records = score_texts(clf, texts, cache=_cache(args), encoder=encoder).records(clf.label_names)
     lines = []
-    for i, rec in enumerate(res.records(clf.label_names)):
+    for i, rec in enumerate(records):
         row: dict[str, Any] = {"index": i}
         if ids is not None:
             row["id"] = ids[i]
@@ -122,6 +173,27 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     clf = load_classifier(args.model)
+    if clf.multi_label:
+        texts, targets, _, _ = _labeled(args, clf.label_names, multi=True)
+        emb = encoder_for(clf).encode(texts, cache=_cache(args))
+        scored = score_multilabel_embeddings(clf, emb)
+        ml = evaluate_multilabel(scored.probs_uncalibrated, scored.probs, targets, clf.thresholds, clf.label_names)
+        if args.json:
+            print(json.dumps(ml))
+        else:
+            for key in (
+                "n",
+                "micro_f1",
+                "macro_f1",
+                "subset_accuracy",
+                "hamming_loss",
+                "example_f1",
+                "ece_mean",
+                "nll",
+            ):
+                print(f"{key:18s} {ml[key]}")
+            print(f"{'intervals':18s} {json.dumps(ml['intervals'])}")
+        return 0
     texts, labels = read_labeled(args.data, args.text_col, args.label_col)
     try:
         y = encode_labels(labels, clf.label_names)
@@ -152,10 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_args(p: argparse.ArgumentParser, labeled: bool) -> None:
-        p.add_argument("--data", required=True, help="CSV, JSONL or Parquet file")
+        p.add_argument("--data", required=True, help="CSV, JSONL or Parquet file, or a built-in data set's name")
         p.add_argument("--text-col", default="text")
         if labeled:
             p.add_argument("--label-col", default="label")
+            p.add_argument("--split", help="built-in with its own split (disaster): train, validation or test")
+            p.add_argument("--limit", type=int, help="only the first N rows")
+            p.add_argument(
+                "--multi-label", action="store_true", help="the label column holds comma-joined sets ('' = none)"
+            )
         p.add_argument("--cache", default=os.environ.get("MODELSVC_CACHE"), help="embedding cache (SQLite file)")
 
     t = sub.add_parser("train", help="train a calibrated classifier")

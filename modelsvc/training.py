@@ -19,6 +19,7 @@ from modelsvc.encoder import EmbeddingCache, ProgressFn, TextEncoder
 from modelsvc.features import fit_hybrid
 from modelsvc.finetune import train_fine_tuned
 from modelsvc.fitting import TrainingError, TrainResult, encode_labels, train_embeddings
+from modelsvc.multilabel_fit import targets_matrix, train_multilabel_embeddings
 
 __all__ = ["TrainResult", "TrainingError", "train", "train_embeddings"]
 
@@ -38,7 +39,8 @@ def train(
 ) -> TrainResult:
     """Train a calibrated classifier on labeled texts.
 
-    texts (N), labels (N) given as names in ``label_names`` (or int indices). ``progress`` is called
+    texts (N), labels (N) given as names in ``label_names`` (or int indices); with
+    ``model_config.output == "sigmoid"`` (multi-label) labels are (N, C) 0/1 targets instead. ``progress`` is called
     with (stage, fraction) for stages ``encode``, ``fit``, ``calibrate``. Returns a TrainResult whose
     ``classifier`` can be saved with ``artifacts.save_classifier``. ``train_config.fine_tune`` other
     than ``"frozen"`` trains encoder layers too (``modelsvc.finetune.train_fine_tuned``; the cache is
@@ -56,11 +58,19 @@ def train(
         raise TrainingError(f"{len(texts)} texts but {len(labels)} labels")
     if len(texts) == 0:
         raise TrainingError("no labeled documents to train on")
-    encode_labels(labels, [str(n) for n in label_names])  # fail fast, before encoding
+    multi = model_config.output == "sigmoid"
+    if multi:  # labels: (N, C) 0/1 targets
+        targets_matrix(labels, len(label_names))
+    else:
+        encode_labels(labels, [str(n) for n in label_names])  # fail fast, before encoding
     if encoder is not None:
         keys = ("encoder", "max_length", "stride", "pooling")
         if any(getattr(encoder.config, k) != getattr(model_config, k) for k in keys):
             raise TrainingError("encoder and model_config disagree on encoder/max_length/stride/pooling")
+    if multi and train_config is not None and train_config.fine_tune != "frozen":
+        raise TrainingError("multi-label training tunes the head only: fine_tune must be 'frozen'")
+    if multi and model_config.features != "embedding":
+        raise TrainingError("multi-label training reads the encoder's vectors alone: features must be 'embedding'")
     if train_config is not None and train_config.fine_tune != "frozen":
         if model_config.features != "embedding":
             raise TrainingError(
@@ -86,16 +96,27 @@ def train(
         features = fit_hybrid([*texts, *unlabeled_texts], dims=model_config.sparse_dims, seed=seed)
         emb = features.augment(texts, emb)
     features_s = time.perf_counter() - t0 - encode_s
-    result = train_embeddings(
-        emb,
-        labels,
-        label_names=label_names,
-        encoder_id=encoder.encoder_id,
-        model_config=model_config,
-        train_config=train_config,
-        progress=progress,
-        calibration_weights=None if calibration_weights is None else np.asarray(calibration_weights),
-    )
+    if multi:
+        result = train_multilabel_embeddings(
+            emb,
+            labels,
+            label_names=label_names,
+            encoder_id=encoder.encoder_id,
+            model_config=model_config,
+            train_config=train_config,
+            progress=progress,
+        )
+    else:
+        result = train_embeddings(
+            emb,
+            labels,
+            label_names=label_names,
+            encoder_id=encoder.encoder_id,
+            model_config=model_config,
+            train_config=train_config,
+            progress=progress,
+            calibration_weights=None if calibration_weights is None else np.asarray(calibration_weights),
+        )
     result.timings["encode"] = encode_s
     if features is not None:
         result.classifier.features = features

@@ -20,7 +20,8 @@ METRICS = ("accuracy", "macro_f1", "ece")
 # Recorded by newer replays only: the ECE a perfectly calibrated champion would show on the test split,
 # and the ECE at the temperature fitted on the test split itself (diagnosis: what a temperature can fix).
 # ``newest_accuracy``: the newest trained model's test accuracy, promoted or not (the gate's cost or gain).
-OPTIONAL = ("ece_floor", "ece_test_optimal_temperature", "newest_accuracy")
+# Multi-label replays record ``micro_f1`` and ``hamming_loss`` too (``accuracy`` is then the subset accuracy).
+OPTIONAL = ("ece_floor", "ece_test_optimal_temperature", "newest_accuracy", "micro_f1", "hamming_loss")
 
 #: The temperatures of the records' per-round curves (log-spaced over ``fit_temperature``'s range, step
 #: 1/16 in log T): test ECE and summed holdout NLL at each, so another temperature rule can be replayed.

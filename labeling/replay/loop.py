@@ -28,7 +28,7 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 
-from labeling.labelspace import label_space
+from labeling.labelspace import SINGLE_LABEL, label_space
 from labeling.models import (
     Annotation,
     AnnotationSource,
@@ -49,8 +49,10 @@ from labeling.services import assignments, imports, memberships, modeling, proje
 from labeling.services.annotations import annotation_submit
 from labeling.services.training.triggers import training_run_request
 from modelsvc.calibration import ece_mce, ece_noise_floor, evaluate_predictions, fit_temperature, tempered_samples
+from modelsvc.datasets import random_split
 from modelsvc.holdout import summed_nll
 from modelsvc.model import Classifier
+from modelsvc.multilabel import MultiLabelScore, evaluate_multilabel
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,9 @@ log = logging.getLogger(__name__)
 class ReplayData:
     name: str
     texts: list[str]
-    labels: list[str]
+    labels: list[str]  # stored answers: a label name, or a stored set ("a,b"; "" = none) for multi-label
     label_names: list[str]
+    task_type: str = SINGLE_LABEL
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ def split_for_seed(data: ReplayData, *, seed: int, test_size: int, pool_size: in
     rng = np.random.default_rng(seed)
     y = np.asarray(data.labels)
     n = len(y)
+    if data.task_type != SINGLE_LABEL:  # sets: a seeded random test split (no one class to stratify on)
+        pool, test_idx = random_split(n, seed=seed, test_size=test_size, pool_size=pool_size)
+        return Split(pool=pool, test=test_idx)
     test: list[int] = []
     for name in data.label_names:
         idx = rng.permutation(np.flatnonzero(y == name))
@@ -115,6 +121,8 @@ def champion_metrics(project: Project, texts: list[str], y: np.ndarray) -> dict[
         return None
     classifier = modeling.classifier_for(champion)
     result = modeling.classifier_score(classifier, texts)
+    if isinstance(result, MultiLabelScore):
+        return multilabel_champion_metrics(champion, classifier, result, y)
     metrics = evaluate_predictions(result.probs_uncalibrated, result.probs, y, result.uncertainty())
     return {
         "model_version": champion.version,
@@ -125,6 +133,30 @@ def champion_metrics(project: Project, texts: list[str], y: np.ndarray) -> dict[
         **temperature_diagnosis(classifier, classifier.head_inputs(texts, result.embeddings), y),
         **holdout_diagnosis(project, classifier),
         **newest_model_metrics(project, champion.version, texts, y, metrics),
+    }
+
+
+def multilabel_champion_metrics(
+    champion: ModelVersion, classifier: Classifier, result: MultiLabelScore, y: np.ndarray
+) -> dict[str, Any]:
+    """A multi-label champion's test figures, under the single-label record's keys where the curves read
+    them (``accuracy`` is the subset accuracy, ``ece`` the mean per-label ECE)."""
+    m = evaluate_multilabel(result.probs_uncalibrated, result.probs, y, classifier.thresholds, classifier.label_names)
+    return {
+        "model_version": champion.version,
+        "model_train_labels": champion.train_label_count,
+        "accuracy": m["subset_accuracy"],
+        "macro_f1": m["macro_f1"],
+        "micro_f1": m["micro_f1"],
+        "hamming_loss": m["hamming_loss"],
+        "example_f1": m["example_f1"],
+        "ece": m["ece_mean"],
+        "ece_uncalibrated": m["ece_mean_uncalibrated"],
+        "ece_floor": 0.0,  # no floor computed for per-label ECE
+        "nll": m["nll"],
+        "brier": float(((result.probs - y) ** 2).sum(1).mean()),
+        "micro_f1_interval": m["intervals"]["micro_f1"],
+        "macro_f1_interval": m["intervals"]["macro_f1"],
     }
 
 
@@ -194,8 +226,19 @@ def _label_round(project: Project, team: list[AbstractBaseUser], n: int, state: 
             leases.append((i, user, lease))
     for i, user, lease in leases:
         gold = Document.objects.values_list("gold_label", flat=True).get(pk=lease.document_id)
-        annotation_submit(assignment=lease, user=user, label=state.answer(i, gold), source=AnnotationSource.API)
+        # parse: the answer as an annotator sends it (a label name, or a list of names for a set)
+        answer = project.label_space.parse(state.answer(i, gold))
+        annotation_submit(
+            assignment=lease, user=user, source=AnnotationSource.API, **{project.label_space.answer_field: answer}
+        )
     return len(leases)
+
+
+def _gold_sets_write(project: Project, gold: dict[str, str]) -> None:
+    docs = list(Document.objects.filter(project=project, external_id__in=list(gold)))
+    for doc in docs:
+        doc.gold_label = gold[doc.external_id]
+    Document.objects.bulk_update(docs, ["gold_label"], batch_size=1000)
 
 
 def _retrain(project: Project, eager: EagerTasks, runs_before: int) -> None:
@@ -232,6 +275,7 @@ def replay_run(
     project = projects.project_create(
         name=name,
         labels=data.label_names,
+        task_type=data.task_type,
         acquisition_strategy=strategy,
         retrain_after=batch,
         seed=seed,
@@ -240,8 +284,15 @@ def replay_run(
     )
     records: list[dict[str, Any]] = []
     try:
-        rows = ({"id": f"{data.name}-{i}", "text": data.texts[i], "label": data.labels[i]} for i in split.pool)
-        imports.import_records(project=project, records=rows, label_col="label", external_id_col="id")
+        if data.task_type == SINGLE_LABEL:
+            rows = ({"id": f"{data.name}-{i}", "text": data.texts[i], "label": data.labels[i]} for i in split.pool)
+            imports.import_records(project=project, records=rows, label_col="label", external_id_col="id")
+        else:
+            # The import's label column takes one label name: sets are imported unlabeled and their
+            # gold answers (read only by the simulated annotators) written beside them.
+            rows = ({"id": f"{data.name}-{i}", "text": data.texts[i]} for i in split.pool)
+            imports.import_records(project=project, records=rows, external_id_col="id")
+            _gold_sets_write(project, {f"{data.name}-{i}": data.labels[i] for i in split.pool})
         eager.drain()
         team = _annotators(max(batch, team_policy.holdout_overlap), project)
         state = TeamState(team_policy, list(project.label_names), np.random.default_rng([seed, 18]))

@@ -139,6 +139,7 @@ def review_flagged(state: TeamState, project: Project, flagged: list[int], pool_
         item = items.get(doc_id)
         if item is None:
             continue  # not open: the service flags no document a reviewer has decided
-        decision = review_decide(item=item, reviewer=reviewer, label=gold[doc_id])
+        space = project.label_space
+        decision = review_decide(item=item, reviewer=reviewer, **{space.answer_field: space.parse(gold[doc_id])})
         state.reviews += 1
         state.reviews_changed += bool(decision.replaced_label) and decision.replaced_label != decision.label

@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from labeling.labelspace import label_space_for_model
+from labeling.labelspace import LabelSpace, label_space_for_model
 from labeling.models import ModelVersion, Prediction, Project
 from labeling.selectors.models import champion_get
 from labeling.services import storage
@@ -28,8 +28,9 @@ from modelsvc.artifacts import artifact_digest, load_classifier, save_classifier
 from modelsvc.attribution import attribute
 from modelsvc.config import PACKAGED_ENCODER, ModelConfig
 from modelsvc.encoder import EmbeddingCache, TextEncoder
-from modelsvc.inference import ScoreResult, score_texts
+from modelsvc.inference import ScoreResult, score_multilabel_embeddings, score_texts
 from modelsvc.model import Classifier
+from modelsvc.multilabel import MultiLabelScore
 from modelsvc.tuning import TunedLayers
 
 _CLASSIFIERS_KEPT = 8
@@ -114,11 +115,17 @@ def classifier_for(model_version: ModelVersion) -> Classifier:
 
 def classifier_score(
     classifier: Classifier, texts: Sequence[str], *, return_samples: bool = False, cache_new: bool = True
-) -> ScoreResult:
+) -> ScoreResult | MultiLabelScore:
     """Score texts with the embedding cache of the classifier's encoder (``score_texts`` refuses an encoder
-    whose identity is not the model's: "encoder mismatch"). ``cache_new=False``: read the cache, add nothing."""
+    whose identity is not the model's: "encoder mismatch"). ``cache_new=False``: read the cache, add nothing.
+
+    A multi-label (sigmoid) classifier gives a ``MultiLabelScore`` (per-label probabilities, sets, uncertainty).
+    """
     encoder = classifier_encoder(classifier)
     cache = embedding_cache_for(encoder.encoder_id, read_only=not cache_new)
+    if classifier.multi_label:
+        embeddings = encoder.encode(list(texts), cache=cache)
+        return score_multilabel_embeddings(classifier, embeddings, return_samples=return_samples)
     return score_texts(classifier, list(texts), cache=cache, encoder=encoder, return_samples=return_samples)
 
 
@@ -141,6 +148,8 @@ def predict_texts(*, project: Project, texts: list[str]) -> list[dict[str, Any]]
     # Ad-hoc texts are not documents: they would only fill the cache for the pool's vectors.
     result = classifier_score(classifier, texts, cache_new=False)
     space = label_space_for_model(champion, task_type=project.task_type)
+    if isinstance(result, MultiLabelScore):
+        return _predict_sets(project, champion, space, result)
     out = []
     for i, fields in enumerate(space.prediction_fields(result.probs)):
         confidence = fields.confidence
@@ -154,6 +163,33 @@ def predict_texts(*, project: Project, texts: list[str]) -> list[dict[str, Any]]
                 "mutual_info": float(result.mutual_info[i]),
                 "margin": float(result.margin[i]),
                 "recommendation": recommendation(project, confidence),
+                "model_version": champion.version,
+            }
+        )
+    return out
+
+
+def _predict_sets(
+    project: Project, champion: ModelVersion, space: LabelSpace, result: MultiLabelScore
+) -> list[dict[str, Any]]:
+    """/predict for a multi-label champion: the predicted set, calibrated per-label probabilities, and the
+    recommendation on the probability that the whole set is right (``confidence``)."""
+    out = []
+    thresholds = champion.thresholds or classifier_for(champion).thresholds
+    for i, fields in enumerate(space.prediction_fields(result.probs, thresholds)):
+        out.append(
+            {
+                "label": fields.predicted_label,
+                "labels": list(space.parse(fields.predicted_label)),
+                "confidence": fields.confidence,
+                "probabilities": space.probabilities(fields.probabilities),
+                "thresholds": space.probabilities(list(thresholds or [])),
+                "entropy": float(result.entropy[i].sum()),
+                "expected_entropy": float(result.expected_entropy[i].sum()),
+                "mutual_info": float(result.score[i]),
+                "mutual_info_per_label": space.probabilities([float(v) for v in result.mutual_info[i]]),
+                "margin": float(result.margin()[i]),
+                "recommendation": recommendation(project, fields.confidence),
                 "model_version": champion.version,
             }
         )

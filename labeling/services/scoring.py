@@ -38,6 +38,7 @@ from labeling.services.errors import ScoringBusyError
 from labeling.services.planner import planner_statistics_refresh
 from modelsvc.acquisition import acquisition_scores, strategy_get
 from modelsvc.inference import ScoreResult
+from modelsvc.multilabel import MultiLabelScore, multilabel_acquisition
 from modelsvc.projection import map_fit, map_project
 
 log = logging.getLogger(__name__)
@@ -95,13 +96,16 @@ def map_projection_for(model_version: ModelVersion, embeddings: np.ndarray) -> d
 # --- predictions ---------------------------------------------------------------------------------
 
 
-def acquisition_for(strategy: str, result: ScoreResult, *, seed: int = 0) -> np.ndarray:
+def acquisition_for(strategy: str, result: ScoreResult | MultiLabelScore, *, seed: int = 0) -> np.ndarray:
     """The project's acquisition score per document (N,); higher = ask sooner.
 
     A batch-aware strategy stores its plain score too: the queue applies the batch rule at lease time.
     ``seed`` only matters for "random" and stochastic strategies: it differs per batch so batches do not
     repeat one sequence.
+    A multi-label result ranks by its item score, the summed per-label BALD (``multilabel_acquisition``).
     """
+    if isinstance(result, MultiLabelScore):
+        return multilabel_acquisition(strategy, result, seed=seed)
     assert result.samples is not None
     return np.asarray(acquisition_scores(strategy, result.samples, seed=seed), dtype=float)
 
@@ -120,11 +124,17 @@ def acquisition_seed(project: Project, model_version: ModelVersion, first_docume
 
 
 def prediction_bulk_upsert(
-    *, model_version: ModelVersion, project: Project, document_ids: list[int], result: ScoreResult
+    *, model_version: ModelVersion, project: Project, document_ids: list[int], result: ScoreResult | MultiLabelScore
 ) -> int:
-    """Write one prediction per document for ``model_version``; an existing row is overwritten."""
+    """Write one prediction per document for ``model_version``; an existing row is overwritten.
+
+    Multi-label: the predicted set at the version's per-label thresholds; the uncertainty columns hold
+    item summaries (entropies and mutual information summed over labels, the margin of the label
+    closest to its threshold).
+    """
     space = label_space_for_model(model_version, task_type=project.task_type)
-    fields = space.prediction_fields(result.probs)
+    fields = space.prediction_fields(result.probs, model_version.thresholds)
+    columns = _uncertainty_columns(result)
     points = map_project(map_projection_for(model_version, result.embeddings), result.embeddings)
     acquisition = acquisition_for(
         project.acquisition_strategy, result, seed=acquisition_seed(project, model_version, document_ids[0])
@@ -139,10 +149,7 @@ def prediction_bulk_upsert(
             "model_version_id": model_version.pk,
             "in_queue": doc_id in open_docs,
             **fields[i].as_dict(),
-            "entropy": float(result.entropy[i]),
-            "expected_entropy": float(result.expected_entropy[i]),
-            "mutual_info": float(result.mutual_info[i]),
-            "margin": float(result.margin[i]),
+            **{name: float(values[i]) for name, values in columns.items()},
             "acquisition_score": float(acquisition[i]),
             "map_x": float(points[i, 0]),
             "map_y": float(points[i, 1]),
@@ -152,6 +159,23 @@ def prediction_bulk_upsert(
     ]
     predictions_write(rows=rows)
     return len(rows)
+
+
+def _uncertainty_columns(result: ScoreResult | MultiLabelScore) -> dict[str, np.ndarray]:
+    """The stored per-document uncertainty columns, each (N,)."""
+    if isinstance(result, MultiLabelScore):
+        return {
+            "entropy": result.entropy.sum(1),
+            "expected_entropy": result.expected_entropy.sum(1),
+            "mutual_info": result.score,
+            "margin": result.margin(),
+        }
+    return {
+        "entropy": result.entropy,
+        "expected_entropy": result.expected_entropy,
+        "mutual_info": result.mutual_info,
+        "margin": result.margin,
+    }
 
 
 def predictions_write(*, rows: list[dict[str, Any]], use_copy: bool | None = None) -> None:

@@ -145,3 +145,30 @@ def test_train_flags_default_to_the_configs() -> None:
     args = parser.parse_args(["train", "--data", "x.csv", "--out", "m"])
     assert args.class_weights is TrainConfig.class_weights and args.members == ModelConfig.n_members
     assert parser.parse_args(["train", "--data", "x.csv", "--out", "m", "--class-weights"]).class_weights is True
+
+
+def test_multi_label_train_score_evaluate_on_disaster_rows(
+    tiny_encoder_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modelsvc.datasets import load_multilabel
+
+    data = load_multilabel("disaster")
+    sets = data.label_sets()
+    pd.DataFrame({"text": data.texts[:60], "label": sets[:60]}).to_csv(tmp_path / "ml.csv", index=False)
+    common = ["--encoder", str(tiny_encoder_dir), "--max-length", "16", "--epochs", "10", "--samples", "4"]
+    out = tmp_path / "ml-model"
+    labels = ["--labels", ",".join(data.label_names)]
+    rc = main(["train", "--data", str(tmp_path / "ml.csv"), "--multi-label", "--out", str(out), *labels, *common])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert len(summary["thresholds"]) == 35 and summary["labels"] == data.label_names
+    assert (
+        main(["score", "--model", str(out), "--data", str(tmp_path / "ml.csv"), "--out", str(tmp_path / "s.jsonl")])
+        == 0
+    )
+    capsys.readouterr()
+    first = json.loads((tmp_path / "s.jsonl").read_text().splitlines()[0])
+    assert set(first["labels"]) <= set(data.label_names) and len(first["probabilities"]) == 35
+    assert main(["evaluate", "--model", str(out), "--data", str(tmp_path / "ml.csv"), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n"] == 60 and {"micro_f1", "macro_f1", "subset_accuracy", "hamming_loss"} <= set(metrics)

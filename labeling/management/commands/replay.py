@@ -20,6 +20,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from labeling.labelspace import MULTI_LABEL
 from labeling.models import AcquisitionStrategy
 from labeling.replay import curves
 from labeling.replay.eager import EagerTasks
@@ -29,6 +30,12 @@ from labeling.services import modeling
 
 
 def load_data(source: str, text_col: str, label_col: str) -> ReplayData:
+    from modelsvc.datasets import BUILTIN, is_multilabel, load_multilabel
+
+    if source in BUILTIN and is_multilabel(source):
+        data = load_multilabel(source)
+        texts, labels = dedupe(data.texts, data.label_sets())
+        return ReplayData(name=source, texts=texts, labels=labels, label_names=data.label_names, task_type=MULTI_LABEL)
     if source in ("rt-snippets", "trec"):
         from modelsvc.datasets import load_builtin
 
@@ -50,7 +57,7 @@ class Command(BaseCommand):
     help = "Replay a labeled dataset through the service's active-learning loop and write learning curves."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--data", help="rt-snippets, trec, or a CSV/JSONL/Parquet file")
+        parser.add_argument("--data", help="rt-snippets, trec, disaster (multi-label), or a CSV/JSONL/Parquet file")
         parser.add_argument("--text-col", default="text")
         parser.add_argument("--label-col", default="label")
         parser.add_argument(
@@ -184,9 +191,10 @@ class Command(BaseCommand):
         self.stdout.write(f"encoded {len(texts):,} texts (cache) in {time.perf_counter() - t0:.0f} s")
 
     def _progress(self, record: dict[str, Any]) -> None:
+        micro = f"micro-f1 {record['micro_f1']:.3f} " if "micro_f1" in record else ""
         self.stdout.write(
             f"  {record['strategy']:<8} seed {record['seed']} labels {record['labels']:>5} "
-            f"acc {record['accuracy']:.3f} f1 {record['macro_f1']:.3f} ece {record['ece']:.3f} "
+            f"acc {record['accuracy']:.3f} {micro}f1 {record['macro_f1']:.3f} ece {record['ece']:.3f} "
             f"v{record['model_version']} {record['round_s']:.1f}s"
             + (f" wrong {record['wrong_labels']} reviews {record['reviews']}" if "wrong_labels" in record else "")
         )

@@ -32,6 +32,7 @@ from labeling.services.training.label_issues import (
     label_issues_rank,
     reviewer_decided,
 )
+from labeling.services.training.multilabel import multilabel_challenger_evaluate
 from labeling.services.training.promotion import challenger_decide
 from labeling.services.training.recalibration import (
     champion_recalibrate,
@@ -133,11 +134,13 @@ def _execute(run: TrainingRun) -> None:
         raise TrainingDataError(f"{len(labeled)} labeled pool documents cover fewer than 2 classes")
     _stage(run.pk, "train", labels_used=len(labeled))
     texts, labels = [t for _, t, _ in labeled], [lab for _, _, lab in labeled]
-    encoder = modeling.encoder_for()  # the host's encoder: the features setting does not change its vectors
-    config = dataclasses.replace(encoder.config, features=project.model_features)
+    space = project.label_space
+    encoder = modeling.encoder_for()  # the host's encoder: the head and its features do not change its vectors
+    # The head the task type needs (softmax, or one sigmoid per label) and the project's input features.
+    config = dataclasses.replace(encoder.config, features=project.model_features, output=space.output)
     result = train(
         texts,
-        labels,
+        space.training_targets(labels),
         label_names=project.label_names,
         model_config=config,
         train_config=TrainConfig(seed=project.seed, fine_tune=project.fine_tune),
@@ -151,6 +154,9 @@ def _execute(run: TrainingRun) -> None:
     result.calibration["device"] = encoder.device_name  # where the encoder ran (and fine-tuned), for the record
     # One snapshot of the holdout serves the temperature fit, the challenger's figures and the gate.
     holdout = majority_labels(project=project, split=Split.HOLDOUT)
+    if result.classifier.multi_label:
+        _execute_multilabel(run, result, texts=texts, holdout=holdout)
+        return
     assessment = None
     if holdout:
         embeddings, y = holdout_arrays(project, result.classifier, holdout)
@@ -196,6 +202,27 @@ def _pool_texts(project: Project) -> list[str]:
     return list(Document.objects.filter(project=project, split=Split.POOL).values_list("text", flat=True))
 
 
+def _execute_multilabel(
+    run: TrainingRun, result: TrainResult, *, texts: list[str], holdout: list[tuple[int, str, str]]
+) -> None:
+    """Evaluate and decide a multi-label challenger: the set metrics on the holdout, the example-F1 gate.
+
+    Its per-label temperatures and thresholds stay as cross-fitted on the pool: the holdout refit and the
+    likely-wrong-label ranking are single-label (softmax) procedures.
+    """
+    challenger = _model_version_save(run, result, texts=texts)
+    _stage(run.pk, "evaluate")
+    evaluation = multilabel_challenger_evaluate(
+        project=run.project, challenger=challenger, classifier=result.classifier, holdout=holdout
+    )
+    promote, reason = evaluation.decide(run.project.promotion_tolerance)
+    ModelVersion.objects.filter(pk=challenger.pk).update(metrics=evaluation.metrics, decision_reason=reason)
+    challenger_decide(
+        run=run, challenger=challenger, promote=promote, reason=reason,
+        evaluated_against=evaluation.champion.pk if evaluation.champion else None,
+    )
+
+
 def _champion_recalibrate_after_rejection(run: TrainingRun, holdout: list[tuple[int, str, str]]) -> None:
     """The champion stays, but the holdout grew since its temperature was fitted: refit it."""
     try:
@@ -228,6 +255,7 @@ def _model_version_save(run: TrainingRun, result: TrainResult, *, texts: list[st
         label_map=list(result.classifier.label_names),
         train_label_count=len(texts),
         calibration=calibration,
+        thresholds=result.classifier.thresholds,
         metrics={"calibration_split": metrics_compact(result.metrics)},
     )
     TrainingRun.objects.filter(pk=run.pk).update(model_version=challenger)
