@@ -71,14 +71,15 @@ def training_run_request(*, project: Project, trigger: str, requested_by: Any = 
 
 
 def _label_classes(project: Project) -> int:
-    return (
-        Annotation.objects.filter(
-            document__project=project, document__split=Split.POOL, label__in=project.label_names
-        )
-        .values("label")
-        .distinct()
-        .count()
+    """How many distinct current answers the pool's labels hold (a label name, or a multi-label set)."""
+    space = project.label_space
+    answers = (
+        Annotation.objects.filter(document__project=project, document__split=Split.POOL)
+        .order_by()
+        .values_list("label", flat=True)
+        .distinct()[:100]  # a first model needs 2; a multi-label pool may hold thousands of distinct sets
     )
+    return sum(1 for answer in answers if space.is_current(answer))
 
 
 def retrain_due(project: Project, *, any_new: bool = False) -> tuple[bool, str]:
