@@ -83,6 +83,9 @@ class LabelSpace(ABC):
     """An ordered label set of one task type. Subclasses say what an answer and an output are."""
 
     task_type: ClassVar[str]
+    #: Whether a softmax over label-description similarities is a fair first guess of this space's
+    #: outputs (the pre-model zero-shot order, services/coldstart.py): one label per item, yes.
+    zero_shot: ClassVar[bool] = False
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names: tuple[str, ...] = tuple(str(n) for n in names)
@@ -134,6 +137,7 @@ class SingleLabel(LabelSpace):
     """Exactly one label per item; the model outputs a softmax over the C labels."""
 
     task_type = SINGLE_LABEL
+    zero_shot = True
 
     def validate_answer(self, value: object) -> str | None:
         if not isinstance(value, str) or value not in self._index:

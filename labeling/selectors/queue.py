@@ -14,7 +14,8 @@ round trip (docs/BENCHMARKS.md):
   The document filters (``is_labeled``, split), the free places (``labels_required`` against live
   leases and labels) and the anti-join on the caller's own leases and skips are applied to those
   rows; when they remove too many, the window widens.
-- ``random_unleased``: holdout and cold-start items from a seeded pivot, one statement.
+- ``cold_start_ranked``: before the first model, the stored pre-model order (services/coldstart.py);
+- ``random_unleased``: holdout items, and pool items nothing ranks, from a seeded pivot, one statement.
 
 Each row carries what the response shows (document text, the champion's prediction), so a lease
 needs no further read. The lease itself (row lock, insert) is the service's job
@@ -274,6 +275,22 @@ def random_unleased(
                 [*fresh_params, fraction, project.pk, limit - len(rows)],
             )
     return [_document(row) for row in rows]
+
+
+def cold_start_ranked(project: Project, *, annotator_id: int, limit: int = 5) -> list[tuple[Document, int]]:
+    """Free pool documents of the pre-model order (``Document.cold_start_rank``), lowest rank first.
+
+    Same rules as every queue read: unlabeled, a free place, never held or skipped by the caller. The
+    partial index ``doc_cold_start_open`` holds only ranked, unlabeled documents (a few hundred).
+    """
+    cols = ", ".join(f"d.{c}" for c in _DOC_COLUMNS)
+    sql = (
+        f"SELECT {cols}, d.cold_start_rank FROM {DOC} d"
+        " WHERE d.project_id = %s AND d.cold_start_rank IS NOT NULL AND NOT d.is_labeled AND d.split = %s"
+        f" AND {_open_places('d.id')} ORDER BY d.cold_start_rank LIMIT %s"
+    )
+    rows = _fetch(sql, [project.pk, Split.POOL.value, *_open_places_params(annotator_id), limit])
+    return [(_document(row[:-1]), row[-1]) for row in rows]
 
 
 def queue_size(project: Project) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ from django.utils import timezone
 from labeling.labelspace import label_space_for_model
 from labeling.models import PREDICTION_SCORE_FIELDS, Document, ModelVersion, Prediction, Project, Split, TrainingRun
 from labeling.selectors.models import champion_get, champion_has_gaps, documents_unscored_page
-from labeling.services import modeling
+from labeling.services import coldstart, modeling
 from labeling.services.assignments import assignments_expire
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import ScoringBusyError
@@ -54,6 +54,7 @@ class ScoreReport:
     remaining: bool = False  # stopped on the time budget; a continuation was enqueued
     busy: bool = False  # another scorer holds the project
     stale: bool = False  # the message named a model that is no longer the champion
+    cold_start: dict[str, Any] = field(default_factory=dict)  # no champion: the pre-model order's refresh
 
 
 # --- the 2-D map -------------------------------------------------------------------------------
@@ -200,6 +201,13 @@ def project_score_pending(
             return report
         while True:
             champion = champion_get(project_id=project_id)
+            if champion is None and model_version_id is None:
+                # Before the first model: the new documents change the pool the queue's order is drawn from.
+                report.cold_start = coldstart.cold_start_order_refresh(project_id=project_id, time_budget_s=budget)
+                if not report.cold_start.get("remaining"):
+                    return report
+                report.remaining = True
+                break
             if champion is None or (model_version_id is not None and champion.pk != model_version_id):
                 report.stale = model_version_id is not None
                 return report
