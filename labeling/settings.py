@@ -299,7 +299,7 @@ MODEL_MC_SAMPLES: int = env.int("MODEL_MC_SAMPLES", default=20)
 SCORING_BATCH_SIZE: int = env.int("SCORING_BATCH_SIZE", default=256)
 # The pre-model queue order (labeling/services/coldstart.py, docs/MODELSVC.md "Cold start"): typiclust,
 # zero_shot (single-label projects; others take typiclust) or random (the seeded random order).
-COLD_START_METHOD: str = env.str("COLD_START_METHOD", default="typiclust")
+COLD_START_METHOD: str = env.str("COLD_START_METHOD", default="random")
 if COLD_START_METHOD not in ("typiclust", "zero_shot", "random"):
     raise ImproperlyConfigured("COLD_START_METHOD must be typiclust, zero_shot or random")
 # At most this many unlabeled pool documents are embedded and ordered (a seeded sample of a larger pool).

@@ -55,6 +55,7 @@ DOC = Document._meta.db_table
 ASSIGNMENT = Assignment._meta.db_table
 PREDICTION = Prediction._meta.db_table
 MODEL = ModelVersion._meta.db_table
+PROJECT = Project._meta.db_table
 
 # Document columns a queue response shows (and that identify a copy), in the model's field order
 # (``Model.from_db`` with some fields deferred takes the values in that order).
@@ -277,7 +278,14 @@ def random_unleased(
     return [_document(row) for row in rows]
 
 
-def cold_start_ranked(project: Project, *, annotator_id: int, limit: int = 5) -> list[tuple[Document, int]]:
+@dataclass(frozen=True)
+class Ranked:
+    document: Document
+    rank: int
+    strategy: str  # the order's name for the lease reason, as stored with it (``Project.cold_start``)
+
+
+def cold_start_ranked(project: Project, *, annotator_id: int, limit: int = 5) -> list[Ranked]:
     """Free pool documents of the pre-model order (``Document.cold_start_rank``), lowest rank first.
 
     Same rules as every queue read: unlabeled, a free place, never held or skipped by the caller. The
@@ -285,12 +293,17 @@ def cold_start_ranked(project: Project, *, annotator_id: int, limit: int = 5) ->
     """
     cols = ", ".join(f"d.{c}" for c in _DOC_COLUMNS)
     sql = (
-        f"SELECT {cols}, d.cold_start_rank FROM {DOC} d"
+        f"SELECT {cols}, d.cold_start_rank, p.cold_start FROM {DOC} d JOIN {PROJECT} p ON p.id = d.project_id"
         " WHERE d.project_id = %s AND d.cold_start_rank IS NOT NULL AND NOT d.is_labeled AND d.split = %s"
         f" AND {_open_places('d.id')} ORDER BY d.cold_start_rank LIMIT %s"
     )
     rows = _fetch(sql, [project.pk, Split.POOL.value, *_open_places_params(annotator_id), limit])
-    return [(_document(row[:-1]), row[-1]) for row in rows]
+    n = len(_DOC_COLUMNS)
+    out = []
+    for row in rows:
+        info = _json(Project, "cold_start", row[n + 1]) or {}
+        out.append(Ranked(_document(row[:n]), row[n], str(info.get("strategy", "cold_start"))))
+    return out
 
 
 def queue_size(project: Project) -> int:

@@ -175,10 +175,9 @@ def _lease_pool(
                     return Lease(lease, prediction)
     if champion is None:
         # Before the first model: the pre-model order (services/coldstart.py), computed once per pool change.
-        strategy = project.cold_start.get("strategy", "cold_start_random")
-        for document, rank in q.cold_start_ranked(project, annotator_id=annotator.pk):
-            reason = {"strategy": strategy, "score": None, "holdout": False, "model_version": None, "rank": rank}
-            lease = _insert_lease(document, annotator, reason, project.lease_minutes)
+        for r in q.cold_start_ranked(project, annotator_id=annotator.pk):
+            reason = {"strategy": r.strategy, "score": None, "holdout": False, "model_version": None, "rank": r.rank}
+            lease = _insert_lease(r.document, annotator, reason, project.lease_minutes)
             if lease is not None:
                 return Lease(lease, None)
     # Nothing ranked left (or documents the champion has not scored): a seeded random order.

@@ -105,35 +105,46 @@ def cold_start_order_refresh(*, project_id: int, time_budget_s: float = 240.0) -
     token = _pool_token(project, method)
     if project.cold_start.get("token") == token:
         return {"skipped": "up to date"}
-    rows = list(
-        Document.objects.filter(project=project, split=Split.POOL).order_by("id").values_list("id", "text", "is_labeled")
-    )
-    rng = random.Random(f"cold-start:{project.seed}")
-    unlabeled = [(pk, text) for pk, text, labeled in rows if not labeled]
-    labeled = [(pk, text) for pk, text, done in rows if done]
-    cap = settings.COLD_START_SAMPLE
-    if len(unlabeled) > cap:
-        unlabeled = sorted(rng.sample(unlabeled, cap))
-    if len(labeled) > cap:
-        labeled = sorted(rng.sample(labeled, cap))
+    if method == "random":
+        _order_store(project, [], token=token, method=method, sample=0)
+        return {"method": method, "ranked": 0, "sample": 0}
+    unlabeled, labeled = _pool_sample(project)
     budget = cold_start_budget(project)
     ranked_ids: list[int] = []
-    if method != "random" and unlabeled:
-        deadline = started + time_budget_s
-        vectors = _encode([t for _, t in unlabeled] + [t for _, t in labeled], deadline)
+    if unlabeled:
+        if method == "typiclust":
+            vectors = _encode(_texts(unlabeled + labeled), started + time_budget_s)
+        else:
+            vectors = _encode(_texts(unlabeled), started + time_budget_s)
         if vectors is None:
             return {"remaining": True}
         n = len(unlabeled)
         if method == "zero_shot":
             label_vectors = _encode(_label_prompts(project), float("inf"))
             assert label_vectors is not None
-            probs = zero_shot_probabilities(vectors[:n], label_vectors)
-            order = zero_shot_order(probs, budget=budget)
+            order = zero_shot_order(zero_shot_probabilities(vectors, label_vectors), budget=budget)
         else:
             order = typiclust_order(vectors, budget=budget, seed=project.seed, labeled=range(n, n + len(labeled)))
-        ranked_ids = [unlabeled[int(i)][0] for i in order]
+        ranked_ids = [unlabeled[int(i)] for i in order]
     _order_store(project, ranked_ids, token=token, method=method, sample=len(unlabeled))
     return {"method": method, "ranked": len(ranked_ids), "sample": len(unlabeled)}
+
+
+def _pool_sample(project: Project) -> tuple[list[int], list[int]]:
+    """Ids of (unlabeled, labeled) pool documents, each a seeded sample of at most COLD_START_SAMPLE, in id order."""
+    rows = Document.objects.filter(project=project, split=Split.POOL).order_by("id").values_list("id", "is_labeled")
+    rng = random.Random(f"cold-start:{project.seed}")
+    cap = settings.COLD_START_SAMPLE
+    out: list[list[int]] = []
+    for want in (False, True):
+        ids = [pk for pk, done in rows if done == want]
+        out.append(sorted(rng.sample(ids, cap)) if len(ids) > cap else ids)
+    return out[0], out[1]
+
+
+def _texts(ids: list[int]) -> list[str]:
+    text = dict(Document.objects.filter(pk__in=ids).values_list("id", "text"))
+    return [text[pk] for pk in ids]
 
 
 def _order_store(project: Project, ranked_ids: list[int], *, token: dict[str, Any], method: str, sample: int) -> None:
