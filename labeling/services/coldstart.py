@@ -34,6 +34,12 @@ from modelsvc.coldstart import label_prompt, typiclust_order, zero_shot_order, z
 
 #: The lease reason's ``strategy`` for a document served from the ranked order, per method.
 STRATEGY = {"typiclust": "cold_start_typiclust", "zero_shot": "cold_start_zero_shot"}
+#: How the labeling page's "chosen by" line names the pre-model orders.
+STRATEGY_NAMES = {
+    "cold_start_typiclust": "TypiClust, before the first model (a typical document of an unlabeled cluster)",
+    "cold_start_zero_shot": "zero-shot label similarity, before the first model (nothing trained yet)",
+    "cold_start_random": "seeded random order, before the first model",
+}
 #: Documents encoded per cache write: a task stopped by its time limit keeps what it encoded.
 _ENCODE_CHUNK = 500
 #: A label's guideline note is cut to this many characters before it is encoded with the label's name.
