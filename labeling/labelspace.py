@@ -87,6 +87,9 @@ class LabelSpace(ABC):
     answer_field: ClassVar[str]
     #: The model head this task type trains (``modelsvc.config.ModelConfig.output``).
     output: ClassVar[str]
+    #: Whether a softmax over label-description similarities is a fair first guess of this space's
+    #: outputs (the pre-model zero-shot order, services/coldstart.py): one label per item, yes.
+    zero_shot: ClassVar[bool] = False
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names: tuple[str, ...] = tuple(str(n) for n in names)
@@ -177,6 +180,7 @@ class SingleLabel(LabelSpace):
     task_type = SINGLE_LABEL
     answer_field = "label"
     output = "softmax"
+    zero_shot = True
 
     def validate_answer(self, value: object) -> str | None:
         if not isinstance(value, str) or value not in self._index:

@@ -211,6 +211,9 @@ class Project(models.Model):
         help_text="a label the label-noise loop flagged stops training until a reviewer decides it (off: it "
         "keeps training until then; measured not to help, docs/REPLAY.md)",
     )
+    # Kept by services/coldstart.py: how the pre-model queue order was chosen ({method, pool token,
+    # ranked, computed_at}); empty until the first ingest is ordered.
+    cold_start = models.JSONField(default=dict, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -257,6 +260,9 @@ class Document(models.Model):
     # "Has all its labels": denormalised by the annotation service in the same transaction (labels
     # >= labels_required), so the queue query stays an index scan.
     is_labeled = models.BooleanField(default=False)
+    # The pre-model queue order (services/coldstart.py): 1 = label first; null = not chosen (served in
+    # the seeded random order after the ranked ones).
+    cold_start_rank = models.PositiveIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -271,6 +277,11 @@ class Document(models.Model):
         indexes = [
             models.Index(fields=["project", "content_hash"], name="doc_project_hash"),
             models.Index(fields=["project", "split", "is_labeled"], name="doc_project_split_labeled"),
+            models.Index(
+                fields=["project", "cold_start_rank"],
+                condition=Q(cold_start_rank__isnull=False, is_labeled=False),
+                name="doc_cold_start_open",
+            ),
         ]
 
     def __str__(self) -> str:

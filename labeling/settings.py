@@ -306,6 +306,15 @@ SCORING_BATCH_SIZE: int = env.int("SCORING_BATCH_SIZE", default=256)
 # walks the whole pool, as before. Pools smaller than SCORING_SLICE_MIN_DOCS per slice are not split.
 SCORING_SLICES: int = env.int("SCORING_SLICES", default=1)
 SCORING_SLICE_MIN_DOCS: int = env.int("SCORING_SLICE_MIN_DOCS", default=2000)
+# The pre-model queue order (labeling/services/coldstart.py, docs/MODELSVC.md "Cold start"): typiclust,
+# zero_shot (single-label projects; others take typiclust) or random (the seeded random order).
+COLD_START_METHOD: str = env.str("COLD_START_METHOD", default="random")
+if COLD_START_METHOD not in ("typiclust", "zero_shot", "random"):
+    raise ImproperlyConfigured("COLD_START_METHOD must be typiclust, zero_shot or random")
+# At most this many unlabeled pool documents are embedded and ordered (a seeded sample of a larger pool).
+COLD_START_SAMPLE: int = env.int("COLD_START_SAMPLE", default=5000)
+# At most this many documents are ranked (twice the labels a first model needs, below this).
+COLD_START_BUDGET_MAX: int = env.int("COLD_START_BUDGET_MAX", default=400)
 
 LOGGING = {
     "version": 1,

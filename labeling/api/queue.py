@@ -27,7 +27,10 @@ from labeling.services.assignments import (
 
 
 class ReasonSerializer(serializers.Serializer):
-    strategy = serializers.CharField(help_text="acquisition strategy, holdout_random or cold_start_random")
+    strategy = serializers.CharField(
+        help_text="acquisition strategy, holdout_random, or before the first model cold_start_random, "
+        "cold_start_typiclust or cold_start_zero_shot",
+    )
     score = serializers.FloatField(allow_null=True, help_text="acquisition score (higher = asked sooner)")
     holdout = serializers.BooleanField(help_text="true: an evaluation item, labeled blind (no prediction shown)")
     model_version = serializers.IntegerField(allow_null=True)

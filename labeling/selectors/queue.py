@@ -14,7 +14,8 @@ round trip (docs/BENCHMARKS.md):
   The document filters (``is_labeled``, split), the free places (``labels_required`` against live
   leases and labels) and the anti-join on the caller's own leases and skips are applied to those
   rows; when they remove too many, the window widens.
-- ``random_unleased``: holdout and cold-start items from a seeded pivot, one statement.
+- ``cold_start_ranked``: before the first model, the stored pre-model order (services/coldstart.py);
+- ``random_unleased``: holdout items, and pool items nothing ranks, from a seeded pivot, one statement.
 
 Each row carries what the response shows (document text, the champion's prediction), so a lease
 needs no further read. The lease itself (row lock, insert) is the service's job
@@ -54,6 +55,7 @@ DOC = Document._meta.db_table
 ASSIGNMENT = Assignment._meta.db_table
 PREDICTION = Prediction._meta.db_table
 MODEL = ModelVersion._meta.db_table
+PROJECT = Project._meta.db_table
 
 # Document columns a queue response shows (and that identify a copy), in the model's field order
 # (``Model.from_db`` with some fields deferred takes the values in that order).
@@ -318,6 +320,34 @@ def random_unleased(
                 [*fresh_params, fraction, project.pk, limit - len(rows)],
             )
     return [_document(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class Ranked:
+    document: Document
+    rank: int
+    strategy: str  # the order's name for the lease reason, as stored with it (``Project.cold_start``)
+
+
+def cold_start_ranked(project: Project, *, annotator_id: int, limit: int = 5) -> list[Ranked]:
+    """Free pool documents of the pre-model order (``Document.cold_start_rank``), lowest rank first.
+
+    Same rules as every queue read: unlabeled, a free place, never held or skipped by the caller. The
+    partial index ``doc_cold_start_open`` holds only ranked, unlabeled documents (a few hundred).
+    """
+    cols = ", ".join(f"d.{c}" for c in _DOC_COLUMNS)
+    sql = (
+        f"SELECT {cols}, d.cold_start_rank, p.cold_start FROM {DOC} d JOIN {PROJECT} p ON p.id = d.project_id"
+        " WHERE d.project_id = %s AND d.cold_start_rank IS NOT NULL AND NOT d.is_labeled AND d.split = %s"
+        f" AND {_open_places('d.id')} ORDER BY d.cold_start_rank LIMIT %s"
+    )
+    rows = _fetch(sql, [project.pk, Split.POOL.value, *_open_places_params(annotator_id), limit])
+    n = len(_DOC_COLUMNS)
+    out = []
+    for row in rows:
+        info = _json(Project, "cold_start", row[n + 1]) or {}
+        out.append(Ranked(_document(row[:n]), row[n], str(info.get("strategy", "cold_start"))))
+    return out
 
 
 def queue_size(project: Project) -> int:

@@ -200,7 +200,14 @@ def _lease_pool(
                 lease = _insert_lease(document, annotator, reason, project.lease_minutes, selection=selection)
                 if lease is not None:
                     return Lease(lease, prediction)
-    # Cold start (no champion yet, or documents it has not scored): a seeded random order.
+    if champion is None:
+        # Before the first model: the pre-model order (services/coldstart.py), computed once per pool change.
+        for r in q.cold_start_ranked(project, annotator_id=annotator.pk):
+            reason = {"strategy": r.strategy, "score": None, "holdout": False, "model_version": None, "rank": r.rank}
+            lease = _insert_lease(r.document, annotator, reason, project.lease_minutes)
+            if lease is not None:
+                return Lease(lease, None)
+    # Nothing ranked left (or documents the champion has not scored): a seeded random order.
     documents = q.random_unleased(project, split=Split.POOL, annotator_id=annotator.pk, rng=rng)
     reason = {
         "strategy": "cold_start_random",

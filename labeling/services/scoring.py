@@ -15,7 +15,7 @@ import dataclasses
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ from labeling.selectors.models import (
     documents_id_slices,
     documents_unscored_page,
 )
-from labeling.services import modeling
+from labeling.services import coldstart, modeling
 from labeling.services.assignments import assignments_expire
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import ScoringBusyError
@@ -63,6 +63,7 @@ class ScoreReport:
     busy: bool = False  # another scorer holds the project
     stale: bool = False  # the message named a model that is no longer the champion
     slices: int = 0  # the re-score was split into this many RESCORE_SLICE tasks
+    cold_start: dict[str, Any] = field(default_factory=dict)  # no champion: the pre-model order's refresh
 
 
 @dataclass(frozen=True)
@@ -265,6 +266,13 @@ def project_score_pending(
             return report
         while True:
             champion = champion_get(project_id=project_id)
+            if champion is None and model_version_id is None:
+                # Before the first model: the new documents change the pool the queue's order is drawn from.
+                report.cold_start = coldstart.cold_start_order_refresh(project_id=project_id, time_budget_s=budget)
+                if not report.cold_start.get("remaining"):
+                    return report
+                report.remaining = True
+                break
             if champion is None or (model_version_id is not None and champion.pk != model_version_id):
                 report.stale = model_version_id is not None
                 return report

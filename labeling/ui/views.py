@@ -37,6 +37,7 @@ from labeling.selectors.documents import is_blind, visible_annotations
 from labeling.selectors.guidelines import guidelines_get
 from labeling.selectors.models import champion_get
 from labeling.selectors.review import review_summary
+from labeling.services import coldstart
 from labeling.services.modeling import prediction_attributions_request
 from labeling.ui.access import nav_links, project_json, project_page
 
@@ -86,7 +87,8 @@ def label(request: HttpRequest, pk: int) -> HttpResponse:
         "labels": _label_buttons(project),
         "keys": {"skip": PAGE_KEYS["skip"], "undo": PAGE_KEYS["undo"]},
         "progress": dash.labeling_progress(project=project, user=request.user),
-        "strategies": dict(AcquisitionStrategy.choices),  # the "chosen by" line names them as declared
+        # The "chosen by" line names them as declared.
+        "strategies": {**dict(AcquisitionStrategy.choices), **coldstart.STRATEGY_NAMES},
         "accept_suggestion_key": ACCEPT_SUGGESTION_KEY,
         **_answer_config(project),
     }
