@@ -18,6 +18,10 @@ After rename, retire, merge and split the project's open disagreement review ite
 (``review_labelset``): one whose disagreement the change dissolved is closed with its reason recorded
 and audited; one still in disagreement stays open, showing the renamed labels.
 
+A multi-label project's answers are sets in one column: rename, merge and retire rewrite every stored set
+that names the label (``labelset_sets``), a split sends back every document whose set names it, and a
+retire that would empty an answer sends that document back instead of storing "none applies".
+
 The champion was trained on the old set: it is retired at once (the queue falls back to its seeded
 order, nothing ranks or shows predictions of the old labels) and a retrain is requested.
 """
