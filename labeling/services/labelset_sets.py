@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q
+from django.db import connection
+from django.db.models import Model, Q
 from django.utils import timezone
 
 from labeling.labelspace import SET_SEPARATOR, MultiLabel
@@ -49,6 +50,24 @@ def sets_naming(column: str, names: Sequence[str]) -> Q:
             | Q(**{f"{column}__contains": SET_SEPARATOR + name + SET_SEPARATOR})
         )
     return q
+
+
+def _set_column(model: type[Model], column: str, rows: Sequence[tuple[int, str]], **also: Any) -> None:
+    """One UPDATE ... FROM unnest(ids, values): each row's ``column`` to its own value (and ``also`` to one).
+
+    ``bulk_update``'s CASE WHEN per row grows with the batch squared; a rename over a few thousand
+    sets spent most of its time there.
+    """
+    if not rows:
+        return
+    table = connection.ops.quote_name(model._meta.db_table)
+    extra = "".join(f", {connection.ops.quote_name(name)} = %s" for name in also)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS t SET {connection.ops.quote_name(column)} = v.value{extra} "
+            "FROM unnest(%s::bigint[], %s::text[]) AS v(id, value) WHERE t.id = v.id",
+            [*also.values(), [pk for pk, _ in rows], [value for _, value in rows]],
+        )
 
 
 @dataclass(frozen=True)
@@ -97,11 +116,7 @@ def sets_rewrite(
             ],
             batch_size=2000,
         )
-        Annotation.objects.bulk_update(
-            [Annotation(pk=pk, label=new, updated_at=now) for pk, _, new in moves],
-            ["label", "updated_at"],
-            batch_size=2000,
-        )
+        _set_column(Annotation, "label", [(pk, new) for pk, _, new in moves], updated_at=now)
 
     decisions: list[ReviewDecision] = []
     for decision in ReviewDecision.objects.filter(project=project).filter(
@@ -116,12 +131,9 @@ def sets_rewrite(
 
     docs = {"gold_label": 0, "suggested_label": 0}
     for column in docs:
-        updates = []
-        for pk, old in (
-            Document.objects.filter(project=project).filter(sets_naming(column, changed)).values_list("pk", column)
-        ):
-            updates.append(Document(pk=pk, **{column: space.relabel(old, mapping)}))
-        Document.objects.bulk_update(updates, [column], batch_size=2000)
+        rows = Document.objects.filter(project=project).filter(sets_naming(column, changed)).values_list("pk", column)
+        updates = [(pk, space.relabel(old, mapping)) for pk, old in rows]
+        _set_column(Document, column, updates)
         docs[column] = len(updates)
     return SetsRewritten(
         migrated=len(moves),
