@@ -9,7 +9,8 @@ document per message, its 35 label columns (``related`` 2 counted as 1) the stor
 ``--annotators`` annotators. Then, in order, each timed as one call of the service (its transaction,
 the rewrite, the revisions, the review re-check, the audit event): rename ``food`` -> ``food_aid``,
 merge ``water`` into ``food_aid``, retire ``shelter``, split ``medical_help`` into two. Prints the
-rows each touched and the seconds. A fresh project each run; nothing is asserted.
+rows each touched and the seconds, one JSON object per line after the machine's. A fresh project each
+run; nothing is asserted. No baseline: the single-label path is a plain UPDATE ... WHERE label = x.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import csv
 import hashlib
 import io
+import json
 import tarfile
 import time
 from pathlib import Path
@@ -92,8 +94,8 @@ def main() -> None:
             ],
             batch_size=5000,
         )
-    print(machine(), flush=True)
-    print(f"{len(rows)} documents x {args.annotators} annotators, {len(names)} labels", flush=True)
+    print(json.dumps(machine()), flush=True)
+    print(json.dumps({"documents": len(rows), "annotators": args.annotators, "labels": len(names)}), flush=True)
     steps = [
         (
             "rename food -> food_aid",
@@ -115,7 +117,8 @@ def main() -> None:
         start = time.perf_counter()
         change = step()
         seconds = time.perf_counter() - start
-        print(f"{what}: {seconds:.2f} s, migrated {change.migrated}, reopened {change.reopened}", flush=True)
+        row = {"change": what, "seconds": round(seconds, 2), "migrated": change.migrated, "reopened": change.reopened}
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
