@@ -131,8 +131,8 @@ def sets_rewrite(
 
     docs = {"gold_label": 0, "suggested_label": 0}
     for column in docs:
-        rows = Document.objects.filter(project=project).filter(sets_naming(column, changed)).values_list("pk", column)
-        updates = [(pk, space.relabel(old, mapping)) for pk, old in rows]
+        held = Document.objects.filter(project=project).filter(sets_naming(column, changed)).values_list("pk", column)
+        updates = [(pk, space.relabel(old, mapping)) for pk, old in held]
         _set_column(Document, column, updates)
         docs[column] = len(updates)
     return SetsRewritten(
