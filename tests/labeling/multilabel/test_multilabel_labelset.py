@@ -149,6 +149,16 @@ def test_rename_rewrites_every_set_naming_the_label_in_place(admin_client, ml_pr
     assert ml_project.label_names == ["water", "rations", "shelter", "medical_help"]
     assert label_set_usage(project=ml_project) == {"water": 2, "rations": 3, "shelter": 2, "medical_help": 1}
     _model_followed(ml_project, champion)
+    event = AuditEvent.objects.get(action=AuditAction.LABEL_SET_CHANGED, project_id=ml_project.pk)
+    assert event.actor_name == "admin" or event.actor_id is not None
+    assert {k: event.data[k] for k in ("operation", "label", "new_name", "migrated", "retired_champion")} == {
+        "operation": "rename",
+        "label": "food",
+        "new_name": "rations",
+        "migrated": 3,
+        "retired_champion": 1,
+    }
+    assert set(AnnotationRevision.objects.values_list("changed_by__is_staff", flat=True)) == {True}
 
 
 def test_a_rename_touches_exact_names_only(admin_client, ml_project, ml_docs, annotator_client):
