@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -296,6 +296,22 @@ class MultiLabel(LabelSpace):
     def store(self, value: Any) -> str:
         return SET_SEPARATOR.join(self.ordered(value))
 
+    def relabel(self, stored: str, mapping: Mapping[str, str | None]) -> str:
+        """A stored set with its names mapped (``None`` drops one), stored in this space's order.
+
+        For a label-set change: ``self`` is the new set. A mapped name that appears twice is kept once (a
+        merge of two labels a set holds). A name this space does not know (one already retired or split
+        away, kept as given) is kept, after the known ones in its stored order: nothing is dropped but
+        what ``mapping`` drops. The empty string is the empty set.
+        """
+        out: list[str] = []
+        for name in self.as_names(stored):
+            new = mapping.get(name, name)
+            if new is not None and new not in out:
+                out.append(new)
+        known = [n for n in self.names if n in out]
+        return SET_SEPARATOR.join([*known, *(n for n in out if n not in self._index)])
+
     def parse(self, stored: str) -> tuple[str, ...]:
         return self.ordered(stored.split(SET_SEPARATOR)) if stored else ()
 
@@ -340,7 +356,13 @@ class MultiLabel(LabelSpace):
         # Per-label majority: a label is in the consensus set when more than half of the valid answers
         # include it. A label the answers split evenly on is a tie (no consensus: review). The agreement
         # is the weakest label's majority share, so ``min_agreement`` asks every label to be agreed that well.
-        valid = [self._as_set(a) for a in answers if isinstance(a, str | list | tuple | set | frozenset)]
+        # A stored set naming a label no longer in the set (one split away, kept as given until its
+        # annotator answers again) does not vote, as a single label no longer in the set does not.
+        valid = [
+            self._as_set(a)
+            for a in answers
+            if (isinstance(a, str) and self.is_current(a)) or isinstance(a, list | tuple | set | frozenset)
+        ]
         total = len(valid)
         if not total:
             return Consensus(None, 0.0, ConsensusReason.NO_ANSWER, 0)

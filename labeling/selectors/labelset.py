@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from django.db.models import Count
 
 from labeling.models import Annotation, LabelSetOperation, LabelSetVersion, Project
@@ -16,14 +18,25 @@ def label_set_versions(*, project: Project) -> list[LabelSetVersion]:
     if not versions:
         versions = [
             LabelSetVersion(
-                project=project, version=project.label_set_version, labels=project.labels,
-                operation=LabelSetOperation.INITIAL, created_at=project.created_at,
+                project=project,
+                version=project.label_set_version,
+                labels=project.labels,
+                operation=LabelSetOperation.INITIAL,
+                created_at=project.created_at,
             )
         ]
     return versions
 
 
 def label_set_usage(*, project: Project) -> dict[str, int]:
-    """{label: annotations with it} over the project, retired labels included (their annotations stay)."""
+    """{label: annotations with it} over the project, retired labels included (their annotations stay).
+
+    A multi-label answer counts once for each label its set holds.
+    """
+    space = project.label_space
     rows = Annotation.objects.filter(document__project=project).values("label").annotate(n=Count("id"))
-    return {row["label"]: row["n"] for row in rows}
+    usage: Counter[str] = Counter()
+    for row in rows:
+        for name in space.as_names(row["label"]):
+            usage[name] += row["n"]
+    return dict(usage)

@@ -18,6 +18,10 @@ After rename, retire, merge and split the project's open disagreement review ite
 (``review_labelset``): one whose disagreement the change dissolved is closed with its reason recorded
 and audited; one still in disagreement stays open, showing the renamed labels.
 
+A multi-label project's answers are sets in one column: rename, merge and retire rewrite every stored set
+that names the label (``labelset_sets``), a split sends back every document whose set names it, and a
+retire that would empty an answer sends that document back instead of storing "none applies".
+
 The champion was trained on the old set: it is retired at once (the queue falls back to its seeded
 order, nothing ranks or shows predictions of the old labels) and a retrain is requested.
 """
@@ -31,8 +35,10 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
+from labeling.labelspace import MULTI_LABEL
 from labeling.models import (
     KEY_RE,
     LABEL_NAME_RE,
@@ -57,6 +63,7 @@ from labeling.models import (
 )
 from labeling.selectors.models import latest_trained_version
 from labeling.services.audit import audit_record
+from labeling.services.labelset_sets import sets_naming, sets_rewrite
 from labeling.services.review_labelset import review_items_relabeled
 from labeling.services.training.triggers import training_run_request
 
@@ -108,12 +115,8 @@ def _lock(project: Project) -> Project:
     return locked
 
 
-def _single_label_only(project: Project, field_name: str, operation: str) -> None:
-    # Stored multi-label answers are sets joined in one column: moving a name through them (rename,
-    # merge) or dropping answers that hold one (retire, split) is not built yet, so it is refused
-    # rather than leaving sets that name a label the set no longer has. Adding a label is fine.
-    if project.label_space.answer_field == "labels":
-        raise ValidationError({field_name: f"{operation} is not available for multi-label projects yet (add is)"})
+def _is_multi_label(project: Project) -> bool:
+    return project.task_type == MULTI_LABEL
 
 
 def _names_ever(project: Project) -> set[str]:
@@ -185,7 +188,11 @@ def _commit(
     project.label_set_version += 1
     project.save(update_fields=["labels", "label_set_version"])
     version = LabelSetVersion.objects.create(
-        project=project, version=project.label_set_version, labels=labels, operation=operation, data=data,
+        project=project,
+        version=project.label_set_version,
+        labels=labels,
+        operation=operation,
+        data=data,
         created_by=by if getattr(by, "is_authenticated", False) else None,
     )
     # The champion's head outputs the old labels: it no longer ranks the queue nor labels predictions.
@@ -197,10 +204,17 @@ def _commit(
         decision_reason=f"retired: the label set changed to version {version.version} ({operation})",
     )
     audit_record(
-        actor=by, action=AuditAction.LABEL_SET_CHANGED, project=project, target=project,
-        data={"operation": operation, "version": version.version, **data,
-              "retired_champion": retired[0] if retired else None,
-              "labels": [item["name"] for item in labels]},
+        actor=by,
+        action=AuditAction.LABEL_SET_CHANGED,
+        project=project,
+        target=project,
+        data={
+            "operation": operation,
+            "version": version.version,
+            **data,
+            "retired_champion": retired[0] if retired else None,
+            "labels": [item["name"] for item in labels],
+        },
     )
     return version
 
@@ -216,8 +230,13 @@ def _retrain(project: Project, caller: Project) -> TrainingRun | None:
     return training_run_request(project=project, trigger=RunTrigger.LABEL_SET)
 
 
-def _move_labels(project: Project, sources: Sequence[str], target: str, *, by: Any) -> int:
-    """Annotations, decisions and gold labels from ``sources`` to ``target``; a revision per annotation."""
+def _move_labels(project: Project, sources: Sequence[str], target: str, *, by: Any, new_names: Sequence[str]) -> int:
+    """Annotations, decisions, gold labels and suggestions from ``sources`` to ``target``; a revision per
+    annotation. In a multi-label project every stored set naming a source names ``target`` instead (once)."""
+    if _is_multi_label(project):
+        return sets_rewrite(
+            project=project, new_names=new_names, mapping=dict.fromkeys(sources, target), by=by
+        ).migrated
     annotations = Annotation.objects.filter(document__project=project, label__in=list(sources))
     moved = list(annotations.values_list("pk", "label"))
     if moved:
@@ -226,14 +245,19 @@ def _move_labels(project: Project, sources: Sequence[str], target: str, *, by: A
             raise ValidationError({"by": "a label-set change that moves labels needs a user to record it"})
         now = timezone.now()
         AnnotationRevision.objects.bulk_create(
-            [AnnotationRevision(annotation_id=pk, previous_label=old, new_label=target, changed_by=changed_by,
-                                changed_at=now) for pk, old in moved],
+            [
+                AnnotationRevision(
+                    annotation_id=pk, previous_label=old, new_label=target, changed_by=changed_by, changed_at=now
+                )
+                for pk, old in moved
+            ],
             batch_size=2000,
         )
         Annotation.objects.filter(pk__in=[pk for pk, _ in moved]).update(label=target, updated_at=now)
     ReviewDecision.objects.filter(project=project, label__in=list(sources)).update(label=target)
     ReviewDecision.objects.filter(project=project, replaced_label__in=list(sources)).update(replaced_label=target)
     Document.objects.filter(project=project, gold_label__in=list(sources)).update(gold_label=target)
+    Document.objects.filter(project=project, suggested_label__in=list(sources)).update(suggested_label=target)
     return len(moved)
 
 
@@ -246,8 +270,7 @@ def labelset_add(
     name = _new_name(locked, "name", name)
     entry = {"name": name, "text": _text("text", text, name), "key": _key("key", key, _keys(locked.labels))}
     labels = [*locked.labels, entry]
-    version = _commit(locked, labels, operation=LabelSetOperation.ADD, data={"label": name}, by=by,
-                      field_name="name")
+    version = _commit(locked, labels, operation=LabelSetOperation.ADD, data={"label": name}, by=by, field_name="name")
     return LabelSetChange(version=version, run=_retrain(locked, project))
 
 
@@ -257,7 +280,6 @@ def labelset_rename(
 ) -> LabelSetChange:
     """Rename a label; its annotations (with a revision each), decisions and gold labels follow."""
     locked = _lock(project)
-    _single_label_only(locked, "label", "rename")
     entry = _current(locked, "label", label)
     old = entry["name"]
     new = _new_name(locked, "new_name", new_name)
@@ -265,15 +287,19 @@ def labelset_rename(
     kept_text = new if entry.get("text", old) == old else entry["text"]  # a text that was the name follows it
     renamed = {**entry, "name": new, "text": _text("text", text, kept_text)}
     labels = [renamed if item["name"] == old else item for item in locked.labels]
-    migrated = _move_labels(locked, [old], new, by=by)
+    migrated = _move_labels(locked, [old], new, by=by, new_names=[item["name"] for item in labels])
     notes = dict(locked.label_guidelines or {})  # the label's guideline note follows its name
     if old in notes:
         notes[new] = notes.pop(old)
         locked.label_guidelines = notes
         locked.save(update_fields=["label_guidelines"])
     version = _commit(
-        locked, labels, operation=LabelSetOperation.RENAME,
-        data={"label": old, "new_name": new, "migrated": migrated}, by=by, field_name="new_name",
+        locked,
+        labels,
+        operation=LabelSetOperation.RENAME,
+        data={"label": old, "new_name": new, "migrated": migrated},
+        by=by,
+        field_name="new_name",
     )
     closed = review_items_relabeled(project=locked, operation=LabelSetOperation.RENAME, version=version.version, by=by)
     return LabelSetChange(version=version, migrated=migrated, review_closed=closed, run=_retrain(locked, project))
@@ -283,25 +309,34 @@ def labelset_rename(
 def labelset_retire(*, project: Project, label: object, by: Any = None) -> LabelSetChange:
     """Take a label out of the set: no longer offered nor accepted; its annotations stay as they are."""
     locked = _lock(project)
-    _single_label_only(locked, "label", "retire")
     name = _current(locked, "label", label)["name"]
     labels = [item for item in locked.labels if item["name"] != name]
     if len(labels) < 2:
         raise ValidationError({"label": "a project keeps at least 2 labels; add one before retiring this"})
-    kept = Annotation.objects.filter(document__project=locked, label=name).count()
-    version = _commit(
-        locked, labels, operation=LabelSetOperation.RETIRE, data={"label": name, "annotations_kept": kept},
-        by=by, field_name="label",
-    )
+    migrated = reopened = 0
+    if _is_multi_label(locked):
+        # The label leaves every stored set; a set it would empty stays as given and its document goes
+        # back to the queue (labelset_sets: the annotator chose that label, not "none applies").
+        rewritten = sets_rewrite(
+            project=locked, new_names=[item["name"] for item in labels], mapping={name: None}, by=by
+        )
+        migrated = rewritten.migrated
+        reopened = _send_back(locked, Annotation.objects.filter(pk__in=rewritten.emptied))
+        data = {"label": name, "migrated": migrated, "reopened": reopened, "annotations_kept": len(rewritten.emptied)}
+    else:
+        kept = Annotation.objects.filter(document__project=locked, label=name).count()
+        data = {"label": name, "annotations_kept": kept}
+    version = _commit(locked, labels, operation=LabelSetOperation.RETIRE, data=data, by=by, field_name="label")
     closed = review_items_relabeled(project=locked, operation=LabelSetOperation.RETIRE, version=version.version, by=by)
-    return LabelSetChange(version=version, review_closed=closed, run=_retrain(locked, project))
+    return LabelSetChange(
+        version=version, migrated=migrated, reopened=reopened, review_closed=closed, run=_retrain(locked, project)
+    )
 
 
 @transaction.atomic
 def labelset_merge(*, project: Project, labels: object, into: object, by: Any = None) -> LabelSetChange:
     """Merge ``labels`` into the label ``into``; their annotations move to it (a revision each)."""
     locked = _lock(project)
-    _single_label_only(locked, "into", "merge")
     target = _current(locked, "into", into)["name"]
     if not isinstance(labels, list | tuple) or not labels:
         raise ValidationError({"labels": "must be a non-empty list of the labels to merge"})
@@ -316,10 +351,14 @@ def labelset_merge(*, project: Project, labels: object, into: object, by: Any = 
     remaining = [item for item in locked.labels if item["name"] not in sources]
     if len(remaining) < 2:
         raise ValidationError({"labels": "a project keeps at least 2 labels after a merge"})
-    migrated = _move_labels(locked, sources, target, by=by)
+    migrated = _move_labels(locked, sources, target, by=by, new_names=[item["name"] for item in remaining])
     version = _commit(
-        locked, remaining, operation=LabelSetOperation.MERGE,
-        data={"labels": sources, "into": target, "migrated": migrated}, by=by, field_name="labels",
+        locked,
+        remaining,
+        operation=LabelSetOperation.MERGE,
+        data={"labels": sources, "into": target, "migrated": migrated},
+        by=by,
+        field_name="labels",
     )
     closed = review_items_relabeled(project=locked, operation=LabelSetOperation.MERGE, version=version.version, by=by)
     return LabelSetChange(version=version, migrated=migrated, review_closed=closed, run=_retrain(locked, project))
@@ -343,16 +382,19 @@ def _split_entries(project: Project, new_labels: object, used_keys: set[str]) ->
     return entries
 
 
-def _send_back(project: Project, label: str) -> int:
-    """Documents with an answer ``label`` go back to the queue; returns how many.
+def _send_back(
+    project: Project, answered: QuerySet[Annotation], decided: QuerySet[ReviewDecision] | None = None
+) -> int:
+    """The documents of the ``answered`` annotations (and ``decided`` decisions) go back to the queue;
+    returns how many.
 
     Their annotations stay (history, exports); a label no longer in the set does not vote. The leases
     that gave those answers are released, so the queue serves those places again (to anyone, the
     same annotators included); other annotators' answers keep their places.
     """
-    answered = Annotation.objects.filter(document__project=project, label=label)
     doc_ids = set(answered.values_list("document_id", flat=True))
-    doc_ids |= set(ReviewDecision.objects.filter(project=project, label=label).values_list("document_id", flat=True))
+    if decided is not None:
+        doc_ids |= set(decided.values_list("document_id", flat=True))
     if not doc_ids:
         return 0
     Assignment.objects.filter(annotations__in=answered, state=AssignmentState.DONE).update(
@@ -367,18 +409,27 @@ def _send_back(project: Project, label: str) -> int:
 def labelset_split(*, project: Project, label: object, new_labels: object, by: Any = None) -> LabelSetChange:
     """Replace ``label`` by ``new_labels`` (in its place); its documents go back to the queue."""
     locked = _lock(project)
-    _single_label_only(locked, "label", "split")
     old = _current(locked, "label", label)
     others = [item for item in locked.labels if item["name"] != old["name"]]
     entries = _split_entries(locked, new_labels, _keys(others))
     position = next(i for i, item in enumerate(locked.labels) if item["name"] == old["name"])
-    labels = [*locked.labels[:position], *entries, *locked.labels[position + 1:]]
-    reopened = _send_back(locked, old["name"])
+    labels = [*locked.labels[:position], *entries, *locked.labels[position + 1 :]]
+    # A multi-label answer that names the split label goes back whole: its other labels stay in the old
+    # answer (history) and the annotator answers the whole set again under the new labels.
+    if _is_multi_label(locked):
+        answered = Annotation.objects.filter(document__project=locked).filter(sets_naming("label", [old["name"]]))
+        decided = ReviewDecision.objects.filter(project=locked).filter(sets_naming("label", [old["name"]]))
+    else:
+        answered = Annotation.objects.filter(document__project=locked, label=old["name"])
+        decided = ReviewDecision.objects.filter(project=locked, label=old["name"])
+    reopened = _send_back(locked, answered, decided)
     version = _commit(
-        locked, labels, operation=LabelSetOperation.SPLIT,
+        locked,
+        labels,
+        operation=LabelSetOperation.SPLIT,
         data={"label": old["name"], "new_labels": [e["name"] for e in entries], "reopened": reopened},
-        by=by, field_name="new_labels",
+        by=by,
+        field_name="new_labels",
     )
     closed = review_items_relabeled(project=locked, operation=LabelSetOperation.SPLIT, version=version.version, by=by)
     return LabelSetChange(version=version, reopened=reopened, review_closed=closed, run=_retrain(locked, project))
-

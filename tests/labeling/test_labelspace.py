@@ -8,6 +8,7 @@ import pytest
 from labeling.labelspace import (
     TASK_TYPES,
     Consensus,
+    MultiLabel,
     SingleLabel,
     label_space,
     label_space_for_model,
@@ -113,3 +114,22 @@ def test_multi_label_consensus_is_a_per_label_majority() -> None:
     assert space.consensus(["", ""]).label == ""  # agreed that no label applies
     assert space.consensus(["food,water", "food", "food,water"], min_agreement=0.75).reason == "low_agreement"
     assert space.consensus([]).reason == "no_answer"
+
+
+def test_relabel_maps_names_keeps_the_new_order_and_drops_only_what_it_is_told():
+    new = MultiLabel(["water", "rations", "shelter"])
+    assert new.relabel("water,food", {"food": "rations"}) == "water,rations"
+    assert new.relabel("food,shelter", {"food": None}) == "shelter"
+    assert new.relabel("food", {"food": None}) == ""
+    merged = MultiLabel(["food", "shelter"])
+    assert merged.relabel("water,food", {"water": "shelter"}) == "food,shelter"  # in the new set's order
+    assert merged.relabel("water,shelter", {"water": "shelter"}) == "shelter"  # the target once
+    # A name the new set does not know (split away earlier, kept as given) is kept, after the known ones.
+    assert new.relabel("old,food", {"food": "rations"}) == "rations,old"
+    assert new.relabel("", {"food": None}) == ""
+
+
+def test_a_stored_set_naming_a_label_no_longer_in_the_set_does_not_vote():
+    space = MultiLabel(["water", "food"])
+    assert space.consensus(["water", "water,shelter"]).label == "water"
+    assert space.consensus(["water,shelter"]).reason == "no_answer"

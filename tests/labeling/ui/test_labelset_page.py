@@ -87,3 +87,25 @@ def test_a_refused_change_is_a_400_with_the_reason_and_changes_nothing(client, m
     assert response.status_code == 400 and message in response.content.decode()
     project.refresh_from_db()
     assert project.label_set_version == 1 and not m.LabelSetVersion.objects.filter(version__gt=1).exists()
+
+
+def test_a_multi_label_project_changes_its_set_on_the_page_and_counts_each_label_of_a_set(client):
+    project = f.ProjectFactory(
+        name="Needs",
+        task_type="multi_label",
+        labels=[{"name": n, "text": n, "key": str(i + 1)} for i, n in enumerate(["water", "food", "shelter"])],
+    )
+    manager = f.UserFactory(username="mgr")
+    membership_ensure(project=project, user=manager, role=MANAGER)
+    client.force_login(manager)
+    url = reverse("ui:labelset", args=[project.pk])
+    for i, label in enumerate(("water,food", "food", "food,shelter")):
+        f.AnnotationFactory(document=f.DocumentFactory(project=project, text=f"FIXTURE: {i}"), label=label)
+    page = client.get(url)
+    assert page.status_code == 200 and [row["annotations"] for row in page.context["labels"]] == [1, 3, 1]
+    done = client.post(url, {"action": "merge", "labels": ["food"], "into": "water"}, follow=True)
+    assert done.status_code == 200
+    assert "Merged food into water. Label set version 2. 3 labels moved." in done.content.decode()
+    assert sorted(m.Annotation.objects.values_list("label", flat=True)) == ["water", "water", "water,shelter"]
+    assert m.AnnotationRevision.objects.filter(changed_by=manager).count() == 3
+    assert [row["annotations"] for row in done.context["labels"]] == [3, 1]
