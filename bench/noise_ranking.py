@@ -37,6 +37,7 @@ from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 from scipy import stats
 
+from bench._common import machine
 from modelsvc.calibration import tempered_samples
 from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.crossfit import fold_assignment, n_folds, out_of_fold_logits
@@ -229,6 +230,7 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.1)
     parser.add_argument("--variants", nargs="*", default=[], choices=["hybrid features", "10 folds"])
     args = parser.parse_args()
+    print(json.dumps({"machine": machine()}), flush=True)
     encoder = TextEncoder()
     cache = EmbeddingCache(args.cache)
     for data in args.data:
