@@ -49,6 +49,7 @@ from modelsvc.model import eval_mode
 from modelsvc.noise import flag_precision_recall, flag_top
 
 TODAY = "mc self_confidence, filter prune_by_noise_rate (today)"
+CLEAN = "trained on gold labels (diagnostic)"
 
 
 def flip_labels(y: np.ndarray, n_classes: int, rate: float, rng: np.random.Generator) -> np.ndarray:
@@ -178,9 +179,11 @@ def one_run(
                 seed=seed,
             )
             vemb = hybrid.augment([texts[i] for i in idx], emb)
+        # the diagnostic trains on the gold labels: how well could the same head flag with no noise to learn from?
+        fit_on = gold if variant == CLEAN else y
         other = train_embeddings(
             vemb,
-            [names[c] for c in y],
+            [names[c] for c in fit_on],
             label_names=names,
             encoder_id=encoder.encoder_id,
             model_config=model_config,
@@ -209,6 +212,7 @@ def head_variants(seed: int) -> dict[str, tuple[ModelConfig, TrainConfig]]:
     return {
         "hybrid features": (ModelConfig(features="hybrid"), TrainConfig(seed=seed)),
         "10 folds": (ModelConfig(), TrainConfig(seed=seed, folds=10)),
+        CLEAN: (ModelConfig(), TrainConfig(seed=seed)),
     }
 
 
@@ -228,7 +232,7 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=1000)
     parser.add_argument("--flip", type=float, default=0.15)
     parser.add_argument("--share", type=float, default=0.1)
-    parser.add_argument("--variants", nargs="*", default=[], choices=["hybrid features", "10 folds"])
+    parser.add_argument("--variants", nargs="*", default=[], choices=["hybrid features", "10 folds", CLEAN])
     args = parser.parse_args()
     print(json.dumps({"machine": machine()}), flush=True)
     encoder = TextEncoder()
