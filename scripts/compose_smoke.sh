@@ -2,7 +2,7 @@
 # Run docker-compose.yml for real, once: build, up, ingest and label over REST, wait for a promoted
 # model, scale worker-cpu to 2 and show both consuming, then `down -v`. Not part of `make test`.
 #
-#   scripts/compose_smoke.sh            (needs a running Docker engine and compose v2 or docker-compose)
+#   nice scripts/compose_smoke.sh      (needs a running Docker engine and compose v2 or docker-compose)
 #
 # For a machine that cannot pull from Docker Hub nor reach download.pytorch.org it builds
 #   - alabel-base:bookworm from Debian's packages (debootstrap; python3 3.11 in a venv at /opt/venv on
@@ -51,10 +51,17 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     # Debian's python refuses `pip install` outside a venv (PEP 668): a venv first on the PATH gives the
     # Dockerfile what python:3.11-slim gives it, `python` and `pip` that install system-wide.
     chroot "$rootfs" python3 -m venv /opt/venv
+    # A network that intercepts TLS (as this one does) signs with its own CA: the build's pip needs
+    # the host's extra CAs too, and pip reads the system bundle only when told (PIP_CERT below).
+    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+        cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
+        chroot "$rootfs" update-ca-certificates >/dev/null
+    fi
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
     tar -C "$rootfs" -c . | docker import \
         --change 'ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - "$BASE_IMAGE" >/dev/null
+        --change 'ENV LANG=C.UTF-8' --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
+        --change 'CMD ["python3"]' - "$BASE_IMAGE" >/dev/null
     rm -rf "$rootfs"
 fi
 say "base image $BASE_IMAGE: $(docker run --rm "$BASE_IMAGE" python --version 2>&1), $(docker image inspect --format '{{.Size}}' "$BASE_IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
@@ -114,7 +121,7 @@ trap cleanup EXIT
 # --- build and up --------------------------------------------------------------------------------------
 say "build (app image FROM $BASE_IMAGE, torch from the local wheel; postgres-15 and redis-server from Debian)"
 export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0  # the classic builder: BuildKit's # syntax= line needs Docker Hub
-nice compose build >"$SMOKE_DIR/build.log" 2>&1 || { tail -40 "$SMOKE_DIR/build.log"; fail "build (see $SMOKE_DIR/build.log)"; }
+compose build >"$SMOKE_DIR/build.log" 2>&1 || { tail -40 "$SMOKE_DIR/build.log"; fail "build (see $SMOKE_DIR/build.log)"; }
 say "built: $(docker image inspect --format '{{.Size}}' alabel:cpu | awk '{printf "alabel:cpu %.2f GB", $1/1e9}')"
 compose up -d >"$SMOKE_DIR/up.log" 2>&1 || { tail -40 "$SMOKE_DIR/up.log"; compose ps; compose logs --tail 40; fail "up -d"; }
 say "up -d: $(compose ps --services 2>/dev/null | tr '\n' ' ')"
@@ -138,7 +145,7 @@ say "superuser smoke and its API key made with manage.py in the web container"
 
 # --- REST: ingest, label, retrain, promoted model -------------------------------------------------------
 api_out=$SMOKE_DIR/api.log
-PYTHONPATH=$REPO nice "$PY" scripts/compose_smoke_api.py "http://127.0.0.1:$SMOKE_PORT" "$token" label-and-train \
+PYTHONPATH=$REPO "$PY" scripts/compose_smoke_api.py "http://127.0.0.1:$SMOKE_PORT" "$token" label-and-train \
     | tee "$api_out" || { compose logs --tail 80 worker-cpu; fail "label and train over REST"; }
 project_id=$(sed -n 's/^PROJECT_ID=//p' "$api_out")
 
@@ -153,7 +160,7 @@ for i in $(seq 1 60); do
 done
 say "celery inspect ping: $pong cpu@ workers answer"
 since=$(date -u +%Y-%m-%dT%H:%M:%S)
-PYTHONPATH=$REPO nice "$PY" scripts/compose_smoke_api.py "http://127.0.0.1:$SMOKE_PORT" "$token" more-work "$project_id" \
+PYTHONPATH=$REPO "$PY" scripts/compose_smoke_api.py "http://127.0.0.1:$SMOKE_PORT" "$token" more-work "$project_id" \
     || fail "more work over REST"
 consuming=0
 for c in "${cpu_workers[@]}"; do

@@ -86,8 +86,11 @@ def label_and_train(api: Api, n_docs: int, n_labels: int, seed: int) -> int:
     step(f"project {pid} created, labels {label_names}, retrain_after {n_labels - 10}")
     docs = [{"text": text, "external_id": f"rt-{i}"} for i, (text, _) in enumerate(rows)]
     out = api.call("POST", f"/api/v1/projects/{pid}/documents/", docs)
-    created = sum(1 for r in out if r.get("created")) if isinstance(out, list) else out
-    step(f"ingested {len(docs)} rt-snippets sentences over REST ({created} created)")
+    splits = [r.get("split") for r in out.get("results", [])]
+    step(
+        f"ingested {len(docs)} rt-snippets sentences over REST: {out.get('created')} created, "
+        f"{splits.count('pool')} pool / {splits.count('holdout')} holdout"
+    )
     labeled = 0
     while labeled < n_labels:
         item = api.call("POST", f"/api/v1/projects/{pid}/queue/next")
@@ -119,8 +122,11 @@ def label_and_train(api: Api, n_docs: int, n_labels: int, seed: int) -> int:
         f"/api/v1/projects/{pid}/predict",
         {"texts": ["A warm, funny and beautifully acted film.", "Tedious, flat and far too long."]},
     )
-    results = prediction.get("results", prediction) if isinstance(prediction, dict) else prediction
-    step(f"predict through web: {json.dumps(results)[:300]}")
+    shown_predictions = [
+        (p.get("label"), round(p.get("confidence", 0.0), 3), p.get("model_version"))
+        for p in prediction.get("predictions", [])
+    ]
+    step(f"predict through web (label, confidence, model version): {shown_predictions}")
     return int(pid)
 
 
