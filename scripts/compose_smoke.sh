@@ -124,7 +124,7 @@ export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0  # the classic builder: Buil
 compose build >"$SMOKE_DIR/build.log" 2>&1 || { tail -40 "$SMOKE_DIR/build.log"; fail "build (see $SMOKE_DIR/build.log)"; }
 say "built: $(docker image inspect --format '{{.Size}}' alabel:cpu | awk '{printf "alabel:cpu %.2f GB", $1/1e9}')"
 compose up -d >"$SMOKE_DIR/up.log" 2>&1 || { tail -40 "$SMOKE_DIR/up.log"; compose ps; compose logs --tail 40; fail "up -d"; }
-say "up -d: $(compose ps --services 2>/dev/null | tr '\n' ' ')"
+say "up -d: $(compose ps --services --filter status=running 2>/dev/null | sort | tr '\n' ' ')"
 
 health() { docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$(compose ps -q "$1")"; }
 for i in $(seq 1 120); do
@@ -173,4 +173,11 @@ done
 [[ $consuming -ge 2 ]] || fail "only $consuming of ${#cpu_workers[@]} worker-cpu containers consumed"
 say "both worker-cpu containers consumed tasks"
 compose ps
+errors=$(compose logs --no-color 2>&1 | grep -E 'ERROR|CRITICAL|Traceback' || true)
+if [[ -n $errors ]]; then
+    say "errors in the containers' logs ($(wc -l <<<"$errors") lines):"
+    head -20 <<<"$errors"
+else
+    say "no ERROR, CRITICAL or Traceback line in any container's log"
+fi
 say "SMOKE OK"
