@@ -150,7 +150,10 @@ def more_work(api: Api, pid: int, batches: int, seed: int) -> None:
         return mine if mine and mine.get("status") in ("succeeded", "failed") else None
 
     done = wait_for(f"run {run.get('id')} finished", finished, timeout_s=1200)
-    step(f"run {done.get('id')}: {done.get('status')}, decision {json.dumps(done.get('decision'))[:200]}")
+    step(
+        f"run {done.get('id')}: {done.get('status')}, {done.get('labels_used')} labels, "
+        f"promoted {done.get('promoted')} ({done.get('decision_reason')})"
+    )
 
 
 def main() -> None:
