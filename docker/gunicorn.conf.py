@@ -23,6 +23,10 @@ max_requests_jitter = 200
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # Only the load balancer in front may set X-Forwarded-*; "*" is right inside a private network.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# No control socket (gunicorn 25.1+): nobody runs gunicornc inside the container, and its default
+# place, $HOME/.gunicorn = /app/.gunicorn, is not writable by the app user; the first real compose run
+# logged "Control server error: [Errno 13] Permission denied: '/app/.gunicorn'" at every start.
+control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
