@@ -99,9 +99,7 @@ def test_a_deep_run_caches_its_tuned_vectors_before_it_serves_and_fast_runs_then
     # see a falling validation loss (the gradient steps, the refit and everything after are real).
     losses = itertools.count()
     monkeypatch.setattr(finetune, "_val_loss", lambda *args: 1.0 - 0.01 * next(losses))
-    project = labeled_project(
-        pool=60, holdout=30, unlabeled=10, retrain_after=10, deep_tier_every=50, deep_tier="top1"
-    )
+    project = labeled_project(pool=60, holdout=30, unlabeled=10, retrain_after=10, deep_tier_every=50, deep_tier="top1")
     seen: dict[str, Any] = {}
     build = tiers.tuned_cache_build
 
