@@ -111,8 +111,10 @@ def test_replay_runs_the_deep_tier_beside_the_frozen_service_and_the_plain_basel
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     deep = [r for r in records if r["strategy"] == "random deep50-top1"]
     frozen = [r for r in records if r["strategy"] == "random"]
-    # 25 labels: the first model (fast); 50 crosses the multiple: deep; 75: fast again.
-    assert [r["tier"] for r in deep] == ["fast", "deep", "fast"]
+    # The first model is fast; the run whose pool labels (the holdout's are not counted) first reach 50 is
+    # deep, once: with a tenth of the leases on the holdout that is the round of 75 labels, not of 50.
+    tiers = [r["tier"] for r in deep]
+    assert tiers[0] == "fast" and tiers.count("deep") == 1, tiers
     assert all(r["train_s"] > 0 for r in deep)
     assert {r["tier"] for r in frozen} == {"fast"}
 
