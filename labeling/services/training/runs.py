@@ -129,8 +129,9 @@ def _execute(run: TrainingRun) -> None:
     texts, labels = [t for _, t, _ in labeled], [lab for _, _, lab in labeled]
     config = modeling.model_config()
     started = time.monotonic()
+    _stage(run.pk, "train", labels_used=len(labeled))
     plan = tiers.tier_plan(project=project, labeled=len(labeled), config=config, now=started)
-    _stage(run.pk, "train", labels_used=len(labeled), tier=plan.tier)
+    _stage(run.pk, "train", tier=plan.tier)
     log.info("project %s run %s: %s run (%s)", project.pk, run.pk, plan.tier, plan.why)
     encoder = plan.encoder
     if plan.train_config.fine_tune != "frozen":
