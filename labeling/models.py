@@ -59,6 +59,13 @@ TaskType = models.TextChoices(  # type: ignore[misc]
 MODEL_FEATURES: tuple[str, ...] = get_args(Features)
 
 
+def validate_deep_tier(value: str) -> None:
+    """``topN`` (N >= 1) or ``full``: a deep run moves the encoder, so ``frozen`` is refused."""
+    validate_fine_tune(value)
+    if value == "frozen":
+        raise ValidationError("a deep tier tunes the encoder: topN (e.g. top2) or full, not frozen")
+
+
 def validate_fine_tune(value: str) -> None:
     """``frozen``, ``full`` or ``topN`` (N >= 1): ``modelsvc.config.fine_tune_top``'s rule."""
     try:
@@ -166,6 +173,24 @@ class Project(models.Model):
         default="embedding",
         help_text="the fast tier's input: embedding (the encoder's vector) or hybrid (with a TF-IDF block "
         "fitted on the pool); see docs/MODELSVC.md",
+    )
+    # --- two training tiers (labeling.services.training.tiers) ---
+    deep_tier_every = models.PositiveIntegerField(
+        default=0,
+        help_text="0: off (every run trains as fine_tune says). N: a run whose label count crossed the next "
+        "multiple of N since the last deep run fine-tunes the encoder (deep_tier); every other run trains the "
+        "head on the champion's encoder (fast)",
+    )
+    deep_tier = models.CharField(
+        max_length=16,
+        default="top2",
+        validators=[validate_deep_tier],
+        help_text="what a deep run tunes: topN (e.g. top2) or full",
+    )
+    deep_tier_budget_s = models.PositiveIntegerField(
+        default=1800,
+        validators=[MinValueValidator(60), MaxValueValidator(3000)],
+        help_text="seconds a deep run may spend tuning; then it stops and keeps its best epoch so far",
     )
     seed = models.PositiveIntegerField(default=0, help_text="seeds the holdout draw and training")
     # --- team policy: overlap, consensus, review ---
@@ -534,6 +559,11 @@ class RunStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class RunTier(models.TextChoices):
+    FAST = "fast", "fast"
+    DEEP = "deep", "deep"
+
+
 class TrainingRun(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
     trigger = models.CharField(max_length=10, choices=RunTrigger.choices, default=RunTrigger.MANUAL)
@@ -542,6 +572,13 @@ class TrainingRun(models.Model):
     stage = models.CharField(max_length=32, blank=True)
     progress = models.FloatField(default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
     labels_used = models.PositiveIntegerField(default=0)
+    tier = models.CharField(
+        max_length=4, choices=RunTier.choices, blank=True,
+        help_text="fast: the head on the champion's encoder; deep: the encoder tuned too (set when it starts)",
+    )
+    train_seconds = models.FloatField(
+        null=True, blank=True, help_text="seconds the training took (not the gate, the cache build or the re-scoring)"
+    )
     model_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
     )

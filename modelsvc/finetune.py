@@ -292,10 +292,13 @@ def _joint_training(
     model_config: ModelConfig,
     train_config: TrainConfig,
     progress: ProgressFn | None,
+    deadline: float | None = None,
 ) -> tuple[list[dict[str, float]], int]:
     """Step 3 of the recipe; leaves ``top`` and ``head`` at their best epoch, in eval mode.
 
     Returns the per-epoch history and the best epoch (0: no joint epoch beat the probe alone).
+    ``deadline`` (``time.monotonic()``): no epoch starts after it, nor one that would end after it at
+    the pace of the epochs so far; the best epoch until then is kept (the history's last row says so).
     """
     step_epoch = _joint_stepper(top, head, prefix, y, tr, train_config)
     val_prefix = prefix.subset(va)
@@ -303,7 +306,12 @@ def _joint_training(
     best = (copy.deepcopy(top.state_dict()), copy.deepcopy(head.state_dict()))
     history = [{"fine_tune_epoch": 0.0, "val_loss": best_loss}]
     since = best_epoch = 0
+    started = time.monotonic()
     for epoch in range(1, train_config.fine_tune_epochs + 1):
+        pace = (time.monotonic() - started) / (epoch - 1) if epoch > 1 else 0.0
+        if deadline is not None and time.monotonic() + pace > deadline:
+            history.append({"stopped_by_budget": 1.0, "after_epoch": float(epoch - 1)})
+            break
         train_loss = step_epoch()
         val_loss = _val_loss(top, head, val_prefix, y[va], model_config.batch_tokens)
         history.append({"fine_tune_epoch": float(epoch), "train_loss": train_loss, "val_loss": val_loss})
@@ -369,11 +377,16 @@ def train_prefix(
     model_config: ModelConfig,
     train_config: TrainConfig,
     progress: ProgressFn | None = None,
+    deadline: float | None = None,
 ) -> tuple[TrainResult, TopLayers]:
     """Fine-tune from prefix states of N labeled documents (labels (N)); see the module docstring.
 
     Returns the TrainResult (its classifier carries the tuned layers) and the trained ``TopLayers``
     (to embed other prefix states, e.g. a test set, with ``embed_prefix``).
+
+    ``deadline`` (a ``time.monotonic()`` value; the deep tier's time budget): joint epochs stop at it
+    (``_joint_training``), and the refit (step 5) is skipped when it would end after it: the split's
+    model is deployed then (``fine_tune["refit_skipped"]`` says why). No epoch done: the frozen result.
     """
     names = [str(n) for n in label_names]
     if len(set(names)) != len(names) or len(names) < 2:
@@ -408,7 +421,7 @@ def train_prefix(
         best_epoch = 0
         if len(va):
             joint, best_epoch = _joint_training(
-                top, head, prefix, y, tr, va, model_config, train_config, split_progress
+                top, head, prefix, y, tr, va, model_config, train_config, split_progress, deadline
             )
             history += joint
     t2 = time.perf_counter()
@@ -418,6 +431,8 @@ def train_prefix(
         "epochs": sum(1 for h in history if h.get("fine_tune_epoch", 0) > 0),
         "best_epoch": best_epoch,
     }
+    if any(h.get("stopped_by_budget") for h in history):
+        info["stopped_by_budget"] = True
     if best_epoch == 0:
         # No validation part (a class with < 3 labels), or no joint epoch beat the probe: the layers
         # are unchanged, so train exactly what fine_tune="frozen" trains (cross-fitted on ALL labels,
@@ -455,6 +470,13 @@ def train_prefix(
     sizes["calibration"] = int(len(cal_idx))
     t3 = time.perf_counter()
     timings = {"probe": t1 - t0, "fit": t2 - t0, "calibrate": t3 - t2}
+    if refit and deadline is not None:
+        # The refit trains best_epoch epochs on all N documents (the split's epochs saw len(tr)).
+        epochs_done = max(1, info["epochs"])
+        estimate = (t2 - t1) / epochs_done * best_epoch * prefix.n_docs / max(1, len(tr))
+        if time.monotonic() + estimate > deadline:
+            refit = False
+            info["refit_skipped"] = f"the time budget leaves less than the refit's estimated {estimate:.0f} s"
     if refit:
         # Step 5: the split chose the epochs and the calibration; the deployed model learns from all labels.
         with torch.random.fork_rng(devices=[]):
@@ -493,8 +515,12 @@ def train_fine_tuned(
     train_config: TrainConfig,
     encoder: TextEncoder | None = None,
     progress: ProgressFn | None = None,
+    deadline: float | None = None,
 ) -> TrainResult:
-    """``training.train`` for ``fine_tune`` other than frozen: prefix once per document, then ``train_prefix``."""
+    """``training.train`` for ``fine_tune`` other than frozen: prefix once per document, then ``train_prefix``.
+
+    ``deadline``: a ``time.monotonic()`` value bounding the tuning (see ``train_prefix``).
+    """
     model_config = model_config or (encoder.config if encoder is not None else ModelConfig())
     encoder = encoder or TextEncoder(model_config)
     try:
@@ -512,6 +538,7 @@ def train_fine_tuned(
         model_config=model_config,
         train_config=train_config,
         progress=progress,
+        deadline=deadline,
     )
     result.timings["encode"] = encode_s
     return result

@@ -184,6 +184,8 @@ class TrainingRunSerializer(serializers.ModelSerializer):
             "stage",
             "progress",
             "labels_used",
+            "tier",
+            "train_seconds",
             "model_version",
             "figures",
             "promoted",

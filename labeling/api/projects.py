@@ -21,6 +21,7 @@ from labeling.models import (
     OverlapScope,
     Project,
     TaskType,
+    validate_deep_tier,
     validate_fine_tune,
 )
 from labeling.services.projects import POLICY_FIELDS, project_create, project_update_policy
@@ -77,6 +78,19 @@ class PolicyFieldsSerializer(serializers.Serializer):
         choices=list(MODEL_FEATURES),
         required=False,
         help_text="embedding (default) or hybrid: the encoder's vector beside a TF-IDF block fitted on the pool",
+    )
+    deep_tier_every = serializers.IntegerField(
+        min_value=0, max_value=1_000_000, required=False,
+        help_text="0 (default): one tier, as fine_tune says. N: a retrain that crosses the next multiple of N labels "
+        "since the last deep run tunes the encoder (deep_tier); the others train the head on the champion's encoder",
+    )
+    deep_tier = serializers.CharField(
+        max_length=16, required=False, validators=[validate_deep_tier],
+        help_text="what a deep run tunes: topN (default top2) or full",
+    )
+    deep_tier_budget_s = serializers.IntegerField(
+        min_value=60, max_value=3000, required=False,
+        help_text="seconds a deep run may tune (default 1800); then it keeps its best epoch so far",
     )
     seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
     overlap = serializers.IntegerField(

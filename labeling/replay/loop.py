@@ -262,15 +262,18 @@ def replay_run(
     progress: Callable[[dict[str, Any]], None] | None = None,
     policy: dict[str, Any] | None = None,
     team_policy: TeamPolicy | None = None,
+    curve_suffix: str = "",
 ) -> list[dict[str, Any]]:
     """One learning curve: a record per round once a champion exists.
 
     ``policy``: project policy fields to override (e.g. ``promotion_tolerance``), else the defaults.
     ``team_policy``: noisy annotators, holdout overlap and review (``labeling.replay.team``); by default
     one noiseless answer per document. Reviews and overlap answers count as labels spent.
+    ``curve_suffix``: appended to the curve's name (e.g. " deep250-top2" for the deep tier's policy).
+    Each record carries the round's last run's tier and training seconds (``tier``, ``train_s``).
     """
     team_policy = team_policy or TeamPolicy()
-    curve = f"{strategy} {team_policy.tag()}".strip()
+    curve = f"{strategy}{curve_suffix} {team_policy.tag()}".strip()
     name = f"replay {data.name} {strategy} seed {seed} {time.strftime('%Y%m%d-%H%M%S')}"
     project = projects.project_create(
         name=name,
@@ -317,6 +320,8 @@ def replay_run(
                 "seed": seed,
                 "labels": labeled,
                 "promoted": bool(last and last.promoted),
+                "tier": last.tier if last else "",
+                "train_s": round(last.train_seconds, 1) if last and last.train_seconds is not None else None,
                 "round_s": round(time.perf_counter() - t0, 2),
                 **metrics,
                 **noise,

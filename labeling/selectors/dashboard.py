@@ -256,6 +256,8 @@ def _run_row(run: TrainingRun) -> dict[str, Any]:
         "stage": run.stage,
         "progress": run.progress,
         "labels_used": run.labels_used,
+        "tier": run.tier,
+        "train_seconds": _number(run.train_seconds),
         "version": mv.version if mv else None,
         "model_id": mv.pk if mv else None,
         "model_status": mv.status if mv else None,

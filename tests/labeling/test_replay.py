@@ -97,6 +97,37 @@ def test_noisy_team_replay_flags_reviews_and_measures_agreement(tmp_path: Path) 
     assert not Project.objects.filter(name__startswith="replay ").exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_replay_runs_the_deep_tier_beside_the_frozen_service_and_the_plain_baseline(tmp_path: Path) -> None:
+    out = tmp_path / "deep"
+    call_command(
+        "replay", "--data", "rt-snippets", "--strategy", "random", "--budget", "75", "--batch", "25",
+        "--seeds", "1", "--test-size", "100", "--pool-size", "200", "--deep-every", "50", "--deep-tier", "top1",
+        "--plain-baseline", "--out", str(out),
+    )
+    summary = json.loads((out / "curves.json").read_text())
+    assert summary["config"]["deep_every"] == 50 and summary["config"]["deep_tier"] == "top1"
+    assert set(summary["strategies"]) == {"random deep50-top1", "random", "plain baseline"}
+    assert summary["strategies"]["plain baseline"]["labels"] == [25, 50, 75]
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    deep = [r for r in records if r["strategy"] == "random deep50-top1"]
+    frozen = [r for r in records if r["strategy"] == "random"]
+    # The first model is fast; the run whose pool labels (the holdout's are not counted) first reach 50 is
+    # deep, once: with a tenth of the leases on the holdout that is the round of 75 labels, not of 50.
+    tiers = [r["tier"] for r in deep]
+    assert tiers[0] == "fast" and tiers.count("deep") == 1, tiers
+    assert all(r["train_s"] > 0 for r in deep)
+    assert {r["tier"] for r in frozen} == {"fast"}
+
+
+@pytest.mark.django_db
+def test_replay_refuses_a_deep_tier_that_does_not_tune(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="--deep-tier"):
+        call_command(
+            "replay", "--data", "rt-snippets", "--deep-every", "50", "--deep-tier", "frozen", "--out", str(tmp_path)
+        )
+
+
 @pytest.mark.django_db
 def test_replay_refuses_a_bad_team(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="holdout_overlap"):

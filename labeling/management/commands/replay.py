@@ -18,11 +18,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from labeling.labelspace import MULTI_LABEL
-from labeling.models import AcquisitionStrategy
+from labeling.models import AcquisitionStrategy, validate_deep_tier
 from labeling.replay import curves
+from labeling.replay.baseline import plain_baseline
 from labeling.replay.eager import EagerTasks
 from labeling.replay.loop import ReplayData, dedupe, replay_run, split_for_seed
 from labeling.replay.team import TeamPolicy
@@ -93,6 +95,15 @@ class Command(BaseCommand):
         parser.add_argument("--hold-flagged", action="store_true",
                             help="the project holds labels the noise loop flagged back from training until "
                                  "a reviewer decides them (noise_hold_flagged; default off: they keep training)")
+        parser.add_argument("--deep-every", type=int, default=0,
+                            help="the deep tier: a retrain crossing each multiple of N labels tunes the encoder "
+                                 "(deep_tier_every); each strategy then also runs frozen-only in the same run")
+        parser.add_argument("--deep-tier", default="top2", help="what a deep run tunes: topN or full (deep_tier)")
+        parser.add_argument("--deep-budget", type=int, default=None,
+                            help="seconds a deep run may tune (deep_tier_budget_s; default the project's 1800)")
+        parser.add_argument("--plain-baseline", action="store_true",
+                            help="also the plain baseline per seed: random order, frozen mean-pooled encoder, "
+                                 "logistic regression (labeling.replay.baseline)")
         parser.add_argument(
             "--combine", nargs="+", metavar="DIR",
             help="only merge the records.jsonl of earlier runs (e.g. one process per seed) into --out",
@@ -138,9 +149,21 @@ class Command(BaseCommand):
         for field in ("promotion_tolerance", "holdout_interleave"):
             if opts[field] is not None:
                 policy[field] = opts[field]
+        # Each curve: (its name's suffix, its policy). With the deep tier, frozen-only runs beside it.
+        variants: list[tuple[str, dict[str, Any]]] = [("", policy)]
+        if opts["deep_every"] > 0:
+            try:
+                validate_deep_tier(opts["deep_tier"])
+            except ValidationError as exc:
+                raise CommandError(f"--deep-tier: {exc.messages[0]}") from exc
+            deep = {**policy, "deep_tier_every": opts["deep_every"], "deep_tier": opts["deep_tier"]}
+            if opts["deep_budget"] is not None:
+                deep["deep_tier_budget_s"] = opts["deep_budget"]
+            variants = [(f" deep{opts['deep_every']}-{opts['deep_tier']}", deep), ("", policy)]
         eager = EagerTasks(app).install()
         records: list[dict[str, Any]] = []
-        keys = ("data", "budget", "batch", "seeds", "first_seed", "test_size", "pool_size")
+        keys = ("data", "budget", "batch", "seeds", "first_seed", "test_size", "pool_size", "deep_every",
+                "deep_tier", "deep_budget")
         config = {k: opts[k] for k in keys}
         config |= {"strategies": strategies, "policy": policy, "team": asdict(team), "documents": len(data.texts),
                    "labels": data.label_names,
@@ -150,18 +173,26 @@ class Command(BaseCommand):
             for seed, split in splits.items():
                 config.setdefault("pool_documents", len(split.pool))
                 config.setdefault("test_documents", len(split.test))
-                for strategy in strategies:
+                if opts["plain_baseline"]:
                     t0 = time.perf_counter()
-                    run = replay_run(
-                        data=data, split=split, strategy=strategy, seed=seed, budget=opts["budget"],
-                        batch=opts["batch"], eager=eager, keep=opts["keep"], progress=self._progress,
-                        policy=policy, team_policy=team,
-                    )
-                    records.extend(run)
-                    took = time.perf_counter() - t0
-                    self.stdout.write(f"{strategy} seed {seed}: {len(run)} rounds in {took:.0f} s")
-                    # Partial results survive an interrupted run.
-                    curves.write_outputs(records, out, config=config, title=self._title(data, opts))
+                    records.extend(plain_baseline(
+                        texts=data.texts, labels=data.labels, pool=split.pool, test=split.test, seed=seed,
+                        budget=opts["budget"], batch=opts["batch"],
+                    ))
+                    self.stdout.write(f"plain baseline seed {seed} in {time.perf_counter() - t0:.0f} s")
+                for strategy in strategies:
+                    for suffix, variant in variants:
+                        t0 = time.perf_counter()
+                        run = replay_run(
+                            data=data, split=split, strategy=strategy, seed=seed, budget=opts["budget"],
+                            batch=opts["batch"], eager=eager, keep=opts["keep"], progress=self._progress,
+                            policy=variant, team_policy=team, curve_suffix=suffix,
+                        )
+                        records.extend(run)
+                        took = time.perf_counter() - t0
+                        self.stdout.write(f"{strategy}{suffix} seed {seed}: {len(run)} rounds in {took:.0f} s")
+                        # Partial results survive an interrupted run.
+                        curves.write_outputs(records, out, config=config, title=self._title(data, opts))
         finally:
             eager.uninstall()
         config["wall_s"] = round(time.perf_counter() - started, 1)
@@ -196,5 +227,6 @@ class Command(BaseCommand):
             f"  {record['strategy']:<8} seed {record['seed']} labels {record['labels']:>5} "
             f"acc {record['accuracy']:.3f} {micro}f1 {record['macro_f1']:.3f} ece {record['ece']:.3f} "
             f"v{record['model_version']} {record['round_s']:.1f}s"
+            + (f" {record['tier']} {record['train_s']:.0f}s" if record.get("train_s") is not None else "")
             + (f" wrong {record['wrong_labels']} reviews {record['reviews']}" if "wrong_labels" in record else "")
         )

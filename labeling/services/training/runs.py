@@ -26,6 +26,7 @@ from labeling.selectors.models import OPEN_RUN_STATES, majority_labels
 from labeling.services import modeling
 from labeling.services.errors import RunLockedError, TrainingDataError
 from labeling.services.events import Event, publish
+from labeling.services.training import tiers
 from labeling.services.training.evaluation import challenger_evaluate, metrics_compact
 from labeling.services.training.label_issues import (
     label_issues_flag,
@@ -40,7 +41,7 @@ from labeling.services.training.recalibration import (
     holdout_prior_sd,
     pool_calibration_weights,
 )
-from modelsvc.config import TrainConfig
+from modelsvc.finetune import train_fine_tuned
 from modelsvc.fitting import TrainResult
 from modelsvc.holdout import holdout_assess
 from modelsvc.projection import map_fit
@@ -132,25 +133,51 @@ def _execute(run: TrainingRun) -> None:
     labeled = majority_labels(project=project, split=Split.POOL)
     if len({label for _, _, label in labeled}) < 2:
         raise TrainingDataError(f"{len(labeled)} labeled pool documents cover fewer than 2 classes")
-    _stage(run.pk, "train", labels_used=len(labeled))
     texts, labels = [t for _, t, _ in labeled], [lab for _, _, lab in labeled]
     space = project.label_space
-    encoder = modeling.encoder_for()  # the host's encoder: the head and its features do not change its vectors
-    # The head the task type needs (softmax, or one sigmoid per label) and the project's input features.
-    config = dataclasses.replace(encoder.config, features=project.model_features, output=space.output)
-    result = train(
-        texts,
-        space.training_targets(labels),
-        label_names=project.label_names,
-        model_config=config,
-        train_config=TrainConfig(seed=project.seed, fine_tune=project.fine_tune),
-        cache=modeling.embedding_cache_for(encoder.encoder_id),
-        encoder=encoder,
-        progress=_progress_writer(run.pk),
-        unlabeled_texts=_pool_texts(project) if config.features == "hybrid" else (),
-        calibration_weights=pool_calibration_weights(document_ids=[doc_id for doc_id, _, _ in labeled]),
-    )
-    _stage(run.pk, "calibrate", 1.0)
+    base = modeling.model_config()
+    # The head the task type needs (softmax, or one sigmoid per label) and the project's input features;
+    # neither changes the encoder or its vectors, so the tier plan picks the encoder from the base config.
+    config = dataclasses.replace(base, features=project.model_features, output=space.output)
+    started = time.monotonic()
+    _stage(run.pk, "train", labels_used=len(labeled))
+    plan = tiers.tier_plan(project=project, labeled=len(labeled), config=base, now=started)
+    _stage(run.pk, "train", tier=plan.tier)
+    log.info("project %s run %s: %s run (%s)", project.pk, run.pk, plan.tier, plan.why)
+    encoder = plan.encoder
+    if plan.train_config.fine_tune != "frozen":
+        if config.output != "softmax" or config.features != "embedding":
+            raise TrainingDataError(
+                f"fine-tuning ({plan.train_config.fine_tune}) trains a single-label head on the encoder's vectors "
+                f"alone; this project's head is {config.output} with {config.features} features"
+            )
+        result = train_fine_tuned(
+            texts,
+            labels,
+            label_names=project.label_names,
+            model_config=config,
+            train_config=plan.train_config,
+            encoder=encoder,
+            progress=_progress_writer(run.pk),
+            deadline=plan.deadline,
+        )
+    else:
+        result = train(
+            texts,
+            space.training_targets(labels),
+            label_names=project.label_names,
+            model_config=config,
+            train_config=plan.train_config,
+            cache=modeling.embedding_cache_for(encoder.encoder_id),
+            encoder=encoder,
+            progress=_progress_writer(run.pk),
+            unlabeled_texts=_pool_texts(project) if config.features == "hybrid" else (),
+            calibration_weights=pool_calibration_weights(document_ids=[doc_id for doc_id, _, _ in labeled]),
+        )
+        # A fast run on a tuned champion's encoder deploys those layers with its new head.
+        result.classifier.tuned = encoder.tuned
+    _stage(run.pk, "calibrate", 1.0, train_seconds=time.monotonic() - started)
+    result.calibration["tier"] = {"tier": plan.tier, "why": plan.why, "train_s": round(time.monotonic() - started, 1)}
     result.calibration["device"] = encoder.device_name  # where the encoder ran (and fine-tuned), for the record
     # One snapshot of the holdout serves the temperature fit, the challenger's figures and the gate.
     holdout = majority_labels(project=project, split=Split.HOLDOUT)
@@ -189,6 +216,8 @@ def _execute(run: TrainingRun) -> None:
             project=project, issues=metrics["label_issues"]
         )
     ModelVersion.objects.filter(pk=challenger.pk).update(metrics=metrics, decision_reason=reason)
+    if promote:
+        _tuned_cache_ready(run, result)
     challenger_decide(
         run=run, challenger=challenger, promote=promote, reason=reason,
         evaluated_against=evaluation.champion.pk if evaluation.champion else None,
@@ -220,6 +249,26 @@ def _execute_multilabel(
     challenger_decide(
         run=run, challenger=challenger, promote=promote, reason=reason,
         evaluated_against=evaluation.champion.pk if evaluation.champion else None,
+    )
+
+
+def _tuned_cache_ready(run: TrainingRun, result: TrainResult) -> None:
+    """Before a challenger with a new encoder identity becomes champion: its vectors of the project's documents.
+
+    The old champion serves while this runs (stage "cache"); the re-scoring after the promotion then
+    reads vectors instead of running the tuned encoder. A fast run on the champion's own encoder finds
+    them all cached and encodes nothing.
+    """
+    if result.classifier.tuned is None:
+        return
+    _stage(run.pk, "cache", 0.0)
+    started = time.monotonic()
+    encoded = tiers.tuned_cache_build(
+        project=run.project, classifier=result.classifier, progress=lambda f: _stage(run.pk, "cache", f)
+    )
+    log.info(
+        "run %s: %d vectors of %s cached in %.1f s before promotion",
+        run.pk, encoded, result.classifier.encoder_id, time.monotonic() - started,
     )
 
 

@@ -102,7 +102,9 @@
     d.runs.forEach(function (r) {
       const tr = A.el("tr");
       const decision = r.promoted === true ? "promoted" : r.promoted === false ? "not promoted" : "";
-      [("#" + r.id), r.trigger, r.status + (r.status === "running" ? " (" + (r.stage || "") + " " + A.pct(r.progress) + ")" : ""),
+      // the trigger column also says the run's tier and training time ("threshold · deep 412 s")
+      const tier = r.tier ? " · " + r.tier + (r.train_seconds != null ? " " + Math.round(r.train_seconds) + " s" : "") : "";
+      [("#" + r.id), r.trigger + tier, r.status + (r.status === "running" ? " (" + (r.stage || "") + " " + A.pct(r.progress) + ")" : ""),
         r.labels_used, r.version ? "v" + r.version + (r.model_status ? " · " + r.model_status : "") : "–",
         accuracyText(r.figures), A.pct(r.macro_f1, 1), eceText(r.figures)].forEach(function (v) { tr.appendChild(A.el("td", {}, v)); });
       const dec = A.el("td", { class: "decision" });
