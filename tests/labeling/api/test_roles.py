@@ -121,6 +121,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("get", "ui:document"): ANNOTATE,
     ("get", "ui:members"): MANAGE,
     ("post", "ui:members"): MANAGE,
+    ("get", "ui:labelset"): MANAGE,
+    ("post", "ui:labelset"): MANAGE,
     ("get", "ui:progress-json"): ANNOTATE,
     ("get", "ui:dashboard-json"): ANNOTATE,
     ("get", "ui:attributions-json"): ANNOTATE,
@@ -132,7 +134,7 @@ UNSCOPED = {"api-projects", "api-audit", "ui:project-list"}
 # (tests/labeling/api/test_metrics_api.py covers the token).
 OWN_CREDENTIAL = {"metrics"}
 # Function views (the UI) do not say their methods; DRF views do, and every one must be listed.
-FUNCTION_VIEW_METHODS = {"ui:members": ("get", "post")}
+FUNCTION_VIEW_METHODS = {"ui:members": ("get", "post"), "ui:labelset": ("get", "post")}
 
 
 def _walk(patterns: list[Any], prefix: str = "", namespace: str = "") -> list[tuple[str, str, Any]]:
