@@ -197,14 +197,6 @@ def import_file(
             "annotator": annotator_col,
         },
     )
-    if cols := columns_to_check(labels_as, label_col, prediction_col):
-        rows_check(
-            project=project,
-            rows=open_source(path, fmt).rows,
-            label_cols=cols,
-            score_col=prediction_score_col,
-            annotator_col=annotator_col,
-        )
     columns = RowColumns(
         text=text_col,
         label=label_col,
@@ -214,8 +206,15 @@ def import_file(
         prediction=prediction_col,
         prediction_score=prediction_score_col,
     )
-    return _import(
-        project=project, source=source, cols=columns, progress=progress, labels_as=labels_as, job=job, actor=actor
+    return _checked_import(
+        project=project,
+        source=source,
+        rows_again=lambda: open_source(path, fmt).rows,
+        cols=columns,
+        progress=progress,
+        labels_as=labels_as,
+        job=job,
+        actor=actor,
     )
 
 
@@ -236,12 +235,7 @@ def import_records(
 ) -> ImportReport:
     """Like ``import_file`` for rows already in memory (the built-in datasets)."""
     labels_as_check(labels_as, label_col, annotator_col)
-    if cols := columns_to_check(labels_as, label_col, prediction_col):
-        records = list(records)
-        rows_check(
-            project=project, rows=records, label_cols=cols, score_col=prediction_score_col, annotator_col=annotator_col
-        )
-    source = Source(columns=None, total=None, rows=iter(records))
+    records = list(records)  # read twice when labels are checked before anything is written
     columns = RowColumns(
         text=text_col,
         label=label_col,
@@ -251,8 +245,41 @@ def import_records(
         prediction=prediction_col,
         prediction_score=prediction_score_col,
     )
+    return _checked_import(
+        project=project,
+        source=Source(columns=None, total=None, rows=iter(records)),
+        rows_again=lambda: iter(records),
+        cols=columns,
+        progress=progress,
+        labels_as=labels_as,
+        job=None,
+        actor=actor,
+    )
+
+
+def _checked_import(
+    *,
+    project: Project,
+    source: Source,
+    rows_again: Callable[[], Iterable[Any]],
+    cols: RowColumns,
+    progress: ProgressFn | None,
+    labels_as: str,
+    job: ImportJob | None,
+    actor: Any,
+) -> ImportReport:
+    """Read the label and prediction columns through first (``rows_again``: a fresh pass over the rows),
+    so a bad label is a 400 naming its row before anything is written; then import."""
+    if check := columns_to_check(labels_as, cols.label, cols.prediction):
+        rows_check(
+            project=project,
+            rows=rows_again(),
+            label_cols=check,
+            score_col=cols.prediction_score,
+            annotator_col=cols.annotator,
+        )
     return _import(
-        project=project, source=source, cols=columns, progress=progress, labels_as=labels_as, job=None, actor=actor
+        project=project, source=source, cols=cols, progress=progress, labels_as=labels_as, job=job, actor=actor
     )
 
 
