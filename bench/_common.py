@@ -196,7 +196,9 @@ def label_documents(project: Any, n: int, *, username: str = "bench-annotator") 
     docs = list(Document.objects.filter(project=project, is_labeled=False).order_by("id")[:n])
     with transaction.atomic():
         Annotation.objects.bulk_create([
-            Annotation(document=d, annotator=user, label=d.metadata["gold"], source=AnnotationSource.API)
+            Annotation(
+                document=d, project=project, annotator=user, label=d.metadata["gold"], source=AnnotationSource.API
+            )
             for d in docs
         ])
         Document.objects.filter(pk__in=[d.pk for d in docs]).update(is_labeled=True)

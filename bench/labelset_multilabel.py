@@ -88,7 +88,7 @@ def main() -> None:
         )
         Annotation.objects.bulk_create(
             [
-                Annotation(document=doc, annotator=user, label=stored)
+                Annotation(document=doc, project_id=doc.project_id, annotator=user, label=stored)
                 for doc, (_, stored) in zip(docs, rows, strict=True)
                 for user in users
             ],

@@ -71,9 +71,9 @@ def ensure_project(n_docs: int) -> tuple[Project, ModelVersion]:
             [champion.pk, project.pk],
         )
         cur.execute(
-            """INSERT INTO labeling_annotation (document_id, annotator_id, label, predicted_label, source,
-                   created_at, updated_at)
-               SELECT d.id, %s, 'a', '', 'api',
+            """INSERT INTO labeling_annotation (document_id, project_id, annotator_id, label, predicted_label,
+                   source, created_at, updated_at)
+               SELECT d.id, d.project_id, %s, 'a', '', 'api',
                       now() - CASE WHEN row_number() OVER () <= %s THEN interval '10 minutes'
                                    ELSE interval '2 days' END, now()
                FROM labeling_document d WHERE d.project_id = %s ORDER BY d.id LIMIT %s""",

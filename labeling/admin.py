@@ -70,7 +70,7 @@ class DocumentAdmin(admin.ModelAdmin):
 @admin.register(m.Annotation)
 class AnnotationAdmin(admin.ModelAdmin):
     list_display = ("id", "document", "annotator", "label", "source", "duration_ms", "created_at")
-    list_filter = ("source", "label", "document__project")
+    list_filter = ("source", "label", "project")
     search_fields = ("document__text", "document__external_id", "annotator__username")
     raw_id_fields = ("document", "assignment", "model_version")
 
@@ -84,7 +84,7 @@ class AnnotationRevisionAdmin(admin.ModelAdmin):
 @admin.register(m.Assignment)
 class AssignmentAdmin(admin.ModelAdmin):
     list_display = ("id", "document", "annotator", "state", "leased_until", "created_at")
-    list_filter = ("state", "document__project")
+    list_filter = ("state", "project")
     search_fields = ("annotator__username", "document__external_id")
     raw_id_fields = ("document",)
 

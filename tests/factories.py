@@ -79,6 +79,7 @@ class AnnotationFactory(factory.django.DjangoModelFactory):
         model = m.Annotation
 
     document = factory.SubFactory(DocumentFactory)
+    project = factory.SelfAttribute("document.project")
     annotator = factory.SubFactory(UserFactory)
     label = "fresh"
 

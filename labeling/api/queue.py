@@ -324,7 +324,7 @@ class AnnotationListApi(BaseApi):
         project = project_or_404(project_id)
         params = self.FilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        qs: QuerySet[Annotation] = Annotation.objects.filter(document__project=project)
+        qs: QuerySet[Annotation] = Annotation.objects.filter(project=project)
         if params.validated_data["mine"] or not roles.can(request.user, roles.READ_ALL_LABELS, project.pk):
             qs = qs.filter(annotator=request.user)
         qs = (

@@ -21,7 +21,7 @@ from labeling.models import Annotation, Assignment, ProjectMembership
 # URL kwargs naming an object that belongs to a project: the model, and the path to its project id.
 OBJECT_SCOPES: dict[str, tuple[type[Model], str]] = {
     "assignment_id": (Assignment, "project_id"),
-    "annotation_id": (Annotation, "document__project_id"),
+    "annotation_id": (Annotation, "project_id"),
 }
 # Where ``remember`` keeps what the token query read, on the request's user object.
 _RESOLVED = "_alabel_scope"

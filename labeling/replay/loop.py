@@ -310,7 +310,7 @@ def replay_run(
                 break  # the pool is exhausted
             _retrain(project, eager, runs_before)
             noise = {} if team_policy.is_noiseless else team_round(state, project)
-            labeled = Annotation.objects.filter(document__project=project).count() + state.reviews
+            labeled = Annotation.objects.filter(project=project).count() + state.reviews
             metrics = champion_metrics(project, test_texts, y_test)
             if metrics is None:
                 continue

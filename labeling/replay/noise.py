@@ -82,7 +82,7 @@ def holdout_agreement(state: TeamState, project: Project) -> dict[str, Any]:
     """
     names = state.label_names
     answers: dict[int, list[float]] = defaultdict(list)
-    rows = Annotation.objects.filter(document__project=project, document__split=Split.HOLDOUT).order_by("id")
+    rows = Annotation.objects.filter(project=project, document__split=Split.HOLDOUT).order_by("id")
     for doc_id, label in rows.values_list("document_id", "label"):
         answers[doc_id].append(float(names.index(label)))
     k = state.policy.holdout_overlap

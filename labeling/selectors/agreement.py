@@ -44,7 +44,7 @@ class Ratings:
 def ratings_matrix(*, project: Project, split: str | None = None) -> Ratings:
     """The overlapped items (2+ labels) of ``project`` as an (N, R) ratings matrix."""
     space = project.label_space
-    rows = Annotation.objects.filter(document__project=project)
+    rows = Annotation.objects.filter(project=project)
     if split is not None:
         rows = rows.filter(document__split=split)
     given: dict[int, dict[str, int]] = defaultdict(dict)
@@ -67,7 +67,7 @@ def _figure(est: Estimate) -> dict[str, Any]:
 
 
 def _state_key(project: Project, kind: str, n_boot: int) -> str:
-    labels = Annotation.objects.filter(document__project=project)
+    labels = Annotation.objects.filter(project=project)
     state = (
         labels.count(),
         labels.order_by("-updated_at").values_list("updated_at", flat=True).first(),
@@ -131,7 +131,7 @@ def annotator_quality(*, project: Project, n_boot: int = 500) -> dict[str, Any]:
         return cached
     space = project.label_space
     rows = list(
-        Annotation.objects.filter(document__project=project)
+        Annotation.objects.filter(project=project)
         .order_by("id")
         .values_list("document_id", "annotator__username", "label", "duration_ms", "created_at")
     )

@@ -48,7 +48,7 @@ def final_labels(
 ) -> dict[int, FinalLabel]:
     """{document id: FinalLabel} for every document of ``project`` with a label (of ``split``)."""
     space = project.label_space
-    annotations = Annotation.objects.filter(document__project=project)
+    annotations = Annotation.objects.filter(project=project)
     decisions = ReviewDecision.objects.filter(project=project)
     if split is not None:
         annotations = annotations.filter(document__split=split)

@@ -93,7 +93,7 @@ def running_run(project: Project) -> dict[str, Any] | None:
 def labeling_progress(*, project: Project, user: Any) -> dict[str, Any]:
     """The labeling page's strip: labeled today (mine and all), queue remaining, champion, running run."""
     start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    today = Annotation.objects.filter(document__project=project, created_at__gte=start_of_day)
+    today = Annotation.objects.filter(project=project, created_at__gte=start_of_day)
     champion = champion_get(project_id=project.pk)
     # Every annotator's page polls this: the two whole-pool counts are one grouped read, cached on
     # large projects (labeling/selectors/poolcache.py).
@@ -234,7 +234,7 @@ def annotator_stats(*, project: Project, user: Any) -> dict[str, Any]:
         if everyone or r["username"] == user.get_username()
     ]
     since = (now - timedelta(hours=23)).replace(minute=0, second=0, microsecond=0)
-    labels = Annotation.objects.filter(document__project=project, created_at__gte=since)
+    labels = Annotation.objects.filter(project=project, created_at__gte=since)
     if not everyone:
         labels = labels.filter(annotator_id=user.pk)
     hourly = dict(
@@ -285,7 +285,7 @@ def model_versions(*, project: Project) -> list[dict[str, Any]]:
 
 def active_leases(*, project: Project) -> int:
     return Assignment.objects.filter(
-        document__project=project, state=AssignmentState.ACTIVE, leased_until__gt=timezone.now()
+        project=project, state=AssignmentState.ACTIVE, leased_until__gt=timezone.now()
     ).count()
 
 
@@ -339,7 +339,7 @@ def dashboard(
         },
         "counts": {
             **pool["counts"],
-            "annotations": Annotation.objects.filter(document__project=project).count(),
+            "annotations": Annotation.objects.filter(project=project).count(),
             "active_leases": active_leases(project=project),
         },
         "champion": model_summary(champion),

@@ -66,7 +66,7 @@ def visible_annotations(*, project: Project, user: Any) -> QuerySet[Annotation]:
 
     The ingest role labels nothing, so it reads no label and no annotator name.
     """
-    qs = Annotation.objects.filter(document__project=project)
+    qs = Annotation.objects.filter(project=project)
     if roles.can(user, roles.READ_ALL_LABELS, project.pk):
         return qs
     return qs.filter(annotator_id=user.pk) if user.is_authenticated else qs.none()

@@ -72,7 +72,7 @@ def _decided_by(final: FinalLabel) -> str | None:
 def export_rows(project: Project) -> Iterator[dict[str, Any]]:
     """Every annotation of ``project`` in id order, read in chunks (constant memory)."""
     qs = (
-        Annotation.objects.filter(document__project=project)
+        Annotation.objects.filter(project=project)
         .order_by("pk")
         .values_list(
             "pk",

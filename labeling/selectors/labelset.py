@@ -34,7 +34,7 @@ def label_set_usage(*, project: Project) -> dict[str, int]:
     A multi-label answer counts once for each label its set holds.
     """
     space = project.label_space
-    rows = Annotation.objects.filter(document__project=project).values("label").annotate(n=Count("id"))
+    rows = Annotation.objects.filter(project=project).values("label").annotate(n=Count("id"))
     usage: Counter[str] = Counter()
     for row in rows:
         for name in space.as_names(row["label"]):

@@ -67,10 +67,10 @@ def _figures() -> list[ProjectFigures]:
         row["project_id"]: row["n"]
         for row in Document.objects.order_by().values("project_id").annotate(n=Count("id"))
     }
-    labels = _by_project(Annotation.objects.order_by().values("document__project_id").annotate(n=Count("id")))
+    labels = _by_project(Annotation.objects.order_by().values("project_id").annotate(n=Count("id")))
     since = timezone.now() - timedelta(hours=1)
     recent = _by_project(
-        Annotation.objects.filter(created_at__gte=since).order_by().values("document__project_id").annotate(n=Count("id"))
+        Annotation.objects.filter(created_at__gte=since).order_by().values("project_id").annotate(n=Count("id"))
     )
     champions = ModelVersion.objects.filter(status=ModelStatus.CHAMPION).values_list(
         "project_id", KeyTextTransform("ece", "metrics")
@@ -97,7 +97,7 @@ def _figures() -> list[ProjectFigures]:
 
 
 def _by_project(rows: object) -> dict[int, int]:
-    return {row["document__project_id"]: row["n"] for row in rows}  # type: ignore[attr-defined]
+    return {row["project_id"]: row["n"] for row in rows}  # type: ignore[attr-defined]
 
 
 def _ece(value: str | None) -> float | None:

@@ -52,7 +52,7 @@ def multi_label_summary(*, project: Project, champion: ModelVersion | None, n_bo
     names = project.label_space.names
     counts = stats.label_counts(project)
     empty = dict(
-        Annotation.objects.filter(document__project=project, label="")
+        Annotation.objects.filter(project=project, label="")
         .values_list("document__split")
         .annotate(n=Count("id"))
         .values_list("document__split", "n")

@@ -27,7 +27,7 @@ def set_ratings(*, project: Project) -> tuple[np.ndarray, list[int], list[str]]:
     """(N, R, C) indicators of the overlapped items, their document ids and the annotators' usernames."""
     space = project.label_space
     given: dict[int, dict[str, str]] = defaultdict(dict)
-    rows = Annotation.objects.filter(document__project=project)
+    rows = Annotation.objects.filter(project=project)
     for doc_id, username, label in rows.values_list("document_id", "annotator__username", "label"):
         if space.is_current(label):
             given[doc_id][username] = label

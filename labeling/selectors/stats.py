@@ -24,7 +24,7 @@ def label_counts(project: Project) -> dict[str, dict[str, int]]:
         split: dict.fromkeys(project.label_space.names, 0) for split in ("pool", "holdout")
     }
     rows = (
-        Annotation.objects.filter(document__project=project)
+        Annotation.objects.filter(project=project)
         .values("document__split", "label")
         .annotate(n=Count("id"))
     )
@@ -62,7 +62,7 @@ def champion_coverage(
 
 def annotator_throughput(project: Project) -> list[dict[str, Any]]:
     """Per annotator: labels, labels per active hour, median seconds per label."""
-    rows = Annotation.objects.filter(document__project=project).values(
+    rows = Annotation.objects.filter(project=project).values(
         "annotator_id", "annotator__username", "duration_ms", hour=TruncHour("created_at")
     )
     by_user: dict[int, dict[str, Any]] = defaultdict(lambda: {"labels": 0, "hours": set(), "durations": []})
@@ -146,7 +146,7 @@ def project_stats(project: Project) -> dict[str, Any]:
 def _agreement(project: Project) -> dict[str, Any]:
     """Share of labels that matched the champion's prediction at labeling time (value None before any
     model), with its 95 % Wilson interval, its n, and whether n is too small to judge."""
-    rows = Annotation.objects.filter(document__project=project).exclude(predicted_label="")
+    rows = Annotation.objects.filter(project=project).exclude(predicted_label="")
     total = rows.count()
     matched = rows.filter(label=F("predicted_label")).count() if total else 0
     return {

@@ -104,6 +104,7 @@ def annotation_submit(
         if annotation is None:
             annotation = Annotation.objects.create(
                 document=document,
+                project_id=document.project_id,
                 annotator=user,
                 label=label,
                 assignment=locked,

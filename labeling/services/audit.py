@@ -119,7 +119,7 @@ def audit_record(
 @transaction.atomic
 def export_record(*, project: Project, actor: Any, fmt: str) -> AuditEvent:
     """Record a label export as it starts (the rows: one per annotation, counted now; the stream follows)."""
-    rows = Annotation.objects.filter(document__project=project).count()
+    rows = Annotation.objects.filter(project=project).count()
     return audit_record(
         actor=actor, action=AuditAction.EXPORT_DOWNLOADED, project=project, target=project,
         data={"format": fmt, "rows": rows},

@@ -261,6 +261,7 @@ def training_labels(
         annotations.append(
             Annotation(
                 document=doc,
+                project_id=doc.project_id,
                 annotator_id=labels.annotators[username] if username else labels.annotator.pk,
                 label=item["gold_label"],
                 source=AnnotationSource.IMPORT,

@@ -237,7 +237,7 @@ def _move_labels(project: Project, sources: Sequence[str], target: str, *, by: A
         return sets_rewrite(
             project=project, new_names=new_names, mapping=dict.fromkeys(sources, target), by=by
         ).migrated
-    annotations = Annotation.objects.filter(document__project=project, label__in=list(sources))
+    annotations = Annotation.objects.filter(project=project, label__in=list(sources))
     moved = list(annotations.values_list("pk", "label"))
     if moved:
         changed_by = by if getattr(by, "is_authenticated", False) else None
@@ -324,7 +324,7 @@ def labelset_retire(*, project: Project, label: object, by: Any = None) -> Label
         reopened = _send_back(locked, Annotation.objects.filter(pk__in=rewritten.emptied))
         data = {"label": name, "migrated": migrated, "reopened": reopened, "annotations_kept": len(rewritten.emptied)}
     else:
-        kept = Annotation.objects.filter(document__project=locked, label=name).count()
+        kept = Annotation.objects.filter(project=locked, label=name).count()
         data = {"label": name, "annotations_kept": kept}
     version = _commit(locked, labels, operation=LabelSetOperation.RETIRE, data=data, by=by, field_name="label")
     closed = review_items_relabeled(project=locked, operation=LabelSetOperation.RETIRE, version=version.version, by=by)
@@ -417,10 +417,10 @@ def labelset_split(*, project: Project, label: object, new_labels: object, by: A
     # A multi-label answer that names the split label goes back whole: its other labels stay in the old
     # answer (history) and the annotator answers the whole set again under the new labels.
     if _is_multi_label(locked):
-        answered = Annotation.objects.filter(document__project=locked).filter(sets_naming("label", [old["name"]]))
+        answered = Annotation.objects.filter(project=locked).filter(sets_naming("label", [old["name"]]))
         decided = ReviewDecision.objects.filter(project=locked).filter(sets_naming("label", [old["name"]]))
     else:
-        answered = Annotation.objects.filter(document__project=locked, label=old["name"])
+        answered = Annotation.objects.filter(project=locked, label=old["name"])
         decided = ReviewDecision.objects.filter(project=locked, label=old["name"])
     reopened = _send_back(locked, answered, decided)
     version = _commit(

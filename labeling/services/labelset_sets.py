@@ -88,7 +88,7 @@ def sets_rewrite(
     now = timezone.now()
 
     rows = list(
-        Annotation.objects.filter(document__project=project)
+        Annotation.objects.filter(project=project)
         .filter(sets_naming("label", changed))
         .order_by("id")
         .values_list("pk", "label")

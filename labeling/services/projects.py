@@ -117,7 +117,7 @@ def project_delete(*, project: Project, by: Any = None) -> None:
     locked = Project.objects.select_for_update().get(pk=project.pk)
     counts = {
         "documents": locked.documents.count(),
-        "labels": Annotation.objects.filter(document__project=locked).count(),
+        "labels": Annotation.objects.filter(project=locked).count(),
         "members": locked.memberships.count(),
     }
     audit_record(actor=by, action=AuditAction.PROJECT_DELETED, project=locked, target=locked, data=counts)

@@ -131,7 +131,7 @@ def review_flag(
     if scores is not None and len(scores) != len(document_ids):
         raise ValidationError({"scores": f"needs one score per document ({len(document_ids)}), got {len(scores)}"})
     labeled = set(
-        Annotation.objects.filter(document_id__in=document_ids, document__project=project).values_list(
+        Annotation.objects.filter(document_id__in=document_ids, project=project).values_list(
             "document_id", flat=True
         )
     )

@@ -48,6 +48,7 @@ def label(documents: list[Document], annotator: AbstractBaseUser, *, flip: bool 
         [
             Annotation(
                 document=d,
+                project_id=d.project_id,
                 annotator=annotator,
                 label=other[d.gold_label] if flip else d.gold_label,
                 created_at=now,

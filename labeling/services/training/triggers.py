@@ -74,7 +74,7 @@ def _label_classes(project: Project) -> int:
     """How many distinct current answers the pool's labels hold (a label name, or a multi-label set)."""
     space = project.label_space
     answers = (
-        Annotation.objects.filter(document__project=project, document__split=Split.POOL)
+        Annotation.objects.filter(project=project, document__split=Split.POOL)
         .order_by()
         .values_list("label", flat=True)
         .distinct()[:100]  # a first model needs 2; a multi-label pool may hold thousands of distinct sets

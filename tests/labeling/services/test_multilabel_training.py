@@ -59,7 +59,14 @@ def _project(pool: int, holdout: int, unlabeled: int) -> Project:
     labeled = docs[: pool + holdout]
     Annotation.objects.bulk_create(
         [
-            Annotation(document=d, annotator=annotator, label=d.gold_label, created_at=now, updated_at=now)
+            Annotation(
+                document=d,
+                project_id=d.project_id,
+                annotator=annotator,
+                label=d.gold_label,
+                created_at=now,
+                updated_at=now,
+            )
             for d in labeled
         ]
     )
@@ -78,6 +85,7 @@ def _contradict(project: Project) -> None:
             [
                 Annotation(
                     document=d,
+                    project_id=d.project_id,
                     annotator=user,
                     label=space.store(set(space.names) - set(space.parse(d.gold_label))),
                     created_at=now,
