@@ -123,8 +123,9 @@ def build(args: argparse.Namespace) -> None:
     emit({"row": "built", "documents_in_table": total, "measured_project": measured.pk, "filler_project": filler.pk})
 
 
-def label(project: Any, n: int, users: list[Any], *, spread_hours: int) -> None:
-    """``n`` of the project's pool documents labeled with their gold label, round-robin over ``users``."""
+def label(project: Any, n: int, users: list[Any], *, spread_hours: int, close: bool = True) -> None:
+    """``n`` of the project's pool documents labeled with their gold label, round-robin over ``users``;
+    ``close`` marks them labeled (the backfill's labels skip that: only the annotations table matters)."""
     from django.db import connection
 
     ids = "{" + ",".join(str(u.pk) for u in users) + "}"
@@ -149,11 +150,12 @@ def label(project: Any, n: int, users: list[Any], *, spread_hours: int) -> None:
             [project.pk, n, ids, len(users), spread_hours],
         )
         stored = cursor.rowcount
-        cursor.execute(
-            "UPDATE labeling_document SET is_labeled = true WHERE id IN "
-            "(SELECT document_id FROM labeling_annotation WHERE project_id = %s)",
-            [project.pk],
-        )
+        if close:
+            cursor.execute(
+                "UPDATE labeling_document SET is_labeled = true WHERE id IN "
+                "(SELECT document_id FROM labeling_annotation WHERE project_id = %s)",
+                [project.pk],
+            )
     emit({"row": f"labels ({project.name})", "annotations": stored, "s": round(time.perf_counter() - t0, 1)})
 
 
@@ -279,7 +281,7 @@ def backfill(args: argparse.Namespace) -> None:
     have = Annotation.objects.filter(project=filler).count()
     if args.backfill > have:
         user = get_user_model().objects.get_or_create(username="ann-backfill")[0]
-        label(filler, args.backfill - have, [user], spread_hours=24 * 30)
+        label(filler, args.backfill - have, [user], spread_hours=24 * 30, close=False)
     analyze()
     total = Annotation.objects.count()
     with connection.cursor() as cursor:

@@ -2,7 +2,7 @@
 joining every document of the table (#23).
 
 Added nullable, backfilled by one set-based UPDATE (PostgreSQL and SQLite alike: one primary-key lookup
-of the document per annotation), then made NOT NULL and indexed with ``created_at``. On PostgreSQL two
+of the document per annotation), then made NOT NULL and indexed with ``created_at`` (counts, time ranges) and with ``id`` (the export). On PostgreSQL two
 triggers keep it true whatever path writes: an annotation inserted without a project gets its document's,
 one naming another project is refused, and a document cannot move to another project.
 """
@@ -102,6 +102,10 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="annotation",
             index=models.Index(fields=["project", "created_at"], name="annotation_project_time"),
+        ),
+        migrations.AddIndex(
+            model_name="annotation",
+            index=models.Index(fields=["project", "id"], name="annotation_project_order"),
         ),
         migrations.RunPython(_postgresql_only(GUARD_PROJECT), _postgresql_only(DROP_GUARD_PROJECT)),
     ]
