@@ -67,6 +67,15 @@ WARMUP = 2
 def ensure_scored(n_docs: int):
     from rescore import PROJECT, ensure_champion
 
+    from labeling.selectors.models import champion_get
+
+    # Built and scored by an earlier run (every document scored by its champion): as it is.
+    project = Project.objects.filter(name=PROJECT).first()
+    champion = champion_get(project_id=project.pk) if project is not None else None
+    if champion is not None:
+        total = Document.objects.filter(project=project).count()
+        if total >= n_docs and Prediction.objects.filter(model_version_id=champion.pk).count() >= total:
+            return project
     texts, _, _ = labeled_corpus()
     warm_cache(texts)
     project = ensure_project(PROJECT, n_docs)

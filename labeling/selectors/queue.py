@@ -175,7 +175,6 @@ def lease_context(*, project_id: int, annotator_id: int) -> LeaseContext:
         " m.id, m.version, m.label_map, r.*"
         f" FROM (SELECT 1 AS one) o LEFT JOIN {MODEL} m ON m.project_id = %s AND m.status = %s"
         f" LEFT JOIN ({_ranking_sql(champion)}) r ON 1 = 1"
-        " ORDER BY r.acquisition_score DESC"
     )
     params = [project_id, annotator_id, project_id, annotator_id, active, project_id, active]
     params += [project_id, ModelStatus.CHAMPION.value]
@@ -188,7 +187,12 @@ def lease_context(*, project_id: int, annotator_id: int) -> LeaseContext:
         label_names = _json(ModelVersion, "label_map", label_map)
         values = [model_id, project_id, version, ModelStatus.CHAMPION.value, label_names]
         champion_model = ModelVersion.from_db(connection.alias, fields, values)
-    ranking = [row[6:] for row in rows if row[6] is not None]
+    # Ordered here, not by an outer ORDER BY: with ``enable_sort`` off that sort's penalty cost sent the
+    # statement past ``jit_above_cost``, and compiling it took 1.3 s (EXPLAIN ANALYZE, 100,000 documents).
+    score = len(_DOC_COLUMNS) + _PREDICTION_COLUMNS.index("acquisition_score")
+    ranking = sorted(  # PostgreSQL's DESC puts NULL first
+        (row[6:] for row in rows if row[6] is not None), key=lambda r: (r[score] is None, r[score] or 0.0), reverse=True
+    )
     return LeaseContext(
         lease_count=count, active_id=active_id, live_leases=live, champion=champion_model, ranking=ranking
     )
