@@ -5,7 +5,7 @@ because on this service's hardware each ORM statement costs ~0.75 ms of Python a
 round trip (docs/BENCHMARKS.md):
 
 - ``lease_context``: the caller's lease count and active lease, the number of live leases in the
-  project and the champion, in one statement;
+  project, the champion and the ranking's first window (below), in one statement;
 - ``pool_candidates``: the champion's ranking, read as the first rows of the partial index
   ``prediction_queue_open`` (model_version, acquisition_score DESC, only ``in_queue`` rows: labeled
   and holdout documents are not in it) inside a ``LIMIT`` subquery, which the planner cannot flatten.

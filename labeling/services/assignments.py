@@ -245,9 +245,9 @@ def _lease_holdout(project: Project, annotator: AbstractBaseUser, rng: random.Ra
 def lease_next(*, project: Project, annotator: AbstractBaseUser) -> Lease | None:
     """The caller's active lease, or a new one on the best free document; None when nothing is left.
 
-    An annotator holds at most one active lease per project, also under parallel calls. Five
-    statements on the usual path: begin (no-flush commit, per-annotator lock), expire lapsed leases,
-    read the lease context, read the ranking, lock-and-insert (plus one for the near-copy rule when
+    An annotator holds at most one active lease per project, also under parallel calls. Three
+    statements on the usual path: begin (no-flush commit, per-annotator lock, expire lapsed leases),
+    read the lease context with the ranking's first window, lock-and-insert (plus one for the near-copy rule when
     others hold leases under a batch-aware strategy, or one for the draw's size and weight sum under a
     stochastic one: an aggregate over the champion's open ranking, so it grows with the pool). No retry
     loop: a lost race is an insert that does nothing, and the next candidate is tried.
