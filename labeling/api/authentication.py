@@ -64,7 +64,8 @@ def _token_row(digest: str, url_kwargs: dict[str, Any]) -> ApiToken | None:
     token_fields, user_fields = len(ApiToken._meta.concrete_fields), len(user_model._meta.concrete_fields)
     scoped = scope.scope_sql(url_kwargs)
     select = f"{_columns(ApiToken, 't')}, {_columns(user_model, 'u')}"
-    tables = f"{ApiToken._meta.db_table} t JOIN {user_model._meta.db_table} u ON u.id = t.user_id"
+    user_pk = connection.ops.quote_name(user_model._meta.pk.column)
+    tables = f"{ApiToken._meta.db_table} t JOIN {user_model._meta.db_table} u ON u.{user_pk} = t.user_id"
     params: list[Any] = []
     if scoped is not None:
         project_sql, params = scoped
