@@ -122,6 +122,10 @@ def timer() -> Iterator[dict[str, float]]:
 
 
 def free_port(start: int = 8411, end: int = 8420) -> int:
+    """The first free port of ``start``-``end``, or of ``BENCH_PORTS`` (e.g. ``8621-8629``) when set: several
+    benches on one machine each get their own range."""
+    if os.environ.get("BENCH_PORTS"):
+        start, end = (int(part) for part in os.environ["BENCH_PORTS"].split("-"))
     for port in range(start, end + 1):
         with socket.socket() as s:
             try:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ from typing import Any
 
 os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/alabel_bench_scale")
 
-from _common import ROOT, analyze, free_port, label_documents, machine, percentiles, real_texts, setup_django, timer
+from _common import analyze, free_port, label_documents, machine, percentiles, real_texts, setup_django, timer
 
 setup_django()
 
@@ -208,44 +207,6 @@ def train(project: Project, label: str) -> tuple[int, int]:
 # --- latency over HTTP ------------------------------------------------------------------------------
 
 
-def start_server(port: int) -> Any:
-    from _common import start_gunicorn
-
-    bench_dir = str(ROOT / "bench")
-    return start_gunicorn(
-        port,
-        "-w",
-        "4",
-        "--threads",
-        "5",
-        "--worker-class",
-        "gthread",
-        # A shared machine at load 20-40 stalls a worker past gunicorn's default 30 s; its clients'
-        # connections were reset. The bench measures latency, so it waits.
-        "--timeout",
-        "300",
-        env_extra={
-            "CONN_MAX_AGE": "60",
-            "DJANGO_SETTINGS_MODULE": "_stack_settings",
-            "PYTHONPATH": os.pathsep.join([bench_dir, str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        },
-    )
-
-
-def ping_loop(base: str, project_id: int, token: str, n: int) -> list[float]:
-    s = requests.Session()
-    s.headers["Authorization"] = f"Token {token}"
-    out = []
-    for i in range(n + 2):
-        t0 = time.perf_counter()
-        r = s.post(f"{base}/bench/projects/{project_id}/select1", timeout=60)
-        elapsed = (time.perf_counter() - t0) * 1000
-        r.raise_for_status()
-        if i >= 2:
-            out.append(elapsed)
-    return out
-
-
 def team_tokens(project: Project, n: int) -> list[str]:
     out = []
     for i in range(n):
@@ -281,7 +242,7 @@ def lease_profile(project: Project) -> dict[str, Any]:
 
 
 def latency_rows(project: Project, args: argparse.Namespace) -> None:
-    from queue_latency import measure
+    from queue_latency import measure, ping_loop, start_server, stop_server
 
     keys = team_tokens(project, args.clients)
     port = free_port()
@@ -312,12 +273,7 @@ def latency_rows(project: Project, args: argparse.Namespace) -> None:
             )
         export_rows(base, project)
     finally:
-        server.terminate()
-        try:
-            server.wait(120)  # a graceful stop takes a while on a loaded machine
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
 
 
 def export_rows(base: str, project: Project) -> None:

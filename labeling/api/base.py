@@ -18,11 +18,11 @@ from rest_framework.exceptions import NotFound
 from rest_framework.views import APIView
 
 from labeling.api.parsers import LimitedJSONParser
-from labeling.api.scope import scope_project_id
+from labeling.api.scope import scope_project, scope_project_id
 from labeling.api.throttles import CountsFailedAuthentication
 from labeling.models import Project
 
-__all__ = ["BaseApi", "LimitedJSONParser", "get_or_404", "project_or_404"]
+__all__ = ["BaseApi", "LimitedJSONParser", "get_or_404", "project_or_404", "request_project_or_404"]
 
 M = TypeVar("M", bound=Model)
 
@@ -93,3 +93,8 @@ def get_or_404(model: type[M], pk: Any, **filters: Any) -> M:
 
 def project_or_404(project_id: int) -> Project:
     return get_or_404(Project, project_id)
+
+
+def request_project_or_404(request: Any, project_id: int) -> Project:
+    """The URL's project: the row the caller's token statement read with it (no query), else one read."""
+    return scope_project(request.user, project_id) or project_or_404(project_id)

@@ -4,19 +4,22 @@ Every view whose URL names a project (``project_id``) or an object that belongs 
 (``assignment_id``, ``annotation_id``) answers 404 to an authenticated caller who is not a member of
 that project, before any role check, so a non-member cannot even learn that the project exists.
 
-Token clients pay nothing for it: ``scope_columns`` adds the project and the caller's role to the
-token's own query (labeling/api/authentication.py). Session clients pay one query, here.
+Token clients pay nothing for it: ``scope_sql`` puts the project, the caller's role in it and the
+project's row into the token's own statement (labeling/api/authentication.py). Session clients pay
+one query, here.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from django.db.models import BigIntegerField, Expression, Model, OuterRef, Subquery, Value
+from django.db import connection
+from django.db.models import Model, OuterRef, Subquery
 from rest_framework.exceptions import NotFound
 
 from labeling import roles
-from labeling.models import Annotation, Assignment, ProjectMembership
+from labeling.models import Annotation, Assignment, Project, ProjectMembership
 
 # URL kwargs naming an object that belongs to a project: the model, and the path to its project id.
 OBJECT_SCOPES: dict[str, tuple[type[Model], str]] = {
@@ -25,6 +28,7 @@ OBJECT_SCOPES: dict[str, tuple[type[Model], str]] = {
 }
 # Where ``remember`` keeps what the token query read, on the request's user object.
 _RESOLVED = "_alabel_scope"
+_PROJECT = "_alabel_scope_project"
 _MAX_ID = 2**63 - 1
 
 
@@ -34,25 +38,55 @@ def _scope_kwarg(kwargs: dict[str, Any]) -> str | None:
     return next((kwarg for kwarg in OBJECT_SCOPES if kwarg in kwargs), None)
 
 
-def scope_columns(kwargs: dict[str, Any], user_ref: str) -> dict[str, Expression]:
-    """``scope_project`` and ``scope_role`` for a query whose ``user_ref`` column is the caller's id."""
+@cache
+def _object_project_sql(kwarg: str) -> str:
+    """SQL (one parameter: the object's id) for the project of the object ``kwarg`` names, compiled once."""
+    model, path = OBJECT_SCOPES[kwarg]
+    sql, params = model._default_manager.filter(pk=0).values(path)[:1].query.sql_with_params()
+    assert list(params) == [0], params  # the id is the statement's only parameter
+    return str(sql)
+
+
+def scope_sql(kwargs: dict[str, Any]) -> tuple[str, list[Any]] | None:
+    """The URL's project as raw SQL: (a one-row subquery with column ``id``, parameters); None:
+    the URL names no project. The token statement (labeling/api/authentication.py) reads it, the
+    caller's role in it and the project's row with the token, so it compiles no ORM query per request.
+    """
     kwarg = _scope_kwarg(kwargs)
     if kwarg is None:
-        return {}
-    project: Expression
+        return None
+    value = int(kwargs[kwarg])
+    # An id past bigint matches nothing; as a bound parameter it would fail the whole statement.
+    value_or_none = value if value <= _MAX_ID else None
     if kwarg == "project_id":
-        value = int(kwargs[kwarg])
-        # An id past bigint matches nothing; as a bound parameter it would fail the whole statement.
-        project = Value(value if value <= _MAX_ID else None, output_field=BigIntegerField())
-    else:
-        model, path = OBJECT_SCOPES[kwarg]
-        project = Subquery(model._default_manager.filter(pk=kwargs[kwarg]).values(path)[:1])
-    role = ProjectMembership.objects.filter(project_id=project, user_id=OuterRef(user_ref)).values("role")[:1]
-    return {"scope_project": project, "scope_role": Subquery(role)}
+        return "SELECT CAST(%s AS BIGINT) AS id", [value_or_none]
+    return f"SELECT ({_object_project_sql(kwarg)}) AS id", [value_or_none]
+
+
+def row_instance(model: type[Model], values: Any) -> Any:
+    """A ``model`` instance from a raw row of its concrete columns in field order (JSON fields decoded)."""
+    fields = model._meta.concrete_fields
+    converted = [
+        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") and value is not None else value
+        for field, value in zip(fields, values, strict=True)
+    ]
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
+def remember_project(user: Any, project: Project | None) -> None:
+    """Keep the URL's project, read with the token, for ``scope_project`` (this request only)."""
+    if project is not None:
+        user.__dict__[_PROJECT] = project
+
+
+def scope_project(user: Any, project_id: int) -> Project | None:
+    """The project read with the caller's token, when it is ``project_id``; None otherwise (read it)."""
+    project = user.__dict__.get(_PROJECT)
+    return project if project is not None and project.pk == project_id else None
 
 
 def remember(user: Any, kwargs: dict[str, Any], row: Any) -> None:
-    """Keep what a query annotated with ``scope_columns`` read, for ``scope_project_id``."""
+    """Keep what the token statement read (``scope_project``, ``scope_role``), for ``scope_project_id``."""
     kwarg = _scope_kwarg(kwargs)
     if kwarg is None:
         return

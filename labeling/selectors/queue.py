@@ -5,7 +5,7 @@ because on this service's hardware each ORM statement costs ~0.75 ms of Python a
 round trip (docs/BENCHMARKS.md):
 
 - ``lease_context``: the caller's lease count and active lease, the number of live leases in the
-  project and the champion, in one statement;
+  project, the champion and the ranking's first window (below), in one statement;
 - ``pool_candidates``: the champion's ranking, read as the first rows of the partial index
   ``prediction_queue_open`` (model_version, acquisition_score DESC, only ``in_queue`` rows: labeled
   and holdout documents are not in it) inside a ``LIMIT`` subquery, which the planner cannot flatten.
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -83,6 +83,8 @@ class LeaseContext:
     active_id: int | None  # the caller's live lease in this project
     live_leases: int  # live leases in this project, anyone's
     champion: ModelVersion | None  # id, version and label_map only
+    # The champion's first ranking window, read in the same statement (``pool_candidates``'s rows).
+    ranking: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 def _fetch(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -136,51 +138,87 @@ def _open_places_params(annotator_id: int) -> list[Any]:
     return [*_HOLDS, annotator_id, *_SEEN]
 
 
-def lease_context(*, project_id: int, annotator_id: int) -> LeaseContext:
-    """Everything ``lease_next`` decides on, in one statement (run after expiring lapsed leases)."""
-    active = AssignmentState.ACTIVE.value
-    sql = (
-        f"SELECT (SELECT COUNT(*) FROM {ASSIGNMENT} WHERE project_id = %s AND annotator_id = %s),"
-        f" (SELECT MAX(id) FROM {ASSIGNMENT} WHERE project_id = %s AND annotator_id = %s AND state = %s),"
-        f" (SELECT COUNT(*) FROM {ASSIGNMENT} WHERE project_id = %s AND state = %s),"
-        " m.id, m.version, m.label_map"
-        f" FROM (SELECT 1 AS one) o LEFT JOIN {MODEL} m ON m.project_id = %s AND m.status = %s"
-    )
-    params = [project_id, annotator_id, project_id, annotator_id, active, project_id, active]
-    [(count, active_id, live, model_id, version, label_map)] = _fetch(
-        sql, [*params, project_id, ModelStatus.CHAMPION.value]
-    )
-    champion = None
-    if model_id is not None:
-        fields = ["id", "project_id", "version", "status", "label_map"]
-        label_names = _json(ModelVersion, "label_map", label_map)
-        values = [model_id, project_id, version, ModelStatus.CHAMPION.value, label_names]
-        champion = ModelVersion.from_db(connection.alias, fields, values)
-    return LeaseContext(lease_count=count, active_id=active_id, live_leases=live, champion=champion)
-
-
-def pool_candidates(champion: ModelVersion, *, annotator_id: int, limit: int = CANDIDATES) -> list[Candidate]:
-    """Unlabeled, unleased, unskipped pool documents the champion scored, highest acquisition score first."""
+def _ranking_sql(champion: str) -> str:
+    """SQL: the first rows of ``champion``'s open ranking (an id or a subquery), filtered as ``pool_candidates``
+    says; parameters ``_ranking_params``."""
     doc_cols = ", ".join(f"d.{c}" for c in _DOC_COLUMNS)
     pred_cols = ", ".join(f"p.{c}" for c in _PREDICTION_COLUMNS)
-    sql = (
+    return (
         f"SELECT {doc_cols}, {pred_cols} FROM ("
         f"SELECT {', '.join(_PREDICTION_COLUMNS)} FROM {PREDICTION}"
-        " WHERE model_version_id = %s AND in_queue ORDER BY acquisition_score DESC LIMIT %s"
+        f" WHERE model_version_id = {champion} AND in_queue ORDER BY acquisition_score DESC LIMIT %s"
         f") p JOIN {DOC} d ON d.id = p.document_id"
         " WHERE NOT d.is_labeled AND d.split = %s"
         f" AND {_open_places('p.document_id')}"
         " ORDER BY p.acquisition_score DESC LIMIT %s"
     )
+
+
+def _ranking_params(annotator_id: int, window: int, limit: int) -> list[Any]:
+    return [window, Split.POOL.value, *_open_places_params(annotator_id), limit]
+
+
+def lease_context(*, project_id: int, annotator_id: int) -> LeaseContext:
+    """Everything ``lease_next`` decides on, and the first ranking window, in one statement (run after
+    expiring lapsed leases).
+
+    The ranking is read before the caller's live lease and the holdout draw are known: most requests
+    lease from it, and a round trip costs more under load than reading 200 index rows that a request
+    returning its live lease or serving a holdout item then does not use.
+    """
+    active = AssignmentState.ACTIVE.value
+    champion = f"(SELECT id FROM {MODEL} WHERE project_id = %s AND status = %s)"
+    sql = (
+        f"SELECT (SELECT COUNT(*) FROM {ASSIGNMENT} WHERE project_id = %s AND annotator_id = %s),"
+        f" (SELECT MAX(id) FROM {ASSIGNMENT} WHERE project_id = %s AND annotator_id = %s AND state = %s),"
+        f" (SELECT COUNT(*) FROM {ASSIGNMENT} WHERE project_id = %s AND state = %s),"
+        " m.id, m.version, m.label_map, r.*"
+        f" FROM (SELECT 1 AS one) o LEFT JOIN {MODEL} m ON m.project_id = %s AND m.status = %s"
+        f" LEFT JOIN ({_ranking_sql(champion)}) r ON 1 = 1"
+    )
+    params = [project_id, annotator_id, project_id, annotator_id, active, project_id, active]
+    params += [project_id, ModelStatus.CHAMPION.value]
+    params += [project_id, ModelStatus.CHAMPION.value, *_ranking_params(annotator_id, WINDOW, CANDIDATES)]
+    rows = _fetch(sql, params)
+    count, active_id, live, model_id, version, label_map = rows[0][:6]
+    champion_model = None
+    if model_id is not None:
+        fields = ["id", "project_id", "version", "status", "label_map"]
+        label_names = _json(ModelVersion, "label_map", label_map)
+        values = [model_id, project_id, version, ModelStatus.CHAMPION.value, label_names]
+        champion_model = ModelVersion.from_db(connection.alias, fields, values)
+    # Ordered here, not by an outer ORDER BY: with ``enable_sort`` off that sort's penalty cost sent the
+    # statement past ``jit_above_cost``, and compiling it took 1.3 s (EXPLAIN ANALYZE, 100,000 documents).
+    score = len(_DOC_COLUMNS) + _PREDICTION_COLUMNS.index("acquisition_score")
+    ranking = sorted(  # PostgreSQL's DESC puts NULL first
+        (row[6:] for row in rows if row[6] is not None), key=lambda r: (r[score] is None, r[score] or 0.0), reverse=True
+    )
+    return LeaseContext(
+        lease_count=count, active_id=active_id, live_leases=live, champion=champion_model, ranking=ranking
+    )
+
+
+def pool_candidates(
+    champion: ModelVersion,
+    *,
+    annotator_id: int,
+    limit: int = CANDIDATES,
+    first_window: list[tuple[Any, ...]] | None = None,
+) -> list[Candidate]:
+    """Unlabeled, unleased, unskipped pool documents the champion scored, highest acquisition score first.
+
+    ``first_window``: the rows of the first ``WINDOW`` ranking rows, already read (``lease_context``).
+    """
+    sql = _ranking_sql("%s")
     window = max(WINDOW, limit)
+    rows = first_window if first_window is not None and limit == CANDIDATES else None
     while True:
-        rows = _fetch(
-            sql,
-            [champion.pk, window, Split.POOL.value, *_open_places_params(annotator_id), limit],
-        )
+        if rows is None:
+            rows = _fetch(sql, [champion.pk, *_ranking_params(annotator_id, window, limit)])
         if len(rows) == limit or not _more_ranked(champion.pk, window):
             break
         window *= 8  # many of the top rows were leased, skipped or closed: read further down the index
+        rows = None
     n = len(_DOC_COLUMNS)
     at = {name: n + i for i, name in enumerate(_PREDICTION_COLUMNS)}
     out = []

@@ -44,18 +44,24 @@ class Lease:
     prediction: Prediction | None  # the champion's prediction the pool item was ranked by; None otherwise
 
 
-def assignments_expire(*, project: Project) -> int:
-    """Return lapsed leases of ``project`` to the pool; runs inside every lease transaction.
-
-    One raw statement: the ``assignment_state_lease`` index finds the lapsed active rows.
-    """
+def _expire_sql(project: Project) -> tuple[str, list[Any]]:
     now = _db_now()
     sql = (
         f"UPDATE {q.ASSIGNMENT} SET state = %s, finished_at = %s"
         " WHERE state = %s AND leased_until <= %s AND project_id = %s"
     )
+    return sql, [AssignmentState.EXPIRED.value, now, AssignmentState.ACTIVE.value, now, project.pk]
+
+
+def assignments_expire(*, project: Project) -> int:
+    """Return lapsed leases of ``project`` to the pool (every lease transaction does it too, in
+    ``_lease_transaction_begin``).
+
+    One raw statement: the ``assignment_state_lease`` index finds the lapsed active rows.
+    """
+    sql, params = _expire_sql(project)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [AssignmentState.EXPIRED.value, now, AssignmentState.ACTIVE.value, now, project.pk])
+        cursor.execute(sql, params)
         return max(cursor.rowcount, 0)
 
 
@@ -63,8 +69,8 @@ def assignments_expire(*, project: Project) -> int:
 LOCK_LEASING = 7303
 
 
-def _lease_transaction_begin(annotator: AbstractBaseUser) -> None:
-    """One statement (PostgreSQL) that sets up a lease transaction.
+def _lease_transaction_begin(project: Project, annotator: AbstractBaseUser) -> None:
+    """One statement that sets up a lease transaction and expires the project's lapsed leases.
 
     - Commit without waiting for the WAL flush (``synchronous_commit`` off, this transaction only). A
       lease is a soft reservation that lapses by itself: if the database crashed in the ~0.6 s before
@@ -80,14 +86,24 @@ def _lease_transaction_begin(annotator: AbstractBaseUser) -> None:
       of reading 50 rows of ``prediction_queue_open``: 31-121 ms at 63,000 scored of 1,000,000
       documents, growing with every scored row, against 0.6 ms (docs/BENCHMARKS.md). A sort with
       no alternative still runs.
+    - Lapsed leases of the project go back to the pool (``assignments_expire``'s UPDATE). The
+      settings and the lock are a one-row CTE that the UPDATE's condition reads once, before its
+      scan, so the lock is held before any lapsed row is locked: a second call of the same annotator
+      waits on the lock holding nothing. The next statement (the context) takes a new snapshot, so
+      it sees the expiries and whatever the annotator's previous lease transaction committed. One
+      round trip, not two: under load each round trip waits for the database process to get a CPU.
+      SQLite (no advisory locks, one writer at a time) runs the UPDATE alone.
     """
+    sql, params = _expire_sql(project)
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT set_config('synchronous_commit', 'off', true), set_config('enable_sort', 'off', true),"
-                " pg_advisory_xact_lock(%s, %s)",
-                [LOCK_LEASING, annotator.pk],
-            )
+        sql = (
+            "WITH setup AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true),"
+            f" set_config('enable_sort', 'off', true), pg_advisory_xact_lock(%s, %s)) {sql}"
+            " AND EXISTS (SELECT 1 FROM setup)"
+        )
+        params = [LOCK_LEASING, annotator.pk, *params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _db_now() -> Any:
@@ -173,7 +189,7 @@ def _lease_pool(
 ) -> Lease | None:
     champion = context.champion
     if champion is not None:
-        candidates = q.pool_candidates(champion, annotator_id=annotator.pk)
+        candidates = q.pool_candidates(champion, annotator_id=annotator.pk, first_window=context.ranking)
         if candidates:
             strategy = strategy_get(project.acquisition_strategy)
             ordered = candidates
@@ -229,16 +245,15 @@ def _lease_holdout(project: Project, annotator: AbstractBaseUser, rng: random.Ra
 def lease_next(*, project: Project, annotator: AbstractBaseUser) -> Lease | None:
     """The caller's active lease, or a new one on the best free document; None when nothing is left.
 
-    An annotator holds at most one active lease per project, also under parallel calls. Five
-    statements on the usual path: begin (no-flush commit, per-annotator lock), expire lapsed leases,
-    read the lease context, read the ranking, lock-and-insert (plus one for the near-copy rule when
+    An annotator holds at most one active lease per project, also under parallel calls. Three
+    statements on the usual path: begin (no-flush commit, per-annotator lock, expire lapsed leases),
+    read the lease context with the ranking's first window, lock-and-insert (plus one for the near-copy rule when
     others hold leases under a batch-aware strategy, or one for the draw's size and weight sum under a
     stochastic one: an aggregate over the champion's open ranking, so it grows with the pool). No retry
     loop: a lost race is an insert that does nothing, and the next candidate is tried.
     """
     with transaction.atomic():
-        _lease_transaction_begin(annotator)
-        assignments_expire(project=project)
+        _lease_transaction_begin(project, annotator)
         context = q.lease_context(project_id=project.pk, annotator_id=annotator.pk)
         if context.active_id is not None:
             return Lease(Assignment.objects.select_related("document").get(pk=context.active_id), None)

@@ -42,12 +42,12 @@ def test_a_lease_is_a_fixed_handful_of_statements(
 ):
     """The hot path stays flat: no per-candidate queries, no heavy model JSON decoded twice.
 
-    11 = token and roles, project, savepoint pair, no-flush commit, expire, context, ranking, the
-    end-of-ranking probe (this pool has fewer documents than the 50 candidates), leased points,
-    lock-and-insert.
+    8 = token with the caller's role and the project's row, savepoint pair, no-flush commit with
+    the lock and the expiry, context with the ranking, the end-of-ranking probe (this pool has fewer
+    documents than the 50 candidates), leased points, lock-and-insert.
     """
     next_item(other_client, project)  # another lease in the project, so the diversity read runs
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(8):
         response = next_item(annotator_client, project)
     assert response.status_code == 200
     assert response.json()["prediction"] is not None
