@@ -128,7 +128,6 @@ PROFILE_PARTS = (
     ("map projection", ("map_project",)),
     ("label fields (prediction_fields)", ("prediction_fields",)),
     ("write: rows -> staging COPY + set-based upsert (predictions_write)", ("predictions_write",)),
-    ("open-documents query", ("_open_documents",)),
     ("progress counts", ("_rescore_progress",)),
     ("ANALYZE at completion", ("planner_statistics_refresh",)),
 )

@@ -76,11 +76,17 @@ def documents_unscored_page(
     ids = list(documents.order_by("-id").values_list("id", flat=True)[:size])
     if not ids:
         return [], None
-    scored = set(
-        Prediction.objects.filter(model_version=model_version, document_id__in=ids).values_list(
-            "document_id", flat=True
+    # By document only, the version picked out here: with the version in the WHERE clause, a brand-new
+    # version (its statistics say "no rows") made the planner walk the model-version index, every row of
+    # the version written so far, on each page: a re-score quadratic again (docs/BENCHMARKS.md). The
+    # (document, model_version) unique index answers this for the few versions retention keeps.
+    scored = {
+        document_id
+        for document_id, version_id in Prediction.objects.filter(document_id__in=ids).values_list(
+            "document_id", "model_version_id"
         )
-    )
+        if version_id == model_version.pk
+    }
     missing = [i for i in ids if i not in scored]
     texts = dict(Document.objects.filter(id__in=missing).values_list("id", "text")) if missing else {}
     return [(i, texts[i]) for i in missing if i in texts], ids[-1]
