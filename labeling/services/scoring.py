@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 SCORING_TIME_BUDGET_S = 120.0
 #: A re-score's progress on its run is refreshed at most this often (and when a task stops).
 PROGRESS_EVERY_S = 2.0
+#: A page that scored in less than this grows the next one (``next_page_size``), up to this many batches.
+FAST_BATCH_S = 2.0
+MAX_PAGE_BATCHES = 8
 # Not attributions: they depend only on (model, text), so a re-scored row keeps them.
 _UPDATE_FIELDS = ["in_queue", *PREDICTION_SCORE_FIELDS, "scored_at"]
 # The columns a scoring batch writes, in the COPY's order.
@@ -337,6 +340,7 @@ def project_score_pending(
     walking: int | None = None
     cursor: int | None = None
     shown = -PROGRESS_EVERY_S
+    page_size = settings.SCORING_BATCH_SIZE
     with contextlib.ExitStack() as locks:
         # Whole-project scorers exclude each other and the slices; slices share the project lock.
         got = locks.enter_context(modeling.lock_held(modeling.LOCK_SCORING, project_id, shared=id_slice is not None))
@@ -363,7 +367,7 @@ def project_score_pending(
             batch, cursor = documents_unscored_page(
                 champion,
                 below=cursor,
-                size=settings.SCORING_BATCH_SIZE,
+                size=page_size,
                 at_least=id_slice.first_id if id_slice is not None else None,
             )
             if cursor is None:  # walked past the oldest document (of the slice)
@@ -379,8 +383,10 @@ def project_score_pending(
                 return report
             if not batch:
                 continue
+            batch_started = time.monotonic()
             report.scored += documents_score(champion, batch)
             report.batches += 1
+            page_size = next_page_size(page_size, len(batch), time.monotonic() - batch_started)
             out_of_time = time.monotonic() - started > budget
             # Progress counts the version's predictions (O(N) on the index): every few seconds, not per batch.
             if out_of_time or time.monotonic() - shown >= PROGRESS_EVERY_S:
@@ -399,6 +405,24 @@ def project_score_pending(
     args: tuple[Any, ...] = (run_id, model_version_id) if run_id is not None else (project_id,)
     enqueue(name, args=args)
     return report
+
+
+def next_page_size(size: int, scored: int, seconds: float) -> int:
+    """The next scoring page: twice as large while a full page takes under ``FAST_BATCH_S``, at most
+    ``MAX_PAGE_BATCHES`` x ``SCORING_BATCH_SIZE``; half as large (down to ``SCORING_BATCH_SIZE``) when
+    one is slower.
+
+    Pages whose vectors are cached (a re-score after a promotion) grow: each page costs a few queries, a
+    COPY and a commit whatever its size, which at 256 documents were a large share of a re-score. Pages
+    the encoder has to run for (seconds for 256 documents on a CPU) stay small, so a task still stops
+    near its time budget.
+    """
+    base = settings.SCORING_BATCH_SIZE
+    if seconds >= FAST_BATCH_S:
+        return max(base, size // 2)
+    if scored < size:  # a page partly scored before: no evidence either way
+        return size
+    return min(size * 2, base * MAX_PAGE_BATCHES)
 
 
 def documents_score(model_version: ModelVersion, batch: list[tuple[int, str]]) -> int:

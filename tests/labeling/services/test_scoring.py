@@ -318,3 +318,12 @@ def test_a_small_pool_or_one_slice_is_not_split(settings, django_capture_on_comm
     assert scoring.rescore_split(model_version=champion, run_id=0) is None
     settings.SCORING_SLICES, settings.SCORING_SLICE_MIN_DOCS = 1, 1
     assert scoring.rescore_split(model_version=champion, run_id=0) is None
+
+
+def test_pages_grow_while_they_score_fast_and_shrink_when_slow(settings) -> None:
+    settings.SCORING_BATCH_SIZE = 100
+    assert scoring.next_page_size(100, 100, 0.1) == 200
+    assert scoring.next_page_size(800, 800, 0.1) == 800  # at most MAX_PAGE_BATCHES x the batch setting
+    assert scoring.next_page_size(800, 800, scoring.FAST_BATCH_S) == 400  # the encoder ran: smaller
+    assert scoring.next_page_size(100, 100, 30.0) == 100  # never below the setting
+    assert scoring.next_page_size(400, 30, 0.1) == 400  # a page mostly scored before says nothing
