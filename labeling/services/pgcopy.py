@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ def copy_binary(columns: Sequence[np.ndarray]) -> bytes:
     """
     arrays = [np.asarray(c) for c in columns]
     n = len(arrays[0]) if arrays else 0
-    fields: list[tuple[str, str] | tuple[str, str, tuple[int, ...]] | tuple[str, np.dtype]] = [("count", ">i2")]
+    fields: list[tuple[Any, ...]] = [("count", ">i2")]  # (name, type[, shape]): numpy's structured dtype
     for j, a in enumerate(arrays):
         if len(a) != n:
             raise ValueError(f"column {j} has {len(a)} rows, column 0 has {n}")
