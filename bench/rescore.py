@@ -19,8 +19,10 @@ vector (the embedding cache file over its rows), for docs/DEPLOYMENT.md's arithm
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import time
 
 from _common import ensure_project, label_documents, labeled_corpus, machine, setup_django, timer, warm_cache
@@ -53,6 +55,14 @@ def ensure_champion(project) -> tuple[int, int]:
     return run.pk, run.model_version_id
 
 
+def fresh_version(champion_id: int) -> None:
+    """The champion's predictions deleted and the statistics refreshed: as right after a promotion, when
+    the planner knows no row of the new version (an earlier run's statistics would know 100,000)."""
+    Prediction.objects.filter(model_version_id=champion_id).delete()
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {connection.ops.quote_name(Prediction._meta.db_table)}")
+
+
 def copy_floor(champion_id: int) -> tuple[int, float]:
     """(rows, seconds) of a bare COPY of ``champion_id``'s prediction rows into an unindexed table."""
     table = connection.ops.quote_name(Prediction._meta.db_table)
@@ -72,31 +82,82 @@ def copy_floor(champion_id: int) -> tuple[int, float]:
     return len(rows), t["s"]
 
 
-def split_figures(champion_id: int, batch: int = 256) -> dict[str, float]:
-    """Seconds for the head (cache read + k samples x heads) and for each write path, same rows."""
+def split_figures(champion_id: int) -> dict[str, float]:
+    """Seconds for the head (cache read + k samples x heads) and for each write path, same rows and batches."""
+    import numpy as np
+    from django.conf import settings
     from django.db import transaction
 
-    from labeling.services.scoring import predictions_write
+    from labeling.services.scoring import PredictionColumns, predictions_write
 
+    batch = settings.SCORING_BATCH_SIZE
     champion = ModelVersion.objects.get(pk=champion_id)
     classifier = modeling.classifier_for(champion)
     docs = list(Document.objects.filter(project_id=champion.project_id).order_by("-id").values_list("id", "text"))
     with timer() as head:
         for i in range(0, len(docs), batch):
             modeling.classifier_score(classifier, [t for _, t in docs[i : i + batch]], return_samples=True)
-    fields = ["document_id", "model_version_id", "in_queue", "probabilities", "predicted_label", "confidence",
-              "entropy", "expected_entropy", "mutual_info", "margin", "acquisition_score", "map_x", "map_y",
-              "scored_at"]
-    rows = list(Prediction.objects.filter(model_version_id=champion_id).values(*fields))
-    out = {"docs": len(docs), "head_s": round(head["s"], 1)}
+    floats = ["confidence", "entropy", "expected_entropy", "mutual_info", "margin", "acquisition_score", "map_x",
+              "map_y"]
+    rows = list(Prediction.objects.filter(model_version_id=champion_id).order_by("-document_id")
+                .values_list("document_id", "probabilities", "predicted_label", *floats))
+    answers = sorted({r[2] for r in rows})
+    scored_at = Prediction.objects.filter(model_version_id=champion_id).first().scored_at
+
+    def columns(part: list[tuple]) -> PredictionColumns:
+        cols = list(zip(*part, strict=True))
+        return PredictionColumns(
+            document_id=np.array(cols[0]), probabilities=np.array(cols[1]), answers=answers,
+            answer_index=np.array([answers.index(a) for a in cols[2]]), scored_at=scored_at,
+            **{name: np.array(values) for name, values in zip(floats, cols[3:], strict=True)},
+        )
+
+    batches = [columns(rows[i : i + batch]) for i in range(0, len(rows), batch)]
+    out = {"docs": len(docs), "batch": batch, "head_s": round(head["s"], 1)}
     for name, use_copy in (("orm_upsert", False), ("copy_upsert", True)):
         Prediction.objects.filter(model_version_id=champion_id).delete()
         with timer() as w:
-            for i in range(0, len(rows), batch):
+            for part in batches:
                 with transaction.atomic():
-                    predictions_write(rows=rows[i : i + batch], use_copy=use_copy)
+                    predictions_write(model_version_id=champion_id, columns=part, use_copy=use_copy)
         out[f"{name}_s"] = round(w["s"], 2)
     out["orm_over_copy"] = round(out["orm_upsert_s"] / out["copy_upsert_s"], 2)
+    return out
+
+
+#: Where a re-score's time goes: (name, function names whose cumulative time counts for it), as cProfile
+#: reports them; a name's figure is the summed cumulative time of its functions (none of them nest).
+PROFILE_PARTS = (
+    ("find unscored pages (documents_unscored_page)", ("documents_unscored_page",)),
+    ("cache read (SQLite fetch + frombuffer)", ("get_many",)),
+    ("head: k samples over the heads (sample_logits)", ("sample_logits",)),
+    ("calibration + uncertainty columns (summarize_logits)", ("summarize_logits",)),
+    ("acquisition scores", ("acquisition_for",)),
+    ("map projection", ("map_project",)),
+    ("label fields (prediction_fields)", ("prediction_fields",)),
+    ("write: rows -> staging COPY + set-based upsert (predictions_write)", ("predictions_write",)),
+    ("progress counts", ("_rescore_progress",)),
+    ("ANALYZE at completion", ("planner_statistics_refresh",)),
+)
+
+
+def profile_split(run_id: int, champion_id: int) -> dict[str, float]:
+    """One re-score of every document under cProfile: seconds per part (``PROFILE_PARTS``) and the rest.
+
+    cProfile slows Python-heavy parts more than C-heavy ones (matmuls, COPY); read the shares, not the total.
+    """
+    fresh_version(champion_id)
+    profile = cProfile.Profile()
+    with timer() as t:
+        profile.enable()
+        while model_version_rescore(run_id=run_id, model_version_id=champion_id).remaining:
+            pass
+        profile.disable()
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    out: dict[str, float] = {"total_s": round(t["s"], 2)}
+    for name, functions in PROFILE_PARTS:
+        out[name] = round(sum(v[3] for (_, _, fn), v in stats.items() if fn in functions), 2)
+    out["everything else"] = round(out["total_s"] - sum(v for k, v in out.items() if k != "total_s"), 2)
     return out
 
 
@@ -125,6 +186,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--no-cold", action="store_true", help="skip the uncached-encoding baseline")
+    parser.add_argument("--profile", action="store_true", help="also re-score once under cProfile: the split")
     args = parser.parse_args()
     print(json.dumps({"machine": machine()}))
     texts, _, _ = labeled_corpus()
@@ -133,7 +195,7 @@ def main() -> None:
         project = ensure_project(PROJECT, args.docs)
     print(json.dumps({"setup": "documents", "docs": args.docs, "s": round(t["s"], 1)}))
     run_id, champion_id = ensure_champion(project)
-    Prediction.objects.filter(model_version_id=champion_id).delete()  # as right after a promotion
+    fresh_version(champion_id)
     total = Document.objects.filter(project=project).count()
     calls = 0
     with timer() as t:
@@ -151,7 +213,10 @@ def main() -> None:
                       "wall_s": round(copy_s, 2), "rows_per_s": round(copied / copy_s),
                       "rescore_over_copy": round(t["s"] / copy_s, 1)}))
     print(json.dumps({"row": "disk", **disk_figures(champion_id)}))
-    print(json.dumps({"row": "split: head vs writes, same rows, batches of 256", **split_figures(champion_id)}))
+    print(json.dumps({"row": "split: head vs writes, same rows, same batches", **split_figures(champion_id)}))
+    if args.profile:
+        split = profile_split(run_id, champion_id)
+        print(json.dumps({"row": "profile: one re-score under cProfile, cumulative s", **split}))
     if args.no_cold:
         return
     # Baseline: the same scoring path on texts the cache has never seen.

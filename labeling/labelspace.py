@@ -163,11 +163,28 @@ class LabelSpace(ABC):
         return self.encode(answers)
 
     @abstractmethod
-    def prediction_fields(self, probs: np.ndarray, thresholds: Sequence[float] | None = None) -> list[PredictionFields]:
-        """The stored prediction columns for N documents from calibrated probabilities (N, C).
+    def predicted_columns(
+        self, probs: np.ndarray, thresholds: Sequence[float] | None = None
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The task-type columns of N predictions from calibrated probabilities (N, C), as arrays.
 
-        ``thresholds`` (C,): the model's per-label thresholds where its task type has them (multi-label).
+        Returns (answers, index (N,) int64, confidence (N,)): document i's stored ``predicted_label`` is
+        ``answers[index[i]]``. ``thresholds`` (C,): the model's per-label thresholds where its task type
+        has them (multi-label).
         """
+
+    def prediction_fields(self, probs: np.ndarray, thresholds: Sequence[float] | None = None) -> list[PredictionFields]:
+        """The stored prediction columns for N documents from calibrated probabilities (N, C), one object each."""
+        probs = np.asarray(probs, dtype=np.float64)
+        answers, index, confidence = self.predicted_columns(probs, thresholds)
+        return [
+            PredictionFields(
+                probabilities=[float(p) for p in probs[i]],
+                predicted_label=answers[int(index[i])],
+                confidence=float(confidence[i]),
+            )
+            for i in range(len(probs))
+        ]
 
     @abstractmethod
     def consensus(self, answers: Sequence[str], min_agreement: float = 0.0) -> Consensus:
@@ -204,18 +221,11 @@ class SingleLabel(LabelSpace):
             out[i] = self._index[answer]
         return out
 
-    def prediction_fields(self, probs: np.ndarray, thresholds: Sequence[float] | None = None) -> list[PredictionFields]:
-        probs = np.asarray(probs)  # a softmax has no thresholds: the top label is the answer
-        predicted = probs.argmax(1)  # (N,)
-        confidence = probs.max(1)  # (N,)
-        return [
-            PredictionFields(
-                probabilities=[float(p) for p in probs[i]],
-                predicted_label=self.names[int(predicted[i])],
-                confidence=float(confidence[i]),
-            )
-            for i in range(len(probs))
-        ]
+    def predicted_columns(
+        self, probs: np.ndarray, thresholds: Sequence[float] | None = None
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        probs = np.asarray(probs, dtype=np.float64)  # a softmax has no thresholds: the top label is the answer
+        return list(self.names), probs.argmax(1), probs.max(1)
 
     def consensus(self, answers: Sequence[str], min_agreement: float = 0.0) -> Consensus:
         # Majority vote: the single most frequent label, when its share of the valid answers reaches
@@ -336,21 +346,18 @@ class MultiLabel(LabelSpace):
         chosen = probs >= t[None, :]
         return [tuple(self.names[j] for j in np.flatnonzero(row)) for row in chosen]
 
-    def prediction_fields(self, probs: np.ndarray, thresholds: Sequence[float] | None = None) -> list[PredictionFields]:
+    def predicted_columns(
+        self, probs: np.ndarray, thresholds: Sequence[float] | None = None
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
         # Confidence is the probability that the whole predicted set is right, the labels taken as
         # independent (the product of max(p, 1 - p) over labels): what "how sure is the model of this
         # answer" means when the answer is a set.
-        probs = np.asarray(probs, dtype=np.float64)
-        sets = self.predicted_sets(probs, thresholds)
+        probs = np.asarray(probs, dtype=np.float64).reshape(len(probs), len(self.names))
+        t = np.full(len(self.names), 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+        chosen, index = np.unique(probs >= t[None, :], axis=0, return_inverse=True)  # the distinct sets
+        answers = [self.store(self.names[j] for j in np.flatnonzero(row)) for row in chosen]
         confidence = np.prod(np.maximum(probs, 1.0 - probs), axis=1) if probs.size else np.zeros(len(probs))
-        return [
-            PredictionFields(
-                probabilities=[float(p) for p in probs[i]],
-                predicted_label=self.store(sets[i]),
-                confidence=float(confidence[i]),
-            )
-            for i in range(len(probs))
-        ]
+        return answers, index.reshape(-1).astype(np.int64), confidence
 
     def consensus(self, answers: Sequence[Any], min_agreement: float = 0.0) -> Consensus:
         # Per-label majority: a label is in the consensus set when more than half of the valid answers

@@ -517,7 +517,9 @@ PREDICTION_SCORE_FIELDS = (
 
 
 class Prediction(models.Model):
-    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="predictions")
+    # No index of its own: the unique (document, model_version) index starts with it, and a fifth index
+    # per row was a share of every scoring write (docs/BENCHMARKS.md).
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="predictions", db_index=False)
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="predictions")
     probabilities = models.JSONField(help_text="calibrated mean probabilities, in label_map order")
     predicted_label = models.CharField(max_length=ANSWER_MAX_LENGTH)

@@ -76,14 +76,27 @@ def documents_unscored_page(
     ids = list(documents.order_by("-id").values_list("id", flat=True)[:size])
     if not ids:
         return [], None
-    scored = set(
-        Prediction.objects.filter(model_version=model_version, document_id__in=ids).values_list(
-            "document_id", flat=True
-        )
-    )
+    # Both lookups are id ranges (the page's first to last id), not IN lists: compiling an IN list of a
+    # few thousand ids cost more than running it. What the version scored is looked up by document only
+    # (the unique (document, model_version) index) and the version picked out here: with the version in
+    # the WHERE clause, a brand-new version (its statistics say "no rows") made the planner walk the
+    # model-version index, every row of the version written so far, on each page, which made a re-score
+    # quadratic again (docs/BENCHMARKS.md). Other projects' documents interleaved in the range cost a
+    # few extra rows.
+    first, last = ids[-1], ids[0]
+    wanted = set(ids)
+    scored = {
+        document_id
+        for document_id, version_id in Prediction.objects.filter(
+            document_id__gte=first, document_id__lte=last
+        ).values_list("document_id", "model_version_id")
+        if version_id == model_version.pk and document_id in wanted
+    }
     missing = [i for i in ids if i not in scored]
-    texts = dict(Document.objects.filter(id__in=missing).values_list("id", "text")) if missing else {}
-    return [(i, texts[i]) for i in missing if i in texts], ids[-1]
+    if not missing:  # a page scored before (a continuation walks past them): no texts read
+        return [], first
+    texts = dict(documents.filter(id__gte=first, id__lte=last).values_list("id", "text"))
+    return [(i, texts[i]) for i in missing if i in texts], first
 
 
 def documents_id_slices(*, project_id: int, slices: int) -> list[tuple[int, int]]:

@@ -2,9 +2,10 @@
 
 Right after 100,000 documents and predictions were bulk-loaded, before autovacuum's ANALYZE, the
 queue query took ~470 ms instead of ~2 ms: the planner estimated 65 unlabeled pool documents
-instead of 88,774 and walked every one of them (docs/BENCHMARKS.md). A bulk import and the re-score
-after a promotion therefore refresh the statistics of the tables they filled. ANALYZE samples a
-fixed number of rows (about 30,000), so it costs well under a second even at millions of rows.
+instead of 88,774 and walked every one of them (docs/BENCHMARKS.md). A bulk import and a scoring pass
+(at each continuation and at its end: at 1,000,000 documents a first scoring is many continuations
+long) therefore refresh the statistics of the tables they filled. ANALYZE samples a fixed number of
+rows (about 30,000), so it costs well under a second even at millions of rows.
 """
 
 from __future__ import annotations

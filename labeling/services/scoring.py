@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from labeling.services import coldstart, modeling
 from labeling.services.assignments import assignments_expire
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import ScoringBusyError
+from labeling.services.pgcopy import copy_binary
 from labeling.services.planner import planner_statistics_refresh
 from modelsvc.acquisition import acquisition_scores, strategy_get
 from modelsvc.inference import ScoreResult
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 SCORING_TIME_BUDGET_S = 120.0
 #: A re-score's progress on its run is refreshed at most this often (and when a task stops).
 PROGRESS_EVERY_S = 2.0
+#: A page that scored in less than this grows the next one (``next_page_size``), up to this many batches.
+FAST_BATCH_S = 2.0
+MAX_PAGE_BATCHES = 8
 # Not attributions: they depend only on (model, text), so a re-scored row keeps them.
 _UPDATE_FIELDS = ["in_queue", *PREDICTION_SCORE_FIELDS, "scored_at"]
 # The columns a scoring batch writes, in the COPY's order.
@@ -124,6 +128,45 @@ def acquisition_seed(project: Project, model_version: ModelVersion, first_docume
     return seed
 
 
+@dataclass(frozen=True)
+class PredictionColumns:
+    """One scoring batch's predictions as columns, N documents (what ``predictions_write`` stores).
+
+    ``predicted_label`` of document i is ``answers[answer_index[i]]``; ``in_queue`` is not a column: it
+    is read from the document when the row is written.
+    """
+
+    document_id: np.ndarray  # (N,) int64
+    probabilities: np.ndarray  # (N, C) float64, calibrated, in label_map order
+    answers: list[str]  # the distinct predicted answers (stored texts)
+    answer_index: np.ndarray  # (N,) int64 into answers
+    confidence: np.ndarray  # (N,) float64, and the same for every column below
+    entropy: np.ndarray
+    expected_entropy: np.ndarray
+    mutual_info: np.ndarray
+    margin: np.ndarray
+    acquisition_score: np.ndarray
+    map_x: np.ndarray
+    map_y: np.ndarray
+    scored_at: datetime
+
+    def __post_init__(self) -> None:
+        for name in _FLOAT_COLUMNS:
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64))
+        object.__setattr__(self, "document_id", np.asarray(self.document_id, dtype=np.int64))
+        object.__setattr__(self, "answer_index", np.asarray(self.answer_index, dtype=np.int64))
+        object.__setattr__(self, "probabilities", np.asarray(self.probabilities, dtype=np.float64))
+
+    def __len__(self) -> int:
+        return len(self.document_id)
+
+
+# The (N,) float columns, in the staging table's order after document_id, probabilities and answer_index.
+_FLOAT_COLUMNS = (
+    "confidence", "entropy", "expected_entropy", "mutual_info", "margin", "acquisition_score", "map_x", "map_y",
+)
+
+
 def prediction_bulk_upsert(
     *, model_version: ModelVersion, project: Project, document_ids: list[int], result: ScoreResult | MultiLabelScore
 ) -> int:
@@ -134,32 +177,25 @@ def prediction_bulk_upsert(
     closest to its threshold).
     """
     space = label_space_for_model(model_version, task_type=project.task_type)
-    fields = space.prediction_fields(result.probs, model_version.thresholds)
-    columns = _uncertainty_columns(result)
+    answers, answer_index, confidence = space.predicted_columns(result.probs, model_version.thresholds)
     points = map_project(map_projection_for(model_version, result.embeddings), result.embeddings)
     acquisition = acquisition_for(
         project.acquisition_strategy, result, seed=acquisition_seed(project, model_version, document_ids[0])
     )
-    now = timezone.now()
-    open_docs = set(
-        Document.objects.filter(pk__in=document_ids, is_labeled=False, split=Split.POOL).values_list("pk", flat=True)
+    columns = PredictionColumns(
+        document_id=np.asarray(document_ids),
+        probabilities=result.probs,
+        answers=answers,
+        answer_index=answer_index,
+        confidence=confidence,
+        **_uncertainty_columns(result),
+        acquisition_score=acquisition,
+        map_x=points[:, 0],
+        map_y=points[:, 1],
+        scored_at=timezone.now(),
     )
-    rows = [
-        {
-            "document_id": doc_id,
-            "model_version_id": model_version.pk,
-            "in_queue": doc_id in open_docs,
-            **fields[i].as_dict(),
-            **{name: float(values[i]) for name, values in columns.items()},
-            "acquisition_score": float(acquisition[i]),
-            "map_x": float(points[i, 0]),
-            "map_y": float(points[i, 1]),
-            "scored_at": now,
-        }
-        for i, doc_id in enumerate(document_ids)
-    ]
-    predictions_write(rows=rows)
-    return len(rows)
+    predictions_write(model_version_id=model_version.pk, columns=columns)
+    return len(columns)
 
 
 def _uncertainty_columns(result: ScoreResult | MultiLabelScore) -> dict[str, np.ndarray]:
@@ -179,43 +215,91 @@ def _uncertainty_columns(result: ScoreResult | MultiLabelScore) -> dict[str, np.
     }
 
 
-def predictions_write(*, rows: list[dict[str, Any]], use_copy: bool | None = None) -> None:
-    """Upsert prediction rows (dicts of ``_WRITE_FIELDS``) on (document, model_version).
+def predictions_write(*, model_version_id: int, columns: PredictionColumns, use_copy: bool | None = None) -> None:
+    """Upsert ``columns`` as ``model_version_id``'s predictions on (document, model_version).
 
-    On PostgreSQL (``use_copy`` None) the rows are COPYed into a session-local staging table and
-    moved with one ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``: the same statement the ORM's
-    ``bulk_create(update_conflicts=True)`` sends, without building a model instance and a bound
-    parameter per value (14 per row). Elsewhere (SQLite) it is that ``bulk_create``.
+    ``in_queue`` is each document's state when the row is written (an unlabeled pool document).
+    On PostgreSQL (``use_copy`` None) the columns go in one binary COPY (built by numpy, no Python
+    per row) into a session-local staging table, and one ``INSERT ... SELECT ... ON CONFLICT DO
+    UPDATE`` joined with the documents moves them: the statement the ORM's
+    ``bulk_create(update_conflicts=True)`` sends, without a model instance and 14 bound parameters per
+    row. Elsewhere (SQLite) it is that ``bulk_create``. The transaction commits without waiting for
+    its WAL flush: a row lost in a crash is a document without a prediction, which the next scoring
+    pass (or the beat's reconciliation) scores again.
     """
-    if not rows:
+    if not len(columns):
         return
     if not (connection.vendor == "postgresql" if use_copy is None else use_copy):
-        Prediction.objects.bulk_create(
-            [Prediction(**row) for row in rows], update_conflicts=True,
-            unique_fields=["document", "model_version"], update_fields=_UPDATE_FIELDS,
-        )
+        _predictions_write_orm(model_version_id, columns)
         return
     qn = connection.ops.quote_name
-    table = qn(Prediction._meta.db_table)
-    columns = ", ".join(qn(name) for name in _WRITE_FIELDS)
+    table, documents = qn(Prediction._meta.db_table), qn(Document._meta.db_table)
+    floats = ", ".join(qn(name) for name in _FLOAT_COLUMNS)
+    columns_sql = ", ".join(qn(name) for name in _WRITE_FIELDS)
     updates = ", ".join(f"{qn(name)} = EXCLUDED.{qn(name)}" for name in _UPDATE_FIELDS)
     with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('synchronous_commit', 'off', true)")
         # Temporary: one per database session, invisible to others; emptied at commit (and below,
         # for a caller whose transaction writes several batches).
         cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS prediction_stage ON COMMIT DELETE ROWS"
-            f" AS SELECT {columns} FROM {table} WITH NO DATA"
+            "CREATE TEMPORARY TABLE IF NOT EXISTS prediction_columns_stage (document_id bigint,"
+            " probabilities double precision[], answer_index bigint,"
+            f" {', '.join(f'{qn(name)} double precision' for name in _FLOAT_COLUMNS)}) ON COMMIT DELETE ROWS"
         )
-        with cursor.cursor.copy(f"COPY prediction_stage ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([
-                    json.dumps(row[name]) if name == "probabilities" else row[name] for name in _WRITE_FIELDS
-                ])
+        payload = copy_binary(
+            [columns.document_id, columns.probabilities, columns.answer_index,
+             *(getattr(columns, name) for name in _FLOAT_COLUMNS)]
+        )
+        with cursor.cursor.copy(
+            f"COPY prediction_columns_stage (document_id, probabilities, answer_index, {floats})"
+            " FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.write(payload)
+        values = {
+            "document_id": "s.document_id",
+            "model_version_id": "%(version)s",
+            "in_queue": "NOT d.is_labeled AND d.split = %(pool)s",
+            "probabilities": "to_jsonb(s.probabilities)",
+            "predicted_label": "(%(answers)s::text[])[s.answer_index + 1]",
+            "scored_at": "%(scored_at)s",
+            **{name: f"s.{qn(name)}" for name in _FLOAT_COLUMNS},
+        }
         cursor.execute(
-            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM prediction_stage"
-            f" ON CONFLICT (document_id, model_version_id) DO UPDATE SET {updates}"
+            f"INSERT INTO {table} ({columns_sql}) SELECT {', '.join(values[name] for name in _WRITE_FIELDS)}"
+            f" FROM prediction_columns_stage s JOIN {documents} d ON d.id = s.document_id"
+            f" ON CONFLICT (document_id, model_version_id) DO UPDATE SET {updates}",
+            {"version": model_version_id, "pool": Split.POOL, "answers": columns.answers,
+             "scored_at": columns.scored_at},
         )
-        cursor.execute("DELETE FROM prediction_stage")
+        cursor.execute("DELETE FROM prediction_columns_stage")
+
+
+def _predictions_write_orm(model_version_id: int, columns: PredictionColumns) -> None:
+    ids = columns.document_id.tolist()
+    open_docs = set(
+        Document.objects.filter(pk__in=ids, is_labeled=False, split=Split.POOL).values_list("pk", flat=True)
+    )
+    existing = set(Document.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    floats = {name: getattr(columns, name).tolist() for name in _FLOAT_COLUMNS}
+    probabilities = columns.probabilities.tolist()
+    Prediction.objects.bulk_create(
+        [
+            Prediction(
+                document_id=doc_id,
+                model_version_id=model_version_id,
+                in_queue=doc_id in open_docs,
+                probabilities=probabilities[i],
+                predicted_label=columns.answers[int(columns.answer_index[i])],
+                scored_at=columns.scored_at,
+                **{name: values[i] for name, values in floats.items()},
+            )
+            for i, doc_id in enumerate(ids)
+            if doc_id in existing  # as the COPY path's join: a document deleted meanwhile gets no row
+        ],
+        update_conflicts=True,
+        unique_fields=["document", "model_version"],
+        update_fields=_UPDATE_FIELDS,
+    )
 
 
 def _rescore_progress(model_version: ModelVersion, *, done: bool = False) -> None:
@@ -256,6 +340,7 @@ def project_score_pending(
     walking: int | None = None
     cursor: int | None = None
     shown = -PROGRESS_EVERY_S
+    page_size = settings.SCORING_BATCH_SIZE
     with contextlib.ExitStack() as locks:
         # Whole-project scorers exclude each other and the slices; slices share the project lock.
         got = locks.enter_context(modeling.lock_held(modeling.LOCK_SCORING, project_id, shared=id_slice is not None))
@@ -282,20 +367,26 @@ def project_score_pending(
             batch, cursor = documents_unscored_page(
                 champion,
                 below=cursor,
-                size=settings.SCORING_BATCH_SIZE,
+                size=page_size,
                 at_least=id_slice.first_id if id_slice is not None else None,
             )
             if cursor is None:  # walked past the oldest document (of the slice)
                 if id_slice is not None and champion_has_gaps(champion):
-                    return report  # other slices (or documents added since the split) are still to score
+                    # other slices (or documents added since the split) are still to score
+                    planner_statistics_refresh(model=Prediction, rows_written=report.scored)
+                    return report
                 _rescore_progress(champion, done=True)
-                if run_id is not None:  # a promotion's full re-score: the queue reads these rows next
-                    planner_statistics_refresh(model=Prediction, rows_written=champion.predictions.count())
+                # The queue reads these rows next: a promotion's re-score counts every row of the version,
+                # whichever call wrote them; any other pass what it wrote itself.
+                written = champion.predictions.count() if run_id is not None else report.scored
+                planner_statistics_refresh(model=Prediction, rows_written=written)
                 return report
             if not batch:
                 continue
+            batch_started = time.monotonic()
             report.scored += documents_score(champion, batch)
             report.batches += 1
+            page_size = next_page_size(page_size, len(batch), time.monotonic() - batch_started)
             out_of_time = time.monotonic() - started > budget
             # Progress counts the version's predictions (O(N) on the index): every few seconds, not per batch.
             if out_of_time or time.monotonic() - shown >= PROGRESS_EVERY_S:
@@ -303,6 +394,9 @@ def project_score_pending(
                 shown = time.monotonic()
             if out_of_time:
                 report.remaining = True
+                # Statistics from before the pass would keep the queue's ranking read off its partial
+                # index until the pass ends, which at millions of documents is many continuations away.
+                planner_statistics_refresh(model=Prediction, rows_written=report.scored)
                 break
     if id_slice is not None and run_id is not None and model_version_id is not None:
         enqueue(TaskName.RESCORE_SLICE, args=(run_id, model_version_id, *dataclasses.astuple(id_slice)))
@@ -311,6 +405,24 @@ def project_score_pending(
     args: tuple[Any, ...] = (run_id, model_version_id) if run_id is not None else (project_id,)
     enqueue(name, args=args)
     return report
+
+
+def next_page_size(size: int, scored: int, seconds: float) -> int:
+    """The next scoring page: twice as large while a full page takes under ``FAST_BATCH_S``, at most
+    ``MAX_PAGE_BATCHES`` x ``SCORING_BATCH_SIZE``; half as large (down to ``SCORING_BATCH_SIZE``) when
+    one is slower.
+
+    Pages whose vectors are cached (a re-score after a promotion) grow: each page costs a few queries, a
+    COPY and a commit whatever its size, which at 256 documents were a large share of a re-score. Pages
+    the encoder has to run for (seconds for 256 documents on a CPU) stay small, so a task still stops
+    near its time budget.
+    """
+    base = settings.SCORING_BATCH_SIZE
+    if seconds >= FAST_BATCH_S:
+        return max(base, size // 2)
+    if scored < size:  # a page partly scored before: no evidence either way
+        return size
+    return min(size * 2, base * MAX_PAGE_BATCHES)
 
 
 def documents_score(model_version: ModelVersion, batch: list[tuple[int, str]]) -> int:

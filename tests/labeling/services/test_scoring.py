@@ -15,6 +15,7 @@ from django.utils import timezone
 from labeling.models import AssignmentState, Document, ModelStatus, Prediction, RunStatus, Split, TrainingRun
 from labeling.selectors.models import champion_get, documents_id_slices
 from labeling.services import modeling, scoring
+from labeling.services.pgcopy import copy_binary
 from tests.factories import (
     AssignmentFactory,
     DocumentFactory,
@@ -196,22 +197,24 @@ def test_stale_message_for_a_deleted_model_version_is_a_noop() -> None:
 
 
 def test_the_copy_write_stores_exactly_what_the_orm_upsert_stores() -> None:
-    """PostgreSQL's COPY + INSERT ... SELECT path and the ORM's bulk upsert give identical rows."""
+    """PostgreSQL's binary COPY + INSERT ... SELECT path and the ORM's bulk upsert give identical rows."""
     project = ProjectFactory()
-    docs = [DocumentFactory(project=project) for _ in range(6)]
+    docs = [DocumentFactory(project=project, is_labeled=i == 2, split=Split.HOLDOUT if i == 4 else Split.POOL)
+            for i in range(6)]
     by_copy, by_orm = (ModelVersionFactory(project=project, status=ModelStatus.CHAMPION if i else "retired")
                        for i in range(2))
     now = timezone.now()
 
-    def rows(version, shift: float) -> list[dict]:
-        return [
-            {"document_id": d.pk, "model_version_id": version.pk, "in_queue": i % 2 == 0,
-             "probabilities": [0.1 * i + shift, 1 - 0.1 * i - shift], "predicted_label": "rotten",
-             "confidence": 0.9 - 0.01 * i, "entropy": 0.3 + i / 7, "expected_entropy": 0.2 + i / 9,
-             "mutual_info": 1 / 3 + i, "margin": 0.123456789 * i, "acquisition_score": -1e-9 * i,
-             "map_x": 1.5 * i if i else None, "map_y": -2.25, "scored_at": now}
-            for i, d in enumerate(docs)
-        ]
+    def columns(shift: float, n: int = 6) -> scoring.PredictionColumns:
+        i = np.arange(n, dtype=float)
+        return scoring.PredictionColumns(
+            document_id=np.array([d.pk for d in docs[:n]]),
+            probabilities=np.stack([0.1 * i + shift, 1 - 0.1 * i - shift], axis=1),
+            answers=["rotten", "fresh"], answer_index=(np.arange(n) % 2),
+            confidence=0.9 - 0.01 * i, entropy=0.3 + i / 7, expected_entropy=0.2 + i / 9, mutual_info=1 / 3 + i,
+            margin=0.123456789 * i, acquisition_score=-1e-9 * i, map_x=1.5 * i, map_y=np.full(n, -2.25),
+            scored_at=now,
+        )
 
     def stored(version) -> list[tuple]:
         fields = ["document_id", "in_queue", "probabilities", "predicted_label", "confidence", "entropy",
@@ -219,17 +222,28 @@ def test_the_copy_write_stores_exactly_what_the_orm_upsert_stores() -> None:
                   "scored_at", "attributions"]
         return list(Prediction.objects.filter(model_version=version).order_by("document_id").values_list(*fields))
 
-    scoring.predictions_write(rows=rows(by_copy, 0.0), use_copy=True)
-    scoring.predictions_write(rows=rows(by_orm, 0.0), use_copy=False)
+    scoring.predictions_write(model_version_id=by_copy.pk, columns=columns(0.0), use_copy=True)
+    scoring.predictions_write(model_version_id=by_orm.pk, columns=columns(0.0), use_copy=False)
     assert stored(by_copy) == stored(by_orm) and len(stored(by_copy)) == 6
+    first = stored(by_copy)[1]
+    assert first[2] == [0.1, 0.9] and first[3] == "fresh" and first[4] == 0.89 and first[8] == 0.123456789
+    # in_queue is read from the document: only unlabeled pool documents
+    assert [row[1] for row in stored(by_copy)] == [True, True, False, True, False, True]
     # A second write of the same documents overwrites the scores in place and keeps the attributions.
     Prediction.objects.filter(model_version__in=[by_copy, by_orm]).update(attributions=[["good", 0.5]])
     ids = set(Prediction.objects.filter(model_version=by_copy).values_list("id", flat=True))
-    scoring.predictions_write(rows=rows(by_copy, 0.05)[:4], use_copy=True)
-    scoring.predictions_write(rows=rows(by_orm, 0.05)[:4], use_copy=False)
+    scoring.predictions_write(model_version_id=by_copy.pk, columns=columns(0.05, 4), use_copy=True)
+    scoring.predictions_write(model_version_id=by_orm.pk, columns=columns(0.05, 4), use_copy=False)
     assert stored(by_copy) == stored(by_orm)
     assert stored(by_copy)[0][2] == [0.05, 0.95] and stored(by_copy)[0][-1] == [["good", 0.5]]
     assert set(Prediction.objects.filter(model_version=by_copy).values_list("id", flat=True)) == ids
+
+
+def test_the_binary_copy_refuses_a_column_it_has_no_form_for() -> None:
+    with pytest.raises(ValueError, match="column 1: no binary COPY form for float32"):
+        copy_binary([np.arange(3), np.zeros(3, dtype=np.float32)])
+    with pytest.raises(ValueError, match="column 1 has 2 rows, column 0 has 3"):
+        copy_binary([np.arange(3), np.zeros(2)])
 
 
 @pytest.mark.slow
@@ -304,3 +318,12 @@ def test_a_small_pool_or_one_slice_is_not_split(settings, django_capture_on_comm
     assert scoring.rescore_split(model_version=champion, run_id=0) is None
     settings.SCORING_SLICES, settings.SCORING_SLICE_MIN_DOCS = 1, 1
     assert scoring.rescore_split(model_version=champion, run_id=0) is None
+
+
+def test_pages_grow_while_they_score_fast_and_shrink_when_slow(settings) -> None:
+    settings.SCORING_BATCH_SIZE = 100
+    assert scoring.next_page_size(100, 100, 0.1) == 200
+    assert scoring.next_page_size(800, 800, 0.1) == 800  # at most MAX_PAGE_BATCHES x the batch setting
+    assert scoring.next_page_size(800, 800, scoring.FAST_BATCH_S) == 400  # the encoder ran: smaller
+    assert scoring.next_page_size(100, 100, 30.0) == 100  # never below the setting
+    assert scoring.next_page_size(400, 30, 0.1) == 400  # a page mostly scored before says nothing
