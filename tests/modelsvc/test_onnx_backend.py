@@ -18,15 +18,17 @@ from modelsvc.training import train
 pytestmark = pytest.mark.skipif(not onnx_backend.onnx_available(), reason="onnxruntime is not installed")
 
 
-def test_auto_picks_onnx_only_for_the_frozen_encoder_in_fp32_on_the_cpu() -> None:
+def test_auto_picks_onnx_for_the_frozen_encoder_on_the_cpu_unless_bf16_is_named() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert onnx_backend.select_backend("auto", device=cpu, dtype=torch.float32, tuned=False) == "onnx"
-    assert onnx_backend.select_backend("auto", device=cpu, dtype=torch.bfloat16, tuned=False) == "torch"
-    assert onnx_backend.select_backend("onnx", device=cpu, dtype=torch.float32, tuned=True) == "torch"
-    assert onnx_backend.select_backend("onnx", device=cuda, dtype=torch.float32, tuned=False) == "torch"
-    assert onnx_backend.select_backend("torch", device=cpu, dtype=torch.float32, tuned=False) == "torch"
+    assert onnx_backend.select_backend("auto", device=cpu, precision="auto", tuned=False) == "onnx"
+    assert onnx_backend.select_backend("auto", device=cpu, precision="fp32", tuned=False) == "onnx"
+    assert onnx_backend.select_backend("auto", device=cpu, precision="bf16", tuned=False) == "torch"
+    assert onnx_backend.select_backend("auto", device=cuda, precision="auto", tuned=False) == "torch"
+    assert onnx_backend.select_backend("onnx", device=cpu, precision="fp32", tuned=True) == "torch"
+    assert onnx_backend.select_backend("onnx", device=cuda, precision="fp32", tuned=False) == "torch"
+    assert onnx_backend.select_backend("torch", device=cpu, precision="fp32", tuned=False) == "torch"
     with pytest.raises(ValueError, match="encoder backend"):
-        onnx_backend.select_backend("tensorrt", device=cpu, dtype=torch.float32, tuned=False)
+        onnx_backend.select_backend("tensorrt", device=cpu, precision="fp32", tuned=False)
 
 
 @pytest.mark.slow
