@@ -97,8 +97,9 @@ def export(model: torch.nn.Module, forward: PooledForward, path: Path) -> None:
     # Eager attention exports as MatMul / Softmax / MatMul, the pattern the optimizer fuses into one
     # Attention node (SDPA exports as a form it does not recognise). A copy: the shared model keeps SDPA.
     model = copy.deepcopy(model)
-    if hasattr(model, "set_attn_implementation"):
-        model.set_attn_implementation("eager")
+    set_attn: Callable[[str], None] | None = getattr(model, "set_attn_implementation", None)
+    if set_attn is not None:
+        set_attn("eager")
     wrapper = _Pooled(model, forward).eval()
     ids = torch.tensor([[101, 2023, 2003, 102], [101, 7592, 102, 0]], dtype=torch.long)
     mask = (ids != 0).long()
