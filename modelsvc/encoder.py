@@ -487,7 +487,7 @@ class TextEncoder:
         self.device = select_device(self.config.device)
         self.dtype = select_dtype(self.config.precision, self.device)
         # "onnx": ONNX Runtime runs the frozen encoder in fp32 (modelsvc/onnx_backend.py); "auto" picks it
-        # on the CPU (the service's default, MODEL_ENCODER_BACKEND); the library defaults to torch.
+        # on CPUs without AMX (the service's default, MODEL_ENCODER_BACKEND); the library defaults to torch.
         self.backend = onnx_backend.select_backend(
             backend, device=self.device, precision=self.config.precision, tuned=tuned is not None
         )

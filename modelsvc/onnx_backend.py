@@ -12,10 +12,10 @@ version); if fusion fails the unfused graph runs. It is not the default: on the 
 was no faster (0.72-1.0x the unfused graph, docs/MODELSVC.md "Encoding speed from text");
 ``bench.encoder_paths`` measures it again.
 
-``select_backend("auto", ...)`` picks ONNX Runtime for the frozen encoder on every CPU (with the
-length-grouped batches of ``encoder.length_batches`` it beat torch fp32 and torch with bf16 weights:
-docs/MODELSVC.md) and torch on CUDA. Any failure to import, export or load falls back to torch with a
-warning.
+``select_backend("auto", ...)`` picks ONNX Runtime for the frozen encoder on CPUs without AMX (with
+the length-grouped batches of ``encoder.length_batches`` it beat torch fp32, and torch with bf16
+weights on an AVX512-BF16 EPYC: docs/MODELSVC.md), torch with bf16 weights on AMX CPUs, torch on CUDA.
+Any failure to import, export or load falls back to torch with a warning.
 """
 
 from __future__ import annotations
@@ -50,20 +50,34 @@ def onnx_available() -> bool:
     return True
 
 
-def select_backend(backend: str, *, device: torch.device, precision: str, tuned: bool) -> str:
+def cpu_has_amx() -> bool:
+    """True on CPUs with AMX (Intel Sapphire Rapids and later), where bf16 matmuls run ~2x AVX512-BF16's."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            return "amx_bf16" in fh.read()
+    except OSError:
+        return False
+
+
+def select_backend(
+    backend: str, *, device: torch.device, precision: str, tuned: bool, amx: bool | None = None
+) -> str:
     """``torch`` or ``onnx`` for this encoder; ValueError for an unknown name.
 
-    ``auto``: ONNX Runtime (fp32) for the frozen encoder on any CPU unless bf16 was asked for by name:
-    with length-grouped batches it beat torch with bf16 weights on a CPU with native bf16 too (1.34x,
-    docs/MODELSVC.md "Encoding speed from text"), and its vectors are the fp32 ones. A fine-tuned
-    encoder's layers change per model, so it stays with torch, as do CUDA and ``precision="bf16"``;
-    ``onnx`` asked for where it cannot run falls back to torch.
+    ``auto``: ONNX Runtime (fp32) for the frozen encoder on a CPU without AMX: with length-grouped
+    batches it beat torch fp32 and torch with bf16 weights on an AVX512-BF16 EPYC (1.34x, docs/MODELSVC.md
+    "Encoding speed from text"), with the fp32 vectors. On AMX CPUs (``amx``, default: read from
+    /proc/cpuinfo) torch's bf16 weights stay (they beat ONNX Runtime there: 50.8 vs 32.4 docs/s), as
+    they do when ``precision="bf16"`` is named. A fine-tuned encoder's layers change per model, so it
+    stays with torch, as does CUDA; ``onnx`` asked for where it cannot run falls back to torch.
     """
     if backend not in BACKENDS:
         raise ValueError(f"encoder backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "torch" or tuned or device.type != "cpu" or not onnx_available():
         return "torch"
-    if backend == "auto" and precision == "bf16":
+    if backend == "auto" and (
+        precision == "bf16" or (precision == "auto" and (cpu_has_amx() if amx is None else amx))
+    ):
         return "torch"
     return "onnx"
 

@@ -18,17 +18,20 @@ from modelsvc.training import train, train_embeddings
 pytestmark = pytest.mark.skipif(not onnx_backend.onnx_available(), reason="onnxruntime is not installed")
 
 
-def test_auto_picks_onnx_for_the_frozen_encoder_on_the_cpu_unless_bf16_is_named() -> None:
+def test_auto_picks_onnx_for_the_frozen_encoder_on_cpus_without_amx() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert onnx_backend.select_backend("auto", device=cpu, precision="auto", tuned=False) == "onnx"
-    assert onnx_backend.select_backend("auto", device=cpu, precision="fp32", tuned=False) == "onnx"
-    assert onnx_backend.select_backend("auto", device=cpu, precision="bf16", tuned=False) == "torch"
-    assert onnx_backend.select_backend("auto", device=cuda, precision="auto", tuned=False) == "torch"
-    assert onnx_backend.select_backend("onnx", device=cpu, precision="fp32", tuned=True) == "torch"
-    assert onnx_backend.select_backend("onnx", device=cuda, precision="fp32", tuned=False) == "torch"
-    assert onnx_backend.select_backend("torch", device=cpu, precision="fp32", tuned=False) == "torch"
+    pick = onnx_backend.select_backend
+    assert pick("auto", device=cpu, precision="auto", tuned=False, amx=False) == "onnx"  # also with AVX512-BF16
+    assert pick("auto", device=cpu, precision="auto", tuned=False, amx=True) == "torch"  # bf16 weights on AMX
+    assert pick("auto", device=cpu, precision="fp32", tuned=False, amx=True) == "onnx"
+    assert pick("auto", device=cpu, precision="bf16", tuned=False, amx=False) == "torch"
+    assert pick("auto", device=cuda, precision="auto", tuned=False, amx=False) == "torch"
+    assert pick("onnx", device=cpu, precision="fp32", tuned=True) == "torch"
+    assert pick("onnx", device=cuda, precision="fp32", tuned=False) == "torch"
+    assert pick("onnx", device=cpu, precision="auto", tuned=False, amx=True) == "onnx"
+    assert pick("torch", device=cpu, precision="fp32", tuned=False) == "torch"
     with pytest.raises(ValueError, match="encoder backend"):
-        onnx_backend.select_backend("tensorrt", device=cpu, precision="fp32", tuned=False)
+        pick("tensorrt", device=cpu, precision="fp32", tuned=False)
 
 
 @pytest.mark.slow
