@@ -293,9 +293,10 @@ WEBHOOK_RECONCILE_SECONDS: float = env.float("WEBHOOK_RECONCILE_SECONDS", defaul
 # Empty = the packaged all-MiniLM-L6-v2 folder; any local folder (or hub name where a network exists).
 MODEL_ENCODER: str = env.str("MODEL_ENCODER", default="")
 MODEL_DEVICE: str = env.str("MODEL_DEVICE", default="auto")
-# Encoder runtime: "auto" = ONNX Runtime on CPUs without native bf16 (fp32), torch elsewhere; "torch" or
-# "onnx" to force one (modelsvc/onnx_backend.py). The graph is exported once into ALABEL_ONNX_DIR
-# (default ~/.cache/alabel/onnx); any failure falls back to torch.
+# Encoder runtime: "auto" = ONNX Runtime (fp32) for the frozen encoder on CPUs without AMX (torch with bf16
+# weights on AMX CPUs or where the model config names bf16), torch on CUDA; "torch" or "onnx" to force one
+# (modelsvc/onnx_backend.py). The graph is exported once into ALABEL_ONNX_DIR (default
+# ~/.cache/alabel/onnx); any failure falls back to torch.
 MODEL_ENCODER_BACKEND: str = env.str("MODEL_ENCODER_BACKEND", default="auto")
 # A multiple of the deployed ensemble size (10 heads: 5 folds x 2 members, modelsvc.crossfit) so every
 # member gets the same number of dropout draws.

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from modelsvc.config import ModelConfig
-from modelsvc.encoder import EmbeddingCache, TextEncoder, encoder_identity, pool_hidden
+from modelsvc.encoder import (
+    EmbeddingCache,
+    TextEncoder,
+    budget_batches,
+    encoder_identity,
+    length_batches,
+    pool_hidden,
+)
 
 
 def test_long_document_is_split_into_windows_not_truncated(tiny_encoder: TextEncoder) -> None:
@@ -172,3 +179,21 @@ def test_a_read_only_cache_reads_and_never_writes(tmp_path) -> None:
     view.put_many("enc", ["ad hoc"], np.ones((1, 4), dtype=np.float32))
     assert len(view.get_many("enc", ["known", "ad hoc"])) == 1
     assert len(view) == 1
+
+
+def test_length_batches_cover_every_window_once_within_the_budget_and_pad_less() -> None:
+    lengths = np.random.default_rng(0).integers(5, 62, size=200)  # short reviews: 5-61 tokens
+    batches = length_batches(lengths, 8192)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(200))
+    assert all(len(idx) * lengths[idx].max() <= 8192 for idx in batches)
+    assert [int(lengths[idx].max()) for idx in batches] == sorted((int(lengths[idx].max()) for idx in batches),
+                                                                   reverse=True)  # longest first
+
+    def padded(cut: list[np.ndarray]) -> int:
+        return sum(len(idx) * int(lengths[idx].max()) for idx in cut)
+
+    assert padded(batches) < 1.1 * lengths.sum() < padded(list(budget_batches(lengths, 8192)))
+    # one window over the budget is a batch alone; nothing in, nothing out
+    assert [idx.tolist() for idx in length_batches(np.array([300, 10]), 256)] == [[0], [1]]
+    assert length_batches(np.array([], dtype=np.int64), 256) == []
+
