@@ -99,7 +99,9 @@ def browser_page(chromium_browser, request: pytest.FixtureRequest) -> Iterator[o
         # (at most 5 s each) for the page's requests, then for the live server's database sessions.
         page.goto("about:blank")
         _wait_until(lambda: not pending, page)
-        _wait_until(_other_sessions_idle, page)
+        # The pagehide keepalive is not in `pending` and may reach the live server a moment later, so
+        # the sessions must stay idle for several looks in a row (one look let a flush race it in CI).
+        _wait_until(_sessions_idle_steadily(), page)
         context.close()
 
 
@@ -107,6 +109,17 @@ def _wait_until(done: Callable[[], bool], page: Any, seconds: float = 5.0) -> No
     deadline = time.monotonic() + seconds
     while not done() and time.monotonic() < deadline:
         page.wait_for_timeout(50)
+
+
+def _sessions_idle_steadily(looks: int = 4) -> Callable[[], bool]:
+    """A check that is true once ``_other_sessions_idle`` has held ``looks`` times in a row (~50 ms apart)."""
+    streak = [0]
+
+    def done() -> bool:
+        streak[0] = streak[0] + 1 if _other_sessions_idle() else 0
+        return streak[0] >= looks
+
+    return done
 
 
 def _other_sessions_idle() -> bool:
