@@ -80,12 +80,14 @@ def _lease_transaction_begin(project: Project, annotator: AbstractBaseUser) -> N
     - One lease transaction at a time per annotator (an advisory lock released at commit). Without
       it, parallel ``queue/next`` calls each see no active lease and each insert one, so a client
       could hoard the queue; serialised, the second call finds the first's lease and returns it.
-    - No sort where an index gives the order (``enable_sort`` off, this transaction only). While a
-      large pool is first scored the planner's statistics say the champion has almost no
-      predictions, and it read all of them through the model-version index and sorted them instead
-      of reading 50 rows of ``prediction_queue_open``: 31-121 ms at 63,000 scored of 1,000,000
-      documents, growing with every scored row, against 0.6 ms (docs/BENCHMARKS.md). A sort with
-      no alternative still runs.
+    - No JIT (``jit`` off, this transaction only): a lease's statements read a few hundred rows, and
+      a plan the planner overestimates must not pay ~1 s of compilation per lease. There is no
+      ``enable_sort`` hint any more: it was the workaround for statistics from before a large first
+      scoring (the ranking read fell off ``prediction_queue_open`` at 1,000,000 documents); a scoring
+      pass now ANALYZEs the predictions table where it stops and where it ends
+      (``labeling.services.scoring``), and the hint itself made overlap 2 slow: with sorting
+      penalised the free-places plan of 20 paced annotators took p95 886-1,639 ms at 100,000
+      documents, against 32 ms without it (docs/BENCHMARKS.md, "After the merge").
     - Lapsed leases of the project go back to the pool (``assignments_expire``'s UPDATE). The
       settings and the lock are a one-row CTE that the UPDATE's condition reads once, before its
       scan, so the lock is held before any lapsed row is locked: a second call of the same annotator
@@ -98,7 +100,8 @@ def _lease_transaction_begin(project: Project, annotator: AbstractBaseUser) -> N
     if connection.vendor == "postgresql":
         sql = (
             "WITH setup AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true),"
-            f" set_config('enable_sort', 'off', true), pg_advisory_xact_lock(%s, %s)) {sql}"
+            " set_config('jit', 'off', true),"
+            f" pg_advisory_xact_lock(%s, %s)) {sql}"
             " AND EXISTS (SELECT 1 FROM setup)"
         )
         params = [LOCK_LEASING, annotator.pk, *params]
