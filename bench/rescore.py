@@ -88,7 +88,7 @@ def split_figures(champion_id: int) -> dict[str, float]:
     from django.conf import settings
     from django.db import transaction
 
-    from labeling.services.scoring import PredictionColumns, predictions_write
+    from labeling.services.prediction_writes import PredictionColumns, predictions_write
 
     batch = settings.SCORING_BATCH_SIZE
     champion = ModelVersion.objects.get(pk=champion_id)

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from labeling.models import AssignmentState, Document, ModelStatus, Prediction, RunStatus, Split, TrainingRun
 from labeling.selectors.models import champion_get, documents_id_slices
-from labeling.services import modeling, scoring
+from labeling.services import modeling, prediction_writes, scoring
 from labeling.services.pgcopy import copy_binary
 from tests.factories import (
     AssignmentFactory,
@@ -205,9 +205,9 @@ def test_the_copy_write_stores_exactly_what_the_orm_upsert_stores() -> None:
                        for i in range(2))
     now = timezone.now()
 
-    def columns(shift: float, n: int = 6) -> scoring.PredictionColumns:
+    def columns(shift: float, n: int = 6) -> prediction_writes.PredictionColumns:
         i = np.arange(n, dtype=float)
-        return scoring.PredictionColumns(
+        return prediction_writes.PredictionColumns(
             document_id=np.array([d.pk for d in docs[:n]]),
             probabilities=np.stack([0.1 * i + shift, 1 - 0.1 * i - shift], axis=1),
             answers=["rotten", "fresh"], answer_index=(np.arange(n) % 2),
@@ -222,8 +222,8 @@ def test_the_copy_write_stores_exactly_what_the_orm_upsert_stores() -> None:
                   "scored_at", "attributions"]
         return list(Prediction.objects.filter(model_version=version).order_by("document_id").values_list(*fields))
 
-    scoring.predictions_write(model_version_id=by_copy.pk, columns=columns(0.0), use_copy=True)
-    scoring.predictions_write(model_version_id=by_orm.pk, columns=columns(0.0), use_copy=False)
+    prediction_writes.predictions_write(model_version_id=by_copy.pk, columns=columns(0.0), use_copy=True)
+    prediction_writes.predictions_write(model_version_id=by_orm.pk, columns=columns(0.0), use_copy=False)
     assert stored(by_copy) == stored(by_orm) and len(stored(by_copy)) == 6
     first = stored(by_copy)[1]
     assert first[2] == [0.1, 0.9] and first[3] == "fresh" and first[4] == 0.89 and first[8] == 0.123456789
@@ -232,8 +232,8 @@ def test_the_copy_write_stores_exactly_what_the_orm_upsert_stores() -> None:
     # A second write of the same documents overwrites the scores in place and keeps the attributions.
     Prediction.objects.filter(model_version__in=[by_copy, by_orm]).update(attributions=[["good", 0.5]])
     ids = set(Prediction.objects.filter(model_version=by_copy).values_list("id", flat=True))
-    scoring.predictions_write(model_version_id=by_copy.pk, columns=columns(0.05, 4), use_copy=True)
-    scoring.predictions_write(model_version_id=by_orm.pk, columns=columns(0.05, 4), use_copy=False)
+    prediction_writes.predictions_write(model_version_id=by_copy.pk, columns=columns(0.05, 4), use_copy=True)
+    prediction_writes.predictions_write(model_version_id=by_orm.pk, columns=columns(0.05, 4), use_copy=False)
     assert stored(by_copy) == stored(by_orm)
     assert stored(by_copy)[0][2] == [0.05, 0.95] and stored(by_copy)[0][-1] == [["good", 0.5]]
     assert set(Prediction.objects.filter(model_version=by_copy).values_list("id", flat=True)) == ids
