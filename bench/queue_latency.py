@@ -5,8 +5,10 @@
 Uses the ``bench 100k`` project of bench/rescore.py (100,000 documents cycling through the real
 rt-snippets + trec texts, a champion trained on 1,000 labels, every document scored; built here if
 missing). A real gunicorn server (4 processes x 5 threads) serves ``--clients`` concurrent
-annotators, each looping: queue/next (timed, client side, HTTP included), then labeling the leased
-document with its gold label (not timed), as a fast annotator would. The first two calls per
+annotators, each a process of its own (``--client-threads`` adds the paced row with thread clients
+sharing one interpreter lock, as this bench measured before 2026-12-02 stop 28), each looping:
+queue/next (timed, client side, HTTP included), then labeling the leased document with its gold
+label (not timed), as a fast annotator would. The first two calls per
 client are warm-up and not counted. Baselines (same run): the floor, one ``SELECT 1`` view behind
 the same gunicorn, DRF, token authentication, membership gate and throttles (bench/_stack_ping.py,
 served only by the bench), and one annotator alone.
@@ -14,7 +16,9 @@ served only by the bench), and one annotator alone.
 Each of ``--repeats`` repeats measures, interleaved: the floor, one annotator, the 20 annotators
 labeling with no pause at all (a stress test: on 2 cores it measures queueing for the CPU), then the
 same 20 pausing ``--think-s`` per document (uniform 0.5x-1.5x; 1 s is a fast keyboard annotator),
-which is the load a labeling team puts on the service. Each repeat prints the two targets of #23 as
+which is the load a labeling team puts on the service; beside the paced annotators a probe times the
+floor's ``SELECT 1`` (``select1_beside_paced``): how much the host's contention stretches a request
+that does no work, the control for the paced target. Each repeat prints the two targets of #23 as
 ratios of its own rows: one annotator's p95 over the floor's (target <= 2) and the paced annotators'
 p95 over one annotator's (target <= 1.5); the medians over the repeats follow. Two more paced rows
 come after the repeats: overlap 2 on every document (each served to two annotators), and a review
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import statistics
@@ -34,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from _common import (
@@ -120,8 +126,9 @@ def stop_server(server: subprocess.Popen[bytes]) -> None:
         server.wait()
 
 
-def ping_loop(base: str, project_id: int, token: str, n: int) -> list[float]:
-    """``n`` timed ``SELECT 1`` requests through the stack (after ``WARMUP`` untimed ones), ms."""
+def ping_loop(base: str, project_id: int, token: str, n: int, pause_s: float = 0.0) -> list[float]:
+    """``n`` timed ``SELECT 1`` requests through the stack (after ``WARMUP`` untimed ones), ms; ``pause_s``:
+    a pause of 0.5x-1.5x that between requests (a probe beside the paced annotators)."""
     s = requests.Session()
     s.headers["Authorization"] = f"Token {token}"
     out = []
@@ -132,6 +139,8 @@ def ping_loop(base: str, project_id: int, token: str, n: int) -> list[float]:
         r.raise_for_status()
         if i >= WARMUP:
             out.append(elapsed)
+        if pause_s:
+            time.sleep(random.uniform(0.5, 1.5) * pause_s)
     return out
 
 
@@ -160,26 +169,65 @@ def annotate_loop(
             return
 
 
+def _client(base: str, project_id: int, key: str, per_client: int, think_s: float, out) -> None:
+    """One annotator in its own process: its samples and errors go back through ``out``."""
+    mine: list[float] = []
+    errors: list[str] = []
+    try:
+        annotate_loop(base, project_id, key, per_client, mine, errors, think_s)
+    except Exception as exc:  # noqa: BLE001 - reported with the row, never lost
+        errors.append(repr(exc))
+    out.put((mine, errors))
+
+
 def measure(
-    base: str, project_id: int, keys: list[str], per_client: int, think_s: float = 0.0
+    base: str, project_id: int, keys: list[str], per_client: int, think_s: float = 0.0, *, threads: bool = False,
+    alongside: Callable[[], object] | None = None,
 ) -> tuple[dict, list[str]]:
+    """Each key an annotator: a process of its own (default), as annotators are separate browsers, or
+    (``threads``) a thread of this process, where 20 clients share one interpreter lock: a response
+    waiting for the lock counts as server latency. ``--client-threads`` measures that in the same run.
+    ``alongside``: run in a thread of this process once the client processes have started."""
     samples: list[float] = []
     errors: list[str] = []
-    lock = threading.Lock()
+    if threads:
+        lock = threading.Lock()
 
-    def worker(key: str) -> None:
-        mine: list[float] = []
-        annotate_loop(base, project_id, key, per_client, mine, errors, think_s)
-        with lock:
-            samples.extend(mine)
+        def worker(key: str) -> None:
+            mine: list[float] = []
+            annotate_loop(base, project_id, key, per_client, mine, errors, think_s)
+            with lock:
+                samples.extend(mine)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in keys]
+        workers = [threading.Thread(target=worker, args=(k,)) for k in keys]
+        t0 = time.perf_counter()
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        wall = time.perf_counter() - t0
+        return {**percentiles(samples), "leases_per_s": round(len(keys) * per_client / wall, 1)}, errors
+    from django.db import connections
+
+    connections.close_all()  # a forked child must not share the parent's database socket
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_client, args=(base, project_id, k, per_client, think_s, out)) for k in keys]
     t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    for p in procs:
+        p.start()
+    beside = threading.Thread(target=alongside) if alongside is not None else None
+    if beside is not None:  # started after the forks: a forked child never inherits its locks
+        beside.start()
+    for _ in procs:
+        mine, more = out.get()
+        samples.extend(mine)
+        errors.extend(more)
     wall = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    if beside is not None:
+        beside.join()
     return {**percentiles(samples), "leases_per_s": round(len(keys) * per_client / wall, 1)}, errors
 
 
@@ -192,21 +240,32 @@ def targets_repeat(
 ) -> dict[str, Any]:
     """One repeat of the interleaved rows: the floor, one annotator, (stress,) paced; both target ratios."""
     release_all(project)
-    floor = percentiles(ping_loop(base, project.pk, keys[0], args.per_client))
-    single, errors = measure(base, project.pk, keys[:1], args.per_client)
+    floor = percentiles(ping_loop(base, project.pk, keys[0], args.single_requests))
+    single, errors = measure(base, project.pk, keys[:1], args.single_requests)
     row: dict[str, Any] = {"row": f"repeat {rep}", "select1_through_stack": floor, "one_annotator": single}
     if "stress" not in args.skip:
         many, more = measure(base, project.pk, keys, args.per_client)
         row[f"{args.clients}_annotators_no_pause"] = many
         errors += more
-    paced, more = measure(base, project.pk, keys, args.per_client, args.think_s)
+    # The probe: one more client timing the bare SELECT 1 view while the paced annotators label, so the
+    # row says how much the host's contention (clients, gunicorn and PostgreSQL on the same cores)
+    # stretches any request, the floor included.
+    probe: list[float] = []
+    paced, more = measure(base, project.pk, keys, args.per_client, args.think_s, alongside=lambda: probe.extend(
+        ping_loop(base, project.pk, keys[0], args.per_client, pause_s=args.think_s / 2)))
     row[f"{args.clients}_paced_annotators"] = paced
+    row["select1_beside_paced"] = percentiles(probe)
     errors += more
+    if args.client_threads:  # the same paced row with every client a thread of one process (the old bench)
+        row[f"{args.clients}_paced_annotators_thread_clients"], more = measure(
+            base, project.pk, keys, args.per_client, args.think_s, threads=True)
+        errors += more
     row |= {
         "think_s": args.think_s,
         "unlabeled_docs": Document.objects.filter(project=project, is_labeled=False).count(),
         "single_p95_over_select1_p95": round(single["p95_ms"] / floor["p95_ms"], 2),
         "paced_p95_over_single_p95": round(paced["p95_ms"] / single["p95_ms"], 2),
+        "select1_beside_paced_p95_over_select1_p95": round(row["select1_beside_paced"]["p95_ms"] / floor["p95_ms"], 2),
         "targets": {"single_p95_over_select1_p95": 2.0, "paced_p95_over_single_p95": 1.5},
         "load_avg": [round(x, 2) for x in os.getloadavg()],
         "errors": errors[:3],
@@ -235,6 +294,8 @@ def medians(rows: list[dict[str, Any]], clients: int) -> dict[str, Any]:
         "paced_p95_ms": med((paced, "p95_ms")),
         "single_p95_over_select1_p95": med(("single_p95_over_select1_p95",)),
         "paced_p95_over_single_p95": med(("paced_p95_over_single_p95",)),
+        "select1_beside_paced_p95_ms": med(("select1_beside_paced", "p95_ms")),
+        "select1_beside_paced_p95_over_select1_p95": med(("select1_beside_paced_p95_over_select1_p95",)),
     }
 
 
@@ -245,8 +306,12 @@ def main() -> None:
     parser.add_argument("--per-client", type=int, default=40)
     parser.add_argument("--think-s", type=float, default=1.0,
                         help="mean time an annotator spends on a document in the paced row (uniform 0.5x-1.5x)")
+    parser.add_argument("--single-requests", type=int, default=100,
+                        help="requests of the floor and one-annotator rows (a p95 of 20 is their second largest)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the target rows")
     parser.add_argument("--skip", default="", help="comma-separated: stress (the no-pause row), team (overlap, review)")
+    parser.add_argument("--client-threads", action="store_true",
+                        help="also run the paced row with the clients as threads of one process, as before")
     args = parser.parse_args()
     args.skip = {part.strip() for part in args.skip.split(",") if part.strip()}
     print(json.dumps({"machine": machine(), "argv": sys.argv[1:]}), flush=True)

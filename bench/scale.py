@@ -37,7 +37,7 @@ from typing import Any
 
 os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/alabel_bench_scale")
 
-from _common import analyze, free_port, label_documents, machine, percentiles, real_texts, setup_django, timer
+from _common import analyze, free_port, label_documents, machine, real_texts, setup_django, timer
 
 setup_django()
 
@@ -242,44 +242,31 @@ def lease_profile(project: Project) -> dict[str, Any]:
 
 
 def latency_rows(project: Project, args: argparse.Namespace) -> None:
-    from queue_latency import measure, ping_loop, start_server, stop_server
+    from queue_latency import medians, start_server, stop_server, targets_repeat
 
     keys = team_tokens(project, args.clients)
     port = free_port()
     server = start_server(port)
     base = f"http://127.0.0.1:{port}"
     try:
-        for rep in range(args.repeats):
-            Assignment.objects.filter(document__project=project, state=AssignmentState.ACTIVE).update(
-                state=AssignmentState.RELEASED
-            )
-            floor = percentiles(ping_loop(base, project.pk, keys[0], args.per_client))
-            single, err1 = measure(base, project.pk, keys[:1], args.per_client)
-            paced, err2 = measure(base, project.pk, keys, args.per_client, args.think_s)
-            emit(
-                {
-                    "row": f"queue/next, repeat {rep + 1}",
-                    "pool_unlabeled": Document.objects.filter(project=project, is_labeled=False).count(),
-                    "select1_through_stack": floor,
-                    "one_annotator": single,
-                    f"{args.clients}_paced_annotators": paced,
-                    "think_s": args.think_s,
-                    "single_p95_over_select1_p95": round(single["p95_ms"] / floor["p95_ms"], 2),
-                    "paced_p95_over_single_p95": round(paced["p95_ms"] / single["p95_ms"], 2),
-                    "targets": {"single_over_select1": 2.0, "paced_over_single": 1.5},
-                    "load_avg": [round(x, 2) for x in os.getloadavg()],
-                    "errors": (err1 + err2)[:3],
-                }
-            )
-        export_rows(base, project)
+        # The same interleaved rows as bench/queue_latency.py (the floor, one annotator, the paced team with
+        # the SELECT 1 probe beside it); each row gives the unlabeled pool left.
+        rows_args = argparse.Namespace(single_requests=args.single_requests, per_client=args.per_client,
+                                       think_s=args.think_s, clients=args.clients, skip={"stress"},
+                                       client_threads=False)
+        rows = [targets_repeat(base, project, keys, rows_args, rep + 1) for rep in range(args.repeats)]
+        emit({**medians(rows, args.clients), "pool_documents": Document.objects.filter(project=project).count()})
+        export_rows(base, project, args.export_rows, args.export_repeats)
     finally:
         stop_server(server)
 
 
-def export_rows(base: str, project: Project) -> None:
+def export_rows(base: str, project: Project, max_rows: int = 0, repeats: int = 2) -> None:
+    """The JSONL export over HTTP, streamed; ``max_rows`` > 0: the client stops reading after that many rows
+    (the rate of a stream is the same at its start; a 1M export takes ~20 min at ~800 rows/s)."""
     owner = get_user_model().objects.get(username="scale-owner")
     key = token_create(user=owner, client="bench")[1]
-    for rep in range(2):
+    for rep in range(repeats):
         lines = size = 0
         with timer() as t:
             with requests.get(
@@ -292,10 +279,13 @@ def export_rows(base: str, project: Project) -> None:
                 for chunk in r.iter_content(chunk_size=1 << 16):
                     size += len(chunk)
                     lines += chunk.count(b"\n")
+                    if max_rows and lines >= max_rows:
+                        break
         emit(
             {
                 "row": f"export JSONL over HTTP, repeat {rep + 1}",
                 "rows": lines,
+                "stopped_after_max_rows": bool(max_rows and lines >= max_rows),
                 "mb": round(size / 1e6, 1),
                 "wall_s": round(t["s"], 2),
                 "rows_per_s": round(lines / t["s"]),
@@ -345,6 +335,9 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--per-client", type=int, default=40)
+    parser.add_argument("--single-requests", type=int, default=100)
+    parser.add_argument("--export-rows", type=int, default=0, help="stop reading the export after this many rows")
+    parser.add_argument("--export-repeats", type=int, default=2)
     parser.add_argument("--think-s", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--reuse", action="store_true", help="keep a complete project from an earlier run")
