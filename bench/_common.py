@@ -35,6 +35,12 @@ def setup_django() -> None:
     # Tasks the services send go nowhere: each bench runs the work it measures itself.
     os.environ["CELERY_BROKER_URL"] = os.environ.get("BENCH_BROKER_URL", "memory://")
     os.environ.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
+    # Artifacts per bench database: two databases both number their first project's first model
+    # "project1-v1-run1", and one bench overwrote the other's artifact (the load refused it as tampered).
+    # The embedding cache is keyed by text and encoder, so every bench database shares one.
+    database = Path(url.rpartition("/")[2]).stem or "default"
+    os.environ.setdefault("ARTIFACT_DIR", str(Path(os.environ["VAR_DIR"]) / "artifacts" / database))
+    os.environ.setdefault("EMBEDDING_CACHE_DIR", str(Path(os.environ["VAR_DIR"]) / "artifacts" / "embeddings"))
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     sys.path.insert(0, str(ROOT))
     _create_database(url)
