@@ -126,9 +126,8 @@ def stop_server(server: subprocess.Popen[bytes]) -> None:
         server.wait()
 
 
-def ping_loop(base: str, project_id: int, token: str, n: int, pause_s: float = 0.0) -> list[float]:
-    """``n`` timed ``SELECT 1`` requests through the stack (after ``WARMUP`` untimed ones), ms; ``pause_s``:
-    a pause of 0.5x-1.5x that between requests (a probe beside the paced annotators)."""
+def ping_loop(base: str, project_id: int, token: str, n: int) -> list[float]:
+    """``n`` timed ``SELECT 1`` requests through the stack (after ``WARMUP`` untimed ones), ms."""
     s = requests.Session()
     s.headers["Authorization"] = f"Token {token}"
     out = []
@@ -139,9 +138,21 @@ def ping_loop(base: str, project_id: int, token: str, n: int, pause_s: float = 0
         r.raise_for_status()
         if i >= WARMUP:
             out.append(elapsed)
-        if pause_s:
-            time.sleep(random.uniform(0.5, 1.5) * pause_s)
     return out
+
+
+def probe_loop(base: str, project_id: int, token: str, stop: threading.Event, out: list[float], pause_s: float) -> None:
+    """Timed ``SELECT 1`` requests, a pause of 0.5x-1.5x ``pause_s`` apart, until ``stop`` is set."""
+    s = requests.Session()
+    s.headers["Authorization"] = f"Token {token}"
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        r = s.post(f"{base}/bench/projects/{project_id}/select1", timeout=60)
+        elapsed = (time.perf_counter() - t0) * 1000
+        r.raise_for_status()
+        if not stop.is_set():  # a request that ended after the annotators is not beside them
+            out.append(elapsed)
+        stop.wait(random.uniform(0.5, 1.5) * pause_s)
 
 
 def annotate_loop(
@@ -182,12 +193,13 @@ def _client(base: str, project_id: int, key: str, per_client: int, think_s: floa
 
 def measure(
     base: str, project_id: int, keys: list[str], per_client: int, think_s: float = 0.0, *, threads: bool = False,
-    alongside: Callable[[], object] | None = None,
+    alongside: Callable[[threading.Event], object] | None = None,
 ) -> tuple[dict, list[str]]:
     """Each key an annotator: a process of its own (default), as annotators are separate browsers, or
     (``threads``) a thread of this process, where 20 clients share one interpreter lock: a response
     waiting for the lock counts as server latency. ``--client-threads`` measures that in the same run.
-    ``alongside``: run in a thread of this process once the client processes have started."""
+    ``alongside(stop)``: run in a thread of this process once the client processes have started; ``stop``
+    is set when the last client has finished."""
     samples: list[float] = []
     errors: list[str] = []
     if threads:
@@ -216,7 +228,8 @@ def measure(
     t0 = time.perf_counter()
     for p in procs:
         p.start()
-    beside = threading.Thread(target=alongside) if alongside is not None else None
+    stop = threading.Event()
+    beside = threading.Thread(target=alongside, args=(stop,)) if alongside is not None else None
     if beside is not None:  # started after the forks: a forked child never inherits its locks
         beside.start()
     for _ in procs:
@@ -224,6 +237,7 @@ def measure(
         samples.extend(mine)
         errors.extend(more)
     wall = time.perf_counter() - t0
+    stop.set()
     for p in procs:
         p.join()
     if beside is not None:
@@ -251,8 +265,8 @@ def targets_repeat(
     # row says how much the host's contention (clients, gunicorn and PostgreSQL on the same cores)
     # stretches any request, the floor included.
     probe: list[float] = []
-    paced, more = measure(base, project.pk, keys, args.per_client, args.think_s, alongside=lambda: probe.extend(
-        ping_loop(base, project.pk, keys[0], args.per_client, pause_s=args.think_s / 2)))
+    paced, more = measure(base, project.pk, keys, args.per_client, args.think_s,
+                          alongside=lambda stop: probe_loop(base, project.pk, keys[0], stop, probe, args.think_s / 4))
     row[f"{args.clients}_paced_annotators"] = paced
     row["select1_beside_paced"] = percentiles(probe)
     errors += more
