@@ -369,6 +369,10 @@ METRICS_STATEMENT_TIMEOUT_MS: int = env.int("METRICS_STATEMENT_TIMEOUT_MS", defa
 # per project and champion (one cache for all processes with CACHE_URL) and stamped with their time.
 POOL_FIGURES_EXACT_MAX_DOCUMENTS: int = env.int("POOL_FIGURES_EXACT_MAX_DOCUMENTS", default=100_000)
 POOL_FIGURES_CACHE_SECONDS: float = env.float("POOL_FIGURES_CACHE_SECONDS", default=60.0)
+# Those of them that read every champion prediction (the uncertainty histogram, class balance, coverage,
+# the map) read a seeded page sample of about this many of the project's documents once it has twice as
+# many, on PostgreSQL, and say so (``sample`` in the answer); 0 = always exact. docs/DEPLOYMENT.md.
+POOL_FIGURES_SAMPLE_DOCUMENTS: int = env.int("POOL_FIGURES_SAMPLE_DOCUMENTS", default=100_000)
 # A Celery worker with WORKER_METRICS_PORT set serves its task metrics on METRICS_BIND:port (the same
 # bearer token); its processes share PROMETHEUS_MULTIPROC_DIR, a directory of its own (0 = off).
 WORKER_METRICS_PORT: int = env.int("WORKER_METRICS_PORT", default=0)

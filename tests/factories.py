@@ -108,3 +108,26 @@ class ImportJobFactory(factory.django.DjangoModelFactory):
     project = factory.SubFactory(ProjectFactory)
     file_path = "/tmp/none.csv"
     file_format = "csv"
+
+
+def bulk_scored_project(n: int, *, champion_labels: tuple[str, ...] | None) -> tuple[object, object | None]:
+    """A project of ``n`` documents (every tenth a holdout one) and, with ``champion_labels``, a champion that
+    predicted each of them, cycling through the labels."""
+    project = ProjectFactory()
+    texts = [f"{project.pk} snippet {i}" for i in range(n)]
+    docs = m.Document.objects.bulk_create(
+        m.Document(project=project, text=text, content_hash=m.text_hash(text),
+                   split=m.Split.HOLDOUT if i % 10 == 9 else m.Split.POOL)
+        for i, text in enumerate(texts)
+    )
+    if champion_labels is None:
+        return project, None
+    champion = ModelVersionFactory(project=project, status=m.ModelStatus.CHAMPION)
+    m.Prediction.objects.bulk_create(
+        m.Prediction(document=d, model_version=champion, probabilities=[0.6, 0.4],
+                     predicted_label=champion_labels[i % len(champion_labels)], confidence=0.6, entropy=0.67,
+                     expected_entropy=0.6, mutual_info=0.01 + (i % 7) * 0.01, margin=0.2, acquisition_score=0.07,
+                     map_x=i % 50, map_y=i % 30)
+        for i, d in enumerate(docs)
+    )
+    return project, champion

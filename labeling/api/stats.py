@@ -30,7 +30,10 @@ class ProjectStatsApi(BaseApi):
         description="Counts per label and split, queue size, champion coverage, annotator throughput, "
         "learning curve (labels -> holdout accuracy / macro-F1 per model version, with the accuracy's 95 % "
         "Wilson interval, its n and too_small below 100 items), agreement with the model (and "
-        "agreement_with_model_figures: value, interval, n, too_small).",
+        "agreement_with_model_figures: value, interval, n, too_small). On a large project the pool-wide figures "
+        "are computed at most once per POOL_FIGURES_CACHE_SECONDS (pool_figures_as_of) and the coverage is "
+        "estimated from a seeded page sample of its documents (coverage_sample: documents, of, percent; null "
+        "when exact).",
     )
     def get(self, request: Request, project_id: int) -> Response:
         return Response(project_stats(project_or_404(project_id)))

@@ -27,7 +27,7 @@ from labeling.models import (
     Split,
     TrainingRun,
 )
-from labeling.selectors import poolcache, stats
+from labeling.selectors import poolcache, poolsample, stats
 from labeling.selectors.agreement import annotator_quality, project_agreement
 from labeling.selectors.flags import flag_counts
 from labeling.selectors.models import champion_get, model_figures
@@ -308,18 +308,29 @@ def team(*, project: Project) -> dict[str, Any]:
 
 
 def _pool_wide(project: Project, champion: ModelVersion | None) -> dict[str, Any]:
-    """The dashboard's figures over every document or champion prediction (labeling/selectors/poolcache.py)."""
+    """The dashboard's figures over every document or champion prediction (labeling/selectors/poolcache.py):
+    document counts exact; the prediction figures from a page sample on a large project (poolsample.py)."""
     docs = stats.document_counts(project)
+    totals = _document_totals_of(docs)
+    counts = {**totals, "holdout": docs["holdout"]["total"], "holdout_labeled": docs["holdout"]["labeled"]}
+    sample = poolsample.document_sample(project_id=project.pk, documents=totals["documents"]) if champion else None
+    if champion is not None and sample is not None:
+        rows = poolsample.sampled_rows(sample, champion)
+        return {
+            "counts": counts,
+            "histogram": poolsample.histogram(rows, sample, HISTOGRAM_BINS),
+            "class_balance": poolsample.class_balance(rows, sample),
+            "coverage": poolsample.coverage(rows, docs["pool"]["total"]),
+            "map": poolsample.embedding_map(rows, MAP_MAX_POINTS),
+            "sample": sample.describe(),
+        }
     return {
-        "counts": {
-            **_document_totals_of(docs),
-            "holdout": docs["holdout"]["total"],
-            "holdout_labeled": docs["holdout"]["labeled"],
-        },
+        "counts": counts,
         "histogram": uncertainty_histogram(champion=champion) if champion else None,
         "class_balance": class_balance(champion=champion) if champion else [],
         "coverage": stats.champion_coverage(project, champion, pool_documents=docs["pool"]["total"]),
         "map": embedding_map(champion=champion) if champion else [],
+        "sample": None,
     }
 
 
@@ -345,7 +356,7 @@ def dashboard(
         "champion": model_summary(champion),
         "learning_curve": learning_curve(project=project),
         "calibration": calibration(champion=champion),
-        "pool": {key: pool[key] for key in ("histogram", "class_balance", "coverage", "as_of")},
+        "pool": {key: pool.get(key) for key in ("histogram", "class_balance", "coverage", "as_of", "sample")},
         "annotators": annotator_stats(project=project, user=user),
         "runs": training_runs(project=project),
         "running_run": running_run(project),

@@ -8,7 +8,14 @@ from django.core.cache import cache
 from labeling.models import Document, ModelStatus
 from labeling.selectors.dashboard import dashboard, labeling_progress
 from labeling.selectors.stats import project_stats
-from tests.factories import DocumentFactory, ModelVersionFactory, PredictionFactory, ProjectFactory, UserFactory
+from tests.factories import (
+    DocumentFactory,
+    ModelVersionFactory,
+    PredictionFactory,
+    ProjectFactory,
+    UserFactory,
+    bulk_scored_project,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -96,3 +103,48 @@ def _label_one_more(project) -> None:
     Document.objects.filter(
         pk=Document.objects.filter(project=project, is_labeled=False).order_by("id").values("pk")[:1]
     ).update(is_labeled=True)
+
+
+def test_a_large_projects_prediction_figures_come_from_a_page_sample_and_say_so(settings):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("TABLESAMPLE is PostgreSQL's; elsewhere the figures stay exact")
+    settings.POOL_FIGURES_EXACT_MAX_DOCUMENTS = 100
+    settings.POOL_FIGURES_SAMPLE_DOCUMENTS = 600
+    bulk_scored_project(6000, champion_labels=None)  # another project's rows on the same pages count for nothing
+    project, _ = bulk_scored_project(6000, champion_labels=("fresh", "fresh", "rotten"))
+    board = dashboard(project=project, user=UserFactory())
+    sample = board["pool"]["sample"]
+    assert sample["of"] == 6000 and 200 < sample["documents"] < 1500, sample
+    # Counts are exact for documents and estimated (scaled) for predictions: close to the truth here,
+    # since every page holds the same mix.
+    assert board["counts"]["documents"] == 6000
+    balance = {row["label"]: row["count"] for row in board["pool"]["class_balance"]}
+    truth = {"fresh": 4000, "rotten": 2000}  # all 6,000 scored, the 600 unlabeled holdout ones left out
+    blind = {"fresh": 400, "rotten": 200}
+    for label, count in balance.items():
+        assert abs(count - (truth[label] - blind[label])) <= 0.15 * truth[label], balance
+    unlabeled_pool = 5400
+    assert abs(sum(b["count"] for b in board["pool"]["histogram"]["bins"]) - unlabeled_pool) <= 0.15 * unlabeled_pool
+    assert board["pool"]["coverage"] == {"pool_documents": 5400, "scored_by_champion": 5400, "share": 1.0}
+    assert 0 < len(board["map"]) <= sample["documents"]
+    stats = project_stats(project)
+    assert stats["coverage_sample"]["of"] == 6000 and stats["coverage"]["share"] == 1.0
+
+    cache.clear()
+    settings.POOL_FIGURES_SAMPLE_DOCUMENTS = 0  # off: every figure exact again
+    exact = dashboard(project=project, user=UserFactory())
+    assert exact["pool"]["sample"] is None
+    assert {r["label"]: r["count"] for r in exact["pool"]["class_balance"]} == {"fresh": 3600, "rotten": 1800}
+    assert sum(b["count"] for b in exact["pool"]["histogram"]["bins"]) == unlabeled_pool
+
+
+def test_a_project_below_twice_the_sample_size_is_counted_whole(settings):
+    settings.POOL_FIGURES_EXACT_MAX_DOCUMENTS = 100
+    settings.POOL_FIGURES_SAMPLE_DOCUMENTS = 600
+    project, _ = bulk_scored_project(1000, champion_labels=("fresh", "rotten"))
+    board = dashboard(project=project, user=UserFactory())
+    assert board["pool"]["sample"] is None and board["pool"]["as_of"] is not None
+    balance = {r["label"]: r["count"] for r in board["pool"]["class_balance"]}
+    assert balance == {"fresh": 500, "rotten": 400}  # the 100 blind documents are odd ones

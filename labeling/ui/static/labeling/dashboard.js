@@ -145,7 +145,13 @@
 
     const h = d.pool.histogram;
     const metricName = h && h.metric === "entropy" ? "predictive entropy" : "mutual information (BALD)";
-    $("hist-caption").textContent = "Unlabeled pool documents by the champion's " + metricName + ", in nats. Further right: the model is less sure.";
+    // A large project's prediction figures come from a seeded page sample of its documents (d.pool.sample).
+    const sample = d.pool.sample;
+    const sampleNote = sample
+      ? " Estimated from a random sample of " + sample.documents.toLocaleString() + " of " + sample.of.toLocaleString() +
+        " documents (counts scaled up; a bar of n sampled documents is good to about ±2/√n of itself)."
+      : "";
+    $("hist-caption").textContent = "Unlabeled pool documents by the champion's " + metricName + ", in nats. Further right: the model is less sure." + sampleNote;
     C.histogram($("uncertainty-hist"), h ? h.bins : [], { xLabel: metricName, yLabel: "documents", emptyText: "No model yet." });
 
     const colors = labelColors(d.project.labels);
@@ -155,7 +161,8 @@
     const cov = d.pool.coverage;
     $("coverage-line").textContent = d.champion
       ? "Model v" + d.champion.version + " has scored " + cov.scored_by_champion + " of " + cov.pool_documents +
-        " pool documents (" + A.pct(cov.share) + ")." + (cov.share < 1 ? " New documents are scored in the background." : "")
+        " pool documents (" + A.pct(cov.share) + ")." + (cov.share < 1 ? " New documents are scored in the background." : "") +
+        (sample ? " Class balance and coverage: estimated from the same sample." : "")
       : "Nothing is scored before the first model.";
 
     const hourly = d.annotators.hourly;
