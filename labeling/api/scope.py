@@ -64,13 +64,26 @@ def scope_sql(kwargs: dict[str, Any]) -> tuple[str, list[Any]] | None:
 
 
 def row_instance(model: type[Model], values: Any) -> Any:
-    """A ``model`` instance from a raw row of its concrete columns in field order (JSON fields decoded)."""
+    """A ``model`` instance from a raw row of its concrete columns in field order, each value through the
+    converters the ORM would apply (the field's and the database backend's: JSON decoded everywhere, and on
+    SQLite the aware datetimes and booleans a raw cursor does not give)."""
     fields = model._meta.concrete_fields
-    converted = [
-        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") and value is not None else value
-        for field, value in zip(fields, values, strict=True)
-    ]
+    converted = []
+    for (col, converters), value in zip(_converters(model, connection.vendor), values, strict=True):
+        for convert in converters if value is not None else ():
+            value = convert(value, col, connection)
+        converted.append(value)
     return model.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
+@cache
+def _converters(model: type[Model], vendor: str) -> list[tuple[Any, list[Any]]]:
+    """Per concrete field: (its column expression, the converters a query of it runs), built once per model."""
+    out = []
+    for field in model._meta.concrete_fields:
+        col = field.get_col(model._meta.db_table)
+        out.append((col, [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]))
+    return out
 
 
 def remember_project(user: Any, project: Project | None) -> None:

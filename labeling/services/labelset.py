@@ -83,9 +83,11 @@ def label_set_shared(
     takes them, so the two never deadlock.
     """
     where = "id = %s" if project_id is not None else "id = (SELECT project_id FROM labeling_document WHERE id = %s)"
+    # SQLite (the demo, replays) has no row locks and needs none: it runs one writer at a time.
+    lock = " FOR KEY SHARE" if connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT labels, label_set_version FROM labeling_project WHERE {where} FOR KEY SHARE",
+            f"SELECT labels, label_set_version FROM labeling_project WHERE {where}{lock}",
             [project_id if project_id is not None else document_id],
         )
         labels, version = cursor.fetchone()

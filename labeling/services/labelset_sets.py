@@ -62,6 +62,13 @@ def _set_column(model: type[Model], column: str, rows: Sequence[tuple[int, str]]
         return
     table = connection.ops.quote_name(model._meta.db_table)
     extra = "".join(f", {connection.ops.quote_name(name)} = %s" for name in also)
+    if connection.vendor != "postgresql":  # SQLite (the demo): no arrays; one UPDATE per row
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET {connection.ops.quote_name(column)} = %s{extra} WHERE id = %s",
+                [(value, *also.values(), pk) for pk, value in rows],
+            )
+        return
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} AS t SET {connection.ops.quote_name(column)} = v.value{extra} "

@@ -84,12 +84,15 @@ def _delete_batch(project_id: int, *, keep_previous: int | None, batch: int) -> 
         prunable = _prunable(project_id, keep_previous)
         if not prunable:
             return 0
+        versions = ", ".join(["%s"] * len(prunable))
+        # The foreign key's index finds the rows; SKIP LOCKED leaves rows another pruner holds (SQLite, the
+        # demo's database, has no row locks and runs one writer at a time).
+        skip = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
         with connection.cursor() as cursor:
-            # The foreign key's index finds the rows; SKIP LOCKED leaves rows another pruner holds.
             cursor.execute(
-                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE model_version_id = ANY(%s)"
-                " LIMIT %s FOR UPDATE SKIP LOCKED)",
-                [prunable, batch],
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE model_version_id IN ({versions})"
+                f" LIMIT %s{skip})",
+                [*prunable, batch],
             )
             return int(cursor.rowcount)
 

@@ -68,6 +68,17 @@ def test_demo_setup_creates_users_project_documents_and_a_second_run_changes_not
     assert "200 documents already imported (skipped)" in second_out
 
 
+def test_the_demo_database_takes_labels_tokens_label_set_changes_and_pruning(tmp_path: Path) -> None:
+    """SQLite runs the demo: every write path with SQL of its own must run there too (a token's raw row,
+    the label set's KEY SHARE read, a multi-label rename's array update and the prune's SKIP LOCKED did
+    not, and PostgreSQL-only tests could not see it)."""
+    run_setup(tmp_path)
+    env = demo_env(tmp_path, DJANGO_SETTINGS_MODULE="labeling.settings", HF_HUB_OFFLINE="1")
+    result = subprocess.run([env["PY"], "tests/e2e/demo_sqlite_paths.py"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
 def free_port() -> int:
     for port in range(8401, 8421):
         with socket.socket() as s:
