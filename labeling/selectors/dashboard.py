@@ -314,15 +314,15 @@ def _pool_wide(project: Project, champion: ModelVersion | None) -> dict[str, Any
     totals = _document_totals_of(docs)
     counts = {**totals, "holdout": docs["holdout"]["total"], "holdout_labeled": docs["holdout"]["labeled"]}
     sample = poolsample.document_sample(project_id=project.pk, documents=totals["documents"]) if champion else None
-    if champion is not None and sample is not None:
-        rows = poolsample.sampled_rows(sample, champion)
+    rows = poolsample.sampled_rows(sample, champion) if sample is not None and champion is not None else None
+    if sample is not None and rows is not None and rows.sampled:  # a draw of no row: counted whole below
         return {
             "counts": counts,
             "histogram": poolsample.histogram(rows, sample, HISTOGRAM_BINS),
             "class_balance": poolsample.class_balance(rows, sample),
             "coverage": poolsample.coverage(rows, docs["pool"]["total"]),
             "map": poolsample.embedding_map(rows, MAP_MAX_POINTS),
-            "sample": sample.describe(),
+            "sample": sample.describe(rows.sampled),
         }
     return {
         "counts": counts,

@@ -17,6 +17,7 @@ documents at 95 %), larger where neighbouring documents are alike.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,32 +33,36 @@ SEED = 20261202
 
 @dataclass(frozen=True)
 class DocumentSample:
-    """About ``percent`` % of ``project_id``'s ``documents`` (the same share of every page of the table is
-    drawn, so other projects' rows on those pages count for nothing); ``sampled`` of them were drawn."""
+    """The draw: about ``percent`` % of ``project_id``'s ``documents`` (the same share of every page of the
+    table is drawn, so other projects' rows on those pages count for nothing). How many were drawn is
+    counted by the statement that reads them (``sampled`` below), not by one of its own."""
 
     project_id: int
     percent: float
-    sampled: int
     documents: int
 
-    @property
-    def fraction(self) -> float:
-        return self.sampled / self.documents if self.documents else 1.0
-
-    def from_clause(self) -> tuple[str, list[Any]]:
+    def query(
+        self, select: str, tail: str = "", *, select_params: Sequence[Any] = (), tail_params: Sequence[Any] = ()
+    ) -> list[tuple[Any, ...]]:
+        """``SELECT {select} FROM (the drawn documents: id, split, is_labeled) s {tail}``, with their
+        parameters; ``{pred}`` in ``select`` or ``tail`` names the predictions table."""
         table = connection.ops.quote_name(Document._meta.db_table)
-        return (
-            f"{table} TABLESAMPLE SYSTEM (%s) REPEATABLE ({SEED}) WHERE project_id = %s",
-            [self.percent, self.project_id],
-        )
+        pred = connection.ops.quote_name(Prediction._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {select.format(pred=pred)} FROM (SELECT id, split, is_labeled FROM {table} "
+                f"TABLESAMPLE SYSTEM (%s) REPEATABLE ({SEED}) WHERE project_id = %s) s {tail.format(pred=pred)}",
+                [*select_params, self.percent, self.project_id, *tail_params],
+            )
+            return cursor.fetchall()
 
-    def estimate(self, count: int) -> int:
-        """A count over the sample scaled to the whole project."""
-        return round(count / self.fraction)
+    def estimate(self, count: int, sampled: int) -> int:
+        """A count over ``sampled`` drawn documents scaled to the whole project (the ratio estimator)."""
+        return round(count * self.documents / sampled)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, sampled: int) -> dict[str, Any]:
         return {
-            "documents": self.sampled,
+            "documents": sampled,
             "of": self.documents,
             "percent": round(self.percent, 4),
             "method": "TABLESAMPLE SYSTEM (pages), seeded",
@@ -66,19 +71,13 @@ class DocumentSample:
 
 
 def document_sample(*, project_id: int, documents: int) -> DocumentSample | None:
-    """A sample of about ``POOL_FIGURES_SAMPLE_DOCUMENTS`` of the project's ``documents``, or None where the
-    figures stay exact: that setting 0, fewer than twice that many documents, or not PostgreSQL."""
+    """The draw for about ``POOL_FIGURES_SAMPLE_DOCUMENTS`` of the project's ``documents``, or None where the
+    figures stay exact: that setting 0, fewer than twice that many documents, or not PostgreSQL. (A draw that
+    misses every page of the project reads no row; the callers then count the project whole.)"""
     target = int(settings.POOL_FIGURES_SAMPLE_DOCUMENTS)
     if target <= 0 or documents < 2 * target or connection.vendor != "postgresql":
         return None
-    draft = DocumentSample(project_id, 100.0 * target / documents, 0, documents)
-    sql, params = draft.from_clause()
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM {sql}", params)
-        sampled = int(cursor.fetchone()[0])
-    if not sampled:  # the draw missed every page holding this project's rows: count it whole
-        return None
-    return DocumentSample(project_id, draft.percent, sampled, documents)
+    return DocumentSample(project_id, 100.0 * target / documents, documents)
 
 
 @dataclass(frozen=True)
@@ -95,20 +94,19 @@ class SampledRows:
     map_y: np.ndarray
     document_id: np.ndarray
 
+    @property
+    def sampled(self) -> int:
+        return len(self.document_id)
+
 
 def sampled_rows(sample: DocumentSample, champion: ModelVersion) -> SampledRows:
-    """The sampled documents with the champion's prediction of each: one statement."""
-    sql, params = sample.from_clause()
-    pred = connection.ops.quote_name(Prediction._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT s.id, s.split, s.is_labeled, p.predicted_label, p.mutual_info, p.entropy, p.map_x, p.map_y "
-            f"FROM (SELECT id, split, is_labeled FROM {sql}) s LEFT JOIN LATERAL ("
-            f"  SELECT predicted_label, mutual_info, entropy, map_x, map_y FROM {pred} "
-            f"  WHERE document_id = s.id AND model_version_id = %s) p ON true ORDER BY s.id",
-            [*params, champion.pk],
-        )
-        rows = cursor.fetchall()
+    """The drawn documents with the champion's prediction of each: one statement."""
+    rows = sample.query(
+        "s.id, s.split, s.is_labeled, p.predicted_label, p.mutual_info, p.entropy, p.map_x, p.map_y",
+        "LEFT JOIN LATERAL (SELECT predicted_label, mutual_info, entropy, map_x, map_y FROM {pred} "
+        "WHERE document_id = s.id AND model_version_id = %s) p ON true ORDER BY s.id",
+        tail_params=[champion.pk],
+    )
     cols = list(zip(*rows, strict=True)) if rows else [()] * 8
 
     def floats(values: tuple) -> np.ndarray:
@@ -138,7 +136,7 @@ def histogram(rows: SampledRows, sample: DocumentSample, bins: int) -> dict[str,
     return {
         "metric": metric,
         "bins": [
-            {"lower": b * width, "upper": (b + 1) * width, "count": sample.estimate(int(counts[b]))}
+            {"lower": b * width, "upper": (b + 1) * width, "count": sample.estimate(int(counts[b]), rows.sampled)}
             for b in range(bins)
         ],
     }
@@ -148,7 +146,7 @@ def class_balance(rows: SampledRows, sample: DocumentSample) -> list[dict[str, A
     """``dashboard.class_balance`` from the sample: predicted labels, blind documents left out."""
     blind = (rows.split == Split.HOLDOUT) & ~rows.labeled
     counts = Counter(rows.label[rows.scored & ~blind].tolist())
-    return [{"label": label, "count": sample.estimate(n)} for label, n in counts.most_common()]
+    return [{"label": label, "count": sample.estimate(n, rows.sampled)} for label, n in counts.most_common()]
 
 
 def coverage(rows: SampledRows, pool_documents: int) -> dict[str, Any]:
@@ -157,19 +155,16 @@ def coverage(rows: SampledRows, pool_documents: int) -> dict[str, Any]:
     return _coverage(int(pool.sum()), int(rows.scored[pool].sum()), pool_documents)
 
 
-def sampled_coverage(sample: DocumentSample, champion: ModelVersion, pool_documents: int) -> dict[str, Any]:
-    """``coverage`` by two counts, the rows left in the database (``/stats`` needs nothing else of them)."""
-    sql, params = sample.from_clause()
-    pred = connection.ops.quote_name(Prediction._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM {pred} p "
-            f"  WHERE p.document_id = s.id AND p.model_version_id = %s)) "
-            f"FROM (SELECT id FROM {sql} AND split = %s) s",
-            [champion.pk, *params, Split.POOL],
-        )
-        in_pool, scored = cursor.fetchone()
-    return _coverage(int(in_pool), int(scored), pool_documents)
+def sampled_coverage(
+    sample: DocumentSample, champion: ModelVersion, pool_documents: int
+) -> tuple[dict[str, Any], int]:
+    """(``coverage``, documents drawn) by counts, the rows left in the database (``/stats`` needs no more)."""
+    [(sampled, in_pool, scored)] = sample.query(
+        "count(*), count(*) FILTER (WHERE s.split = %s), count(*) FILTER (WHERE s.split = %s AND EXISTS ("
+        "SELECT 1 FROM {pred} p WHERE p.document_id = s.id AND p.model_version_id = %s))",
+        select_params=[Split.POOL, Split.POOL, champion.pk],
+    )
+    return _coverage(int(in_pool), int(scored), pool_documents), int(sampled)
 
 
 def _coverage(sampled_pool: int, scored: int, pool_documents: int) -> dict[str, Any]:

@@ -123,16 +123,18 @@ def _pool_wide(project: Project, champion: ModelVersion | None) -> dict[str, Any
     pool = documents["pool"]["total"]
     total = sum(split["total"] for split in documents.values())
     sample = poolsample.document_sample(project_id=project.pk, documents=total) if champion else None
-    if champion is not None and sample is not None:
-        coverage = poolsample.sampled_coverage(sample, champion, pool)
-    else:
+    coverage, described = None, None
+    if sample is not None and champion is not None:
+        coverage, sampled = poolsample.sampled_coverage(sample, champion, pool)
+        described = sample.describe(sampled) if sampled else None
+    if described is None:  # exact: a small project, or a draw of no row
         coverage = champion_coverage(project, champion, pool_documents=pool)
     return {
         "documents": documents,
         # queue_size: documents waiting for a label, pool and holdout, leased or not
         "queue_size": sum(split["total"] - split["labeled"] for split in documents.values()),
         "coverage": coverage,
-        "coverage_sample": sample.describe() if sample is not None else None,
+        "coverage_sample": described,
     }
 
 
