@@ -148,6 +148,12 @@ class Project(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="share of queue items served from the holdout (labeled blind)",
     )
+    random_share = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="share of pool leases drawn at random instead of by the strategy once a model exists; "
+        "their labels train the model and, as random draws, join the holdout in the temperature fit",
+    )
     lease_minutes = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)])
     auto_accept_threshold = models.FloatField(default=0.95, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
     review_threshold = models.FloatField(

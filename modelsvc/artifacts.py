@@ -40,7 +40,7 @@ from safetensors.torch import load_file, save_file
 
 from modelsvc.config import ModelConfig
 from modelsvc.features import HybridFeatures
-from modelsvc.model import Classifier, build_head
+from modelsvc.model import CalibrationSet, Classifier, build_head
 from modelsvc.tuning import TunedLayers
 
 FORMAT_VERSION = 1
@@ -49,6 +49,7 @@ WEIGHTS_FILE = "head.safetensors"
 TUNED_FILE = "encoder_layers.safetensors"
 FEATURES_FILE = "features.safetensors"
 VOCABULARY_FILE = "features.json"
+CALIBRATION_SET_FILE = "calibration_set.safetensors"
 
 
 class ArtifactError(RuntimeError):
@@ -140,6 +141,13 @@ def save_classifier(classifier: Classifier, directory: str | os.PathLike[str]) -
             }
         if classifier.features is not None:
             meta["features"] = _save_features(classifier.features, tmp)
+        if classifier.calibration_set is not None:
+            cal = classifier.calibration_set
+            save_file(
+                {"logits": torch.from_numpy(cal.logits).contiguous(), "labels": torch.from_numpy(cal.labels)},
+                str(tmp / CALIBRATION_SET_FILE),
+            )
+            meta["calibration_set"] = {"n": len(cal), "file": CALIBRATION_SET_FILE}
         with (tmp / META_FILE).open("w", encoding="utf-8") as fh:
             json.dump(meta, fh, indent=2, sort_keys=True, allow_nan=False)
             fh.flush()
@@ -245,6 +253,7 @@ def load_classifier(
         raise ArtifactError(f"{folder / META_FILE}: temperature must be > 0")
     tuned = _load_tuned(folder, meta) if meta.get("fine_tune") is not None else None
     features = _load_features(folder, meta, config)
+    calibration_set = _load_calibration_set(folder, meta, len(labels))
     per_label = {key: _per_label(meta, key, len(labels), folder) for key in ("label_temperatures", "thresholds")}
     return Classifier(
         config=config,
@@ -256,6 +265,7 @@ def load_classifier(
         metrics=dict(meta.get("metrics") or {}),
         tuned=tuned,
         features=features,
+        calibration_set=calibration_set,
         label_temperatures=per_label["label_temperatures"],
         thresholds=per_label["thresholds"],
     )
@@ -311,6 +321,21 @@ def _load_features(folder: Path, meta: dict[str, Any], config: ModelConfig) -> H
     if features.dims != info.get("dims"):
         raise ArtifactError(f"{where}: features dims {info.get('dims')!r}, the components carry {features.dims}")
     return features
+
+
+def _load_calibration_set(folder: Path, meta: dict[str, Any], n_labels: int) -> CalibrationSet | None:
+    """The randomly drawn training documents' out-of-fold samples, when the artifact has them."""
+    info = meta.get("calibration_set")
+    if info is None:
+        return None
+    tensors = _load_tensors(folder, CALIBRATION_SET_FILE, what=" (the calibration set)")
+    try:
+        cal = CalibrationSet(logits=tensors["logits"].numpy(), labels=tensors["labels"].numpy())
+    except (KeyError, ValueError) as exc:
+        raise ArtifactError(f"{folder / CALIBRATION_SET_FILE}: invalid calibration set ({exc})") from exc
+    if cal.logits.shape[2] != n_labels or len(cal) != info.get("n") or (len(cal) and cal.labels.max() >= n_labels):
+        raise ArtifactError(f"{folder / CALIBRATION_SET_FILE}: does not match the label map or its count")
+    return cal
 
 
 def _per_label(meta: dict[str, Any], key: str, n_labels: int, folder: Path) -> list[float] | None:

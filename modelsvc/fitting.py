@@ -61,6 +61,9 @@ class TrainResult:
     # given to train: each from fold heads that never saw the item (what modelsvc.noise ranks labels
     # by). None on the single-split path, where most items were trained on.
     oof_probs: np.ndarray | None = None
+    # (N, S, C) the uncalibrated out-of-fold MC samples behind ``oof_probs`` (S = draws of one fold's members);
+    # what a ``CalibrationSet`` keeps of the randomly drawn items. None where ``oof_probs`` is None.
+    oof_logits: np.ndarray | None = None
 
 
 def stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -330,4 +333,6 @@ def _train_cross_fitted(
     n = int(len(y))
     sizes = {"train": n, "validation": n, "calibration": n, "folds": k}
     timings = {"fit": t1 - t0, "calibrate": time.perf_counter() - t1}
-    return TrainResult(clf, metrics, calibration, history, sizes, timings, oof_probs=oof.probs)
+    return TrainResult(
+        clf, metrics, calibration, history, sizes, timings, oof_probs=oof.probs, oof_logits=logits
+    )

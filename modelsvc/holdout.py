@@ -149,26 +149,48 @@ def holdout_halves(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n) % 2
 
 
+def with_calibration_set(classifier: Classifier, logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The holdout's uncalibrated samples (N, K, C) and labels (N,) with the classifier's ``calibration_set``
+    appended (its out-of-fold samples cycled to K per document): what the temperature is fitted on."""
+    extra = classifier.calibration_set
+    if extra is None or not len(extra):
+        return logits, y
+    k = logits.shape[1] if len(logits) else classifier.config.samples
+    return (
+        np.concatenate([logits.reshape(-1, k, extra.logits.shape[2]), extra.samples(k)]),
+        np.concatenate([np.asarray(y, dtype=np.int64), extra.labels]),
+    )
+
+
+def calibration_usable(classifier: Classifier, y: np.ndarray) -> bool:
+    """Whether holdout labels y (N,) int and the classifier's randomly drawn training labels together can fit a
+    temperature (``holdout_usable`` on both)."""
+    extra = classifier.calibration_set
+    both = np.asarray(y) if extra is None else np.concatenate([np.asarray(y, dtype=np.int64), extra.labels])
+    return holdout_usable(both)
+
+
 def holdout_temperature_fit(
     *, classifier: Classifier, embeddings: np.ndarray, y: np.ndarray, prior_sd: float, seed: int = 0
 ) -> dict[str, Any] | None:
     """Refit ``classifier.temperature`` on holdout vectors (N, H) with labels y (N,) int.
 
-    Returns the classifier's new calibration, or None (holdout not usable: nothing changed).
-    ``prior_sd``: see ``temperature_combine`` and ``pool_prior_sd``. The holdout fit replaces the
-    classifier's temperature only when it lowers the holdout's 2-fold cross-fitted NLL
-    (``temperature_choose``, halves from ``seed``); otherwise the current one is kept, and
+    Returns the classifier's new calibration, or None (not usable: nothing changed). The classifier's
+    ``calibration_set`` (training documents drawn at random, out of fold) joins the holdout in the fit: both
+    are random draws from the pool. ``prior_sd``: see ``temperature_combine`` and ``pool_prior_sd``. The fit
+    replaces the classifier's temperature only when it lowers the 2-fold cross-fitted NLL of holdout and
+    set together (``temperature_choose``, halves from ``seed``); otherwise the current one is kept, and
     ``temperature_choice`` in the calibration says so.
     """
-    if not holdout_usable(y):
+    if not calibration_usable(classifier, y):
         return None
-    logits = classifier.sample_logits(embeddings)  # (N, K, C), uncalibrated
+    logits, y_fit = with_calibration_set(classifier, classifier.sample_logits(embeddings), y)  # uncalibrated
     prior = pool_temperature(classifier)
-    estimate = temperature_combine(logits, y, prior=prior, prior_sd=prior_sd)
+    estimate = temperature_combine(logits, y_fit, prior=prior, prior_sd=prior_sd)
     choice = temperature_choose(
         logits,
-        y,
-        holdout_halves(len(y), seed),
+        y_fit,
+        holdout_halves(len(y_fit), seed),
         baseline=classifier.temperature,
         fit=lambda lg, yy: temperature_combine(lg, yy, prior=prior, prior_sd=prior_sd).temperature,
     )
@@ -182,6 +204,7 @@ def holdout_temperature_fit(
         "temperature_choice_holdout": choice.as_record(),
         "temperature_pool_out_of_fold": prior,
         "n_temperature_holdout": len(y),
+        "n_temperature_random_pool": len(y_fit) - len(y),
         **estimate.as_calibration(),
     }
     return classifier.calibration
@@ -192,7 +215,7 @@ def holdout_crossfit_probs(
 ) -> np.ndarray:
     """Calibrated mean probabilities (N, C) for holdout vectors (N, H), labels y (N,) int.
 
-    Each half is tempered by a fit on the other half.
+    Each half is tempered by a fit on the other half (with the classifier's ``calibration_set``).
     """
     logits = classifier.sample_logits(embeddings)  # (N, K, C)
     prior = pool_temperature(classifier)
@@ -200,7 +223,8 @@ def holdout_crossfit_probs(
     probs = np.zeros((len(y), logits.shape[2]))
     for side in (0, 1):
         fit_on, score = half != side, half == side
-        temperature = temperature_combine(logits[fit_on], y[fit_on], prior=prior, prior_sd=prior_sd).temperature
+        fit_logits, fit_y = with_calibration_set(classifier, logits[fit_on], y[fit_on])
+        temperature = temperature_combine(fit_logits, fit_y, prior=prior, prior_sd=prior_sd).temperature
         probs[score] = tempered_samples(logits[score], temperature).mean(1)
     return probs
 

@@ -195,6 +195,40 @@ def mc_dropout(module: nn.Module) -> Iterator[nn.Module]:
         module.train(was_training)
 
 
+@dataclass(frozen=True)
+class CalibrationSet:
+    """Labeled pool documents drawn at random, as the classifier's training saw them out of fold.
+
+    ``logits`` (N, S, C): uncalibrated MC samples of each document from the fold heads that never trained on
+    it (``TrainResult.oof_logits``); ``labels`` (N,) int. Drawn at random, they are as representative of the
+    pool as the blind holdout, so the holdout's temperature fit takes them beside it (``modelsvc.holdout``);
+    and since they were trained on, only their out-of-fold samples are honest, which is why they are
+    kept here rather than re-scored by the deployed heads.
+    """
+
+    logits: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        logits = np.asarray(self.logits, dtype=np.float32)
+        labels = np.asarray(self.labels, dtype=np.int64)
+        if logits.ndim != 3 or labels.shape != (logits.shape[0],):
+            raise ValueError(f"need logits (N, S, C) and labels (N,), got {logits.shape} and {labels.shape}")
+        object.__setattr__(self, "logits", logits)
+        object.__setattr__(self, "labels", labels)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def samples(self, k: int) -> np.ndarray:
+        """The logits with k samples per document (N, k, C), cycling through the S stored ones.
+
+        The holdout's samples come from every member (k = K*M draws), these from one fold's members
+        (S = k / K): repeating them leaves their mean tempered probabilities unchanged when S divides k.
+        """
+        return self.logits[:, np.arange(k) % self.logits.shape[1]]
+
+
 @dataclass
 class Classifier:
     """A trained head plus everything needed to use it: labels, encoder identity, calibration.
@@ -214,6 +248,8 @@ class Classifier:
     metrics: dict[str, Any] = field(default_factory=dict)
     tuned: TunedLayers | None = None
     features: HybridFeatures | None = None
+    # Randomly drawn training documents' out-of-fold samples: the holdout's temperature fit takes them too.
+    calibration_set: CalibrationSet | None = None
     # Multi-label only (``config.output == "sigmoid"``), one value per label (C,): the temperature that
     # divides that label's logits, and the probability at which the label joins the predicted set.
     label_temperatures: list[float] | None = None

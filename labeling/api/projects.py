@@ -64,6 +64,11 @@ class PolicyFieldsSerializer(serializers.Serializer):
     retrain_after = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
     holdout_fraction = serializers.FloatField(min_value=0.0, max_value=0.5, required=False)
     holdout_interleave = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    random_share = serializers.FloatField(
+        min_value=0.0, max_value=0.5, required=False,
+        help_text="share of pool leases drawn at random instead of by the strategy once a model exists (default 0); "
+        "their labels train the model and join the blind holdout in the temperature fit",
+    )
     lease_minutes = serializers.IntegerField(min_value=1, max_value=24 * 60, required=False)
     auto_accept_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
     review_threshold = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 from django.db import connection
+from django.db.models import Q
 
 from labeling.models import (
     PREDICTION_SCORE_FIELDS,
@@ -269,6 +270,23 @@ def stochastic_draw(champion: ModelVersion, *, power: float) -> Draw:
 def candidate_base_score(candidate: Candidate) -> float:
     """The BALD (``mutual_info``) a stochastic strategy's draw weighted this candidate by."""
     return float(candidate.row[len(_DOC_COLUMNS) + _PREDICTION_COLUMNS.index("mutual_info")])
+
+
+#: ``Assignment.reason["strategy"]`` of pool leases drawn from the seeded random order: by the project's
+#: ``random_share`` once a model exists, and before the first model (the random cold start).
+RANDOM_SHARE = "random_share"
+COLD_START_RANDOM = "cold_start_random"
+
+
+def random_draws(*, document_ids: Sequence[int]) -> set[int]:
+    """Of ``document_ids``, those a labeled lease drew from the pool's random order (representative draws).
+
+    A random-share lease, or a random cold-start lease before the project had a model (``model_version``
+    null; later ones only fill in documents the champion has not scored, which are not a random draw).
+    """
+    random_lease = Q(reason__strategy=RANDOM_SHARE) | Q(reason__strategy=COLD_START_RANDOM, reason__model_version=None)
+    rows = Assignment.objects.filter(random_lease, document_id__in=list(document_ids), state=AssignmentState.DONE)
+    return set(rows.values_list("document_id", flat=True))
 
 
 def selection_draws(*, document_ids: Sequence[int]) -> dict[int, tuple[float, int]]:

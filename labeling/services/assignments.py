@@ -229,11 +229,32 @@ def _lease_pool(
     # Nothing ranked left (or documents the champion has not scored): a seeded random order.
     documents = q.random_unleased(project, split=Split.POOL, annotator_id=annotator.pk, rng=rng)
     reason = {
-        "strategy": "cold_start_random",
+        "strategy": q.COLD_START_RANDOM,
         "score": None,
         "holdout": False,
         "model_version": champion.version if champion else None,
     }
+    lease = _try_lease(project, annotator, documents, reason)
+    return Lease(lease, None) if lease is not None else None
+
+
+def _serve_random(project: Project, context: q.LeaseContext, rng: random.Random) -> bool:
+    """Whether this pool lease is a random draw (``Project.random_share``, once a model ranks the pool).
+
+    Drawn from the lease's own seeded generator after the holdout's draw; nothing is drawn when the share
+    is 0, so a project without it keeps exactly the order it had.
+    """
+    return context.champion is not None and project.random_share > 0 and rng.random() < project.random_share
+
+
+def _lease_random(
+    project: Project, annotator: AbstractBaseUser, context: q.LeaseContext, rng: random.Random
+) -> Lease | None:
+    """A pool document from the seeded random order instead of the strategy's ranking: its label trains the
+    model and, as a random draw, joins the holdout in the temperature fit (``selectors.queue.random_draws``)."""
+    documents = q.random_unleased(project, split=Split.POOL, annotator_id=annotator.pk, rng=rng)
+    assert context.champion is not None
+    reason = {"strategy": q.RANDOM_SHARE, "score": None, "holdout": False, "model_version": context.champion.version}
     lease = _try_lease(project, annotator, documents, reason)
     return Lease(lease, None) if lease is not None else None
 
@@ -263,6 +284,10 @@ def lease_next(*, project: Project, annotator: AbstractBaseUser) -> Lease | None
         holdout, rng = _serve_holdout(project, annotator, context.lease_count)
         if holdout:
             return _lease_holdout(project, annotator, rng) or _lease_pool(project, annotator, context, rng)
+        if _serve_random(project, context, rng):
+            lease = _lease_random(project, annotator, context, rng)
+            if lease is not None:
+                return lease
         return _lease_pool(project, annotator, context, rng) or _lease_holdout(project, annotator, rng)
 
 

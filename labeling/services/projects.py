@@ -19,6 +19,7 @@ POLICY_FIELDS = (
     "retrain_after",
     "holdout_fraction",
     "holdout_interleave",
+    "random_share",
     "lease_minutes",
     "auto_accept_threshold",
     "review_threshold",

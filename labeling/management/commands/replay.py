@@ -83,6 +83,10 @@ class Command(BaseCommand):
             "--holdout-interleave", type=float, default=None,
             help="project policy override: the share of leases served from the blind holdout (default 0.1)",
         )
+        parser.add_argument(
+            "--random-share", type=float, default=None,
+            help="project policy override: the share of pool leases drawn at random once a model exists (default 0)",
+        )
         parser.add_argument("--flip-rate", type=float, default=0.0,
                             help="simulated annotators flip this share of labels to another label at random")
         parser.add_argument("--annotator-flip-rates", default="",
@@ -146,7 +150,7 @@ class Command(BaseCommand):
         from workers.app import app  # the tasks the workers run, executed here in-process
 
         policy: dict[str, Any] = {}
-        for field in ("promotion_tolerance", "holdout_interleave"):
+        for field in ("promotion_tolerance", "holdout_interleave", "random_share"):
             if opts[field] is not None:
                 policy[field] = opts[field]
         # Each curve: (its name's suffix, its policy). With the deep tier, frozen-only runs beside it.

@@ -14,13 +14,14 @@ from django.utils import timezone
 from labeling.labelspace import label_space
 from labeling.models import AcquisitionStrategy, ModelStatus, ModelVersion, Project, Split
 from labeling.selectors.models import champion_get, majority_labels
-from labeling.selectors.queue import selection_draws
+from labeling.selectors.queue import random_draws, selection_draws
 from labeling.services import modeling
 from labeling.services.scoring import model_version_predictions_refresh
 from modelsvc.acquisition import strategy_get
 from modelsvc.calibration import importance_weights
-from modelsvc.holdout import holdout_temperature_fit, holdout_usable, pool_prior_sd
-from modelsvc.model import Classifier
+from modelsvc.fitting import TrainResult
+from modelsvc.holdout import calibration_usable, holdout_temperature_fit, pool_prior_sd
+from modelsvc.model import CalibrationSet, Classifier
 
 #: A rejected challenger's run refits the champion's temperature only if it moves by more than this.
 RECALIBRATE_MIN_CHANGE = 0.03
@@ -55,6 +56,25 @@ def pool_calibration_weights(*, document_ids: list[int]) -> np.ndarray | None:
     return importance_weights(probability, pool_size)
 
 
+def random_calibration_set(
+    result: TrainResult, labeled: HoldoutRows, *, label_names: list[str], tuned: bool
+) -> CalibrationSet | None:
+    """The run's randomly drawn training labels, out of fold, for the holdout's temperature fit; None if none.
+
+    ``labeled``: the (document id, text, label) rows the run trained on, in the order of ``result``.
+    Only a frozen encoder's out-of-fold samples are honest: tuned layers were fitted on every label, so a run
+    on them (or without cross-fitting) gives no set.
+    """
+    if tuned or result.oof_logits is None:
+        return None
+    drawn = random_draws(document_ids=[doc_id for doc_id, _, _ in labeled])
+    rows = [i for i, (doc_id, _, _) in enumerate(labeled) if doc_id in drawn]
+    if not rows:
+        return None
+    index = {name: i for i, name in enumerate(label_names)}
+    return CalibrationSet(logits=result.oof_logits[rows], labels=np.array([index[labeled[i][2]] for i in rows]))
+
+
 def holdout_arrays(project: Project, classifier: Classifier, holdout: HoldoutRows) -> tuple[np.ndarray, np.ndarray]:
     """The holdout as the classifier sees it: head inputs (N, H) (the encoder's vectors from its cache, with a
     hybrid model's TF-IDF block beside them), labels (N,) int."""
@@ -82,10 +102,12 @@ def champion_recalibrate(*, project: Project, holdout: HoldoutRows | None = None
     if holdout is None:
         holdout = majority_labels(project=project, split=Split.HOLDOUT)
     count = len(holdout)
-    truth = np.asarray([label for _, _, label in holdout])
-    if not holdout_usable(truth) or count <= champion.calibration.get("n_temperature_holdout", 0):
+    if count <= champion.calibration.get("n_temperature_holdout", 0):
         return None
     current = modeling.classifier_for(champion)
+    truth = label_space(project.task_type, current.label_names).encode([label for _, _, label in holdout])
+    if not calibration_usable(current, truth):  # the holdout with the champion's random draws
+        return None
     embeddings, y = holdout_arrays(project, current, holdout)
     refit = dataclasses.replace(current, calibration=dict(current.calibration))  # the head is shared, unchanged
     changed = holdout_temperature_fit(

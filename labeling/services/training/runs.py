@@ -40,6 +40,7 @@ from labeling.services.training.recalibration import (
     holdout_arrays,
     holdout_prior_sd,
     pool_calibration_weights,
+    random_calibration_set,
 )
 from modelsvc.finetune import train_fine_tuned
 from modelsvc.fitting import TrainResult
@@ -176,6 +177,9 @@ def _execute(run: TrainingRun) -> None:
         )
         # A fast run on a tuned champion's encoder deploys those layers with its new head.
         result.classifier.tuned = encoder.tuned
+        result.classifier.calibration_set = random_calibration_set(
+            result, labeled, label_names=result.classifier.label_names, tuned=encoder.tuned is not None
+        )
     _stage(run.pk, "calibrate", 1.0, train_seconds=time.monotonic() - started)
     result.calibration["tier"] = {"tier": plan.tier, "why": plan.why, "train_s": round(time.monotonic() - started, 1)}
     result.calibration["device"] = encoder.device_name  # where the encoder ran (and fine-tuned), for the record
