@@ -400,6 +400,16 @@ CASES = [
         "noise_hold_flagged",
     ),
     (
+        "policy-random-share-above-half",
+        "admin",
+        "patch",
+        "/api/v1/projects/{project}/",
+        {"random_share": 0.75},
+        400,
+        "invalid",
+        "random_share",
+    ),
+    (
         "policy-rename",
         "admin",
         "patch",
