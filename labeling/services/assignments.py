@@ -252,8 +252,8 @@ def _lease_random(
 ) -> Lease | None:
     """A pool document from the seeded random order instead of the strategy's ranking: its label trains the
     model and, as a random draw, joins the holdout in the temperature fit (``selectors.queue.random_draws``)."""
+    assert context.champion is not None  # _serve_random draws only once a model ranks the pool
     documents = q.random_unleased(project, split=Split.POOL, annotator_id=annotator.pk, rng=rng)
-    assert context.champion is not None
     reason = {"strategy": q.RANDOM_SHARE, "score": None, "holdout": False, "model_version": context.champion.version}
     lease = _try_lease(project, annotator, documents, reason)
     return Lease(lease, None) if lease is not None else None
