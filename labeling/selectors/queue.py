@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 from django.db import connection
-from django.db.models import Q
 
 from labeling.models import (
     PREDICTION_SCORE_FIELDS,
@@ -273,19 +272,21 @@ def candidate_base_score(candidate: Candidate) -> float:
 
 
 #: ``Assignment.reason["strategy"]`` of pool leases drawn from the seeded random order: by the project's
-#: ``random_share`` once a model exists, and before the first model (the random cold start).
+#: ``random_share`` once a model exists, and the random cold start (no model yet, or documents it has not scored).
 RANDOM_SHARE = "random_share"
 COLD_START_RANDOM = "cold_start_random"
 
 
 def random_draws(*, document_ids: Sequence[int]) -> set[int]:
-    """Of ``document_ids``, those a labeled lease drew from the pool's random order (representative draws).
+    """Of ``document_ids``, those a labeled random-share lease drew from the pool's random order.
 
-    A random-share lease, or a random cold-start lease before the project had a model (``model_version``
-    null; later ones only fill in documents the champion has not scored, which are not a random draw).
+    The random cold start's labels are random draws too, but adding them to the temperature fit did not
+    pass its adoption rule (docs/REPLAY.md, "A random share of the pool in the temperature fit"), so a
+    project without a random share calibrates exactly as before.
     """
-    random_lease = Q(reason__strategy=RANDOM_SHARE) | Q(reason__strategy=COLD_START_RANDOM, reason__model_version=None)
-    rows = Assignment.objects.filter(random_lease, document_id__in=list(document_ids), state=AssignmentState.DONE)
+    rows = Assignment.objects.filter(
+        document_id__in=list(document_ids), state=AssignmentState.DONE, reason__strategy=RANDOM_SHARE
+    )
     return set(rows.values_list("document_id", flat=True))
 
 
