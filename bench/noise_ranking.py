@@ -224,23 +224,34 @@ def interval(values: list[float]) -> tuple[float, float]:
     return float(a.mean()), float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / math.sqrt(len(a)))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def noise_parser(description: str) -> argparse.ArgumentParser:
+    """The options the label-noise benches share: data sets, seeds, labels, flip rate, flagged share."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--cache", default="var/bench-cache.sqlite")
     parser.add_argument("--data", nargs="+", default=["rt-snippets", "trec"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--labels", type=int, default=1000)
     parser.add_argument("--flip", type=float, default=0.15)
     parser.add_argument("--share", type=float, default=0.1)
+    return parser
+
+
+def labeled_data(name: str) -> tuple[list[str], list[str], np.ndarray]:
+    """A built-in data set's texts, its sorted label names and the gold labels (N,) as indices into them."""
+    texts, labels = load_builtin(name)
+    names = sorted(set(labels))
+    return texts, names, np.array([names.index(label) for label in labels])
+
+
+def main() -> None:
+    parser = noise_parser(__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="*", default=[], choices=["hybrid features", "10 folds", CLEAN])
     args = parser.parse_args()
     print(json.dumps({"machine": machine()}), flush=True)
     encoder = TextEncoder()
     cache = EmbeddingCache(args.cache)
     for data in args.data:
-        texts, labels = load_builtin(data)
-        names = sorted(set(labels))
-        y_all = np.array([names.index(label) for label in labels])
+        texts, names, y_all = labeled_data(data)
         runs = []
         for seed in args.seeds:
             rows = one_run(texts, y_all, names, seed, args, encoder, cache)

@@ -31,17 +31,15 @@ import json
 import math
 
 import numpy as np
-from scipy import stats
 
 from bench._common import machine, setup_django
-from bench.noise_ranking import flip_labels
+from bench.noise_ranking import flip_labels, interval, labeled_data, noise_parser
 
 setup_django()  # the flags come from the service's own function, which lives beside the models
 
 from labeling.services.training.label_issues import label_issues_rank  # noqa: E402
 from modelsvc.calibration import evaluate_predictions  # noqa: E402
 from modelsvc.config import TrainConfig  # noqa: E402
-from modelsvc.datasets import load_builtin  # noqa: E402
 from modelsvc.encoder import EmbeddingCache, TextEncoder  # noqa: E402
 from modelsvc.fitting import TrainResult, train_embeddings  # noqa: E402
 from modelsvc.inference import score_embeddings  # noqa: E402
@@ -129,20 +127,13 @@ def one_run(
     }
 
 
-def interval(values: list[float]) -> str:
-    a = np.asarray(values, dtype=np.float64)
-    half = float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else 0.0
-    return f"{a.mean():+.4f} ± {half:.4f}"
+def mean_pm(values: list[float]) -> str:
+    mean, half = interval(values)
+    return f"{mean:+.4f} ± {half:.4f}"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", default="var/bench-cache.sqlite")
-    parser.add_argument("--data", nargs="+", default=["rt-snippets", "trec"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--labels", type=int, default=1000)
-    parser.add_argument("--flip", type=float, default=0.15)
-    parser.add_argument("--share", type=float, default=0.1)
+    parser = noise_parser(__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--curve", type=int, nargs="*", default=[], help="clean accuracy at these label counts too")
     args = parser.parse_args()
@@ -150,18 +141,16 @@ def main() -> None:
     encoder = TextEncoder()
     cache = EmbeddingCache(args.cache)
     for data in args.data:
-        texts, labels = load_builtin(data)
-        names = sorted(set(labels))
-        y_all = np.array([names.index(label) for label in labels])
+        texts, names, y_all = labeled_data(data)
         runs = []
         for seed in args.seeds:
             row = one_run(texts, y_all, names, seed, args, encoder, cache)
             print(json.dumps({"data": data, "seed": seed, **{k: round(v, 4) for k, v in row.items()}}), flush=True)
             runs.append(row)
         summary = {
-            "lost to noise (clean - noisy)": interval([r["lost"] for r in runs]),
-            "reviewed - noisy": interval([r["reviewed"] - r["noisy"] for r in runs]),
-            "reviewed - equal spend": interval([r["reviewed"] - r["equal_spend"] for r in runs]),
+            "lost to noise (clean - noisy)": mean_pm([r["lost"] for r in runs]),
+            "reviewed - noisy": mean_pm([r["reviewed"] - r["noisy"] for r in runs]),
+            "reviewed - equal spend": mean_pm([r["reviewed"] - r["equal_spend"] for r in runs]),
             "recovered share of the pooled loss": round(
                 float(np.mean([r["reviewed"] - r["noisy"] for r in runs]) / np.mean([r["lost"] for r in runs])), 3
             ),
