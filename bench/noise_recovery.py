@@ -4,8 +4,9 @@
         [--data rt-snippets trec] [--seeds 0 1 2] [--labels 1000] [--flip 0.15] [--share 0.1] [--rounds 1]
 
 Per data set and seed: 2,000 test documents drawn at random (``default_rng(seed)``; never labeled),
-``labels`` pool documents drawn by the same generator, ``round(flip * labels)`` of them moved to a
-uniformly chosen other class (the same draw as ``bench.noise_ranking``'s). The service's own head is
+the first ``labels`` of the rest in the same seeded order, ``round(flip * labels)`` of them moved to a
+uniformly chosen other class by the same generator (``bench.noise_ranking.flip_labels``; that bench draws
+its labels from the whole data set, so the two benches' label sets differ). The service's own head is
 cross-fitted on the cached MiniLM vectors (``modelsvc.fitting.train_embeddings``, default settings) on
 
 - ``clean``: the gold labels;

@@ -149,6 +149,12 @@ def holdout_halves(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n) % 2
 
 
+def _labels_with_set(classifier: Classifier, y: np.ndarray) -> np.ndarray:
+    """Holdout labels y (N,) int followed by the classifier's ``calibration_set`` labels."""
+    extra = classifier.calibration_set
+    return np.asarray(y) if extra is None else np.concatenate([np.asarray(y, dtype=np.int64), extra.labels])
+
+
 def with_calibration_set(classifier: Classifier, logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The holdout's uncalibrated samples (N, K, C) and labels (N,) with the classifier's ``calibration_set``
     appended (its out-of-fold samples cycled to K per document): what the temperature is fitted on."""
@@ -156,18 +162,14 @@ def with_calibration_set(classifier: Classifier, logits: np.ndarray, y: np.ndarr
     if extra is None or not len(extra):
         return logits, y
     k = logits.shape[1] if len(logits) else classifier.config.samples
-    return (
-        np.concatenate([logits.reshape(-1, k, extra.logits.shape[2]), extra.samples(k)]),
-        np.concatenate([np.asarray(y, dtype=np.int64), extra.labels]),
-    )
+    samples = np.concatenate([logits.reshape(-1, k, extra.logits.shape[2]), extra.samples(k)])
+    return samples, _labels_with_set(classifier, y)
 
 
 def calibration_usable(classifier: Classifier, y: np.ndarray) -> bool:
     """Whether holdout labels y (N,) int and the classifier's randomly drawn training labels together can fit a
     temperature (``holdout_usable`` on both)."""
-    extra = classifier.calibration_set
-    both = np.asarray(y) if extra is None else np.concatenate([np.asarray(y, dtype=np.int64), extra.labels])
-    return holdout_usable(both)
+    return holdout_usable(_labels_with_set(classifier, y))
 
 
 def holdout_temperature_fit(

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from django.utils import timezone
 
-from labeling.labelspace import label_space
+from labeling.labelspace import LabelSpace, label_space
 from labeling.models import AcquisitionStrategy, ModelStatus, ModelVersion, Project, Split
 from labeling.selectors.models import champion_get, majority_labels
 from labeling.selectors.queue import random_draws, selection_draws
@@ -57,7 +57,7 @@ def pool_calibration_weights(*, document_ids: list[int]) -> np.ndarray | None:
 
 
 def random_calibration_set(
-    result: TrainResult, labeled: HoldoutRows, *, label_names: list[str], tuned: bool
+    result: TrainResult, labeled: HoldoutRows, *, space: LabelSpace, tuned: bool
 ) -> CalibrationSet | None:
     """The run's randomly drawn training labels, out of fold, for the holdout's temperature fit; None if none.
 
@@ -71,8 +71,7 @@ def random_calibration_set(
     rows = [i for i, (doc_id, _, _) in enumerate(labeled) if doc_id in drawn]
     if not rows:
         return None
-    index = {name: i for i, name in enumerate(label_names)}
-    return CalibrationSet(logits=result.oof_logits[rows], labels=np.array([index[labeled[i][2]] for i in rows]))
+    return CalibrationSet(logits=result.oof_logits[rows], labels=space.encode([labeled[i][2] for i in rows]))
 
 
 def holdout_arrays(project: Project, classifier: Classifier, holdout: HoldoutRows) -> tuple[np.ndarray, np.ndarray]:

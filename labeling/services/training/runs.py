@@ -178,7 +178,7 @@ def _execute(run: TrainingRun) -> None:
         # A fast run on a tuned champion's encoder deploys those layers with its new head.
         result.classifier.tuned = encoder.tuned
         result.classifier.calibration_set = random_calibration_set(
-            result, labeled, label_names=result.classifier.label_names, tuned=encoder.tuned is not None
+            result, labeled, space=space, tuned=encoder.tuned is not None
         )
     _stage(run.pk, "calibrate", 1.0, train_seconds=time.monotonic() - started)
     result.calibration["tier"] = {"tier": plan.tier, "why": plan.why, "train_s": round(time.monotonic() - started, 1)}
