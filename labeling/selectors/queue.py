@@ -24,13 +24,17 @@ needs no further read. The lease itself (row lock, insert) is the service's job
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
+from django.utils import timezone
 
 from labeling.models import (
     PREDICTION_SCORE_FIELDS,
@@ -43,6 +47,7 @@ from labeling.models import (
     Project,
     Split,
 )
+from labeling.selectors import poolcache
 from modelsvc.acquisition import POWER_FLOOR, near_copy_order
 
 CANDIDATES = 50
@@ -247,23 +252,55 @@ def _more_ranked(champion_id: int, window: int) -> bool:
 
 @dataclass(frozen=True)
 class Draw:
-    """The pool a stochastic strategy's lease is drawn from: its size and the sum of its sampling weights."""
+    """The pool a stochastic strategy's lease is drawn from: its size and the sum of its sampling weights.
+
+    ``as_of`` is None where both were counted for this lease; on a large project it is when the cached
+    figures were counted.
+    """
 
     pool_size: int
     normaliser: float
+    as_of: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """What a lease's ``reason`` records of the draw beyond its normaliser (nothing when counted for it)."""
+        return {} if self.as_of is None else {"normaliser_as_of": self.as_of}
+
+
+def _draw_weight(power: float) -> str:
+    """The SQL of one prediction's sampling weight ``(mutual_info + floor) ** power`` (``power_weights``)."""
+    base = f"(CASE WHEN mutual_info > 0 THEN mutual_info ELSE 0 END + {float(POWER_FLOOR)!r})"
+    return base if power == 1.0 else f"POWER({base}, {float(power)!r})"
+
+
+def _draw_counted(champion: ModelVersion, power: float) -> Draw:
+    sql = f"SELECT COUNT(*), SUM({_draw_weight(power)}) FROM {PREDICTION} WHERE model_version_id = %s AND in_queue"
+    [(count, total)] = _fetch(sql, [champion.pk])
+    return Draw(pool_size=int(count), normaliser=float(total or 0.0))
 
 
 def stochastic_draw(champion: ModelVersion, *, power: float) -> Draw:
-    """The champion's open ranking as a draw proportional to ``(mutual_info + floor) ** power`` (one query).
+    """The champion's open ranking as a draw proportional to ``(mutual_info + floor) ** power``.
 
     The same weights as ``modelsvc.acquisition.power_weights``; every ``in_queue`` row counts, also rows
-    leased to others at this moment (a batch's worth against the whole pool).
+    leased to others at this moment (a batch's worth against the whole pool). Counted per lease (one
+    statement over the open ranking's partial index) below ``POOL_FIGURES_EXACT_MAX_DOCUMENTS`` documents,
+    as the pool figures are; at or above it, where that statement is linear in the open pool (78 ms at
+    650,000 open predictions, 237 ms at 1.95M: docs/BENCHMARKS.md), at most once per
+    ``POOL_FIGURES_CACHE_SECONDS`` per champion and power, and the lease records the count's age. The
+    probability only weighs labels in the temperature fit (``calibration.importance_weights``: 1 / (N q),
+    normalised to mean 1), where a scale common to all leases cancels; a count up to a period old changes
+    the weights' ratio between leases of different periods by the share of the pool labeled in a period.
     """
-    base = f"(CASE WHEN mutual_info > 0 THEN mutual_info ELSE 0 END + {float(POWER_FLOOR)!r})"
-    weight = base if power == 1.0 else f"POWER({base}, {float(power)!r})"
-    sql = f"SELECT COUNT(*), SUM({weight}) FROM {PREDICTION} WHERE model_version_id = %s AND in_queue"
-    [(count, total)] = _fetch(sql, [champion.pk])
-    return Draw(pool_size=int(count), normaliser=float(total or 0.0))
+    if not poolcache.is_large(champion.project_id):
+        return _draw_counted(champion, power)
+    key = f"alabel:stochastic-draw:{champion.project_id}:{champion.pk}:{float(power)!r}"
+    hit = cache.get(key)
+    if hit is not None:
+        return Draw(**hit)
+    draw = dataclasses.replace(_draw_counted(champion, power), as_of=timezone.now().isoformat())
+    cache.set(key, dataclasses.asdict(draw), timeout=settings.POOL_FIGURES_CACHE_SECONDS)
+    return draw
 
 
 def candidate_base_score(candidate: Candidate) -> float:

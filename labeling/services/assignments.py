@@ -215,7 +215,7 @@ def _lease_pool(
                     base = q.candidate_base_score(c)
                     probability = selection_probability(base, strategy.power, draw.normaliser)
                     selection = (probability, draw.pool_size)
-                    reason |= {"power": strategy.power, "base": base, "normaliser": draw.normaliser}
+                    reason |= {"power": strategy.power, "base": base, "normaliser": draw.normaliser, **draw.describe()}
                 lease = _insert_lease(document, annotator, reason, project.lease_minutes, selection=selection)
                 if lease is not None:
                     return Lease(lease, prediction)
