@@ -19,13 +19,6 @@ from tests.factories import ModelVersionFactory, PredictionFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _empty_cache():
-    cache.clear()
-    yield
-    cache.clear()
-
-
 def _power_project(n: int):
     project = project_create(name="draw", labels=["a", "b"], holdout_fraction=0.0, acquisition_strategy="power_bald")
     docs = [d for d, _ in document_bulk_create(project=project, items=[{"text": f"doc {i}"} for i in range(n)])]
