@@ -15,6 +15,7 @@ from django.db.models import Count, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
 from labeling.models import Annotation, Document, OverlapScope, Prediction, Project, Split
+from labeling.services.planner import planner_statistics_refresh
 from labeling.services.sampling import seeded_draw
 
 #: The policy fields whose change re-applies the overlap to the stored documents.
@@ -68,7 +69,12 @@ def overlap_apply(*, project: Project) -> int:
         reopen = list(docs.filter(is_labeled=True, given__lt=F("labels_required")).values_list("pk", flat=True))
         Document.objects.filter(pk__in=close).update(is_labeled=True)
         Document.objects.filter(pk__in=reopen).update(is_labeled=False)
-        Prediction.objects.filter(document_id__in=close, in_queue=True).update(in_queue=False)
-        Prediction.objects.filter(document_id__in=reopen, document__split=Split.POOL).update(in_queue=True)
+        flipped = Prediction.objects.filter(document_id__in=close, in_queue=True).update(in_queue=False)
+        flipped += Prediction.objects.filter(document_id__in=reopen, document__split=Split.POOL).update(in_queue=True)
+        # The queue's statements plan on these columns: a change on every document of a large project left
+        # the planner's old statistics in place until autovacuum, and the queue's p95 at twice its steady state
+        # (docs/BENCHMARKS.md, "Overlap on a 100,000-document project").
+        planner_statistics_refresh(model=Document, rows_written=changed)
+        planner_statistics_refresh(model=Prediction, rows_written=flipped)
     return changed
 

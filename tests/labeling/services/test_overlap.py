@@ -138,3 +138,30 @@ def test_a_live_place_is_counted_even_for_an_annotator_state_left_behind() -> No
     assert assignment_next(project=project, annotator=a).document_id == docs[0].pk  # the same live lease
     assert Assignment.objects.filter(state=AssignmentState.ACTIVE).count() == 1
     assert assignment_next(project=project, annotator=b) is not None
+
+
+def test_an_overlap_change_on_every_document_refreshes_the_planners_statistics():
+    # The queue plans on labels_required; after a change on every document of a large project the old
+    # statistics doubled its p95 until autovacuum ran (docs/BENCHMARKS.md), so the change ANALYZEs.
+    from django.db import connection
+
+    from labeling.services.planner import ANALYZE_AFTER_ROWS
+    from tests.factories import bulk_scored_project
+
+    if connection.vendor != "postgresql":
+        pytest.skip("planner statistics are PostgreSQL's")
+    project, _ = bulk_scored_project(ANALYZE_AFTER_ROWS + 500, champion_labels=("a", "b"))
+
+    def common_values() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT most_common_vals::text FROM pg_stats WHERE tablename = 'labeling_document'"
+                " AND attname = 'labels_required'"
+            )
+            return cursor.fetchone()[0]
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE labeling_document")  # as autovacuum left it after the import
+    assert common_values() == "{1}"
+    project_update_policy(project=project, overlap=2, overlap_scope=OverlapScope.ALL)
+    assert common_values() == "{2}"
