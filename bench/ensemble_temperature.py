@@ -42,6 +42,7 @@ from modelsvc.config import TrainConfig
 from modelsvc.crossfit import member_folds
 from modelsvc.encoder import EmbeddingCache, TextEncoder
 from modelsvc.fitting import train_embeddings
+from modelsvc.uncertainty import predictive_entropy
 
 TEST_SIZE = 2000
 #: Unlabeled pool documents the label-free transfer reads (the first of the rest, after the labels).
@@ -49,8 +50,7 @@ POOL_SAMPLE = 2000
 
 
 def mean_entropy(sample_logits: np.ndarray, temperature: float) -> float:
-    probs = tempered_samples(sample_logits, temperature).mean(1)
-    return float(-(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(1).mean())
+    return float(predictive_entropy(tempered_samples(sample_logits, temperature)).mean())
 
 
 def fold_samples(sample_logits: np.ndarray, k: int, per_fold: int) -> list[np.ndarray]:

@@ -285,8 +285,8 @@ def stochastic_draw(champion: ModelVersion, *, power: float) -> Draw:
     The same weights as ``modelsvc.acquisition.power_weights``; every ``in_queue`` row counts, also rows
     leased to others at this moment (a batch's worth against the whole pool). Counted per lease (one
     statement over the open ranking's partial index) below ``POOL_FIGURES_EXACT_MAX_DOCUMENTS`` documents,
-    as the pool figures are; at or above it, where that statement is linear in the open pool (78 ms at
-    650,000 open predictions, 237 ms at 1.95M: docs/BENCHMARKS.md), at most once per
+    as the pool figures are; at or above it, where that statement is linear in the open pool (70 ms at
+    650,000 open predictions, 211 ms at 1.95M: docs/BENCHMARKS.md), at most once per
     ``POOL_FIGURES_CACHE_SECONDS`` per champion and power, and the lease records the count's age. The
     probability only weighs labels in the temperature fit (``calibration.importance_weights``: 1 / (N q),
     normalised to mean 1), where a scale common to all leases cancels; a count up to a period old changes
@@ -295,11 +295,10 @@ def stochastic_draw(champion: ModelVersion, *, power: float) -> Draw:
     if not poolcache.is_large(champion.project_id):
         return _draw_counted(champion, power)
     key = f"alabel:stochastic-draw:{champion.project_id}:{champion.pk}:{float(power)!r}"
-    hit = cache.get(key)
-    if hit is not None:
-        return Draw(**hit)
-    draw = dataclasses.replace(_draw_counted(champion, power), as_of=timezone.now().isoformat())
-    cache.set(key, dataclasses.asdict(draw), timeout=settings.POOL_FIGURES_CACHE_SECONDS)
+    draw = cache.get(key)
+    if draw is None:
+        draw = dataclasses.replace(_draw_counted(champion, power), as_of=timezone.now().isoformat())
+        cache.set(key, draw, timeout=settings.POOL_FIGURES_CACHE_SECONDS)
     return draw
 
 

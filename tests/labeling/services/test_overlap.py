@@ -148,9 +148,8 @@ def test_an_overlap_change_on_every_document_refreshes_the_planners_statistics()
     from labeling.services.planner import ANALYZE_AFTER_ROWS
     from tests.factories import bulk_scored_project
 
-    if connection.vendor != "postgresql":
-        pytest.skip("planner statistics are PostgreSQL's")
     project, _ = bulk_scored_project(ANALYZE_AFTER_ROWS + 500, champion_labels=("a", "b"))
+    postgres = connection.vendor == "postgresql"  # planner statistics are PostgreSQL's; SQLite has none to refresh
 
     def common_values() -> str:
         with connection.cursor() as cursor:
@@ -160,8 +159,11 @@ def test_an_overlap_change_on_every_document_refreshes_the_planners_statistics()
             )
             return cursor.fetchone()[0]
 
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE labeling_document")  # as autovacuum left it after the import
-    assert common_values() == "{1}"
+    if postgres:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE labeling_document")  # as autovacuum left it after the import
+        assert common_values() == "{1}"
     project_update_policy(project=project, overlap=2, overlap_scope=OverlapScope.ALL)
-    assert common_values() == "{2}"
+    assert set(Document.objects.filter(project=project).values_list("labels_required", flat=True)) == {2}
+    if postgres:
+        assert common_values() == "{2}"
