@@ -43,7 +43,7 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from bench.hybrid_features import TEST_SIZE, mean_interval
-from modelsvc.calibration import evaluate_predictions, fit_temperature, tempered_samples, temperature_choose
+from modelsvc.calibration import evaluate_predictions, fit_temperature, temperature_choose, tempered_samples
 from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.crossfit import fold_assignment
 from modelsvc.datasets import load_builtin
@@ -113,7 +113,7 @@ def run_one(
 
     # The sparse path, on the head's own folds.
     t1 = time.perf_counter()
-    k = int(result.sizes["folds"])
+    k = int(result.split_sizes["folds"])
     fold = fold_assignment(y_l, k, np.random.default_rng(train_config.seed + 1))
     head_oof = result.oof_logits  # (N, S/K, C), each from the document's own fold's members
     xs_l = x_sparse[labeled]

@@ -177,8 +177,8 @@ class Project(models.Model):
         max_length=16,
         choices=[(name, name) for name in MODEL_FEATURES],
         default="embedding",
-        help_text="the fast tier's input: embedding (the encoder's vector) or hybrid (with a TF-IDF block "
-        "fitted on the pool); see docs/MODELSVC.md",
+        help_text="the fast tier's input: embedding (the encoder's vector), hybrid (with a TF-IDF block "
+        "fitted on the pool) or sparse (a logistic regression on that TF-IDF beside the head); see docs/MODELSVC.md",
     )
     # --- two training tiers (labeling.services.training.tiers) ---
     deep_tier_every = models.PositiveIntegerField(

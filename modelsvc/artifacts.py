@@ -13,7 +13,10 @@ Layout of an artifact folder::
     features.safetensors, features.json
                         only for ``features="hybrid"``: the TF-IDF idf weights and SVD components
                         (``word_idf``, ``char_idf``, ``components``) and the two vocabularies in
-                        column order; ``classifier.json`` then has ``features`` (dims, term counts)
+                        column order; ``classifier.json`` then has ``features`` (dims, term counts).
+                        For ``features="sparse"`` the same two files hold the sparse path: the idf
+                        weights, the regression's ``coef`` (C, V) and ``intercept`` (C,), the
+                        vocabularies; ``features`` then has ``kind: "sparse"``, the weight w and C
 
 ``save_classifier`` writes into a temporary sibling folder and renames it into place, so a reader
 never sees a half-written artifact. ``load_classifier`` validates everything and raises
@@ -39,7 +42,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from modelsvc.config import ModelConfig
-from modelsvc.features import HybridFeatures
+from modelsvc.features import HybridFeatures, SparsePath
 from modelsvc.model import CalibrationSet, Classifier, build_head
 from modelsvc.tuning import TunedLayers
 
@@ -252,7 +255,7 @@ def load_classifier(
     if not temperature > 0:
         raise ArtifactError(f"{folder / META_FILE}: temperature must be > 0")
     tuned = _load_tuned(folder, meta) if meta.get("fine_tune") is not None else None
-    features = _load_features(folder, meta, config)
+    features = _load_features(folder, meta, config, len(labels))
     calibration_set = _load_calibration_set(folder, meta, len(labels))
     per_label = {key: _per_label(meta, key, len(labels), folder) for key in ("label_temperatures", "thresholds")}
     return Classifier(
@@ -271,54 +274,84 @@ def load_classifier(
     )
 
 
-def _save_features(features: HybridFeatures, folder: Path) -> dict[str, Any]:
-    """Write a hybrid classifier's TF-IDF + SVD state into ``folder``; returns its ``classifier.json`` entry."""
+def _save_features(features: HybridFeatures | SparsePath, folder: Path) -> dict[str, Any]:
+    """Write a hybrid classifier's TF-IDF + SVD state, or a sparse path, into ``folder``; returns its
+    ``classifier.json`` entry."""
+    tfidf = features.tfidf if isinstance(features, SparsePath) else features
     tensors = {
-        "word_idf": torch.from_numpy(features.word_idf.copy()),
-        "char_idf": torch.from_numpy(features.char_idf.copy()),
-        "components": torch.from_numpy(features.components.copy()),
+        "word_idf": torch.from_numpy(tfidf.word_idf.copy()),
+        "char_idf": torch.from_numpy(tfidf.char_idf.copy()),
     }
+    if isinstance(features, SparsePath):
+        tensors["coef"] = torch.from_numpy(features.coef.copy())
+        tensors["intercept"] = torch.from_numpy(features.intercept.copy())
+    else:
+        tensors["components"] = torch.from_numpy(features.components.copy())
     save_file(tensors, str(folder / FEATURES_FILE), metadata={"format_version": str(FORMAT_VERSION)})
-    vocabularies = {"word": features.word_vocabulary, "char": features.char_vocabulary}
+    vocabularies = {"word": tfidf.word_vocabulary, "char": tfidf.char_vocabulary}
     with (folder / VOCABULARY_FILE).open("w", encoding="utf-8") as fh:
         json.dump(vocabularies, fh, ensure_ascii=False)
         fh.flush()
         os.fsync(fh.fileno())
-    return {
-        "dims": features.dims,
-        "word_terms": len(features.word_vocabulary),
-        "char_terms": len(features.char_vocabulary),
+    entry: dict[str, Any] = {
+        "word_terms": len(tfidf.word_vocabulary),
+        "char_terms": len(tfidf.char_vocabulary),
         "file": FEATURES_FILE,
         "vocabulary_file": VOCABULARY_FILE,
     }
+    if isinstance(features, SparsePath):
+        return {"kind": "sparse", "weight": features.weight, **entry}
+    return {"kind": "hybrid", "dims": features.dims, **entry}
 
 
-def _load_features(folder: Path, meta: dict[str, Any], config: ModelConfig) -> HybridFeatures | None:
-    """The hybrid TF-IDF + SVD state, present exactly when ``config.features`` is ``hybrid``."""
+def _load_features(
+    folder: Path, meta: dict[str, Any], config: ModelConfig, n_classes: int
+) -> HybridFeatures | SparsePath | None:
+    """The hybrid TF-IDF + SVD state or the sparse path, present exactly when ``config.features`` asks for it."""
     where = folder / META_FILE
     info = meta.get("features")
-    if config.features == "embedding":
+    kind = config.features
+    if kind == "embedding":
         if info is not None:
             raise ArtifactError(f"{where}: features state present but model_config.features is 'embedding'")
         return None
     if not isinstance(info, dict):
-        raise ArtifactError(f"{where}: model_config.features is 'hybrid' but the features entry is missing")
-    tensors = _load_tensors(folder, FEATURES_FILE, what=" (the hybrid TF-IDF + SVD state)")
+        raise ArtifactError(f"{where}: model_config.features is {kind!r} but the features entry is missing")
+    if info.get("kind", "hybrid") != kind:  # artifacts before the sparse path carry no kind: hybrid
+        raise ArtifactError(f"{where}: features entry is {info.get('kind')!r}, model_config.features is {kind!r}")
+    tensors = _load_tensors(folder, FEATURES_FILE, what=f" (the {kind} TF-IDF state)")
     path = folder / VOCABULARY_FILE
     if not path.is_file():
-        raise ArtifactError(f"{folder}: missing file {VOCABULARY_FILE} (the hybrid vocabularies)")
+        raise ArtifactError(f"{folder}: missing file {VOCABULARY_FILE} (the {kind} vocabularies)")
+    features: HybridFeatures | SparsePath
     try:
         vocabularies = json.loads(path.read_text(encoding="utf-8"))
-        features = HybridFeatures(
-            word_vocabulary=[str(t) for t in vocabularies["word"]],
-            char_vocabulary=[str(t) for t in vocabularies["char"]],
+        words = [str(t) for t in vocabularies["word"]]
+        chars = [str(t) for t in vocabularies["char"]]
+        tfidf = HybridFeatures(
+            word_vocabulary=words,
+            char_vocabulary=chars,
             word_idf=tensors["word_idf"].numpy(),
             char_idf=tensors["char_idf"].numpy(),
-            components=tensors["components"].numpy(),
+            components=(
+                tensors["components"].numpy() if kind == "hybrid" else torch.zeros(0, len(words) + len(chars)).numpy()
+            ),
         )
+        if kind == "sparse":
+            features = SparsePath(
+                tfidf=tfidf,
+                coef=tensors["coef"].numpy(),
+                intercept=tensors["intercept"].numpy(),
+                weight=float(info["weight"]),
+            )
+        else:
+            features = tfidf
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"{folder}: invalid hybrid features state ({exc})") from exc
-    if features.dims != info.get("dims"):
+        raise ArtifactError(f"{folder}: invalid {kind} features state ({exc})") from exc
+    if isinstance(features, SparsePath):
+        if features.n_classes != n_classes:
+            raise ArtifactError(f"{where}: the sparse path scores {features.n_classes} classes, the head {n_classes}")
+    elif features.dims != info.get("dims"):
         raise ArtifactError(f"{where}: features dims {info.get('dims')!r}, the components carry {features.dims}")
     return features
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from modelsvc.encoder import TextEncoder, pooled_forward
+from modelsvc.features import HybridFeatures, SparsePath
 from modelsvc.inference import encoder_for
 from modelsvc.model import Classifier, eval_mode
 
@@ -83,14 +84,17 @@ def attribute(
     weights = weights / weights.sum()
     embed = model.get_input_embeddings()  # type: ignore[operator]
     head = classifier.head
-    # A hybrid head also reads the text's TF-IDF block: held at its value, so the scores explain the
-    # encoder's share of the log-odds (the n-gram block is not a function of the token embeddings).
-    block = (
-        torch.as_tensor(classifier.features.transform([text])) if classifier.features is not None else None
-    )  # (1, R)
+    # A hybrid head also reads the text's TF-IDF block, and a sparse path adds its offsets to the logits:
+    # both held at their values, so the scores explain the encoder's share of the log-odds (the n-grams
+    # are not a function of the token embeddings).
+    features = classifier.features
+    block = torch.as_tensor(features.transform([text])) if isinstance(features, HybridFeatures) else None  # (1, R)
+    offset = torch.as_tensor(features.offsets([text])) if isinstance(features, SparsePath) else None  # (1, C)
 
-    def head_input(doc: torch.Tensor) -> torch.Tensor:  # (S, H) -> (S, H [+ R])
-        return doc if block is None else torch.cat([doc, block.expand(doc.shape[0], -1)], 1)
+    def head_logits(doc: torch.Tensor) -> torch.Tensor:  # (S, H) -> mean logits (S, C)
+        x = doc if block is None else torch.cat([doc, block.expand(doc.shape[0], -1)], 1)
+        logits = head.mean_logits(x)
+        return logits if offset is None else logits + offset
 
     with torch.no_grad():
         inp = embed(ids).float()  # (W, T, E)
@@ -98,7 +102,7 @@ def attribute(
         base = torch.where(special.unsqueeze(-1), inp, pad)  # (W, T, E)
         if target is None:
             pooled = pooled_forward(model, mask, cfg.pooling, inputs_embeds=inp)
-            target = int(head.mean_logits(head_input((weights[:, None] * pooled).sum(0, keepdim=True))).argmax())
+            target = int(head_logits((weights[:, None] * pooled).sum(0, keepdim=True)).argmax())
     alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps
     grads = torch.zeros_like(inp)
     per_batch = max(1, cfg.batch_tokens // max(1, n_win * width))
@@ -112,7 +116,7 @@ def attribute(
             flat = x.reshape(s * n_win, width, -1)
             pooled = pooled_forward(model, m, cfg.pooling, inputs_embeds=flat).view(s, n_win, -1)  # (S, W, H)
             doc = (weights.view(1, -1, 1) * pooled).sum(1)  # (S, H)
-            log_odds = target_log_odds(head.mean_logits(head_input(doc)) / classifier.temperature, target)  # (S,)
+            log_odds = target_log_odds(head_logits(doc) / classifier.temperature, target)  # (S,)
             (g,) = torch.autograd.grad(log_odds.sum(), x)
             grads += g.sum(0)
     scores = ((inp - base) * grads / steps).sum(-1)  # (W, T)

@@ -248,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--features",
         default=ModelConfig.features,
         choices=list(get_args(Features)),
-        help="head input: embedding, or hybrid (beside an SVD block of a TF-IDF fitted on the training texts)",
+        help="head input: embedding, hybrid (beside an SVD block of a TF-IDF fitted on the training texts), or sparse "
+        "(a logistic regression on that TF-IDF beside the head)",
     )
     t.add_argument(
         "--folds", type=int, default=TrainConfig.folds, help="cross-fitting folds; 0 = single calibration split"

@@ -18,7 +18,7 @@ PACKAGED_ENCODER = "packaged:all-MiniLM-L6-v2"
 Pooling = Literal["mean", "cls", "mean_max", "mean_mid"]
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16"]
-Features = Literal["embedding", "hybrid"]
+Features = Literal["embedding", "hybrid", "sparse"]
 #: ``"softmax"``: one label per document (C mutually exclusive classes, cross-entropy);
 #: ``"sigmoid"``: any subset of the labels (C independent Bernoulli outputs, binary cross-entropy).
 Output = Literal["softmax", "sigmoid"]
@@ -88,9 +88,11 @@ class ModelConfig:
     num_threads: int = 0
     """torch intra-op threads for CPU encoding; 0 keeps torch's choice (the physical cores)."""
     features: Features = "embedding"
-    """The head's input: ``embedding`` (the encoder's vector alone) or ``hybrid`` (that vector beside
+    """The head's input: ``embedding`` (the encoder's vector alone), ``hybrid`` (that vector beside
     ``sparse_dims`` SVD columns of a word + char n-gram TF-IDF fitted on the project's texts;
-    ``modelsvc.features``). See docs/MODELSVC.md "Hybrid sparse + dense features"."""
+    ``modelsvc.features``), or ``sparse`` (the vector alone, and beside the head a logistic regression
+    on that TF-IDF whose weighted log-probabilities join every sample's logits: the sparse path). See
+    docs/MODELSVC.md "Hybrid sparse + dense features" and "A sparse linear path beside the head"."""
     sparse_dims: int = 256
     """With ``features="hybrid"``: TruncatedSVD components kept from the TF-IDF (fewer on a tiny corpus)."""
     output: Output = "softmax"
@@ -126,8 +128,8 @@ class ModelConfig:
             raise ValueError("batch_tokens must be >= max_length")
         if self.num_threads < 0:
             raise ValueError("num_threads must be >= 0")
-        if self.features not in ("embedding", "hybrid"):
-            raise ValueError(f"features must be embedding or hybrid, got {self.features!r}")
+        if self.features not in ("embedding", "hybrid", "sparse"):
+            raise ValueError(f"features must be embedding, hybrid or sparse, got {self.features!r}")
         if not 1 <= self.sparse_dims <= 4096:
             raise ValueError(f"sparse_dims must be in [1, 4096], got {self.sparse_dims}")
         if self.output not in ("softmax", "sigmoid"):

@@ -92,11 +92,12 @@ class HybridFeatures:
         return np.concatenate([dense, self.transform(texts)], axis=1)
 
 
-def fit_hybrid(texts: Sequence[str], *, dims: int, seed: int = 0) -> HybridFeatures:
+def fit_hybrid(texts: Sequence[str], *, dims: int, seed: int = 0, svd: bool = True) -> HybridFeatures:
     """Fit the TF-IDF vocabularies and a ``dims``-component TruncatedSVD on ``texts`` (unlabeled is fine).
 
     Seeded (the text sample and the randomized SVD). Fewer components than ``dims`` when the corpus
-    is too small to carry them (at most terms - 1 and texts - 1).
+    is too small to carry them (at most terms - 1 and texts - 1); none with ``svd=False`` (the
+    vocabularies and idf weights alone, as the sparse path reads them).
     """
     unique = list(dict.fromkeys(str(t) for t in texts))
     if len(unique) > MAX_FIT_TEXTS:
@@ -114,16 +115,16 @@ def fit_hybrid(texts: Sequence[str], *, dims: int, seed: int = 0) -> HybridFeatu
         vocabulary = sorted(vec.vocabulary_, key=vec.vocabulary_.__getitem__)
         fitted[kind] = (vocabulary, vec.idf_.astype(np.float32))
     n_terms = sum(b.shape[1] for b in blocks)
-    r = min(dims, n_terms - 1, len(unique) - 1)
+    r = min(dims, n_terms - 1, len(unique) - 1) if svd else 0
     if r < 1:
         components = np.zeros((0, n_terms), dtype=np.float32)
     else:
-        svd = TruncatedSVD(n_components=r, algorithm="randomized", n_iter=4, random_state=seed)
+        reducer = TruncatedSVD(n_components=r, algorithm="randomized", n_iter=4, random_state=seed)
         # One BLAS thread: the products are small, and on a busy worker more threads only contend
         # (measured on trec's pool: 4.5 s on one thread, 55 s with the default pool on a loaded host).
         with threadpool_limits(limits=1, user_api="blas"):
-            svd.fit(sp.hstack(blocks, format="csr"))
-        components = svd.components_.astype(np.float32)
+            reducer.fit(sp.hstack(blocks, format="csr"))
+        components = reducer.components_.astype(np.float32)
     return HybridFeatures(
         word_vocabulary=fitted["word"][0],
         char_vocabulary=fitted["char"][0],
@@ -131,3 +132,107 @@ def fit_hybrid(texts: Sequence[str], *, dims: int, seed: int = 0) -> HybridFeatu
         char_idf=fitted["char"][1],
         components=components,
     )
+
+
+# --- The sparse path (``ModelConfig.features == "sparse"``) -------------------------------------------
+
+#: Inverse regularisation strengths tried for the path's logistic regression, and the weights w of its
+#: log-probabilities in the pooled logits (0 switches the path off); both chosen on out-of-fold NLL.
+SPARSE_C_GRID = (1.0, 4.0, 16.0)
+SPARSE_WEIGHT_GRID = (0.0, 0.5, 1.0, 2.0)
+#: The log-probability a class absent from the regression's training labels gets (about 1e-6).
+_ABSENT_LOGIT = float(np.log(1e-6))
+
+
+@dataclass(frozen=True)
+class SparseDesign:
+    """What the sparse path trains on: the fitted vectorizers, and the labeled texts' rows ``x`` (N, V)."""
+
+    tfidf: HybridFeatures
+    x: sp.csr_matrix
+
+    @classmethod
+    def build(cls, texts: Sequence[str], unlabeled_texts: Sequence[str] = (), *, seed: int = 0) -> SparseDesign:
+        """Vectorizers fitted on ``texts`` + ``unlabeled_texts`` (no labels used), applied to ``texts``."""
+        tfidf = fit_tfidf([*texts, *unlabeled_texts], seed=seed)
+        return cls(tfidf=tfidf, x=tfidf.sparse(texts))
+
+
+def fit_tfidf(texts: Sequence[str], *, seed: int = 0) -> HybridFeatures:
+    """The TF-IDF vocabularies and idf weights alone (no SVD block): what the sparse path reads."""
+    return fit_hybrid(texts, dims=1, seed=seed, svd=False)
+
+
+@dataclass
+class SparsePath:
+    """A logistic regression on the TF-IDF n-grams beside the head: w x its log-probabilities are added
+    to every MC sample of the head's logits (log-linear pooling), so the head's spread is kept.
+
+    ``tfidf``: the vectorizers (no SVD components); ``coef`` (C, V) and ``intercept`` (C,): the
+    regression as C log-linear scores (a binary regression's one row becomes [0, z]); ``weight``: w.
+    """
+
+    tfidf: HybridFeatures
+    coef: np.ndarray
+    intercept: np.ndarray
+    weight: float
+
+    def __post_init__(self) -> None:
+        self.coef = np.asarray(self.coef, dtype=np.float32)
+        self.intercept = np.asarray(self.intercept, dtype=np.float32)
+        self.weight = float(self.weight)
+        n_terms = len(self.tfidf.word_vocabulary) + len(self.tfidf.char_vocabulary)
+        if self.coef.ndim != 2 or self.coef.shape[1] != n_terms or self.intercept.shape != (self.coef.shape[0],):
+            raise ValueError(
+                f"need coef (C, {n_terms}) and intercept (C,), got {self.coef.shape}, {self.intercept.shape}"
+            )
+        if not (np.isfinite(self.weight) and self.weight >= 0):
+            raise ValueError(f"weight must be a finite number >= 0, got {self.weight}")
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.coef.shape[0])
+
+    def offsets(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, C) float32: w x the regression's log-probabilities of ``texts`` (zeros when w = 0)."""
+        if self.weight == 0 or len(texts) == 0:
+            return np.zeros((len(texts), self.n_classes), dtype=np.float32)
+        return (self.weight * linear_log_proba(self.tfidf.sparse(texts), self.coef, self.intercept)).astype(np.float32)
+
+    def augment(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
+        """Head inputs (N, H + C): the embeddings (N, H) with the path's offsets (N, C) as the last columns."""
+        if len(texts) != len(embeddings):
+            raise ValueError(f"{len(texts)} texts but {len(embeddings)} embeddings")
+        return np.concatenate([np.asarray(embeddings, dtype=np.float32), self.offsets(texts)], axis=1)
+
+
+def linear_log_proba(x: sp.csr_matrix, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """(N, C) log-softmax of x (N, V) @ coef.T (V, C) + intercept (C,)."""
+    z = np.asarray(x @ np.asarray(coef, dtype=np.float64).T) + np.asarray(intercept, dtype=np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def fit_linear(x: sp.csr_matrix, y: np.ndarray, c: float, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A multinomial logistic regression (L2, strength 1 / c) as (coef (C, V), intercept (C,)) over all classes.
+
+    A class without labels here gets coefficients 0 and a log-probability near 1e-6; one label
+    class alone gives every document that class.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    coef = np.zeros((n_classes, x.shape[1]))
+    intercept = np.full(n_classes, _ABSENT_LOGIT)
+    present = np.unique(y)
+    if len(present) == 1:
+        intercept[present[0]] = 0.0
+        return coef, intercept
+    with threadpool_limits(limits=1, user_api="blas"):
+        model = LogisticRegression(C=c, max_iter=2000).fit(x, y)
+    classes = model.classes_
+    if len(classes) == 2:  # one row of log-odds for classes_[1]: scores [0, z] give the same softmax
+        coef[classes[0]], intercept[classes[0]] = 0.0, 0.0
+        coef[classes[1]], intercept[classes[1]] = model.coef_[0], model.intercept_[0]
+    else:
+        coef[classes], intercept[classes] = model.coef_, model.intercept_
+    return coef, intercept

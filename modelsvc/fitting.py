@@ -27,7 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelsvc.calibration import evaluate_predictions, fit_error_mapping, temperature_choose
+from modelsvc.calibration import (
+    evaluate_predictions,
+    fit_error_mapping,
+    fit_temperature,
+    temperature_choose,
+    tempered_samples,
+)
 from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.crossfit import (
     deployed_config,
@@ -38,6 +44,14 @@ from modelsvc.crossfit import (
     out_of_fold_logits,
 )
 from modelsvc.encoder import ProgressFn
+from modelsvc.features import (
+    SPARSE_C_GRID,
+    SPARSE_WEIGHT_GRID,
+    SparseDesign,
+    SparsePath,
+    fit_linear,
+    linear_log_proba,
+)
 from modelsvc.inference import score_embeddings, summarize_logits
 from modelsvc.model import Classifier, StochasticHead, build_head, eval_mode
 
@@ -181,12 +195,17 @@ def train_embeddings(
     train_config: TrainConfig | None = None,
     progress: ProgressFn | None = None,
     calibration_weights: np.ndarray | None = None,
+    sparse: SparseDesign | None = None,
 ) -> TrainResult:
     """``train`` on precomputed document vectors (N, H) (e.g. from the cache).
 
     ``calibration_weights`` (N,): importance weights of the labels in the temperature fit and its
     cross-fitted check (``calibration.importance_weights``); None weighs each label once. The heads
     themselves train unweighted.
+
+    ``sparse``: the labeled texts' TF-IDF rows, required exactly when ``model_config.features`` is
+    ``"sparse"`` (``train`` builds it): the sparse path is cross-fitted on the head's folds beside it
+    (``sparse_path_fit``).
     """
     model_config = model_config or ModelConfig()
     train_config = train_config or TrainConfig()
@@ -205,9 +224,18 @@ def train_embeddings(
     weights = None if calibration_weights is None else np.asarray(calibration_weights, dtype=np.float64)
     if weights is not None and weights.shape != y.shape:
         raise TrainingError(f"{len(y)} labels but {weights.shape[0]} calibration weights")
+    if (model_config.features == "sparse") != (sparse is not None):
+        raise TrainingError(
+            f"features={model_config.features!r}: the sparse path's TF-IDF rows are given exactly when features is "
+            "'sparse' (train(...) builds them from the texts)"
+        )
+    if sparse is not None and sparse.x.shape[0] != len(y):
+        raise TrainingError(f"{len(y)} labels but {sparse.x.shape[0]} TF-IDF rows")
     k = n_folds(y, train_config.folds)
     if k:
-        return _train_cross_fitted(embeddings, y, k, names, encoder_id, model_config, train_config, progress, weights)
+        return _train_cross_fitted(
+            embeddings, y, k, names, encoder_id, model_config, train_config, progress, weights, sparse
+        )
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_config.seed)
@@ -227,6 +255,11 @@ def train_embeddings(
     if progress is not None:
         progress("calibrate", 1.0)
     sizes["calibration"] = int(len(cal_idx))
+    if sparse is not None:  # too few labels to cross-fit the path: it is carried, switched off
+        clf.features = sparse_path_off(sparse, len(names))
+        clf.calibration["sparse_path"] = calibration["sparse_path"] = {
+            "weight": 0.0, "skipped": "too few labels per class to cross-fit the sparse path"
+        }
     timings = {"fit": t1 - t0, "calibrate": time.perf_counter() - t1}
     return TrainResult(clf, metrics, calibration, history, sizes, timings)
 
@@ -291,10 +324,13 @@ def _train_cross_fitted(
     train_config: TrainConfig,
     progress: ProgressFn | None,
     weights: np.ndarray | None = None,
+    sparse: SparseDesign | None = None,
 ) -> TrainResult:
     """K fold heads; temperature, error mapping and metrics from all N out-of-fold predictions.
 
     ``weights`` (N,): importance weights of the out-of-fold items in the temperature choice.
+    ``sparse``: the sparse path, cross-fitted on the same folds; its out-of-fold offsets join the
+    heads' out-of-fold samples before the temperature is chosen.
     """
     t0 = time.perf_counter()
     fold = fold_assignment(y, k, np.random.default_rng(train_config.seed + 1))
@@ -309,6 +345,11 @@ def _train_cross_fitted(
     # Each document's samples come only from its own fold's members, which never trained on it.
     draws = draws_per_member(model_config.samples, per_fold)
     logits = out_of_fold_logits(clf.sample_logits(embeddings, k=head.n_members * draws), fold, per_fold)
+    path_record = None
+    if sparse is not None:
+        path, offsets, path_record = sparse_path_fit(sparse, y, fold, logits, len(names), weights=weights)
+        logits = logits + offsets[:, None, :]
+        clf.features = path
     # Applied only when a temperature fitted on the other folds lowers each fold's NLL (cross-fitted).
     # Under a stochastic acquisition the weights make both NLLs estimates over the pool.
     choice = temperature_choose(logits, y, fold, weights=weights)
@@ -323,6 +364,8 @@ def _train_cross_fitted(
         "n_temperature": int(len(y)),
         "error_mapping": fit_error_mapping(oof.entropy, oof.predicted != y, train_config.error_mapping),
     }
+    if path_record is not None:
+        calibration["sparse_path"] = path_record
     clf.temperature = temperature
     metrics = evaluate_predictions(oof.probs_uncalibrated, oof.probs, y, oof.uncertainty())
     metrics["split"] = "out_of_fold"
@@ -336,3 +379,70 @@ def _train_cross_fitted(
     return TrainResult(
         clf, metrics, calibration, history, sizes, timings, oof_probs=oof.probs, oof_logits=logits
     )
+
+
+def _nll_at_fitted_temperature(sample_logits: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
+    """Mean (weighted) NLL of (N, S, C) samples at the temperature fitted on them."""
+    probs = tempered_samples(sample_logits, fit_temperature(sample_logits, y, weights)).mean(1)
+    per_item = -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))
+    return float(per_item.mean() if weights is None else (per_item * weights).sum() / weights.sum())
+
+
+def sparse_path_off(sparse: SparseDesign, n_classes: int) -> SparsePath:
+    """A sparse path carried with w = 0 (zero coefficients): the head alone decides."""
+    return SparsePath(
+        tfidf=sparse.tfidf,
+        coef=np.zeros((n_classes, sparse.x.shape[1]), dtype=np.float32),
+        intercept=np.zeros(n_classes, dtype=np.float32),
+        weight=0.0,
+    )
+
+
+def sparse_path_fit(
+    sparse: SparseDesign,
+    y: np.ndarray,
+    fold: np.ndarray,
+    head_oof: np.ndarray,
+    n_classes: int,
+    *,
+    weights: np.ndarray | None = None,
+) -> tuple[SparsePath, np.ndarray, dict[str, Any]]:
+    """The sparse path beside the head: (path, out-of-fold offsets (N, C), record).
+
+    A logistic regression on the TF-IDF rows is cross-fitted on the head's folds (``fold`` (N,)), so
+    every label's offsets come from a regression that never saw it, as its head samples ``head_oof``
+    (N, S, C) do. (C, w) over ``SPARSE_C_GRID`` x ``SPARSE_WEIGHT_GRID`` minimise the out-of-fold
+    (``weights``-weighted) NLL of head + w x log-probabilities at its fitted temperature; w = 0 (the
+    head alone) wins ties. The deployed regression is refitted on all labels with the chosen C.
+    """
+    x = sparse.x
+    head_alone = _nll_at_fitted_temperature(head_oof, y, weights)
+    best: tuple[float, float | None, float, np.ndarray] = (head_alone, None, 0.0, np.zeros((len(y), n_classes)))
+    tried: list[dict[str, float]] = []
+    for c in SPARSE_C_GRID:
+        lp = np.empty((len(y), n_classes))
+        for f in np.unique(fold):
+            held = fold == f
+            coef, intercept = fit_linear(x[~held], y[~held], c, n_classes)
+            lp[held] = linear_log_proba(x[held], coef, intercept)
+        for w in SPARSE_WEIGHT_GRID:
+            if w == 0:
+                continue
+            nll = _nll_at_fitted_temperature(head_oof + w * lp[:, None, :], y, weights)
+            tried.append({"C": c, "weight": w, "nll": round(nll, 5)})
+            if nll < best[0] - 1e-9:
+                best = (nll, c, w, lp)
+    nll, c_best, w_best, lp_best = best
+    record = {
+        "C": c_best,
+        "weight": w_best,
+        "nll_out_of_fold": round(nll, 5),
+        "nll_head_alone": round(head_alone, 5),
+        "tried": tried,
+        "rule": "C and w minimise the out-of-fold NLL at its fitted temperature; w = 0 keeps the head alone",
+    }
+    if c_best is None:
+        return sparse_path_off(sparse, n_classes), np.zeros((len(y), n_classes), dtype=np.float32), record
+    coef, intercept = fit_linear(x, y, c_best, n_classes)
+    path = SparsePath(tfidf=sparse.tfidf, coef=coef, intercept=intercept, weight=w_best)
+    return path, (w_best * lp_best).astype(np.float32), record

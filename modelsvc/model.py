@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from modelsvc.config import ModelConfig
-from modelsvc.features import HybridFeatures
+from modelsvc.features import HybridFeatures, SparsePath
 from modelsvc.tuning import TunedLayers
 
 #: torch intra-op threads for the head's scoring matmuls. They are small (256 x 768 @ 768 x 1280 per
@@ -235,8 +235,9 @@ class Classifier:
 
     ``tuned`` holds the fine-tuned encoder layers (``TrainConfig.fine_tune`` other than frozen);
     ``encoder_id`` is then their tuned identity (``tuned.encoder_id``). ``features`` holds the fitted
-    TF-IDF + SVD block of a ``features="hybrid"`` model: the head's inputs are then ``head_inputs``,
-    not the bare embeddings.
+    TF-IDF + SVD block of a ``features="hybrid"`` model, or the sparse path of a ``features="sparse"``
+    one (its offsets travel as the last C columns of ``head_inputs`` and are added to every sample):
+    the head's inputs are then ``head_inputs``, not the bare embeddings.
     """
 
     config: ModelConfig
@@ -247,7 +248,7 @@ class Classifier:
     calibration: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     tuned: TunedLayers | None = None
-    features: HybridFeatures | None = None
+    features: HybridFeatures | SparsePath | None = None
     # Randomly drawn training documents' out-of-fold samples: the holdout's temperature fit takes them too.
     calibration_set: CalibrationSet | None = None
     # Multi-label only (``config.output == "sigmoid"``), one value per label (C,): the temperature that
@@ -264,7 +265,8 @@ class Classifier:
         return len(self.label_names)
 
     def head_inputs(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
-        """What the head reads for ``texts`` (N) with encoder vectors (N, H): (N, H), or (N, H + R) when hybrid."""
+        """What the head reads for ``texts`` (N) with encoder vectors (N, H): (N, H), (N, H + R) when hybrid,
+        (N, H + C) with the sparse path (its offsets, which ``sample_logits`` adds to the head's logits)."""
         if self.features is None:
             return np.asarray(embeddings, dtype=np.float32)
         return self.features.augment(texts, embeddings)
@@ -276,6 +278,15 @@ class Classifier:
         """
         k = k or self.config.samples
         x = torch.as_tensor(np.ascontiguousarray(embeddings, dtype=np.float32))
+        offsets = None
+        if isinstance(self.features, SparsePath):
+            width = self.head.in_dim + self.n_classes
+            if x.ndim != 2 or x.shape[1] != width:
+                raise ValueError(
+                    f"a sparse-path classifier reads head_inputs (N, {width}): the vectors and the path's offsets, "
+                    f"got {tuple(x.shape)}"
+                )
+            x, offsets = x[:, : self.head.in_dim], x[:, self.head.in_dim :].numpy()
         out = np.empty((x.shape[0], k, self.n_classes), dtype=np.float32)
         threads = torch.get_num_threads()
         torch.set_num_threads(min(threads, HEAD_THREADS))
@@ -285,6 +296,8 @@ class Classifier:
                     out[s : s + batch_size] = self.head.sample(x[s : s + batch_size], k).numpy()
         finally:
             torch.set_num_threads(threads)
+        if offsets is not None:
+            out += offsets[:, None, :]
         return out
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.encoder import EmbeddingCache, ProgressFn, TextEncoder
-from modelsvc.features import fit_hybrid
+from modelsvc.features import SparseDesign, fit_hybrid
 from modelsvc.finetune import train_fine_tuned
 from modelsvc.fitting import TrainingError, TrainResult, encode_labels, train_embeddings
 from modelsvc.multilabel_fit import targets_matrix, train_multilabel_embeddings
@@ -48,7 +48,8 @@ def train(
 
     ``model_config.features == "hybrid"``: the TF-IDF + SVD block (``modelsvc.features``) is fitted on
     ``texts`` plus ``unlabeled_texts`` (the project's pool; no labels are used), seeded by
-    ``train_config.seed``, and the classifier carries it (``Classifier.features``).
+    ``train_config.seed``, and the classifier carries it (``Classifier.features``). ``"sparse"``: the
+    same TF-IDF (no SVD) feeds the sparse path, cross-fitted beside the head (``fitting.sparse_path_fit``).
 
     ``calibration_weights`` (N,): importance weights of the labels in the temperature fit
     (``fitting.train_embeddings``); the fine-tuning path ignores them.
@@ -91,10 +92,13 @@ def train(
     emb = encoder.encode(texts, cache=cache, progress=progress)
     encode_s = time.perf_counter() - t0
     features = None
+    sparse = None
+    seed = train_config.seed if train_config is not None else 0
     if model_config.features == "hybrid":
-        seed = train_config.seed if train_config is not None else 0
         features = fit_hybrid([*texts, *unlabeled_texts], dims=model_config.sparse_dims, seed=seed)
         emb = features.augment(texts, emb)
+    elif model_config.features == "sparse":
+        sparse = SparseDesign.build(texts, unlabeled_texts, seed=seed)
     features_s = time.perf_counter() - t0 - encode_s
     if multi:
         result = train_multilabel_embeddings(
@@ -116,9 +120,11 @@ def train(
             train_config=train_config,
             progress=progress,
             calibration_weights=None if calibration_weights is None else np.asarray(calibration_weights),
+            sparse=sparse,
         )
     result.timings["encode"] = encode_s
     if features is not None:
         result.classifier.features = features
+    if features is not None or sparse is not None:
         result.timings["features"] = features_s
     return result

@@ -82,7 +82,8 @@ class PolicyFieldsSerializer(serializers.Serializer):
     model_features = serializers.ChoiceField(
         choices=list(MODEL_FEATURES),
         required=False,
-        help_text="embedding (default) or hybrid: the encoder's vector beside a TF-IDF block fitted on the pool",
+        help_text="embedding (default); hybrid: the encoder's vector beside a TF-IDF block fitted on the pool; sparse: "
+        "the encoder's vector, and a logistic regression on that TF-IDF beside the head (the sparse path)",
     )
     deep_tier_every = serializers.IntegerField(
         min_value=0, max_value=1_000_000, required=False,

@@ -36,7 +36,7 @@ def hybrid_trained(tiny_encoder_dir: Path) -> TrainResult:
 
 
 def test_config_validates_features() -> None:
-    with pytest.raises(ValueError, match="features must be embedding or hybrid"):
+    with pytest.raises(ValueError, match="features must be embedding, hybrid or sparse"):
         ModelConfig(features="tfidf")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="sparse_dims"):
         ModelConfig(features="hybrid", sparse_dims=0)

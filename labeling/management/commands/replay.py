@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from labeling.labelspace import MULTI_LABEL
-from labeling.models import AcquisitionStrategy, validate_deep_tier
+from labeling.models import MODEL_FEATURES, AcquisitionStrategy, validate_deep_tier
 from labeling.replay import curves
 from labeling.replay.baseline import plain_baseline
 from labeling.replay.eager import EagerTasks
@@ -86,6 +86,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--random-share", type=float, default=None,
             help="project policy override: the share of pool leases drawn at random once a model exists (default 0)",
+        )
+        parser.add_argument(
+            "--features", default=None, choices=list(MODEL_FEATURES),
+            help="project policy override: the fast tier's input, model_features (default: embedding)",
         )
         parser.add_argument("--flip-rate", type=float, default=0.0,
                             help="simulated annotators flip this share of labels to another label at random")
@@ -153,6 +157,8 @@ class Command(BaseCommand):
         for field in ("promotion_tolerance", "holdout_interleave", "random_share"):
             if opts[field] is not None:
                 policy[field] = opts[field]
+        if opts["features"] is not None:
+            policy["model_features"] = opts["features"]
         # Each curve: (its name's suffix, its policy). With the deep tier, frozen-only runs beside it.
         variants: list[tuple[str, dict[str, Any]]] = [("", policy)]
         if opts["deep_every"] > 0:

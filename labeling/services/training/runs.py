@@ -172,7 +172,7 @@ def _execute(run: TrainingRun) -> None:
             cache=modeling.embedding_cache_for(encoder.encoder_id),
             encoder=encoder,
             progress=_progress_writer(run.pk),
-            unlabeled_texts=_pool_texts(project) if config.features == "hybrid" else (),
+            unlabeled_texts=_pool_texts(project) if config.features in ("hybrid", "sparse") else (),
             calibration_weights=pool_calibration_weights(document_ids=[doc_id for doc_id, _, _ in labeled]),
         )
         # A fast run on a tuned champion's encoder deploys those layers with its new head.
@@ -231,7 +231,8 @@ def _execute(run: TrainingRun) -> None:
 
 
 def _pool_texts(project: Project) -> list[str]:
-    """The pool's texts (labeled or not; never the holdout): what a hybrid model's TF-IDF block is fitted on."""
+    """The pool's texts (labeled or not; never the holdout): what a hybrid model's TF-IDF block and a
+    sparse path's vectorizers are fitted on."""
     return list(Document.objects.filter(project=project, split=Split.POOL).values_list("text", flat=True))
 
 

@@ -361,6 +361,28 @@ def test_a_hybrid_project_trains_saves_and_scores_with_its_tfidf_block() -> None
     assert len(set(result.mutual_info.round(6))) > 5  # uncertainty per document, not one constant
 
 
+@pytest.mark.usefixtures("shared_embedding_cache")
+def test_a_sparse_path_project_trains_saves_and_scores_with_its_regression() -> None:
+    from modelsvc.features import SparsePath
+
+    project = labeled_project(pool=60, holdout=30, unlabeled=40, retrain_after=10, model_features="sparse")
+    run = train_now(project)
+    assert run.status == RunStatus.SUCCEEDED and run.promoted, run.error
+    champion = champion_get(project_id=project.pk)
+    assert champion is not None
+    classifier = modeling.classifier_for(champion)  # loaded back from the artifact
+    assert classifier.config.features == "sparse" and isinstance(classifier.features, SparsePath)
+    hidden = modeling.classifier_encoder(classifier).hidden_size
+    assert classifier.head.in_dim == hidden  # the head reads the vectors; the path sits beside it
+    record = classifier.calibration["sparse_path"]
+    assert record["weight"] == classifier.features.weight and record["nll_out_of_fold"] <= record["nll_head_alone"]
+    assert champion.metrics["holdout_count"] == 30  # the gate scored the holdout with the path
+    pool_texts = list(project.documents.filter(split="pool").values_list("text", flat=True))
+    result = modeling.classifier_score(classifier, pool_texts[:20], return_samples=True)
+    assert result.embeddings.shape[1] == hidden
+    assert result.probs.shape == (20, len(project.label_names))
+
+
 def test_the_draws_importance_weights_reach_the_temperature_fit(monkeypatch) -> None:
     from labeling.models import AssignmentState, Split
     from labeling.services.training import runs
