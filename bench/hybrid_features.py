@@ -98,6 +98,34 @@ def mean_interval(values: list[float]) -> dict[str, float]:
     return {"mean": round(float(a.mean()), 4), "pm": round(half, 4)}
 
 
+def encoded_builtin(
+    name: str, encoder: TextEncoder, cache: EmbeddingCache
+) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """A built-in data set as (texts, label indices (N,), sorted label names, frozen vectors (N, H) via the cache)."""
+    texts, labels = load_builtin(name)
+    names = sorted(set(labels))
+    return texts, encode_labels(labels, names), names, encoder.encode(texts, cache=cache)
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (data set, labels, features): the seeds, and mean accuracy, ECE and training time with intervals."""
+    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["dataset"], row["labels"], row["features"])].append(row)
+    return [
+        {
+            "dataset": d,
+            "labels": n,
+            "features": f,
+            "seeds": [r["seed"] for r in rs],
+            "accuracy": mean_interval([r["accuracy"] for r in rs]),
+            "ece": mean_interval([r["ece"] for r in rs]),
+            "train_s": mean_interval([r["train_s"] for r in rs]),
+        }
+        for (d, n, f), rs in sorted(groups.items())
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["trec", "rt-snippets"])
@@ -112,10 +140,7 @@ def main() -> None:
     cache = EmbeddingCache(args.cache)
     rows: list[dict[str, Any]] = []
     for name in args.datasets:
-        texts, labels = load_builtin(name)
-        names = sorted(set(labels))
-        y = encode_labels(labels, names)
-        emb = encoder.encode(texts, cache=cache)
+        texts, y, names, emb = encoded_builtin(name, encoder, cache)
         for seed in args.seeds:
             pool_features: dict[int, Any] = {}
             for n in args.labels:
@@ -134,22 +159,7 @@ def main() -> None:
                     row["dataset"] = name
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        groups[(row["dataset"], row["labels"], row["features"])].append(row)
-    summary = [
-        {
-            "dataset": d,
-            "labels": n,
-            "features": f,
-            "seeds": [r["seed"] for r in rs],
-            "accuracy": mean_interval([r["accuracy"] for r in rs]),
-            "ece": mean_interval([r["ece"] for r in rs]),
-            "train_s": mean_interval([r["train_s"] for r in rs]),
-        }
-        for (d, n, f), rs in sorted(groups.items())
-    ]
-    print(json.dumps({"summary": summary, "model_config": dataclasses.asdict(config)}, indent=1))
+    print(json.dumps({"summary": summarize(rows), "model_config": dataclasses.asdict(config)}, indent=1))
 
 
 if __name__ == "__main__":

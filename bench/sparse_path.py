@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -42,14 +41,13 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from bench.hybrid_features import TEST_SIZE, mean_interval
+from bench.hybrid_features import TEST_SIZE, encoded_builtin, summarize
 from modelsvc.calibration import evaluate_predictions, fit_temperature, temperature_choose, tempered_samples
 from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.crossfit import fold_assignment
-from modelsvc.datasets import load_builtin
 from modelsvc.encoder import EmbeddingCache, TextEncoder
 from modelsvc.features import fit_hybrid
-from modelsvc.fitting import encode_labels, train_embeddings
+from modelsvc.fitting import train_embeddings
 from modelsvc.inference import summarize_logits
 
 C_GRID = (1.0, 4.0, 16.0)
@@ -83,13 +81,24 @@ def _nll_at_fitted_t(logits: np.ndarray, y: np.ndarray) -> float:
 
 def _row(kind: str, probs_uncal: np.ndarray, probs: np.ndarray, y: np.ndarray, uncertainty: Any) -> dict[str, Any]:
     m = evaluate_predictions(probs_uncal, probs, y, uncertainty)
-    return {"features": kind, "accuracy": round(float(m["accuracy"]), 4), "ece": round(float(m["ece"]), 4),
-            "nll": round(float(m["nll"]), 4)}
+    return {
+        "features": kind,
+        "accuracy": round(float(m["accuracy"]), 4),
+        "ece": round(float(m["ece"]), 4),
+        "nll": round(float(m["nll"]), 4),
+    }
 
 
 def run_one(
-    texts: list[str], y: np.ndarray, names: list[str], emb: np.ndarray, encoder_id: str, *, seed: int,
-    n_labels: int, tfidf: tuple[sp.csr_matrix, float],
+    texts: list[str],
+    y: np.ndarray,
+    names: list[str],
+    emb: np.ndarray,
+    encoder_id: str,
+    *,
+    seed: int,
+    n_labels: int,
+    tfidf: tuple[sp.csr_matrix, float],
 ) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(texts))
@@ -102,14 +111,25 @@ def run_one(
 
     t0 = time.perf_counter()
     train_config = TrainConfig(seed=seed)
-    result = train_embeddings(emb[labeled], y_l, label_names=names, encoder_id=encoder_id,
-                              model_config=ModelConfig(), train_config=train_config)
+    result = train_embeddings(
+        emb[labeled],
+        y_l,
+        label_names=names,
+        encoder_id=encoder_id,
+        model_config=ModelConfig(),
+        train_config=train_config,
+    )
     head_s = time.perf_counter() - t0
     clf = result.classifier
     head_test = clf.sample_logits(emb[test])  # (N, S, C)
     base = summarize_logits(head_test, temperature=clf.temperature, error_mapping=None, embeddings=emb[test])
-    rows.append({**_row("embedding", base.probs_uncalibrated, base.probs, y_t, base.uncertainty()),
-                 "train_s": round(head_s, 2), "temperature": round(clf.temperature, 3)})
+    rows.append(
+        {
+            **_row("embedding", base.probs_uncalibrated, base.probs, y_t, base.uncertainty()),
+            "train_s": round(head_s, 2),
+            "temperature": round(clf.temperature, 3),
+        }
+    )
 
     # The sparse path, on the head's own folds.
     t1 = time.perf_counter()
@@ -129,24 +149,46 @@ def run_one(
     choice = temperature_choose(pooled_oof, y_l, fold)
     lr_test = _log_proba(_lr(xs_l, y_l, c_best), x_sparse[test], c_n) if w_best else np.zeros((len(test), c_n))
     path_s = time.perf_counter() - t1
-    pooled = summarize_logits(head_test + w_best * lr_test[:, None, :], temperature=choice.temperature,
-                              error_mapping=None, embeddings=emb[test])
-    rows.append({**_row("sparse-path", pooled.probs_uncalibrated, pooled.probs, y_t, pooled.uncertainty()),
-                 "train_s": round(head_s + path_s + tfidf_s, 2), "path_s": round(path_s, 2),
-                 "temperature": round(choice.temperature, 3), "C": c_best, "w": w_best})
+    pooled = summarize_logits(
+        head_test + w_best * lr_test[:, None, :],
+        temperature=choice.temperature,
+        error_mapping=None,
+        embeddings=emb[test],
+    )
+    rows.append(
+        {
+            **_row("sparse-path", pooled.probs_uncalibrated, pooled.probs, y_t, pooled.uncertainty()),
+            "train_s": round(head_s + path_s + tfidf_s, 2),
+            "path_s": round(path_s, 2),
+            "temperature": round(choice.temperature, 3),
+            "C": c_best,
+            "w": w_best,
+        }
+    )
 
     # Reference: one regression on [embedding, TF-IDF] (the outside design).
     t2 = time.perf_counter()
     x_both = sp.hstack([sp.csr_matrix(emb), x_sparse], format="csr")
     xb_l = x_both[labeled]
-    ref = min(((_nll_at_fitted_t(lp[:, None, :], y_l), c, lp)
-               for c in C_GRID for lp in [oof_log_proba(xb_l, y_l, fold, c, c_n)]), key=lambda r: r[0])
+    ref = min(
+        (
+            (_nll_at_fitted_t(lp[:, None, :], y_l), c, lp)
+            for c in C_GRID
+            for lp in [oof_log_proba(xb_l, y_l, fold, c, c_n)]
+        ),
+        key=lambda r: r[0],
+    )
     ref_choice = temperature_choose(ref[2][:, None, :], y_l, fold)
     ref_test = _log_proba(_lr(xb_l, y_l, ref[1]), x_both[test], c_n)[:, None, :]
     ref_res = summarize_logits(ref_test, temperature=ref_choice.temperature, error_mapping=None, embeddings=emb[test])
-    rows.append({**_row("lr-sparse+dense", ref_res.probs_uncalibrated, ref_res.probs, y_t, ref_res.uncertainty()),
-                 "train_s": round(time.perf_counter() - t2 + tfidf_s, 2), "C": ref[1],
-                 "temperature": round(ref_choice.temperature, 3)})
+    rows.append(
+        {
+            **_row("lr-sparse+dense", ref_res.probs_uncalibrated, ref_res.probs, y_t, ref_res.uncertainty()),
+            "train_s": round(time.perf_counter() - t2 + tfidf_s, 2),
+            "C": ref[1],
+            "temperature": round(ref_choice.temperature, 3),
+        }
+    )
     for r in rows:
         r.update(seed=seed, labels=n_labels)
     return rows
@@ -163,10 +205,7 @@ def main() -> None:
     cache = EmbeddingCache(args.cache)
     rows: list[dict[str, Any]] = []
     for name in args.datasets:
-        texts, labels = load_builtin(name)
-        names = sorted(set(labels))
-        y = encode_labels(labels, names)
-        emb = encoder.encode(texts, cache=cache)
+        texts, y, names, emb = encoded_builtin(name, encoder, cache)
         for seed in args.seeds:
             order = np.random.default_rng(seed).permutation(len(texts))
             t = time.perf_counter()
@@ -178,16 +217,7 @@ def main() -> None:
                     row["dataset"] = name
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        groups[(row["dataset"], row["labels"], row["features"])].append(row)
-    summary = [
-        {"dataset": d, "labels": n, "features": f, "seeds": [r["seed"] for r in rs],
-         "accuracy": mean_interval([r["accuracy"] for r in rs]), "ece": mean_interval([r["ece"] for r in rs]),
-         "train_s": mean_interval([r["train_s"] for r in rs])}
-        for (d, n, f), rs in sorted(groups.items())
-    ]
-    print(json.dumps({"summary": summary}, indent=1))
+    print(json.dumps({"summary": summarize(rows)}, indent=1))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,6 +33,19 @@ def toy_corpus(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
         texts.append(f"the film was {' and '.join(words)} {i}")
         labels.append("pos" if pos else "neg")
     return texts, labels
+
+
+def assert_loaded_scores_identically(saved: Any, loaded: Any) -> None:
+    """A classifier loaded back from its artifact scores toy texts (and one of unseen words) exactly as saved."""
+    from modelsvc.inference import score_texts
+
+    encoder = TextEncoder(saved.config)
+    texts, _ = toy_corpus(30, seed=9)
+    texts.append("a text with words the vocabulary never saw: zyzzyva")
+    before = score_texts(saved, texts, encoder=encoder, return_samples=True)
+    after = score_texts(loaded, texts, encoder=encoder, return_samples=True)
+    np.testing.assert_array_equal(after.probs, before.probs)
+    np.testing.assert_array_equal(after.mutual_info, before.mutual_info)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from modelsvc.fitting import TrainingError, TrainResult
 from modelsvc.inference import score_texts
 from modelsvc.training import train
 
-from .conftest import tiny_model_config, toy_corpus
+from .conftest import assert_loaded_scores_identically, tiny_model_config, toy_corpus
 
 DIMS = 12
 
@@ -92,13 +92,7 @@ def test_round_trip_scores_identically(hybrid_trained: TrainResult, tmp_path: Pa
     assert meta["features"]["dims"] == DIMS and meta["model_config"]["features"] == "hybrid"
     loaded = load_classifier(out, expected_labels=["neg", "pos"])
     assert loaded.features is not None and loaded.config == clf.config
-    encoder = TextEncoder(clf.config)
-    texts, _ = toy_corpus(30, seed=9)
-    texts.append("a text with words the vocabulary never saw: zyzzyva")
-    before = score_texts(clf, texts, encoder=encoder, return_samples=True)
-    after = score_texts(loaded, texts, encoder=encoder, return_samples=True)
-    np.testing.assert_array_equal(after.probs, before.probs)
-    np.testing.assert_array_equal(after.mutual_info, before.mutual_info)
+    assert_loaded_scores_identically(clf, loaded)
 
 
 def test_a_hybrid_artifact_without_its_features_state_refuses_to_load(

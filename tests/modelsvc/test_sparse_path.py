@@ -18,7 +18,7 @@ from modelsvc.fitting import TrainingError, TrainResult, sparse_path_fit, train_
 from modelsvc.inference import score_texts
 from modelsvc.training import train
 
-from .conftest import tiny_model_config, toy_corpus
+from .conftest import assert_loaded_scores_identically, tiny_model_config, toy_corpus
 
 
 def sparse_config(folder: Path) -> ModelConfig:
@@ -136,13 +136,7 @@ def test_round_trip_scores_identically(sparse_trained: TrainResult, tmp_path: Pa
     assert meta["features"]["kind"] == "sparse" and meta["features"]["weight"] == clf.features.weight
     loaded = load_classifier(out, expected_labels=["neg", "pos"])
     assert isinstance(loaded.features, SparsePath) and loaded.config == clf.config
-    encoder = TextEncoder(clf.config)
-    texts, _ = toy_corpus(30, seed=9)
-    texts.append("a text with words the vocabulary never saw: zyzzyva")
-    before = score_texts(clf, texts, encoder=encoder, return_samples=True)
-    after = score_texts(loaded, texts, encoder=encoder, return_samples=True)
-    np.testing.assert_array_equal(after.probs, before.probs)
-    np.testing.assert_array_equal(after.mutual_info, before.mutual_info)
+    assert_loaded_scores_identically(clf, loaded)
 
 
 def test_an_artifact_whose_features_disagree_with_its_config_refuses_to_load(
@@ -158,8 +152,13 @@ def test_an_artifact_whose_features_disagree_with_its_config_refuses_to_load(
 
 def test_too_few_labels_carry_the_path_switched_off(tiny_encoder_dir: Path) -> None:
     texts, labels = toy_corpus(4)  # 2 per class: the single-split path, nothing to cross-fit
-    result = train(texts, labels, label_names=["neg", "pos"], model_config=sparse_config(tiny_encoder_dir),
-                   train_config=TrainConfig(seed=0, max_epochs=5))
+    result = train(
+        texts,
+        labels,
+        label_names=["neg", "pos"],
+        model_config=sparse_config(tiny_encoder_dir),
+        train_config=TrainConfig(seed=0, max_epochs=5),
+    )
     clf = result.classifier
     assert isinstance(clf.features, SparsePath) and clf.features.weight == 0
     assert "too few labels" in clf.calibration["sparse_path"]["skipped"]
