@@ -35,6 +35,14 @@ from modelsvc.inference import score_embeddings
 TEST_SIZE = 2000
 
 
+def random_split(n_texts: int, *, seed: int, n_labels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(test, pool, labeled) indices: TEST_SIZE seeded random test documents, the rest the pool in that random
+    order, its first ``n_labels`` the labels."""
+    order = np.random.default_rng(seed).permutation(n_texts)
+    test, pool = order[:TEST_SIZE], order[TEST_SIZE:]
+    return test, pool, pool[:n_labels]
+
+
 def run_one(
     texts: list[str],
     y: np.ndarray,
@@ -47,10 +55,7 @@ def run_one(
     dims: int | None,
     pool_features: dict[int, Any],
 ) -> dict[str, Any]:
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(texts))
-    test, pool = order[:TEST_SIZE], order[TEST_SIZE:]
-    labeled = pool[:n_labels]
+    test, pool, labeled = random_split(len(texts), seed=seed, n_labels=n_labels)
     t0 = time.perf_counter()
     if dims is None:
         x_train, x_test = emb[labeled], emb[test]

@@ -14,13 +14,12 @@ never fitted on), the rest is the pool in a seeded random order, its first n doc
 Rows:
 
 - ``embedding``: the service's head on the cached frozen vectors (``train_embeddings``, defaults).
-- ``sparse-path``: the same head, plus ``w`` x the log-probabilities of a logistic regression on the
-  TF-IDF word and char n-grams (``modelsvc.features``' vectorizers, fitted on the unlabeled pool).
-  Out of fold: the regression is cross-fitted on the head's own folds (``fold_assignment`` with the
-  head's seed), so each label's pooled logits come from models that never saw it; (C, w) are chosen on
-  the out-of-fold NLL at its fitted temperature (w = 0 is a candidate: the path switches itself off),
-  then ``temperature_choose`` decides the temperature as the service does. Deployed: the head's samples
-  + w x the regression refitted on all n labels.
+- ``sparse-path``: ``train_embeddings`` with ``features="sparse"`` (``modelsvc.fitting.sparse_path_fit``):
+  the same head, plus ``w`` x the log-probabilities of a logistic regression on the TF-IDF word and char
+  n-grams (``modelsvc.features``' vectorizers, fitted on the unlabeled pool), cross-fitted on the head's
+  own folds; (C, w) chosen on the out-of-fold NLL at its fitted temperature (w = 0 is a candidate: the
+  path switches itself off), then ``temperature_choose`` as for the head alone. Deployed: the head's
+  samples + w x the regression refitted on all n labels.
 - ``lr-sparse+dense`` (reference, the issue's outside measurement): one logistic regression on
   [embedding, TF-IDF], C chosen on out-of-fold NLL, cross-fitted temperature; no MC samples.
 
@@ -38,45 +37,15 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.linear_model import LogisticRegression
-from threadpoolctl import threadpool_limits
 
-from bench.hybrid_features import TEST_SIZE, encoded_builtin, summarize
-from modelsvc.calibration import evaluate_predictions, fit_temperature, temperature_choose, tempered_samples
+from bench.hybrid_features import TEST_SIZE, encoded_builtin, random_split, summarize
+from modelsvc.calibration import evaluate_predictions, temperature_choose
 from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.crossfit import fold_assignment
 from modelsvc.encoder import EmbeddingCache, TextEncoder
-from modelsvc.features import fit_hybrid
-from modelsvc.fitting import train_embeddings
+from modelsvc.features import SPARSE_C_GRID, HybridFeatures, SparseDesign, fit_linear, fit_tfidf, linear_log_proba
+from modelsvc.fitting import cross_fitted_log_proba, nll_at_fitted_temperature, train_embeddings
 from modelsvc.inference import summarize_logits
-
-C_GRID = (1.0, 4.0, 16.0)
-W_GRID = (0.0, 0.5, 1.0, 2.0)
-
-
-def _lr(x: Any, y: np.ndarray, c: float) -> LogisticRegression:
-    with threadpool_limits(limits=1, user_api="blas"):
-        return LogisticRegression(C=c, max_iter=2000).fit(x, y)
-
-
-def _log_proba(model: LogisticRegression, x: Any, n_classes: int) -> np.ndarray:
-    """(N, C) log-probabilities over all classes (a fold missing a class gets log 1e-6 there)."""
-    out = np.full((x.shape[0], n_classes), np.log(1e-6))
-    out[:, model.classes_] = model.predict_log_proba(x)
-    return out
-
-
-def oof_log_proba(x: Any, y: np.ndarray, fold: np.ndarray, c: float, n_classes: int) -> np.ndarray:
-    out = np.empty((len(y), n_classes))
-    for f in np.unique(fold):
-        held = fold == f
-        out[held] = _log_proba(_lr(x[~held], y[~held], c), x[held], n_classes)
-    return out
-
-
-def _nll_at_fitted_t(logits: np.ndarray, y: np.ndarray) -> float:
-    probs = tempered_samples(logits, fit_temperature(logits, y)).mean(1)
-    return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)).mean())
 
 
 def _row(kind: str, probs_uncal: np.ndarray, probs: np.ndarray, y: np.ndarray, uncertainty: Any) -> dict[str, Any]:
@@ -98,94 +67,64 @@ def run_one(
     *,
     seed: int,
     n_labels: int,
-    tfidf: tuple[sp.csr_matrix, float],
+    tfidf: tuple[HybridFeatures, sp.csr_matrix, float],
 ) -> list[dict[str, Any]]:
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(texts))
-    test, pool = order[:TEST_SIZE], order[TEST_SIZE:]
-    labeled = pool[:n_labels]
-    x_sparse, tfidf_s = tfidf
-    c_n = len(names)
+    test, _, labeled = random_split(len(texts), seed=seed, n_labels=n_labels)
+    vectorizers, x_sparse, tfidf_s = tfidf
     y_l, y_t = y[labeled], y[test]
+    test_texts = [texts[i] for i in test]
+    train_config = TrainConfig(seed=seed)
     rows = []
 
-    t0 = time.perf_counter()
-    train_config = TrainConfig(seed=seed)
-    result = train_embeddings(
-        emb[labeled],
-        y_l,
-        label_names=names,
-        encoder_id=encoder_id,
-        model_config=ModelConfig(),
-        train_config=train_config,
-    )
-    head_s = time.perf_counter() - t0
-    clf = result.classifier
-    head_test = clf.sample_logits(emb[test])  # (N, S, C)
-    base = summarize_logits(head_test, temperature=clf.temperature, error_mapping=None, embeddings=emb[test])
-    rows.append(
-        {
-            **_row("embedding", base.probs_uncalibrated, base.probs, y_t, base.uncertainty()),
-            "train_s": round(head_s, 2),
+    # The head alone, and the head with the sparse path: the service's own training for both.
+    for kind, config, sparse in (
+        ("embedding", ModelConfig(), None),
+        ("sparse-path", ModelConfig(features="sparse"), SparseDesign(tfidf=vectorizers, x=x_sparse[labeled])),
+    ):
+        t0 = time.perf_counter()
+        result = train_embeddings(
+            emb[labeled],
+            y_l,
+            label_names=names,
+            encoder_id=encoder_id,
+            model_config=config,
+            train_config=train_config,
+            sparse=sparse,
+        )
+        train_s = time.perf_counter() - t0
+        clf = result.classifier
+        res = summarize_logits(
+            clf.sample_logits(clf.head_inputs(test_texts, emb[test])),
+            temperature=clf.temperature,
+            error_mapping=None,
+            embeddings=emb[test],
+        )
+        row = {
+            **_row(kind, res.probs_uncalibrated, res.probs, y_t, res.uncertainty()),
             "temperature": round(clf.temperature, 3),
         }
-    )
+        if sparse is None:
+            row["train_s"] = round(train_s, 2)
+        else:
+            path = result.calibration["sparse_path"]
+            row |= {"train_s": round(train_s + tfidf_s, 2), "C": path["C"], "w": path["weight"]}
+        rows.append(row)
 
-    # The sparse path, on the head's own folds.
-    t1 = time.perf_counter()
-    k = int(result.split_sizes["folds"])
-    fold = fold_assignment(y_l, k, np.random.default_rng(train_config.seed + 1))
-    head_oof = result.oof_logits  # (N, S/K, C), each from the document's own fold's members
-    xs_l = x_sparse[labeled]
-    best = None
-    for c in C_GRID:
-        lp = oof_log_proba(xs_l, y_l, fold, c, c_n)
-        for w in W_GRID:
-            nll = _nll_at_fitted_t(head_oof + w * lp[:, None, :], y_l)
-            if best is None or nll < best[0] - 1e-9:
-                best = (nll, c, w, lp)
-    _, c_best, w_best, lp_best = best
-    pooled_oof = head_oof + w_best * lp_best[:, None, :]
-    choice = temperature_choose(pooled_oof, y_l, fold)
-    lr_test = _log_proba(_lr(xs_l, y_l, c_best), x_sparse[test], c_n) if w_best else np.zeros((len(test), c_n))
-    path_s = time.perf_counter() - t1
-    pooled = summarize_logits(
-        head_test + w_best * lr_test[:, None, :],
-        temperature=choice.temperature,
-        error_mapping=None,
-        embeddings=emb[test],
-    )
-    rows.append(
-        {
-            **_row("sparse-path", pooled.probs_uncalibrated, pooled.probs, y_t, pooled.uncertainty()),
-            "train_s": round(head_s + path_s + tfidf_s, 2),
-            "path_s": round(path_s, 2),
-            "temperature": round(choice.temperature, 3),
-            "C": c_best,
-            "w": w_best,
-        }
-    )
-
-    # Reference: one regression on [embedding, TF-IDF] (the issue's outside design).
+    # Reference: one regression on [embedding, TF-IDF] (the issue's outside design), on the head's folds.
     t2 = time.perf_counter()
+    fold = fold_assignment(y_l, int(result.split_sizes["folds"]), np.random.default_rng(train_config.seed + 1))
     x_both = sp.hstack([sp.csr_matrix(emb), x_sparse], format="csr")
     xb_l = x_both[labeled]
-    ref = min(
-        (
-            (_nll_at_fitted_t(lp[:, None, :], y_l), c, lp)
-            for c in C_GRID
-            for lp in [oof_log_proba(xb_l, y_l, fold, c, c_n)]
-        ),
-        key=lambda r: r[0],
-    )
-    ref_choice = temperature_choose(ref[2][:, None, :], y_l, fold)
-    ref_test = _log_proba(_lr(xb_l, y_l, ref[1]), x_both[test], c_n)[:, None, :]
+    oof = {c: cross_fitted_log_proba(xb_l, y_l, fold, c, len(names))[:, None, :] for c in SPARSE_C_GRID}
+    c_ref = min(SPARSE_C_GRID, key=lambda c: nll_at_fitted_temperature(oof[c], y_l))
+    ref_choice = temperature_choose(oof[c_ref], y_l, fold)
+    ref_test = linear_log_proba(x_both[test], *fit_linear(xb_l, y_l, c_ref, len(names)))[:, None, :]
     ref_res = summarize_logits(ref_test, temperature=ref_choice.temperature, error_mapping=None, embeddings=emb[test])
     rows.append(
         {
             **_row("lr-sparse+dense", ref_res.probs_uncalibrated, ref_res.probs, y_t, ref_res.uncertainty()),
             "train_s": round(time.perf_counter() - t2 + tfidf_s, 2),
-            "C": ref[1],
+            "C": c_ref,
             "temperature": round(ref_choice.temperature, 3),
         }
     )
@@ -210,8 +149,8 @@ def main() -> None:
             order = np.random.default_rng(seed).permutation(len(texts))
             t = time.perf_counter()
             # Fitted on the unlabeled pool (as the service fits its TF-IDF), applied to every text.
-            features = fit_hybrid([texts[i] for i in order[TEST_SIZE:]], dims=1, seed=seed)
-            tfidf = (features.sparse(texts), time.perf_counter() - t)
+            vectorizers = fit_tfidf([texts[i] for i in order[TEST_SIZE:]], seed=seed)
+            tfidf = (vectorizers, vectorizers.sparse(texts), time.perf_counter() - t)
             for n in args.labels:
                 for row in run_one(texts, y, names, emb, encoder.encoder_id, seed=seed, n_labels=n, tfidf=tfidf):
                     row["dataset"] = name

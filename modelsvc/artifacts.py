@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -333,9 +334,7 @@ def _load_features(
             char_vocabulary=chars,
             word_idf=tensors["word_idf"].numpy(),
             char_idf=tensors["char_idf"].numpy(),
-            components=(
-                tensors["components"].numpy() if kind == "hybrid" else torch.zeros(0, len(words) + len(chars)).numpy()
-            ),
+            components=tensors["components"].numpy() if kind == "hybrid" else np.zeros((0, len(words) + len(chars))),
         )
         if kind == "sparse":
             features = SparsePath(

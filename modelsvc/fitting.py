@@ -257,9 +257,7 @@ def train_embeddings(
     sizes["calibration"] = int(len(cal_idx))
     if sparse is not None:  # too few labels to cross-fit the path: it is carried, switched off
         clf.features = sparse_path_off(sparse, len(names))
-        clf.calibration["sparse_path"] = calibration["sparse_path"] = {
-            "weight": 0.0, "skipped": "too few labels per class to cross-fit the sparse path"
-        }
+        calibration["sparse_path"] = {"weight": 0.0, "skipped": "too few labels per class to cross-fit the sparse path"}
     timings = {"fit": t1 - t0, "calibrate": time.perf_counter() - t1}
     return TrainResult(clf, metrics, calibration, history, sizes, timings)
 
@@ -381,11 +379,22 @@ def _train_cross_fitted(
     )
 
 
-def _nll_at_fitted_temperature(sample_logits: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
+def nll_at_fitted_temperature(sample_logits: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
     """Mean (weighted) NLL of (N, S, C) samples at the temperature fitted on them."""
     probs = tempered_samples(sample_logits, fit_temperature(sample_logits, y, weights)).mean(1)
     per_item = -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))
     return float(per_item.mean() if weights is None else (per_item * weights).sum() / weights.sum())
+
+
+def cross_fitted_log_proba(x: Any, y: np.ndarray, fold: np.ndarray, c: float, n_classes: int) -> np.ndarray:
+    """(N, C) log-probabilities of a logistic regression (strength 1 / c) on rows x (N, V), each fold's rows
+    from a regression fitted on the other folds only."""
+    out = np.empty((len(y), n_classes))
+    for f in np.unique(fold):
+        held = fold == f
+        coef, intercept = fit_linear(x[~held], y[~held], c, n_classes)
+        out[held] = linear_log_proba(x[held], coef, intercept)
+    return out
 
 
 def sparse_path_off(sparse: SparseDesign, n_classes: int) -> SparsePath:
@@ -416,19 +425,15 @@ def sparse_path_fit(
     head alone) wins ties. The deployed regression is refitted on all labels with the chosen C.
     """
     x = sparse.x
-    head_alone = _nll_at_fitted_temperature(head_oof, y, weights)
+    head_alone = nll_at_fitted_temperature(head_oof, y, weights)
     best: tuple[float, float | None, float, np.ndarray] = (head_alone, None, 0.0, np.zeros((len(y), n_classes)))
     tried: list[dict[str, float]] = []
     for c in SPARSE_C_GRID:
-        lp = np.empty((len(y), n_classes))
-        for f in np.unique(fold):
-            held = fold == f
-            coef, intercept = fit_linear(x[~held], y[~held], c, n_classes)
-            lp[held] = linear_log_proba(x[held], coef, intercept)
+        lp = cross_fitted_log_proba(x, y, fold, c, n_classes)
         for w in SPARSE_WEIGHT_GRID:
             if w == 0:
                 continue
-            nll = _nll_at_fitted_temperature(head_oof + w * lp[:, None, :], y, weights)
+            nll = nll_at_fitted_temperature(head_oof + w * lp[:, None, :], y, weights)
             tried.append({"C": c, "weight": w, "nll": round(nll, 5)})
             if nll < best[0] - 1e-9:
                 best = (nll, c, w, lp)
