@@ -43,13 +43,17 @@ from modelsvc.config import ModelConfig, TrainConfig
 from modelsvc.crossfit import fold_assignment, n_folds, out_of_fold_logits
 from modelsvc.datasets import load_builtin
 from modelsvc.encoder import EmbeddingCache, TextEncoder
-from modelsvc.features import fit_hybrid
+from modelsvc.features import SparseDesign, fit_hybrid
 from modelsvc.fitting import train_embeddings
 from modelsvc.model import eval_mode
 from modelsvc.noise import flag_precision_recall, flag_top
 
 TODAY = "mc self_confidence, filter prune_by_noise_rate (today)"
 CLEAN = "trained on gold labels (diagnostic)"
+SPARSE = "sparse path"
+SPARSE_CLEAN = "sparse path trained on gold labels (diagnostic)"
+#: The variants that train on the gold labels: how well could that model flag with no noise to learn from?
+GOLD_TRAINED = (CLEAN, SPARSE_CLEAN)
 
 
 def flip_labels(y: np.ndarray, n_classes: int, rate: float, rng: np.random.Generator) -> np.ndarray:
@@ -166,21 +170,20 @@ def one_run(
         if name != "mc self_confidence":
             keep = prune["ens"] if name.startswith("ens") else prune["mc"]
             rows[f"{name}, filter prune_by_noise_rate"] = evaluate(s, keep, wrong, args.share)
+    accuracy: dict[str, float] = {}
     for variant, (model_config, train_config) in head_variants(seed).items():
         if variant not in args.variants:
             continue
-        vemb = emb
+        vemb, sparse = emb, None
+        # TF-IDF fitted on the labeled texts plus the data set's other texts, the pool a project would hold
+        labeled = set(idx.tolist())
+        pool = [t for j, t in enumerate(texts) if j not in labeled]
         if model_config.features == "hybrid":
-            # fitted on the labeled texts plus the data set's other texts, the pool a project would hold
-            labeled = set(idx.tolist())
-            hybrid = fit_hybrid(
-                [texts[i] for i in idx] + [t for j, t in enumerate(texts) if j not in labeled],
-                dims=model_config.sparse_dims,
-                seed=seed,
-            )
+            hybrid = fit_hybrid([texts[i] for i in idx] + pool, dims=model_config.sparse_dims, seed=seed)
             vemb = hybrid.augment([texts[i] for i in idx], emb)
-        # the diagnostic trains on the gold labels: how well could the same head flag with no noise to learn from?
-        fit_on = gold if variant == CLEAN else y
+        elif model_config.features == "sparse":
+            sparse = SparseDesign.build([texts[i] for i in idx], pool, seed=seed)
+        fit_on = gold if variant in GOLD_TRAINED else y
         other = train_embeddings(
             vemb,
             [names[c] for c in fit_on],
@@ -188,12 +191,14 @@ def one_run(
             encoder_id=encoder.encoder_id,
             model_config=model_config,
             train_config=train_config,
+            sparse=sparse,
         )
         vp = np.asarray(other.oof_probs, dtype=np.float64)
         sc = np.asarray(get_label_quality_scores(y, vp, method="self_confidence"), dtype=np.float64)
         rows[f"{variant}: mc self_confidence, filter prune_by_noise_rate"] = evaluate(
             sc, issues(y, vp, "prune_by_noise_rate"), wrong, args.share
         )
+        accuracy[f"oof_accuracy_vs_gold {variant}"] = float((vp.argmax(1) == gold).mean())
         rows[f"{variant}: blend with today's mc"] = evaluate(
             (percentile(sc) + percentile(scores["mc self_confidence"])) / 2, prune["mc"], wrong, args.share
         )
@@ -203,6 +208,7 @@ def one_run(
         "wrong": float(wrong.sum()),
         "issues_prune_mc": float(prune["mc"].sum()),
         "issues_both_mc": float(both.sum()),
+        **accuracy,
     }
     return rows
 
@@ -213,6 +219,8 @@ def head_variants(seed: int) -> dict[str, tuple[ModelConfig, TrainConfig]]:
         "hybrid features": (ModelConfig(features="hybrid"), TrainConfig(seed=seed)),
         "10 folds": (ModelConfig(), TrainConfig(seed=seed, folds=10)),
         CLEAN: (ModelConfig(), TrainConfig(seed=seed)),
+        SPARSE: (ModelConfig(features="sparse"), TrainConfig(seed=seed)),
+        SPARSE_CLEAN: (ModelConfig(features="sparse"), TrainConfig(seed=seed)),
     }
 
 
@@ -245,7 +253,7 @@ def labeled_data(name: str) -> tuple[list[str], list[str], np.ndarray]:
 
 def main() -> None:
     parser = noise_parser(__doc__.splitlines()[0])
-    parser.add_argument("--variants", nargs="*", default=[], choices=["hybrid features", "10 folds", CLEAN])
+    parser.add_argument("--variants", nargs="*", default=[], choices=list(head_variants(0)))
     args = parser.parse_args()
     print(json.dumps({"machine": machine()}), flush=True)
     encoder = TextEncoder()
