@@ -56,11 +56,14 @@ def ensure_champion(project) -> tuple[int, int]:
 
 
 def fresh_version(champion_id: int) -> None:
-    """The champion's predictions deleted and the statistics refreshed: as right after a promotion, when
-    the planner knows no row of the new version (an earlier run's statistics would know 100,000)."""
+    """The champion's predictions deleted and the table vacuumed and analyzed: as right after a promotion,
+    when the planner knows no row of the new version (an earlier run's statistics would know 100,000).
+    The VACUUM is what autovacuum does on a default server; without it (hosts that run PostgreSQL with
+    autovacuum off) the deleted rows' index entries stay, and every page lookup of the re-score walked
+    them: 2.6 s of a 13 s re-score against 0.6 s for the same walk over a vacuumed table."""
     Prediction.objects.filter(model_version_id=champion_id).delete()
     with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {connection.ops.quote_name(Prediction._meta.db_table)}")
+        cursor.execute(f"VACUUM (ANALYZE) {connection.ops.quote_name(Prediction._meta.db_table)}")
 
 
 def copy_floor(champion_id: int) -> tuple[int, float]:

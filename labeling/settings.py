@@ -336,8 +336,9 @@ DB_RETRY_AFTER_S: int = env.int("DB_RETRY_AFTER_S", default=5)
 TRAIN_MAX_ATTEMPTS: int = env.int("TRAIN_MAX_ATTEMPTS", default=3)
 # A queued import whose message never started it (broker down) is sent again after this long.
 IMPORT_REQUEUE_AFTER_S: int = env.int("IMPORT_REQUEUE_AFTER_S", default=300)
-# Bound on each embedding cache file (least recently used rows evicted past it): ~4.8 KB per
-# document at 384 dimensions, so 1 GiB keeps ~220,000 documents' vectors (docs/MODELSVC.md).
+# Bound on each embedding cache file (least recently used rows evicted past it): ~3.4 KB per
+# document (768 float32 in 16 KiB pages), so 1 GiB keeps ~310,000 documents' vectors (~230,000 once
+# eviction churns it; docs/MODELSVC.md).
 EMBEDDING_CACHE_MAX_BYTES: int = env.int("EMBEDDING_CACHE_MAX_BYTES", default=1024**3)
 # Retention (labeling/services/retention.py, docs/DEPLOYMENT.md "Disk"): the beat task PRUNE_PREDICTIONS
 # deletes predictions of superseded model versions. Kept besides the champion: this many most recently

@@ -228,16 +228,21 @@ class EmbeddingCache:
     ``(encoder_id, sha256(text))`` so a different encoder never sees another's vectors.
 
     ``max_bytes`` bounds the pages the rows use: after a write that takes the file past it, the
-    least recently used rows are deleted down to ``EVICT_TO`` of it (SQLite reuses the freed pages,
-    so the file stops growing near the bound). A row costs ~4.8 KB at H = 384 (measured: the 1.5 KB
-    vector overflows the WITHOUT ROWID b-tree's in-page payload, so a row takes a page plus an
-    overflow page share), so 1 GiB keeps ~220,000 vectors; docs/MODELSVC.md has the arithmetic.
+    least recently used rows are deleted down to ``EVICT_TO`` of it (SQLite reuses the room they
+    leave, so the file stops growing within one write's rows of the bound). A new file has pages of
+    ``PAGE_SIZE`` (16 KiB): a default ``mean_mid`` row (768 float32, 3 KB) then fits inside its
+    b-tree page, ~3.4 KB a row, where SQLite's default 4 KiB pages spilled it to an overflow page
+    (~4.8 KB a row, and a second page read per lookup: reads took 1.8x as long, docs/BENCHMARKS.md).
+    1 GiB keeps ~310,000 such vectors written once, ~230,000 once eviction churns the file (deleted
+    rows leave room inside pages). A file made with smaller pages keeps working; ``compact()``
+    rewrites it (docs/MODELSVC.md).
     ``used_at`` is refreshed at most every ``TOUCH_EVERY_S`` per row, so reads stay reads.
     ``read_only=True`` reads the rows and never writes (ad-hoc texts that must not fill the cache).
     """
 
     EVICT_TO = 0.9
     TOUCH_EVERY_S = 3600
+    PAGE_SIZE = 16384
 
     def __init__(self, path: str | os.PathLike[str], *, max_bytes: int | None = None,
                  read_only: bool = False) -> None:
@@ -258,12 +263,16 @@ class EmbeddingCache:
         if "used_at" not in columns:  # a cache file written before the size bound
             conn.execute("ALTER TABLE embeddings ADD COLUMN used_at INTEGER NOT NULL DEFAULT 0")
         conn.execute("CREATE INDEX IF NOT EXISTS embeddings_used_at ON embeddings (used_at)")
+        # What every process sharing the file must agree on: the bytes in use right after the last eviction.
+        conn.execute("CREATE TABLE IF NOT EXISTS cache_state (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
         conn.commit()
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S)
+            # Takes effect only on a file with no table yet, and only before WAL: a no-op on any other.
+            conn.execute(f"PRAGMA page_size={self.PAGE_SIZE}")
             _enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
@@ -332,9 +341,12 @@ class EmbeddingCache:
         if self.max_bytes is None:
             return 0
         used = self.used_bytes()
-        if used <= self.max_bytes:
-            return 0
         conn = self._conn()
+        last = conn.execute("SELECT value FROM cache_state WHERE name = 'bytes_after_evict'").fetchone()
+        if used <= self.max_bytes or (last is not None and used <= last[0]):
+            # Under the bound, or not grown since the last eviction (by any process): rows deleted from
+            # 16 KiB pages leave room inside the pages, not free pages, and new rows fill that room first.
+            return 0
         rows = int(conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
         # Rows are of one size per encoder: delete the share of rows that brings the pages under the target.
         excess = math.ceil(rows * (1.0 - self.EVICT_TO * self.max_bytes / used))
@@ -344,10 +356,40 @@ class EmbeddingCache:
                 "(SELECT encoder, text_sha FROM embeddings ORDER BY used_at LIMIT ?)",
                 [max(excess, 1)],
             )
+        with conn:
+            conn.execute("INSERT OR REPLACE INTO cache_state VALUES ('bytes_after_evict', ?)", [self.used_bytes()])
         return excess
 
     def __len__(self) -> int:
         return int(self._conn().execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+
+    def page_size(self) -> int:
+        return int(self._conn().execute("PRAGMA page_size").fetchone()[0])
+
+    def compact(self) -> tuple[int, int]:
+        """Rewrite the file with pages of ``PAGE_SIZE`` (and no free pages); (page size before, after).
+
+        SQLite changes a WAL file's page size only by leaving WAL, ``VACUUM`` and entering it again,
+        which needs the file to itself: with another connection open (a worker) it raises
+        ``sqlite3.OperationalError`` ("database is locked") and leaves the file as it was. Every
+        row is kept, byte for byte.
+        """
+        if self.read_only:
+            raise ValueError("a read-only cache cannot be compacted")
+        conn = self._conn()
+        before = self.page_size()
+        conn.execute("PRAGMA busy_timeout = 0")  # another user of the file: say so at once
+        try:
+            if conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0].lower() != "delete":
+                raise sqlite3.OperationalError("database is locked: another connection holds the file in WAL")
+            conn.execute(f"PRAGMA page_size={self.PAGE_SIZE}")
+            with conn:
+                conn.execute("DELETE FROM cache_state WHERE name = 'bytes_after_evict'")  # the pages change
+            conn.execute("VACUUM")
+        finally:
+            _enable_wal(conn)
+            conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+        return before, self.page_size()
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

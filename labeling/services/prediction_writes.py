@@ -7,11 +7,14 @@ The write half of scoring (``labeling.services.scoring`` computes the columns): 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
 from labeling.models import PREDICTION_SCORE_FIELDS, Document, Prediction, Split
 from labeling.services.pgcopy import copy_binary
@@ -146,3 +149,57 @@ def _predictions_write_orm(model_version_id: int, columns: PredictionColumns) ->
         unique_fields=["document", "model_version"],
         update_fields=_UPDATE_FIELDS,
     )
+
+
+#: ``write(model_version_id=..., columns=...)``: how a scoring loop hands a batch's columns over.
+PredictionWrite = Callable[..., None]
+
+
+class PredictionWriter:
+    """Writes scoring batches on a second database connection while the caller computes the next one.
+
+    A re-score from the cache is CPU in this process (cache read, the head, the summaries) and then a
+    write that is CPU in PostgreSQL's (the COPY, four indexes, two foreign keys per row); one after the
+    other, each core idles half the time. ``write`` hands the batch to one writer thread and returns at
+    once, after the previous batch is stored (so at most one batch is in flight and memory stays
+    bounded); ``flush`` waits for it. A failed write raises in the caller at its next ``write`` or
+    ``flush``; rows of a batch that never got written are documents without a prediction, which the
+    next scoring pass (or the beat's reconciliation) scores again, as after a crash.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prediction-writer")
+        self._pending: Future[None] | None = None
+
+    def write(self, *, model_version_id: int, columns: PredictionColumns) -> None:
+        self.flush()
+        self._pending = self._pool.submit(predictions_write, model_version_id=model_version_id, columns=columns)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            # The thread's own connection (Django's are per thread), closed in that thread.
+            self._pool.submit(connections.close_all).result()
+            self._pool.shutdown()
+
+
+@contextmanager
+def prediction_writer() -> Iterator[tuple[PredictionWrite, Callable[[], None]]]:
+    """(write, flush) for a scoring loop: a ``PredictionWriter`` on PostgreSQL outside a transaction;
+    elsewhere ``predictions_write`` itself (and a no-op flush), since a second connection would not see
+    the caller's uncommitted rows (a caller's ``atomic`` block, a test's transaction) and SQLite has one
+    writer anyway. The writer is flushed and closed on the way out, also when the loop raised."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield predictions_write, lambda: None
+        return
+    writer = PredictionWriter()
+    try:
+        yield writer.write, writer.flush
+    finally:
+        writer.close()

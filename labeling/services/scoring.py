@@ -35,7 +35,12 @@ from labeling.services.assignments import assignments_expire
 from labeling.services.dispatch import TaskName, enqueue
 from labeling.services.errors import ScoringBusyError
 from labeling.services.planner import planner_statistics_refresh
-from labeling.services.prediction_writes import PredictionColumns, predictions_write
+from labeling.services.prediction_writes import (
+    PredictionColumns,
+    PredictionWrite,
+    prediction_writer,
+    predictions_write,
+)
 from modelsvc.acquisition import acquisition_scores, strategy_get
 from modelsvc.inference import ScoreResult
 from modelsvc.multilabel import MultiLabelScore, multilabel_acquisition
@@ -124,13 +129,19 @@ def acquisition_seed(project: Project, model_version: ModelVersion, first_docume
 
 
 def prediction_bulk_upsert(
-    *, model_version: ModelVersion, project: Project, document_ids: list[int], result: ScoreResult | MultiLabelScore
+    *,
+    model_version: ModelVersion,
+    project: Project,
+    document_ids: list[int],
+    result: ScoreResult | MultiLabelScore,
+    write: PredictionWrite = predictions_write,
 ) -> int:
     """Write one prediction per document for ``model_version``; an existing row is overwritten.
 
     Multi-label: the predicted set at the version's per-label thresholds; the uncertainty columns hold
     item summaries (entropies and mutual information summed over labels, the margin of the label
-    closest to its threshold).
+    closest to its threshold). ``write``: ``predictions_write``, or a ``PredictionWriter``'s (stored
+    once the writer is flushed).
     """
     space = label_space_for_model(model_version, task_type=project.task_type)
     answers, answer_index, confidence = space.predicted_columns(result.probs, model_version.thresholds)
@@ -150,7 +161,7 @@ def prediction_bulk_upsert(
         map_y=points[:, 1],
         scored_at=timezone.now(),
     )
-    predictions_write(model_version_id=model_version.pk, columns=columns)
+    write(model_version_id=model_version.pk, columns=columns)
     return len(columns)
 
 
@@ -218,6 +229,9 @@ def project_score_pending(
         if not got:
             report.busy = True
             return report
+        # Each page's rows are written while the next page is scored (PostgreSQL, outside a transaction);
+        # flushed before anything below counts or analyzes the rows, and on the way out.
+        write, flush = locks.enter_context(prediction_writer())
         while True:
             champion = champion_get(project_id=project_id)
             if champion is None and model_version_id is None:
@@ -240,6 +254,7 @@ def project_score_pending(
                 at_least=id_slice.first_id if id_slice is not None else None,
             )
             if cursor is None:  # walked past the oldest document (of the slice)
+                flush()
                 if id_slice is not None and champion_has_gaps(champion):
                     # other slices (or documents added since the split) are still to score
                     planner_statistics_refresh(model=Prediction, rows_written=report.scored)
@@ -253,13 +268,15 @@ def project_score_pending(
             if not batch:
                 continue
             batch_started = time.monotonic()
-            report.scored += documents_score(champion, batch)
+            report.scored += documents_score(champion, batch, write=write)
             report.batches += 1
             page_size = next_page_size(page_size, len(batch), time.monotonic() - batch_started)
             out_of_time = time.monotonic() - started > budget
             # Progress counts the version's predictions (O(N) on the index): every few seconds, not per batch.
+            if out_of_time:
+                flush()
             if out_of_time or time.monotonic() - shown >= PROGRESS_EVERY_S:
-                _rescore_progress(champion)
+                _rescore_progress(champion)  # between stops, without the page still being written
                 shown = time.monotonic()
             if out_of_time:
                 report.remaining = True
@@ -294,13 +311,19 @@ def next_page_size(size: int, scored: int, seconds: float) -> int:
     return min(size * 2, base * MAX_PAGE_BATCHES)
 
 
-def documents_score(model_version: ModelVersion, batch: list[tuple[int, str]]) -> int:
+def documents_score(
+    model_version: ModelVersion, batch: list[tuple[int, str]], *, write: PredictionWrite = predictions_write
+) -> int:
     """Score (document id, text) pairs with ``model_version`` and upsert its predictions; rows written."""
     result = modeling.classifier_score(
         modeling.classifier_for(model_version), [text for _, text in batch], return_samples=True
     )
     return prediction_bulk_upsert(
-        model_version=model_version, project=model_version.project, document_ids=[i for i, _ in batch], result=result
+        model_version=model_version,
+        project=model_version.project,
+        document_ids=[i for i, _ in batch],
+        result=result,
+        write=write,
     )
 
 

@@ -138,24 +138,41 @@ def test_bad_config_values_are_rejected() -> None:
 def test_the_cache_stays_under_its_size_bound_evicting_the_least_recently_used(tmp_path) -> None:
     import sqlite3
 
-    bound = 600_000  # ~120 rows of 384 floats (~4.8 KB each)
+    bound = 400_000  # ~115 rows of 768 floats (~3.4 KB each in 16 KiB pages)
     path = tmp_path / "bounded.sqlite"
     cache = EmbeddingCache(path, max_bytes=bound)
+    other = EmbeddingCache(path, max_bytes=bound)  # a second process writing to the same file
     rng = np.random.default_rng(0)
-    cache.put_many("enc", [f"cold {i}" for i in range(40)], rng.random((40, 384), dtype=np.float32))
-    cache.put_many("enc", [f"warm {i}" for i in range(40)], rng.random((40, 384), dtype=np.float32))
-    with sqlite3.connect(path) as conn:  # cold rows were last used before the warm ones
-        cold_keys = [EmbeddingCache.text_key(f"cold {i}") for i in range(40)]
-        conn.execute(f"UPDATE embeddings SET used_at = 100 WHERE text_sha IN ({','.join('?' * 40)})", cold_keys)
-        conn.execute("UPDATE embeddings SET used_at = 200 WHERE used_at != 100")
+
+    def last_used(texts: list[str], at: int) -> None:  # an order of use that no two rows share
+        with sqlite3.connect(path) as conn:
+            keys = [EmbeddingCache.text_key(t) for t in texts]
+            conn.execute(f"UPDATE embeddings SET used_at = ? WHERE text_sha IN ({','.join('?' * len(keys))})",
+                         [at, *keys])
+
+    cache.put_many("enc", [f"cold {i}" for i in range(40)], rng.random((40, 768), dtype=np.float32))
+    cache.put_many("enc", [f"warm {i}" for i in range(40)], rng.random((40, 768), dtype=np.float32))
+    last_used([f"cold {i}" for i in range(40)], 100)
+    last_used([f"warm {i}" for i in range(40)], 200)
     for batch in range(4):
-        cache.put_many("enc", [f"new {batch} {i}" for i in range(20)], rng.random((20, 384), dtype=np.float32))
-        assert cache.used_bytes() <= bound
+        texts = [f"new {batch} {i}" for i in range(20)]
+        (cache, other)[batch % 2].put_many("enc", texts, rng.random((20, 768), dtype=np.float32))
+        last_used(texts, 300 + batch)
+        # Within one write's rows (20 x 3 KB ~ 4 pages): a deleted row frees room inside its 16 KiB page,
+        # not the page, and the next writes fill that room before the file grows.
+        assert cache.used_bytes() <= bound + 4 * EmbeddingCache.PAGE_SIZE
     cold = len(cache.get_many("enc", [f"cold {i}" for i in range(40)]))
     warm = len(cache.get_many("enc", [f"warm {i}" for i in range(40)]))
     assert cold < 40  # something was evicted ...
     assert warm == 40 or cold == 0  # ... the least recently used first
     assert len(cache.get_many("enc", [f"new 3 {i}" for i in range(20)])) == 20
+    # Right after an eviction (by either process) the file is at its new size: no process evicts again
+    # until it has grown past it, so the room the deleted rows left is filled, not evicted a second time.
+    with sqlite3.connect(path) as conn:
+        after = conn.execute("SELECT value FROM cache_state WHERE name = 'bytes_after_evict'").fetchone()
+    assert after is not None and after[0] > bound
+    assert cache.used_bytes() > bound and cache.used_bytes() <= after[0]
+    assert cache.evict() == other.evict() == 0
 
 
 def test_a_read_refreshes_a_stale_last_use(tmp_path) -> None:
@@ -197,3 +214,30 @@ def test_length_batches_cover_every_window_once_within_the_budget_and_pad_less()
     assert [idx.tolist() for idx in length_batches(np.array([300, 10]), 256)] == [[0], [1]]
     assert length_batches(np.array([], dtype=np.int64), 256) == []
 
+
+
+def test_a_new_cache_uses_16k_pages_and_compact_rewrites_an_old_file_keeping_every_vector(tmp_path) -> None:
+    import sqlite3
+
+    assert EmbeddingCache(tmp_path / "new.sqlite").page_size() == EmbeddingCache.PAGE_SIZE == 16384
+    path = tmp_path / "old.sqlite"  # a file from before the page size was set: SQLite's default pages, WAL
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("PRAGMA journal_mode=WAL")
+    cache = EmbeddingCache(path)
+    assert cache.page_size() == 4096
+    vectors = np.random.default_rng(0).random((30, 768), dtype=np.float32)
+    cache.put_many("enc", [f"t{i}" for i in range(30)], vectors)
+    other = sqlite3.connect(path)  # a worker holding the file: refused, nothing changed
+    other.execute("SELECT COUNT(*) FROM embeddings").fetchall()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        cache.compact()
+    assert cache.page_size() == 4096 and len(cache) == 30
+    other.close()
+    assert cache.compact() == (4096, 16384)
+    found = cache.get_many("enc", [f"t{i}" for i in range(30)])
+    assert all(np.array_equal(found[i], vectors[i]) for i in range(30))
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    cache.put_many("enc", ["after"], vectors[:1])  # still a working cache
+    assert len(cache) == 31

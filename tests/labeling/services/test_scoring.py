@@ -327,3 +327,66 @@ def test_pages_grow_while_they_score_fast_and_shrink_when_slow(settings) -> None
     assert scoring.next_page_size(800, 800, scoring.FAST_BATCH_S) == 400  # the encoder ran: smaller
     assert scoring.next_page_size(100, 100, 30.0) == 100  # never below the setting
     assert scoring.next_page_size(400, 30, 0.1) == 400  # a page mostly scored before says nothing
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pipelined_writer_stores_on_its_own_connection_and_raises_a_failed_write_at_flush() -> None:
+    """Outside a transaction on PostgreSQL a scoring loop's rows go through a ``PredictionWriter``: written on
+    a second connection while the caller goes on, stored once flushed, a failure raised in the caller."""
+    from django.db import connection, transaction
+
+    project = ProjectFactory()
+    docs = [DocumentFactory(project=project) for _ in range(3)]
+    version = ModelVersionFactory(project=project)
+
+    def columns(document_ids: list[int]) -> prediction_writes.PredictionColumns:
+        n = len(document_ids)
+        return prediction_writes.PredictionColumns(
+            document_id=np.array(document_ids), probabilities=np.full((n, 2), 0.5), answers=["a"],
+            answer_index=np.zeros(n, dtype=np.int64), confidence=np.full(n, 0.5), entropy=np.zeros(n),
+            expected_entropy=np.zeros(n), mutual_info=np.zeros(n), margin=np.zeros(n),
+            acquisition_score=np.zeros(n), map_x=np.zeros(n), map_y=np.zeros(n), scored_at=timezone.now(),
+        )
+
+    with prediction_writes.prediction_writer() as (write, flush):
+        assert write != prediction_writes.predictions_write  # the pipelined path
+        write(model_version_id=version.pk, columns=columns([docs[0].pk, docs[1].pk]))
+        write(model_version_id=version.pk, columns=columns([docs[2].pk]))  # waits for the first batch
+        flush()
+        assert Prediction.objects.filter(model_version=version).count() == 3
+        write(model_version_id=version.pk + 10**6, columns=columns([docs[0].pk]))  # no such model version
+        with pytest.raises(Exception, match="foreign key"):
+            flush()
+    assert Prediction.objects.filter(model_version=version).count() == 3
+    # Inside a transaction a second connection would not see the caller's rows: written in place instead.
+    with transaction.atomic(), prediction_writes.prediction_writer() as (write, _):
+        assert write is prediction_writes.predictions_write and connection.in_atomic_block
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("shared_embedding_cache")
+def test_a_pipelined_rescore_writes_what_an_in_place_one_writes(settings, django_capture_on_commit_callbacks) -> None:
+    settings.SCORING_BATCH_SIZE = 16
+    project = labeled_project(pool=30, holdout=10, unlabeled=30)
+    champion = train_now(project).model_version
+    total = project.documents.count()
+    with django_capture_on_commit_callbacks():
+        first = scoring.project_score_pending(project_id=project.pk, time_budget_s=0)
+    # stopped on its budget: the page it handed to the writer is stored before it returns
+    assert first.remaining and first.scored == 16
+    assert Prediction.objects.filter(model_version=champion).count() == 16
+    rest = scoring.project_score_pending(project_id=project.pk)
+    assert first.scored + rest.scored == total and not rest.remaining
+    assert predictions_per_document(champion.pk, project.pk) == [1] * total
+    fields = ["document_id", "in_queue", "probabilities", "predicted_label", "confidence", "entropy",
+              "expected_entropy", "mutual_info", "margin", "acquisition_score", "map_x", "map_y"]
+    pipelined = list(Prediction.objects.filter(model_version=champion).order_by("document_id").values_list(*fields))
+
+    from django.db import transaction
+
+    Prediction.objects.filter(model_version=champion).delete()
+    with transaction.atomic():  # the same loop, every page written in place
+        assert scoring.project_score_pending(project_id=project.pk).scored == total
+    in_place = list(Prediction.objects.filter(model_version=champion).order_by("document_id").values_list(*fields))
+    assert pipelined == in_place
