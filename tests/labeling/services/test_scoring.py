@@ -333,7 +333,7 @@ def test_pages_grow_while_they_score_fast_and_shrink_when_slow(settings) -> None
 def test_the_pipelined_writer_stores_on_its_own_connection_and_raises_a_failed_write_at_flush() -> None:
     """Outside a transaction on PostgreSQL a scoring loop's rows go through a ``PredictionWriter``: written on
     a second connection while the caller goes on, stored once flushed, a failure raised in the caller."""
-    from django.db import connection, transaction
+    from django.db import IntegrityError, connection, transaction
 
     project = ProjectFactory()
     docs = [DocumentFactory(project=project) for _ in range(3)]
@@ -355,7 +355,7 @@ def test_the_pipelined_writer_stores_on_its_own_connection_and_raises_a_failed_w
         flush()
         assert Prediction.objects.filter(model_version=version).count() == 3
         write(model_version_id=version.pk + 10**6, columns=columns([docs[0].pk]))  # no such model version
-        with pytest.raises(Exception, match="foreign key"):
+        with pytest.raises(IntegrityError, match="foreign key"):
             flush()
     assert Prediction.objects.filter(model_version=version).count() == 3
     # Inside a transaction a second connection would not see the caller's rows: written in place instead.
