@@ -171,13 +171,13 @@ def one_run(
             keep = prune["ens"] if name.startswith("ens") else prune["mc"]
             rows[f"{name}, filter prune_by_noise_rate"] = evaluate(s, keep, wrong, args.share)
     accuracy: dict[str, float] = {}
+    # TF-IDF is fitted on the labeled texts plus the data set's other texts, the pool a project would hold
+    labeled = set(idx.tolist())
+    pool = [t for j, t in enumerate(texts) if j not in labeled]
     for variant, (model_config, train_config) in head_variants(seed).items():
         if variant not in args.variants:
             continue
         vemb, sparse = emb, None
-        # TF-IDF fitted on the labeled texts plus the data set's other texts, the pool a project would hold
-        labeled = set(idx.tolist())
-        pool = [t for j, t in enumerate(texts) if j not in labeled]
         if model_config.features == "hybrid":
             hybrid = fit_hybrid([texts[i] for i in idx] + pool, dims=model_config.sparse_dims, seed=seed)
             vemb = hybrid.augment([texts[i] for i in idx], emb)

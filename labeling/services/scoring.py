@@ -272,11 +272,12 @@ def project_score_pending(
             report.batches += 1
             page_size = next_page_size(page_size, len(batch), time.monotonic() - batch_started)
             out_of_time = time.monotonic() - started > budget
-            # Progress counts the version's predictions (O(N) on the index): every few seconds, not per batch.
             if out_of_time:
-                flush()
+                flush()  # the stop's progress and statistics count every row handed to the writer
+            # Progress counts the version's predictions (O(N) on the index): every few seconds, not per batch;
+            # between stops it may miss the page still being written.
             if out_of_time or time.monotonic() - shown >= PROGRESS_EVERY_S:
-                _rescore_progress(champion)  # between stops, without the page still being written
+                _rescore_progress(champion)
                 shown = time.monotonic()
             if out_of_time:
                 report.remaining = True

@@ -31,17 +31,18 @@ class Command(BaseCommand):
             raise CommandError(f"no such cache file: {', '.join(missing)}")
         busy = []
         for path in files:
-            cache = EmbeddingCache(path)
             size = path.stat().st_size
+            cache = EmbeddingCache(path)
             try:
                 before, after = cache.compact()
+                vectors = len(cache)
             except sqlite3.OperationalError as exc:
                 busy.append(f"{path.name} ({exc})")
                 continue
             finally:
                 cache.close()
             self.stdout.write(
-                f"{path.name}: {len(EmbeddingCache(path, read_only=True))} vectors, pages {before} -> {after} B,"
+                f"{path.name}: {vectors} vectors, pages {before} -> {after} B,"
                 f" {size / 2**20:.1f} -> {path.stat().st_size / 2**20:.1f} MiB"
             )
         if busy:

@@ -31,6 +31,25 @@ from tests.support.fixtures import labeled_project, shared_embedding_cache, trai
 pytestmark = [pytest.mark.django_db]
 
 
+#: The columns a scoring batch stores (``scored_at`` and ``attributions`` beside them).
+SCORE_FIELDS = ["document_id", "in_queue", "probabilities", "predicted_label", "confidence", "entropy",
+                "expected_entropy", "mutual_info", "margin", "acquisition_score", "map_x", "map_y"]
+
+
+def batch_columns(document_ids: list[int], shift: float = 0.0, scored_at=None) -> prediction_writes.PredictionColumns:
+    """A scoring batch's columns for these documents, each value distinct per row."""
+    n = len(document_ids)
+    i = np.arange(n, dtype=float)
+    return prediction_writes.PredictionColumns(
+        document_id=np.array(document_ids),
+        probabilities=np.stack([0.1 * i + shift, 1 - 0.1 * i - shift], axis=1),
+        answers=["rotten", "fresh"], answer_index=(np.arange(n) % 2),
+        confidence=0.9 - 0.01 * i, entropy=0.3 + i / 7, expected_entropy=0.2 + i / 9, mutual_info=1 / 3 + i,
+        margin=0.123456789 * i, acquisition_score=-1e-9 * i, map_x=1.5 * i, map_y=np.full(n, -2.25),
+        scored_at=scored_at or timezone.now(),
+    )
+
+
 def predictions_per_document(model_version_id: int, project_id: int) -> list[int]:
     docs = Document.objects.filter(project_id=project_id).order_by("id")
     return [Prediction.objects.filter(document=d, model_version_id=model_version_id).count() for d in docs]
@@ -206,20 +225,10 @@ def test_the_copy_write_stores_exactly_what_the_orm_upsert_stores() -> None:
     now = timezone.now()
 
     def columns(shift: float, n: int = 6) -> prediction_writes.PredictionColumns:
-        i = np.arange(n, dtype=float)
-        return prediction_writes.PredictionColumns(
-            document_id=np.array([d.pk for d in docs[:n]]),
-            probabilities=np.stack([0.1 * i + shift, 1 - 0.1 * i - shift], axis=1),
-            answers=["rotten", "fresh"], answer_index=(np.arange(n) % 2),
-            confidence=0.9 - 0.01 * i, entropy=0.3 + i / 7, expected_entropy=0.2 + i / 9, mutual_info=1 / 3 + i,
-            margin=0.123456789 * i, acquisition_score=-1e-9 * i, map_x=1.5 * i, map_y=np.full(n, -2.25),
-            scored_at=now,
-        )
+        return batch_columns([d.pk for d in docs[:n]], shift, now)
 
     def stored(version) -> list[tuple]:
-        fields = ["document_id", "in_queue", "probabilities", "predicted_label", "confidence", "entropy",
-                  "expected_entropy", "mutual_info", "margin", "acquisition_score", "map_x", "map_y",
-                  "scored_at", "attributions"]
+        fields = [*SCORE_FIELDS, "scored_at", "attributions"]
         return list(Prediction.objects.filter(model_version=version).order_by("document_id").values_list(*fields))
 
     prediction_writes.predictions_write(model_version_id=by_copy.pk, columns=columns(0.0), use_copy=True)
@@ -339,22 +348,13 @@ def test_the_pipelined_writer_stores_on_its_own_connection_and_raises_a_failed_w
     docs = [DocumentFactory(project=project) for _ in range(3)]
     version = ModelVersionFactory(project=project)
 
-    def columns(document_ids: list[int]) -> prediction_writes.PredictionColumns:
-        n = len(document_ids)
-        return prediction_writes.PredictionColumns(
-            document_id=np.array(document_ids), probabilities=np.full((n, 2), 0.5), answers=["a"],
-            answer_index=np.zeros(n, dtype=np.int64), confidence=np.full(n, 0.5), entropy=np.zeros(n),
-            expected_entropy=np.zeros(n), mutual_info=np.zeros(n), margin=np.zeros(n),
-            acquisition_score=np.zeros(n), map_x=np.zeros(n), map_y=np.zeros(n), scored_at=timezone.now(),
-        )
-
     with prediction_writes.prediction_writer() as (write, flush):
         assert write != prediction_writes.predictions_write  # the pipelined path
-        write(model_version_id=version.pk, columns=columns([docs[0].pk, docs[1].pk]))
-        write(model_version_id=version.pk, columns=columns([docs[2].pk]))  # waits for the first batch
+        write(model_version_id=version.pk, columns=batch_columns([docs[0].pk, docs[1].pk]))
+        write(model_version_id=version.pk, columns=batch_columns([docs[2].pk]))  # waits for the first batch
         flush()
         assert Prediction.objects.filter(model_version=version).count() == 3
-        write(model_version_id=version.pk + 10**6, columns=columns([docs[0].pk]))  # no such model version
+        write(model_version_id=version.pk + 10**6, columns=batch_columns([docs[0].pk]))  # no such model version
         with pytest.raises(IntegrityError, match="foreign key"):
             flush()
     assert Prediction.objects.filter(model_version=version).count() == 3
@@ -379,14 +379,16 @@ def test_a_pipelined_rescore_writes_what_an_in_place_one_writes(settings, django
     rest = scoring.project_score_pending(project_id=project.pk)
     assert first.scored + rest.scored == total and not rest.remaining
     assert predictions_per_document(champion.pk, project.pk) == [1] * total
-    fields = ["document_id", "in_queue", "probabilities", "predicted_label", "confidence", "entropy",
-              "expected_entropy", "mutual_info", "margin", "acquisition_score", "map_x", "map_y"]
-    pipelined = list(Prediction.objects.filter(model_version=champion).order_by("document_id").values_list(*fields))
+    pipelined = list(
+        Prediction.objects.filter(model_version=champion).order_by("document_id").values_list(*SCORE_FIELDS)
+    )
 
     from django.db import transaction
 
     Prediction.objects.filter(model_version=champion).delete()
     with transaction.atomic():  # the same loop, every page written in place
         assert scoring.project_score_pending(project_id=project.pk).scored == total
-    in_place = list(Prediction.objects.filter(model_version=champion).order_by("document_id").values_list(*fields))
+    in_place = list(
+        Prediction.objects.filter(model_version=champion).order_by("document_id").values_list(*SCORE_FIELDS)
+    )
     assert pipelined == in_place
